@@ -1,0 +1,290 @@
+//! Recording `tracing` fields as JSON: span fields once, when recorded; event fields per line.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::OnceLock;
+
+use tracing::field::{Field, Visit};
+use tracing_core::span;
+
+use crate::ids::Ids;
+use crate::json;
+use crate::schema::{Compiled, ErrorLayout, Reserved, same_key};
+
+/// The span field that carries a correlation id; written under `Key::CorrelationId`.
+pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
+
+/// What traceline keeps for each span, in the span's extensions.
+#[derive(Debug, Default)]
+pub(crate) struct SpanData {
+    /// `"key":value` fragments back to back, each ready to copy into a line.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) entries: Vec<Entry>,
+    /// The correlation id in effect for this span (its own or inherited), as a JSON string.
+    pub(crate) correlation: Option<Box<[u8]>>,
+    /// The local root span (for ECS `transaction.id`).
+    pub(crate) root: Option<span::Id>,
+    /// Ids, cached on first use.
+    pub(crate) ids: OnceLock<Option<Ids>>,
+}
+
+/// One recorded span field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) name: &'static str,
+    /// How many times the collision prefix precedes `name` in the written key.
+    pub(crate) depth: u8,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+impl Entry {
+    pub(crate) fn fragment<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..self.end as usize]
+    }
+}
+
+/// Writes the key for a field, adding the collision prefix while the key is reserved.
+fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: u8, name: &str) {
+    out.extend_from_slice(b",\"");
+    for _ in 0..depth {
+        json::escape_into(out, prefix);
+    }
+    json::escape_into(out, name);
+    out.extend_from_slice(b"\":");
+}
+
+/// Records span fields into a [`SpanData`].
+pub(crate) struct SpanVisitor<'a> {
+    pub(crate) data: &'a mut SpanData,
+    pub(crate) c: &'a Compiled,
+}
+
+impl SpanVisitor<'_> {
+    fn field(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
+        let name = field.name();
+        if name == CORRELATION_FIELD {
+            let mut v = Vec::new();
+            write(&mut v);
+            self.data.correlation = Some(v.into());
+            return;
+        }
+        // A field recorded again (`span.record`) replaces its earlier value.
+        if let Some(i) = self.data.entries.iter().position(|e| e.name == name) {
+            let old = self.data.entries.remove(i);
+            let len = old.end - old.start;
+            self.data.buf.drain(old.start as usize..old.end as usize);
+            for e in &mut self.data.entries[i..] {
+                e.start -= len;
+                e.end -= len;
+            }
+        }
+        let reserved: &Reserved = &self.c.span_reserved;
+        let mut depth = 0;
+        while reserved.contains(&self.c.prefix, depth, name) {
+            depth += 1;
+        }
+        let start = self.data.buf.len() as u32;
+        write_prefixed_key(&mut self.data.buf, &self.c.prefix, depth, name);
+        write(&mut self.data.buf);
+        let end = self.data.buf.len() as u32;
+        self.data.entries.push(Entry {
+            name,
+            depth,
+            start,
+            end,
+        });
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, |b| json::write_f64(b, value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |b| json::write_i64(b, value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |b| json::write_u64(b, value));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.field(field, |b| json::write_i128(b, value));
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.field(field, |b| json::write_u128(b, value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |b| write_bool(b, value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |b| json::write_str(b, value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        self.field(field, |b| write_error_object(b, value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |b| json::write_debug(b, value));
+    }
+}
+
+#[inline]
+fn write_bool(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+/// `{"message":"…","chain":["cause",…]}`
+pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static)) {
+    out.extend_from_slice(b"{\"message\":");
+    json::write_display(out, &err);
+    out.extend_from_slice(b",\"chain\":[");
+    let mut source = err.source();
+    let mut first = true;
+    let mut depth = 0;
+    while let Some(s) = source {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        json::write_display(out, &s);
+        source = s.source();
+        depth += 1;
+        if depth == 64 {
+            break; // a cyclic chain must not hang the logger
+        }
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// The error and its causes as text, one per line (ECS `error.stack_trace`).
+fn write_error_text(out: &mut Vec<u8>, err: &(dyn Error + 'static)) {
+    use fmt::Write;
+    out.push(b'"');
+    let mut w = json::Escaper(out);
+    let _ = write!(w, "{err}");
+    let mut source = err.source();
+    let mut depth = 0;
+    while let Some(s) = source {
+        let _ = write!(w, "\ncaused by: {s}");
+        source = s.source();
+        depth += 1;
+        if depth == 64 {
+            break;
+        }
+    }
+    out.push(b'"');
+}
+
+/// Finds the event's `message` field and writes it as a JSON string body.
+pub(crate) struct MessageVisitor<'a> {
+    pub(crate) buf: &'a mut Vec<u8>,
+    pub(crate) found: bool,
+}
+
+impl Visit for MessageVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" && !self.found {
+            self.found = true;
+            json::escape_into(self.buf, value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" && !self.found {
+            self.found = true;
+            let start = self.buf.len();
+            if fmt::write(&mut json::Escaper(self.buf), format_args!("{value:?}")).is_err() {
+                self.buf.truncate(start);
+                self.buf.extend_from_slice(b"<Debug failed>");
+            }
+        }
+    }
+}
+
+/// Writes an event's fields (all but `message`), renaming keys that collide.
+pub(crate) struct EventVisitor<'a> {
+    pub(crate) buf: &'a mut Vec<u8>,
+    pub(crate) seen: &'a mut Vec<(u8, &'static str)>,
+    pub(crate) c: &'a Compiled,
+    /// Fields of events bridged from the `log` crate that repeat the metadata.
+    pub(crate) skip_log_fields: bool,
+    pub(crate) flat_error_used: bool,
+}
+
+impl EventVisitor<'_> {
+    #[inline]
+    fn key(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if name == "message" || (self.skip_log_fields && name.starts_with("log.")) {
+            return false;
+        }
+        let prefix = &*self.c.prefix;
+        let mut depth = 0u8;
+        while self.c.event_reserved.contains(prefix, depth, name)
+            || self
+                .seen
+                .iter()
+                .any(|&(d, n)| same_key(prefix, (d, n), (depth, name)))
+        {
+            depth += 1;
+        }
+        self.seen.push((depth, name));
+        write_prefixed_key(self.buf, prefix, depth, name);
+        true
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.key(field) {
+            json::write_f64(self.buf, value);
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.key(field) {
+            json::write_i64(self.buf, value);
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.key(field) {
+            json::write_u64(self.buf, value);
+        }
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        if self.key(field) {
+            json::write_i128(self.buf, value);
+        }
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        if self.key(field) {
+            json::write_u128(self.buf, value);
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.key(field) {
+            write_bool(self.buf, value);
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.key(field) {
+            json::write_str(self.buf, value);
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        if self.c.errors == ErrorLayout::Flat && !self.flat_error_used && field.name() != "message"
+        {
+            self.flat_error_used = true;
+            self.buf.extend_from_slice(&self.c.error_message);
+            json::write_display(self.buf, &value);
+            self.buf.extend_from_slice(&self.c.error_stack_trace);
+            write_error_text(self.buf, value);
+            return;
+        }
+        if self.key(field) {
+            write_error_object(self.buf, value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.key(field) {
+            json::write_debug(self.buf, value);
+        }
+    }
+}

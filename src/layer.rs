@@ -1,0 +1,639 @@
+//! The `tracing-subscriber` layer that writes one JSON line per event.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use tracing_core::dispatcher::WeakDispatch;
+use tracing_core::{Dispatch, Event, Level, Subscriber, span};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::fields::{EventVisitor, MessageVisitor, SpanData, SpanVisitor};
+use crate::ids::{self, Ids};
+use crate::json;
+use crate::schema::{Compiled, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
+use crate::timestamp::TimestampFormat;
+
+/// Returns a layer that writes every event as one JSON line to stdout, with the default
+/// [`Schema`].
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+///
+/// let subscriber = tracing_subscriber::registry().with(traceline::layer());
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info!(order.customer_id = 42, "order created");
+/// });
+/// ```
+pub fn layer() -> Layer {
+    Layer::new(io::stdout as fn() -> io::Stdout)
+}
+
+/// A [`tracing_subscriber::Layer`] that writes every event as one line of JSON carrying the
+/// OpenTelemetry `traceId` and `spanId` of the event's span. Made by [`layer()`].
+///
+/// `W` is the [`MakeWriter`] lines go to, changed with [`Layer::with_writer`].
+pub struct Layer<W = fn() -> io::Stdout> {
+    make_writer: W,
+    schema: Schema,
+    compiled: Compiled,
+    clock: fn() -> SystemTime,
+    dispatch: OnceLock<WeakDispatch>,
+    write_errors: WriteErrors,
+    log_internal_errors: bool,
+}
+
+impl<W> std::fmt::Debug for Layer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layer")
+            .field("schema", &self.schema)
+            .field("log_internal_errors", &self.log_internal_errors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A count of lines the writer failed to take, shared with the [`Layer`] it came from.
+///
+/// ```
+/// let layer = traceline::layer();
+/// let errors = layer.write_errors();
+/// assert_eq!(errors.count(), 0);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct WriteErrors(Arc<AtomicU64>);
+
+impl WriteErrors {
+    /// How many lines could not be written so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl<W> Layer<W> {
+    fn new(make_writer: W) -> Self {
+        let schema = Schema::default();
+        Layer {
+            make_writer,
+            compiled: schema.compile(),
+            schema,
+            clock: SystemTime::now,
+            dispatch: OnceLock::new(),
+            write_errors: WriteErrors::default(),
+            log_internal_errors: true,
+        }
+    }
+
+    /// Sends lines to another [`MakeWriter`]: `std::io::stderr`, a `Mutex<File>`, a
+    /// `tracing_appender` writer, or anything that implements it.
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_writer(std::io::stderr);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_writer<W2>(self, make_writer: W2) -> Layer<W2>
+    where
+        W2: for<'w> MakeWriter<'w> + 'static,
+    {
+        Layer {
+            make_writer,
+            schema: self.schema,
+            compiled: self.compiled,
+            clock: self.clock,
+            dispatch: self.dispatch,
+            write_errors: self.write_errors,
+            log_internal_errors: self.log_internal_errors,
+        }
+    }
+
+    /// Uses `schema` for key names and spellings. Call it before the other `with_*` settings
+    /// that change the schema (they apply to the schema in place).
+    ///
+    /// ```
+    /// use traceline::{Key, Schema};
+    /// let layer = traceline::layer().with_schema(Schema::default().rename(Key::TraceId, "trace"));
+    /// # let _ = layer;
+    /// ```
+    pub fn with_schema(mut self, schema: Schema) -> Self {
+        self.schema = schema;
+        self.compiled = self.schema.compile();
+        self
+    }
+
+    fn map_schema(self, f: impl FnOnce(Schema) -> Schema) -> Self {
+        let schema = f(self.schema.clone());
+        self.with_schema(schema)
+    }
+
+    fn toggle(self, key: Key, on: bool) -> Self {
+        self.map_schema(|s| if on { s.enable(key) } else { s.disable(key) })
+    }
+
+    /// Writes the callsite's source file (off by default).
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_file(true).with_line_number(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_file(self, on: bool) -> Self {
+        self.toggle(Key::File, on)
+    }
+
+    /// Writes the callsite's line number (off by default).
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_line_number(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_line_number(self, on: bool) -> Self {
+        self.toggle(Key::Line, on)
+    }
+
+    /// Writes the current thread's name (off by default).
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_thread_names(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_thread_names(self, on: bool) -> Self {
+        self.toggle(Key::ThreadName, on)
+    }
+
+    /// Writes the current thread's id as a number (off by default).
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_thread_ids(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_thread_ids(self, on: bool) -> Self {
+        self.toggle(Key::ThreadId, on)
+    }
+
+    /// Writes the event's target (on by default).
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_target(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_target(self, on: bool) -> Self {
+        self.toggle(Key::Target, on)
+    }
+
+    /// Writes the sampled flag (on by default, as `traceFlags`: `"01"` sampled, `"00"` not).
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_trace_flags(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_trace_flags(self, on: bool) -> Self {
+        self.toggle(Key::TraceFlags, on)
+    }
+
+    /// Sets how timestamps are written.
+    ///
+    /// ```
+    /// use traceline::TimestampFormat;
+    /// let layer = traceline::layer().with_timestamp_format(TimestampFormat::Rfc3339Millis);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_timestamp_format(self, format: TimestampFormat) -> Self {
+        self.map_schema(|s| s.timestamp_format(format))
+    }
+
+    /// Sets where event and span fields go: top level (default) or nested objects.
+    ///
+    /// ```
+    /// use traceline::FieldLayout;
+    /// let layer = traceline::layer().with_field_layout(FieldLayout::Nested);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_field_layout(self, layout: FieldLayout) -> Self {
+        self.map_schema(|s| s.field_layout(layout))
+    }
+
+    /// Writes `service.name` on every line.
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_service_name("orders");
+    /// # let _ = layer;
+    /// ```
+    pub fn with_service_name(self, name: impl Into<String>) -> Self {
+        self.map_schema(|s| s.service_name(name))
+    }
+
+    /// Writes `service.version` on every line.
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_service_version("1.4.2");
+    /// # let _ = layer;
+    /// ```
+    pub fn with_service_version(self, version: impl Into<String>) -> Self {
+        self.map_schema(|s| s.service_version(version))
+    }
+
+    /// Writes `deployment.environment` on every line.
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_environment("staging");
+    /// # let _ = layer;
+    /// ```
+    pub fn with_environment(self, env: impl Into<String>) -> Self {
+        self.map_schema(|s| s.environment(env))
+    }
+
+    /// Writes `key: value` on every line (after the ids, before event fields).
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_static_field("region", "eu-west-1");
+    /// # let _ = layer;
+    /// ```
+    pub fn with_static_field(
+        self,
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.map_schema(|s| s.static_field(key, value))
+    }
+
+    /// Reads the time from `clock` instead of [`SystemTime::now`] (for tests with a fixed clock).
+    ///
+    /// ```
+    /// use std::time::{SystemTime, UNIX_EPOCH};
+    /// let layer = traceline::layer().with_clock(|| UNIX_EPOCH);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether a failed write is reported on stderr, with the line that could not be written
+    /// (on by default). Failures are counted either way: see [`Layer::write_errors`].
+    ///
+    /// ```
+    /// let layer = traceline::layer().log_internal_errors(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn log_internal_errors(mut self, on: bool) -> Self {
+        self.log_internal_errors = on;
+        self
+    }
+
+    /// A handle counting the lines the writer failed to take.
+    ///
+    /// ```
+    /// let layer = traceline::layer();
+    /// let errors = layer.write_errors();
+    /// # assert_eq!(errors.count(), 0);
+    /// ```
+    pub fn write_errors(&self) -> WriteErrors {
+        self.write_errors.clone()
+    }
+
+    /// The schema in use.
+    ///
+    /// ```
+    /// use traceline::Key;
+    /// assert_eq!(traceline::layer().schema().key(Key::SpanId), Some("spanId"));
+    /// ```
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+}
+
+/// Per-thread buffers reused for every line.
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<u8>,
+    seen: Vec<(u8, &'static str)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch { buf: Vec::with_capacity(512), seen: Vec::with_capacity(16) });
+    static THREAD: (Box<[u8]>, u64) = {
+        let t = std::thread::current();
+        let mut name = Vec::new();
+        json::write_str(&mut name, t.name().unwrap_or(""));
+        let id = format!("{:?}", t.id());
+        let id = id.trim_start_matches("ThreadId(").trim_end_matches(')').parse().unwrap_or(0);
+        (name.into(), id)
+    };
+}
+
+impl<W> Layer<W> {
+    /// The ids of `span`, cached in its [`SpanData`] after the first lookup.
+    fn ids<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        if let Some(data) = span.extensions().get::<SpanData>() {
+            if let Some(ids) = data.ids.get() {
+                return *ids;
+            }
+        }
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
+        let ids = ids::lookup(&span.id(), &dispatch);
+        if let Some(data) = span.extensions().get::<SpanData>() {
+            let _ = data.ids.set(ids);
+        }
+        ids
+    }
+
+    fn write_ids(&self, buf: &mut Vec<u8>, ids: &Ids) {
+        let c = &self.compiled;
+        if let Some(k) = &c.trace_id {
+            buf.extend_from_slice(k);
+            match c.ids {
+                IdFormat::Hex => json::write_hex(buf, &ids.trace_id),
+                IdFormat::DecimalLow64 => {
+                    let lo = u64::from_be_bytes(ids.trace_id[8..].try_into().expect("8 bytes"));
+                    json::write_u64(buf, lo);
+                }
+            }
+            buf.push(b'"');
+        }
+        if let Some(k) = &c.span_id {
+            buf.extend_from_slice(k);
+            match c.ids {
+                IdFormat::Hex => json::write_hex(buf, &ids.span_id),
+                IdFormat::DecimalLow64 => json::write_u64(buf, u64::from_be_bytes(ids.span_id)),
+            }
+            buf.push(b'"');
+        }
+        if let Some(k) = &c.flags {
+            buf.extend_from_slice(k);
+            buf.extend_from_slice(match (c.flags_format, ids.sampled) {
+                (FlagsFormat::Hex, true) => b"\"01\"",
+                (FlagsFormat::Hex, false) => b"\"00\"",
+                (FlagsFormat::Bool, true) => b"true",
+                (FlagsFormat::Bool, false) => b"false",
+            });
+        }
+    }
+
+    fn format<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, s: &mut Scratch)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let c = &self.compiled;
+        let Scratch { buf, seen } = s;
+        buf.clear();
+        seen.clear();
+        let meta = event.metadata();
+
+        if let Some(k) = &c.timestamp {
+            buf.extend_from_slice(k);
+            c.timestamp_format.write(buf, (self.clock)());
+        }
+        buf.extend_from_slice(&c.level[level_index(meta.level())]);
+        if let Some(k) = &c.message {
+            let mark = buf.len();
+            buf.extend_from_slice(k);
+            buf.push(b'"');
+            let mut v = MessageVisitor { buf, found: false };
+            event.record(&mut v);
+            if v.found {
+                buf.push(b'"');
+            } else {
+                buf.truncate(mark);
+            }
+        }
+        if let Some(k) = &c.target {
+            buf.extend_from_slice(k);
+            json::write_str(buf, meta.target());
+        }
+
+        let leaf = ctx.event_span(event);
+        if let Some(leaf) = &leaf {
+            if let Some(ids) = self.ids(leaf) {
+                self.write_ids(buf, &ids);
+            }
+            let ext = leaf.extensions();
+            if let Some(data) = ext.get::<SpanData>() {
+                if let (Some(k), Some(v)) = (&c.correlation_id, &data.correlation) {
+                    buf.extend_from_slice(k);
+                    buf.extend_from_slice(v);
+                }
+                if let (Some(k), Some(root)) = (&c.transaction_id, &data.root) {
+                    let root = root.clone();
+                    drop(ext);
+                    if let Some(ids) = ctx.span(&root).and_then(|r| self.ids(&r)) {
+                        buf.extend_from_slice(k);
+                        json::write_hex(buf, &ids.span_id);
+                        buf.push(b'"');
+                    }
+                }
+            }
+        }
+
+        if let Some(k) = &c.file {
+            if let Some(file) = meta.file() {
+                buf.extend_from_slice(k);
+                json::write_str(buf, file);
+            }
+        }
+        if let Some(k) = &c.line {
+            if let Some(line) = meta.line() {
+                buf.extend_from_slice(k);
+                json::write_u64(buf, line.into());
+            }
+        }
+        if c.thread_name.is_some() || c.thread_id.is_some() {
+            THREAD.with(|(name, id)| {
+                if let Some(k) = &c.thread_name {
+                    buf.extend_from_slice(k);
+                    buf.extend_from_slice(name);
+                }
+                if let Some(k) = &c.thread_id {
+                    buf.extend_from_slice(k);
+                    json::write_u64(buf, *id);
+                }
+            });
+        }
+        buf.extend_from_slice(&c.static_fields);
+
+        match c.layout {
+            FieldLayout::Flatten => {
+                let mut v = EventVisitor {
+                    buf,
+                    seen,
+                    c,
+                    skip_log_fields: is_log_event(meta),
+                    flat_error_used: false,
+                };
+                event.record(&mut v);
+                let mut span = leaf;
+                while let Some(s) = span {
+                    if let Some(data) = s.extensions().get::<SpanData>() {
+                        for e in &data.entries {
+                            let key = (e.depth, e.name);
+                            if seen
+                                .iter()
+                                .any(|&k| crate::schema::same_key(&c.prefix, k, key))
+                            {
+                                continue; // shadowed by the event or an inner span
+                            }
+                            seen.push(key);
+                            buf.extend_from_slice(e.fragment(&data.buf));
+                        }
+                    }
+                    span = s.parent();
+                }
+            }
+            FieldLayout::Nested => {
+                let mark = buf.len();
+                buf.extend_from_slice(&c.fields_key);
+                let start = buf.len();
+                let mut v = EventVisitor {
+                    buf,
+                    seen,
+                    c,
+                    skip_log_fields: is_log_event(meta),
+                    flat_error_used: false,
+                };
+                event.record(&mut v);
+                close_object(buf, mark, start);
+                if let Some(leaf) = &leaf {
+                    buf.extend_from_slice(&c.span_key);
+                    write_span_object(buf, leaf);
+                }
+                if let Some(scope) = ctx.event_scope(event) {
+                    buf.extend_from_slice(&c.spans_key);
+                    buf.push(b'[');
+                    for (i, span) in scope.from_root().enumerate() {
+                        if i > 0 {
+                            buf.push(b',');
+                        }
+                        write_span_object(buf, &span);
+                    }
+                    buf.push(b']');
+                }
+            }
+        }
+
+        if buf.is_empty() {
+            buf.push(b'{');
+        } else {
+            buf[0] = b'{';
+        }
+        buf.extend_from_slice(b"}\n");
+    }
+}
+
+/// Turns `,"key":` + `,a,b` at `start` into `"key":{a,b}`, or drops the key when empty.
+fn close_object(buf: &mut Vec<u8>, mark: usize, start: usize) {
+    if buf.len() == start {
+        buf.truncate(mark);
+    } else {
+        buf[start] = b'{';
+        buf.push(b'}');
+    }
+}
+
+fn write_span_object<S>(buf: &mut Vec<u8>, span: &SpanRef<'_, S>)
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    buf.extend_from_slice(b"{\"name\":");
+    json::write_str(buf, span.name());
+    if let Some(data) = span.extensions().get::<SpanData>() {
+        buf.extend_from_slice(&data.buf);
+    }
+    buf.push(b'}');
+}
+
+#[inline]
+fn level_index(level: &Level) -> usize {
+    match *level {
+        Level::TRACE => 0,
+        Level::DEBUG => 1,
+        Level::INFO => 2,
+        Level::WARN => 3,
+        Level::ERROR => 4,
+    }
+}
+
+/// Events that the `tracing-log` bridge made from `log` records carry their metadata again in
+/// `log.*` fields; those are not repeated on the line.
+fn is_log_event(meta: &tracing_core::Metadata<'_>) -> bool {
+    meta.name() == "log event" && meta.fields().field("log.target").is_some()
+}
+
+impl<S, W> tracing_subscriber::Layer<S> for Layer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut data = SpanData::default();
+        attrs.record(&mut SpanVisitor {
+            data: &mut data,
+            c: &self.compiled,
+        });
+        if let Some(parent) = span.parent() {
+            if let Some(p) = parent.extensions().get::<SpanData>() {
+                if data.correlation.is_none() {
+                    data.correlation = p.correlation.clone();
+                }
+                data.root = p.root.clone();
+            }
+        }
+        if data.root.is_none() {
+            data.root = Some(id.clone());
+        }
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(data) = ext.get_mut::<SpanData>() {
+            values.record(&mut SpanVisitor {
+                data,
+                c: &self.compiled,
+            });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                self.format(event, &ctx, &mut scratch);
+                self.write(event, &scratch.buf);
+            }
+            // Re-entered (a writer that logs): use a buffer of our own.
+            Err(_) => {
+                let mut scratch = Scratch::default();
+                self.format(event, &ctx, &mut scratch);
+                self.write(event, &scratch.buf);
+            }
+        });
+    }
+}
+
+impl<W> Layer<W>
+where
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn write(&self, event: &Event<'_>, line: &[u8]) {
+        let mut writer = self.make_writer.make_writer_for(event.metadata());
+        if let Err(err) = writer.write_all(line) {
+            self.write_errors.0.fetch_add(1, Ordering::Relaxed);
+            if self.log_internal_errors {
+                // Keep the line: it goes to stderr with the reason.
+                let mut msg =
+                    format!("traceline: could not write a log line ({err}): ").into_bytes();
+                msg.extend_from_slice(line);
+                let _ = io::stderr().write_all(&msg);
+            }
+        }
+    }
+}

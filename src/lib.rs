@@ -1,0 +1,51 @@
+//! Structured JSON logging for [`tracing`], with the OpenTelemetry trace and span ids on every
+//! line.
+//!
+//! traceline is a [`tracing_subscriber::Layer`] that writes each event as one JSON object per
+//! line, carrying the `traceId` and `spanId` of the OpenTelemetry span the event belongs to
+//! (read through [`tracing_opentelemetry`]), so a log line can be joined with its trace in
+//! Jaeger, Tempo, Loki, Elasticsearch or any store that keeps JSON:
+//!
+//! ```text
+//! {"timestamp":"2026-11-25T10:32:03.123456789Z","level":"INFO","message":"order created","target":"orders","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","traceFlags":"01","order.customer_id":42}
+//! ```
+//!
+//! # Quick start
+//!
+//! ```
+//! use opentelemetry::trace::TracerProvider as _;
+//! use tracing_subscriber::prelude::*;
+//!
+//! let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
+//!     .with(traceline::layer().with_service_name("orders"));
+//!
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let span = tracing::info_span!("createOrder", order.customer_id = 42);
+//!     let _entered = span.enter();
+//!     tracing::info!(order.item_count = 3, "order created");
+//! });
+//! ```
+//!
+//! # What every line guarantees
+//! - Exactly one line, one JSON object, whatever the input: strings are escaped completely
+//!   (every control character, `"`, `\`, U+2028, U+2029), non-finite floats become strings,
+//!   128-bit integers keep every digit.
+//! - Never the same key twice: see [`schema`](crate::schema#key-collisions).
+//! - `traceId` / `spanId` / `traceFlags` only when the event is inside a span that has real
+//!   OpenTelemetry ids; never zeros.
+//! - One `write` call per line, so lines from many threads never interleave.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod fields;
+mod ids;
+pub mod json;
+mod layer;
+pub mod schema;
+mod timestamp;
+
+pub use layer::{Layer, WriteErrors, layer};
+pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
+pub use timestamp::TimestampFormat;

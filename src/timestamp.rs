@@ -1,0 +1,182 @@
+//! Timestamps: RFC 3339 in UTC with 3, 6 or 9 fractional digits, or Unix epoch numbers.
+//!
+//! Formatting is done by hand (a civil-from-days conversion and a digit-pair table): it runs
+//! once per line, and the micro-benchmark `benches/primitives.rs` compares it with the `time`
+//! crate's RFC 3339 formatter.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How the timestamp of a line is written.
+///
+/// ```
+/// use traceline::TimestampFormat;
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let t = UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789);
+/// let mut out = Vec::new();
+/// TimestampFormat::Rfc3339Nanos.write(&mut out, t);
+/// assert_eq!(out, br#""2026-11-25T10:32:03.123456789Z""#);
+/// out.clear();
+/// TimestampFormat::Rfc3339Millis.write(&mut out, t);
+/// assert_eq!(out, br#""2026-11-25T10:32:03.123Z""#);
+/// out.clear();
+/// TimestampFormat::UnixMillis.write(&mut out, t);
+/// assert_eq!(out, b"1795602723123");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TimestampFormat {
+    /// `"2026-11-25T10:32:03.123Z"`: what Elasticsearch's `date` type keeps.
+    Rfc3339Millis,
+    /// `"2026-11-25T10:32:03.123456Z"`.
+    Rfc3339Micros,
+    /// `"2026-11-25T10:32:03.123456789Z"` (the default): Loki's RFC3339Nano, ES `date_nanos`.
+    #[default]
+    Rfc3339Nanos,
+    /// Milliseconds since the Unix epoch, as a JSON number.
+    UnixMillis,
+    /// Nanoseconds since the Unix epoch, as a JSON number.
+    UnixNanos,
+}
+
+static DIGITS2: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+#[inline]
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl TimestampFormat {
+    /// Appends the timestamp for `t`, as a JSON value (quoted for RFC 3339).
+    ///
+    /// Times before 1970 are written as 1970-01-01T00:00:00Z; years past 9999 as 9999.
+    pub fn write(self, out: &mut Vec<u8>, t: SystemTime) {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+        let digits = match self {
+            TimestampFormat::UnixMillis => {
+                crate::json::write_u64(out, secs * 1000 + u64::from(nanos / 1_000_000));
+                return;
+            }
+            TimestampFormat::UnixNanos => {
+                crate::json::write_u128(out, u128::from(secs) * 1_000_000_000 + u128::from(nanos));
+                return;
+            }
+            TimestampFormat::Rfc3339Millis => 3,
+            TimestampFormat::Rfc3339Micros => 6,
+            TimestampFormat::Rfc3339Nanos => 9,
+        };
+        let (mut y, mut mo, mut da) = civil_from_days((secs / 86_400) as i64);
+        let mut sod = (secs % 86_400) as usize;
+        let mut nanos = nanos;
+        if y > 9999 {
+            (y, mo, da, sod, nanos) = (9999, 12, 31, 86_399, 999_999_999);
+        }
+        let y = y as usize;
+        let mut b = [0u8; 32];
+        b[0] = b'"';
+        b[1..3].copy_from_slice(&DIGITS2[y / 100]);
+        b[3..5].copy_from_slice(&DIGITS2[y % 100]);
+        b[5] = b'-';
+        b[6..8].copy_from_slice(&DIGITS2[mo as usize]);
+        b[8] = b'-';
+        b[9..11].copy_from_slice(&DIGITS2[da as usize]);
+        b[11] = b'T';
+        b[12..14].copy_from_slice(&DIGITS2[sod / 3600]);
+        b[14] = b':';
+        b[15..17].copy_from_slice(&DIGITS2[(sod / 60) % 60]);
+        b[17] = b':';
+        b[18..20].copy_from_slice(&DIGITS2[sod % 60]);
+        b[20] = b'.';
+        let n = nanos as usize;
+        b[21] = b'0' + (n / 100_000_000) as u8;
+        b[22..24].copy_from_slice(&DIGITS2[(n / 1_000_000) % 100]);
+        b[24..26].copy_from_slice(&DIGITS2[(n / 10_000) % 100]);
+        b[26..28].copy_from_slice(&DIGITS2[(n / 100) % 100]);
+        b[28..30].copy_from_slice(&DIGITS2[n % 100]);
+        let end = 21 + digits;
+        b[end] = b'Z';
+        b[end + 1] = b'"';
+        out.extend_from_slice(&b[..end + 2]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use time::format_description::well_known::Rfc3339;
+
+    #[test]
+    fn agrees_with_the_time_crate_over_four_centuries() {
+        // Every 7919th day plus odd seconds, from 1970 to ~2400, incl. leap days.
+        let mut day = 0u64;
+        while day < 157_000 {
+            let secs = day * 86_400 + (day * 7_777) % 86_400;
+            let nanos = ((day * 104_729) % 1_000_000_000) as u32;
+            let t = UNIX_EPOCH + Duration::new(secs, nanos);
+            let mut out = Vec::new();
+            TimestampFormat::Rfc3339Nanos.write(&mut out, t);
+            let ours = std::str::from_utf8(&out)
+                .unwrap()
+                .trim_matches('"')
+                .to_owned();
+            let theirs = time::OffsetDateTime::from(t).format(&Rfc3339).unwrap();
+            // `time` trims trailing zeros of the fraction; compare as parsed instants.
+            let a = time::OffsetDateTime::parse(&ours, &Rfc3339).unwrap();
+            let b = time::OffsetDateTime::parse(&theirs, &Rfc3339).unwrap();
+            assert_eq!(a, b, "{ours} vs {theirs}");
+            assert_eq!(ours.len(), 30);
+            day += 79;
+        }
+    }
+
+    #[test]
+    fn leap_day_and_precision() {
+        let t = UNIX_EPOCH + Duration::new(951_782_400 + 3_723, 5_000_007); // 2000-02-29T01:02:03
+        let f = |fmt: TimestampFormat| {
+            let mut out = Vec::new();
+            fmt.write(&mut out, t);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            f(TimestampFormat::Rfc3339Nanos),
+            r#""2000-02-29T01:02:03.005000007Z""#
+        );
+        assert_eq!(
+            f(TimestampFormat::Rfc3339Micros),
+            r#""2000-02-29T01:02:03.005000Z""#
+        );
+        assert_eq!(
+            f(TimestampFormat::Rfc3339Millis),
+            r#""2000-02-29T01:02:03.005Z""#
+        );
+        assert_eq!(f(TimestampFormat::UnixNanos), "951785523005000007");
+        assert_eq!(f(TimestampFormat::UnixMillis), "951785523005");
+    }
+
+    #[test]
+    fn before_epoch_is_clamped() {
+        let mut out = Vec::new();
+        TimestampFormat::Rfc3339Millis.write(&mut out, UNIX_EPOCH - Duration::from_secs(5));
+        assert_eq!(out, br#""1970-01-01T00:00:00.000Z""#);
+    }
+}
