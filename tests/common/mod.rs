@@ -1,0 +1,513 @@
+//! Helpers shared by the integration tests: a capturing writer, subscriber builders and a strict
+//! JSON parser that rejects duplicate keys and keeps key order and raw number text.
+#![allow(dead_code)]
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+/// A [`MakeWriter`] that appends every `write` call to a shared buffer and counts the calls.
+#[derive(Clone, Default)]
+pub struct Capture {
+    buf: Arc<Mutex<Vec<u8>>>,
+    writes: Arc<AtomicUsize>,
+}
+
+pub struct CaptureWriter {
+    buf: Arc<Mutex<Vec<u8>>>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl io::Write for CaptureWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.lock().unwrap().extend_from_slice(data);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = CaptureWriter;
+    fn make_writer(&'a self) -> CaptureWriter {
+        CaptureWriter {
+            buf: self.buf.clone(),
+            writes: self.writes.clone(),
+        }
+    }
+}
+
+impl Capture {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.buf.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.bytes()).expect("output is UTF-8")
+    }
+
+    /// How many `write` calls the layer made.
+    pub fn write_calls(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// The output split into lines, each checked with [`check_line`].
+    pub fn lines(&self) -> Vec<Json> {
+        split_lines(&self.text())
+            .into_iter()
+            .map(|l| check_line(&l))
+            .collect()
+    }
+
+    /// The single line written so far.
+    pub fn only_line(&self) -> Json {
+        let mut lines = self.lines();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected exactly one line:\n{}",
+            self.text()
+        );
+        lines.remove(0)
+    }
+}
+
+/// Splits output into lines, each keeping its `\n`. Panics if the output does not end with one.
+pub fn split_lines(text: &str) -> Vec<String> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    assert!(
+        text.ends_with('\n'),
+        "output does not end with a newline: {text:?}"
+    );
+    text.split_inclusive('\n').map(str::to_owned).collect()
+}
+
+/// Checks one raw line (with its trailing `\n`): exactly one line, no raw control characters or
+/// U+2028/U+2029, a JSON object without duplicate keys that `serde_json` accepts too.
+pub fn check_line(raw: &str) -> Json {
+    assert!(raw.ends_with('\n'), "line does not end with \\n: {raw:?}");
+    let body = &raw[..raw.len() - 1];
+    assert!(!body.contains('\n'), "line holds a raw newline: {raw:?}");
+    if let Some(c) = body.chars().find(|&c| (c as u32) < 0x20) {
+        panic!("raw control character {:#x} in line: {raw:?}", c as u32);
+    }
+    assert!(
+        !body.contains('\u{2028}') && !body.contains('\u{2029}'),
+        "raw U+2028/U+2029 in line: {raw:?}"
+    );
+    let json = parse_strict(body).unwrap_or_else(|e| panic!("{e}: {raw:?}"));
+    assert!(
+        matches!(json, Json::Obj(_)),
+        "line is not a JSON object: {raw:?}"
+    );
+    serde_json::from_str::<serde_json::Value>(body)
+        .unwrap_or_else(|e| panic!("serde_json rejects the line ({e}): {raw:?}"));
+    json
+}
+
+/// A parsed JSON value that keeps object key order and the raw text of numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Num(String),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The value under `key`, panicking with the whole value when it is missing.
+    pub fn at(&self, key: &str) -> &Json {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no key {key:?} in {self:?}"))
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Json::Obj(members) => members.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn str(&self, key: &str) -> &str {
+        match self.at(key) {
+            Json::Str(s) => s,
+            other => panic!("{key:?} is not a string: {other:?}"),
+        }
+    }
+
+    pub fn num(&self, key: &str) -> &str {
+        match self.at(key) {
+            Json::Num(s) => s,
+            other => panic!("{key:?} is not a number: {other:?}"),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(items) => items,
+            other => panic!("not an array: {other:?}"),
+        }
+    }
+}
+
+/// Parses `text` as exactly one JSON value (RFC 8259), rejecting any object that holds the same
+/// key twice.
+pub fn parse_strict(text: &str) -> Result<Json, String> {
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
+    p.ws();
+    let v = p.value()?;
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(format!("trailing characters at byte {}", p.i));
+    }
+    Ok(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+    depth: usize,
+}
+
+impl Parser<'_> {
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("invalid JSON at byte {}: {what}", self.i))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn lit(&mut self, word: &str, v: Json) -> Result<Json, String> {
+        if self.s[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            self.err("bad literal")
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        match self.peek() {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b't') => self.lit("true", Json::Bool(true)),
+            Some(b'f') => self.lit("false", Json::Bool(false)),
+            Some(b'n') => self.lit("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.err("expected a value"),
+        }
+    }
+
+    fn object(&mut self) -> Result<Json, String> {
+        self.depth += 1;
+        if self.depth > 256 {
+            return self.err("nested too deeply");
+        }
+        self.i += 1;
+        let mut members: Vec<(String, Json)> = Vec::new();
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(Json::Obj(members));
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return self.err("expected a key");
+            }
+            let key = self.string()?;
+            if members.iter().any(|(k, _)| *k == key) {
+                return self.err(&format!("duplicate key {key:?}"));
+            }
+            self.ws();
+            if self.peek() != Some(b':') {
+                return self.err("expected ':'");
+            }
+            self.i += 1;
+            self.ws();
+            let v = self.value()?;
+            members.push((key, v));
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(Json::Obj(members));
+                }
+                _ => return self.err("expected ',' or '}'"),
+            }
+        }
+    }
+
+    fn array(&mut self) -> Result<Json, String> {
+        self.depth += 1;
+        if self.depth > 256 {
+            return self.err("nested too deeply");
+        }
+        self.i += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(Json::Arr(items));
+        }
+        loop {
+            self.ws();
+            items.push(self.value()?);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(Json::Arr(items));
+                }
+                _ => return self.err("expected ',' or ']'"),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let Some(digits) = self.s.get(self.i..self.i + 4) else {
+            return self.err("short \\u escape");
+        };
+        let text = std::str::from_utf8(digits).map_err(|e| e.to_string())?;
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return self.err("bad \\u escape");
+        }
+        self.i += 4;
+        Ok(u32::from_str_radix(text, 16).expect("hex digits"))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.i += 1;
+        let mut out = String::new();
+        loop {
+            let start = self.i;
+            while let Some(b) = self.peek() {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.i += 1;
+            }
+            out.push_str(std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?);
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    let Some(e) = self.peek() else {
+                        return self.err("unterminated escape");
+                    };
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let c = if (0xD800..0xDC00).contains(&hi) {
+                                if !self.s[self.i..].starts_with(b"\\u") {
+                                    return self.err("lone high surrogate");
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return self.err("bad low surrogate");
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return self.err("lone low surrogate");
+                            } else {
+                                hi
+                            };
+                            out.push(char::from_u32(c).expect("valid scalar"));
+                        }
+                        _ => return self.err("bad escape"),
+                    }
+                }
+                Some(_) => return self.err("raw control character in string"),
+                None => return self.err("unterminated string"),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, String> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(self.peek(), Some(b'0'..=b'9')) {
+                    self.i += 1;
+                }
+            }
+            _ => return self.err("bad number"),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return self.err("bad fraction");
+            }
+            while matches!(self.peek(), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return self.err("bad exponent");
+            }
+            while matches!(self.peek(), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+        }
+        let text = std::str::from_utf8(&self.s[start..self.i]).expect("ASCII");
+        Ok(Json::Num(text.to_owned()))
+    }
+}
+
+/// An SDK tracer provider with no exporter: real ids, sampled.
+pub fn provider() -> SdkTracerProvider {
+    SdkTracerProvider::builder().build()
+}
+
+/// An SDK tracer provider with no exporter and the given sampler.
+pub fn provider_with(sampler: Sampler) -> SdkTracerProvider {
+    SdkTracerProvider::builder().with_sampler(sampler).build()
+}
+
+/// A traceline layer writing into a new [`Capture`].
+pub fn capture_layer() -> (Capture, traceline::Layer<Capture>) {
+    let cap = Capture::new();
+    let layer = traceline::layer().with_writer(cap.clone());
+    (cap, layer)
+}
+
+/// registry + tracing-opentelemetry (tracer from `provider`) + `layer`.
+pub fn otel_subscriber<L>(
+    provider: &SdkTracerProvider,
+    layer: L,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    L: tracing_subscriber::Layer<
+            tracing_subscriber::layer::Layered<
+                tracing_opentelemetry::OpenTelemetryLayer<
+                    tracing_subscriber::Registry,
+                    opentelemetry_sdk::trace::SdkTracer,
+                >,
+                tracing_subscriber::Registry,
+            >,
+        > + Send
+        + Sync
+        + 'static,
+{
+    tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("traceline-tests")))
+        .with(layer)
+}
+
+/// The span context the OpenTelemetry layer reports for `span`.
+pub fn span_context(span: &tracing::Span) -> SpanContext {
+    span.context().span().span_context().clone()
+}
+
+/// Asserts that `line` carries exactly the ids and sampled flag of `sc`.
+pub fn assert_ids(line: &Json, sc: &SpanContext) {
+    assert!(sc.is_valid(), "span context is not valid: {sc:?}");
+    let trace_id = line.str("traceId");
+    let span_id = line.str("spanId");
+    assert_eq!(trace_id, sc.trace_id().to_string(), "traceId in {line:?}");
+    assert_eq!(span_id, sc.span_id().to_string(), "spanId in {line:?}");
+    assert!(
+        trace_id.len() == 32
+            && trace_id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "traceId is not 32 lowercase hex digits: {trace_id:?}"
+    );
+    assert!(
+        span_id.len() == 16
+            && span_id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "spanId is not 16 lowercase hex digits: {span_id:?}"
+    );
+    let flags = if sc.is_sampled() { "01" } else { "00" };
+    assert_eq!(line.str("traceFlags"), flags, "traceFlags in {line:?}");
+}
+
+/// Asserts that `line` has none of the id keys.
+pub fn assert_no_ids(line: &Json) {
+    for key in ["traceId", "spanId", "traceFlags"] {
+        assert!(!line.has(key), "unexpected {key:?} in {line:?}");
+    }
+}
+
+/// 2026-11-25T10:32:03.123456789Z
+pub fn fixed_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789)
+}

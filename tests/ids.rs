@@ -1,0 +1,488 @@
+//! `traceId` / `spanId` / `traceFlags` on each line equal what `OpenTelemetrySpanExt::context()`
+//! reports for the event's span, or are absent.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{
+    assert_ids, assert_no_ids, capture_layer, otel_subscriber, provider, provider_with,
+    span_context,
+};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::Sampler;
+use tracing::subscriber::with_default;
+use tracing::{debug, debug_span, info, info_span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+const REMOTE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const REMOTE_SPAN: &str = "00f067aa0ba902b7";
+
+fn remote_context(flags: &str) -> opentelemetry::Context {
+    let mut carrier = HashMap::new();
+    carrier.insert(
+        "traceparent".to_owned(),
+        format!("00-{REMOTE_TRACE}-{REMOTE_SPAN}-{flags}"),
+    );
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    assert!(
+        cx.span().span_context().is_remote(),
+        "propagator did not extract a remote span context"
+    );
+    cx
+}
+
+fn message_line<'a>(lines: &'a [common::Json], message: &str) -> &'a common::Json {
+    let found: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("message").and_then(|m| m.as_str()) == Some(message))
+        .collect();
+    assert_eq!(found.len(), 1, "lines with message {message:?}: {lines:?}");
+    found[0]
+}
+
+#[test]
+fn root_span_ids_match_the_otel_context() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let sc = with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("root");
+        span.in_scope(|| info!("in root"));
+        span_context(&span)
+    });
+    let line = cap.only_line();
+    assert_ids(&line, &sc);
+    assert_eq!(line.str("traceFlags"), "01");
+}
+
+#[test]
+fn nested_span_lines_carry_the_inner_span_id_and_the_shared_trace_id() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let (outer_sc, inner_sc) = with_default(otel_subscriber(&provider, layer), || {
+        let outer = info_span!("outer");
+        let _o = outer.enter();
+        info!("before inner");
+        let inner = info_span!("inner");
+        inner.in_scope(|| {
+            info!("in inner");
+            let innermost = info_span!("innermost");
+            innermost.in_scope(|| info!("in innermost"));
+            let sc = span_context(&innermost);
+            assert_ids(&cap.lines()[2], &sc);
+        });
+        info!("after inner");
+        (span_context(&outer), span_context(&inner))
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 4);
+    assert_ids(message_line(&lines, "before inner"), &outer_sc);
+    assert_ids(message_line(&lines, "in inner"), &inner_sc);
+    assert_ids(message_line(&lines, "after inner"), &outer_sc);
+    assert_eq!(outer_sc.trace_id(), inner_sc.trace_id());
+    assert_ne!(outer_sc.span_id(), inner_sc.span_id());
+    let innermost = message_line(&lines, "in innermost");
+    assert_eq!(innermost.str("traceId"), outer_sc.trace_id().to_string());
+    assert_ne!(innermost.str("spanId"), inner_sc.span_id().to_string());
+}
+
+#[test]
+fn explicit_parent_wins_over_the_current_span() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let (a_sc, b_sc) = with_default(otel_subscriber(&provider, layer), || {
+        let a = info_span!("a");
+        let b = info_span!("b");
+        let _b = b.enter();
+        info!(parent: &a, "to a");
+        info!("to b");
+        (span_context(&a), span_context(&b))
+    });
+    let lines = cap.lines();
+    assert_ne!(
+        a_sc.trace_id(),
+        b_sc.trace_id(),
+        "a and b are separate roots"
+    );
+    assert_ids(message_line(&lines, "to a"), &a_sc);
+    assert_ids(message_line(&lines, "to b"), &b_sc);
+}
+
+#[test]
+fn explicit_parent_none_has_no_ids_even_inside_a_span() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("entered");
+        let _e = span.enter();
+        info!(parent: None, "explicit root");
+    });
+    assert_no_ids(&cap.only_line());
+}
+
+#[test]
+fn span_never_entered_as_explicit_parent() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let (sc, other_sc) = with_default(otel_subscriber(&provider, layer), || {
+        let never = info_span!("never_entered");
+        info!(parent: &never, "outside any entered span");
+        let other = info_span!("other");
+        other.in_scope(|| info!(parent: &never, "while another span is entered"));
+        (span_context(&never), span_context(&other))
+    });
+    let lines = cap.lines();
+    assert_ids(message_line(&lines, "outside any entered span"), &sc);
+    assert_ids(message_line(&lines, "while another span is entered"), &sc);
+    assert_ne!(sc.span_id(), other_sc.span_id());
+}
+
+#[test]
+fn child_of_a_never_entered_span() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let (parent_sc, child_sc) = with_default(otel_subscriber(&provider, layer), || {
+        let parent = info_span!("parent");
+        let child = info_span!(parent: &parent, "child");
+        info!(parent: &child, "in child");
+        (span_context(&parent), span_context(&child))
+    });
+    let line = cap.only_line();
+    assert_ids(&line, &child_sc);
+    assert_eq!(child_sc.trace_id(), parent_sc.trace_id());
+}
+
+#[test]
+fn remote_parent_from_traceparent() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let sc = with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("server");
+        span.set_parent(remote_context("01"))
+            .expect("set_parent right after creating the span");
+        span.in_scope(|| info!("continued"));
+        span_context(&span)
+    });
+    let line = cap.only_line();
+    assert_ids(&line, &sc);
+    assert_eq!(line.str("traceId"), REMOTE_TRACE);
+    assert_ne!(
+        line.str("spanId"),
+        REMOTE_SPAN,
+        "a new span id, not the caller's"
+    );
+    assert_eq!(line.str("traceFlags"), "01");
+}
+
+#[test]
+fn remote_parent_on_a_span_used_only_as_explicit_parent() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let sc = with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("server");
+        info!("before the request span is used");
+        span.set_parent(remote_context("01"))
+            .expect("logging elsewhere must not start this span");
+        info!(parent: &span, "continued, never entered");
+        span_context(&span)
+    });
+    let lines = cap.lines();
+    assert_no_ids(message_line(&lines, "before the request span is used"));
+    let line = message_line(&lines, "continued, never entered");
+    assert_ids(line, &sc);
+    assert_eq!(line.str("traceId"), REMOTE_TRACE);
+}
+
+#[test]
+fn set_parent_still_works_after_a_child_line_was_logged_in_a_sibling_trace() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let sc = with_default(otel_subscriber(&provider, layer), || {
+        let first = info_span!("first");
+        first.in_scope(|| info!("first request"));
+        let second = info_span!("second");
+        second
+            .set_parent(remote_context("01"))
+            .expect("set_parent on a fresh span");
+        second.in_scope(|| info!("second request"));
+        span_context(&second)
+    });
+    let lines = cap.lines();
+    let line = message_line(&lines, "second request");
+    assert_ids(line, &sc);
+    assert_eq!(line.str("traceId"), REMOTE_TRACE);
+    assert_ne!(
+        message_line(&lines, "first request").str("traceId"),
+        REMOTE_TRACE
+    );
+}
+
+#[test]
+fn unsampled_span_keeps_its_ids_with_flags_00() {
+    let (cap, layer) = capture_layer();
+    let provider = provider_with(Sampler::AlwaysOff);
+    let sc = with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("dropped_by_sampler");
+        span.in_scope(|| info!("not sampled"));
+        span_context(&span)
+    });
+    assert!(!sc.is_sampled());
+    let line = cap.only_line();
+    assert_ids(&line, &sc);
+    assert_eq!(line.str("traceFlags"), "00");
+}
+
+#[test]
+fn parent_based_sampler_with_unsampled_remote_parent() {
+    let (cap, layer) = capture_layer();
+    let provider = provider_with(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let (sc, local_sc) = with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("server");
+        span.set_parent(remote_context("00")).expect("set_parent");
+        span.in_scope(|| {
+            info!("remote says do not sample");
+            info_span!("child").in_scope(|| info!("child of unsampled"));
+        });
+        let local = info_span!("local_root");
+        local.in_scope(|| info!("local root is sampled"));
+        (span_context(&span), span_context(&local))
+    });
+    assert!(!sc.is_sampled());
+    let lines = cap.lines();
+    let line = message_line(&lines, "remote says do not sample");
+    assert_ids(line, &sc);
+    assert_eq!(line.str("traceId"), REMOTE_TRACE);
+    assert_eq!(line.str("traceFlags"), "00");
+    let child = message_line(&lines, "child of unsampled");
+    assert_eq!(child.str("traceId"), REMOTE_TRACE);
+    assert_eq!(child.str("traceFlags"), "00");
+    assert_ne!(child.str("spanId"), line.str("spanId"));
+    let local = message_line(&lines, "local root is sampled");
+    assert_ids(local, &local_sc);
+    assert_eq!(local.str("traceFlags"), "01");
+}
+
+#[test]
+fn no_span_no_id_keys() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    with_default(otel_subscriber(&provider, layer), || {
+        info!("outside");
+        let span = info_span!("s");
+        span.in_scope(|| {});
+        info!("after the span was exited");
+    });
+    for line in cap.lines() {
+        assert_no_ids(&line);
+    }
+    assert_eq!(cap.lines().len(), 2);
+}
+
+#[test]
+fn noop_tracer_provider_gives_no_id_keys() {
+    use opentelemetry::trace::noop::NoopTracerProvider;
+    let (cap, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(NoopTracerProvider::new().tracer("noop")))
+        .with(layer);
+    with_default(subscriber, || {
+        let span = info_span!("s");
+        span.in_scope(|| info!("inside a span, noop tracer"));
+        info!(parent: &span, "explicit parent, noop tracer");
+        assert!(!span_context(&span).is_valid());
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_no_ids(line);
+    }
+}
+
+#[test]
+fn default_otel_layer_without_tracer_gives_no_id_keys() {
+    let (cap, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer())
+        .with(layer);
+    with_default(subscriber, || {
+        info_span!("s").in_scope(|| info!("inside"));
+    });
+    assert_no_ids(&cap.only_line());
+}
+
+#[test]
+fn global_noop_tracer_gives_no_id_keys() {
+    let (cap, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(opentelemetry::global::tracer("global")))
+        .with(layer);
+    with_default(subscriber, || {
+        info_span!("s").in_scope(|| info!("inside"));
+    });
+    assert_no_ids(&cap.only_line());
+}
+
+#[test]
+fn no_otel_layer_gives_no_id_keys() {
+    let (cap, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    with_default(subscriber, || {
+        let span = info_span!("s");
+        span.in_scope(|| info!("inside"));
+        info!(parent: &span, "explicit parent");
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_no_ids(line);
+    }
+}
+
+#[test]
+fn under_a_per_layer_filter() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let (outer_sc, inner_sc) = with_default(
+        otel_subscriber(&provider, layer.with_filter(EnvFilter::new("info"))),
+        || {
+            let outer = info_span!("outer");
+            let _o = outer.enter();
+            debug!("filtered out");
+            info!("in outer");
+            let inner = info_span!("inner");
+            inner.in_scope(|| info!("in inner"));
+            (span_context(&outer), span_context(&inner))
+        },
+    );
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 2, "the DEBUG event is filtered: {lines:?}");
+    assert_ids(message_line(&lines, "in outer"), &outer_sc);
+    assert_ids(message_line(&lines, "in inner"), &inner_sc);
+}
+
+#[test]
+fn under_a_per_layer_filter_event_in_a_span_the_filter_hides() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let (outer_sc, hidden_sc) = with_default(
+        otel_subscriber(&provider, layer.with_filter(EnvFilter::new("info"))),
+        || {
+            let outer = info_span!("outer");
+            let _o = outer.enter();
+            let hidden = debug_span!("hidden_by_filter");
+            hidden.in_scope(|| info!("info event inside a debug span"));
+            (span_context(&outer), span_context(&hidden))
+        },
+    );
+    assert_eq!(outer_sc.trace_id(), hidden_sc.trace_id());
+    assert_ids(&cap.only_line(), &hidden_sc);
+}
+
+#[test]
+fn next_to_a_fmt_layer() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::sink),
+        )
+        .with(layer);
+    let (outer_sc, inner_sc) = with_default(subscriber, || {
+        let outer = info_span!("outer", user_id = "u1");
+        let _o = outer.enter();
+        info!("in outer");
+        let inner = info_span!("inner");
+        inner.in_scope(|| info!("in inner"));
+        (span_context(&outer), span_context(&inner))
+    });
+    let lines = cap.lines();
+    assert_ids(message_line(&lines, "in outer"), &outer_sc);
+    assert_ids(message_line(&lines, "in inner"), &inner_sc);
+}
+
+#[test]
+fn layer_below_the_otel_layer() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")));
+    let (sc, never_sc) = with_default(subscriber, || {
+        let span = info_span!("s");
+        span.in_scope(|| info!("inside"));
+        let never = info_span!("never");
+        info!(parent: &never, "explicit");
+        (span_context(&span), span_context(&never))
+    });
+    let lines = cap.lines();
+    assert_ids(message_line(&lines, "inside"), &sc);
+    assert_ids(message_line(&lines, "explicit"), &never_sc);
+}
+
+#[test]
+fn without_context_activation() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("t"))
+                .with_context_activation(false),
+        )
+        .with(layer);
+    let sc = with_default(subscriber, || {
+        let span = info_span!("s");
+        span.in_scope(|| info_span!("child").in_scope(|| info!("inside")));
+        span_context(&span)
+    });
+    let line = cap.only_line();
+    assert_eq!(line.str("traceId"), sc.trace_id().to_string());
+    assert_ne!(line.str("spanId"), sc.span_id().to_string());
+}
+
+#[test]
+fn the_same_span_logs_the_same_ids_every_time() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let sc = with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("s");
+        for i in 0..5 {
+            span.in_scope(|| info!(i, "again"));
+        }
+        span_context(&span)
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 5);
+    for line in &lines {
+        assert_ids(line, &sc);
+    }
+}
+
+#[test]
+fn two_subscribers_do_not_mix_ids() {
+    let (cap_a, layer_a) = capture_layer();
+    let (cap_b, layer_b) = capture_layer();
+    let provider = provider();
+    let sub_a = otel_subscriber(&provider, layer_a);
+    let sub_b = otel_subscriber(&provider, layer_b);
+    let sc_a = with_default(sub_a, || {
+        let span = info_span!("a");
+        span.in_scope(|| info!("a"));
+        span_context(&span)
+    });
+    let sc_b = with_default(sub_b, || {
+        let span = info_span!("b");
+        span.in_scope(|| info!("b"));
+        span_context(&span)
+    });
+    assert_ids(&cap_a.only_line(), &sc_a);
+    assert_ids(&cap_b.only_line(), &sc_b);
+}
