@@ -1,1 +1,530 @@
-fn main() {}
+//! traceline beside the other JSON layers for `tracing`, each with the OpenTelemetry layer in the
+//! same registry, writing to a sink that only counts bytes.
+//!
+//! `cargo bench --bench layer` runs the criterion groups (one per workload, every contender in
+//! each) and then prints a summary: the fastest of several interleaved passes per contender, as a
+//! ratio to `fmt().json()`, with heap allocations per event and the two-thread throughput.
+//!
+//! Set `TRACELINE_BENCH_SUMMARY_ONLY=1` to skip criterion and print only the summary.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::{Dispatch, Subscriber};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator (per thread, so other threads do not disturb a measurement).
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    static REALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump(c: &'static std::thread::LocalKey<Cell<u64>>) {
+    let _ = c.try_with(|c| c.set(c.get() + 1));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump(&ALLOCS);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        bump(&ALLOCS);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump(&REALLOCS);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn alloc_counts() -> (u64, u64) {
+    (ALLOCS.with(Cell::get), REALLOCS.with(Cell::get))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sink: counts bytes, keeps nothing.
+
+#[derive(Clone, Default)]
+struct Sink(Arc<AtomicU64>);
+
+struct SinkWriter<'a>(&'a AtomicU64);
+
+impl io::Write for SinkWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Sink {
+    type Writer = SinkWriter<'a>;
+    fn make_writer(&'a self) -> Self::Writer {
+        SinkWriter(&self.0)
+    }
+}
+
+/// Keeps what is written (used once per contender to check the lines).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contenders.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contender {
+    FmtJson,
+    JsonSubscriber,
+    Bunyan,
+    Traceline,
+    TracelineSpansOnly,
+    Floor,
+    FloorSpansOnly,
+}
+
+const CONTENDERS: [Contender; 7] = [
+    Contender::FmtJson,
+    Contender::JsonSubscriber,
+    Contender::Bunyan,
+    Contender::Traceline,
+    Contender::TracelineSpansOnly,
+    Contender::Floor,
+    Contender::FloorSpansOnly,
+];
+
+impl Contender {
+    fn name(self) -> &'static str {
+        match self {
+            Contender::FmtJson => "fmt_json",
+            Contender::JsonSubscriber => "json_subscriber",
+            Contender::Bunyan => "bunyan",
+            Contender::Traceline => "traceline",
+            Contender::TracelineSpansOnly => "traceline_spans_only",
+            Contender::Floor => "floor",
+            Contender::FloorSpansOnly => "floor_spans_only",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Contender::FmtJson => "tracing-subscriber fmt().json() + OTel",
+            Contender::JsonSubscriber => "json-subscriber 0.3 (OTel ids) + OTel",
+            Contender::Bunyan => "tracing-bunyan-formatter + OTel",
+            Contender::Traceline => "traceline + OTel",
+            Contender::TracelineSpansOnly => "traceline + OTel (spans-only filter)",
+            Contender::Floor => "floor: registry + OTel",
+            Contender::FloorSpansOnly => "floor: registry + OTel (spans-only filter)",
+        }
+    }
+
+    /// The floor this contender's own cost is measured above.
+    fn floor(self) -> Contender {
+        match self {
+            Contender::TracelineSpansOnly | Contender::FloorSpansOnly => Contender::FloorSpansOnly,
+            _ => Contender::Floor,
+        }
+    }
+
+    fn dispatch<W>(self, w: W) -> Dispatch
+    where
+        W: for<'a> MakeWriter<'a> + Clone + Send + Sync + 'static,
+    {
+        let registry = tracing_subscriber::registry();
+        match self {
+            Contender::FmtJson => Dispatch::new(
+                registry.with(otel()).with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_current_span(true)
+                        .with_span_list(true)
+                        .with_writer(w),
+                ),
+            ),
+            Contender::JsonSubscriber => Dispatch::new(
+                registry.with(otel()).with(
+                    json_subscriber::layer()
+                        .with_opentelemetry_ids(true)
+                        .with_writer(w),
+                ),
+            ),
+            Contender::Bunyan => Dispatch::new(
+                registry
+                    .with(otel())
+                    .with(tracing_bunyan_formatter::JsonStorageLayer)
+                    .with(tracing_bunyan_formatter::BunyanFormattingLayer::new(
+                        "bench".into(),
+                        w,
+                    )),
+            ),
+            Contender::Traceline => {
+                Dispatch::new(registry.with(otel()).with(traceline::layer().with_writer(w)))
+            }
+            Contender::TracelineSpansOnly => Dispatch::new(
+                registry
+                    .with(otel().with_filter(filter_fn(|m| m.is_span())))
+                    .with(traceline::layer().with_writer(w)),
+            ),
+            Contender::Floor => Dispatch::new(registry.with(otel())),
+            Contender::FloorSpansOnly => {
+                Dispatch::new(registry.with(otel().with_filter(filter_fn(|m| m.is_span()))))
+            }
+        }
+    }
+}
+
+fn otel<S>() -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::AlwaysOn)
+        .build();
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads.
+
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Item {
+    sku: &'static str,
+    qty: u32,
+}
+
+#[inline(never)]
+fn event(i: u64) {
+    tracing::info!(
+        order.id = i,
+        customer = "alice@example.com",
+        paid = true,
+        amount = 12.5f64,
+        item = ?Item { sku: "SKU-1234", qty: 3 },
+        "order created"
+    );
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    /// One event inside two entered nested spans (created once).
+    NestedSpans,
+    /// The same event outside any span.
+    NoSpan,
+    /// A span created, entered, an event, the span dropped: per iteration.
+    SpanPerEvent,
+}
+
+const WORKLOADS: [Workload; 3] = [
+    Workload::NestedSpans,
+    Workload::NoSpan,
+    Workload::SpanPerEvent,
+];
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::NestedSpans => "nested_spans",
+            Workload::NoSpan => "no_span",
+            Workload::SpanPerEvent => "span_per_event",
+        }
+    }
+
+    /// Runs `n` iterations under the current dispatcher; returns the time they took (span setup
+    /// for the nested workload is not timed).
+    fn run(self, n: u64) -> Duration {
+        match self {
+            Workload::NestedSpans => {
+                let outer = tracing::info_span!("request", http.method = "GET", user_id = 42u64);
+                let _o = outer.enter();
+                let inner = tracing::info_span!("db.query", db.table = "orders", attempt = 1u64);
+                let _i = inner.enter();
+                let start = Instant::now();
+                for i in 0..n {
+                    event(black_box(i));
+                }
+                start.elapsed()
+            }
+            Workload::NoSpan => {
+                let start = Instant::now();
+                for i in 0..n {
+                    event(black_box(i));
+                }
+                start.elapsed()
+            }
+            Workload::SpanPerEvent => {
+                let start = Instant::now();
+                for i in 0..n {
+                    let span = tracing::info_span!("work", job = i);
+                    let _e = span.enter();
+                    event(black_box(i));
+                }
+                start.elapsed()
+            }
+        }
+    }
+
+    /// Allocations and reallocations per iteration, after a warm-up.
+    fn allocs(self, d: &Dispatch) -> (f64, f64) {
+        const N: u64 = 2000;
+        tracing::dispatcher::with_default(d, || {
+            self.run(N);
+            let (a0, r0) = alloc_counts();
+            self.run(N);
+            let (a1, r1) = alloc_counts();
+            ((a1 - a0) as f64 / N as f64, (r1 - r0) as f64 / N as f64)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Criterion groups.
+
+fn criterion() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(1000))
+        .measurement_time(Duration::from_millis(2500))
+        .sample_size(20)
+        .configure_from_args()
+}
+
+fn bench_workloads(c: &mut Criterion) {
+    for w in WORKLOADS {
+        let mut g = c.benchmark_group(w.name());
+        for contender in CONTENDERS {
+            let d = contender.dispatch(Sink::default());
+            g.bench_function(contender.name(), |b| {
+                tracing::dispatcher::with_default(&d, || b.iter_custom(|n| w.run(n)))
+            });
+        }
+        g.finish();
+    }
+}
+
+/// Runs `per_thread` nested-span events on each of `threads` threads, all under `d` (shared),
+/// or each under its own subscriber when `d` is `None`. Returns the wall time.
+fn threaded(contender: Contender, shared: Option<&Dispatch>, threads: usize, per_thread: u64) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    let own: Vec<Dispatch> = (0..threads)
+        .map(|_| match shared {
+            Some(d) => d.clone(),
+            None => contender.dispatch(Sink::default()),
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for d in &own {
+            let barrier = &barrier;
+            s.spawn(move || {
+                tracing::dispatcher::with_default(d, || {
+                    Workload::NestedSpans.run(200);
+                    barrier.wait();
+                    Workload::NestedSpans.run(per_thread);
+                    barrier.wait();
+                })
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn bench_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("threads");
+    for contender in [Contender::Traceline, Contender::FmtJson] {
+        let d = contender.dispatch(Sink::default());
+        g.bench_function(format!("{}_1_thread", contender.name()), |b| {
+            b.iter_custom(|n| threaded(contender, Some(&d), 1, n))
+        });
+        g.bench_function(format!("{}_2_threads_shared", contender.name()), |b| {
+            b.iter_custom(|n| threaded(contender, Some(&d), 2, n.div_ceil(2)))
+        });
+        g.bench_function(format!("{}_2_independent", contender.name()), |b| {
+            b.iter_custom(|n| threaded(contender, None, 2, n.div_ceil(2)))
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary: fastest of interleaved passes, as ratios, with allocation counts.
+
+fn check_lines() {
+    for contender in CONTENDERS {
+        let cap = Capture::default();
+        let d = contender.dispatch(cap.clone());
+        tracing::dispatcher::with_default(&d, || Workload::NestedSpans.run(1));
+        let out = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+        match contender {
+            Contender::Floor | Contender::FloorSpansOnly => assert!(out.is_empty()),
+            _ => {
+                let line = out.lines().next().expect("one line");
+                let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+                if matches!(
+                    contender,
+                    Contender::Traceline | Contender::TracelineSpansOnly
+                ) {
+                    assert_eq!(v["traceId"].as_str().map(str::len), Some(32), "{line}");
+                    assert_eq!(v["spanId"].as_str().map(str::len), Some(16), "{line}");
+                }
+                if contender == Contender::JsonSubscriber {
+                    assert!(line.contains("traceId"), "json-subscriber without ids: {line}");
+                }
+            }
+        }
+    }
+}
+
+fn ns_per_iter(d: &Dispatch, w: Workload, n: u64) -> f64 {
+    tracing::dispatcher::with_default(d, || w.run(n)).as_nanos() as f64 / n as f64
+}
+
+fn summary() {
+    check_lines();
+    let passes: usize = std::env::var("TRACELINE_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    let dispatches: Vec<Dispatch> = CONTENDERS.iter().map(|c| c.dispatch(Sink::default())).collect();
+    // Batch sizes for about 40 ms per measurement.
+    let mut batch = [[0u64; 3]; CONTENDERS.len()];
+    for (ci, d) in dispatches.iter().enumerate() {
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            let ns = ns_per_iter(d, *w, 2000).max(5.0);
+            batch[ci][wi] = ((40e6 / ns) as u64).clamp(1000, 2_000_000);
+        }
+    }
+    let mut best = [[f64::INFINITY; 3]; CONTENDERS.len()];
+    for _ in 0..passes {
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            for (ci, d) in dispatches.iter().enumerate() {
+                let ns = ns_per_iter(d, *w, batch[ci][wi]);
+                best[ci][wi] = best[ci][wi].min(ns);
+            }
+        }
+    }
+    let idx = |c: Contender| CONTENDERS.iter().position(|&x| x == c).unwrap();
+    let fmt_i = idx(Contender::FmtJson);
+    println!();
+    println!("fastest of {passes} interleaved passes; ns per iteration (ratio to fmt().json() + OTel); allocations + reallocations per iteration");
+    println!();
+    print!("| contender |");
+    for w in WORKLOADS {
+        print!(" {} ns (ratio) | {} allocs |", w.name(), w.name());
+    }
+    println!();
+    print!("|---|");
+    for _ in WORKLOADS {
+        print!("---:|---:|");
+    }
+    println!();
+    for (ci, c) in CONTENDERS.iter().enumerate() {
+        print!("| {} |", c.label());
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            let (a, r) = w.allocs(&c.dispatch(Sink::default()));
+            print!(
+                " {:.0} ({:.3}) | {:.2} + {:.2} |",
+                best[ci][wi],
+                best[ci][wi] / best[fmt_i][wi],
+                a,
+                r
+            );
+        }
+        println!();
+    }
+    println!();
+    println!("own cost (contender minus its floor) as a share of fmt().json()'s own cost:");
+    for c in [Contender::JsonSubscriber, Contender::Bunyan, Contender::Traceline, Contender::TracelineSpansOnly] {
+        print!("  {:<40}", c.label());
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            let own = best[idx(c)][wi] - best[idx(c.floor())][wi];
+            let fmt_own = best[fmt_i][wi] - best[idx(Contender::Floor)][wi];
+            print!("  {}: {:.1}%", w.name(), 100.0 * own / fmt_own);
+        }
+        println!();
+    }
+    let nested = 0;
+    println!();
+    println!(
+        "nested spans: traceline / json-subscriber = {:.3}",
+        best[idx(Contender::Traceline)][nested] / best[idx(Contender::JsonSubscriber)][nested]
+    );
+
+    println!();
+    println!("throughput, nested-span event, events per second (fastest of {passes} passes):");
+    for c in [Contender::Traceline, Contender::FmtJson] {
+        let d = c.dispatch(Sink::default());
+        let per_thread = (batch[idx(c)][nested] * 2).max(20_000);
+        let (mut one, mut two, mut ceil) = (0f64, 0f64, 0f64);
+        for _ in 0..passes {
+            let rate = |threads: usize, t: Duration| (threads as u64 * per_thread) as f64 / t.as_secs_f64();
+            one = one.max(rate(1, threaded(*c, Some(&d), 1, per_thread)));
+            two = two.max(rate(2, threaded(*c, Some(&d), 2, per_thread)));
+            ceil = ceil.max(rate(2, threaded(*c, None, 2, per_thread)));
+        }
+        println!(
+            "  {:<40} 1 thread {:.2} M/s, 2 threads shared {:.2} M/s ({:.2}x), 2 independent subscribers {:.2} M/s ({:.2}x)",
+            c.label(),
+            one / 1e6,
+            two / 1e6,
+            two / one,
+            ceil / 1e6,
+            ceil / one
+        );
+    }
+}
+
+fn main() {
+    if std::env::var_os("TRACELINE_BENCH_SUMMARY_ONLY").is_none() {
+        let mut c = criterion();
+        bench_workloads(&mut c);
+        bench_threads(&mut c);
+        c.final_summary();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    summary();
+}

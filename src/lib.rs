@@ -41,6 +41,8 @@
 
 mod fields;
 mod ids;
+#[cfg(feature = "install")]
+pub mod install;
 pub mod json;
 mod layer;
 pub mod schema;
