@@ -197,9 +197,11 @@ impl Contender {
                         w,
                     )),
             ),
-            Contender::Traceline => {
-                Dispatch::new(registry.with(otel()).with(traceline::layer().with_writer(w)))
-            }
+            Contender::Traceline => Dispatch::new(
+                registry
+                    .with(otel())
+                    .with(traceline::layer().with_writer(w)),
+            ),
             Contender::TracelineSpansOnly => Dispatch::new(
                 registry
                     .with(otel().with_filter(filter_fn(|m| m.is_span())))
@@ -343,7 +345,12 @@ fn bench_workloads(c: &mut Criterion) {
 
 /// Runs `per_thread` nested-span events on each of `threads` threads, all under `d` (shared),
 /// or each under its own subscriber when `d` is `None`. Returns the wall time.
-fn threaded(contender: Contender, shared: Option<&Dispatch>, threads: usize, per_thread: u64) -> Duration {
+fn threaded(
+    contender: Contender,
+    shared: Option<&Dispatch>,
+    threads: usize,
+    per_thread: u64,
+) -> Duration {
     let barrier = Barrier::new(threads + 1);
     let own: Vec<Dispatch> = (0..threads)
         .map(|_| match shared {
@@ -409,7 +416,10 @@ fn check_lines() {
                     assert_eq!(v["spanId"].as_str().map(str::len), Some(16), "{line}");
                 }
                 if contender == Contender::JsonSubscriber {
-                    assert!(line.contains("traceId"), "json-subscriber without ids: {line}");
+                    assert!(
+                        line.contains("traceId"),
+                        "json-subscriber without ids: {line}"
+                    );
                 }
             }
         }
@@ -426,7 +436,10 @@ fn summary() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
-    let dispatches: Vec<Dispatch> = CONTENDERS.iter().map(|c| c.dispatch(Sink::default())).collect();
+    let dispatches: Vec<Dispatch> = CONTENDERS
+        .iter()
+        .map(|c| c.dispatch(Sink::default()))
+        .collect();
     // Batch sizes for about 40 ms per measurement.
     let mut batch = [[0u64; 3]; CONTENDERS.len()];
     for (ci, d) in dispatches.iter().enumerate() {
@@ -447,7 +460,9 @@ fn summary() {
     let idx = |c: Contender| CONTENDERS.iter().position(|&x| x == c).unwrap();
     let fmt_i = idx(Contender::FmtJson);
     println!();
-    println!("fastest of {passes} interleaved passes; ns per iteration (ratio to fmt().json() + OTel); allocations + reallocations per iteration");
+    println!(
+        "fastest of {passes} interleaved passes; ns per iteration (ratio to fmt().json() + OTel); allocations + reallocations per iteration"
+    );
     println!();
     print!("| contender |");
     for w in WORKLOADS {
@@ -475,7 +490,12 @@ fn summary() {
     }
     println!();
     println!("own cost (contender minus its floor) as a share of fmt().json()'s own cost:");
-    for c in [Contender::JsonSubscriber, Contender::Bunyan, Contender::Traceline, Contender::TracelineSpansOnly] {
+    for c in [
+        Contender::JsonSubscriber,
+        Contender::Bunyan,
+        Contender::Traceline,
+        Contender::TracelineSpansOnly,
+    ] {
         print!("  {:<40}", c.label());
         for (wi, w) in WORKLOADS.iter().enumerate() {
             let own = best[idx(c)][wi] - best[idx(c.floor())][wi];
@@ -498,10 +518,12 @@ fn summary() {
         let per_thread = (batch[idx(c)][nested] * 2).max(20_000);
         let (mut one, mut two, mut ceil) = (0f64, 0f64, 0f64);
         for _ in 0..passes {
-            let rate = |threads: usize, t: Duration| (threads as u64 * per_thread) as f64 / t.as_secs_f64();
-            one = one.max(rate(1, threaded(*c, Some(&d), 1, per_thread)));
-            two = two.max(rate(2, threaded(*c, Some(&d), 2, per_thread)));
-            ceil = ceil.max(rate(2, threaded(*c, None, 2, per_thread)));
+            let rate = |threads: usize, t: Duration| {
+                (threads as u64 * per_thread) as f64 / t.as_secs_f64()
+            };
+            one = one.max(rate(1, threaded(c, Some(&d), 1, per_thread)));
+            two = two.max(rate(2, threaded(c, Some(&d), 2, per_thread)));
+            ceil = ceil.max(rate(2, threaded(c, None, 2, per_thread)));
         }
         println!(
             "  {:<40} 1 thread {:.2} M/s, 2 threads shared {:.2} M/s ({:.2}x), 2 independent subscribers {:.2} M/s ({:.2}x)",
