@@ -934,3 +934,21 @@ fn span_field_named_message_or_level() {
     assert_eq!(line.str("fields.message"), "span message");
     assert_eq!(line.str("fields.level"), "span level");
 }
+
+#[test]
+fn static_field_values_are_escaped_like_event_values() {
+    let (cap, layer) = capture_layer();
+    let layer = layer
+        .with_static_field("note", "a\u{2028}b\u{2029}c\u{1b}d\ne")
+        .with_static_field(
+            "nested",
+            serde_json::json!({ "k": "x\u{2028}y", "list": ["\u{2029}"] }),
+        )
+        .with_service_name("svc\u{2028}");
+    plain(layer, || info!("static values"));
+    let text = cap.text();
+    let line = check_line(&text);
+    assert_eq!(line.str("note"), "a\u{2028}b\u{2029}c\u{1b}d\ne");
+    assert_eq!(line.at("nested").str("k"), "x\u{2028}y");
+    assert_eq!(line.str("service.name"), "svc\u{2028}");
+}
