@@ -1,0 +1,1 @@
+//! One-call install: the global subscriber configured from the environment.
