@@ -39,7 +39,10 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod correlation;
 mod fields;
+#[cfg(feature = "http")]
+pub mod http;
 mod ids;
 #[cfg(feature = "install")]
 pub mod install;

@@ -1,0 +1,108 @@
+//! HTTP middleware (feature `http`): correlation ids and W3C trace context across services.
+//!
+//! # Server side
+//! [`CorrelationLayer`] is a [`tower_layer::Layer`], so it works with axum, hyper and tonic.
+//! Per request it:
+//! 1. continues the caller's trace: `traceparent` / `tracestate` / `baggage` are parsed
+//!    strictly ([`trace_context`]) and set as the parent of the request span before anything
+//!    reads its ids; an invalid `traceparent` starts a new trace, as W3C Trace Context Level 1
+//!    says;
+//! 2. takes the correlation id from `x-correlation-id`, else `x-request-id` (configurable),
+//!    validates it ([`CorrelationId`](crate::correlation::CorrelationId)), and uses a new one
+//!    when it is absent or invalid. An invalid value is never echoed nor logged: a WARN line
+//!    says that a value was replaced and gives its length;
+//! 3. runs the request in a span with OpenTelemetry HTTP semantic-convention fields
+//!    (`http.request.method`, `url.path`, `http.response.status_code`, `otel.kind = "server"`,
+//!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
+//!    while handling the request carries; the id is also in the request's extensions;
+//! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
+//! 5. writes one access-log line when the response is ready: method, path, status,
+//!    `latency_ms`, ids. (For streamed bodies this is when the head is ready.)
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use traceline::http::CorrelationLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|| async { "ok" }))
+//!     .layer(CorrelationLayer::new());
+//! ```
+//!
+//! # Client side
+//! [`inject`] writes the current span's context into outgoing headers; [`PropagateLayer`]
+//! does it for every request of a tower/hyper client. With `reqwest`:
+//!
+//! ```ignore
+//! let mut headers = http::HeaderMap::new();
+//! traceline::http::inject(&mut headers);
+//! let response = client.get(url).headers(headers).send().await?;
+//! ```
+//!
+//! # Pitfalls
+//! - Put `CorrelationLayer` outermost (the last `.layer` call in axum), so that everything
+//!   else runs inside the request span.
+//! - The request span needs the OpenTelemetry layer in the subscriber to have ids.
+
+mod client;
+mod server;
+pub mod trace_context;
+
+use http::{HeaderMap, HeaderValue};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub use client::{Propagate, PropagateLayer};
+pub use server::{Correlation, CorrelationLayer, ResponseFuture, X_CORRELATION_ID, X_REQUEST_ID};
+
+use trace_context::Propagated;
+
+/// Writes the current span's `traceparent`, `tracestate`, `baggage` and `x-correlation-id`
+/// into `headers`, replacing any already there, so the next service continues the trace.
+///
+/// Nothing is written for what the current span does not have (no ids outside a span or
+/// without an OpenTelemetry layer; no correlation id outside a scope).
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// traceline::http::inject(&mut headers);
+/// assert!(headers.get("traceparent").is_none()); // no span here
+/// ```
+pub fn inject(headers: &mut HeaderMap) {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        let cx = span.context();
+        inject_context(&cx, headers);
+    }
+    if let Some(id) = crate::correlation::current() {
+        headers.insert(
+            X_CORRELATION_ID,
+            HeaderValue::from_str(id.as_str()).expect("validated id"),
+        );
+    }
+}
+
+fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
+    use opentelemetry::trace::TraceContextExt;
+    let Some(tp) = server::traceparent_of(cx) else {
+        return;
+    };
+    headers.insert("traceparent", HeaderValue::from_str(&tp).expect("ASCII"));
+    let propagated = cx.get::<Propagated>();
+    let state = propagated.and_then(|p| p.tracestate.clone()).or_else(|| {
+        let h = cx.span().span_context().trace_state().header();
+        (!h.is_empty()).then_some(h)
+    });
+    match state.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        Some(v) => {
+            headers.insert("tracestate", v);
+        }
+        None => {
+            headers.remove("tracestate");
+        }
+    }
+    if let Some(b) = propagated
+        .and_then(|p| p.baggage.as_deref())
+        .and_then(|b| HeaderValue::from_str(b).ok())
+    {
+        headers.insert("baggage", b);
+    }
+}

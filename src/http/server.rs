@@ -1,0 +1,354 @@
+//! Middleware for incoming requests: request span, trace continuation, correlation id.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use opentelemetry::trace::TraceContextExt;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::trace_context;
+use crate::correlation::{CorrelationId, validate};
+use crate::fields::CORRELATION_FIELD;
+
+/// The header the correlation id is read from first and echoed in: `x-correlation-id`.
+pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+/// The header read when `x-correlation-id` is absent: `x-request-id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone, Debug)]
+struct Config {
+    headers: Vec<HeaderName>,
+    response_header: HeaderName,
+    from_trace_id: bool,
+    server_timing: bool,
+    access_log: bool,
+}
+
+/// A [`tower_layer::Layer`] that gives every request a span carrying its trace and
+/// correlation id. See the [module docs](super) for what it does per request.
+///
+/// ```
+/// use traceline::http::CorrelationLayer;
+///
+/// let layer = CorrelationLayer::new()
+///     .header("x-amzn-trace-id".parse().unwrap())
+///     .server_timing(true);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct CorrelationLayer {
+    config: Arc<Config>,
+}
+
+impl Default for CorrelationLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CorrelationLayer {
+    /// Reads `x-correlation-id`, then `x-request-id`; echoes `x-correlation-id`; writes an
+    /// access-log line per request; no `server-timing`.
+    ///
+    /// ```
+    /// let layer = traceline::http::CorrelationLayer::new();
+    /// # let _ = layer;
+    /// ```
+    pub fn new() -> Self {
+        CorrelationLayer {
+            config: Arc::new(Config {
+                headers: vec![X_CORRELATION_ID, X_REQUEST_ID],
+                response_header: X_CORRELATION_ID,
+                from_trace_id: false,
+                server_timing: false,
+                access_log: true,
+            }),
+        }
+    }
+
+    fn map(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Also reads the correlation id from `name`, after the headers already configured.
+    ///
+    /// ```
+    /// let layer = traceline::http::CorrelationLayer::new().header("x-amzn-request-id".parse().unwrap());
+    /// # let _ = layer;
+    /// ```
+    pub fn header(self, name: HeaderName) -> Self {
+        self.map(|c| {
+            if !c.headers.contains(&name) {
+                c.headers.push(name)
+            }
+        })
+    }
+
+    /// Reads the correlation id only from `names`, in that order.
+    ///
+    /// ```
+    /// let layer = traceline::http::CorrelationLayer::new().headers(vec!["x-request-id".parse().unwrap()]);
+    /// # let _ = layer;
+    /// ```
+    pub fn headers(self, names: Vec<HeaderName>) -> Self {
+        self.map(|c| c.headers = names)
+    }
+
+    /// The response header that echoes the id (default `x-correlation-id`).
+    ///
+    /// ```
+    /// let layer = traceline::http::CorrelationLayer::new().response_header("x-request-id".parse().unwrap());
+    /// # let _ = layer;
+    /// ```
+    pub fn response_header(self, name: HeaderName) -> Self {
+        self.map(|c| c.response_header = name)
+    }
+
+    /// When the request brings no valid id, use its trace id (32 hex digits) instead of a new
+    /// random one, as many Node.js services do.
+    ///
+    /// ```
+    /// let layer = traceline::http::CorrelationLayer::new().correlation_id_from_trace_id(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn correlation_id_from_trace_id(self, on: bool) -> Self {
+        self.map(|c| c.from_trace_id = on)
+    }
+
+    /// Adds `server-timing: trace;desc=<traceparent>` to responses, so a browser or caller can
+    /// find the trace of a response (off by default).
+    ///
+    /// ```
+    /// let layer = traceline::http::CorrelationLayer::new().server_timing(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn server_timing(self, on: bool) -> Self {
+        self.map(|c| c.server_timing = on)
+    }
+
+    /// Writes one access-log line per request when its response is ready (on by default).
+    ///
+    /// ```
+    /// let layer = traceline::http::CorrelationLayer::new().access_log(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn access_log(self, on: bool) -> Self {
+        self.map(|c| c.access_log = on)
+    }
+}
+
+impl<S> Layer<S> for CorrelationLayer {
+    type Service = Correlation<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Correlation {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`CorrelationLayer`].
+#[derive(Clone, Debug)]
+pub struct Correlation<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+/// What the incoming correlation headers held.
+enum Incoming {
+    Valid(CorrelationId),
+    Absent,
+    /// An invalid value (or several values) of this many bytes in this header.
+    Rejected(HeaderName, usize),
+}
+
+fn read_incoming(headers: &HeaderMap, names: &[HeaderName]) -> Incoming {
+    for name in names {
+        let mut values = headers.get_all(name).iter();
+        let Some(first) = values.next() else { continue };
+        let rest: usize = values.map(|v| v.len()).sum();
+        if rest > 0 || headers.get_all(name).iter().count() > 1 {
+            return Incoming::Rejected(name.clone(), first.len() + rest);
+        }
+        return match validate(first.as_bytes()) {
+            Ok(()) => Incoming::Valid(
+                CorrelationId::parse(first.to_str().expect("validated ASCII"))
+                    .expect("validated above"),
+            ),
+            Err(_) => Incoming::Rejected(name.clone(), first.len()),
+        };
+    }
+    Incoming::Absent
+}
+
+/// `00-<trace id>-<span id>-<flags>` of a span, if it has real ids.
+pub(crate) fn traceparent_of(cx: &opentelemetry::Context) -> Option<String> {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8() & 1
+        )
+    })
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Correlation<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: fmt::Display,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let method = req.method().clone();
+        let span = tracing::info_span!(
+            target: "traceline::http",
+            "HTTP request",
+            otel.name = %method,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            url.path = req.uri().path(),
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            { CORRELATION_FIELD } = tracing::field::Empty,
+        );
+        // Before anything reads the span's ids: once started, its parent cannot change.
+        if let Some(parent) = trace_context::extract(req.headers()) {
+            let _ = span.set_parent(parent);
+        }
+        let incoming = read_incoming(req.headers(), &self.config.headers);
+        let id = match &incoming {
+            Incoming::Valid(id) => id.clone(),
+            _ if self.config.from_trace_id => {
+                let cx = span.context();
+                let sc = cx.span().span_context().clone();
+                if sc.is_valid() {
+                    CorrelationId::from_hex_bytes(&sc.trace_id().to_bytes())
+                } else {
+                    CorrelationId::generate()
+                }
+            }
+            _ => CorrelationId::generate(),
+        };
+        span.record(CORRELATION_FIELD, id.as_str());
+        if let Incoming::Rejected(header, length) = &incoming {
+            span.in_scope(|| {
+                tracing::warn!(
+                    target: "traceline::http",
+                    header = header.as_str(),
+                    length = *length as u64,
+                    "replaced an invalid incoming correlation id"
+                )
+            });
+        }
+        req.extensions_mut().insert(id.clone());
+        let future = span.in_scope(|| self.inner.call(req));
+        ResponseFuture {
+            inner: future,
+            span,
+            id,
+            method,
+            start: Instant::now(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Correlation`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        id: CorrelationId,
+        method: http::Method,
+        start: Instant,
+        config: Arc<Config>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: fmt::Display,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = ready!(this.inner.poll(cx));
+        let latency_ms = this.start.elapsed().as_secs_f64() * 1000.0;
+        let method = this.method.as_str();
+        match result {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                this.span.record("http.response.status_code", status);
+                if status >= 500 {
+                    this.span.record("otel.status_code", "ERROR");
+                }
+                let headers = response.headers_mut();
+                headers.insert(
+                    this.config.response_header.clone(),
+                    HeaderValue::from_str(this.id.as_str()).expect("validated id"),
+                );
+                if this.config.server_timing {
+                    if let Some(tp) = traceparent_of(&this.span.context()) {
+                        let v = format!("trace;desc={tp}");
+                        headers.append("server-timing", HeaderValue::from_str(&v).expect("ASCII"));
+                    }
+                }
+                if this.config.access_log {
+                    if status >= 500 {
+                        tracing::error!(
+                            target: "traceline::http",
+                            latency_ms,
+                            http.response.status_code = status,
+                            "{method} request failed with {status}"
+                        );
+                    } else {
+                        tracing::info!(
+                            target: "traceline::http",
+                            latency_ms,
+                            http.response.status_code = status,
+                            "{method} request completed with {status}"
+                        );
+                    }
+                }
+                Poll::Ready(Ok(response))
+            }
+            Err(err) => {
+                this.span.record("otel.status_code", "ERROR");
+                if this.config.access_log {
+                    tracing::error!(
+                        target: "traceline::http",
+                        latency_ms,
+                        error = %err,
+                        "{method} request failed"
+                    );
+                }
+                Poll::Ready(Err(err))
+            }
+        }
+    }
+}

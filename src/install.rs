@@ -1,1 +1,0 @@
-//! One-call install: the global subscriber configured from the environment.

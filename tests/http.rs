@@ -1,0 +1,467 @@
+//! Real axum servers and hyper clients on loopback, with the correlation middleware.
+#![cfg(feature = "http")]
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::trace::TracerProvider as _;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use traceline::correlation::{self, CorrelationId};
+use traceline::http::{CorrelationLayer, PropagateLayer};
+use tracing::Instrument;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+    fn lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+            .collect()
+    }
+}
+
+/// Registry + OTel (SDK provider, no exporter) + traceline into a capture buffer, as the
+/// thread's default. Tests run on a current-thread runtime so every task sees it.
+fn install(service: &str) -> (Capture, tracing::subscriber::DefaultGuard) {
+    let capture = Capture::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+        .with(
+            traceline::layer()
+                .with_service_name(service)
+                .with_writer(capture.clone()),
+        );
+    let guard = tracing::subscriber::set_default(subscriber);
+    (capture, guard)
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        async move { axum::serve(listener, app).await.unwrap() }.instrument(tracing::Span::none()),
+    );
+    addr
+}
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, HeaderValue)],
+) -> (StatusCode, HeaderMap, String) {
+    let mut req = Request::get(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, v.clone());
+    }
+    let resp = client()
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn hello_app() -> Router {
+    Router::new()
+        .route(
+            "/hello",
+            get(|| async {
+                tracing::info!("handling hello");
+                correlation::current()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
+            }),
+        )
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .layer(CorrelationLayer::new())
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test(flavor = "current_thread")]
+async fn continues_the_callers_trace_and_correlation_id() {
+    let (capture, _g) = install("svc");
+    let addr = serve(hello_app()).await;
+    let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let (status, headers, body) = get_with(
+        addr,
+        "/hello",
+        &[
+            ("traceparent", tp.parse().unwrap()),
+            ("x-correlation-id", "req-123".parse().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-correlation-id"], "req-123");
+    assert_eq!(body, "req-123", "correlation::current() inside the handler");
+    let lines = capture.lines();
+    let handled: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "handling hello")
+        .collect();
+    assert_eq!(handled.len(), 1);
+    assert_eq!(handled[0]["traceId"], TRACE);
+    assert_ne!(
+        handled[0]["spanId"], "00f067aa0ba902b7",
+        "a new span id, child of the caller"
+    );
+    assert_eq!(handled[0]["correlationId"], "req-123");
+    assert_eq!(handled[0]["http.request.method"], "GET");
+    assert_eq!(handled[0]["url.path"], "/hello");
+    let access: Vec<_> = lines
+        .iter()
+        .filter(|l| l["target"] == "traceline::http" && l["http.response.status_code"] == 200)
+        .collect();
+    assert_eq!(access.len(), 1, "one access-log line: {lines:?}");
+    assert_eq!(access[0]["traceId"], TRACE);
+    assert_eq!(access[0]["correlationId"], "req-123");
+    assert!(access[0]["latency_ms"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn x_request_id_is_used_when_x_correlation_id_is_absent() {
+    let (_capture, _g) = install("svc");
+    let addr = serve(hello_app()).await;
+    let (_, headers, body) = get_with(
+        addr,
+        "/hello",
+        &[("x-request-id", "nginx-abc".parse().unwrap())],
+    )
+    .await;
+    assert_eq!(headers["x-correlation-id"], "nginx-abc");
+    assert_eq!(body, "nginx-abc");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn invalid_traceparent_starts_a_new_trace_and_tracestate_is_dropped() {
+    let (capture, _g) = install("svc");
+    let addr = serve(hello_app()).await;
+    let bad = format!("00-{}-00f067aa0ba902b7-01", TRACE.to_uppercase());
+    get_with(
+        addr,
+        "/hello",
+        &[
+            ("traceparent", bad.parse().unwrap()),
+            ("tracestate", "foo=1".parse().unwrap()),
+        ],
+    )
+    .await;
+    let line = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "handling hello")
+        .unwrap();
+    let trace = line["traceId"].as_str().unwrap();
+    assert_eq!(trace.len(), 32);
+    assert_ne!(trace, TRACE.to_lowercase());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn server_errors_mark_the_span_and_log_at_error() {
+    let (capture, _g) = install("svc");
+    let addr = serve(hello_app()).await;
+    let (status, headers, _) = get_with(addr, "/fail", &[]).await;
+    assert_eq!(status, 500);
+    let id = headers["x-correlation-id"].to_str().unwrap().to_owned();
+    assert!(CorrelationId::parse(&id).is_ok());
+    let access = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["http.response.status_code"] == 500)
+        .unwrap();
+    assert_eq!(access["level"], "ERROR");
+    assert_eq!(access["otel.status_code"], "ERROR");
+    assert_eq!(access["correlationId"], id.as_str());
+}
+
+/// Sends one raw HTTP/1.1 request with `header_line` and returns the raw response.
+async fn raw_request(addr: SocketAddr, header_line: &[u8]) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = b"GET /hello HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".to_vec();
+    req.extend_from_slice(header_line);
+    req.extend_from_slice(b"\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hostile_correlation_headers_are_replaced_never_echoed_nor_logged() {
+    let (capture, _g) = install("svc");
+    let addr = serve(hello_app()).await;
+    let ten_kb = "A".repeat(10 * 1024);
+    // (name, raw header lines, text that must appear in no response and no line)
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+        (
+            "crlf",
+            b"x-correlation-id: evil\rinjected: 1".to_vec(),
+            vec!["evil", "injected"],
+        ),
+        // A bare LF ends the header: "ok-part" is a valid id, the rest another header.
+        (
+            "lf",
+            b"x-correlation-id: ok-part\ninjected: 1".to_vec(),
+            vec!["injected"],
+        ),
+        (
+            "encoded_crlf",
+            b"x-correlation-id: a%0d%0aSet-Cookie:x".to_vec(),
+            vec!["%0d", "Set-Cookie"],
+        ),
+        (
+            "ten_kb",
+            format!("x-correlation-id: {ten_kb}").into_bytes(),
+            vec![&ten_kb[..64]],
+        ),
+        (
+            "non_ascii",
+            "x-correlation-id: évil-ü".as_bytes().to_vec(),
+            vec!["évil", "vil-"],
+        ),
+        ("empty", b"x-correlation-id: ".to_vec(), vec![]),
+        (
+            "dotdot",
+            b"x-correlation-id: ../../etc/passwd".to_vec(),
+            vec!["../", "passwd"],
+        ),
+        (
+            "esc",
+            b"x-correlation-id: a\x1b[31mred".to_vec(),
+            vec!["\u{1b}", "[31m"],
+        ),
+        (
+            "two_values",
+            b"x-correlation-id: firstQv\r\nx-correlation-id: secondQv".to_vec(),
+            vec!["firstQv", "secondQv"],
+        ),
+    ];
+    for (name, header, forbidden) in cases {
+        let before = capture.text().len();
+        let resp = raw_request(addr, &header).await;
+        let resp_text = String::from_utf8_lossy(&resp).into_owned();
+        let status_line = resp_text.lines().next().unwrap_or_default().to_owned();
+        let new_lines = capture.text()[before..].to_owned();
+        for hostile in forbidden {
+            assert!(
+                !resp_text.contains(hostile),
+                "{name}: response echoes {hostile:?}: {resp_text}"
+            );
+            assert!(
+                !new_lines.contains(hostile),
+                "{name}: a line holds {hostile:?}: {new_lines}"
+            );
+        }
+        if name == "lf" {
+            assert!(
+                resp_text.contains("x-correlation-id: ok-part"),
+                "{resp_text}"
+            );
+            continue;
+        }
+        if status_line.contains(" 200 ") {
+            let echoed = resp_text
+                .lines()
+                .find_map(|l| l.strip_prefix("x-correlation-id: "))
+                .unwrap_or_else(|| panic!("{name}: no id echoed: {resp_text}"));
+            let id = CorrelationId::parse(echoed.trim()).unwrap();
+            assert_eq!(id.as_str().len(), 32, "{name}: a generated id");
+            let warn = new_lines
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .find(|l| l["level"] == "WARN")
+                .unwrap_or_else(|| panic!("{name}: no WARN line: {new_lines}"));
+            assert_eq!(
+                warn["message"],
+                "replaced an invalid incoming correlation id"
+            );
+            assert_eq!(warn["correlationId"], id.as_str());
+            assert!(warn["length"].as_u64().is_some());
+        } else {
+            // hyper itself refused the request (bare CR/LF): nothing reached the service.
+            assert!(
+                status_line.contains(" 400 ") || resp.is_empty(),
+                "{name}: {status_line}"
+            );
+        }
+    }
+    for line in capture.text().lines() {
+        serde_json::from_str::<Value>(line).expect("every line is JSON");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn ten_kb_value_reports_its_length() {
+    let (capture, _g) = install("svc");
+    let addr = serve(hello_app()).await;
+    let v = "A".repeat(10 * 1024);
+    get_with(addr, "/hello", &[("x-correlation-id", v.parse().unwrap())]).await;
+    let warn = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["level"] == "WARN")
+        .unwrap();
+    assert_eq!(warn["length"], 10 * 1024);
+    assert_eq!(warn["header"], "x-correlation-id");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn ids_survive_await_and_spawned_tasks() {
+    let (capture, _g) = install("svc");
+    let id = CorrelationId::parse("scope-1").unwrap();
+    let scope = correlation::scope(id.clone());
+    async {
+        tracing::info!(step = 1u64, "before await");
+        tokio::task::yield_now().await;
+        tracing::info!(step = 2u64, "after await");
+        let child = tokio::spawn(
+            async {
+                tokio::task::yield_now().await;
+                tracing::info!(step = 3u64, "in spawned task");
+                correlation::current()
+            }
+            .in_current_span(),
+        );
+        assert_eq!(
+            child.await.unwrap(),
+            Some(CorrelationId::parse("scope-1").unwrap())
+        );
+        async { tracing::info!(step = 4u64, "in child span") }
+            .instrument(tracing::info_span!("child"))
+            .await;
+    }
+    .instrument(scope)
+    .await;
+    let lines = capture.lines();
+    assert_eq!(lines.len(), 4);
+    let trace = lines[0]["traceId"].as_str().unwrap().to_owned();
+    for l in &lines {
+        assert_eq!(l["correlationId"], "scope-1", "{l}");
+        assert_eq!(l["traceId"], trace.as_str(), "{l}");
+    }
+    assert_eq!(correlation::current(), None, "outside the scope");
+}
+
+/// Service A calls service B through `PropagateLayer`; both log one trace and one id.
+#[tokio::test(flavor = "current_thread")]
+async fn two_services_share_trace_and_correlation_id() {
+    let (capture, _g) = install("both");
+    let b = serve(
+        Router::new()
+            .route(
+                "/pay",
+                get(|headers: HeaderMap| async move {
+                    tracing::info!("payments: charging");
+                    headers
+                        .get("tracestate")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default()
+                }),
+            )
+            .layer(CorrelationLayer::new()),
+    )
+    .await;
+    let a = serve(
+        Router::new()
+            .route(
+                "/order",
+                get(|State(b): State<SocketAddr>| async move {
+                    tracing::info!("orders: calling payments");
+                    let mut client = ServiceBuilder::new()
+                        .layer(PropagateLayer::new())
+                        .service(client());
+                    let req = Request::get(format!("http://{b}/pay"))
+                        .body(Empty::new())
+                        .unwrap();
+                    let resp = client.ready().await.unwrap().call(req).await.unwrap();
+                    let body = resp.into_body().collect().await.unwrap().to_bytes();
+                    String::from_utf8(body.to_vec()).unwrap()
+                }),
+            )
+            .with_state(b)
+            .layer(CorrelationLayer::new()),
+    )
+    .await;
+    let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let (_, headers, body) = get_with(
+        a,
+        "/order",
+        &[
+            ("traceparent", tp.parse().unwrap()),
+            (
+                "tracestate",
+                "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".parse().unwrap(),
+            ),
+            ("x-correlation-id", "order-77".parse().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(headers["x-correlation-id"], "order-77");
+    assert_eq!(
+        body, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+        "tracestate passed on unchanged"
+    );
+    let lines = capture.lines();
+    let a_line = lines
+        .iter()
+        .find(|l| l["message"] == "orders: calling payments")
+        .unwrap();
+    let b_line = lines
+        .iter()
+        .find(|l| l["message"] == "payments: charging")
+        .unwrap();
+    for l in [a_line, b_line] {
+        assert_eq!(l["traceId"], TRACE);
+        assert_eq!(l["correlationId"], "order-77");
+    }
+    assert_ne!(a_line["spanId"], b_line["spanId"]);
+}
