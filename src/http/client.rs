@@ -1,14 +1,20 @@
 //! Middleware for outgoing requests: trace context and correlation id go along.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use http::Request;
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// A [`tower_layer::Layer`] for HTTP clients: every request gets the `traceparent`,
-/// `tracestate`, `baggage` and `x-correlation-id` of the span that sends it (see
-/// [`super::inject`]).
+/// A [`tower_layer::Layer`] for HTTP clients. Every request runs in a client span (child of
+/// the span that sends it, `otel.kind = "client"`, with `http.request.method`, `url.full` and
+/// `http.response.status_code`), and carries that span's `traceparent`, the caller's
+/// `tracestate` and `baggage`, and the `x-correlation-id` in effect (see [`super::inject`]).
+/// Each call so gets its own parent id, as W3C Trace Context expects.
 ///
 /// ```
 /// use tower::ServiceBuilder;
@@ -52,20 +58,68 @@ pub struct Propagate<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for Propagate<S>
+impl<S, B, ResB> Service<Request<B>> for Propagate<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResB>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ClientFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        super::inject(req.headers_mut());
-        self.inner.call(req)
+        let method = req.method().clone();
+        let span = tracing::info_span!(
+            target: "traceline::http",
+            "HTTP client request",
+            otel.name = %method,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            url.full = %req.uri(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        super::inject_context(&span.context(), req.headers_mut());
+        super::inject_correlation(req.headers_mut());
+        let inner = span.in_scope(|| self.inner.call(req));
+        ClientFuture { inner, span }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Propagate`].
+    pub struct ClientFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+    }
+}
+
+impl<F, B, E> Future for ClientFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = ready!(this.inner.poll(cx));
+        match &result {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                this.span.record("http.response.status_code", status);
+                if status >= 500 {
+                    this.span.record("otel.status_code", "ERROR");
+                }
+            }
+            Err(_) => {
+                this.span.record("otel.status_code", "ERROR");
+            }
+        }
+        Poll::Ready(result)
     }
 }

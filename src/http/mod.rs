@@ -50,7 +50,7 @@ pub mod trace_context;
 use http::{HeaderMap, HeaderValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use client::{Propagate, PropagateLayer};
+pub use client::{ClientFuture, Propagate, PropagateLayer};
 pub use server::{Correlation, CorrelationLayer, ResponseFuture, X_CORRELATION_ID, X_REQUEST_ID};
 
 use trace_context::Propagated;
@@ -72,6 +72,10 @@ pub fn inject(headers: &mut HeaderMap) {
         let cx = span.context();
         inject_context(&cx, headers);
     }
+    inject_correlation(headers);
+}
+
+fn inject_correlation(headers: &mut HeaderMap) {
     if let Some(id) = crate::correlation::current() {
         headers.insert(
             X_CORRELATION_ID,
