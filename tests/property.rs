@@ -149,7 +149,7 @@ fn assign(expected: &[(&str, &V)], line: &Json, keys: &mut Vec<String>) -> bool 
     false
 }
 
-fn opt<'a>(slots: &'a [Option<V>], i: usize) -> Option<&'a dyn Value> {
+fn opt(slots: &[Option<V>], i: usize) -> Option<&dyn Value> {
     slots[i].as_ref().map(as_value)
 }
 
