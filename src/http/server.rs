@@ -220,6 +220,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let method = req.method().clone();
+        let path: Box<str> = req.uri().path().into();
         let span = tracing::info_span!(
             target: "traceline::http",
             "HTTP request",
@@ -268,6 +269,7 @@ where
             span,
             id,
             method,
+            path,
             start: Instant::now(),
             config: self.config.clone(),
         }
@@ -282,6 +284,7 @@ pin_project_lite::pin_project! {
         span: Span,
         id: CorrelationId,
         method: http::Method,
+        path: Box<str>,
         start: Instant,
         config: Arc<Config>,
     }
@@ -298,8 +301,9 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
-        let latency_ms = this.start.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = this.start.elapsed().as_micros() as f64 / 1000.0;
         let method = this.method.as_str();
+        let path = &**this.path;
         match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
@@ -324,14 +328,14 @@ where
                             target: "traceline::http",
                             latency_ms,
                             http.response.status_code = status,
-                            "{method} request failed with {status}"
+                            "{method} {path} failed with {status}"
                         );
                     } else {
                         tracing::info!(
                             target: "traceline::http",
                             latency_ms,
                             http.response.status_code = status,
-                            "{method} request completed with {status}"
+                            "{method} {path} completed with {status}"
                         );
                     }
                 }
@@ -344,7 +348,7 @@ where
                         target: "traceline::http",
                         latency_ms,
                         error = %err,
-                        "{method} request failed"
+                        "{method} {path} failed"
                     );
                 }
                 Poll::Ready(Err(err))
