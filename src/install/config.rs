@@ -1,0 +1,344 @@
+//! Reading and checking settings from the environment. Nothing here installs anything, so every
+//! mistake is reported before the process is changed.
+
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::Sampler;
+
+use super::InitError;
+use crate::Schema;
+
+/// Where settings that are not given in code are read from.
+pub(crate) type EnvLookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+pub(crate) fn process_env() -> EnvLookup {
+    std::sync::Arc::new(|name| std::env::var(name).ok())
+}
+
+/// Reads `name`, treating an empty value as unset (as the OpenTelemetry spec asks).
+pub(crate) fn get(env: &EnvLookup, name: &str) -> Option<String> {
+    env(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OTLP over gRPC (`grpc`), usually port 4317.
+    Grpc,
+    /// OTLP over HTTP with a protobuf body (`http/protobuf`), usually port 4318. The default, as
+    /// in the OpenTelemetry specification.
+    HttpProtobuf,
+}
+
+impl Protocol {
+    pub(crate) fn parse(setting: &'static str, value: &str) -> Result<Self, InitError> {
+        match value.to_ascii_lowercase().as_str() {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            "http/json" => Err(InitError::invalid(
+                setting,
+                value,
+                "OTLP/JSON is not supported by traceline; use `http/protobuf` or `grpc`",
+            )),
+            _ => Err(InitError::invalid(
+                setting,
+                value,
+                "unknown protocol; use `grpc` or `http/protobuf`",
+            )),
+        }
+    }
+}
+
+/// Parses `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`. `None` when unset.
+pub(crate) fn sampler(name: Option<&str>, arg: Option<&str>) -> Result<Option<Sampler>, InitError> {
+    let Some(name) = name else { return Ok(None) };
+    let ratio = || -> Result<f64, InitError> {
+        match arg {
+            None => Ok(1.0),
+            Some(a) => parse_ratio("OTEL_TRACES_SAMPLER_ARG", a),
+        }
+    };
+    let sampler = match name.to_ascii_lowercase().as_str() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
+        "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "parentbased_traceidratio" => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
+        }
+        _ => {
+            return Err(InitError::invalid(
+                "OTEL_TRACES_SAMPLER",
+                name,
+                "unknown sampler; use one of always_on, always_off, traceidratio, \
+                 parentbased_always_on, parentbased_always_off, parentbased_traceidratio",
+            ));
+        }
+    };
+    Ok(Some(sampler))
+}
+
+pub(crate) fn parse_ratio(setting: &'static str, value: &str) -> Result<f64, InitError> {
+    match value.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(InitError::invalid(
+            setting,
+            value,
+            "expected a number from 0.0 to 1.0, the fraction of traces to keep (0.1 keeps 10 %)",
+        )),
+    }
+}
+
+pub(crate) fn check_ratio(setting: &'static str, ratio: f64) -> Result<f64, InitError> {
+    if (0.0..=1.0).contains(&ratio) {
+        Ok(ratio)
+    } else {
+        Err(InitError::invalid(
+            setting,
+            ratio.to_string(),
+            "expected a number from 0.0 to 1.0, the fraction of traces to keep (0.1 keeps 10 %)",
+        ))
+    }
+}
+
+/// Parses a boolean setting: `true` or `false`, any case.
+pub(crate) fn boolean(setting: &'static str, value: &str) -> Result<bool, InitError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(InitError::invalid(
+            setting,
+            value,
+            "expected `true` or `false`",
+        )),
+    }
+}
+
+/// The propagators named by `OTEL_PROPAGATORS`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Propagators {
+    pub(crate) trace_context: bool,
+    pub(crate) baggage: bool,
+}
+
+pub(crate) fn propagators(value: Option<&str>) -> Result<Propagators, InitError> {
+    let Some(value) = value else {
+        return Ok(Propagators {
+            trace_context: true,
+            baggage: true,
+        });
+    };
+    let mut p = Propagators::default();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name.to_ascii_lowercase().as_str() {
+            "tracecontext" => p.trace_context = true,
+            "baggage" => p.baggage = true,
+            "none" => {}
+            _ => {
+                return Err(InitError::invalid(
+                    "OTEL_PROPAGATORS",
+                    value,
+                    format!(
+                        "`{name}` is not supported; use a comma-separated list of \
+                         tracecontext, baggage, or none"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Parses `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs separated by commas, values
+/// percent-encoded.
+pub(crate) fn resource_attributes(value: Option<&str>) -> Result<Vec<KeyValue>, InitError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: &str| {
+        InitError::invalid(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            value,
+            format!(
+                "{why}; expected key=value pairs separated by commas, e.g. service.version=1.2,deployment.environment.name=prod"
+            ),
+        )
+    };
+    let mut out = Vec::new();
+    for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| bad(&format!("`{pair}` has no `=`")))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(bad(&format!("`{pair}` has an empty key")));
+        }
+        let v =
+            percent_decode(v.trim()).ok_or_else(|| bad(&format!("`{pair}` has a bad %-escape")))?;
+        out.push(KeyValue::new(k.to_string(), v));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Checks an OTLP endpoint: an absolute `http://` or `https://` URL with a host.
+pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, InitError> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .ok_or_else(|| {
+            InitError::invalid(
+                setting,
+                value,
+                "an OTLP endpoint must be a URL starting with http:// or https://, \
+                 e.g. http://localhost:4317 (gRPC) or http://localhost:4318 (HTTP)",
+            )
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => ("", None),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if let Some(port) = port {
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err(InitError::invalid(
+                setting,
+                value,
+                format!("`{port}` is not a port number (1-65535)"),
+            ));
+        }
+    }
+    if host.is_empty()
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+        || host.contains('@')
+    {
+        return Err(InitError::invalid(
+            setting,
+            value,
+            "the URL has no host or contains spaces; expected e.g. http://collector:4318",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// The schema preset named by `TRACELINE_SCHEMA`.
+///
+/// Presets are data: adding one is one more arm here.
+pub(crate) fn schema_preset(value: &str) -> Result<Schema, InitError> {
+    match value.to_ascii_lowercase().as_str() {
+        "default" | "traceline" => Ok(Schema::default()),
+        _ => Err(InitError::invalid(
+            "TRACELINE_SCHEMA",
+            value,
+            format!(
+                "unknown schema preset; known presets: {}",
+                PRESETS.join(", ")
+            ),
+        )),
+    }
+}
+
+/// The names [`schema_preset`] accepts.
+pub(crate) const PRESETS: &[&str] = &["default"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        for ok in [
+            "http://localhost:4317",
+            "https://collector.example.com",
+            "http://127.0.0.1:4318/",
+            "http://[::1]:4317",
+            "http://collector:4318/custom/path",
+        ] {
+            assert!(endpoint("X", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "localhost:4317",
+            "http://",
+            "http://:4317",
+            "http://host:port",
+            "http://host:99999",
+            "ftp://host",
+            "http://ho st:1",
+        ] {
+            assert!(endpoint("X", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn samplers() {
+        assert!(sampler(None, Some("0.5")).unwrap().is_none());
+        assert!(matches!(
+            sampler(Some("traceidratio"), Some("0.25")).unwrap(),
+            Some(Sampler::TraceIdRatioBased(r)) if r == 0.25
+        ));
+        assert!(matches!(
+            sampler(Some("traceidratio"), None).unwrap(),
+            Some(Sampler::TraceIdRatioBased(r)) if r == 1.0
+        ));
+        for arg in ["abc", "1.5", "-0.1", "NaN"] {
+            assert!(sampler(Some("traceidratio"), Some(arg)).is_err(), "{arg}");
+            assert!(
+                sampler(Some("parentbased_traceidratio"), Some(arg)).is_err(),
+                "{arg}"
+            );
+        }
+        assert!(sampler(Some("jaeger_remote"), None).is_err());
+    }
+
+    #[test]
+    fn attributes() {
+        let attrs = resource_attributes(Some(
+            "service.version=1.2, team=a%2Cb,deployment.environment.name=prod",
+        ))
+        .unwrap();
+        assert_eq!(attrs.len(), 3);
+        assert_eq!(attrs[1].value.as_str(), "a,b");
+        assert!(resource_attributes(Some("novalue")).is_err());
+        assert!(resource_attributes(Some("=x")).is_err());
+        assert!(resource_attributes(Some("k=%zz")).is_err());
+    }
+
+    #[test]
+    fn propagator_lists() {
+        assert_eq!(
+            propagators(Some("baggage")).unwrap(),
+            Propagators {
+                trace_context: false,
+                baggage: true
+            }
+        );
+        assert_eq!(propagators(Some("none")).unwrap(), Propagators::default());
+        assert!(propagators(Some("b3")).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! What can go wrong when installing, each case saying what to change.
+
+use std::fmt;
+
+/// Why [`init()`](crate::init) or [`Builder::try_init`](crate::install::Builder::try_init)
+/// did not install anything. The message names the setting, the value, and what to do.
+///
+/// ```
+/// let err = traceline::builder()
+///     .env(|name| match name {
+///         "OTEL_TRACES_SAMPLER" => Some("traceidratio".into()),
+///         "OTEL_TRACES_SAMPLER_ARG" => Some("ten percent".into()),
+///         _ => None,
+///     })
+///     .try_init()
+///     .unwrap_err();
+/// assert!(matches!(err, traceline::InitError::InvalidValue { .. }));
+/// assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A global `tracing` subscriber was set before (by an earlier `init()`, or by
+    /// `tracing_subscriber::fmt().init()` or similar).
+    AlreadyInstalled,
+    /// A setting has a value traceline cannot use.
+    InvalidValue {
+        /// The environment variable or builder method the value came from.
+        setting: &'static str,
+        /// The value as given.
+        value: String,
+        /// What was wrong and what would be accepted.
+        reason: String,
+    },
+    /// The OTLP exporter could not be built (its own message is kept).
+    Exporter(String),
+    /// A thread or runtime needed by the exporter or the writer could not be started.
+    Io(std::io::Error),
+    /// Installing the subscriber or the `log` bridge failed after the checks passed (for example
+    /// another `log` logger was set first).
+    Install(String),
+}
+
+impl InitError {
+    pub(crate) fn invalid(
+        setting: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        InitError::InvalidValue {
+            setting,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::AlreadyInstalled => f.write_str(
+                "a global tracing subscriber is already set: call traceline::init() once, \
+                 at the start of main, and remove other subscriber installs \
+                 (tracing_subscriber::fmt().init(), set_global_default)",
+            ),
+            InitError::InvalidValue {
+                setting,
+                value,
+                reason,
+            } => write!(f, "{setting}={value:?} is not valid: {reason}"),
+            InitError::Exporter(msg) => write!(
+                f,
+                "the OTLP exporter could not be built: {msg}; check OTEL_EXPORTER_OTLP_* settings"
+            ),
+            InitError::Io(err) => write!(f, "could not start a background thread: {err}"),
+            InitError::Install(msg) => write!(
+                f,
+                "installing the subscriber failed: {msg}; if another `log` logger is set, \
+                 remove it or turn the bridge off with .log_bridge(false)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InitError::Io(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for InitError {
+    fn from(err: std::io::Error) -> Self {
+        InitError::Io(err)
+    }
+}

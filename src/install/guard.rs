@@ -1,0 +1,217 @@
+//! The value returned by `init()`: flushes spans and lines when dropped.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_appender::non_blocking::WorkerGuard;
+
+use super::runtime::ExporterRuntime;
+use super::writer::DroppedLines;
+use crate::WriteErrors;
+
+/// Keeps the exporter and the writer running; dropping it (or calling [`Guard::shutdown`])
+/// exports the spans not yet sent and writes the lines still queued, each within a bounded
+/// time. Keep it alive for as long as the program logs: bind it in `main`
+/// (`let _guard = …`, not `let _ = …`, which drops it at once).
+///
+/// Dropping it is safe anywhere, including at the end of `async fn main` or inside a task: it
+/// blocks the current thread for at most the shutdown timeout and never creates or drops a
+/// tokio runtime there.
+///
+/// ```no_run
+/// fn main() -> Result<(), traceline::InitError> {
+///     let _guard = traceline::init()?;
+///     tracing::info!("serving");
+///     Ok(())
+/// } // spans and lines are flushed here
+/// ```
+///
+/// For SIGTERM in a tokio service, see the [module docs](crate::install#shutting-down-on-sigterm).
+#[must_use = "dropping the guard at once shuts the exporter and writer down; bind it: `let _guard = …`"]
+pub struct Guard {
+    pub(crate) provider: Option<SdkTracerProvider>,
+    pub(crate) runtime: Option<ExporterRuntime>,
+    pub(crate) writer: Option<WorkerGuard>,
+    pub(crate) monitor: Option<Monitor>,
+    pub(crate) dropped: DroppedLines,
+    pub(crate) write_errors: WriteErrors,
+    pub(crate) timeout: Duration,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("exporting", &self.runtime.is_some())
+            .field("tracing", &self.provider.is_some())
+            .field("non_blocking", &self.writer.is_some())
+            .field("dropped_lines", &self.dropped.count())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Why [`Guard::shutdown`] could not flush everything.
+#[derive(Debug)]
+pub struct ShutdownError(String);
+
+impl std::fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spans may not all have been exported: {}; check that the collector is reachable, \
+             or raise Builder::shutdown_timeout",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ShutdownError {}
+
+impl Guard {
+    /// Exports pending spans and writes queued lines now, then stops the exporter and the
+    /// writer. Lines logged afterwards are still written by a blocking writer, but spans are
+    /// no longer exported.
+    ///
+    /// ```no_run
+    /// let guard = traceline::init()?;
+    /// tracing::info!("last line");
+    /// if let Err(err) = guard.shutdown() {
+    ///     eprintln!("{err}");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(mut self) -> Result<(), ShutdownError> {
+        self.finish()
+    }
+
+    /// Exports the spans ended so far without shutting down (blocks up to the exporter's
+    /// timeout).
+    ///
+    /// ```no_run
+    /// let guard = traceline::init()?;
+    /// guard.flush();
+    /// # Ok::<(), traceline::InitError>(())
+    /// ```
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            let _ = blocking_ok(|| provider.force_flush());
+        }
+    }
+
+    /// A handle on the number of lines the non-blocking writer dropped (always 0 for blocking
+    /// writers).
+    ///
+    /// ```no_run
+    /// let guard = traceline::init()?;
+    /// assert_eq!(guard.dropped_lines().count(), 0);
+    /// # Ok::<(), traceline::InitError>(())
+    /// ```
+    pub fn dropped_lines(&self) -> DroppedLines {
+        self.dropped.clone()
+    }
+
+    /// A handle on the number of lines the writer failed to take (an I/O error such as a
+    /// closed pipe or a full disk).
+    ///
+    /// ```no_run
+    /// let guard = traceline::init()?;
+    /// assert_eq!(guard.write_errors().count(), 0);
+    /// # Ok::<(), traceline::InitError>(())
+    /// ```
+    pub fn write_errors(&self) -> WriteErrors {
+        self.write_errors.clone()
+    }
+
+    /// The OpenTelemetry tracer provider in use (also installed as the global one), `None` when
+    /// `OTEL_SDK_DISABLED=true`.
+    ///
+    /// ```no_run
+    /// let guard = traceline::init()?;
+    /// assert!(guard.tracer_provider().is_some());
+    /// # Ok::<(), traceline::InitError>(())
+    /// ```
+    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
+        self.provider.as_ref()
+    }
+
+    fn finish(&mut self) -> Result<(), ShutdownError> {
+        let mut result = Ok(());
+        if let Some(provider) = self.provider.take() {
+            let timeout = self.timeout;
+            if let Err(err) = blocking_ok(|| provider.shutdown_with_timeout(timeout)) {
+                result = Err(ShutdownError(err.to_string()));
+            }
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.stop(self.timeout);
+        }
+        if let Some(monitor) = self.monitor.take() {
+            monitor.stop();
+        }
+        // Dropping the worker guard waits for the queue to be written out.
+        drop(self.writer.take());
+        result
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(err) = self.finish() {
+            eprintln!("traceline: {err}");
+        }
+    }
+}
+
+/// Runs a blocking call so that, on a multi-thread tokio worker, the runtime keeps driving its
+/// other tasks (the gRPC exporter's connection may be one of them).
+fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A thread that turns the dropped-lines counter into WARN lines, from outside any logging
+/// call (an event cannot be logged from inside the writer).
+pub(crate) struct Monitor {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Monitor {
+    pub(crate) fn start(dropped: DroppedLines, every: Duration) -> std::io::Result<Self> {
+        let (stop, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("traceline-dropped-lines".into())
+            .spawn(move || {
+                loop {
+                    let stopping = !matches!(
+                        rx.recv_timeout(every),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    );
+                    let n = dropped.take_unreported();
+                    if n > 0 {
+                        tracing::warn!(
+                            target: "traceline::install",
+                            dropped_lines = n,
+                            dropped_lines_total = dropped.count(),
+                            "{n} log lines were dropped because the non-blocking writer's queue was full; \
+                             raise Writer::queue_limit or use Writer::wait_when_full"
+                        );
+                    }
+                    if stopping {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Monitor { stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}

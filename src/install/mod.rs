@@ -1,0 +1,731 @@
+//! One-call install: the global subscriber, configured from the environment.
+//!
+//! [`init()`](crate::init) installs, as the global default:
+//! - an [`EnvFilter`](tracing_subscriber::EnvFilter) from `RUST_LOG` (default `info`);
+//! - the OpenTelemetry layer with an SDK tracer provider, exporting over OTLP when an endpoint
+//!   is set. With no endpoint the provider has no exporter: lines still carry real ids;
+//! - traceline's JSON [`Layer`](crate::Layer);
+//! - the `log` crate bridge, so `log::info!` from dependencies comes out as the same lines;
+//! - the global OpenTelemetry tracer provider and text-map propagator.
+//!
+//! It returns a [`Guard`] that flushes spans and lines when dropped.
+//!
+//! ```no_run
+//! fn main() -> Result<(), traceline::InitError> {
+//!     let _guard = traceline::init()?;
+//!     let span = tracing::info_span!("createOrder", order.customer_id = 42);
+//!     let _entered = span.enter();
+//!     tracing::info!("order created"); // {"level":"INFO",...,"traceId":"…","spanId":"…"}
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Settings
+//! Each setting is taken from, in this order, the first that gives one:
+//! 1. the [`Builder`] method, in code;
+//! 2. the environment variable;
+//! 3. the default.
+//!
+//! An empty variable counts as unset. A value that cannot be used is an [`InitError`] naming
+//! the variable, never a silent fallback.
+//!
+//! | Builder | Environment | Default |
+//! |---|---|---|
+//! | [`filter`](Builder::filter) | `RUST_LOG` | `info` |
+//! | [`service_name`](Builder::service_name) | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service`) |
+//! | – | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded) | none |
+//! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
+//! | [`protocol`](Builder::protocol) | `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`) | `http/protobuf` |
+//! | [`sample_ratio`](Builder::sample_ratio), [`sampler`](Builder::sampler) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
+//! | [`sdk_disabled`](Builder::sdk_disabled) | `OTEL_SDK_DISABLED` (`true`/`false`) | `false` |
+//! | – | `OTEL_PROPAGATORS` (`tracecontext`, `baggage`, `none`) | `tracecontext,baggage` |
+//! | [`schema`](Builder::schema) | `TRACELINE_SCHEMA` (`default`) | [`Schema::default`](crate::Schema::default) |
+//! | [`writer`](Builder::writer) | – | stdout, blocking |
+//!
+//! `OTEL_TRACES_SAMPLER` accepts `always_on`, `always_off`, `traceidratio`,
+//! `parentbased_always_on`, `parentbased_always_off` and `parentbased_traceidratio`;
+//! `OTEL_TRACES_SAMPLER_ARG` is the ratio (0.0 to 1.0, default 1.0) for the two ratio samplers.
+//! Other `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, compression) are read by
+//! `opentelemetry-otlp` itself. With `OTEL_SDK_DISABLED=true` no tracer provider is installed
+//! and lines carry no ids.
+//!
+//! `service.name` (and `service.version`, `deployment.environment.name` when given in
+//! `OTEL_RESOURCE_ATTRIBUTES`) are written on every line as well as set on the resource.
+//!
+//! # Sampling and ids
+//! Every span gets ids, sampled or not, and every line inside a span carries them with
+//! `traceFlags` saying whether the trace was sampled: sampling 1 % of traces for export never
+//! hides the ids of the other 99 % from the logs.
+//!
+//! # What the OpenTelemetry layer sees
+//! It gets spans only: log events are not copied into spans as span events (that costs an
+//! allocation per event and duplicates what the lines already ship). Turn it on with
+//! [`Builder::span_events`]. Two kinds of spans are kept from it: traceline's correlation
+//! scope (`target: traceline::correlation`, internal, never exported) and spans made by the
+//! exporter's own network stack (`h2`, `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*`),
+//! which would otherwise export themselves in a loop.
+//!
+//! # Shutting down on SIGTERM
+//! Wait for the signal beside the server, then let the guard go out of scope (or call
+//! [`Guard::shutdown`]): the spans of the last requests are exported and queued lines are
+//! written before the process exits. `examples/shutdown.rs` runs this:
+//!
+//! ```no_run
+//! # #[cfg(unix)]
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let guard = traceline::init()?;
+//!     let server = tokio::spawn(async { /* serve requests */ });
+//!
+//!     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+//!     tokio::select! {
+//!         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+//!         _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+//!     }
+//!     server.abort(); // or a graceful stop of your server
+//!     guard.shutdown()?; // flushes spans and lines, bounded by the shutdown timeout
+//!     Ok(())
+//! }
+//! # #[cfg(not(unix))] fn main() {}
+//! ```
+
+mod config;
+mod error;
+mod guard;
+mod runtime;
+mod writer;
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_core::{Metadata, subscriber::Interest};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Context, Filter, Layer as _, SubscriberExt as _};
+
+pub use config::Protocol;
+pub use error::InitError;
+pub use guard::{Guard, ShutdownError};
+pub use writer::{DEFAULT_QUEUE_LIMIT, DroppedLines, Rotation, Writer};
+
+use config::EnvLookup;
+use runtime::ExporterRuntime;
+
+use crate::Schema;
+
+/// Installs the global subscriber configured from the environment: see the
+/// [module docs](crate::install) for what is installed and which variables are read.
+///
+/// Returns an error, never panics, when a setting is invalid or a global subscriber is already
+/// set (so calling it twice is an error).
+///
+/// ```no_run
+/// let _guard = traceline::init()?;
+/// tracing::info!("ready");
+/// # Ok::<(), traceline::InitError>(())
+/// ```
+pub fn init() -> Result<Guard, InitError> {
+    builder().try_init()
+}
+
+/// Like [`init()`], but panics with the [`InitError`]'s message (which says what to fix).
+///
+/// ```no_run
+/// let _guard = traceline::init_or_panic();
+/// ```
+pub fn init_or_panic() -> Guard {
+    match init() {
+        Ok(guard) => guard,
+        Err(err) => panic!("traceline::init failed: {err}"),
+    }
+}
+
+/// Starts a [`Builder`]: the same install as [`init()`], with settings given in code.
+///
+/// ```no_run
+/// let _guard = traceline::builder()
+///     .service_name("orders")
+///     .otlp_endpoint("http://localhost:4317")
+///     .protocol(traceline::install::Protocol::Grpc)
+///     .sample_ratio(0.1)
+///     .filter("info,orders=debug")
+///     .try_init()?;
+/// # Ok::<(), traceline::InitError>(())
+/// ```
+pub fn builder() -> Builder {
+    Builder::default()
+}
+
+/// Settings for [`init()`] given in code; each one set here wins over its environment
+/// variable (see the [module docs](crate::install#settings)). Made by [`builder()`].
+pub struct Builder {
+    env: EnvLookup,
+    service_name: Option<String>,
+    endpoint: Option<String>,
+    protocol: Option<Protocol>,
+    sampler: Option<Result<Sampler, InitError>>,
+    sdk_disabled: Option<bool>,
+    schema: Option<Schema>,
+    writer: Option<Writer>,
+    filter: Option<String>,
+    span_events: bool,
+    log_bridge: bool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("service_name", &self.service_name)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("sdk_disabled", &self.sdk_disabled)
+            .field("filter", &self.filter)
+            .field("writer", &self.writer)
+            .field("span_events", &self.span_events)
+            .field("log_bridge", &self.log_bridge)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            env: config::process_env(),
+            service_name: None,
+            endpoint: None,
+            protocol: None,
+            sampler: None,
+            sdk_disabled: None,
+            schema: None,
+            writer: None,
+            filter: None,
+            span_events: false,
+            log_bridge: true,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Builder {
+    /// The service name, on the resource and on every line (`service.name`). Wins over
+    /// `OTEL_SERVICE_NAME`.
+    ///
+    /// ```
+    /// let b = traceline::builder().service_name("orders");
+    /// # let _ = b;
+    /// ```
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// The OTLP collector's base URL, like `OTEL_EXPORTER_OTLP_ENDPOINT` (over HTTP,
+    /// `/v1/traces` is appended unless the URL already ends with it). Wins over both endpoint
+    /// variables.
+    ///
+    /// ```
+    /// let b = traceline::builder().otlp_endpoint("http://localhost:4318");
+    /// # let _ = b;
+    /// ```
+    pub fn otlp_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The OTLP transport. Wins over `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    ///
+    /// ```
+    /// use traceline::install::Protocol;
+    /// let b = traceline::builder().protocol(Protocol::Grpc);
+    /// # let _ = b;
+    /// ```
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Samples this fraction of new traces (0.0 to 1.0) and follows the caller's decision for
+    /// continued ones: `parentbased_traceidratio`. Wins over `OTEL_TRACES_SAMPLER`. Lines keep
+    /// their ids either way.
+    ///
+    /// ```
+    /// let b = traceline::builder().sample_ratio(0.05);
+    /// # let _ = b;
+    /// ```
+    pub fn sample_ratio(mut self, ratio: f64) -> Self {
+        self.sampler = Some(
+            config::check_ratio("Builder::sample_ratio", ratio)
+                .map(|r| Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))),
+        );
+        self
+    }
+
+    /// Any OpenTelemetry SDK sampler. Wins over `OTEL_TRACES_SAMPLER`.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::Sampler;
+    /// let b = traceline::builder().sampler(Sampler::AlwaysOn);
+    /// # let _ = b;
+    /// ```
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(Ok(sampler));
+        self
+    }
+
+    /// Turns the OpenTelemetry SDK off (`true`) or on (`false`), whatever
+    /// `OTEL_SDK_DISABLED` says. Off means no tracer provider and no ids on lines.
+    ///
+    /// ```
+    /// let b = traceline::builder().sdk_disabled(false);
+    /// # let _ = b;
+    /// ```
+    pub fn sdk_disabled(mut self, disabled: bool) -> Self {
+        self.sdk_disabled = Some(disabled);
+        self
+    }
+
+    /// The line format. Wins over `TRACELINE_SCHEMA`. A service name set on the schema is
+    /// kept; otherwise the resolved service name is added.
+    ///
+    /// ```
+    /// use traceline::{Key, Schema};
+    /// let b = traceline::builder().schema(Schema::default().rename(Key::TraceId, "trace_id"));
+    /// # let _ = b;
+    /// ```
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Where lines go (default: stdout, blocking).
+    ///
+    /// ```
+    /// use traceline::install::Writer;
+    /// let b = traceline::builder().writer(Writer::stderr().non_blocking());
+    /// # let _ = b;
+    /// ```
+    pub fn writer(mut self, writer: Writer) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// The filter, in `RUST_LOG` syntax (`info,orders=debug,hyper=warn`). Wins over
+    /// `RUST_LOG`.
+    ///
+    /// ```
+    /// let b = traceline::builder().filter("warn,orders=info");
+    /// # let _ = b;
+    /// ```
+    pub fn filter(mut self, directives: impl Into<String>) -> Self {
+        self.filter = Some(directives.into());
+        self
+    }
+
+    /// Also records every log event as an event on its OpenTelemetry span (off by default).
+    ///
+    /// ```
+    /// let b = traceline::builder().span_events(true);
+    /// # let _ = b;
+    /// ```
+    pub fn span_events(mut self, on: bool) -> Self {
+        self.span_events = on;
+        self
+    }
+
+    /// Whether records of the `log` crate are turned into lines (on by default). Turn it off
+    /// when another `log` logger is installed.
+    ///
+    /// ```
+    /// let b = traceline::builder().log_bridge(false);
+    /// # let _ = b;
+    /// ```
+    pub fn log_bridge(mut self, on: bool) -> Self {
+        self.log_bridge = on;
+        self
+    }
+
+    /// How long [`Guard`] waits for the exporter when shutting down (default 5 s).
+    ///
+    /// ```
+    /// let b = traceline::builder().shutdown_timeout(std::time::Duration::from_secs(2));
+    /// # let _ = b;
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Reads settings not given in code from `lookup` instead of the process environment (for
+    /// tests, or settings kept elsewhere). `lookup` gets a variable name and returns its value.
+    /// The OTLP exporter still reads its own extra variables (headers, timeout) from the
+    /// process environment.
+    ///
+    /// ```
+    /// let b = traceline::builder().env(|name| match name {
+    ///     "OTEL_SERVICE_NAME" => Some("orders".to_string()),
+    ///     _ => None,
+    /// });
+    /// # let _ = b;
+    /// ```
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = std::sync::Arc::new(lookup);
+        self
+    }
+
+    /// Checks every setting, then installs the global subscriber. Nothing is installed when
+    /// an error is returned for a setting, or when a global subscriber is already set.
+    ///
+    /// ```no_run
+    /// let _guard = traceline::builder().service_name("orders").try_init()?;
+    /// # Ok::<(), traceline::InitError>(())
+    /// ```
+    pub fn try_init(self) -> Result<Guard, InitError> {
+        let plan = self.plan()?;
+        if tracing::dispatcher::has_been_set() {
+            return Err(InitError::AlreadyInstalled);
+        }
+        plan.install()
+    }
+
+    /// Resolves and checks every setting without side effects.
+    fn plan(self) -> Result<Plan, InitError> {
+        let env = &self.env;
+        let get = |name: &str| config::get(env, name);
+
+        let filter_src = match self.filter {
+            Some(f) => ("Builder::filter", f),
+            None => match get("RUST_LOG") {
+                Some(f) => ("RUST_LOG", f),
+                None => ("RUST_LOG", "info".to_string()),
+            },
+        };
+        let filter = EnvFilter::builder().parse(&filter_src.1).map_err(|err| {
+            InitError::invalid(
+                filter_src.0,
+                &filter_src.1,
+                format!("{err}; expected directives such as `info` or `warn,my_crate=debug`"),
+            )
+        })?;
+
+        let disabled = match self.sdk_disabled {
+            Some(d) => d,
+            None => match get("OTEL_SDK_DISABLED") {
+                Some(v) => config::boolean("OTEL_SDK_DISABLED", &v)?,
+                None => false,
+            },
+        };
+
+        let mut attributes =
+            config::resource_attributes(get("OTEL_RESOURCE_ATTRIBUTES").as_deref())?;
+        let attr = |key: &str| {
+            attributes
+                .iter()
+                .rev()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.as_str().into_owned())
+        };
+        let service_name = self
+            .service_name
+            .or_else(|| get("OTEL_SERVICE_NAME"))
+            .or_else(|| attr("service.name"));
+        let service_version = attr("service.version");
+        let environment =
+            attr("deployment.environment.name").or_else(|| attr("deployment.environment"));
+        if let Some(name) = &service_name {
+            attributes.push(KeyValue::new("service.name", name.clone()));
+        }
+
+        let protocol = match self.protocol {
+            Some(p) => p,
+            None => match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+                Some(v) => Protocol::parse("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &v)?,
+                None => match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
+                    Some(v) => Protocol::parse("OTEL_EXPORTER_OTLP_PROTOCOL", &v)?,
+                    None => Protocol::HttpProtobuf,
+                },
+            },
+        };
+        let traces_path = |base: &str| -> String {
+            if protocol == Protocol::Grpc || base.trim_end_matches('/').ends_with("/v1/traces") {
+                base.to_string()
+            } else {
+                format!("{}/v1/traces", base.trim_end_matches('/'))
+            }
+        };
+        let endpoint = match self.endpoint {
+            Some(url) => Some(traces_path(&config::endpoint(
+                "Builder::otlp_endpoint",
+                &url,
+            )?)),
+            None => match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+                Some(url) => Some(config::endpoint(
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    &url,
+                )?),
+                None => match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                    Some(url) => Some(traces_path(&config::endpoint(
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                        &url,
+                    )?)),
+                    None => None,
+                },
+            },
+        };
+
+        let sampler = match self.sampler {
+            Some(s) => s?,
+            None => config::sampler(
+                get("OTEL_TRACES_SAMPLER").as_deref(),
+                get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            )?
+            .unwrap_or_else(|| Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
+        };
+        let propagators = config::propagators(get("OTEL_PROPAGATORS").as_deref())?;
+
+        let schema = match self.schema {
+            Some(s) => s,
+            None => match get("TRACELINE_SCHEMA") {
+                Some(name) => config::schema_preset(&name)?,
+                None => Schema::default(),
+            },
+        };
+        let schema = with_service(schema, service_name, service_version, environment);
+
+        Ok(Plan {
+            filter,
+            disabled,
+            attributes,
+            protocol,
+            endpoint,
+            sampler,
+            propagators,
+            schema,
+            writer: self.writer.unwrap_or_default(),
+            span_events: self.span_events,
+            log_bridge: self.log_bridge,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// Adds the service fields to the schema unless it already names them.
+fn with_service(
+    mut schema: Schema,
+    name: Option<String>,
+    version: Option<String>,
+    environment: Option<String>,
+) -> Schema {
+    let [n, v, e] = &schema.service;
+    let (set_n, set_v, set_e) = (n.is_none(), v.is_none(), e.is_none());
+    if let (true, Some(name)) = (set_n, name) {
+        schema = schema.service_name(name);
+    }
+    if let (true, Some(version)) = (set_v, version) {
+        schema = schema.service_version(version);
+    }
+    if let (true, Some(env)) = (set_e, environment) {
+        schema = schema.environment(env);
+    }
+    schema
+}
+
+/// Everything checked, nothing installed yet.
+struct Plan {
+    filter: EnvFilter,
+    disabled: bool,
+    attributes: Vec<KeyValue>,
+    protocol: Protocol,
+    endpoint: Option<String>,
+    sampler: Sampler,
+    propagators: config::Propagators,
+    schema: Schema,
+    writer: Writer,
+    span_events: bool,
+    log_bridge: bool,
+    timeout: Duration,
+}
+
+impl Plan {
+    fn install(self) -> Result<Guard, InitError> {
+        let mut runtime = None;
+        let provider = if self.disabled {
+            None
+        } else {
+            let resource = Resource::builder_empty()
+                .with_detector(Box::new(
+                    opentelemetry_sdk::resource::TelemetryResourceDetector,
+                ))
+                .with_attributes(self.attributes.clone())
+                .build();
+            let mut builder = SdkTracerProvider::builder()
+                .with_sampler(self.sampler)
+                .with_resource(resource);
+            if let Some(endpoint) = &self.endpoint {
+                let exporter = match self.protocol {
+                    Protocol::Grpc => {
+                        let rt = ExporterRuntime::current_or_own()?;
+                        let exporter = {
+                            // tonic spawns its connection task on the runtime entered here.
+                            let _entered = rt.handle().enter();
+                            use opentelemetry_otlp::WithExportConfig as _;
+                            opentelemetry_otlp::SpanExporter::builder()
+                                .with_tonic()
+                                .with_endpoint(endpoint.clone())
+                                .build()
+                        };
+                        match exporter {
+                            Ok(e) => {
+                                runtime = Some(rt);
+                                e
+                            }
+                            Err(err) => {
+                                rt.stop(self.timeout);
+                                return Err(InitError::Exporter(err.to_string()));
+                            }
+                        }
+                    }
+                    Protocol::HttpProtobuf => {
+                        use opentelemetry_otlp::WithExportConfig as _;
+                        opentelemetry_otlp::SpanExporter::builder()
+                            .with_http()
+                            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                            .with_endpoint(endpoint.clone())
+                            .build()
+                            .map_err(|err| InitError::Exporter(err.to_string()))?
+                    }
+                };
+                builder = builder.with_batch_exporter(exporter);
+            }
+            Some(builder.build())
+        };
+
+        let built = match self.writer.build() {
+            Ok(b) => b,
+            Err(err) => {
+                if let Some(rt) = runtime.take() {
+                    rt.stop(self.timeout);
+                }
+                return Err(InitError::Io(err));
+            }
+        };
+        let json = crate::layer()
+            .with_schema(self.schema)
+            .with_writer(built.make);
+        let write_errors = json.write_errors();
+
+        let otel = provider.as_ref().map(|p| {
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("traceline"))
+                .with_filter(OtelFilter {
+                    events: self.span_events,
+                })
+        });
+        let subscriber = tracing_subscriber::registry()
+            .with(self.filter)
+            .with(otel)
+            .with(json);
+
+        let installed = if self.log_bridge {
+            use tracing_subscriber::util::SubscriberInitExt as _;
+            subscriber.try_init().map_err(|e| e.to_string())
+        } else {
+            tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())
+        };
+        let mut guard = Guard {
+            provider,
+            runtime,
+            writer: built.worker,
+            monitor: None,
+            dropped: built.dropped,
+            write_errors,
+            timeout: self.timeout,
+        };
+        if let Err(msg) = installed {
+            return Err(
+                if tracing::dispatcher::has_been_set() && !msg.contains("logger") {
+                    InitError::AlreadyInstalled
+                } else {
+                    InitError::Install(msg)
+                },
+            );
+        }
+
+        if let Some(p) = &guard.provider {
+            opentelemetry::global::set_tracer_provider(p.clone());
+        }
+        set_propagator(self.propagators);
+        if guard.dropped.is_counting() {
+            guard.monitor = Some(guard::Monitor::start(
+                guard.dropped.clone(),
+                Duration::from_secs(1),
+            )?);
+        }
+        Ok(guard)
+    }
+}
+
+fn set_propagator(p: config::Propagators) {
+    use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+    use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+    let mut list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
+    if p.trace_context {
+        list.push(Box::new(TraceContextPropagator::new()));
+    }
+    if p.baggage {
+        list.push(Box::new(BaggagePropagator::new()));
+    }
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(list));
+}
+
+/// What the OpenTelemetry layer gets: spans (and events only when asked), minus traceline's
+/// correlation scope and the exporter's own network stack.
+struct OtelFilter {
+    events: bool,
+}
+
+const NOT_EXPORTED: &[&str] = &[
+    "traceline::correlation",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+];
+
+impl OtelFilter {
+    fn wants(&self, meta: &Metadata<'_>) -> bool {
+        if !(meta.is_span() || self.events) {
+            return false;
+        }
+        let target = meta.target();
+        !NOT_EXPORTED.iter().any(|t| {
+            target
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+    }
+}
+
+impl<S> Filter<S> for OtelFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        // The SDK's export thread marks its work as suppressed: nothing it does becomes a span.
+        self.wants(meta) && !opentelemetry::Context::is_current_telemetry_suppressed()
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.wants(meta) {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+}
