@@ -52,7 +52,7 @@ pub mod schema;
 mod timestamp;
 
 pub use layer::{Layer, WriteErrors, layer};
-pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema, UnknownSchema};
+pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
 pub use timestamp::TimestampFormat;
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
