@@ -40,6 +40,9 @@
 #![forbid(unsafe_code)]
 
 pub mod correlation;
+#[cfg(feature = "install")]
+#[doc(hidden)]
+pub mod doc_support;
 mod fields;
 #[cfg(feature = "http")]
 pub mod http;
@@ -51,8 +54,8 @@ mod layer;
 pub mod schema;
 mod timestamp;
 
-pub use layer::{Layer, WriteErrors, layer};
-pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
-pub use timestamp::TimestampFormat;
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
+pub use layer::{Layer, WriteErrors, layer};
+pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema, UnknownSchema};
+pub use timestamp::TimestampFormat;

@@ -77,11 +77,13 @@ pub enum Key {
     ErrorType,
     /// With [`ErrorLayout::Flat`], the error with its causes as text. Default `error.stack_trace`.
     ErrorStackTrace,
+    /// The object holding [`Schema::label`]s. Default `labels`; written only when there are some.
+    Labels,
 }
 
 impl Key {
     /// Every key, in the order the line writes them.
-    pub const ALL: [Key; 23] = [
+    pub const ALL: [Key; 24] = [
         Key::Timestamp,
         Key::Level,
         Key::SeverityNumber,
@@ -105,6 +107,7 @@ impl Key {
         Key::ErrorMessage,
         Key::ErrorType,
         Key::ErrorStackTrace,
+        Key::Labels,
     ];
     const COUNT: usize = Key::ALL.len();
 }
@@ -169,6 +172,9 @@ pub struct Schema {
     pub(crate) errors: ErrorLayout,
     pub(crate) service: [Option<String>; 3],
     pub(crate) static_fields: Vec<(Cow<'static, str>, serde_json::Value)>,
+    pub(crate) labels: Vec<(String, serde_json::Value)>,
+    /// Write the service name as `event.dataset` too (ECS).
+    pub(crate) dataset_from_service: bool,
 }
 
 impl Default for Schema {
@@ -183,6 +189,16 @@ impl Default for Schema {
     /// assert_eq!(s.key(Key::SpanId), Some("spanId"));
     /// assert_eq!(s.key(Key::File), None); // opt-in
     /// ```
+    ///
+    /// Sample line (an event inside a span; produced and checked by this doc test):
+    ///
+    /// ```
+    /// # use traceline::Schema;
+    /// let line = traceline::doc_support::sample_line(Schema::default());
+    /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123456789Z","level":"INFO","message":"order created","target":"orders","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","traceFlags":"01","service.name":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// ```
+    ///
+    /// Find one trace in Loki: `{app="orders"} |= "4bf92f3577b34da6a3ce929d0e0e4736" | json | traceId="4bf92f3577b34da6a3ce929d0e0e4736"`; with jq: `jq 'select(.traceId=="4bf92f3577b34da6a3ce929d0e0e4736")'`.
     fn default() -> Self {
         let name = |k: Key| -> &'static str {
             match k {
@@ -209,6 +225,7 @@ impl Default for Schema {
                 Key::ErrorMessage => "error.message",
                 Key::ErrorType => "error.type",
                 Key::ErrorStackTrace => "error.stack_trace",
+                Key::Labels => "labels",
             }
         };
         let off = |k: Key| {
@@ -234,9 +251,266 @@ impl Default for Schema {
             errors: ErrorLayout::Object,
             service: [None, None, None],
             static_fields: Vec::new(),
+            labels: Vec::new(),
+            dataset_from_service: false,
         }
     }
 }
+
+/// The name given to [`Schema::from_name`] is not a preset.
+///
+/// ```
+/// let err = traceline::Schema::from_name("splunk").unwrap_err();
+/// assert!(err.to_string().contains("default, otel, ecs, gcp, datadog"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownSchema {
+    name: String,
+    gcp_without_project: bool,
+}
+
+impl std::fmt::Display for UnknownSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.gcp_without_project {
+            write!(
+                f,
+                "schema `gcp` needs a project id: set GOOGLE_CLOUD_PROJECT, or write `gcp:<project-id>`"
+            )
+        } else {
+            write!(
+                f,
+                "unknown schema `{}`; choose one of default, otel, ecs, gcp, datadog \
+                 (gcp as `gcp:<project-id>` or with GOOGLE_CLOUD_PROJECT set)",
+                self.name.escape_debug()
+            )
+        }
+    }
+}
+
+impl std::error::Error for UnknownSchema {}
+
+impl Schema {
+    /// OpenTelemetry's "trace context in non-OTLP log formats": `trace_id`, `span_id`,
+    /// `trace_flags`, `severity_text`, `severity_number`, `body`; errors as `exception.*`.
+    ///
+    /// ```
+    /// # use traceline::{Key, Schema};
+    /// let s = Schema::otel();
+    /// assert_eq!(s.key(Key::TraceId), Some("trace_id"));
+    /// assert_eq!(s.key(Key::SeverityNumber), Some("severity_number"));
+    /// assert_eq!(s.key(Key::Message), Some("body"));
+    /// ```
+    ///
+    /// Sample line (an event inside a span; produced and checked by this doc test):
+    ///
+    /// ```
+    /// # use traceline::Schema;
+    /// let line = traceline::doc_support::sample_line(Schema::otel());
+    /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123456789Z","severity_text":"INFO","severity_number":9,"body":"order created","target":"orders","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":"01","service.name":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// ```
+    ///
+    /// Find one trace in Loki: `{app="orders"} | json | trace_id="4bf92f3577b34da6a3ce929d0e0e4736"`.
+    pub fn otel() -> Self {
+        Schema::default()
+            .rename(Key::Level, "severity_text")
+            .rename(Key::SeverityNumber, "severity_number")
+            .rename(Key::Message, "body")
+            .rename(Key::TraceId, "trace_id")
+            .rename(Key::SpanId, "span_id")
+            .rename(Key::TraceFlags, "trace_flags")
+            .rename(Key::CorrelationId, "correlation_id")
+            .rename(Key::ServiceEnvironment, "deployment.environment.name")
+            .rename_off(Key::File, "code.file.path")
+            .rename_off(Key::Line, "code.line.number")
+            .rename_off(Key::ThreadName, "thread.name")
+            .rename_off(Key::ThreadId, "thread.id")
+            .rename(Key::ErrorMessage, "exception.message")
+            .rename(Key::ErrorType, "exception.type")
+            .rename(Key::ErrorStackTrace, "exception.stacktrace")
+            .error_layout(ErrorLayout::Flat)
+    }
+
+    /// Elastic Common Schema, as the ecs-logging spec asks: `@timestamp`, `log.level` and
+    /// `message` first, `ecs.version`, `log.logger`, `trace.id`, `span.id`, `transaction.id`
+    /// (the local root span), `service.*`, `event.dataset`, flat `error.*` keys. The
+    /// correlation id goes to `http.request.id`, ECS's field for exactly that.
+    ///
+    /// ```
+    /// # use traceline::{Key, Schema};
+    /// let s = Schema::ecs();
+    /// assert_eq!(s.key(Key::Timestamp), Some("@timestamp"));
+    /// assert_eq!(s.key(Key::TraceId), Some("trace.id"));
+    /// assert_eq!(s.key(Key::TransactionId), Some("transaction.id"));
+    /// ```
+    ///
+    /// Sample line (an event inside a span; produced and checked by this doc test):
+    ///
+    /// ```
+    /// # use traceline::Schema;
+    /// let line = traceline::doc_support::sample_line(Schema::ecs());
+    /// assert_eq!(line, r#"{"@timestamp":"2026-11-25T10:32:03.123456789Z","log.level":"INFO","message":"order created","log.logger":"orders","trace.id":"4bf92f3577b34da6a3ce929d0e0e4736","span.id":"00f067aa0ba902b7","transaction.id":"00f067aa0ba902b7","service.name":"orders","event.dataset":"orders","ecs.version":"1.6.0","order.item_count":3,"order.customer_id":42}"#);
+    /// ```
+    ///
+    /// Find one trace in Kibana: `trace.id:4bf92f3577b34da6a3ce929d0e0e4736`.
+    pub fn ecs() -> Self {
+        let mut s = Schema::default()
+            .rename(Key::Timestamp, "@timestamp")
+            .rename(Key::Level, "log.level")
+            .rename(Key::Target, "log.logger")
+            .rename(Key::TraceId, "trace.id")
+            .rename(Key::SpanId, "span.id")
+            .rename(Key::TransactionId, "transaction.id")
+            .rename(Key::CorrelationId, "http.request.id")
+            .rename(Key::ServiceEnvironment, "service.environment")
+            .rename_off(Key::File, "log.origin.file.name")
+            .rename_off(Key::Line, "log.origin.file.line")
+            .rename_off(Key::ThreadName, "process.thread.name")
+            .rename_off(Key::ThreadId, "process.thread.id")
+            .disable(Key::TraceFlags)
+            .error_layout(ErrorLayout::Flat)
+            .static_field("ecs.version", ECS_VERSION);
+        s.dataset_from_service = true;
+        s
+    }
+
+    /// Google Cloud Logging's structured logs: `severity` (`DEBUG` for TRACE, `WARNING` for
+    /// WARN), `logging.googleapis.com/trace` as `projects/<project_id>/traces/<traceId>`,
+    /// `logging.googleapis.com/spanId`, `logging.googleapis.com/trace_sampled` (a boolean).
+    ///
+    /// ```
+    /// # use traceline::{Key, Schema};
+    /// let s = Schema::gcp("my-project");
+    /// assert_eq!(s.key(Key::Level), Some("severity"));
+    /// assert_eq!(s.key(Key::TraceId), Some("logging.googleapis.com/trace"));
+    /// ```
+    ///
+    /// Sample line (an event inside a span; produced and checked by this doc test):
+    ///
+    /// ```
+    /// # use traceline::Schema;
+    /// let line = traceline::doc_support::sample_line(Schema::gcp("my-project"));
+    /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123456789Z","severity":"INFO","message":"order created","target":"orders","logging.googleapis.com/trace":"projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736","logging.googleapis.com/spanId":"00f067aa0ba902b7","logging.googleapis.com/trace_sampled":true,"service.name":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// ```
+    ///
+    /// Find one trace in the Logs Explorer: `trace="projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736"`.
+    pub fn gcp(project_id: &str) -> Self {
+        Schema::default()
+            .rename(Key::Level, "severity")
+            .level_names(["DEBUG", "DEBUG", "INFO", "WARNING", "ERROR"])
+            .rename(Key::TraceId, "logging.googleapis.com/trace")
+            .trace_id_prefix(format!("projects/{project_id}/traces/"))
+            .rename(Key::SpanId, "logging.googleapis.com/spanId")
+            .rename(Key::TraceFlags, "logging.googleapis.com/trace_sampled")
+            .flags_format(FlagsFormat::Bool)
+    }
+
+    /// Datadog: `dd.trace_id` / `dd.span_id` as the decimal of the ids' lower 64 bits,
+    /// `status`, `dd.service` / `dd.version` / `dd.env`, `logger.name`, flat `error.kind`,
+    /// `error.message`, `error.stack`.
+    ///
+    /// ```
+    /// # use traceline::{Key, Schema};
+    /// let s = Schema::datadog();
+    /// assert_eq!(s.key(Key::TraceId), Some("dd.trace_id"));
+    /// assert_eq!(s.key(Key::ServiceName), Some("dd.service"));
+    /// ```
+    ///
+    /// Sample line (an event inside a span; produced and checked by this doc test):
+    ///
+    /// ```
+    /// # use traceline::Schema;
+    /// let line = traceline::doc_support::sample_line(Schema::datadog());
+    /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123Z","status":"info","message":"order created","logger.name":"orders","dd.trace_id":"11803532876627986230","dd.span_id":"67667974448284343","dd.service":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// ```
+    ///
+    /// Find one trace in Datadog Logs: `@dd.trace_id:11803532876627986230` (the trace id's lower 64 bits, as Datadog's own tracers write it).
+    pub fn datadog() -> Self {
+        Schema::default()
+            .rename(Key::Level, "status")
+            .level_names(["trace", "debug", "info", "warn", "error"])
+            .rename(Key::Target, "logger.name")
+            .rename(Key::TraceId, "dd.trace_id")
+            .rename(Key::SpanId, "dd.span_id")
+            .id_format(IdFormat::DecimalLow64)
+            .disable(Key::TraceFlags)
+            .rename(Key::ServiceName, "dd.service")
+            .rename(Key::ServiceVersion, "dd.version")
+            .rename(Key::ServiceEnvironment, "dd.env")
+            .rename_off(Key::ThreadName, "logger.thread_name")
+            .rename(Key::ErrorMessage, "error.message")
+            .rename(Key::ErrorType, "error.kind")
+            .rename(Key::ErrorStackTrace, "error.stack")
+            .timestamp_format(TimestampFormat::Rfc3339Millis)
+            .error_layout(ErrorLayout::Flat)
+    }
+
+    /// A preset by name, as `TRACELINE_SCHEMA` gives it: `default`, `otel`, `ecs`,
+    /// `gcp:<project-id>` (or `gcp` with `GOOGLE_CLOUD_PROJECT` set), `datadog`.
+    ///
+    /// ```
+    /// # use traceline::{Key, Schema};
+    /// assert_eq!(Schema::from_name("ecs").unwrap().key(Key::Level), Some("log.level"));
+    /// assert!(Schema::from_name("gcp:p1").is_ok());
+    /// ```
+    pub fn from_name(name: &str) -> Result<Self, UnknownSchema> {
+        let lower = name.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "" | "default" | "traceline" => Ok(Schema::default()),
+            "otel" | "opentelemetry" => Ok(Schema::otel()),
+            "ecs" | "elastic" => Ok(Schema::ecs()),
+            "datadog" | "dd" => Ok(Schema::datadog()),
+            "gcp" | "google" => match std::env::var("GOOGLE_CLOUD_PROJECT") {
+                Ok(p) if !p.is_empty() => Ok(Schema::gcp(&p)),
+                _ => Err(UnknownSchema {
+                    name: name.into(),
+                    gcp_without_project: true,
+                }),
+            },
+            _ => match name.trim().split_once(':') {
+                Some((g, project)) if g.eq_ignore_ascii_case("gcp") && !project.is_empty() => {
+                    Ok(Schema::gcp(project))
+                }
+                _ => Err(UnknownSchema {
+                    name: name.into(),
+                    gcp_without_project: false,
+                }),
+            },
+        }
+    }
+
+    /// Sets the name of an opt-in key without switching it on.
+    fn rename_off(mut self, key: Key, name: &'static str) -> Self {
+        self.names[key as usize] = Cow::Borrowed(name);
+        self
+    }
+
+    /// Adds an entry to the `labels` object (ECS `labels`). Keys are sanitised as the
+    /// ecs-logging spec asks: `.`, `*` and `\\` become `_`.
+    ///
+    /// ```
+    /// use traceline::Schema;
+    /// let s = Schema::ecs().label("team.name", "checkout");
+    /// # let _ = s;
+    /// ```
+    pub fn label(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        let key: String = key
+            .chars()
+            .map(|c| {
+                if matches!(c, '.' | '*' | '\\') {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        self.labels.retain(|(k, _)| *k != key);
+        self.labels.push((key, value.into()));
+        self
+    }
+}
+
+/// The ECS version the [`Schema::ecs`] preset declares.
+pub const ECS_VERSION: &str = "1.6.0";
 
 impl Schema {
     /// The key written for `key`, or `None` when it is switched off.
@@ -507,6 +781,36 @@ pub(crate) struct Compiled {
     pub(crate) span_reserved: Reserved,
 }
 
+/// Writes a JSON value with traceline's complete escaping (serde_json leaves U+2028/U+2029).
+fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => crate::json::write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                crate::json::write_key(out, k);
+                write_value(out, item);
+            }
+            out.push(b'}');
+        }
+        other => serde_json::to_writer(out, other).expect("writing to a Vec cannot fail"),
+    }
+}
+
 fn frag(key: &str) -> Box<[u8]> {
     let mut v = vec![b','];
     crate::json::write_key(&mut v, key);
@@ -549,6 +853,21 @@ impl Schema {
                 crate::json::write_str(&mut static_fields, v);
             }
         }
+        if self.dataset_from_service {
+            if let Some(name) = &self.service[0] {
+                static_fields.extend_from_slice(&frag("event.dataset"));
+                crate::json::write_str(&mut static_fields, name);
+                reserved.add("event.dataset");
+            }
+        }
+        if !self.labels.is_empty() {
+            let key = &self.names[Key::Labels as usize];
+            static_fields.extend_from_slice(&frag(key));
+            let object: serde_json::Map<String, serde_json::Value> =
+                self.labels.iter().cloned().collect();
+            write_value(&mut static_fields, &serde_json::Value::Object(object));
+            reserved.add(key);
+        }
         for (k, v) in &self.static_fields {
             let is_service = [
                 Key::ServiceName,
@@ -568,7 +887,7 @@ impl Schema {
                 key.insert_str(0, &prefix);
             }
             static_fields.extend_from_slice(&frag(&key));
-            serde_json::to_writer(&mut static_fields, v).expect("writing to a Vec cannot fail");
+            write_value(&mut static_fields, v);
             reserved.add(&key);
         }
         let level = std::array::from_fn(|i| {
