@@ -43,6 +43,7 @@ pub mod correlation;
 #[cfg(feature = "install")]
 #[doc(hidden)]
 pub mod doc_support;
+mod error;
 mod fields;
 #[cfg(feature = "http")]
 pub mod http;
@@ -54,6 +55,7 @@ mod layer;
 pub mod schema;
 mod timestamp;
 
+pub use error::record_error;
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
 pub use layer::{Layer, WriteErrors, layer};

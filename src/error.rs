@@ -1,0 +1,79 @@
+//! Recording an error on the current span, as OpenTelemetry's `recordException` +
+//! `setStatus(ERROR)` do.
+//!
+//! Logging an `ERROR` event does not, by itself, mark a span as failed in OpenTelemetry terms.
+//! [`record_error`] does both at once: the span gets status `ERROR` and an `exception` event
+//! (`exception.type`, `exception.message`, `exception.stacktrace`), and one ERROR line is
+//! written with the error, its source chain, its type and `otel.status_code: "ERROR"`.
+
+use std::cell::Cell;
+use std::error::Error;
+use std::fmt::Write;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+thread_local! {
+    /// The type name of the error being recorded by [`record_error`], read by the line writer.
+    pub(crate) static ERROR_TYPE: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// The error and its causes, one per line.
+pub(crate) fn chain_text(err: &(dyn Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    let mut depth = 0;
+    while let Some(s) = source {
+        let _ = write!(text, "\ncaused by: {s}");
+        source = s.source();
+        depth += 1;
+        if depth == 64 {
+            break;
+        }
+    }
+    text
+}
+
+/// Records `err` on the current span: OpenTelemetry status `ERROR` with the error's message,
+/// an `exception` span event, and one ERROR line carrying the error (message, source chain and
+/// type) and `otel.status_code: "ERROR"`.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+///
+/// # let subscriber = tracing_subscriber::registry().with(traceline::layer());
+/// # tracing::subscriber::with_default(subscriber, || {
+/// let err = "x".parse::<u32>().unwrap_err();
+/// let span = tracing::info_span!("parse");
+/// let _entered = span.enter();
+/// traceline::record_error(&err);
+/// // {"level":"ERROR","message":"invalid digit found in string",...,
+/// //  "otel.status_code":"ERROR","error":{"message":"invalid digit found in string","chain":[],
+/// //  "type":"core::num::error::ParseIntError"}}
+/// # });
+/// ```
+pub fn record_error<E: Error + 'static>(err: &E) {
+    let span = tracing::Span::current();
+    let ty = std::any::type_name::<E>();
+    let message = err.to_string();
+    if !span.is_disabled() {
+        span.set_status(Status::error(message.clone()));
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", ty),
+                KeyValue::new("exception.message", message.clone()),
+                KeyValue::new("exception.stacktrace", chain_text(err)),
+            ],
+        );
+    }
+    ERROR_TYPE.with(|t| t.set(Some(ty)));
+    tracing::error!(
+        target: "traceline::error",
+        error = err as &(dyn Error + 'static),
+        otel.status_code = "ERROR",
+        "{message}"
+    );
+    ERROR_TYPE.with(|t| t.set(None));
+}
