@@ -31,7 +31,7 @@
 //!
 //! | Builder | Environment | Default |
 //! |---|---|---|
-//! | [`filter`](Builder::filter) | `RUST_LOG` | `info` |
+//! | [`filter`](Builder::filter) | `RUST_LOG` | `info` (the SDK's own `opentelemetry*` targets at `warn` unless named) |
 //! | [`service_name`](Builder::service_name) | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service`) |
 //! | – | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded) | none |
 //! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
@@ -403,13 +403,21 @@ impl Builder {
                 None => ("RUST_LOG", "info".to_string()),
             },
         };
-        let filter = EnvFilter::builder().parse(&filter_src.1).map_err(|err| {
+        let mut filter = EnvFilter::builder().parse(&filter_src.1).map_err(|err| {
             InitError::invalid(
                 filter_src.0,
                 &filter_src.1,
                 format!("{err}; expected directives such as `info` or `warn,my_crate=debug`"),
             )
         })?;
+        if !filter_src.1.contains("opentelemetry") {
+            // The SDK's own INFO lines ("global tracer provider is set") are noise; its
+            // warnings and export errors are kept.
+            for quiet in OTEL_INTERNAL {
+                let directive = format!("{quiet}=warn").parse().expect("valid directive");
+                filter = filter.add_directive(directive);
+            }
+        }
 
         let disabled = match self.sdk_disabled {
             Some(d) => d,
@@ -532,6 +540,10 @@ fn with_service(
     }
     schema
 }
+
+/// Targets of the OpenTelemetry SDK's own diagnostics, kept at WARN unless the filter names
+/// them.
+const OTEL_INTERNAL: &[&str] = &["opentelemetry", "opentelemetry_sdk", "opentelemetry_otlp"];
 
 /// Everything checked, nothing installed yet.
 struct Plan {

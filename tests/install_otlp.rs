@@ -1,0 +1,216 @@
+//! `init()` exporting to real OTLP receivers on loopback: the spans received carry exactly the
+//! ids the JSON lines carried, over gRPC and HTTP/protobuf, and ratio sampling keeps the ids on
+//! every line.
+
+mod install_support;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use install_support as support;
+use serde_json::Value;
+use support::str_of;
+
+const ENTRY: &str = "child_entry";
+
+/// Runs the scenario named by `TRACELINE_CHILD` when this binary is a child process.
+#[test]
+fn child_entry() {
+    let Some(scenario) = support::scenario() else {
+        return;
+    };
+    let _guard = traceline::init().expect("init from the environment");
+    match scenario.as_str() {
+        "nested" => {
+            for i in 0..20 {
+                let root = tracing::info_span!("request", i);
+                let _r = root.enter();
+                tracing::info!(i, "request started");
+                let db = tracing::info_span!("db.query");
+                let _d = db.enter();
+                tracing::info!("querying");
+            }
+        }
+        "roots" => {
+            for i in 0..2000 {
+                let root = tracing::info_span!("job", i);
+                let _r = root.enter();
+                tracing::info!(i, "job ran");
+            }
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn ids_of_lines(lines: &[Value]) -> BTreeSet<(String, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                str_of(l, "traceId")
+                    .expect("every line here is in a span")
+                    .to_string(),
+                str_of(l, "spanId").expect("spanId").to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn run_child(scenario: &'static str, env: Vec<(&'static str, String)>) -> Vec<Value> {
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        support::run(ENTRY, scenario, &env)
+    })
+    .await
+    .unwrap();
+    support::json_lines(&out.stdout)
+        .into_iter()
+        .filter(|l| str_of(l, "target") == Some("install_otlp"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_receiver_gets_the_ids_the_lines_carry() {
+    let mut server = fake_opentelemetry_collector::FakeCollectorServer::start()
+        .await
+        .unwrap();
+    let endpoint = server.endpoint();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Drain while the child runs: the receiver's queue is small and blocks the export when full.
+    let drain = {
+        let (received, stop) = (received.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let got = server.exported_spans(1, Duration::from_millis(100)).await;
+                let empty = got.is_empty();
+                received.lock().unwrap().extend(got);
+                if empty && stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+        })
+    };
+    let lines = run_child(
+        "nested",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+            ("OTEL_SERVICE_NAME", "orders".into()),
+        ],
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drain.await.unwrap();
+
+    assert_eq!(lines.len(), 40);
+    let from_lines = ids_of_lines(&lines);
+    let spans = received.lock().unwrap().clone();
+    let from_receiver: BTreeSet<(String, String)> = spans
+        .iter()
+        .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+        .collect();
+    assert_eq!(spans.len(), 40, "20 request + 20 db spans");
+    assert_eq!(from_lines, from_receiver);
+    for l in &lines {
+        assert_eq!(str_of(l, "service.name"), Some("orders"));
+        assert_eq!(str_of(l, "traceFlags"), Some("01"));
+    }
+    // Parent links survive: every db span's parent is its request span.
+    for s in spans.iter().filter(|s| s.name == "db.query") {
+        assert!(
+            spans
+                .iter()
+                .any(|p| p.span_id == s.parent_span_id && p.name == "request")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_receiver_gets_the_ids_the_lines_carry() {
+    let receiver = support::HttpReceiver::start().await;
+    let lines = run_child(
+        "nested",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=billing,service.version=2.1.0,team=a%2Cb".into(),
+            ),
+        ],
+    )
+    .await;
+    let spans = receiver.spans();
+    assert!(receiver.paths().iter().all(|p| p == "/v1/traces"));
+    assert_eq!(spans.len(), 40);
+    let from_receiver: BTreeSet<(String, String)> = spans
+        .iter()
+        .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+        .collect();
+    assert_eq!(ids_of_lines(&lines), from_receiver);
+    let res = &spans[0].resource;
+    assert_eq!(res.get("service.name").map(String::as_str), Some("billing"));
+    assert_eq!(
+        res.get("service.version").map(String::as_str),
+        Some("2.1.0")
+    );
+    assert_eq!(res.get("team").map(String::as_str), Some("a,b"));
+    for l in &lines {
+        assert_eq!(str_of(l, "service.name"), Some("billing"));
+        assert_eq!(str_of(l, "service.version"), Some("2.1.0"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_endpoint_is_used_as_given() {
+    let receiver = support::HttpReceiver::start().await;
+    let _ = run_child(
+        "nested",
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                format!("{}/custom/traces", receiver.endpoint()),
+            ),
+            // The generic endpoint is ignored when the traces one is set.
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9".into()),
+        ],
+    )
+    .await;
+    assert!(!receiver.paths().is_empty());
+    assert!(receiver.paths().iter().all(|p| p == "/custom/traces"));
+    assert_eq!(receiver.spans().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratio_sampling_keeps_ids_on_every_line() {
+    let receiver = support::HttpReceiver::start().await;
+    let lines = run_child(
+        "roots",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_TRACES_SAMPLER", "traceidratio".into()),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1".into()),
+        ],
+    )
+    .await;
+    assert_eq!(lines.len(), 2000);
+    assert!(
+        lines
+            .iter()
+            .all(|l| str_of(l, "traceId").is_some() && str_of(l, "spanId").is_some()),
+        "100 % of lines carry ids"
+    );
+    let exported: HashSet<String> = receiver.spans().into_iter().map(|s| s.span_id).collect();
+    let share = exported.len() as f64 / 2000.0;
+    assert!((0.05..=0.15).contains(&share), "{share} exported");
+    for l in &lines {
+        let sampled = str_of(l, "traceFlags") == Some("01");
+        assert_eq!(
+            sampled,
+            exported.contains(str_of(l, "spanId").unwrap()),
+            "sampled flag matches what was exported: {l}"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Shared by the `install_*` tests: running a scenario in a child process (init() installs a
+//! global subscriber, so each install gets a process of its own), reading its JSON lines, and a
+//! real OTLP/HTTP receiver that decodes the protobuf requests it is sent.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+/// Every variable the install reads; cleared in children so the parent's environment never
+/// leaks into a scenario.
+pub const VARS: &[&str] = &[
+    "RUST_LOG",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SDK_DISABLED",
+    "OTEL_PROPAGATORS",
+    "TRACELINE_SCHEMA",
+];
+
+/// The scenario this process should run, when it is a child.
+pub fn scenario() -> Option<String> {
+    std::env::var("TRACELINE_CHILD").ok()
+}
+
+/// A command running `scenario` in a fresh copy of this test binary, through the test named
+/// `entry` (which calls the scenario when `TRACELINE_CHILD` is set).
+pub fn child(entry: &str, scenario: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
+    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"]);
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("TRACELINE_CHILD", scenario);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `scenario` to the end and returns its output, failing when it failed.
+pub fn run(entry: &str, scenario: &str, env: &[(&str, &str)]) -> Output {
+    let out = child(entry, scenario, env)
+        .output()
+        .expect("spawn the child test process");
+    assert!(
+        out.status.success(),
+        "child `{scenario}` failed: {}\nstdout (tail): {}\nstderr: {}",
+        out.status,
+        tail(&String::from_utf8_lossy(&out.stdout)),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// The JSON lines in `stdout` (the test harness's own lines are skipped). Every line that looks
+/// like JSON must parse.
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+pub fn str_of<'a>(line: &'a Value, key: &str) -> Option<&'a str> {
+    line.get(key).and_then(Value::as_str)
+}
+
+/// A span as an OTLP receiver got it.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    pub resource: HashMap<String, String>,
+}
+
+/// A real OTLP/HTTP receiver on loopback: `POST /v1/traces` with a protobuf
+/// `ExportTraceServiceRequest`, answered with an empty `ExportTraceServiceResponse`.
+pub struct HttpReceiver {
+    pub addr: SocketAddr,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpReceiver {
+    pub async fn start() -> Self {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        use hyper::service::service_fn;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let (s, p) = (spans.clone(), paths.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (s, p) = (s.clone(), p.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (s, p) = (s.clone(), p.clone());
+                        async move {
+                            p.lock().unwrap().push(req.uri().path().to_string());
+                            let ct = req
+                                .headers()
+                                .get("content-type")
+                                .map(|v| v.to_str().unwrap_or("").to_string())
+                                .unwrap_or_default();
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let status = if ct == "application/x-protobuf" {
+                                s.lock().unwrap().extend(decode_request(&body));
+                                200
+                            } else {
+                                415
+                            };
+                            Ok::<_, hyper::Error>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        HttpReceiver { addr, spans, paths }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+/// Protobuf wire format: (field number, value) pairs of one message.
+enum Wire<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+fn fields(mut buf: &[u8]) -> Vec<(u64, Wire<'_>)> {
+    fn varint(buf: &mut &[u8]) -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = buf[0];
+            *buf = &buf[1..];
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    }
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let key = varint(&mut buf);
+        let value = match key & 7 {
+            0 => Wire::Varint(varint(&mut buf)),
+            1 => {
+                buf = &buf[8..];
+                Wire::Fixed
+            }
+            2 => {
+                let len = varint(&mut buf) as usize;
+                let (v, rest) = buf.split_at(len);
+                buf = rest;
+                Wire::Bytes(v)
+            }
+            5 => {
+                buf = &buf[4..];
+                Wire::Fixed
+            }
+            t => panic!("unexpected protobuf wire type {t}"),
+        };
+        out.push((key >> 3, value));
+    }
+    out
+}
+
+fn sub(msg: &[u8], field: u64) -> Vec<&[u8]> {
+    fields(msg)
+        .into_iter()
+        .filter_map(|(n, v)| match v {
+            Wire::Bytes(b) if n == field => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn text(b: Option<&&[u8]>) -> String {
+    b.map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Decodes `ExportTraceServiceRequest` (opentelemetry-proto's trace_service.proto).
+pub fn decode_request(body: &[u8]) -> Vec<ReceivedSpan> {
+    let mut out = Vec::new();
+    for rs in sub(body, 1) {
+        let mut resource = HashMap::new();
+        for res in sub(rs, 1) {
+            for kv in sub(res, 1) {
+                let key = text(sub(kv, 1).first());
+                let value = sub(kv, 2)
+                    .first()
+                    .map(|any| text(sub(any, 1).first()))
+                    .unwrap_or_default();
+                resource.insert(key, value);
+            }
+        }
+        for ss in sub(rs, 2) {
+            for span in sub(ss, 2) {
+                out.push(ReceivedSpan {
+                    trace_id: hex(sub(span, 1).first().copied().unwrap_or_default()),
+                    span_id: hex(sub(span, 2).first().copied().unwrap_or_default()),
+                    parent_span_id: hex(sub(span, 4).first().copied().unwrap_or_default()),
+                    name: text(sub(span, 5).first()),
+                    resource: resource.clone(),
+                });
+            }
+        }
+    }
+    out
+}
