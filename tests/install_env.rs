@@ -1,0 +1,204 @@
+//! Every environment variable `init()` reads: an invalid value gives a clear `InitError` (checked
+//! in-process, nothing is installed), and a valid one has its effect (checked in a child
+//! process per case, since `init()` installs a global subscriber).
+
+mod install_support;
+
+use install_support as support;
+use serde_json::Value;
+use support::str_of;
+use traceline::InitError;
+
+const ENTRY: &str = "child_entry";
+
+#[test]
+fn child_entry() {
+    let Some(scenario) = support::scenario() else {
+        return;
+    };
+    let guard = traceline::init().expect("init from the environment");
+    match scenario.as_str() {
+        "log" => {
+            tracing::debug!("debug line");
+            tracing::info!("info line");
+            let span = tracing::info_span!("work");
+            let _e = span.enter();
+            tracing::warn!("in span");
+        }
+        "propagators" => {
+            let mut fields: Vec<String> =
+                opentelemetry::global::get_text_map_propagator(|p| p.fields().map(String::from).collect());
+            fields.sort();
+            tracing::info!(fields = fields.join(","), "propagators");
+        }
+        "provider" => {
+            tracing::info!(has_provider = guard.tracer_provider().is_some(), "provider");
+            let span = tracing::info_span!("work");
+            let _e = span.enter();
+            tracing::info!("in span");
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn lines(scenario: &str, env: &[(&str, &str)]) -> Vec<Value> {
+    support::json_lines(&support::run(ENTRY, scenario, env).stdout)
+        .into_iter()
+        .filter(|l| str_of(l, "target") == Some("install_env"))
+        .collect()
+}
+
+fn messages(lines: &[Value]) -> Vec<&str> {
+    lines.iter().filter_map(|l| str_of(l, "message")).collect()
+}
+
+/// `init()` with only these variables set, without touching the process.
+fn try_with(vars: &'static [(&'static str, &'static str)]) -> Result<traceline::Guard, InitError> {
+    traceline::builder()
+        .env(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        .try_init()
+}
+
+fn invalid(vars: &'static [(&'static str, &'static str)], setting: &str, hint: &str) {
+    let err = try_with(vars).expect_err("invalid value must be an error");
+    let msg = err.to_string();
+    match &err {
+        InitError::InvalidValue { setting: s, .. } => assert_eq!(*s, setting, "{msg}"),
+        other => panic!("expected InvalidValue for {setting}, got {other:?}"),
+    }
+    assert!(msg.contains(setting) && msg.contains(hint), "{msg}");
+    assert!(!tracing::dispatcher::has_been_set(), "nothing installed on error");
+}
+
+#[test]
+fn invalid_values_are_clear_errors() {
+    invalid(&[("RUST_LOG", "info,=[")], "RUST_LOG", "expected directives");
+    invalid(
+        &[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "ten")],
+        "OTEL_TRACES_SAMPLER_ARG",
+        "0.0 to 1.0",
+    );
+    invalid(
+        &[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")],
+        "OTEL_TRACES_SAMPLER_ARG",
+        "0.0 to 1.0",
+    );
+    invalid(&[("OTEL_TRACES_SAMPLER", "sometimes")], "OTEL_TRACES_SAMPLER", "always_on");
+    invalid(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")], "OTEL_EXPORTER_OTLP_ENDPOINT", "http://");
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:port")],
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "port",
+    );
+    invalid(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "udp")], "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    invalid(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL", "not supported");
+    invalid(&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED", "true");
+    invalid(&[("OTEL_PROPAGATORS", "tracecontext,b3")], "OTEL_PROPAGATORS", "b3");
+    invalid(&[("OTEL_RESOURCE_ATTRIBUTES", "team")], "OTEL_RESOURCE_ATTRIBUTES", "key=value");
+    invalid(&[("TRACELINE_SCHEMA", "splunk")], "TRACELINE_SCHEMA", "known presets");
+    let err = traceline::builder().sample_ratio(2.0).try_init().unwrap_err();
+    assert!(err.to_string().contains("Builder::sample_ratio"), "{err}");
+    let err = traceline::builder().otlp_endpoint("collector").try_init().unwrap_err();
+    assert!(err.to_string().contains("Builder::otlp_endpoint"), "{err}");
+}
+
+#[test]
+fn code_wins_over_environment() {
+    // The code value is valid, the environment's is not: no error means the code value won.
+    let err = traceline::builder()
+        .env(|n| (n == "RUST_LOG").then(|| "=[".to_string()))
+        .filter("info")
+        .sample_ratio(3.0)
+        .try_init()
+        .unwrap_err();
+    assert!(err.to_string().contains("Builder::sample_ratio"), "{err}");
+}
+
+#[test]
+fn rust_log_defaults_to_info_and_filters() {
+    let l = lines("log", &[]);
+    assert_eq!(messages(&l), ["info line", "in span"]);
+    let l = lines("log", &[("RUST_LOG", "debug")]);
+    assert_eq!(messages(&l), ["debug line", "info line", "in span"]);
+    let l = lines("log", &[("RUST_LOG", "warn")]);
+    assert_eq!(messages(&l), ["in span"]);
+}
+
+#[test]
+fn service_name_and_resource_attributes_reach_lines() {
+    let l = lines("log", &[("OTEL_SERVICE_NAME", "orders")]);
+    assert!(l.iter().all(|l| str_of(l, "service.name") == Some("orders")));
+    let l = lines(
+        "log",
+        &[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=fromattrs,service.version=3.2,deployment.environment.name=prod"),
+        ],
+    );
+    for line in &l {
+        assert_eq!(str_of(line, "service.name"), Some("fromattrs"));
+        assert_eq!(str_of(line, "service.version"), Some("3.2"));
+        assert_eq!(str_of(line, "deployment.environment"), Some("prod"));
+    }
+    // OTEL_SERVICE_NAME wins over service.name in the attributes.
+    let l = lines(
+        "log",
+        &[("OTEL_SERVICE_NAME", "orders"), ("OTEL_RESOURCE_ATTRIBUTES", "service.name=other")],
+    );
+    assert!(l.iter().all(|l| str_of(l, "service.name") == Some("orders")));
+}
+
+#[test]
+fn no_endpoint_still_gives_ids() {
+    let l = lines("provider", &[]);
+    assert_eq!(l[0]["has_provider"], Value::Bool(true));
+    assert_eq!(str_of(&l[1], "traceId").map(str::len), Some(32));
+    assert_eq!(str_of(&l[1], "traceFlags"), Some("01"));
+}
+
+#[test]
+fn sdk_disabled_means_no_provider_and_no_ids() {
+    let l = lines("provider", &[("OTEL_SDK_DISABLED", "true")]);
+    assert_eq!(l[0]["has_provider"], Value::Bool(false));
+    assert!(l[1].get("traceId").is_none());
+    let l = lines("provider", &[("OTEL_SDK_DISABLED", "false")]);
+    assert_eq!(l[0]["has_provider"], Value::Bool(true));
+}
+
+#[test]
+fn samplers_from_environment() {
+    let flags = |sampler: &str, arg: Option<&str>| -> String {
+        let mut env = vec![("OTEL_TRACES_SAMPLER", sampler)];
+        if let Some(a) = arg {
+            env.push(("OTEL_TRACES_SAMPLER_ARG", a));
+        }
+        let l = lines("provider", &env);
+        assert!(str_of(&l[1], "traceId").is_some(), "ids whatever the sampler");
+        str_of(&l[1], "traceFlags").unwrap().to_string()
+    };
+    assert_eq!(flags("always_on", None), "01");
+    assert_eq!(flags("always_off", None), "00");
+    assert_eq!(flags("parentbased_always_on", None), "01");
+    assert_eq!(flags("parentbased_always_off", None), "00");
+    assert_eq!(flags("traceidratio", Some("0")), "00");
+    assert_eq!(flags("traceidratio", Some("1")), "01");
+    assert_eq!(flags("parentbased_traceidratio", Some("0.0")), "00");
+}
+
+#[test]
+fn propagators_from_environment() {
+    let fields = |value: Option<&str>| -> String {
+        let env: Vec<(&str, &str)> = value.map(|v| ("OTEL_PROPAGATORS", v)).into_iter().collect();
+        let l = lines("propagators", &env);
+        str_of(&l[0], "fields").unwrap().to_string()
+    };
+    assert_eq!(fields(None), "baggage,traceparent,tracestate");
+    assert_eq!(fields(Some("tracecontext")), "traceparent,tracestate");
+    assert_eq!(fields(Some("baggage")), "baggage");
+    assert_eq!(fields(Some("none")), "");
+}
+
+#[test]
+fn schema_from_environment() {
+    let l = lines("log", &[("TRACELINE_SCHEMA", "default")]);
+    assert!(l.iter().all(|l| l.get("timestamp").is_some() && l.get("level").is_some()));
+}
