@@ -26,8 +26,9 @@ fn child_entry() {
             tracing::warn!("in span");
         }
         "propagators" => {
-            let mut fields: Vec<String> =
-                opentelemetry::global::get_text_map_propagator(|p| p.fields().map(String::from).collect());
+            let mut fields: Vec<String> = opentelemetry::global::get_text_map_propagator(|p| {
+                p.fields().map(String::from).collect()
+            });
             fields.sort();
             tracing::info!(fields = fields.join(","), "propagators");
         }
@@ -55,7 +56,11 @@ fn messages(lines: &[Value]) -> Vec<&str> {
 /// `init()` with only these variables set, without touching the process.
 fn try_with(vars: &'static [(&'static str, &'static str)]) -> Result<traceline::Guard, InitError> {
     traceline::builder()
-        .env(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        .env(move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
         .try_init()
 }
 
@@ -67,38 +72,88 @@ fn invalid(vars: &'static [(&'static str, &'static str)], setting: &str, hint: &
         other => panic!("expected InvalidValue for {setting}, got {other:?}"),
     }
     assert!(msg.contains(setting) && msg.contains(hint), "{msg}");
-    assert!(!tracing::dispatcher::has_been_set(), "nothing installed on error");
+    assert!(
+        !tracing::dispatcher::has_been_set(),
+        "nothing installed on error"
+    );
 }
 
 #[test]
 fn invalid_values_are_clear_errors() {
-    invalid(&[("RUST_LOG", "info,=[")], "RUST_LOG", "expected directives");
     invalid(
-        &[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "ten")],
+        &[("RUST_LOG", "info,=[")],
+        "RUST_LOG",
+        "expected directives",
+    );
+    invalid(
+        &[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "ten"),
+        ],
         "OTEL_TRACES_SAMPLER_ARG",
         "0.0 to 1.0",
     );
     invalid(
-        &[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")],
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ],
         "OTEL_TRACES_SAMPLER_ARG",
         "0.0 to 1.0",
     );
-    invalid(&[("OTEL_TRACES_SAMPLER", "sometimes")], "OTEL_TRACES_SAMPLER", "always_on");
-    invalid(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")], "OTEL_EXPORTER_OTLP_ENDPOINT", "http://");
     invalid(
-        &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:port")],
+        &[("OTEL_TRACES_SAMPLER", "sometimes")],
+        "OTEL_TRACES_SAMPLER",
+        "always_on",
+    );
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")],
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "http://",
+    );
+    invalid(
+        &[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:port",
+        )],
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "port",
     );
-    invalid(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "udp")], "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-    invalid(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL", "not supported");
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "udp")],
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "http/protobuf",
+    );
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "not supported",
+    );
     invalid(&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED", "true");
-    invalid(&[("OTEL_PROPAGATORS", "tracecontext,b3")], "OTEL_PROPAGATORS", "b3");
-    invalid(&[("OTEL_RESOURCE_ATTRIBUTES", "team")], "OTEL_RESOURCE_ATTRIBUTES", "key=value");
-    invalid(&[("TRACELINE_SCHEMA", "splunk")], "TRACELINE_SCHEMA", "known presets");
-    let err = traceline::builder().sample_ratio(2.0).try_init().unwrap_err();
+    invalid(
+        &[("OTEL_PROPAGATORS", "tracecontext,b3")],
+        "OTEL_PROPAGATORS",
+        "b3",
+    );
+    invalid(
+        &[("OTEL_RESOURCE_ATTRIBUTES", "team")],
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "key=value",
+    );
+    invalid(
+        &[("TRACELINE_SCHEMA", "splunk")],
+        "TRACELINE_SCHEMA",
+        "known presets",
+    );
+    let err = traceline::builder()
+        .sample_ratio(2.0)
+        .try_init()
+        .unwrap_err();
     assert!(err.to_string().contains("Builder::sample_ratio"), "{err}");
-    let err = traceline::builder().otlp_endpoint("collector").try_init().unwrap_err();
+    let err = traceline::builder()
+        .otlp_endpoint("collector")
+        .try_init()
+        .unwrap_err();
     assert!(err.to_string().contains("Builder::otlp_endpoint"), "{err}");
 }
 
@@ -127,12 +182,16 @@ fn rust_log_defaults_to_info_and_filters() {
 #[test]
 fn service_name_and_resource_attributes_reach_lines() {
     let l = lines("log", &[("OTEL_SERVICE_NAME", "orders")]);
-    assert!(l.iter().all(|l| str_of(l, "service.name") == Some("orders")));
+    assert!(
+        l.iter()
+            .all(|l| str_of(l, "service.name") == Some("orders"))
+    );
     let l = lines(
         "log",
-        &[
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=fromattrs,service.version=3.2,deployment.environment.name=prod"),
-        ],
+        &[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.name=fromattrs,service.version=3.2,deployment.environment.name=prod",
+        )],
     );
     for line in &l {
         assert_eq!(str_of(line, "service.name"), Some("fromattrs"));
@@ -142,9 +201,15 @@ fn service_name_and_resource_attributes_reach_lines() {
     // OTEL_SERVICE_NAME wins over service.name in the attributes.
     let l = lines(
         "log",
-        &[("OTEL_SERVICE_NAME", "orders"), ("OTEL_RESOURCE_ATTRIBUTES", "service.name=other")],
+        &[
+            ("OTEL_SERVICE_NAME", "orders"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=other"),
+        ],
     );
-    assert!(l.iter().all(|l| str_of(l, "service.name") == Some("orders")));
+    assert!(
+        l.iter()
+            .all(|l| str_of(l, "service.name") == Some("orders"))
+    );
 }
 
 #[test]
@@ -172,7 +237,10 @@ fn samplers_from_environment() {
             env.push(("OTEL_TRACES_SAMPLER_ARG", a));
         }
         let l = lines("provider", &env);
-        assert!(str_of(&l[1], "traceId").is_some(), "ids whatever the sampler");
+        assert!(
+            str_of(&l[1], "traceId").is_some(),
+            "ids whatever the sampler"
+        );
         str_of(&l[1], "traceFlags").unwrap().to_string()
     };
     assert_eq!(flags("always_on", None), "01");
@@ -200,5 +268,8 @@ fn propagators_from_environment() {
 #[test]
 fn schema_from_environment() {
     let l = lines("log", &[("TRACELINE_SCHEMA", "default")]);
-    assert!(l.iter().all(|l| l.get("timestamp").is_some() && l.get("level").is_some()));
+    assert!(
+        l.iter()
+            .all(|l| l.get("timestamp").is_some() && l.get("level").is_some())
+    );
 }
