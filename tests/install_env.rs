@@ -143,7 +143,7 @@ fn invalid_values_are_clear_errors() {
     invalid(
         &[("TRACELINE_SCHEMA", "splunk")],
         "TRACELINE_SCHEMA",
-        "known presets",
+        "choose one of default, otel, ecs, gcp, datadog",
     );
     let err = traceline::builder()
         .sample_ratio(2.0)
@@ -272,4 +272,13 @@ fn schema_from_environment() {
         l.iter()
             .all(|l| l.get("timestamp").is_some() && l.get("level").is_some())
     );
+    let l = lines("log", &[("TRACELINE_SCHEMA", "ecs")]);
+    assert!(l.iter().all(|l| l.get("@timestamp").is_some()
+        && l.get("log.level").is_some()
+        && l.get("ecs.version").is_some()
+        && l.get("timestamp").is_none()));
+    let l = lines("log", &[("TRACELINE_SCHEMA", "gcp:my-project")]);
+    assert!(l.iter().all(|l| l.get("severity").is_some()));
+    let l = lines("log", &[("TRACELINE_SCHEMA", "datadog")]);
+    assert!(l.iter().all(|l| l.get("status").is_some()));
 }

@@ -251,21 +251,9 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
 ///
 /// Presets are data: adding one is one more arm here.
 pub(crate) fn schema_preset(value: &str) -> Result<Schema, InitError> {
-    match value.to_ascii_lowercase().as_str() {
-        "default" | "traceline" => Ok(Schema::default()),
-        _ => Err(InitError::invalid(
-            "TRACELINE_SCHEMA",
-            value,
-            format!(
-                "unknown schema preset; known presets: {}",
-                PRESETS.join(", ")
-            ),
-        )),
-    }
+    Schema::from_name(value)
+        .map_err(|e| InitError::invalid("TRACELINE_SCHEMA", value, e.to_string()))
 }
-
-/// The names [`schema_preset`] accepts.
-pub(crate) const PRESETS: &[&str] = &["default"];
 
 #[cfg(test)]
 mod tests {
