@@ -39,7 +39,7 @@
 //! | [`sample_ratio`](Builder::sample_ratio), [`sampler`](Builder::sampler) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
 //! | [`sdk_disabled`](Builder::sdk_disabled) | `OTEL_SDK_DISABLED` (`true`/`false`) | `false` |
 //! | – | `OTEL_PROPAGATORS` (`tracecontext`, `baggage`, `none`) | `tracecontext,baggage` |
-//! | [`schema`](Builder::schema) | `TRACELINE_SCHEMA` (`default`) | [`Schema::default`](crate::Schema::default) |
+//! | [`schema`](Builder::schema) | `TRACELINE_SCHEMA` (`default`, `otel`, `ecs`, `gcp:<project-id>` or `gcp` with `GOOGLE_CLOUD_PROJECT`, `datadog`) | [`Schema::default`](crate::Schema::default) |
 //! | [`writer`](Builder::writer) | – | stdout, blocking |
 //!
 //! `OTEL_TRACES_SAMPLER` accepts `always_on`, `always_off`, `traceidratio`,
