@@ -537,7 +537,34 @@ fn summary() {
     }
 }
 
+/// `TRACELINE_BENCH_PROFILE=<contender>:<workload>:<iterations>` runs only that, for a profiler.
+fn profile(spec: &str) {
+    let mut parts = spec.split(':');
+    let (c, w, n) = (parts.next(), parts.next(), parts.next());
+    let c = CONTENDERS
+        .into_iter()
+        .find(|x| Some(x.name()) == c)
+        .expect("contender");
+    let w = WORKLOADS
+        .into_iter()
+        .find(|x| Some(x.name()) == w)
+        .expect("workload");
+    let n = n.and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let d = c.dispatch(Sink::default());
+    let t = tracing::dispatcher::with_default(&d, || w.run(n));
+    println!(
+        "{} {}: {:.0} ns/iter",
+        c.name(),
+        w.name(),
+        t.as_nanos() as f64 / n as f64
+    );
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("TRACELINE_BENCH_PROFILE") {
+        profile(&spec);
+        return;
+    }
     if std::env::var_os("TRACELINE_BENCH_SUMMARY_ONLY").is_none() {
         let mut c = criterion();
         bench_workloads(&mut c);

@@ -1,1 +1,118 @@
-fn main(){}
+//! traceline's JSON string escaping and RFC 3339 timestamps beside `serde_json`'s string
+//! serializer and the `time` crate's RFC 3339 formatter, on the same inputs.
+//!
+//! `cargo bench --bench primitives`
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use time::format_description::well_known::Rfc3339;
+
+fn inputs() -> Vec<(&'static str, String)> {
+    vec![
+        ("short_ascii", "order created".to_owned()),
+        (
+            "long_ascii",
+            "GET /api/v1/orders/42/items?page=3&per_page=50 completed in 12ms for customer alice@example.com "
+                .repeat(4),
+        ),
+        (
+            "escape_heavy",
+            "line 1\n\t\"quoted\" C:\\path\\to\\file\r\n\u{1b}[31mred\u{1b}[0m ".repeat(4),
+        ),
+        (
+            "non_ascii",
+            "Größe 42 — 日本語のログ メッセージ, ünïcödé ✓ Ελληνικά ".repeat(4),
+        ),
+    ]
+}
+
+fn escaping(c: &mut Criterion) {
+    for (name, s) in inputs() {
+        let mut g = c.benchmark_group(format!("write_str/{name}"));
+        let mut buf = Vec::with_capacity(4096);
+        g.bench_function("traceline", |b| {
+            b.iter(|| {
+                buf.clear();
+                traceline::json::write_str(&mut buf, black_box(&s));
+                black_box(buf.len())
+            })
+        });
+        g.bench_function("serde_json", |b| {
+            b.iter(|| {
+                buf.clear();
+                serde_json::to_writer(&mut buf, black_box(s.as_str())).unwrap();
+                black_box(buf.len())
+            })
+        });
+        g.finish();
+    }
+}
+
+fn timestamps(c: &mut Criterion) {
+    let t = UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789);
+    let mut g = c.benchmark_group("timestamp_rfc3339");
+    let mut buf = Vec::with_capacity(64);
+    g.bench_function("traceline", |b| {
+        b.iter(|| {
+            buf.clear();
+            traceline::TimestampFormat::Rfc3339Nanos.write(&mut buf, black_box(t));
+            black_box(buf.len())
+        })
+    });
+    g.bench_function("time", |b| {
+        b.iter(|| {
+            let s = time::OffsetDateTime::from(black_box(t))
+                .format(&Rfc3339)
+                .unwrap();
+            black_box(s.len())
+        })
+    });
+    g.bench_function("time_into_vec", |b| {
+        b.iter(|| {
+            buf.clear();
+            time::OffsetDateTime::from(black_box(t))
+                .format_into(&mut buf, &Rfc3339)
+                .unwrap();
+            black_box(buf.len())
+        })
+    });
+    // A clock that moves: every call a different second (no cached date helps).
+    let mut secs = 1_795_602_723u64;
+    g.bench_function("traceline_moving_clock", |b| {
+        b.iter(|| {
+            secs = 1_600_000_000 + (secs + 86_401) % 1_000_000_000;
+            buf.clear();
+            traceline::TimestampFormat::Rfc3339Nanos
+                .write(&mut buf, black_box(UNIX_EPOCH + Duration::new(secs, 7)));
+            black_box(buf.len())
+        })
+    });
+    g.bench_function("time_moving_clock", |b| {
+        b.iter(|| {
+            secs = 1_600_000_000 + (secs + 86_401) % 1_000_000_000;
+            buf.clear();
+            let t: SystemTime = black_box(UNIX_EPOCH + Duration::new(secs, 7));
+            time::OffsetDateTime::from(t)
+                .format_into(&mut buf, &Rfc3339)
+                .unwrap();
+            black_box(buf.len())
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = escaping, timestamps
+}
+criterion_main!(benches);

@@ -44,6 +44,12 @@ impl Entry {
     }
 }
 
+/// The length of the key `prefix`×`depth` + `name`: keys of different lengths differ.
+#[inline(always)]
+pub(crate) fn key_len(prefix: &str, depth: u8, name: &str) -> usize {
+    prefix.len() * depth as usize + name.len()
+}
+
 /// Writes the key for a field, adding the collision prefix while the key is reserved.
 fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: u8, name: &str) {
     out.extend_from_slice(b",\"");
@@ -199,7 +205,9 @@ impl Visit for MessageVisitor<'_> {
     }
 }
 
-/// Writes an event's fields (all but `message`), renaming keys that collide.
+/// Writes an event's fields (all but `message`), renaming keys that collide, and hands the
+/// `message` field to a [`MessageVisitor`] (when the schema writes messages): one pass over the
+/// event's values.
 pub(crate) struct EventVisitor<'a> {
     pub(crate) buf: &'a mut Vec<u8>,
     pub(crate) seen: &'a mut Vec<(u8, &'static str)>,
@@ -207,22 +215,40 @@ pub(crate) struct EventVisitor<'a> {
     /// Fields of events bridged from the `log` crate that repeat the metadata.
     pub(crate) skip_log_fields: bool,
     pub(crate) flat_error_used: bool,
+    pub(crate) message: Option<MessageVisitor<'a>>,
 }
 
 impl EventVisitor<'_> {
+    /// Whether `field` is the line's message; if so it has been handed to the message visitor.
+    /// A second field named `message` is a user field (written under the collision prefix).
+    #[inline(always)]
+    fn message(&mut self, field: &Field, record: impl FnOnce(&mut MessageVisitor<'_>)) -> bool {
+        if field.name() != "message" {
+            return false;
+        }
+        match &mut self.message {
+            Some(m) if m.found => false,
+            Some(m) => {
+                record(m);
+                true
+            }
+            None => true,
+        }
+    }
+
     #[inline]
     fn key(&mut self, field: &Field) -> bool {
         let name = field.name();
-        if name == "message" || (self.skip_log_fields && name.starts_with("log.")) {
+        if self.skip_log_fields && name.starts_with("log.") {
             return false;
         }
         let prefix = &*self.c.prefix;
         let mut depth = 0u8;
         while self.c.event_reserved.contains(prefix, depth, name)
-            || self
-                .seen
-                .iter()
-                .any(|&(d, n)| same_key(prefix, (d, n), (depth, name)))
+            || self.seen.iter().any(|&(d, n)| {
+                key_len(prefix, d, n) == key_len(prefix, depth, name)
+                    && same_key(prefix, (d, n), (depth, name))
+            })
         {
             depth += 1;
         }
@@ -234,43 +260,45 @@ impl EventVisitor<'_> {
 
 impl Visit for EventVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_f64(field, value)) && self.key(field) {
             json::write_f64(self.buf, value);
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_i64(field, value)) && self.key(field) {
             json::write_i64(self.buf, value);
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_u64(field, value)) && self.key(field) {
             json::write_u64(self.buf, value);
         }
     }
     fn record_i128(&mut self, field: &Field, value: i128) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_i128(field, value)) && self.key(field) {
             json::write_i128(self.buf, value);
         }
     }
     fn record_u128(&mut self, field: &Field, value: u128) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_u128(field, value)) && self.key(field) {
             json::write_u128(self.buf, value);
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_bool(field, value)) && self.key(field) {
             write_bool(self.buf, value);
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_str(field, value)) && self.key(field) {
             json::write_str(self.buf, value);
         }
     }
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
-        if self.c.errors == ErrorLayout::Flat && !self.flat_error_used && field.name() != "message"
-        {
+        if self.message(field, |m| m.record_error(field, value)) {
+            return;
+        }
+        if self.c.errors == ErrorLayout::Flat && !self.flat_error_used {
             self.flat_error_used = true;
             self.buf.extend_from_slice(&self.c.error_message);
             json::write_display(self.buf, &value);
@@ -283,7 +311,7 @@ impl Visit for EventVisitor<'_> {
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.key(field) {
+        if !self.message(field, |m| m.record_debug(field, value)) && self.key(field) {
             json::write_debug(self.buf, value);
         }
     }

@@ -44,16 +44,29 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// True when some byte of the word may need attention: a control character, `"`, `\`, or any
-/// non-ASCII byte (U+2028/U+2029 are non-ASCII; other non-ASCII bytes are then copied as is).
+/// One bit (the high bit of the byte) for each byte of the little-endian word `w` that may need
+/// attention: a control character, `"`, `\\`, or `0xE2` (the first byte of U+2028 / U+2029).
+/// Other non-ASCII bytes are copied as they are.
+///
+/// Bits above a set bit can be false positives (borrows move upward), but the lowest set bit is
+/// always a byte that needs attention, and a zero mask means the word is clean.
 #[inline(always)]
-fn word_needs_attention(w: u64) -> bool {
+fn attention_mask(w: u64) -> u64 {
     let lt_space = w.wrapping_sub(LO * 0x20) & !w;
     let q = w ^ (LO * b'"' as u64);
     let quote = q.wrapping_sub(LO) & !q;
     let b = w ^ (LO * b'\\' as u64);
     let backslash = b.wrapping_sub(LO) & !b;
-    (lt_space | quote | backslash | w) & HI != 0
+    let e = w ^ (LO * 0xE2);
+    let e2 = e.wrapping_sub(LO) & !e;
+    (lt_space | quote | backslash | e2) & HI
+}
+
+#[inline(always)]
+fn load(bytes: &[u8], i: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[i..i + 8]);
+    u64::from_le_bytes(word)
 }
 
 /// Appends `s` as a JSON string, quotes included.
@@ -79,65 +92,107 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// out.push(b'"');
 /// assert_eq!(out, br#""line\u2028sep""#);
 /// ```
+#[inline]
 pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let len = bytes.len();
-    let mut start = 0;
+    // Clean strings (the common case) are checked a word at a time and copied at once.
     let mut i = 0;
-    while i < len {
-        // Skip eight clean bytes at a time.
-        while i + 8 <= len {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[i..i + 8]);
-            if word_needs_attention(u64::from_le_bytes(word)) {
-                break;
-            }
-            i += 8;
+    while i + 8 <= len {
+        if attention_mask(load(bytes, i)) != 0 {
+            return escape_from(out, bytes, i);
         }
-        let end = (i + 8).min(len);
-        while i < end {
-            let b = bytes[i];
-            let e = ESCAPE[b as usize];
-            if e == __ {
-                i += 1;
-                continue;
-            }
-            if e == E2 {
-                // U+2028 is E2 80 A8, U+2029 is E2 80 A9; `s` is valid UTF-8 so the bytes exist
-                // whenever the first two match.
-                if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9))
-                {
-                    out.extend_from_slice(&bytes[start..i]);
-                    out.extend_from_slice(if bytes[i + 2] == 0xA8 {
-                        b"\\u2028"
-                    } else {
-                        b"\\u2029"
-                    });
-                    i += 3;
-                    start = i;
-                } else {
-                    i += 1;
-                }
-                continue;
-            }
-            out.extend_from_slice(&bytes[start..i]);
-            if e == UU {
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xF) as usize],
-                ]);
-            } else {
-                out.extend_from_slice(&[b'\\', e]);
-            }
-            i += 1;
-            start = i;
+        i += 8;
+    }
+    if i < len {
+        let mut word = [b' '; 8];
+        word[..len - i].copy_from_slice(&bytes[i..]);
+        if attention_mask(u64::from_le_bytes(word)) != 0 {
+            return escape_from(out, bytes, i);
         }
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(bytes);
+}
+
+/// Like [`attention_mask`], but exact in every byte (no borrows between bytes), so every set
+/// bit can be acted on.
+#[inline(always)]
+fn exact_mask(w: u64) -> u64 {
+    const M: u64 = LO * 0x7F;
+    #[inline(always)]
+    fn zero_bytes(x: u64) -> u64 {
+        !(((x & M) + M) | x | M)
+    }
+    let lt_space = !(((w & M) + LO * 0x60) | w) & HI;
+    lt_space
+        | zero_bytes(w ^ (LO * b'"' as u64))
+        | zero_bytes(w ^ (LO * b'\\' as u64))
+        | zero_bytes(w ^ (LO * 0xE2))
+}
+
+/// The escape sequence for each byte that needs one (length 0: none).
+static SEQUENCES: [([u8; 6], u8); 256] = {
+    let mut t = [([0u8; 6], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let e = ESCAPE[i];
+        if e == UU {
+            t[i] = ([b'\\', b'u', b'0', b'0', HEX[i >> 4], HEX[i & 0xF]], 6);
+        } else if e != __ && e != E2 {
+            t[i] = ([b'\\', e, 0, 0, 0, 0], 2);
+        }
+        i += 1;
+    }
+    t
+};
+
+/// Escapes `bytes`, of which `bytes[..i]` are known to be clean.
+#[inline(never)]
+fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
+    let len = bytes.len();
+    out.reserve(len + 16);
+    let mut start = 0;
+    while i < len {
+        let mut m = if i + 8 <= len {
+            exact_mask(load(bytes, i))
+        } else {
+            let mut word = [b' '; 8];
+            word[..len - i].copy_from_slice(&bytes[i..]);
+            exact_mask(u64::from_le_bytes(word))
+        };
+        while m != 0 {
+            let pos = i + (m.trailing_zeros() / 8) as usize;
+            m &= m - 1;
+            let b = bytes[pos];
+            let (seq, n) = &SEQUENCES[b as usize];
+            if *n != 0 {
+                if pos > start {
+                    out.extend_from_slice(&bytes[start..pos]);
+                }
+                // Constant lengths: copied inline, no call.
+                if *n == 2 {
+                    out.extend_from_slice(&seq[..2]);
+                } else {
+                    out.extend_from_slice(seq);
+                }
+                start = pos + 1;
+            } else if bytes.get(pos + 1) == Some(&0x80)
+                && matches!(bytes.get(pos + 2), Some(0xA8 | 0xA9))
+            {
+                // U+2028 is E2 80 A8, U+2029 is E2 80 A9; other characters starting with E2
+                // stay. The two bytes after E2 are never flagged themselves.
+                out.extend_from_slice(&bytes[start..pos]);
+                out.extend_from_slice(if bytes[pos + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
+                start = pos + 3;
+            }
+        }
+        i += 8;
+    }
+    out.extend_from_slice(&bytes[start.min(len)..]);
 }
 
 /// A [`fmt::Write`] that escapes everything written through it into a JSON string body.
@@ -220,7 +275,9 @@ pub(crate) fn write_i128(out: &mut Vec<u8>, v: i128) {
 #[inline]
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+        if !write_short_decimal(out, v) {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+        }
     } else if v.is_nan() {
         out.extend_from_slice(b"\"NaN\"");
     } else if v > 0.0 {
@@ -230,12 +287,67 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Writes `v` when it is exactly the nearest double to a decimal with at most 4 fractional
+/// digits (12.5, 0.25, 100.0, -3.1416), the same text `ryu` writes for it; returns `false`
+/// (writing nothing) for every other value.
+///
+/// The digits are unique: `|v| * 10^k < 2^52` keeps the double's spacing below `10^-k`, so at
+/// most one decimal with `k` fractional digits rounds to `v`, and `k` is the smallest that works.
+#[inline]
+fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    const POW10: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
+    const POW10_U: [u64; 5] = [1, 10, 100, 1_000, 10_000];
+    const LIMIT: f64 = 4_503_599_627_370_496.0; // 2^52
+    let a = v.abs();
+    if !(1e-3..1e15).contains(&a) {
+        return false;
+    }
+    for k in 0..POW10.len() {
+        let t = a * POW10[k];
+        if t >= LIMIT {
+            return false;
+        }
+        let n = t as u64;
+        if n as f64 != t {
+            continue;
+        }
+        if n as f64 / POW10[k] != a || (k > 0 && n % 10 == 0) {
+            return false;
+        }
+        if v < 0.0 {
+            out.push(b'-');
+        }
+        let (int, frac) = (n / POW10_U[k], n % POW10_U[k]);
+        out.extend_from_slice(itoa::Buffer::new().format(int).as_bytes());
+        if k == 0 {
+            out.extend_from_slice(b".0");
+        } else {
+            let mut digits = [b'0'; 5];
+            digits[0] = b'.';
+            let mut f = frac;
+            for d in digits[1..=k].iter_mut().rev() {
+                *d = b'0' + (f % 10) as u8;
+                f /= 10;
+            }
+            out.extend_from_slice(&digits[..=k]);
+        }
+        return true;
+    }
+    false
+}
+
 /// Appends `bytes.len() * 2` lowercase hex digits.
 #[inline]
 pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 0xF) as usize]);
+    let mut digits = [0u8; 64];
+    let n = bytes.len().min(32);
+    for (pair, &b) in digits.chunks_exact_mut(2).zip(&bytes[..n]) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 0xF) as usize];
+    }
+    out.extend_from_slice(&digits[..n * 2]);
+    for &b in &bytes[n..] {
+        out.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]]);
     }
 }
 
@@ -303,6 +415,102 @@ mod tests {
             let mut out = Vec::new();
             write_f64(&mut out, v);
             serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        }
+    }
+
+    /// Escaping one character at a time, the plain way.
+    fn reference(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\u{2028}' => out.push_str("\\u2028"),
+                '\u{2029}' => out.push_str("\\u2029"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn matches_reference_at_every_offset_and_length() {
+        let specials = [
+            "\"",
+            "\\",
+            "\n",
+            "\u{0}",
+            "\u{1f}",
+            "\u{1b}",
+            " ",
+            "\u{7f}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{2027}",
+            "—",
+            "✓",
+            "é",
+            "日",
+            "\u{10ffff}",
+        ];
+        for len in 0..24 {
+            for a in specials {
+                for b in specials {
+                    for pos in 0..=len {
+                        let mut s = "x".repeat(len);
+                        s.insert_str(pos, a);
+                        s.push_str(b);
+                        let mut t = "y".repeat(len);
+                        t.insert_str(len - pos, b);
+                        t.insert_str(0, a);
+                        for s in [&s, &t] {
+                            assert_eq!(esc(s), reference(s), "{s:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_decimals_match_ryu() {
+        let mut values = vec![
+            0.001,
+            0.5,
+            12.5,
+            100.0,
+            0.1,
+            0.3,
+            1.1,
+            2.675,
+            999_999_999_999_999.0,
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let scale = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5][(i % 6) as usize];
+            values.push((x % 10_000_000_000) as f64 / scale);
+            values.push(-((x >> 20) as f64) / scale);
+            values.push(f64::from_bits(x >> 2));
+            values.push((i as f64) * 0.1);
+        }
+        for v in values {
+            if !v.is_finite() {
+                continue;
+            }
+            let mut ours = Vec::new();
+            write_f64(&mut ours, v);
+            let theirs = ryu::Buffer::new().format_finite(v).to_owned();
+            assert_eq!(std::str::from_utf8(&ours).unwrap(), theirs, "{v:e}");
         }
     }
 

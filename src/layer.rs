@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::fields::{EventVisitor, MessageVisitor, SpanData, SpanVisitor};
+use crate::fields::{EventVisitor, MessageVisitor, SpanData, SpanVisitor, key_len};
 use crate::ids::{self, Ids};
 use crate::json;
 use crate::schema::{Compiled, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
@@ -309,10 +309,16 @@ impl<W> Layer<W> {
 struct Scratch {
     buf: Vec<u8>,
     seen: Vec<(u8, &'static str)>,
+    /// The event's fields, written before the line's ids and copied in after them.
+    fields: Vec<u8>,
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch { buf: Vec::with_capacity(512), seen: Vec::with_capacity(16) });
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        buf: Vec::with_capacity(1024),
+        seen: Vec::with_capacity(16),
+        fields: Vec::with_capacity(512),
+    });
     static THREAD: (Box<[u8]>, u64) = {
         let t = std::thread::current();
         let mut name = Vec::new();
@@ -379,9 +385,10 @@ impl<W> Layer<W> {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let c = &self.compiled;
-        let Scratch { buf, seen } = s;
+        let Scratch { buf, seen, fields } = s;
         buf.clear();
         seen.clear();
+        fields.clear();
         let meta = event.metadata();
 
         if let Some(k) = &c.timestamp {
@@ -389,13 +396,27 @@ impl<W> Layer<W> {
             c.timestamp_format.write(buf, (self.clock)());
         }
         buf.extend_from_slice(&c.level[level_index(meta.level())]);
-        if let Some(k) = &c.message {
+        // One pass over the event's values: the message goes into the line here, the other
+        // fields into `fields`, copied in after the ids.
+        {
             let mark = buf.len();
-            buf.extend_from_slice(k);
-            buf.push(b'"');
-            let mut v = MessageVisitor { buf, found: false };
+            if let Some(k) = &c.message {
+                buf.extend_from_slice(k);
+                buf.push(b'"');
+            }
+            let mut v = EventVisitor {
+                buf: fields,
+                seen,
+                c,
+                skip_log_fields: is_log_event(meta),
+                flat_error_used: false,
+                message: c
+                    .message
+                    .is_some()
+                    .then_some(MessageVisitor { buf, found: false }),
+            };
             event.record(&mut v);
-            if v.found {
+            if v.message.is_some_and(|m| m.found) {
                 buf.push(b'"');
             } else {
                 buf.truncate(mark);
@@ -457,23 +478,17 @@ impl<W> Layer<W> {
 
         match c.layout {
             FieldLayout::Flatten => {
-                let mut v = EventVisitor {
-                    buf,
-                    seen,
-                    c,
-                    skip_log_fields: is_log_event(meta),
-                    flat_error_used: false,
-                };
-                event.record(&mut v);
+                buf.extend_from_slice(fields);
                 let mut span = leaf;
                 while let Some(s) = span {
                     if let Some(data) = s.extensions().get::<SpanData>() {
                         for e in &data.entries {
                             let key = (e.depth, e.name);
-                            if seen
-                                .iter()
-                                .any(|&k| crate::schema::same_key(&c.prefix, k, key))
-                            {
+                            let len = key_len(&c.prefix, e.depth, e.name);
+                            if seen.iter().any(|&k| {
+                                key_len(&c.prefix, k.0, k.1) == len
+                                    && crate::schema::same_key(&c.prefix, k, key)
+                            }) {
                                 continue; // shadowed by the event or an inner span
                             }
                             seen.push(key);
@@ -487,14 +502,7 @@ impl<W> Layer<W> {
                 let mark = buf.len();
                 buf.extend_from_slice(&c.fields_key);
                 let start = buf.len();
-                let mut v = EventVisitor {
-                    buf,
-                    seen,
-                    c,
-                    skip_log_fields: is_log_event(meta),
-                    flat_error_used: false,
-                };
-                event.record(&mut v);
+                buf.extend_from_slice(fields);
                 close_object(buf, mark, start);
                 if let Some(leaf) = &leaf {
                     buf.extend_from_slice(&c.span_key);

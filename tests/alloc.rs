@@ -1,0 +1,189 @@
+//! traceline allocates nothing per event in steady state: with a counting global allocator,
+//! 1000 events after a warm-up cost zero heap allocations (registry + traceline), and exactly as
+//! many as the registry + OpenTelemetry layer alone when that layer is installed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Dispatch;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+struct Counting;
+
+thread_local! {
+    // Per thread: tests running in parallel do not disturb each other's counts.
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump() {
+    let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        bump();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    COUNT.with(Cell::get)
+}
+
+/// Discards lines (so the writer itself allocates nothing).
+#[derive(Clone, Copy)]
+struct Sink;
+
+impl io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Sink {
+    type Writer = Sink;
+    fn make_writer(&'a self) -> Sink {
+        Sink
+    }
+}
+
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Item {
+    sku: &'static str,
+    qty: u32,
+}
+
+fn event(i: u64) {
+    tracing::info!(
+        order.id = i,
+        customer = "alice@example.com",
+        paid = true,
+        amount = 12.5f64,
+        item = ?Item { sku: "SKU-1234", qty: 3 },
+        "order created"
+    );
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Workload {
+    NestedSpans,
+    NoSpan,
+}
+
+const EVENTS: u64 = 1000;
+
+/// Allocations for `EVENTS` events after a warm-up of as many, under `dispatch`.
+fn count(dispatch: &Dispatch, workload: Workload) -> u64 {
+    tracing::dispatcher::with_default(dispatch, || {
+        let run = |n: u64| -> u64 {
+            let before = allocations();
+            for i in 0..n {
+                event(i);
+            }
+            allocations() - before
+        };
+        match workload {
+            Workload::NestedSpans => {
+                let outer = tracing::info_span!("request", http.method = "GET", user_id = 42u64);
+                let _o = outer.enter();
+                let inner = tracing::info_span!("db.query", db.table = "orders", attempt = 1u64);
+                let _i = inner.enter();
+                run(EVENTS);
+                run(EVENTS)
+            }
+            Workload::NoSpan => {
+                run(EVENTS);
+                run(EVENTS)
+            }
+        }
+    })
+}
+
+fn otel<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::AlwaysOn)
+        .build();
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("alloc-test"))
+}
+
+#[test]
+fn traceline_allocates_nothing_per_event() {
+    for workload in [Workload::NestedSpans, Workload::NoSpan] {
+        let d = Dispatch::new(
+            tracing_subscriber::registry().with(traceline::layer().with_writer(Sink)),
+        );
+        let n = count(&d, workload);
+        assert_eq!(n, 0, "{workload:?}: {n} allocations in {EVENTS} events");
+    }
+}
+
+#[test]
+fn traceline_adds_no_allocation_to_the_opentelemetry_layer() {
+    for workload in [Workload::NestedSpans, Workload::NoSpan] {
+        // The floor is measured twice around traceline: its count must be stable to compare.
+        let floor = || {
+            count(
+                &Dispatch::new(tracing_subscriber::registry().with(otel())),
+                workload,
+            )
+        };
+        let before = floor();
+        let with = count(
+            &Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(otel())
+                    .with(traceline::layer().with_writer(Sink)),
+            ),
+            workload,
+        );
+        let after = floor();
+        assert_eq!(
+            before, after,
+            "{workload:?}: the floor itself is not stable"
+        );
+        assert_eq!(
+            with, before,
+            "{workload:?}: registry + OTel + traceline made {with} allocations in {EVENTS} events, \
+             registry + OTel alone {before}"
+        );
+    }
+}
+
+#[test]
+fn traceline_allocates_nothing_with_a_spans_only_opentelemetry_layer() {
+    use tracing_subscriber::filter::filter_fn;
+    for workload in [Workload::NestedSpans, Workload::NoSpan] {
+        let d = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(otel().with_filter(filter_fn(|m| m.is_span())))
+                .with(traceline::layer().with_writer(Sink)),
+        );
+        let n = count(&d, workload);
+        assert_eq!(n, 0, "{workload:?}: {n} allocations in {EVENTS} events");
+    }
+}
