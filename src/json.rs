@@ -105,9 +105,18 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
         i += 8;
     }
     if i < len {
-        let mut word = [b' '; 8];
-        word[..len - i].copy_from_slice(&bytes[i..]);
-        if attention_mask(u64::from_le_bytes(word)) != 0 {
+        // Every byte before `i` is clean, so the last whole word (overlapping them) or the
+        // tail padded with spaces gives an exact answer without copying through memory.
+        let word = if len >= 8 {
+            load(bytes, len - 8)
+        } else {
+            let mut w = LO * 0x20;
+            for (j, &b) in bytes.iter().enumerate() {
+                w ^= u64::from(b ^ 0x20) << (8 * j);
+            }
+            w
+        };
+        if attention_mask(word) != 0 {
             return escape_from(out, bytes, i);
         }
     }
