@@ -9,7 +9,8 @@ use tracing_core::span;
 
 use crate::ids::Ids;
 use crate::json;
-use crate::schema::{Compiled, ErrorLayout, Reserved, same_key};
+use crate::redact::{REDACTED, Redaction};
+use crate::schema::{Compiled, ErrorLayout, FieldLayout, Reserved, same_key};
 
 /// The span field that carries a correlation id; written under `Key::CorrelationId`.
 pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
@@ -64,6 +65,7 @@ fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: u8, name: &str) {
 pub(crate) struct SpanVisitor<'a> {
     pub(crate) data: &'a mut SpanData,
     pub(crate) c: &'a Compiled,
+    pub(crate) redaction: &'a Redaction,
 }
 
 impl SpanVisitor<'_> {
@@ -86,13 +88,24 @@ impl SpanVisitor<'_> {
             }
         }
         let reserved: &Reserved = &self.c.span_reserved;
+        let prefix = &*self.c.prefix;
         let mut depth = 0;
-        while reserved.contains(&self.c.prefix, depth, name) {
+        while reserved.contains(prefix, depth, name)
+            || self
+                .data
+                .entries
+                .iter()
+                .any(|e| same_key(prefix, (e.depth, e.name), (depth, name)))
+        {
             depth += 1;
         }
         let start = self.data.buf.len() as u32;
         write_prefixed_key(&mut self.data.buf, &self.c.prefix, depth, name);
-        write(&mut self.data.buf);
+        if self.redaction.is_denied(name) {
+            json::write_str(&mut self.data.buf, REDACTED);
+        } else {
+            write(&mut self.data.buf);
+        }
         let end = self.data.buf.len() as u32;
         self.data.entries.push(Entry {
             name,
@@ -158,7 +171,12 @@ pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static))
             break; // a cyclic chain must not hang the logger
         }
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {
+        out.extend_from_slice(b",\"type\":");
+        json::write_str(out, ty);
+    }
+    out.push(b'}');
 }
 
 /// The error and its causes as text, one per line (ECS `error.stack_trace`).
@@ -216,6 +234,9 @@ pub(crate) struct EventVisitor<'a> {
     pub(crate) skip_log_fields: bool,
     pub(crate) flat_error_used: bool,
     pub(crate) message: Option<MessageVisitor<'a>>,
+    /// Bit `i` set when field `i` is redacted (fields past 63 are checked by name).
+    pub(crate) denied: u64,
+    pub(crate) redaction: &'a Redaction,
 }
 
 impl EventVisitor<'_> {
@@ -254,7 +275,21 @@ impl EventVisitor<'_> {
         }
         self.seen.push((depth, name));
         write_prefixed_key(self.buf, prefix, depth, name);
+        if self.is_denied(field) {
+            json::write_str(self.buf, REDACTED);
+            return false;
+        }
         true
+    }
+
+    #[inline]
+    fn is_denied(&self, field: &Field) -> bool {
+        let i = field.index();
+        if i < 64 {
+            self.denied & (1 << i) != 0
+        } else {
+            self.redaction.is_denied(field.name())
+        }
     }
 }
 
@@ -298,10 +333,20 @@ impl Visit for EventVisitor<'_> {
         if self.message(field, |m| m.record_error(field, value)) {
             return;
         }
-        if self.c.errors == ErrorLayout::Flat && !self.flat_error_used {
+        // Flat error keys are top-level keys: with nested fields, errors stay objects inside
+        // `fields`.
+        if self.c.errors == ErrorLayout::Flat
+            && self.c.layout == FieldLayout::Flatten
+            && !self.flat_error_used
+            && !self.is_denied(field)
+        {
             self.flat_error_used = true;
             self.buf.extend_from_slice(&self.c.error_message);
             json::write_display(self.buf, &value);
+            if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {
+                self.buf.extend_from_slice(&self.c.error_type);
+                json::write_str(self.buf, ty);
+            }
             self.buf.extend_from_slice(&self.c.error_stack_trace);
             write_error_text(self.buf, value);
             return;

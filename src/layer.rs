@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use tracing_core::dispatcher::WeakDispatch;
 use tracing_core::{Dispatch, Event, Level, Subscriber, span};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
@@ -15,6 +16,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use crate::fields::{EventVisitor, MessageVisitor, SpanData, SpanVisitor, key_len};
 use crate::ids::{self, Ids};
 use crate::json;
+use crate::redact::Redaction;
 use crate::schema::{Compiled, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
 use crate::timestamp::TimestampFormat;
 
@@ -45,6 +47,7 @@ pub struct Layer<W = fn() -> io::Stdout> {
     dispatch: OnceLock<WeakDispatch>,
     write_errors: WriteErrors,
     log_internal_errors: bool,
+    redaction: Redaction,
 }
 
 impl<W> std::fmt::Debug for Layer<W> {
@@ -84,6 +87,7 @@ impl<W> Layer<W> {
             dispatch: OnceLock::new(),
             write_errors: WriteErrors::default(),
             log_internal_errors: true,
+            redaction: Redaction::default(),
         }
     }
 
@@ -106,6 +110,7 @@ impl<W> Layer<W> {
             dispatch: self.dispatch,
             write_errors: self.write_errors,
             log_internal_errors: self.log_internal_errors,
+            redaction: self.redaction,
         }
     }
 
@@ -282,6 +287,19 @@ impl<W> Layer<W> {
         self
     }
 
+    /// Which fields are written as `"[REDACTED]"` (default: [`Redaction::default`], the deny
+    /// list of the [`redact`](crate::redact) module).
+    ///
+    /// ```
+    /// use traceline::Redaction;
+    /// let layer = traceline::layer().with_redaction(Redaction::default().deny("ssn"));
+    /// # let _ = layer;
+    /// ```
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
+    }
+
     /// A handle counting the lines the writer failed to take.
     ///
     /// ```
@@ -341,11 +359,20 @@ impl<W> Layer<W> {
             }
         }
         let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
-        let ids = ids::lookup(&span.id(), &dispatch);
+        // A span the OpenTelemetry layer does not know (filtered out of it, like the
+        // correlation scope) logs with the ids of its nearest ancestor that has some.
+        let ids =
+            ids::lookup(&span.id(), &dispatch).or_else(|| span.parent().and_then(|p| self.ids(&p)));
         if let Some(data) = span.extensions().get::<SpanData>() {
             let _ = data.ids.set(ids);
         }
         ids
+    }
+
+    /// The ids of a span this layer does not see (hidden by a per-layer filter).
+    fn uncached_ids(&self, id: &span::Id) -> Option<Ids> {
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
+        ids::lookup(id, &dispatch)
     }
 
     fn write_ids(&self, buf: &mut Vec<u8>, ids: &Ids) {
@@ -389,7 +416,11 @@ impl<W> Layer<W> {
         buf.clear();
         seen.clear();
         fields.clear();
-        let meta = event.metadata();
+        // Events bridged from the `log` crate carry their real target, file and line in
+        // `log.*` fields; the normalized metadata has them.
+        let normalized = event.normalized_metadata();
+        let from_log = normalized.is_some();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
         if let Some(k) = &c.timestamp {
             buf.extend_from_slice(k);
@@ -408,8 +439,10 @@ impl<W> Layer<W> {
                 buf: fields,
                 seen,
                 c,
-                skip_log_fields: is_log_event(meta),
+                skip_log_fields: from_log,
                 flat_error_used: false,
+                denied: self.redaction.mask(event.metadata()),
+                redaction: &self.redaction,
                 message: c
                     .message
                     .is_some()
@@ -428,10 +461,25 @@ impl<W> Layer<W> {
         }
 
         let leaf = ctx.event_span(event);
+        // The event's own span. A per-layer filter may hide it (and its ancestors) from this
+        // layer, but the ids must still be its own.
+        let own = if event.is_root() {
+            None
+        } else if event.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            event.parent().cloned()
+        };
+        let ids = match (&leaf, own) {
+            (Some(l), Some(id)) if l.id() != id => self.uncached_ids(&id),
+            (Some(l), _) => self.ids(l),
+            (None, Some(id)) => self.uncached_ids(&id),
+            (None, None) => None,
+        };
+        if let Some(ids) = ids {
+            self.write_ids(buf, &ids);
+        }
         if let Some(leaf) = &leaf {
-            if let Some(ids) = self.ids(leaf) {
-                self.write_ids(buf, &ids);
-            }
             let ext = leaf.extensions();
             if let Some(data) = ext.get::<SpanData>() {
                 if let (Some(k), Some(v)) = (&c.correlation_id, &data.correlation) {
@@ -564,12 +612,6 @@ fn level_index(level: &Level) -> usize {
     }
 }
 
-/// Events that the `tracing-log` bridge made from `log` records carry their metadata again in
-/// `log.*` fields; those are not repeated on the line.
-fn is_log_event(meta: &tracing_core::Metadata<'_>) -> bool {
-    meta.name() == "log event" && meta.fields().field("log.target").is_some()
-}
-
 impl<S, W> tracing_subscriber::Layer<S> for Layer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -585,6 +627,7 @@ where
         attrs.record(&mut SpanVisitor {
             data: &mut data,
             c: &self.compiled,
+            redaction: &self.redaction,
         });
         if let Some(parent) = span.parent() {
             if let Some(p) = parent.extensions().get::<SpanData>() {
@@ -607,6 +650,7 @@ where
             values.record(&mut SpanVisitor {
                 data,
                 c: &self.compiled,
+                redaction: &self.redaction,
             });
         }
     }

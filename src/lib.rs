@@ -52,6 +52,7 @@ mod ids;
 pub mod install;
 pub mod json;
 mod layer;
+pub mod redact;
 pub mod schema;
 mod timestamp;
 
@@ -59,5 +60,6 @@ pub use error::record_error;
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
 pub use layer::{Layer, WriteErrors, layer};
+pub use redact::Redaction;
 pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema, UnknownSchema};
 pub use timestamp::TimestampFormat;

@@ -154,7 +154,9 @@ pub enum ErrorLayout {
     #[default]
     Object,
     /// The first error of an event goes to the top-level keys [`Key::ErrorMessage`],
-    /// [`Key::ErrorType`] and [`Key::ErrorStackTrace`] (ECS); further errors as [`Self::Object`].
+    /// [`Key::ErrorType`] (when known, see [`crate::record_error`]) and
+    /// [`Key::ErrorStackTrace`] (ECS); further errors as [`Self::Object`]. With
+    /// [`FieldLayout::Nested`] every error is an object inside `fields`.
     Flat,
 }
 
@@ -774,6 +776,7 @@ pub(crate) struct Compiled {
     pub(crate) prefix: Box<str>,
     pub(crate) errors: ErrorLayout,
     pub(crate) error_message: Box<[u8]>,
+    pub(crate) error_type: Box<[u8]>,
     pub(crate) error_stack_trace: Box<[u8]>,
     /// Keys event fields must not take.
     pub(crate) event_reserved: Reserved,
@@ -943,6 +946,7 @@ impl Schema {
             prefix: format!("{}.", self.names[Key::Fields as usize]).into(),
             errors: self.errors,
             error_message: frag(&self.names[Key::ErrorMessage as usize]),
+            error_type: frag(&self.names[Key::ErrorType as usize]),
             error_stack_trace: frag(&self.names[Key::ErrorStackTrace as usize]),
             event_reserved,
             span_reserved,

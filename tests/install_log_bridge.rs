@@ -28,7 +28,6 @@ impl<'a> MakeWriter<'a> for Buf {
 }
 
 #[test]
-#[ignore = "the JSON layer writes the bridge's metadata (target `log`, no file/line); it needs tracing_log::NormalizeEvent"]
 fn log_records_keep_their_target_file_and_line() {
     let buf = Buf::default();
     let _guard = traceline::builder()

@@ -1,0 +1,316 @@
+//! Redaction: fields whose names say they hold a secret are written as `"[REDACTED]"`.
+//!
+//! The default deny list is `password`, `passwd`, `secret`, `token`, `api_key`, `apikey`,
+//! `authorization`, `cookie`, `set-cookie` and `session`. A field is redacted when its name is
+//! one of these or ends with one after a separator or a camelCase hump, ignoring case and
+//! treating `-` and `_` alike: `password`, `db.password`, `user_token`, `accessToken`,
+//! `X-Api-Key`, `Set-Cookie` are redacted; `possession` and `tokens_used` are not.
+//!
+//! It covers event fields, span fields and error fields, in every layout, whatever the value's
+//! type. Its limits: it looks at field *names* only. A secret inside a message, inside a
+//! `Debug` value of another field, or in a field with an innocent name is written as is.
+//!
+//! The decision is cached per callsite, so events whose fields are all allowed pay one lookup
+//! per event and nothing per field.
+//!
+//! ```
+//! use traceline::Redaction;
+//!
+//! let r = Redaction::default().deny("ssn").allow("session");
+//! assert!(r.is_denied("user.ssn"));
+//! assert!(r.is_denied("db.password"));
+//! assert!(!r.is_denied("session"));
+//! assert!(Redaction::from_fn(|name| name.starts_with("pii.")).is_denied("pii.email"));
+//! ```
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_core::Metadata;
+
+/// What a redacted value is written as.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The names redacted by default.
+pub const DEFAULT_DENY_LIST: [&str; 10] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "session",
+];
+
+#[derive(Clone)]
+enum Rule {
+    Off,
+    List(Vec<Box<[u8]>>),
+    Fn(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+/// Which field names are redacted. See the [module docs](self).
+#[derive(Clone)]
+pub struct Redaction {
+    rule: Rule,
+    /// Identifies this configuration in the per-thread callsite cache.
+    id: u64,
+}
+
+impl fmt::Debug for Redaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.rule {
+            Rule::Off => f.write_str("Redaction::none()"),
+            Rule::List(l) => f
+                .debug_list()
+                .entries(l.iter().map(|p| String::from_utf8_lossy(p)))
+                .finish(),
+            Rule::Fn(_) => f.write_str("Redaction::from_fn(..)"),
+        }
+    }
+}
+
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn normalize(name: &str) -> Box<[u8]> {
+    name.bytes()
+        .map(|b| {
+            if b == b'-' {
+                b'_'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+impl Default for Redaction {
+    /// The default deny list.
+    ///
+    /// ```
+    /// assert!(traceline::Redaction::default().is_denied("Authorization"));
+    /// ```
+    fn default() -> Self {
+        Redaction {
+            rule: Rule::List(DEFAULT_DENY_LIST.iter().map(|n| normalize(n)).collect()),
+            id: next_id(),
+        }
+    }
+}
+
+impl Redaction {
+    /// Redacts nothing.
+    ///
+    /// ```
+    /// assert!(!traceline::Redaction::none().is_denied("password"));
+    /// ```
+    pub fn none() -> Self {
+        Redaction {
+            rule: Rule::Off,
+            id: next_id(),
+        }
+    }
+
+    /// Redacts the fields for which `deny(name)` is true. It should depend on the name only:
+    /// its answer is cached per callsite.
+    ///
+    /// ```
+    /// let r = traceline::Redaction::from_fn(|name| name.contains("card"));
+    /// assert!(r.is_denied("card_number"));
+    /// ```
+    pub fn from_fn(deny: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Redaction {
+            rule: Rule::Fn(Arc::new(deny)),
+            id: next_id(),
+        }
+    }
+
+    /// Adds `name` to the deny list (on a list made by `default()` or `none()`).
+    ///
+    /// ```
+    /// assert!(traceline::Redaction::none().deny("iban").is_denied("customer.iban"));
+    /// ```
+    pub fn deny(mut self, name: &str) -> Self {
+        let n = normalize(name);
+        match &mut self.rule {
+            Rule::List(l) => {
+                if !l.contains(&n) {
+                    l.push(n);
+                }
+            }
+            Rule::Off => self.rule = Rule::List(vec![n]),
+            Rule::Fn(_) => {}
+        }
+        self.id = next_id();
+        self
+    }
+
+    /// Removes `name` from the deny list.
+    ///
+    /// ```
+    /// assert!(!traceline::Redaction::default().allow("session").is_denied("session"));
+    /// ```
+    pub fn allow(mut self, name: &str) -> Self {
+        let n = normalize(name);
+        if let Rule::List(l) = &mut self.rule {
+            l.retain(|p| *p != n);
+        }
+        self.id = next_id();
+        self
+    }
+
+    /// Whether a field called `name` is redacted.
+    ///
+    /// ```
+    /// let r = traceline::Redaction::default();
+    /// assert!(r.is_denied("db.password") && r.is_denied("accessToken"));
+    /// assert!(!r.is_denied("possession") && !r.is_denied("tokens_used"));
+    /// ```
+    pub fn is_denied(&self, name: &str) -> bool {
+        match &self.rule {
+            Rule::Off => false,
+            Rule::Fn(f) => f(name),
+            Rule::List(list) => list.iter().any(|p| suffix_match(name.as_bytes(), p)),
+        }
+    }
+
+    pub(crate) fn is_off(&self) -> bool {
+        matches!(self.rule, Rule::Off)
+    }
+
+    /// Bit `i` set when field `i` of the callsite is denied (fields past 63 are checked by
+    /// name).
+    #[inline]
+    pub(crate) fn mask(&self, meta: &'static Metadata<'static>) -> u64 {
+        if self.is_off() {
+            return 0;
+        }
+        let addr = meta as *const Metadata<'static> as usize;
+        let slot = (addr >> 4) % CACHE_SLOTS;
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let entry = &mut cache[slot];
+            if entry.0 == addr && entry.1 == self.id {
+                return entry.2;
+            }
+            let mut mask = 0u64;
+            for (i, field) in meta.fields().iter().enumerate().take(64) {
+                if self.is_denied(field.name()) {
+                    mask |= 1 << i;
+                }
+            }
+            *entry = (addr, self.id, mask);
+            mask
+        })
+    }
+}
+
+const CACHE_SLOTS: usize = 64;
+
+thread_local! {
+    static CACHE: RefCell<[(usize, u64, u64); CACHE_SLOTS]> = const { RefCell::new([(0, 0, 0); CACHE_SLOTS]) };
+}
+
+/// `name` equals `pattern`, or ends with it after a separator or a camelCase hump, ignoring
+/// ASCII case and `-` vs `_`.
+fn suffix_match(name: &[u8], pattern: &[u8]) -> bool {
+    let (n, m) = (name.len(), pattern.len());
+    if n < m {
+        return false;
+    }
+    let start = n - m;
+    let same = name[start..].iter().zip(pattern).all(|(&a, &b)| {
+        let a = if a == b'-' {
+            b'_'
+        } else {
+            a.to_ascii_lowercase()
+        };
+        a == b
+    });
+    if !same {
+        return false;
+    }
+    if start == 0 {
+        return true;
+    }
+    let before = name[start - 1];
+    !before.is_ascii_alphanumeric()
+        || (name[start].is_ascii_uppercase() && !before.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_list_matches_names_and_suffixes() {
+        let r = Redaction::default();
+        for yes in [
+            "password",
+            "PASSWORD",
+            "db.password",
+            "user_passwd",
+            "client-secret",
+            "token",
+            "refresh_token",
+            "accessToken",
+            "api_key",
+            "x-api-key",
+            "X-Api-Key",
+            "apikey",
+            "authorization",
+            "http.request.header.authorization",
+            "cookie",
+            "Set-Cookie",
+            "set_cookie",
+            "session",
+            "user.session",
+        ] {
+            assert!(r.is_denied(yes), "{yes}");
+        }
+        for no in [
+            "possession",
+            "tokens_used",
+            "secretary_name",
+            "user_id",
+            "message",
+            "mypassword",
+            "",
+        ] {
+            assert!(!r.is_denied(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn mask_is_per_callsite_and_per_config() {
+        let r = Redaction::default();
+        struct Cs;
+        impl tracing::callsite::Callsite for Cs {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                &META
+            }
+        }
+        static CS: Cs = Cs;
+        static META: Metadata<'static> = tracing::metadata! {
+            name: "e",
+            target: "t",
+            level: tracing::Level::INFO,
+            fields: &["a", "db.password", "b", "token"],
+            callsite: &CS,
+            kind: tracing::metadata::Kind::EVENT,
+        };
+        assert_eq!(r.mask(&META), 0b1010);
+        assert_eq!(r.mask(&META), 0b1010, "cached");
+        assert_eq!(Redaction::none().mask(&META), 0);
+        assert_eq!(Redaction::default().allow("token").mask(&META), 0b0010);
+    }
+}

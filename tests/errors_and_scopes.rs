@@ -1,0 +1,167 @@
+//! `record_error` marks the OpenTelemetry span and writes the error line; lines inside a
+//! correlation scope that the OpenTelemetry layer does not see keep their ancestors' ids.
+mod common;
+
+use std::error::Error;
+use std::fmt;
+
+use common::{capture_layer, check_line, span_context};
+use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use traceline::correlation::{self, CorrelationId};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
+
+#[derive(Debug)]
+struct Outer(std::io::Error);
+
+impl fmt::Display for Outer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("charge failed")
+    }
+}
+
+impl Error for Outer {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn record_error_sets_status_adds_an_exception_event_and_writes_the_line() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let (capture, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("t"))
+                .with_filter(filter_fn(|m| m.is_span())),
+        )
+        .with(layer);
+    let err = Outer(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "issuer timed out",
+    ));
+    let sc = tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("payment.process");
+        let _e = span.enter();
+        tracing::error!("an ERROR event alone marks nothing");
+        traceline::record_error(&err);
+        span_context(&span)
+    });
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    let span = spans.iter().find(|s| s.name == "payment.process").unwrap();
+    assert_eq!(span.status, Status::error("charge failed"));
+    let ev = span
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .expect("exception event");
+    let attr = |k: &str| {
+        ev.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| kv.value.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(attr("exception.message"), "charge failed");
+    assert!(attr("exception.type").ends_with("Outer"));
+    assert_eq!(
+        attr("exception.stacktrace"),
+        "charge failed\ncaused by: issuer timed out"
+    );
+
+    let text = capture.text();
+    let lines: Vec<_> = text.split_inclusive('\n').map(check_line).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(!lines[0].has("otel.status_code"));
+    let line = &lines[1];
+    assert_eq!(line.str("level"), "ERROR");
+    assert_eq!(line.str("message"), "charge failed");
+    assert_eq!(line.str("otel.status_code"), "ERROR");
+    assert_eq!(line.str("spanId"), sc.span_id().to_string());
+    let error = line.at("error");
+    assert_eq!(error.str("message"), "charge failed");
+    assert_eq!(
+        error.at("chain").as_arr()[0].as_str(),
+        Some("issuer timed out")
+    );
+    assert!(error.str("type").ends_with("Outer"));
+}
+
+#[test]
+fn record_error_fills_the_ecs_error_type() {
+    let (capture, layer) = capture_layer();
+    let subscriber =
+        tracing_subscriber::registry().with(layer.with_schema(traceline::Schema::ecs()));
+    tracing::subscriber::with_default(subscriber, || {
+        traceline::record_error(&"x".parse::<u8>().unwrap_err());
+    });
+    let line = check_line(&capture.text());
+    assert_eq!(line.str("error.type"), "core::num::error::ParseIntError");
+    assert_eq!(line.str("error.message"), "invalid digit found in string");
+}
+
+/// The OpenTelemetry layer skips the correlation scope span (as `init()` sets it up).
+fn scoped_subscriber() -> (
+    common::Capture,
+    impl tracing::Subscriber + Send + Sync,
+    SdkTracerProvider,
+) {
+    let provider = SdkTracerProvider::builder().build();
+    let (capture, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("t"))
+                .with_filter(filter_fn(|m| m.target() != "traceline::correlation")),
+        )
+        .with(layer);
+    (capture, subscriber, provider)
+}
+
+#[test]
+fn lines_in_a_scope_hidden_from_opentelemetry_carry_the_enclosing_span_ids() {
+    let (capture, subscriber, _p) = scoped_subscriber();
+    let (outer, inner) = tracing::subscriber::with_default(subscriber, || {
+        let outer = tracing::info_span!("request");
+        let _o = outer.enter();
+        let scope = correlation::scope(CorrelationId::parse("c-1").unwrap());
+        let _s = scope.enter();
+        tracing::info!("directly in the scope");
+        let inner = tracing::info_span!("db");
+        let _i = inner.enter();
+        tracing::info!("in a child of the scope");
+        (span_context(&outer), span_context(&inner))
+    });
+    let text = capture.text();
+    let lines: Vec<_> = text.split_inclusive('\n').map(check_line).collect();
+    assert_eq!(lines[0].str("spanId"), outer.span_id().to_string());
+    assert_eq!(lines[0].str("traceId"), outer.trace_id().to_string());
+    assert_eq!(lines[1].str("spanId"), inner.span_id().to_string());
+    assert_eq!(
+        lines[1].str("traceId"),
+        outer.trace_id().to_string(),
+        "the scope does not break the trace"
+    );
+    for l in &lines {
+        assert_eq!(l.str("correlationId"), "c-1");
+    }
+}
+
+#[test]
+fn a_scope_outside_any_span_has_no_ids() {
+    let (capture, subscriber, _p) = scoped_subscriber();
+    tracing::subscriber::with_default(subscriber, || {
+        let scope = correlation::scope(CorrelationId::parse("c-2").unwrap());
+        let _s = scope.enter();
+        tracing::info!("no span but the scope");
+    });
+    let line = check_line(&capture.text());
+    assert!(!line.has("traceId") && !line.has("spanId"));
+    assert_eq!(line.str("correlationId"), "c-2");
+}
