@@ -214,12 +214,84 @@ impl Visit for MessageVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" && !self.found {
             self.found = true;
-            let start = self.buf.len();
-            if fmt::write(&mut json::Escaper(self.buf), format_args!("{value:?}")).is_err() {
-                self.buf.truncate(start);
-                self.buf.extend_from_slice(b"<Debug failed>");
+            json::write_fmt_body(self.buf, format_args!("{value:?}"), b"<Debug failed>");
+        }
+    }
+}
+
+/// The keys of one callsite's fields, written once and copied into every line after.
+///
+/// Which key a field gets (its name, or its name behind the collision prefix) depends only on
+/// the callsite and the layer's schema, so it is worked out on the first event of a callsite.
+#[derive(Debug)]
+pub(crate) struct CallsiteKeys {
+    pub(crate) addr: usize,
+    pub(crate) layer: u64,
+    /// `,"key":` of each field, back to back.
+    keys: Vec<u8>,
+    ends: Vec<u32>,
+    depths: Vec<u8>,
+    /// Bit `i` set when field `i` is redacted.
+    pub(crate) denied: u64,
+}
+
+/// Fields past this index are handled without the cache.
+pub(crate) const CACHED_FIELDS: usize = 64;
+
+impl CallsiteKeys {
+    pub(crate) fn build(
+        meta: &'static tracing_core::Metadata<'static>,
+        layer: u64,
+        c: &Compiled,
+        redaction: &Redaction,
+        from_log: bool,
+    ) -> Self {
+        let prefix = &*c.prefix;
+        let mut keys = Vec::new();
+        let mut ends = Vec::new();
+        let mut depths = Vec::new();
+        let mut seen: Vec<(u8, &str)> = Vec::new();
+        let mut denied = 0u64;
+        let mut message_seen = false;
+        for (i, field) in meta.fields().iter().enumerate().take(CACHED_FIELDS) {
+            let name = field.name();
+            // The same decisions as `EventVisitor::key`, in the same order.
+            let written = if name == "message" && !message_seen {
+                message_seen = true;
+                false
+            } else {
+                !(from_log && name.starts_with("log."))
+            };
+            let mut depth = 0u8;
+            if written {
+                while c.event_reserved.contains(prefix, depth, name)
+                    || seen.iter().any(|&k| same_key(prefix, k, (depth, name)))
+                {
+                    depth += 1;
+                }
+                seen.push((depth, name));
+            }
+            write_prefixed_key(&mut keys, prefix, depth, name);
+            ends.push(keys.len() as u32);
+            depths.push(depth);
+            if redaction.is_denied(name) {
+                denied |= 1 << i;
             }
         }
+        CallsiteKeys {
+            addr: meta as *const _ as usize,
+            layer,
+            keys,
+            ends,
+            depths,
+            denied,
+        }
+    }
+
+    #[inline]
+    fn key(&self, i: usize) -> (&[u8], u8) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        (&self.keys[start..self.ends[i] as usize], self.depths[i])
     }
 }
 
@@ -234,8 +306,8 @@ pub(crate) struct EventVisitor<'a> {
     pub(crate) skip_log_fields: bool,
     pub(crate) flat_error_used: bool,
     pub(crate) message: Option<MessageVisitor<'a>>,
-    /// Bit `i` set when field `i` is redacted (fields past 63 are checked by name).
-    pub(crate) denied: u64,
+    /// The callsite's keys, when cached (fields past 63, and re-entrant events, go without).
+    pub(crate) keys: Option<&'a CallsiteKeys>,
     pub(crate) redaction: &'a Redaction,
 }
 
@@ -263,6 +335,17 @@ impl EventVisitor<'_> {
         if self.skip_log_fields && name.starts_with("log.") {
             return false;
         }
+        let i = field.index();
+        if let Some(keys) = self.keys.filter(|_| i < CACHED_FIELDS) {
+            let (key, depth) = keys.key(i);
+            self.seen.push((depth, name));
+            self.buf.extend_from_slice(key);
+            if keys.denied & (1 << i) != 0 {
+                json::write_str(self.buf, REDACTED);
+                return false;
+            }
+            return true;
+        }
         let prefix = &*self.c.prefix;
         let mut depth = 0u8;
         while self.c.event_reserved.contains(prefix, depth, name)
@@ -285,10 +368,9 @@ impl EventVisitor<'_> {
     #[inline]
     fn is_denied(&self, field: &Field) -> bool {
         let i = field.index();
-        if i < 64 {
-            self.denied & (1 << i) != 0
-        } else {
-            self.redaction.is_denied(field.name())
+        match self.keys {
+            Some(keys) if i < CACHED_FIELDS => keys.denied & (1 << i) != 0,
+            _ => self.redaction.is_denied(field.name()),
         }
     }
 }

@@ -224,26 +224,94 @@ impl fmt::Write for Escaper<'_> {
     }
 }
 
+/// Appends raw text: `Debug` and `Display` output is written as it comes, then escaped once.
+struct Raw<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Raw<'_> {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    #[inline]
+    fn write_char(&mut self, c: char) -> fmt::Result {
+        if c.is_ascii() {
+            self.0.push(c as u8);
+        } else {
+            self.0
+                .extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Where text that needs escaping is moved to while it is escaped back into the line.
+    static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Escapes, in place, the text `out[start..]` (valid UTF-8) that was appended raw.
+fn escape_tail(out: &mut Vec<u8>, start: usize) {
+    let bytes = &out[start..];
+    let len = bytes.len();
+    let mut i = 0;
+    while i + 8 <= len {
+        if attention_mask(load(bytes, i)) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    if i + 8 > len {
+        // The tail: the last whole word if there is one, else the bytes padded with spaces.
+        let word = if len >= 8 {
+            load(bytes, len - 8)
+        } else {
+            let mut w = LO * 0x20;
+            for (j, &b) in bytes.iter().enumerate() {
+                w ^= u64::from(b ^ 0x20) << (8 * j);
+            }
+            w
+        };
+        if attention_mask(word) == 0 {
+            return; // clean: nothing to do
+        }
+    }
+    let mut fix = |spare: &mut Vec<u8>| {
+        spare.clear();
+        spare.extend_from_slice(&out[start..]);
+        out.truncate(start);
+        escape_from(out, spare, i);
+    };
+    SPARE.with(|spare| match spare.try_borrow_mut() {
+        Ok(mut spare) => fix(&mut spare),
+        Err(_) => fix(&mut Vec::new()),
+    });
+}
+
+/// Appends `args` escaped, without quotes; a failing `Debug`/`Display` impl leaves `failed`.
+#[inline]
+pub(crate) fn write_fmt_body(out: &mut Vec<u8>, args: fmt::Arguments<'_>, failed: &[u8]) {
+    let start = out.len();
+    if fmt::write(&mut Raw(out), args).is_err() {
+        // A Debug impl that fails must not leave half a value: replace it.
+        out.truncate(start);
+        out.extend_from_slice(failed);
+        return;
+    }
+    escape_tail(out, start);
+}
+
 /// Appends `value`'s `Debug` output as a JSON string.
 pub(crate) fn write_debug(out: &mut Vec<u8>, value: &dyn fmt::Debug) {
     out.push(b'"');
-    let start = out.len();
-    if fmt::write(&mut Escaper(out), format_args!("{value:?}")).is_err() {
-        // A Debug impl that fails must not leave half a value: replace it.
-        out.truncate(start);
-        out.extend_from_slice(b"<Debug failed>");
-    }
+    write_fmt_body(out, format_args!("{value:?}"), b"<Debug failed>");
     out.push(b'"');
 }
 
 /// Appends `value`'s `Display` output as a JSON string.
 pub(crate) fn write_display(out: &mut Vec<u8>, value: &dyn fmt::Display) {
     out.push(b'"');
-    let start = out.len();
-    if fmt::write(&mut Escaper(out), format_args!("{value}")).is_err() {
-        out.truncate(start);
-        out.extend_from_slice(b"<Display failed>");
-    }
+    write_fmt_body(out, format_args!("{value}"), b"<Display failed>");
     out.push(b'"');
 }
 
@@ -531,5 +599,41 @@ mod tests {
         out.clear();
         write_i128(&mut out, i128::MIN);
         assert_eq!(out, b"-170141183460469231731687303715884105728");
+    }
+
+    #[test]
+    fn debug_and_display_output_is_escaped_whatever_its_pieces() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct T<'a> {
+            s: &'a str,
+            n: u8,
+        }
+        let samples = [
+            "",
+            "plain",
+            "quote\" and \\ backslash",
+            "line\nbreak\r\t\u{1b}[31m",
+            "sep\u{2028}and\u{2029}",
+            "ünïcödé and 日本",
+            "exactly8",
+            "sixteen bytes!!!",
+        ];
+        for text in samples {
+            for long in [text.to_owned(), text.repeat(9)] {
+                let t = T { s: &long, n: 7 };
+                let mut out = Vec::new();
+                write_debug(&mut out, &t);
+                let back: String = serde_json::from_slice(&out).unwrap();
+                assert_eq!(back, format!("{t:?}"));
+                let mut out = Vec::new();
+                write_display(&mut out, &long);
+                let back: String = serde_json::from_slice(&out).unwrap();
+                assert_eq!(back, long);
+                assert!(
+                    !out.contains(&b'\n') && !out.windows(3).any(|w| w == "\u{2028}".as_bytes())
+                );
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::fields::{EventVisitor, MessageVisitor, SpanData, SpanVisitor, key_len};
+use crate::fields::{CallsiteKeys, EventVisitor, MessageVisitor, SpanData, SpanVisitor, key_len};
 use crate::ids::{self, Ids};
 use crate::json;
 use crate::redact::Redaction;
@@ -48,6 +48,13 @@ pub struct Layer<W = fn() -> io::Stdout> {
     write_errors: WriteErrors,
     log_internal_errors: bool,
     redaction: Redaction,
+    /// Identifies this layer's configuration in the per-thread callsite cache.
+    id: u64,
+}
+
+fn next_layer_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl<W> std::fmt::Debug for Layer<W> {
@@ -88,6 +95,7 @@ impl<W> Layer<W> {
             write_errors: WriteErrors::default(),
             log_internal_errors: true,
             redaction: Redaction::default(),
+            id: next_layer_id(),
         }
     }
 
@@ -111,6 +119,7 @@ impl<W> Layer<W> {
             write_errors: self.write_errors,
             log_internal_errors: self.log_internal_errors,
             redaction: self.redaction,
+            id: self.id,
         }
     }
 
@@ -125,6 +134,7 @@ impl<W> Layer<W> {
     pub fn with_schema(mut self, schema: Schema) -> Self {
         self.schema = schema;
         self.compiled = self.schema.compile();
+        self.id = next_layer_id();
         self
     }
 
@@ -297,6 +307,7 @@ impl<W> Layer<W> {
     /// ```
     pub fn with_redaction(mut self, redaction: Redaction) -> Self {
         self.redaction = redaction;
+        self.id = next_layer_id();
         self
     }
 
@@ -329,13 +340,18 @@ struct Scratch {
     seen: Vec<(u8, &'static str)>,
     /// The event's fields, written before the line's ids and copied in after them.
     fields: Vec<u8>,
+    /// Keys per callsite, direct-mapped by the callsite's address.
+    callsites: Vec<Option<CallsiteKeys>>,
 }
+
+const CALLSITE_SLOTS: usize = 256;
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
         buf: Vec::with_capacity(1024),
         seen: Vec::with_capacity(16),
         fields: Vec::with_capacity(512),
+        callsites: Vec::new(),
     });
     static THREAD: (Box<[u8]>, u64) = {
         let t = std::thread::current();
@@ -367,6 +383,33 @@ impl<W> Layer<W> {
             let _ = data.ids.set(ids);
         }
         ids
+    }
+
+    /// The cached keys of `meta`'s fields, built on the callsite's first event.
+    fn callsite_keys<'c>(
+        &self,
+        cache: &'c mut Vec<Option<CallsiteKeys>>,
+        meta: &'static tracing_core::Metadata<'static>,
+        from_log: bool,
+    ) -> &'c CallsiteKeys {
+        if cache.is_empty() {
+            cache.resize_with(CALLSITE_SLOTS, || None);
+        }
+        let addr = meta as *const _ as usize;
+        let slot = &mut cache[(addr >> 4) % CALLSITE_SLOTS];
+        match slot {
+            Some(k) if k.addr == addr && k.layer == self.id => {}
+            _ => {
+                *slot = Some(CallsiteKeys::build(
+                    meta,
+                    self.id,
+                    &self.compiled,
+                    &self.redaction,
+                    from_log,
+                ))
+            }
+        }
+        slot.as_ref().expect("filled above")
     }
 
     /// The ids of a span this layer does not see (hidden by a per-layer filter).
@@ -412,7 +455,12 @@ impl<W> Layer<W> {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let c = &self.compiled;
-        let Scratch { buf, seen, fields } = s;
+        let Scratch {
+            buf,
+            seen,
+            fields,
+            callsites,
+        } = s;
         buf.clear();
         seen.clear();
         fields.clear();
@@ -441,7 +489,7 @@ impl<W> Layer<W> {
                 c,
                 skip_log_fields: from_log,
                 flat_error_used: false,
-                denied: self.redaction.mask(event.metadata()),
+                keys: Some(self.callsite_keys(callsites, event.metadata(), from_log)),
                 redaction: &self.redaction,
                 message: c
                     .message

@@ -10,8 +10,8 @@
 //! type. Its limits: it looks at field *names* only. A secret inside a message, inside a
 //! `Debug` value of another field, or in a field with an innocent name is written as is.
 //!
-//! The decision is cached per callsite, so events whose fields are all allowed pay one lookup
-//! per event and nothing per field.
+//! The decision is made once per callsite, with the callsite's keys, so redaction costs
+//! nothing per event.
 //!
 //! ```
 //! use traceline::Redaction;
@@ -23,12 +23,9 @@
 //! assert!(Redaction::from_fn(|name| name.starts_with("pii.")).is_denied("pii.email"));
 //! ```
 
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use tracing_core::Metadata;
 
 /// What a redacted value is written as.
 pub const REDACTED: &str = "[REDACTED]";
@@ -181,42 +178,6 @@ impl Redaction {
             Rule::List(list) => list.iter().any(|p| suffix_match(name.as_bytes(), p)),
         }
     }
-
-    pub(crate) fn is_off(&self) -> bool {
-        matches!(self.rule, Rule::Off)
-    }
-
-    /// Bit `i` set when field `i` of the callsite is denied (fields past 63 are checked by
-    /// name).
-    #[inline]
-    pub(crate) fn mask(&self, meta: &'static Metadata<'static>) -> u64 {
-        if self.is_off() {
-            return 0;
-        }
-        let addr = meta as *const Metadata<'static> as usize;
-        let slot = (addr >> 4) % CACHE_SLOTS;
-        CACHE.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            let entry = &mut cache[slot];
-            if entry.0 == addr && entry.1 == self.id {
-                return entry.2;
-            }
-            let mut mask = 0u64;
-            for (i, field) in meta.fields().iter().enumerate().take(64) {
-                if self.is_denied(field.name()) {
-                    mask |= 1 << i;
-                }
-            }
-            *entry = (addr, self.id, mask);
-            mask
-        })
-    }
-}
-
-const CACHE_SLOTS: usize = 64;
-
-thread_local! {
-    static CACHE: RefCell<[(usize, u64, u64); CACHE_SLOTS]> = const { RefCell::new([(0, 0, 0); CACHE_SLOTS]) };
 }
 
 /// `name` equals `pattern`, or ends with it after a separator or a camelCase hump, ignoring
@@ -287,30 +248,5 @@ mod tests {
         ] {
             assert!(!r.is_denied(no), "{no}");
         }
-    }
-
-    #[test]
-    fn mask_is_per_callsite_and_per_config() {
-        let r = Redaction::default();
-        struct Cs;
-        impl tracing::callsite::Callsite for Cs {
-            fn set_interest(&self, _: tracing::subscriber::Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                &META
-            }
-        }
-        static CS: Cs = Cs;
-        static META: Metadata<'static> = tracing::metadata! {
-            name: "e",
-            target: "t",
-            level: tracing::Level::INFO,
-            fields: &["a", "db.password", "b", "token"],
-            callsite: &CS,
-            kind: tracing::metadata::Kind::EVENT,
-        };
-        assert_eq!(r.mask(&META), 0b1010);
-        assert_eq!(r.mask(&META), 0b1010, "cached");
-        assert_eq!(Redaction::none().mask(&META), 0);
-        assert_eq!(Redaction::default().allow("token").mask(&META), 0b0010);
     }
 }
