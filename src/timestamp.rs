@@ -49,6 +49,11 @@ static DIGITS2: [[u8; 2]; 100] = {
     t
 };
 
+thread_local! {
+    /// The last second formatted on this thread, and its `"YYYY-MM-DDTHH:MM:SS` text.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((0, [0; 20])) };
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 #[inline]
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -84,27 +89,38 @@ impl TimestampFormat {
             TimestampFormat::Rfc3339Micros => 6,
             TimestampFormat::Rfc3339Nanos => 9,
         };
-        let (mut y, mut mo, mut da) = civil_from_days((secs / 86_400) as i64);
-        let mut sod = (secs % 86_400) as usize;
         let mut nanos = nanos;
-        if y > 9999 {
-            (y, mo, da, sod, nanos) = (9999, 12, 31, 86_399, 999_999_999);
-        }
-        let y = y as usize;
         let mut b = [0u8; 32];
-        b[0] = b'"';
-        b[1..3].copy_from_slice(&DIGITS2[y / 100]);
-        b[3..5].copy_from_slice(&DIGITS2[y % 100]);
-        b[5] = b'-';
-        b[6..8].copy_from_slice(&DIGITS2[mo as usize]);
-        b[8] = b'-';
-        b[9..11].copy_from_slice(&DIGITS2[da as usize]);
-        b[11] = b'T';
-        b[12..14].copy_from_slice(&DIGITS2[sod / 3600]);
-        b[14] = b':';
-        b[15..17].copy_from_slice(&DIGITS2[(sod / 60) % 60]);
-        b[17] = b':';
-        b[18..20].copy_from_slice(&DIGITS2[sod % 60]);
+        // The date and time of day change once a second: formatted once per second per thread.
+        let (cached_secs, prefix) = LAST_SECOND.with(|c| c.get());
+        if cached_secs == secs && secs != 0 {
+            b[..20].copy_from_slice(&prefix);
+        } else {
+            let (mut y, mut mo, mut da) = civil_from_days((secs / 86_400) as i64);
+            let mut sod = (secs % 86_400) as usize;
+            if y > 9999 {
+                (y, mo, da, sod, nanos) = (9999, 12, 31, 86_399, 999_999_999);
+            }
+            let y = y as usize;
+            b[0] = b'"';
+            b[1..3].copy_from_slice(&DIGITS2[y / 100]);
+            b[3..5].copy_from_slice(&DIGITS2[y % 100]);
+            b[5] = b'-';
+            b[6..8].copy_from_slice(&DIGITS2[mo as usize]);
+            b[8] = b'-';
+            b[9..11].copy_from_slice(&DIGITS2[da as usize]);
+            b[11] = b'T';
+            b[12..14].copy_from_slice(&DIGITS2[sod / 3600]);
+            b[14] = b':';
+            b[15..17].copy_from_slice(&DIGITS2[(sod / 60) % 60]);
+            b[17] = b':';
+            b[18..20].copy_from_slice(&DIGITS2[sod % 60]);
+            if y < 9999 {
+                let mut prefix = [0u8; 20];
+                prefix.copy_from_slice(&b[..20]);
+                LAST_SECOND.with(|c| c.set((secs, prefix)));
+            }
+        }
         b[20] = b'.';
         let n = nanos as usize;
         b[21] = b'0' + (n / 100_000_000) as u8;
@@ -115,7 +131,10 @@ impl TimestampFormat {
         let end = 21 + digits;
         b[end] = b'Z';
         b[end + 1] = b'"';
-        out.extend_from_slice(&b[..end + 2]);
+        // A constant-size copy (no call), then drop the unused tail.
+        let len = out.len();
+        out.extend_from_slice(&b);
+        out.truncate(len + end + 2);
     }
 }
 
