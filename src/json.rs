@@ -219,86 +219,46 @@ pub struct Escaper<'a>(pub &'a mut Vec<u8>);
 impl fmt::Write for Escaper<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        escape_into(self.0, s);
+        let bytes = s.as_bytes();
+        if bytes.len() <= 16 {
+            // The short pieces `Debug` impls write: a table lookup per byte beats setting up
+            // word-at-a-time checks.
+            if bytes.iter().all(|&b| ESCAPE[b as usize] == __) {
+                self.0.extend_from_slice(bytes);
+            } else {
+                escape_from(self.0, bytes, 0);
+            }
+        } else {
+            escape_into(self.0, s);
+        }
         Ok(())
     }
-}
 
-/// Appends raw text: `Debug` and `Display` output is written as it comes, then escaped once.
-struct Raw<'a>(&'a mut Vec<u8>);
-
-impl fmt::Write for Raw<'_> {
-    #[inline]
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
     #[inline]
     fn write_char(&mut self, c: char) -> fmt::Result {
         if c.is_ascii() {
-            self.0.push(c as u8);
-        } else {
-            self.0
-                .extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-        }
-        Ok(())
-    }
-}
-
-thread_local! {
-    /// Where text that needs escaping is moved to while it is escaped back into the line.
-    static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Escapes, in place, the text `out[start..]` (valid UTF-8) that was appended raw.
-fn escape_tail(out: &mut Vec<u8>, start: usize) {
-    let bytes = &out[start..];
-    let len = bytes.len();
-    let mut i = 0;
-    while i + 8 <= len {
-        if attention_mask(load(bytes, i)) != 0 {
-            break;
-        }
-        i += 8;
-    }
-    if i + 8 > len {
-        // The tail: the last whole word if there is one, else the bytes padded with spaces.
-        let word = if len >= 8 {
-            load(bytes, len - 8)
-        } else {
-            let mut w = LO * 0x20;
-            for (j, &b) in bytes.iter().enumerate() {
-                w ^= u64::from(b ^ 0x20) << (8 * j);
+            let (seq, n) = &SEQUENCES[c as usize];
+            match *n {
+                0 => self.0.push(c as u8),
+                2 => self.0.extend_from_slice(&seq[..2]),
+                _ => self.0.extend_from_slice(seq),
             }
-            w
-        };
-        if attention_mask(word) == 0 {
-            return; // clean: nothing to do
+            Ok(())
+        } else {
+            self.write_str(c.encode_utf8(&mut [0; 4]))
         }
     }
-    let mut fix = |spare: &mut Vec<u8>| {
-        spare.clear();
-        spare.extend_from_slice(&out[start..]);
-        out.truncate(start);
-        escape_from(out, spare, i);
-    };
-    SPARE.with(|spare| match spare.try_borrow_mut() {
-        Ok(mut spare) => fix(&mut spare),
-        Err(_) => fix(&mut Vec::new()),
-    });
 }
 
 /// Appends `args` escaped, without quotes; a failing `Debug`/`Display` impl leaves `failed`.
 #[inline]
 pub(crate) fn write_fmt_body(out: &mut Vec<u8>, args: fmt::Arguments<'_>, failed: &[u8]) {
     let start = out.len();
-    if fmt::write(&mut Raw(out), args).is_err() {
+    if fmt::write(&mut Escaper(out), args).is_err() {
         // A Debug impl that fails must not leave half a value: replace it.
         out.truncate(start);
         out.extend_from_slice(failed);
-        return;
     }
-    escape_tail(out, start);
 }
 
 /// Appends `value`'s `Debug` output as a JSON string.
