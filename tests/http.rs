@@ -465,3 +465,31 @@ async fn two_services_share_trace_and_correlation_id() {
     }
     assert_ne!(a_line["spanId"], b_line["spanId"]);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_matched_route_is_recorded_when_the_router_gives_it() {
+    let (capture, _g) = install("svc");
+    let app = Router::new()
+        .route(
+            "/users/{id}",
+            get(|| async {
+                tracing::info!("looking up user");
+                "ok"
+            }),
+        )
+        .route_layer(
+            CorrelationLayer::new()
+                .route(|ext| ext.get::<axum::extract::MatchedPath>().map(|m| m.as_str())),
+        );
+    let addr = serve(app).await;
+    let (status, _, _) = get_with(addr, "/users/42", &[]).await;
+    assert_eq!(status, 200);
+    let line = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "looking up user")
+        .unwrap();
+    assert_eq!(line["http.route"], "/users/{id}");
+    assert_eq!(line["url.path"], "/users/42");
+    assert_eq!(line["otel.name"], "GET /users/{id}");
+}

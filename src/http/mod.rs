@@ -12,7 +12,8 @@
 //!    when it is absent or invalid. An invalid value is never echoed nor logged: a WARN line
 //!    says that a value was replaced and gives its length;
 //! 3. runs the request in a span with OpenTelemetry HTTP semantic-convention fields
-//!    (`http.request.method`, `url.path`, `http.response.status_code`, `otel.kind = "server"`,
+//!    (`http.request.method`, `url.path`, `http.route` when [`CorrelationLayer::route`] says
+//!    where the router keeps it, `http.response.status_code`, `otel.kind = "server"`,
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
 //!    while handling the request carries; the id is also in the request's extensions;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
@@ -51,7 +52,9 @@ use http::{HeaderMap, HeaderValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use client::{ClientFuture, Propagate, PropagateLayer};
-pub use server::{Correlation, CorrelationLayer, ResponseFuture, X_CORRELATION_ID, X_REQUEST_ID};
+pub use server::{
+    Correlation, CorrelationLayer, ResponseFuture, RouteFn, X_CORRELATION_ID, X_REQUEST_ID,
+};
 
 use trace_context::Propagated;
 

@@ -30,7 +30,11 @@ struct Config {
     from_trace_id: bool,
     server_timing: bool,
     access_log: bool,
+    route: Option<RouteFn>,
 }
+
+/// Reads the matched route template (`/users/{id}`) from a request's extensions.
+pub type RouteFn = fn(&http::Extensions) -> Option<&str>;
 
 /// A [`tower_layer::Layer`] that gives every request a span carrying its trace and
 /// correlation id. See the [module docs](super) for what it does per request.
@@ -70,6 +74,7 @@ impl CorrelationLayer {
                 from_trace_id: false,
                 server_timing: false,
                 access_log: true,
+                route: None,
             }),
         }
     }
@@ -133,6 +138,24 @@ impl CorrelationLayer {
     /// ```
     pub fn server_timing(self, on: bool) -> Self {
         self.map(|c| c.server_timing = on)
+    }
+
+    /// Where the router puts the matched route, for `http.route` and the span name
+    /// (`GET /users/{id}`). The router must have run before the layer sees the request: with
+    /// axum, add the layer with `Router::route_layer`.
+    ///
+    /// ```
+    /// use axum::{Router, extract::MatchedPath, routing::get};
+    /// use traceline::http::CorrelationLayer;
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/users/{id}", get(|| async { "ok" }))
+    ///     .route_layer(
+    ///         CorrelationLayer::new().route(|ext| ext.get::<MatchedPath>().map(|m| m.as_str())),
+    ///     );
+    /// ```
+    pub fn route(self, route: RouteFn) -> Self {
+        self.map(|c| c.route = Some(route))
     }
 
     /// Writes one access-log line per request when its response is ready (on by default).
@@ -233,6 +256,10 @@ where
             http.response.status_code = tracing::field::Empty,
             { CORRELATION_FIELD } = tracing::field::Empty,
         );
+        if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
+            span.record("http.route", route);
+            span.record("otel.name", format!("{method} {route}"));
+        }
         // Before anything reads the span's ids: once started, its parent cannot change.
         if let Some(parent) = trace_context::extract(req.headers()) {
             let _ = span.set_parent(parent);
