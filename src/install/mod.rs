@@ -1,7 +1,7 @@
 //! One-call install: the global subscriber, configured from the environment.
 //!
 //! [`init()`](crate::init) installs, as the global default:
-//! - an `tracing_subscriber::EnvFilter` from `RUST_LOG` (default `info`);
+//! - a `tracing_subscriber::EnvFilter` from `RUST_LOG` (default `info`);
 //! - the OpenTelemetry layer with an SDK tracer provider, exporting over OTLP when an endpoint
 //!   is set. With no endpoint the provider has no exporter: lines still carry real ids;
 //! - traceline's JSON [`Layer`](crate::Layer);
