@@ -1,6 +1,6 @@
 //! `init()` exporting to rotel, a real OpenTelemetry collector (from PyPI: `rotel`), over
 //! gRPC and HTTP/protobuf: the spans it prints carry exactly the ids the JSON lines carried.
-//! `.ci/run` installs rotel; without it this test fails and says how to install it.
+//! `.ci/run` installs rotel; without it this test fails in CI and is skipped elsewhere.
 
 mod install_support;
 
@@ -33,9 +33,9 @@ fn child_entry() {
     }
 }
 
-fn rotel_agent() -> String {
+fn rotel_agent() -> Option<String> {
     if let Ok(path) = std::env::var("ROTEL_AGENT") {
-        return path;
+        return Some(path);
     }
     let out = Command::new("python3")
         .args([
@@ -44,12 +44,20 @@ fn rotel_agent() -> String {
         ])
         .output();
     match out {
-        Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_owned(),
-        _ => panic!(
-            "rotel is not installed: run `pip install rotel==0.0.1a15` (or set ROTEL_AGENT to \
-             the rotel-agent binary)"
-        ),
+        Ok(o) if o.status.success() => Some(String::from_utf8(o.stdout).unwrap().trim().to_owned()),
+        _ => None,
     }
+}
+
+/// `tool` is missing: in CI (where `.ci/run` installs it) that fails the test; elsewhere the
+/// test is skipped with a notice, so `cargo test` runs on a machine with only the Rust
+/// toolchain.
+fn missing_tool(tool: &str, install: &str) {
+    let msg = format!("{tool} is not installed: {install} (.ci/run does this)");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{msg}");
+    }
+    eprintln!("skipped: {msg}");
 }
 
 fn free_port() -> u16 {
@@ -71,7 +79,7 @@ struct Rotel {
 impl Rotel {
     fn start() -> Rotel {
         let (grpc, http) = (free_port(), free_port());
-        let mut child = Command::new(rotel_agent())
+        let mut child = Command::new(rotel_agent().expect("checked at the start of the test"))
             .args([
                 "start",
                 "--otlp-grpc-endpoint",
@@ -161,6 +169,12 @@ impl Drop for Rotel {
 
 #[test]
 fn rotel_receives_the_ids_the_lines_carry_over_grpc_and_http() {
+    if rotel_agent().is_none() {
+        return missing_tool(
+            "rotel",
+            "run `pip install rotel==0.0.1a15` (or set ROTEL_AGENT to the rotel-agent binary)",
+        );
+    }
     let rotel = Rotel::start();
     for (protocol, port) in [("grpc", rotel.grpc), ("http/protobuf", rotel.http)] {
         let endpoint = format!("http://127.0.0.1:{port}");
