@@ -22,7 +22,7 @@ pub(crate) struct SpanData {
     pub(crate) buf: Vec<u8>,
     pub(crate) entries: Vec<Entry>,
     /// The correlation id in effect for this span (its own or inherited), as a JSON string.
-    pub(crate) correlation: Option<Box<[u8]>>,
+    pub(crate) correlation: Option<std::sync::Arc<[u8]>>,
     /// The local root span (for ECS `transaction.id`).
     pub(crate) root: Option<span::Id>,
     /// Ids, cached on first use.

@@ -672,6 +672,12 @@ where
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut data = SpanData::default();
+        let fields = attrs.metadata().fields().len();
+        if fields > 0 {
+            // Room for typical keys and values, so recording does not reallocate.
+            data.buf.reserve(fields * 32);
+            data.entries.reserve(fields);
+        }
         attrs.record(&mut SpanVisitor {
             data: &mut data,
             c: &self.compiled,
