@@ -530,3 +530,51 @@ async fn the_matched_route_is_recorded_when_the_router_gives_it() {
     assert_eq!(line["url.path"], "/users/42");
     assert_eq!(line["otel.name"], "GET /users/{id}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn correlation_id_can_be_the_trace_id_and_server_timing_names_the_trace() {
+    let (capture, _g) = install("svc");
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(|| async {
+                tracing::info!("handling hello");
+                "ok"
+            }),
+        )
+        .layer(
+            CorrelationLayer::new()
+                .correlation_id_from_trace_id(true)
+                .server_timing(true),
+        );
+    let addr = serve(app).await;
+    // A caller's trace: the id is its trace id.
+    let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let (_, headers, _) = get_with(addr, "/hello", &[("traceparent", tp.parse().unwrap())]).await;
+    assert_eq!(headers["x-correlation-id"], TRACE);
+    let timing = headers["server-timing"].to_str().unwrap().to_owned();
+    assert!(
+        timing.starts_with(&format!("trace;desc=00-{TRACE}-")),
+        "{timing}"
+    );
+    assert!(timing.ends_with("-01"), "{timing}");
+    // No caller trace: the id is the new trace's id, as the lines show.
+    let (_, headers, _) = get_with(addr, "/hello", &[]).await;
+    let id = headers["x-correlation-id"].to_str().unwrap().to_owned();
+    let lines = capture.lines();
+    let line = lines
+        .iter()
+        .filter(|l| l["message"] == "handling hello")
+        .nth(1)
+        .unwrap();
+    assert_eq!(line["traceId"], id.as_str());
+    assert_eq!(line["correlationId"], id.as_str());
+    // A valid incoming id still wins.
+    let (_, headers, _) = get_with(
+        addr,
+        "/hello",
+        &[("x-correlation-id", "given-1".parse().unwrap())],
+    )
+    .await;
+    assert_eq!(headers["x-correlation-id"], "given-1");
+}
