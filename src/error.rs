@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::error::Error;
-use std::fmt::Write;
+use std::fmt;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
@@ -19,20 +19,24 @@ thread_local! {
     pub(crate) static ERROR_TYPE: Cell<Option<&'static str>> = const { Cell::new(None) };
 }
 
-/// The error and its causes, one per line.
-pub(crate) fn chain_text(err: &(dyn Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    let mut depth = 0;
-    while let Some(s) = source {
-        let _ = write!(text, "\ncaused by: {s}");
-        source = s.source();
-        depth += 1;
-        if depth == 64 {
-            break;
+/// The causes of `err`, outermost first; at most 64, so a cyclic chain cannot hang the logger.
+pub(crate) fn causes<'e>(
+    err: &'e (dyn Error + 'static),
+) -> impl Iterator<Item = &'e (dyn Error + 'static)> {
+    std::iter::successors(err.source(), |&e| e.source()).take(64)
+}
+
+/// The error and its causes, one per line: `message\ncaused by: cause…`.
+pub(crate) struct ChainText<'e>(pub(crate) &'e (dyn Error + 'static));
+
+impl fmt::Display for ChainText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        for cause in causes(self.0) {
+            write!(f, "\ncaused by: {cause}")?;
         }
+        Ok(())
     }
-    text
 }
 
 /// Records `err` on the current span: OpenTelemetry status `ERROR` with the error's message,
@@ -64,7 +68,7 @@ pub fn record_error<E: Error + 'static>(err: &E) {
             vec![
                 KeyValue::new("exception.type", ty),
                 KeyValue::new("exception.message", message.clone()),
-                KeyValue::new("exception.stacktrace", chain_text(err)),
+                KeyValue::new("exception.stacktrace", ChainText(err).to_string()),
             ],
         );
     }

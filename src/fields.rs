@@ -45,10 +45,18 @@ impl Entry {
     }
 }
 
-/// The length of the key `prefix`×`depth` + `name`: keys of different lengths differ.
-#[inline(always)]
-pub(crate) fn key_len(prefix: &str, depth: u8, name: &str) -> usize {
-    prefix.len() * depth as usize + name.len()
+/// How many collision prefixes `name` needs so that its key is neither reserved nor `taken`.
+fn free_depth(
+    reserved: &Reserved,
+    prefix: &str,
+    name: &str,
+    taken: impl Fn((u8, &str)) -> bool,
+) -> u8 {
+    let mut depth = 0;
+    while reserved.contains(prefix, depth, name) || taken((depth, name)) {
+        depth += 1;
+    }
+    depth
 }
 
 /// Writes the key for a field, adding the collision prefix while the key is reserved.
@@ -87,20 +95,15 @@ impl SpanVisitor<'_> {
                 e.end -= len;
             }
         }
-        let reserved: &Reserved = &self.c.span_reserved;
         let prefix = &*self.c.prefix;
-        let mut depth = 0;
-        while reserved.contains(prefix, depth, name)
-            || self
-                .data
-                .entries
+        let entries = &self.data.entries;
+        let depth = free_depth(&self.c.span_reserved, prefix, name, |k| {
+            entries
                 .iter()
-                .any(|e| same_key(prefix, (e.depth, e.name), (depth, name)))
-        {
-            depth += 1;
-        }
+                .any(|e| same_key(prefix, (e.depth, e.name), k))
+        });
         let start = self.data.buf.len() as u32;
-        write_prefixed_key(&mut self.data.buf, &self.c.prefix, depth, name);
+        write_prefixed_key(&mut self.data.buf, prefix, depth, name);
         if self.redaction.is_denied(name) {
             json::write_str(&mut self.data.buf, REDACTED);
         } else {
@@ -156,20 +159,11 @@ pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static))
     out.extend_from_slice(b"{\"message\":");
     json::write_display(out, &err);
     out.extend_from_slice(b",\"chain\":[");
-    let mut source = err.source();
-    let mut first = true;
-    let mut depth = 0;
-    while let Some(s) = source {
-        if !first {
+    for (i, cause) in crate::error::causes(err).enumerate() {
+        if i > 0 {
             out.push(b',');
         }
-        first = false;
-        json::write_display(out, &s);
-        source = s.source();
-        depth += 1;
-        if depth == 64 {
-            break; // a cyclic chain must not hang the logger
-        }
+        json::write_display(out, &cause);
     }
     out.push(b']');
     if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {
@@ -177,25 +171,6 @@ pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static))
         json::write_str(out, ty);
     }
     out.push(b'}');
-}
-
-/// The error and its causes as text, one per line (ECS `error.stack_trace`).
-fn write_error_text(out: &mut Vec<u8>, err: &(dyn Error + 'static)) {
-    use fmt::Write;
-    out.push(b'"');
-    let mut w = json::Escaper(out);
-    let _ = write!(w, "{err}");
-    let mut source = err.source();
-    let mut depth = 0;
-    while let Some(s) = source {
-        let _ = write!(w, "\ncaused by: {s}");
-        source = s.source();
-        depth += 1;
-        if depth == 64 {
-            break;
-        }
-    }
-    out.push(b'"');
 }
 
 /// Finds the event's `message` field and writes it as a JSON string body.
@@ -264,11 +239,9 @@ impl CallsiteKeys {
             };
             let mut depth = 0u8;
             if written {
-                while c.event_reserved.contains(prefix, depth, name)
-                    || seen.iter().any(|&k| same_key(prefix, k, (depth, name)))
-                {
-                    depth += 1;
-                }
+                depth = free_depth(&c.event_reserved, prefix, name, |k| {
+                    seen.iter().any(|&s| same_key(prefix, s, k))
+                });
                 seen.push((depth, name));
             }
             write_prefixed_key(&mut keys, prefix, depth, name);
@@ -306,8 +279,8 @@ pub(crate) struct EventVisitor<'a> {
     pub(crate) skip_log_fields: bool,
     pub(crate) flat_error_used: bool,
     pub(crate) message: Option<MessageVisitor<'a>>,
-    /// The callsite's keys, when cached (fields past 63, and re-entrant events, go without).
-    pub(crate) keys: Option<&'a CallsiteKeys>,
+    /// The callsite's keys (fields past 63 are keyed here, field by field).
+    pub(crate) keys: &'a CallsiteKeys,
     pub(crate) redaction: &'a Redaction,
 }
 
@@ -336,7 +309,8 @@ impl EventVisitor<'_> {
             return false;
         }
         let i = field.index();
-        if let Some(keys) = self.keys.filter(|_| i < CACHED_FIELDS) {
+        if i < CACHED_FIELDS {
+            let keys = self.keys;
             let (key, depth) = keys.key(i);
             self.seen.push((depth, name));
             self.buf.extend_from_slice(key);
@@ -347,15 +321,10 @@ impl EventVisitor<'_> {
             return true;
         }
         let prefix = &*self.c.prefix;
-        let mut depth = 0u8;
-        while self.c.event_reserved.contains(prefix, depth, name)
-            || self.seen.iter().any(|&(d, n)| {
-                key_len(prefix, d, n) == key_len(prefix, depth, name)
-                    && same_key(prefix, (d, n), (depth, name))
-            })
-        {
-            depth += 1;
-        }
+        let seen = &*self.seen;
+        let depth = free_depth(&self.c.event_reserved, prefix, name, |k| {
+            seen.iter().any(|&s| same_key(prefix, s, k))
+        });
         self.seen.push((depth, name));
         write_prefixed_key(self.buf, prefix, depth, name);
         if self.is_denied(field) {
@@ -368,9 +337,10 @@ impl EventVisitor<'_> {
     #[inline]
     fn is_denied(&self, field: &Field) -> bool {
         let i = field.index();
-        match self.keys {
-            Some(keys) if i < CACHED_FIELDS => keys.denied & (1 << i) != 0,
-            _ => self.redaction.is_denied(field.name()),
+        if i < CACHED_FIELDS {
+            self.keys.denied & (1 << i) != 0
+        } else {
+            self.redaction.is_denied(field.name())
         }
     }
 }
@@ -430,7 +400,7 @@ impl Visit for EventVisitor<'_> {
                 json::write_str(self.buf, ty);
             }
             self.buf.extend_from_slice(&self.c.error_stack_trace);
-            write_error_text(self.buf, value);
+            json::write_display(self.buf, &crate::error::ChainText(value));
             return;
         }
         if self.key(field) {

@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::fields::{CallsiteKeys, EventVisitor, MessageVisitor, SpanData, SpanVisitor, key_len};
+use crate::fields::{CallsiteKeys, EventVisitor, MessageVisitor, SpanData, SpanVisitor};
 use crate::ids::{self, Ids};
 use crate::json;
 use crate::redact::Redaction;
@@ -374,11 +374,11 @@ impl<W> Layer<W> {
                 return *ids;
             }
         }
-        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
         // A span the OpenTelemetry layer does not know (filtered out of it, like the
         // correlation scope) logs with the ids of its nearest ancestor that has some.
-        let ids =
-            ids::lookup(&span.id(), &dispatch).or_else(|| span.parent().and_then(|p| self.ids(&p)));
+        let ids = self
+            .uncached_ids(&span.id())
+            .or_else(|| span.parent().and_then(|p| self.ids(&p)));
         if let Some(data) = span.extensions().get::<SpanData>() {
             let _ = data.ids.set(ids);
         }
@@ -412,7 +412,8 @@ impl<W> Layer<W> {
         slot.as_ref().expect("filled above")
     }
 
-    /// The ids of a span this layer does not see (hidden by a per-layer filter).
+    /// The ids of a span, asked of the OpenTelemetry layer (for spans this layer does not see,
+    /// hidden by a per-layer filter, without the cache).
     fn uncached_ids(&self, id: &span::Id) -> Option<Ids> {
         let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
         ids::lookup(id, &dispatch)
@@ -489,7 +490,7 @@ impl<W> Layer<W> {
                 c,
                 skip_log_fields: from_log,
                 flat_error_used: false,
-                keys: Some(self.callsite_keys(callsites, event.metadata(), from_log)),
+                keys: self.callsite_keys(callsites, event.metadata(), from_log),
                 redaction: &self.redaction,
                 message: c
                     .message
@@ -508,9 +509,9 @@ impl<W> Layer<W> {
             json::write_str(buf, meta.target());
         }
 
-        let leaf = ctx.event_span(event);
         // The event's own span. A per-layer filter may hide it (and its ancestors) from this
-        // layer, but the ids must still be its own.
+        // layer, but the ids must still be its own; its fields come from the nearest span this
+        // layer sees.
         let own = if event.is_root() {
             None
         } else if event.is_contextual() {
@@ -518,6 +519,10 @@ impl<W> Layer<W> {
         } else {
             event.parent().cloned()
         };
+        let leaf = own
+            .as_ref()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.event_span(event));
         let ids = match (&leaf, own) {
             (Some(l), Some(id)) if l.id() != id => self.uncached_ids(&id),
             (Some(l), _) => self.ids(l),
@@ -580,11 +585,10 @@ impl<W> Layer<W> {
                     if let Some(data) = s.extensions().get::<SpanData>() {
                         for e in &data.entries {
                             let key = (e.depth, e.name);
-                            let len = key_len(&c.prefix, e.depth, e.name);
-                            if seen.iter().any(|&k| {
-                                key_len(&c.prefix, k.0, k.1) == len
-                                    && crate::schema::same_key(&c.prefix, k, key)
-                            }) {
+                            if seen
+                                .iter()
+                                .any(|&k| crate::schema::same_key(&c.prefix, k, key))
+                            {
                                 continue; // shadowed by the event or an inner span
                             }
                             seen.push(key);

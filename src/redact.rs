@@ -25,7 +25,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a redacted value is written as.
 pub const REDACTED: &str = "[REDACTED]";
@@ -55,8 +54,6 @@ enum Rule {
 #[derive(Clone)]
 pub struct Redaction {
     rule: Rule,
-    /// Identifies this configuration in the per-thread callsite cache.
-    id: u64,
 }
 
 impl fmt::Debug for Redaction {
@@ -70,11 +67,6 @@ impl fmt::Debug for Redaction {
             Rule::Fn(_) => f.write_str("Redaction::from_fn(..)"),
         }
     }
-}
-
-fn next_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn normalize(name: &str) -> Box<[u8]> {
@@ -98,7 +90,6 @@ impl Default for Redaction {
     fn default() -> Self {
         Redaction {
             rule: Rule::List(DEFAULT_DENY_LIST.iter().map(|n| normalize(n)).collect()),
-            id: next_id(),
         }
     }
 }
@@ -110,10 +101,7 @@ impl Redaction {
     /// assert!(!traceline::Redaction::none().is_denied("password"));
     /// ```
     pub fn none() -> Self {
-        Redaction {
-            rule: Rule::Off,
-            id: next_id(),
-        }
+        Redaction { rule: Rule::Off }
     }
 
     /// Redacts the fields for which `deny(name)` is true. It should depend on the name only:
@@ -126,7 +114,6 @@ impl Redaction {
     pub fn from_fn(deny: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         Redaction {
             rule: Rule::Fn(Arc::new(deny)),
-            id: next_id(),
         }
     }
 
@@ -146,7 +133,6 @@ impl Redaction {
             Rule::Off => self.rule = Rule::List(vec![n]),
             Rule::Fn(_) => {}
         }
-        self.id = next_id();
         self
     }
 
@@ -160,7 +146,6 @@ impl Redaction {
         if let Rule::List(l) = &mut self.rule {
             l.retain(|p| *p != n);
         }
-        self.id = next_id();
         self
     }
 

@@ -732,10 +732,15 @@ pub(crate) fn key_is(prefix: &str, depth: u8, name: &str, key: &str) -> bool {
     rest == name
 }
 
-/// Whether two (depth, name) keys spell the same string.
+/// Whether two (depth, name) keys spell the same string. Keys of different lengths are told
+/// apart without comparing text.
 #[inline]
 pub(crate) fn same_key(prefix: &str, a: (u8, &str), b: (u8, &str)) -> bool {
     use std::cmp::Ordering::*;
+    let len = |(depth, name): (u8, &str)| prefix.len() * depth as usize + name.len();
+    if len(a) != len(b) {
+        return false;
+    }
     match a.0.cmp(&b.0) {
         Equal => a.1 == b.1,
         Less => key_is(prefix, b.0 - a.0, b.1, a.1),

@@ -1,36 +1,14 @@
 //! One process, one test: `init()` twice is an error, not a panic; and `log` records come out
 //! as lines inside the current span, filtered by the same filter.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
 use traceline::InitError;
 use traceline::install::Writer;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buf {
-    type Writer = Buf;
-    fn make_writer(&'a self) -> Buf {
-        self.clone()
-    }
-}
 
 #[test]
 fn second_init_is_an_error_and_log_records_become_lines() {
-    let buf = Buf::default();
+    let buf = common::Capture::new();
     let _guard = traceline::builder()
         .writer(Writer::custom(buf.clone()))
         .filter("info")
@@ -55,7 +33,7 @@ fn second_init_is_an_error_and_log_records_become_lines() {
     log::debug!(target: "dependency::module", "filtered out");
     drop(entered);
 
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let text = buf.text();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -109,13 +109,7 @@ where
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
         match &result {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                this.span.record("http.response.status_code", status);
-                if status >= 500 {
-                    this.span.record("otel.status_code", "ERROR");
-                }
-            }
+            Ok(resp) => super::record_status(this.span, resp.status().as_u16()),
             Err(_) => {
                 this.span.record("otel.status_code", "ERROR");
             }

@@ -78,6 +78,15 @@ pub fn inject(headers: &mut HeaderMap) {
     inject_correlation(headers);
 }
 
+/// Records a response's status on its request span: `http.response.status_code`, and
+/// `otel.status_code = "ERROR"` for 5xx.
+fn record_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 fn inject_correlation(headers: &mut HeaderMap) {
     if let Some(id) = crate::correlation::current() {
         headers.insert(

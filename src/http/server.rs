@@ -334,10 +334,7 @@ where
         match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                this.span.record("http.response.status_code", status);
-                if status >= 500 {
-                    this.span.record("otel.status_code", "ERROR");
-                }
+                super::record_status(this.span, status);
                 let headers = response.headers_mut();
                 headers.insert(
                     this.config.response_header.clone(),
