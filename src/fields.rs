@@ -74,6 +74,8 @@ pub(crate) struct SpanVisitor<'a> {
     pub(crate) data: &'a mut SpanData,
     pub(crate) c: &'a Compiled,
     pub(crate) redaction: &'a Redaction,
+    /// The field length limit, in bytes of text.
+    pub(crate) max: usize,
 }
 
 impl SpanVisitor<'_> {
@@ -139,13 +141,16 @@ impl Visit for SpanVisitor<'_> {
         self.field(field, |b| write_bool(b, value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |b| json::write_str(b, value));
+        let max = self.max;
+        self.field(field, |b| json::write_str_max(b, value, max));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
-        self.field(field, |b| write_error_object(b, value));
+        let max = self.max;
+        self.field(field, |b| write_error_object(b, value, max));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |b| json::write_debug(b, value));
+        let max = self.max;
+        self.field(field, |b| json::write_debug(b, value, max));
     }
 }
 
@@ -155,15 +160,15 @@ fn write_bool(out: &mut Vec<u8>, v: bool) {
 }
 
 /// `{"message":"…","chain":["cause",…]}`
-pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static)) {
+pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static), max: usize) {
     out.extend_from_slice(b"{\"message\":");
-    json::write_display(out, &err);
+    json::write_display(out, &err, max);
     out.extend_from_slice(b",\"chain\":[");
     for (i, cause) in crate::error::causes(err).enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        json::write_display(out, &cause);
+        json::write_display(out, &cause, max);
     }
     out.push(b']');
     if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {
@@ -177,19 +182,27 @@ pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static))
 pub(crate) struct MessageVisitor<'a> {
     pub(crate) buf: &'a mut Vec<u8>,
     pub(crate) found: bool,
+    /// The length limit, in bytes of text.
+    pub(crate) max: usize,
 }
 
 impl Visit for MessageVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" && !self.found {
             self.found = true;
-            json::escape_into(self.buf, value);
+            json::escape_max(self.buf, value, self.max);
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" && !self.found {
             self.found = true;
-            json::write_fmt_body(self.buf, format_args!("{value:?}"), b"<Debug failed>");
+            json::write_fmt_body(
+                self.buf,
+                format_args!("{value:?}"),
+                self.max,
+                b"<Debug failed>",
+                b"<Debug panicked>",
+            );
         }
     }
 }
@@ -282,6 +295,8 @@ pub(crate) struct EventVisitor<'a> {
     /// The callsite's keys (fields past 63 are keyed here, field by field).
     pub(crate) keys: &'a CallsiteKeys,
     pub(crate) redaction: &'a Redaction,
+    /// The field length limit, in bytes of text.
+    pub(crate) max: usize,
 }
 
 impl EventVisitor<'_> {
@@ -378,7 +393,7 @@ impl Visit for EventVisitor<'_> {
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if !self.message(field, |m| m.record_str(field, value)) && self.key(field) {
-            json::write_str(self.buf, value);
+            json::write_str_max(self.buf, value, self.max);
         }
     }
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
@@ -394,22 +409,22 @@ impl Visit for EventVisitor<'_> {
         {
             self.flat_error_used = true;
             self.buf.extend_from_slice(&self.c.error_message);
-            json::write_display(self.buf, &value);
+            json::write_display(self.buf, &value, self.max);
             if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {
                 self.buf.extend_from_slice(&self.c.error_type);
                 json::write_str(self.buf, ty);
             }
             self.buf.extend_from_slice(&self.c.error_stack_trace);
-            json::write_display(self.buf, &crate::error::ChainText(value));
+            json::write_display(self.buf, &crate::error::ChainText(value), self.max);
             return;
         }
         if self.key(field) {
-            write_error_object(self.buf, value);
+            write_error_object(self.buf, value, self.max);
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if !self.message(field, |m| m.record_debug(field, value)) && self.key(field) {
-            json::write_debug(self.buf, value);
+            json::write_debug(self.buf, value, self.max);
         }
     }
 }

@@ -250,28 +250,135 @@ impl fmt::Write for Escaper<'_> {
     }
 }
 
-/// Appends `args` escaped, without quotes; a failing `Debug`/`Display` impl leaves `failed`.
+/// Appends `args` escaped, without quotes, cut after `max` bytes of text (before escaping)
+/// with [`TRUNCATED`] after them. A `Debug`/`Display` impl that fails leaves `failed`; one that
+/// panics leaves `panicked`, and the panic goes no further.
 #[inline]
-pub(crate) fn write_fmt_body(out: &mut Vec<u8>, args: fmt::Arguments<'_>, failed: &[u8]) {
+pub(crate) fn write_fmt_body(
+    out: &mut Vec<u8>,
+    args: fmt::Arguments<'_>,
+    max: usize,
+    failed: &[u8],
+    panicked: &[u8],
+) {
     let start = out.len();
-    if fmt::write(&mut Escaper(out), args).is_err() {
-        // A Debug impl that fails must not leave half a value: replace it.
-        out.truncate(start);
-        out.extend_from_slice(failed);
+    let mut w = Bounded {
+        out: &mut *out,
+        left: max,
+        cut: false,
+    };
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fmt::write(&mut w, args)));
+    let cut = w.cut;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) if cut => out.extend_from_slice(TRUNCATED.as_bytes()),
+        Ok(Err(_)) => {
+            // A Debug impl that fails must not leave half a value: replace it.
+            out.truncate(start);
+            out.extend_from_slice(failed);
+        }
+        Err(_) => {
+            out.truncate(start);
+            out.extend_from_slice(panicked);
+        }
     }
 }
 
-/// Appends `value`'s `Debug` output as a JSON string.
-pub(crate) fn write_debug(out: &mut Vec<u8>, value: &dyn fmt::Debug) {
+/// What follows a value cut at the field length limit, inside its string.
+pub(crate) const TRUNCATED: &str = "…[truncated]";
+
+/// An [`Escaper`] that takes at most `left` more bytes, then fails (which ends the `Debug` or
+/// `Display` impl writing through it early: a huge value is never formatted whole).
+struct Bounded<'a> {
+    out: &'a mut Vec<u8>,
+    left: usize,
+    cut: bool,
+}
+
+impl fmt::Write for Bounded<'_> {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.len() <= self.left {
+            self.left -= s.len();
+            return Escaper(self.out).write_str(s);
+        }
+        let head = &s[..floor_char_boundary(s, self.left)];
+        let _ = Escaper(self.out).write_str(head);
+        self.left = 0;
+        self.cut = true;
+        Err(fmt::Error)
+    }
+
+    #[inline]
+    fn write_char(&mut self, c: char) -> fmt::Result {
+        if c.len_utf8() <= self.left {
+            self.left -= c.len_utf8();
+            return Escaper(self.out).write_char(c);
+        }
+        self.left = 0;
+        self.cut = true;
+        Err(fmt::Error)
+    }
+}
+
+/// The largest `i <= max` that is a character boundary of `s`.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    let mut i = max.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Appends `s` escaped, without quotes, cut after `max` bytes with a marker saying how many
+/// bytes were left out.
+#[inline]
+pub(crate) fn escape_max(out: &mut Vec<u8>, s: &str, max: usize) {
+    if s.len() <= max {
+        return escape_into(out, s);
+    }
+    let head = floor_char_boundary(s, max);
+    escape_into(out, &s[..head]);
+    out.extend_from_slice("…[truncated ".as_bytes());
+    write_u64(out, (s.len() - head) as u64);
+    out.extend_from_slice(b" bytes]");
+}
+
+/// Appends `s` as a JSON string, cut after `max` bytes (see [`escape_max`]).
+#[inline]
+pub(crate) fn write_str_max(out: &mut Vec<u8>, s: &str, max: usize) {
+    if s.len() <= max {
+        return write_str(out, s);
+    }
     out.push(b'"');
-    write_fmt_body(out, format_args!("{value:?}"), b"<Debug failed>");
+    escape_max(out, s, max);
     out.push(b'"');
 }
 
-/// Appends `value`'s `Display` output as a JSON string.
-pub(crate) fn write_display(out: &mut Vec<u8>, value: &dyn fmt::Display) {
+/// Appends `value`'s `Debug` output as a JSON string, cut after `max` bytes.
+pub(crate) fn write_debug(out: &mut Vec<u8>, value: &dyn fmt::Debug, max: usize) {
     out.push(b'"');
-    write_fmt_body(out, format_args!("{value}"), b"<Display failed>");
+    write_fmt_body(
+        out,
+        format_args!("{value:?}"),
+        max,
+        b"<Debug failed>",
+        b"<Debug panicked>",
+    );
+    out.push(b'"');
+}
+
+/// Appends `value`'s `Display` output as a JSON string, cut after `max` bytes.
+pub(crate) fn write_display(out: &mut Vec<u8>, value: &dyn fmt::Display, max: usize) {
+    out.push(b'"');
+    write_fmt_body(
+        out,
+        format_args!("{value}"),
+        max,
+        b"<Display failed>",
+        b"<Display panicked>",
+    );
     out.push(b'"');
 }
 
@@ -583,11 +690,11 @@ mod tests {
             for long in [text.to_owned(), text.repeat(9)] {
                 let t = T { s: &long, n: 7 };
                 let mut out = Vec::new();
-                write_debug(&mut out, &t);
+                write_debug(&mut out, &t, usize::MAX);
                 let back: String = serde_json::from_slice(&out).unwrap();
                 assert_eq!(back, format!("{t:?}"));
                 let mut out = Vec::new();
-                write_display(&mut out, &long);
+                write_display(&mut out, &long, usize::MAX);
                 let back: String = serde_json::from_slice(&out).unwrap();
                 assert_eq!(back, long);
                 assert!(
@@ -595,5 +702,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn long_strings_are_cut_at_a_char_boundary_with_the_count() {
+        let s = "ab€cd"; // € is 3 bytes, at 2..5
+        let mut out = Vec::new();
+        write_str_max(&mut out, s, 3);
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, "ab…[truncated 5 bytes]");
+        let mut out = Vec::new();
+        write_str_max(&mut out, s, 7);
+        assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s);
+    }
+
+    #[test]
+    fn debug_output_stops_at_the_limit() {
+        struct Endless(std::cell::Cell<usize>);
+        impl fmt::Debug for Endless {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                loop {
+                    self.0.set(self.0.get() + 1);
+                    f.write_str("0123456789\"")?;
+                }
+            }
+        }
+        let value = Endless(std::cell::Cell::new(0));
+        let mut out = Vec::new();
+        write_debug(&mut out, &value, 25);
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, format!("0123456789\"0123456789\"012{TRUNCATED}"));
+        assert_eq!(value.0.get(), 3, "formatting went on past the limit");
+    }
+
+    #[test]
+    fn a_panicking_value_leaves_a_placeholder() {
+        struct Panics;
+        impl fmt::Display for Panics {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("half")?;
+                panic!("Display panicked on purpose");
+            }
+        }
+        let mut out = b"[".to_vec();
+        write_display(&mut out, &Panics, usize::MAX);
+        out.push(b']');
+        let back: Vec<String> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, ["<Display panicked>"]);
     }
 }

@@ -2,8 +2,8 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use tracing_core::dispatcher::WeakDispatch;
@@ -16,6 +16,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use crate::fields::{CallsiteKeys, EventVisitor, MessageVisitor, SpanData, SpanVisitor};
 use crate::ids::{self, Ids};
 use crate::json;
+use crate::output::{self, Stats};
 use crate::redact::Redaction;
 use crate::schema::{Compiled, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
 use crate::timestamp::TimestampFormat;
@@ -45,9 +46,13 @@ pub struct Layer<W = fn() -> io::Stdout> {
     compiled: Compiled,
     clock: fn() -> SystemTime,
     dispatch: OnceLock<WeakDispatch>,
-    write_errors: WriteErrors,
+    stats: Stats,
+    /// Whether this layer counts lines as written (false when a queue behind the writer does).
+    counting: bool,
     log_internal_errors: bool,
     redaction: Redaction,
+    max_field: usize,
+    max_line: usize,
     /// Identifies this layer's configuration in the per-thread callsite cache.
     id: u64,
 }
@@ -66,22 +71,16 @@ impl<W> std::fmt::Debug for Layer<W> {
     }
 }
 
-/// A count of lines the writer failed to take, shared with the [`Layer`] it came from.
-///
-/// ```
-/// let layer = traceline::layer();
-/// let errors = layer.write_errors();
-/// assert_eq!(errors.count(), 0);
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct WriteErrors(Arc<AtomicU64>);
+/// The longest field value written whole, in bytes of text, unless
+/// [`Layer::with_max_field_len`] says otherwise: 64 KiB.
+pub const DEFAULT_MAX_FIELD_LEN: usize = 64 * 1024;
 
-impl WriteErrors {
-    /// How many lines could not be written so far.
-    pub fn count(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// The longest line written whole, in bytes, unless [`Layer::with_max_line_len`] says
+/// otherwise: 256 KiB, the line limit of Grafana Loki and of Google Cloud Logging entries.
+pub const DEFAULT_MAX_LINE_LEN: usize = 256 * 1024;
+
+/// The key a line cut at the line length limit gets, with the length it would have had.
+pub const TRUNCATED_KEY: &str = "traceline.truncated";
 
 impl<W> Layer<W> {
     fn new(make_writer: W) -> Self {
@@ -92,9 +91,12 @@ impl<W> Layer<W> {
             schema,
             clock: SystemTime::now,
             dispatch: OnceLock::new(),
-            write_errors: WriteErrors::default(),
+            stats: Stats::default(),
+            counting: true,
             log_internal_errors: true,
             redaction: Redaction::default(),
+            max_field: DEFAULT_MAX_FIELD_LEN,
+            max_line: DEFAULT_MAX_LINE_LEN,
             id: next_layer_id(),
         }
     }
@@ -116,9 +118,12 @@ impl<W> Layer<W> {
             compiled: self.compiled,
             clock: self.clock,
             dispatch: self.dispatch,
-            write_errors: self.write_errors,
+            stats: self.stats,
+            counting: self.counting,
             log_internal_errors: self.log_internal_errors,
             redaction: self.redaction,
+            max_field: self.max_field,
+            max_line: self.max_line,
             id: self.id,
         }
     }
@@ -285,8 +290,9 @@ impl<W> Layer<W> {
         self
     }
 
-    /// Whether a failed write is reported on stderr, with the line that could not be written
-    /// (on by default). Failures are counted either way: see [`Layer::write_errors`].
+    /// Whether lost lines are reported on stderr (on by default): one message when lines start
+    /// being lost, then at most one every 10 seconds, with the reason and the counts. Lines are
+    /// counted either way: see [`Layer::stats`].
     ///
     /// ```
     /// let layer = traceline::layer().log_internal_errors(false);
@@ -311,15 +317,52 @@ impl<W> Layer<W> {
         self
     }
 
-    /// A handle counting the lines the writer failed to take.
+    /// Cuts field values (and the message) longer than `bytes` bytes of text, ending them
+    /// with `…[truncated N bytes]` (`…[truncated]` for `Debug` and `Display` values, which
+    /// stop being formatted at the limit). Default [`DEFAULT_MAX_FIELD_LEN`]; `usize::MAX`
+    /// for no limit.
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_max_field_len(1024);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_max_field_len(mut self, bytes: usize) -> Self {
+        self.max_field = bytes;
+        self
+    }
+
+    /// Lines longer than `bytes` keep their timestamp, level, message, target, ids,
+    /// correlation id, file, line, thread and static fields, lose their event and span fields,
+    /// and get the key [`TRUNCATED_KEY`] with the length the line would have had. Default
+    /// [`DEFAULT_MAX_LINE_LEN`]; `usize::MAX` for no limit.
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_max_line_len(16 * 1024);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_max_line_len(mut self, bytes: usize) -> Self {
+        self.max_line = bytes;
+        self
+    }
+
+    /// Counters of the lines written and dropped and of the writer's errors.
     ///
     /// ```
     /// let layer = traceline::layer();
-    /// let errors = layer.write_errors();
-    /// # assert_eq!(errors.count(), 0);
+    /// let stats = layer.stats();
+    /// # assert_eq!(stats.write_errors(), 0);
     /// ```
-    pub fn write_errors(&self) -> WriteErrors {
-        self.write_errors.clone()
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// Counts into `stats`; with `counting` false, lines handed to the writer are not counted
+    /// as written here (a queue behind the writer counts them when it writes them).
+    #[cfg(feature = "install")]
+    pub(crate) fn with_stats(mut self, stats: Stats, counting: bool) -> Self {
+        self.stats = stats;
+        self.counting = counting;
+        self
     }
 
     /// The schema in use.
@@ -451,6 +494,7 @@ impl<W> Layer<W> {
         }
     }
 
+    /// Formats `event` into `s.buf`, cut to the line length limit.
     fn format<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, s: &mut Scratch)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -492,10 +536,12 @@ impl<W> Layer<W> {
                 flat_error_used: false,
                 keys: self.callsite_keys(callsites, event.metadata(), from_log),
                 redaction: &self.redaction,
-                message: c
-                    .message
-                    .is_some()
-                    .then_some(MessageVisitor { buf, found: false }),
+                message: c.message.is_some().then_some(MessageVisitor {
+                    buf,
+                    found: false,
+                    max: self.max_field,
+                }),
+                max: self.max_field,
             };
             event.record(&mut v);
             if v.message.is_some_and(|m| m.found) {
@@ -576,6 +622,7 @@ impl<W> Layer<W> {
             });
         }
         buf.extend_from_slice(&c.static_fields);
+        let core_end = buf.len();
 
         match c.layout {
             FieldLayout::Flatten => {
@@ -622,6 +669,14 @@ impl<W> Layer<W> {
             }
         }
 
+        if buf.len() + 2 > self.max_line {
+            let whole = buf.len() + 2;
+            buf.truncate(core_end);
+            buf.extend_from_slice(b",\"");
+            buf.extend_from_slice(TRUNCATED_KEY.as_bytes());
+            buf.extend_from_slice(b"\":");
+            json::write_u64(buf, whole as u64);
+        }
         if buf.is_empty() {
             buf.push(b'{');
         } else {
@@ -686,6 +741,7 @@ where
             data: &mut data,
             c: &self.compiled,
             redaction: &self.redaction,
+            max: self.max_field,
         });
         if let Some(parent) = span.parent() {
             if let Some(p) = parent.extensions().get::<SpanData>() {
@@ -709,6 +765,7 @@ where
                 data,
                 c: &self.compiled,
                 redaction: &self.redaction,
+                max: self.max_field,
             });
         }
     }
@@ -735,15 +792,16 @@ where
 {
     fn write(&self, event: &Event<'_>, line: &[u8]) {
         let mut writer = self.make_writer.make_writer_for(event.metadata());
-        if let Err(err) = writer.write_all(line) {
-            self.write_errors.0.fetch_add(1, Ordering::Relaxed);
-            if self.log_internal_errors {
-                // Keep the line: it goes to stderr with the reason.
-                let mut msg =
-                    format!("traceline: could not write a log line ({err}): ").into_bytes();
-                msg.extend_from_slice(line);
-                let _ = io::stderr().write_all(&msg);
-            }
+        if self.counting {
+            output::write_line(
+                &mut writer,
+                line,
+                self.stats.counters(),
+                self.log_internal_errors,
+            );
+        } else {
+            // A queue: it takes every line and counts it itself.
+            let _ = writer.write_all(line);
         }
     }
 }

@@ -52,6 +52,7 @@ mod ids;
 pub mod install;
 pub mod json;
 mod layer;
+mod output;
 pub mod redact;
 pub mod schema;
 mod timestamp;
@@ -59,7 +60,8 @@ mod timestamp;
 pub use error::record_error;
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
-pub use layer::{Layer, WriteErrors, layer};
+pub use layer::{DEFAULT_MAX_FIELD_LEN, DEFAULT_MAX_LINE_LEN, Layer, TRUNCATED_KEY, layer};
+pub use output::Stats;
 pub use redact::Redaction;
 pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema, UnknownSchema};
 pub use timestamp::TimestampFormat;

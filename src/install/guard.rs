@@ -4,12 +4,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_appender::non_blocking::WorkerGuard;
-
 use super::runtime::ExporterRuntime;
-use super::writer::DroppedLines;
-use crate::WriteErrors;
+use super::writer::Worker;
+use crate::Stats;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 
 /// Keeps the exporter and the writer running; dropping it (or calling [`Guard::shutdown`])
 /// exports the spans not yet sent and writes the lines still queued, each within a bounded
@@ -33,10 +31,9 @@ use crate::WriteErrors;
 pub struct Guard {
     pub(crate) provider: Option<SdkTracerProvider>,
     pub(crate) runtime: Option<ExporterRuntime>,
-    pub(crate) writer: Option<WorkerGuard>,
+    pub(crate) writer: Option<Worker>,
     pub(crate) monitor: Option<Monitor>,
-    pub(crate) dropped: DroppedLines,
-    pub(crate) write_errors: WriteErrors,
+    pub(crate) stats: Stats,
     pub(crate) timeout: Duration,
 }
 
@@ -46,7 +43,7 @@ impl std::fmt::Debug for Guard {
             .field("exporting", &self.runtime.is_some())
             .field("tracing", &self.provider.is_some())
             .field("non_blocking", &self.writer.is_some())
-            .field("dropped_lines", &self.dropped.count())
+            .field("stats", &self.stats)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -100,28 +97,19 @@ impl Guard {
         }
     }
 
-    /// A handle on the number of lines the non-blocking writer dropped (always 0 for blocking
-    /// writers).
+    /// Counters of the lines written and dropped (a full non-blocking queue, a failing
+    /// writer) and of the writer's errors. Once the guard is dropped, written + dropped is
+    /// every line logged.
     ///
     /// ```no_run
     /// let guard = traceline::init()?;
-    /// assert_eq!(guard.dropped_lines().count(), 0);
+    /// let stats = guard.stats();
+    /// // ... later, in a health or metrics endpoint:
+    /// println!("log lines dropped so far: {}", stats.lines_dropped());
     /// # Ok::<(), traceline::InitError>(())
     /// ```
-    pub fn dropped_lines(&self) -> DroppedLines {
-        self.dropped.clone()
-    }
-
-    /// A handle on the number of lines the writer failed to take (an I/O error such as a
-    /// closed pipe or a full disk).
-    ///
-    /// ```no_run
-    /// let guard = traceline::init()?;
-    /// assert_eq!(guard.write_errors().count(), 0);
-    /// # Ok::<(), traceline::InitError>(())
-    /// ```
-    pub fn write_errors(&self) -> WriteErrors {
-        self.write_errors.clone()
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
     }
 
     /// The OpenTelemetry tracer provider in use (also installed as the global one), `None` when
@@ -150,8 +138,9 @@ impl Guard {
         if let Some(monitor) = self.monitor.take() {
             monitor.stop();
         }
-        // Dropping the worker guard waits for the queue to be written out.
-        drop(self.writer.take());
+        if let Some(worker) = self.writer.take() {
+            worker.stop(self.timeout);
+        }
         result
     }
 }
@@ -182,24 +171,26 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    pub(crate) fn start(dropped: DroppedLines, every: Duration) -> std::io::Result<Self> {
+    pub(crate) fn start(stats: Stats, every: Duration) -> std::io::Result<Self> {
         let (stop, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("traceline-dropped-lines".into())
             .spawn(move || {
+                let mut reported = 0;
                 loop {
-                    let stopping = !matches!(
-                        rx.recv_timeout(every),
-                        Err(mpsc::RecvTimeoutError::Timeout)
-                    );
-                    let n = dropped.take_unreported();
+                    let stopping =
+                        !matches!(rx.recv_timeout(every), Err(mpsc::RecvTimeoutError::Timeout));
+                    let total = stats.lines_dropped();
+                    let n = total - reported;
+                    reported = total;
                     if n > 0 {
                         tracing::warn!(
                             target: "traceline::install",
                             dropped_lines = n,
-                            dropped_lines_total = dropped.count(),
-                            "{n} log lines were dropped because the non-blocking writer's queue was full; \
-                             raise Writer::queue_limit or use Writer::wait_when_full"
+                            dropped_lines_total = total,
+                            "{n} log lines were dropped (the non-blocking writer's queue was full, \
+                             or its output failed); raise Writer::queue_limit or use \
+                             Writer::wait_when_full"
                         );
                     }
                     if stopping {

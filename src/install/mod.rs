@@ -108,7 +108,7 @@ use tracing_subscriber::layer::{Context, Filter, Layer as _, SubscriberExt as _}
 pub use config::Protocol;
 pub use error::InitError;
 pub use guard::{Guard, ShutdownError};
-pub use writer::{DEFAULT_QUEUE_LIMIT, DroppedLines, Rotation, Writer};
+pub use writer::{DEFAULT_QUEUE_LIMIT, Rotation, Writer};
 
 use config::EnvLookup;
 use runtime::ExporterRuntime;
@@ -615,7 +615,9 @@ impl Plan {
             Some(builder.build())
         };
 
-        let built = match self.writer.build() {
+        let stats = crate::Stats::default();
+        let non_blocking = self.writer.is_non_blocking();
+        let built = match self.writer.build(&stats, true) {
             Ok(b) => b,
             Err(err) => {
                 if let Some(rt) = runtime.take() {
@@ -626,8 +628,8 @@ impl Plan {
         };
         let json = crate::layer()
             .with_schema(self.schema)
-            .with_writer(built.make);
-        let write_errors = json.write_errors();
+            .with_writer(built.make)
+            .with_stats(stats.clone(), !non_blocking);
 
         let otel = provider.as_ref().map(|p| {
             tracing_opentelemetry::layer()
@@ -652,8 +654,7 @@ impl Plan {
             runtime,
             writer: built.worker,
             monitor: None,
-            dropped: built.dropped,
-            write_errors,
+            stats,
             timeout: self.timeout,
         };
         if let Err(msg) = installed {
@@ -670,9 +671,9 @@ impl Plan {
             opentelemetry::global::set_tracer_provider(p.clone());
         }
         set_propagator(self.propagators);
-        if guard.dropped.is_counting() {
+        if non_blocking {
             guard.monitor = Some(guard::Monitor::start(
-                guard.dropped.clone(),
+                guard.stats.clone(),
                 Duration::from_secs(1),
             )?);
         }

@@ -1,13 +1,17 @@
 //! Where lines go: stdout, stderr, a rotating file, or any `MakeWriter`, each either written
 //! in place (blocking) or handed to a background thread through a bounded queue.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+use crate::Stats;
+use crate::output::{self, Loss};
 
 /// How often a file written by [`Writer::file`] starts a new file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +43,8 @@ enum Target {
 /// Blocking writers write each line before the logging call returns: nothing is ever lost, and
 /// a slow reader slows the program down. [`Writer::non_blocking`] hands lines to a background
 /// thread through a bounded queue instead; when the queue is full, lines are dropped and
-/// counted (see [`Guard::dropped_lines`](crate::Guard::dropped_lines)) and a WARN line says how
-/// many. [`Guard`](crate::Guard) writes out what is queued when it is dropped.
+/// counted (see [`Guard::stats`](crate::Guard::stats)), a WARN line says how many, and
+/// logging threads never wait for the output. [`Guard`](crate::Guard) writes out what is queued when it is dropped.
 ///
 /// ```
 /// use traceline::install::{Rotation, Writer};
@@ -184,8 +188,12 @@ impl Writer {
         self
     }
 
-    /// Builds the `MakeWriter`; the worker guard and counter exist in non-blocking mode.
-    pub(crate) fn build(self) -> std::io::Result<Built> {
+    pub(crate) fn is_non_blocking(&self) -> bool {
+        self.non_blocking
+    }
+
+    /// Builds the `MakeWriter`, counting into `stats`; the worker exists in non-blocking mode.
+    pub(crate) fn build(self, stats: &Stats, report: bool) -> std::io::Result<Built> {
         if !self.non_blocking {
             let make = match self.target {
                 Target::Stdout => BoxMakeWriter::new(std::io::stdout),
@@ -197,35 +205,160 @@ impl Writer {
                 } => BoxMakeWriter::new(appender(dir, prefix, rotation)?),
                 Target::Custom(m) => m,
             };
-            return Ok(Built {
-                make,
-                worker: None,
-                dropped: DroppedLines::default(),
-            });
+            return Ok(Built { make, worker: None });
         }
-        let builder = NonBlockingBuilder::default()
-            .lossy(self.lossy)
-            .buffered_lines_limit(self.queue_limit)
-            .thread_name("traceline-writer");
-        let (nb, worker) = match self.target {
-            Target::Stdout => builder.finish(std::io::stdout()),
-            Target::Stderr => builder.finish(std::io::stderr()),
+        let out: Box<dyn Write + Send> = match self.target {
+            Target::Stdout => Box::new(std::io::stdout()),
+            Target::Stderr => Box::new(std::io::stderr()),
             Target::File {
                 dir,
                 prefix,
                 rotation,
-            } => builder.finish(appender(dir, prefix, rotation)?),
-            Target::Custom(m) => builder.finish(OwnedWriter(m)),
+            } => Box::new(appender(dir, prefix, rotation)?),
+            Target::Custom(m) => Box::new(OwnedWriter(m)),
         };
-        let dropped = DroppedLines {
-            counter: Some(nb.error_counter()),
-            reported: Arc::new(AtomicU64::new(0)),
-        };
+        let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, report)?;
         Ok(Built {
-            make: BoxMakeWriter::new(nb),
+            make: BoxMakeWriter::new(queue),
             worker: Some(worker),
-            dropped,
         })
+    }
+}
+
+/// The bounded queue of [`Writer::non_blocking`]: logging threads put lines in, one background
+/// thread writes them out.
+struct Queue {
+    tx: mpsc::SyncSender<Msg>,
+    lossy: bool,
+    closed: Arc<AtomicBool>,
+    stats: Stats,
+    report: bool,
+}
+
+enum Msg {
+    Line(Vec<u8>),
+    Shutdown,
+}
+
+impl Queue {
+    fn start(
+        mut out: Box<dyn Write + Send>,
+        limit: usize,
+        lossy: bool,
+        stats: &Stats,
+        report: bool,
+    ) -> std::io::Result<(Queue, Worker)> {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(limit);
+        let closed = Arc::new(AtomicBool::new(false));
+        let (done_tx, done) = mpsc::channel::<()>();
+        let thread = {
+            let stats = stats.clone();
+            let closed = closed.clone();
+            std::thread::Builder::new()
+                .name("traceline-writer".into())
+                .spawn(move || {
+                    let counters = stats.counters();
+                    while let Ok(Msg::Line(line)) = rx.recv() {
+                        output::write_line(&mut out, &line, counters, report);
+                    }
+                    // Shut down: later lines are refused (and counted); what is queued is
+                    // written.
+                    closed.store(true, Ordering::SeqCst);
+                    while let Ok(msg) = rx.try_recv() {
+                        if let Msg::Line(line) = msg {
+                            output::write_line(&mut out, &line, counters, report);
+                        }
+                    }
+                    let _ = out.flush();
+                    let _ = done_tx.send(());
+                })?
+        };
+        let queue = Queue {
+            tx: tx.clone(),
+            lossy,
+            closed,
+            stats: stats.clone(),
+            report,
+        };
+        Ok((
+            queue,
+            Worker {
+                tx,
+                done,
+                thread: Some(thread),
+            },
+        ))
+    }
+}
+
+impl<'a> MakeWriter<'a> for Queue {
+    type Writer = QueueWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        QueueWriter(self)
+    }
+}
+
+/// Hands each `write` (a whole line: the layer writes lines in one call) to the queue.
+struct QueueWriter<'a>(&'a Queue);
+
+impl Write for QueueWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let q = self.0;
+        let counters = q.stats.counters();
+        if q.closed.load(Ordering::Relaxed) {
+            counters.dropped(Loss::Closed, q.report);
+            return Ok(buf.len());
+        }
+        let msg = Msg::Line(buf.to_vec());
+        let sent = if q.lossy {
+            q.tx.try_send(msg).map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => Loss::QueueFull,
+                mpsc::TrySendError::Disconnected(_) => Loss::Closed,
+            })
+        } else {
+            q.tx.send(msg).map_err(|_| Loss::Closed)
+        };
+        if let Err(loss) = sent {
+            counters.dropped(loss, q.report);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stops the background writer of a [`Queue`] once everything queued is written.
+pub(crate) struct Worker {
+    tx: mpsc::SyncSender<Msg>,
+    done: mpsc::Receiver<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Writes out what is queued and stops, waiting at most `timeout` for the output.
+    pub(crate) fn stop(mut self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        // The queue may be full: the worker is draining it, unless the output is stuck.
+        let mut msg = Msg::Shutdown;
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(mpsc::TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return,
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if self.done.recv_timeout(left).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
     }
 }
 
@@ -265,54 +398,5 @@ impl std::io::Write for OwnedWriter {
 
 pub(crate) struct Built {
     pub(crate) make: BoxMakeWriter,
-    pub(crate) worker: Option<WorkerGuard>,
-    pub(crate) dropped: DroppedLines,
-}
-
-/// How many lines a [non-blocking](Writer::non_blocking) writer dropped because its queue was
-/// full. Always zero for blocking writers. Cheap to clone and read from anywhere.
-///
-/// ```no_run
-/// let guard = traceline::builder()
-///     .writer(traceline::install::Writer::stdout().non_blocking())
-///     .try_init()?;
-/// let dropped = guard.dropped_lines();
-/// // ... later, in a health or metrics endpoint:
-/// println!("log lines dropped so far: {}", dropped.count());
-/// # Ok::<(), traceline::InitError>(())
-/// ```
-#[derive(Clone, Default)]
-pub struct DroppedLines {
-    counter: Option<ErrorCounter>,
-    reported: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for DroppedLines {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DroppedLines").field(&self.count()).finish()
-    }
-}
-
-impl DroppedLines {
-    /// Lines dropped so far.
-    ///
-    /// ```
-    /// assert_eq!(traceline::install::DroppedLines::default().count(), 0);
-    /// ```
-    pub fn count(&self) -> u64 {
-        self.counter
-            .as_ref()
-            .map_or(0, |c| c.dropped_lines() as u64)
-    }
-
-    /// Lines dropped since the last call that returned a number, for the WARN line.
-    pub(crate) fn take_unreported(&self) -> u64 {
-        let total = self.count();
-        let before = self.reported.swap(total, Ordering::Relaxed);
-        total.saturating_sub(before)
-    }
-
-    pub(crate) fn is_counting(&self) -> bool {
-        self.counter.is_some()
-    }
+    pub(crate) worker: Option<Worker>,
 }

@@ -1,0 +1,389 @@
+//! Getting a finished line out: the write loop, the counters, the diagnostic on stderr.
+//!
+//! A line is handed to the writer whole. Short writes are continued until the line is
+//! complete; `Interrupted` is retried; `WouldBlock` is retried for a bounded time and the line
+//! is dropped whole if the writer never takes its first byte. Any other error drops the line.
+//! Every line ends up counted as written or dropped, never both, never neither.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a writer that answers `WouldBlock` is given to take a line's first byte.
+pub(crate) const WOULD_BLOCK_WAIT: Duration = Duration::from_millis(50);
+/// How long it is given to take the rest of a line it has started taking.
+pub(crate) const FINISH_LINE_WAIT: Duration = Duration::from_secs(2);
+/// The shortest time between two diagnostics on stderr.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// What happened to the lines of a [`Layer`](crate::Layer) (or of
+/// [`init()`](crate::init)'s writer): how many were written, how many were dropped, and how
+/// many writes failed. Cheap to clone; every clone reads the same counters.
+///
+/// Once the writer is flushed (for [`init()`](crate::init), once the
+/// [`Guard`](crate::Guard) is dropped), `lines_written() + lines_dropped()` is exactly the
+/// number of lines logged.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+///
+/// let layer = traceline::layer().with_writer(std::io::sink);
+/// let stats = layer.stats();
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     tracing::info!("one");
+///     tracing::info!("two");
+/// });
+/// assert_eq!((stats.lines_written(), stats.lines_dropped(), stats.write_errors()), (2, 0, 0));
+/// ```
+#[derive(Clone, Default)]
+pub struct Stats(Arc<Counters>);
+
+impl fmt::Debug for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stats")
+            .field("lines_written", &self.lines_written())
+            .field("lines_dropped", &self.lines_dropped())
+            .field("write_errors", &self.write_errors())
+            .finish()
+    }
+}
+
+impl Stats {
+    /// Lines the writer took whole.
+    ///
+    /// ```
+    /// assert_eq!(traceline::layer().stats().lines_written(), 0);
+    /// ```
+    pub fn lines_written(&self) -> u64 {
+        self.0.written.sum()
+    }
+
+    /// Lines lost: the writer failed, or the non-blocking queue was full.
+    ///
+    /// ```
+    /// assert_eq!(traceline::layer().stats().lines_dropped(), 0);
+    /// ```
+    pub fn lines_dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes that failed with an error (a closed pipe, a full disk, a writer that stayed
+    /// `WouldBlock`). Each failed line counts once.
+    ///
+    /// ```
+    /// assert_eq!(traceline::layer().stats().write_errors(), 0);
+    /// ```
+    pub fn write_errors(&self) -> u64 {
+        self.0.errors.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.0
+    }
+}
+
+/// The counters behind [`Stats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    written: Sharded,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+    /// Milliseconds after [`epoch`] before which no diagnostic is written.
+    quiet_until: AtomicU64,
+    /// The last write stopped inside a line: the next line starts with a newline.
+    broken_line: AtomicBool,
+    /// The last line was dropped after waiting out `WouldBlock`: until a line gets through,
+    /// lines do not wait again.
+    stuck: AtomicBool,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn written(&self) {
+        self.written.add(1);
+    }
+
+    /// Counts a dropped line, saying why on stderr when `report` and the last report is old
+    /// enough.
+    pub(crate) fn dropped(&self, loss: Loss<'_>, report: bool) {
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if matches!(loss, Loss::Write(_)) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if report && self.claim_report() {
+            let why = match loss {
+                Loss::Write(err) => format!("the writer failed ({err})"),
+                Loss::QueueFull => "the non-blocking writer's queue is full (raise \
+                     Writer::queue_limit, or use Writer::wait_when_full)"
+                    .to_string(),
+                Loss::Closed => {
+                    "the non-blocking writer was shut down (the Guard was dropped)".to_string()
+                }
+            };
+            let msg = format!(
+                "traceline: log lines are being lost: {why}; {dropped} dropped so far, {} \
+                 written, {} write errors. Next report in {} s at the earliest.\n",
+                self.written.sum(),
+                self.errors.load(Ordering::Relaxed),
+                REPORT_EVERY.as_secs()
+            );
+            let _ = io::stderr().write_all(msg.as_bytes());
+        }
+    }
+
+    /// Whether this caller may write a diagnostic now (at most one per [`REPORT_EVERY`]).
+    fn claim_report(&self) -> bool {
+        let now = epoch().elapsed().as_millis() as u64;
+        let until = self.quiet_until.load(Ordering::Relaxed);
+        now >= until
+            && self
+                .quiet_until
+                .compare_exchange(
+                    until,
+                    now + REPORT_EVERY.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
+/// Why a line was dropped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Loss<'a> {
+    /// The writer returned this error.
+    Write(&'a io::Error),
+    /// The non-blocking queue had no room.
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    QueueFull,
+    /// The non-blocking writer no longer runs.
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    Closed,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A counter split over cache lines, so that threads counting at once do not contend.
+#[derive(Default)]
+struct Sharded([Shard; SHARDS]);
+
+const SHARDS: usize = 8;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(AtomicU64);
+
+impl Sharded {
+    #[inline]
+    fn add(&self, n: u64) {
+        thread_local! {
+            static INDEX: usize = {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) as usize % SHARDS
+            };
+        }
+        let i = INDEX.with(|i| *i);
+        self.0[i].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Writes `line` whole to `w`, counting it as written or dropped.
+pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, report: bool) {
+    if counters.broken_line.load(Ordering::Relaxed) && finish_broken_line(w, counters).is_err() {
+        let err = io::Error::other("the writer is stuck inside a line");
+        counters.dropped(Loss::Write(&err), report);
+        return;
+    }
+    let stuck = counters.stuck.load(Ordering::Relaxed);
+    let patience = if stuck {
+        Duration::ZERO
+    } else {
+        WOULD_BLOCK_WAIT
+    };
+    match write_whole(w, line, patience) {
+        Ok(()) => {
+            if stuck {
+                counters.stuck.store(false, Ordering::Relaxed);
+            }
+            counters.written()
+        }
+        Err((err, started)) => {
+            if started {
+                counters.broken_line.store(true, Ordering::Relaxed);
+            }
+            if err.kind() == io::ErrorKind::WouldBlock && !stuck {
+                counters.stuck.store(true, Ordering::Relaxed);
+            }
+            counters.dropped(Loss::Write(&err), report);
+        }
+    }
+}
+
+fn finish_broken_line(w: &mut impl Write, counters: &Counters) -> io::Result<()> {
+    write_whole(w, b"\n", FINISH_LINE_WAIT).map_err(|(err, _)| err)?;
+    counters.broken_line.store(false, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Writes all of `line`, waiting out `WouldBlock` for up to `patience` before the first byte
+/// (and [`FINISH_LINE_WAIT`] after it). On error, also says whether part of the line was
+/// written.
+fn write_whole(
+    w: &mut impl Write,
+    line: &[u8],
+    patience: Duration,
+) -> Result<(), (io::Error, bool)> {
+    let mut rest = line;
+    let mut blocked_since: Option<Instant> = None;
+    while !rest.is_empty() {
+        let started = rest.len() < line.len();
+        match w.write(rest) {
+            Ok(0) => {
+                let err = io::Error::new(io::ErrorKind::WriteZero, "the writer took no bytes");
+                return Err((err, started));
+            }
+            Ok(n) => {
+                rest = &rest[n.min(rest.len())..];
+                blocked_since = None;
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                let limit = if started { FINISH_LINE_WAIT } else { patience };
+                if since.elapsed() >= limit {
+                    return Err((err, started));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(err) => return Err((err, started)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `chunk` bytes per call, after `blocks` calls answering `WouldBlock`.
+    struct Flaky {
+        out: Vec<u8>,
+        chunk: usize,
+        blocks: usize,
+        fail_after: Option<usize>,
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            if self.blocks > 0 {
+                self.blocks -= 1;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if let Some(limit) = self.fail_after {
+                if self.out.len() >= limit {
+                    return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+                }
+            }
+            let n = data.len().min(self.chunk);
+            self.out.extend_from_slice(&data[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn flaky(chunk: usize, blocks: usize, fail_after: Option<usize>) -> Flaky {
+        Flaky {
+            out: Vec::new(),
+            chunk,
+            blocks,
+            fail_after,
+        }
+    }
+
+    #[test]
+    fn short_writes_are_completed() {
+        let c = Counters::default();
+        let mut w = flaky(3, 0, None);
+        write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        write_line(&mut w, b"{\"b\":2}\n", &c, false);
+        assert_eq!(w.out, b"{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!((c.written.sum(), c.dropped.load(Ordering::Relaxed)), (2, 0));
+    }
+
+    #[test]
+    fn would_block_is_retried_then_the_line_is_dropped_whole() {
+        let c = Counters::default();
+        let mut w = flaky(100, 5, None);
+        write_line(&mut w, b"{}\n", &c, false);
+        assert_eq!(w.out, b"{}\n");
+        let mut stuck = flaky(100, usize::MAX, None);
+        let start = Instant::now();
+        write_line(&mut stuck, b"{}\n", &c, false);
+        let first = start.elapsed();
+        assert!(
+            first >= WOULD_BLOCK_WAIT && first < WOULD_BLOCK_WAIT * 20,
+            "{first:?}"
+        );
+        // Still stuck: the next lines are dropped without waiting again.
+        let start = Instant::now();
+        for _ in 0..100 {
+            write_line(&mut stuck, b"{}\n", &c, false);
+        }
+        assert!(start.elapsed() < WOULD_BLOCK_WAIT, "{:?}", start.elapsed());
+        assert!(stuck.out.is_empty());
+        assert_eq!(c.written.sum(), 1);
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 101);
+        assert_eq!(c.errors.load(Ordering::Relaxed), 101);
+        // A line gets through: lines wait again.
+        stuck.blocks = 0;
+        write_line(&mut stuck, b"{}\n", &c, false);
+        assert!(!c.stuck.load(Ordering::Relaxed));
+        stuck.blocks = 3;
+        write_line(&mut stuck, b"{}\n", &c, false);
+        assert_eq!(c.written.sum(), 3);
+    }
+
+    #[test]
+    fn a_line_cut_by_an_error_is_ended_before_the_next_one() {
+        let c = Counters::default();
+        let mut w = flaky(4, 0, Some(4));
+        write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        assert_eq!(w.out, b"{\"a\"");
+        w.fail_after = None;
+        write_line(&mut w, b"{\"b\":2}\n", &c, false);
+        assert_eq!(w.out, b"{\"a\"\n{\"b\":2}\n");
+        assert_eq!((c.written.sum(), c.dropped.load(Ordering::Relaxed)), (1, 1));
+    }
+
+    #[test]
+    fn one_diagnostic_per_period() {
+        let c = Counters::default();
+        assert!(c.claim_report());
+        assert!(!c.claim_report());
+        assert!(!c.claim_report());
+    }
+
+    #[test]
+    fn sharded_counts_from_many_threads_add_up() {
+        let c = Arc::new(Counters::default());
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| c.written()))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(c.written.sum(), 12_000);
+    }
+}

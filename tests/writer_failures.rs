@@ -1,0 +1,297 @@
+//! A failing writer never stops the program: a closed stdout pipe (EPIPE), a full disk
+//! (ENOSPC, `/dev/full`), a writer that stays `WouldBlock` (a non-blocking pipe nobody reads),
+//! short writes and interrupted writes. Every line is counted as written or dropped, a line is
+//! never left half-written in the output, and one diagnostic goes to stderr however many lines
+//! are lost.
+
+mod common;
+mod install_support;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{Capture, check_line, split_lines};
+use install_support as support;
+use tracing::{info, info_span};
+use tracing_subscriber::prelude::*;
+
+const ENTRY: &str = "child_entry";
+const LINES: u64 = 1000;
+
+/// Logs `n` lines (in and out of a span) and returns how long the slowest call took.
+fn log_lines(n: u64) -> Duration {
+    let mut slowest = Duration::ZERO;
+    let span = info_span!("batch", batch.size = n);
+    for i in 0..n {
+        let start = Instant::now();
+        if i % 2 == 0 {
+            span.in_scope(|| info!(i, pad = "x".repeat(150).as_str(), "line {i}"));
+        } else {
+            info!(i, pad = "y".repeat(150).as_str(), "line {i}");
+        }
+        slowest = slowest.max(start.elapsed());
+    }
+    slowest
+}
+
+/// The `STATS written dropped errors` line a child prints, and the child's stderr.
+fn child_stats(scenario: &str) -> ((u64, u64, u64), String) {
+    let out = support::run(ENTRY, scenario, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stats = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("STATS "))
+        .unwrap_or_else(|| panic!("no STATS line: {stdout}"));
+    let n: Vec<u64> = stats.split(' ').map(|n| n.parse().unwrap()).collect();
+    (
+        (n[0], n[1], n[2]),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn print_stats(stats: &traceline::Stats) {
+    println!(
+        "STATS {} {} {}",
+        stats.lines_written(),
+        stats.lines_dropped(),
+        stats.write_errors()
+    );
+}
+
+#[test]
+fn child_entry() {
+    let Some(scenario) = support::scenario() else {
+        return;
+    };
+    match scenario.as_str() {
+        // Standard output is a pipe whose reader has gone: every write is EPIPE.
+        "epipe" => {
+            let (reader, writer) = io::pipe().unwrap();
+            drop(reader);
+            io::stdout().flush().unwrap();
+            // SAFETY: plain descriptor juggling on descriptors this process owns; stdout is
+            // put back before anything else writes to it.
+            let saved = unsafe { libc::dup(1) };
+            assert!(saved >= 0);
+            assert!(unsafe { libc::dup2(writer.as_raw_fd(), 1) } == 1);
+            drop(writer);
+            let layer = traceline::layer();
+            let stats = layer.stats();
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                log_lines(LINES)
+            });
+            assert!(unsafe { libc::dup2(saved, 1) } == 1);
+            print_stats(&stats);
+        }
+        // Every write is ENOSPC.
+        "enospc" => {
+            let full = File::options().write(true).open("/dev/full").unwrap();
+            let layer = traceline::layer().with_writer(Mutex::new(full));
+            let stats = layer.stats();
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                log_lines(LINES)
+            });
+            print_stats(&stats);
+        }
+        "enospc_quiet" => {
+            let full = File::options().write(true).open("/dev/full").unwrap();
+            let layer = traceline::layer()
+                .with_writer(Mutex::new(full))
+                .log_internal_errors(false);
+            let stats = layer.stats();
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                log_lines(LINES)
+            });
+            print_stats(&stats);
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn assert_one_diagnostic(stderr: &str, reason: &str) {
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("traceline: log lines are being lost"))
+        .collect();
+    assert_eq!(reports.len(), 1, "one diagnostic expected:\n{stderr}");
+    assert!(reports[0].contains(reason), "{}", reports[0]);
+}
+
+#[test]
+fn epipe_on_closed_stdout_counts_every_line_and_reports_once() {
+    let ((written, dropped, errors), stderr) = child_stats("epipe");
+    assert_eq!((written, dropped, errors), (0, LINES, LINES));
+    assert_one_diagnostic(&stderr, "Broken pipe");
+}
+
+#[test]
+fn enospc_on_full_disk_counts_every_line_and_reports_once() {
+    let ((written, dropped, errors), stderr) = child_stats("enospc");
+    assert_eq!((written, dropped, errors), (0, LINES, LINES));
+    assert_one_diagnostic(&stderr, "No space left on device");
+}
+
+#[test]
+fn diagnostic_can_be_switched_off_counts_stay() {
+    let ((written, dropped, errors), stderr) = child_stats("enospc_quiet");
+    assert_eq!((written, dropped, errors), (0, LINES, LINES));
+    assert!(!stderr.contains("traceline:"), "{stderr}");
+}
+
+/// A non-blocking pipe: writes fail with `WouldBlock` once its buffer is full.
+fn non_blocking_pipe() -> (io::PipeReader, io::PipeWriter) {
+    let (reader, writer) = io::pipe().unwrap();
+    let fd = writer.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this test owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        assert!(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0);
+    }
+    (reader, writer)
+}
+
+#[test]
+fn would_block_drops_whole_lines_within_a_bound_and_never_splits_one() {
+    let (mut reader, writer) = non_blocking_pipe();
+    let layer = traceline::layer()
+        .with_writer(Mutex::new(writer))
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    // Nobody reads the pipe while logging: it fills (64 KiB), then every write would block.
+    let slowest =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            log_lines(LINES)
+        });
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a logging call waited {slowest:?} for a stuck writer"
+    );
+    let (written, dropped) = (stats.lines_written(), stats.lines_dropped());
+    assert!(dropped > 0, "the pipe never filled");
+    assert_eq!(written + dropped, LINES);
+    assert_eq!(stats.write_errors(), dropped);
+    // The layer (and its pipe writer) is gone with the subscriber: read to the end.
+    let mut text = String::new();
+    reader.read_to_string(&mut text).unwrap();
+    let lines = split_lines(&text);
+    assert_eq!(lines.len() as u64, written, "lines in the pipe vs counted");
+    let mut last = None;
+    for raw in &lines {
+        let i: u64 = check_line(raw).num("i").parse().unwrap();
+        assert!(last < Some(i), "out of order or repeated: {raw}");
+        last = Some(i);
+    }
+}
+
+/// Takes at most `chunk` bytes per call and answers every other call with `Interrupted`.
+#[derive(Clone)]
+struct Choppy {
+    out: Capture,
+    chunk: usize,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl io::Write for Choppy {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if call % 2 == 1 {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let n = data.len().min(self.chunk);
+        self.out.make_writer().write_all(&data[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn short_and_interrupted_writes_are_completed() {
+    let out = Capture::new();
+    let choppy = Choppy {
+        out: out.clone(),
+        chunk: 7,
+        calls: Default::default(),
+    };
+    let layer = traceline::layer().with_writer(move || choppy.clone());
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        log_lines(200)
+    });
+    let lines = out.lines();
+    assert_eq!(lines.len(), 200);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line.num("i"), i.to_string());
+    }
+    assert_eq!(
+        (
+            stats.lines_written(),
+            stats.lines_dropped(),
+            stats.write_errors()
+        ),
+        (200, 0, 0)
+    );
+}
+
+/// Fails once, after taking part of a line; works again afterwards.
+#[derive(Clone)]
+struct FailsMidLine {
+    out: Capture,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl io::Write for FailsMidLine {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        use tracing_subscriber::fmt::MakeWriter;
+        let mut w = self.out.make_writer();
+        if !self.failed.load(Ordering::Relaxed) {
+            if data.len() > 20 {
+                w.write_all(&data[..20])?;
+                return Ok(20);
+            }
+            self.failed.store(true, Ordering::Relaxed);
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        w.write_all(data)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_line_cut_by_a_failure_does_not_swallow_the_next_one() {
+    let out = Capture::new();
+    let writer = FailsMidLine {
+        out: out.clone(),
+        failed: Default::default(),
+    };
+    let layer = traceline::layer()
+        .with_writer(move || writer.clone())
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || log_lines(3));
+    let text = out.text();
+    let raw: Vec<&str> = text.split_inclusive('\n').collect();
+    assert_eq!(raw.len(), 3, "{text}");
+    assert!(serde_json::from_str::<serde_json::Value>(raw[0]).is_err());
+    assert_eq!(check_line(raw[1]).num("i"), "1");
+    assert_eq!(check_line(raw[2]).num("i"), "2");
+    assert_eq!(
+        (
+            stats.lines_written(),
+            stats.lines_dropped(),
+            stats.write_errors()
+        ),
+        (2, 1, 1)
+    );
+}
