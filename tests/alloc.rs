@@ -1,6 +1,7 @@
 //! traceline allocates nothing per event in steady state: with a counting global allocator,
 //! 1000 events after a warm-up cost zero heap allocations (registry + traceline), and exactly as
-//! many as the registry + OpenTelemetry layer alone when that layer is installed.
+//! many as the registry + OpenTelemetry layer alone when that layer is installed. A 100 MB
+//! value costs a bounded number of bytes (the field length limit), not 100 MB.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -17,26 +18,28 @@ struct Counting;
 thread_local! {
     // Per thread: tests running in parallel do not disturb each other's counts.
     static COUNT: Cell<u64> = const { Cell::new(0) };
+    static BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
-fn bump() {
+fn bump(bytes: usize) {
     let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    let _ = BYTES.try_with(|c| c.set(c.get() + bytes as u64));
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
+        bump(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump();
+        bump(layout.size());
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump();
+        bump(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -186,4 +189,53 @@ fn traceline_allocates_nothing_with_a_spans_only_opentelemetry_layer() {
         let n = count(&d, workload);
         assert_eq!(n, 0, "{workload:?}: {n} allocations in {EVENTS} events");
     }
+}
+
+fn bytes_allocated() -> u64 {
+    BYTES.with(Cell::get)
+}
+
+/// Prints its length in bytes worth of `x`, one piece at a time, counting the pieces.
+struct Huge {
+    len: usize,
+    pieces: Cell<usize>,
+}
+
+impl std::fmt::Debug for Huge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let piece = "x".repeat(4096);
+        for _ in 0..self.len / piece.len() {
+            self.pieces.set(self.pieces.get() + 1);
+            f.write_str(&piece)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_100_mb_value_costs_memory_bounded_by_the_field_limit() {
+    const MB100: usize = 100 * 1024 * 1024;
+    let text = "y".repeat(MB100);
+    let huge = Huge {
+        len: MB100,
+        pieces: Cell::new(0),
+    };
+    let d =
+        Dispatch::new(tracing_subscriber::registry().with(traceline::layer().with_writer(Sink)));
+    tracing::dispatcher::with_default(&d, || {
+        let before = bytes_allocated();
+        let start = std::time::Instant::now();
+        tracing::info!(text = text.as_str(), debug = ?huge, "{}", text);
+        let took = start.elapsed();
+        let bytes = bytes_allocated() - before;
+        // Three values of 100 MB each, cut at 64 KiB: the line buffer grows to a few hundred
+        // KiB (once per thread), plus the Debug value's own 4 KiB pieces.
+        assert!(bytes < 4 * 1024 * 1024, "{bytes} bytes allocated");
+        assert!(
+            huge.pieces.get() <= traceline::DEFAULT_MAX_FIELD_LEN / 4096 + 1,
+            "the Debug value was formatted on past the limit: {} pieces",
+            huge.pieces.get()
+        );
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    });
 }

@@ -1,0 +1,166 @@
+//! Values that try to break a line: a `Debug` or `Display` impl that panics, values past the
+//! field length limit, lines past the line length limit. The program goes on and every line
+//! is still one valid JSON object with its ids.
+
+mod common;
+mod install_support;
+
+use std::fmt;
+
+use common::{assert_ids, capture_layer, otel_subscriber, provider, span_context};
+use install_support as support;
+use tracing::subscriber::with_default;
+use tracing::{error, info, info_span};
+use tracing_subscriber::prelude::*;
+
+/// Panics when formatted, after writing a little.
+struct Panics;
+
+impl fmt::Debug for Panics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{\"half")?;
+        panic!("Debug panicked on purpose");
+    }
+}
+
+impl fmt::Display for Panics {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        panic!("Display panicked on purpose");
+    }
+}
+
+#[test]
+fn a_panicking_debug_value_leaves_a_placeholder_and_the_rest_of_the_line() {
+    // traceline alone: the OpenTelemetry layer formats span fields too, and does not catch.
+    let (cap, layer) = capture_layer();
+    with_default(tracing_subscriber::registry().with(layer), || {
+        let span = info_span!("request", bad = ?Panics, ok = 1);
+        let _e = span.enter();
+        info!(before = 1, value = ?Panics, shown = %Panics, after = "still here", "{:?}", Panics);
+    });
+    let line = cap.only_line();
+    assert_eq!(line.str("value"), "<Debug panicked>");
+    assert_eq!(line.str("shown"), "<Display panicked>");
+    assert_eq!(line.str("message"), "<Debug panicked>");
+    assert_eq!(line.str("bad"), "<Debug panicked>");
+    assert_eq!(line.num("before"), "1");
+    assert_eq!(line.num("ok"), "1");
+    assert_eq!(line.str("after"), "still here");
+}
+
+#[test]
+fn child_entry() {
+    let Some(scenario) = support::scenario() else {
+        return;
+    };
+    assert_eq!(scenario, "global_panicking_value");
+    let _guard = traceline::builder().try_init().unwrap();
+    let span = info_span!("job");
+    let _e = span.enter();
+    error!(value = ?Panics, "first");
+    info!("second");
+}
+
+#[test]
+fn a_panicking_value_does_not_crash_a_process_set_up_by_init() {
+    let out = support::run("child_entry", "global_panicking_value", &[]);
+    let lines = support::json_lines(&out.stdout);
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| support::str_of(l, "message"))
+        .collect();
+    assert_eq!(messages, ["first", "second"]);
+    assert_eq!(
+        support::str_of(&lines[0], "value"),
+        Some("<Debug panicked>")
+    );
+    assert!(support::str_of(&lines[0], "traceId").is_some());
+}
+
+#[test]
+fn values_past_the_field_limit_are_cut_with_a_marker() {
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_max_field_len(10);
+    let provider = provider();
+    with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("s", span_text = "0123456789abcdef");
+        let _e = span.enter();
+        let err = std::io::Error::other("an error message longer than ten bytes");
+        info!(
+            text = "0123456789abcdef",
+            short = "0123456789",
+            utf8 = "ééééééé", // 14 bytes: cut inside no character
+            debug = ?vec![1, 2, 3, 4, 5, 6, 7],
+            error = &err as &dyn std::error::Error,
+            "a message of more than ten bytes"
+        );
+    });
+    let line = cap.only_line();
+    assert_eq!(line.str("text"), "0123456789…[truncated 6 bytes]");
+    assert_eq!(line.str("short"), "0123456789");
+    assert_eq!(line.str("utf8"), "ééééé…[truncated 4 bytes]");
+    assert_eq!(line.str("debug"), "[1, 2, 3, …[truncated]");
+    assert_eq!(line.str("span_text"), "0123456789…[truncated 6 bytes]");
+    // The message is `format_args!`, formatted like a `Debug` value: cut where it stops.
+    assert_eq!(line.str("message"), "a message …[truncated]");
+    assert_eq!(line.at("error").str("message"), "an error m…[truncated]");
+}
+
+#[test]
+fn default_field_limit_is_64_kib() {
+    let (cap, layer) = capture_layer();
+    let big = "z".repeat(traceline::DEFAULT_MAX_FIELD_LEN + 5);
+    with_default(tracing_subscriber::registry().with(layer), || {
+        info!(big = big.as_str(), fits = &big[..100])
+    });
+    let line = cap.only_line();
+    let cut = line.str("big");
+    assert!(
+        cut.ends_with("…[truncated 5 bytes]"),
+        "{}",
+        &cut[cut.len() - 40..]
+    );
+    assert_eq!(
+        cut.len(),
+        traceline::DEFAULT_MAX_FIELD_LEN + "…[truncated 5 bytes]".len()
+    );
+    assert_eq!(line.str("fits").len(), 100);
+}
+
+#[test]
+fn a_line_past_the_line_limit_keeps_its_core_keys_and_says_how_long_it_was() {
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_max_line_len(4096).with_service_name("orders");
+    let provider = provider();
+    let chunk = "c".repeat(1000);
+    let sc = with_default(otel_subscriber(&provider, layer), || {
+        let span = info_span!("s", span_field = chunk.as_str());
+        let _e = span.enter();
+        info!(
+            a = chunk.as_str(),
+            b = chunk.as_str(),
+            c = chunk.as_str(),
+            d = chunk.as_str(),
+            "big"
+        );
+        info!(small = 1, "small");
+        span_context(&span)
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 2);
+    let big = &lines[0];
+    for key in ["a", "b", "c", "d", "span_field"] {
+        assert!(!big.has(key), "{key} kept: {:?}", big.keys());
+    }
+    assert_eq!(big.str("message"), "big");
+    assert_eq!(big.str("level"), "INFO");
+    assert_eq!(big.str("service.name"), "orders");
+    assert_ids(big, &sc);
+    let whole: usize = big.num(traceline::TRUNCATED_KEY).parse().unwrap();
+    assert!(whole > 5000, "{whole}");
+    let text = cap.text();
+    assert!(text.lines().next().unwrap().len() < 4096);
+    // Lines under the limit are untouched.
+    assert!(!lines[1].has(traceline::TRUNCATED_KEY));
+    assert_eq!(lines[1].str("span_field"), chunk);
+}
