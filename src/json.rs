@@ -299,15 +299,18 @@ struct Bounded<'a> {
 impl fmt::Write for Bounded<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if s.len() <= self.left {
-            self.left -= s.len();
-            return Escaper(self.out).write_str(s);
+        let bytes = s.as_bytes();
+        // The short clean pieces `Debug` impls write, with room left: copied with no call.
+        if bytes.len() <= 16
+            && bytes.len() <= self.left
+            && self.out.capacity() - self.out.len() >= 16
+            && bytes.iter().all(|&b| ESCAPE[b as usize] == __)
+        {
+            self.left -= bytes.len();
+            self.out.extend_from_slice(bytes);
+            return Ok(());
         }
-        let head = &s[..floor_char_boundary(s, self.left)];
-        let _ = Escaper(self.out).write_str(head);
-        self.left = 0;
-        self.cut = true;
-        Err(fmt::Error)
+        self.write_str_slow(s)
     }
 
     #[inline]
@@ -316,6 +319,21 @@ impl fmt::Write for Bounded<'_> {
             self.left -= c.len_utf8();
             return Escaper(self.out).write_char(c);
         }
+        self.left = 0;
+        self.cut = true;
+        Err(fmt::Error)
+    }
+}
+
+impl Bounded<'_> {
+    #[inline(never)]
+    fn write_str_slow(&mut self, s: &str) -> fmt::Result {
+        if s.len() <= self.left {
+            self.left -= s.len();
+            return fmt::Write::write_str(&mut Escaper(self.out), s);
+        }
+        let head = &s[..floor_char_boundary(s, self.left)];
+        let _ = fmt::Write::write_str(&mut Escaper(self.out), head);
         self.left = 0;
         self.cut = true;
         Err(fmt::Error)
