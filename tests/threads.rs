@@ -200,7 +200,7 @@ fn eight_threads_share_one_pipe_without_losing_or_mixing_lines() {
             writes: writes.clone(),
             bad_writes: bad_writes.clone(),
         });
-    let write_errors = layer.write_errors();
+    let stats = layer.stats();
     // The OpenTelemetry layer sees spans only, as `traceline::init()` sets it up: events are
     // not copied into the spans as span events.
     let dispatch = Dispatch::new(
@@ -263,7 +263,15 @@ fn eight_threads_share_one_pipe_without_losing_or_mixing_lines() {
     if let Some(e) = &report.first_error {
         panic!("{e}");
     }
-    assert_eq!(write_errors.count(), 0, "writes the pipe refused");
+    assert_eq!(
+        (
+            stats.lines_written(),
+            stats.lines_dropped(),
+            stats.write_errors()
+        ),
+        (THREADS as u64 * PER_THREAD, 0, 0),
+        "lines counted as written, dropped, refused"
+    );
     assert_eq!(report.lines, THREADS as u64 * PER_THREAD, "{report:?}");
     assert_eq!(report.next, vec![PER_THREAD; THREADS], "lines per thread");
     assert_eq!(
