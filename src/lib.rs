@@ -36,6 +36,10 @@
 //! - `traceId` / `spanId` / `traceFlags` only when the event is inside a span that has real
 //!   OpenTelemetry ids; never zeros.
 //! - One `write` call per line, so lines from many threads never interleave.
+//! - Bounded: a value longer than 64 KiB and a line longer than 256 KiB are cut, visibly
+//!   ([`Layer::with_max_field_len`], [`Layer::with_max_line_len`]).
+//! - Nothing unaccounted for: every line is counted as written or dropped ([`Stats`]); a
+//!   failing writer or a panicking `Debug` value never panics the program.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
