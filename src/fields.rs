@@ -10,7 +10,7 @@ use tracing_core::span;
 use crate::ids::Ids;
 use crate::json;
 use crate::redact::{REDACTED, Redaction};
-use crate::schema::{Compiled, ErrorLayout, FieldLayout, Reserved, same_key};
+use crate::schema::{Compiled, Depth, ErrorLayout, FieldLayout, Reserved, same_key};
 
 /// The span field that carries a correlation id; written under `Key::CorrelationId`.
 pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
@@ -34,7 +34,7 @@ pub(crate) struct SpanData {
 pub(crate) struct Entry {
     pub(crate) name: &'static str,
     /// How many times the collision prefix precedes `name` in the written key.
-    pub(crate) depth: u8,
+    pub(crate) depth: Depth,
     pub(crate) start: u32,
     pub(crate) end: u32,
 }
@@ -50,8 +50,8 @@ fn free_depth(
     reserved: &Reserved,
     prefix: &str,
     name: &str,
-    taken: impl Fn((u8, &str)) -> bool,
-) -> u8 {
+    taken: impl Fn((Depth, &str)) -> bool,
+) -> Depth {
     let mut depth = 0;
     while reserved.contains(prefix, depth, name) || taken((depth, name)) {
         depth += 1;
@@ -60,7 +60,7 @@ fn free_depth(
 }
 
 /// Writes the key for a field, adding the collision prefix while the key is reserved.
-fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: u8, name: &str) {
+fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: Depth, name: &str) {
     out.extend_from_slice(b",\"");
     for _ in 0..depth {
         json::escape_into(out, prefix);
@@ -218,7 +218,7 @@ pub(crate) struct CallsiteKeys {
     /// `,"key":` of each field, back to back.
     keys: Vec<u8>,
     ends: Vec<u32>,
-    depths: Vec<u8>,
+    depths: Vec<Depth>,
     /// Bit `i` set when field `i` is redacted.
     pub(crate) denied: u64,
 }
@@ -238,7 +238,7 @@ impl CallsiteKeys {
         let mut keys = Vec::new();
         let mut ends = Vec::new();
         let mut depths = Vec::new();
-        let mut seen: Vec<(u8, &str)> = Vec::new();
+        let mut seen: Vec<(Depth, &str)> = Vec::new();
         let mut denied = 0u64;
         let mut message_seen = false;
         for (i, field) in meta.fields().iter().enumerate().take(CACHED_FIELDS) {
@@ -250,7 +250,7 @@ impl CallsiteKeys {
             } else {
                 !(from_log && name.starts_with("log."))
             };
-            let mut depth = 0u8;
+            let mut depth: Depth = 0;
             if written {
                 depth = free_depth(&c.event_reserved, prefix, name, |k| {
                     seen.iter().any(|&s| same_key(prefix, s, k))
@@ -275,7 +275,7 @@ impl CallsiteKeys {
     }
 
     #[inline]
-    fn key(&self, i: usize) -> (&[u8], u8) {
+    fn key(&self, i: usize) -> (&[u8], Depth) {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         (&self.keys[start..self.ends[i] as usize], self.depths[i])
     }
@@ -286,7 +286,7 @@ impl CallsiteKeys {
 /// event's values.
 pub(crate) struct EventVisitor<'a> {
     pub(crate) buf: &'a mut Vec<u8>,
-    pub(crate) seen: &'a mut Vec<(u8, &'static str)>,
+    pub(crate) seen: &'a mut Vec<(Depth, &'static str)>,
     pub(crate) c: &'a Compiled,
     /// Fields of events bridged from the `log` crate that repeat the metadata.
     pub(crate) skip_log_fields: bool,

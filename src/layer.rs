@@ -380,7 +380,7 @@ impl<W> Layer<W> {
 #[derive(Default)]
 struct Scratch {
     buf: Vec<u8>,
-    seen: Vec<(u8, &'static str)>,
+    seen: Vec<(crate::schema::Depth, &'static str)>,
     /// The event's fields, written before the line's ids and copied in after them.
     fields: Vec<u8>,
     /// Keys per callsite, direct-mapped by the callsite's address.

@@ -710,7 +710,7 @@ impl Reserved {
 
     /// Whether `prefix` repeated `depth` times followed by `name` is reserved.
     #[inline]
-    pub(crate) fn contains(&self, prefix: &str, depth: u8, name: &str) -> bool {
+    pub(crate) fn contains(&self, prefix: &str, depth: Depth, name: &str) -> bool {
         let len = prefix.len() * depth as usize + name.len();
         if self.len_mask & (1u128 << len.min(127)) == 0 {
             return false;
@@ -719,9 +719,13 @@ impl Reserved {
     }
 }
 
+/// How many times the collision prefix precedes a name in its key (one more for each field
+/// that would otherwise write the same key: as many as a callsite has fields).
+pub(crate) type Depth = u32;
+
 /// Whether `prefix`×`depth` + `name` spells `key`.
 #[inline]
-pub(crate) fn key_is(prefix: &str, depth: u8, name: &str, key: &str) -> bool {
+pub(crate) fn key_is(prefix: &str, depth: Depth, name: &str, key: &str) -> bool {
     let mut rest = key;
     for _ in 0..depth {
         match rest.strip_prefix(prefix) {
@@ -735,9 +739,9 @@ pub(crate) fn key_is(prefix: &str, depth: u8, name: &str, key: &str) -> bool {
 /// Whether two (depth, name) keys spell the same string. Keys of different lengths are told
 /// apart without comparing text.
 #[inline]
-pub(crate) fn same_key(prefix: &str, a: (u8, &str), b: (u8, &str)) -> bool {
+pub(crate) fn same_key(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool {
     use std::cmp::Ordering::*;
-    let len = |(depth, name): (u8, &str)| prefix.len() * depth as usize + name.len();
+    let len = |(depth, name): (Depth, &str)| prefix.len() * depth as usize + name.len();
     if len(a) != len(b) {
         return false;
     }

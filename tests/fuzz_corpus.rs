@@ -134,10 +134,8 @@ fn checker_rejects_tampered_lines() {
 }
 
 /// Inputs that made traceline fail (`fuzz/regressions/json_line`), decoded without the field
-/// limit the fuzz target keeps to stay clear of them. Ignored until traceline is fixed; run with
-/// `cargo test --test fuzz_corpus -- --ignored`.
+/// limit the fuzz target keeps to stay fast.
 #[test]
-#[ignore = "traceline overflows its collision depth with 257 same-named fields"]
 fn regressions_give_valid_lines() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/json_line");
     let mut failures = Vec::new();

@@ -41,11 +41,9 @@ use tracing_subscriber::prelude::*;
 use crate::common::{self, Json};
 
 /// Event fields beyond this are cut (a `tracing` callsite never has this many in practice).
-///
-/// traceline gives a field that collides with an earlier one the collision prefix once more per
-/// collision, counted in a `u8`: 257 fields spelling the same key overflow it (see
-/// `fuzz/regressions/README.md`). Raise this above 256 to reach that case.
-pub const MAX_FIELDS: usize = 255;
+/// Past 256, so that more than 256 fields spelling one key are reached (see
+/// `fuzz/regressions/README.md`).
+pub const MAX_FIELDS: usize = 300;
 /// Longest decoded string, in bytes.
 const MAX_STR: usize = 8 << 10;
 /// Bytes of strings one input may decode to in all (repeats make long strings from few bytes;
@@ -776,7 +774,7 @@ fn new_callsite(key: &CallsiteKey) -> &'static Metadata<'static> {
 thread_local! {
     /// What the layer wrote on this thread: bytes and `write` calls.
     static OUT: RefCell<(Vec<u8>, usize)> = const { RefCell::new((Vec::new(), 0)) };
-    static DISPATCHES: RefCell<HashMap<(Preset, bool, bool), Dispatch>> =
+    static DISPATCHES: RefCell<HashMap<(Preset, bool, bool, bool), Dispatch>> =
         RefCell::new(HashMap::new());
 }
 
@@ -811,20 +809,28 @@ fn provider() -> &'static SdkTracerProvider {
 }
 
 /// One subscriber per configuration and thread, reused across inputs.
-fn dispatch(preset: Preset, nested: bool, otel: bool) -> Dispatch {
+fn dispatch(preset: Preset, nested: bool, otel: bool, limited: bool) -> Dispatch {
     DISPATCHES.with(|d| {
         d.borrow_mut()
-            .entry((preset, nested, otel))
+            .entry((preset, nested, otel, limited))
             .or_insert_with(|| {
                 let layout = if nested {
                     FieldLayout::Nested
                 } else {
                     FieldLayout::Flatten
                 };
+                let (max_field, max_line) = if limited {
+                    (LIMITED_FIELD, LIMITED_LINE)
+                } else {
+                    // The exact model of `check` is of lines written whole.
+                    (usize::MAX, usize::MAX)
+                };
                 let layer = traceline::layer()
                     .with_writer(LocalWriter)
                     .with_schema(preset.schema().field_layout(layout))
-                    .with_clock(common::fixed_clock);
+                    .with_clock(common::fixed_clock)
+                    .with_max_field_len(max_field)
+                    .with_max_line_len(max_line);
                 if otel {
                     Dispatch::new(common::otel_subscriber(provider(), layer))
                 } else {
@@ -940,13 +946,18 @@ fn value_set_record(span: &tracing::Span, meta: &'static Metadata<'static>, i: u
 }
 
 pub fn run(plan: &Plan<'_>) -> Output {
+    run_with(plan, false)
+}
+
+/// Logs `plan` through a layer with the length limits off, or with small ones (`limited`).
+fn run_with(plan: &Plan<'_>, limited: bool) -> Output {
     let input = plan.input;
     OUT.with(|o| {
         let mut o = o.borrow_mut();
         o.0.clear();
         o.1 = 0;
     });
-    let dispatch = dispatch(input.preset, input.nested, input.otel);
+    let dispatch = dispatch(input.preset, input.nested, input.otel, limited);
     let (leaf, root) = tracing::dispatcher::with_default(&dispatch, || {
         let mut entered: Vec<tracing::span::EnteredSpan> = Vec::new();
         for s in &plan.spans {
@@ -1562,4 +1573,49 @@ pub fn check_input(input: &Input) {
     let plan = plan(input);
     let out = run(&plan);
     check(&plan, &out);
+    check_limited(&run_with(&plan, true));
+}
+
+/// The field length limit of the limited run.
+const LIMITED_FIELD: usize = 48;
+/// The line length limit of the limited run.
+const LIMITED_LINE: usize = 1024;
+
+/// The same input through a layer with small length limits: still one valid line without
+/// duplicate keys, no longer than the limit unless it was cut to its core keys (and then it
+/// says how long it would have been).
+fn check_limited(out: &Output) {
+    let text = &out.text[..];
+    ensure!(
+        out.writes == 1,
+        text,
+        "{} write calls, expected 1",
+        out.writes
+    );
+    let raw = std::str::from_utf8(text).expect("UTF-8");
+    ensure!(
+        raw.ends_with('\n') && raw.matches('\n').count() == 1,
+        text,
+        "not one line"
+    );
+    let line = common::check_line(raw);
+    match line.get(traceline::TRUNCATED_KEY) {
+        None => ensure!(
+            raw.len() <= LIMITED_LINE,
+            text,
+            "{} bytes, past the line limit, not cut",
+            raw.len()
+        ),
+        Some(_) => {
+            let whole: usize = line
+                .num(traceline::TRUNCATED_KEY)
+                .parse()
+                .expect("a length");
+            ensure!(
+                whole > LIMITED_LINE,
+                text,
+                "cut at {whole} bytes, under the limit"
+            );
+        }
+    }
 }
