@@ -1,9 +1,14 @@
 //! Getting a finished line out: the write loop, the counters, the diagnostic on stderr.
 //!
 //! A line is handed to the writer whole. Short writes are continued until the line is
-//! complete; `Interrupted` is retried; `WouldBlock` is retried for a bounded time and the line
-//! is dropped whole if the writer never takes its first byte. Any other error drops the line.
-//! Every line ends up counted as written or dropped, never both, never neither.
+//! complete; `Interrupted` is retried; `WouldBlock` before the line's first byte is waited out
+//! for at most [`WOULD_BLOCK_WAIT`], then the line is dropped whole; any other error before
+//! the first byte drops it at once. Once part of a line is written, every error is retried for
+//! up to [`FINISH_LINE_WAIT`] so that a passing failure never leaves half a line; a writer that
+//! stays broken for that long leaves the line cut, and the next line starts with a newline so
+//! that it stands on its own. A writer that made a line wait its whole time is not waited for
+//! again until a line gets through. Every line ends up counted as written or dropped, never
+//! both, never neither.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -198,18 +203,23 @@ impl Sharded {
 
 /// Writes `line` whole to `w`, counting it as written or dropped.
 pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, report: bool) {
-    if counters.broken_line.load(Ordering::Relaxed) && finish_broken_line(w, counters).is_err() {
-        let err = io::Error::other("the writer is stuck inside a line");
-        counters.dropped(Loss::Write(&err), report);
-        return;
-    }
+    // A writer that failed for a whole wait is not waited for again until a line gets through.
     let stuck = counters.stuck.load(Ordering::Relaxed);
-    let patience = if stuck {
-        Duration::ZERO
+    let (first_byte, rest) = if stuck {
+        (Duration::ZERO, Duration::ZERO)
     } else {
-        WOULD_BLOCK_WAIT
+        (WOULD_BLOCK_WAIT, FINISH_LINE_WAIT)
     };
-    match write_whole(w, line, patience) {
+    if counters.broken_line.load(Ordering::Relaxed) {
+        // The last line was cut: end it, so that this one starts a line of its own.
+        if let Err((err, _)) = write_whole(w, b"\n", first_byte, rest) {
+            counters.stuck.store(true, Ordering::Relaxed);
+            counters.dropped(Loss::Write(&err), report);
+            return;
+        }
+        counters.broken_line.store(false, Ordering::Relaxed);
+    }
+    match write_whole(w, line, first_byte, rest) {
         Ok(()) => {
             if stuck {
                 counters.stuck.store(false, Ordering::Relaxed);
@@ -220,7 +230,7 @@ pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, r
             if started {
                 counters.broken_line.store(true, Ordering::Relaxed);
             }
-            if err.kind() == io::ErrorKind::WouldBlock && !stuck {
+            if !stuck && (started || err.kind() == io::ErrorKind::WouldBlock) {
                 counters.stuck.store(true, Ordering::Relaxed);
             }
             counters.dropped(Loss::Write(&err), report);
@@ -228,44 +238,40 @@ pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, r
     }
 }
 
-fn finish_broken_line(w: &mut impl Write, counters: &Counters) -> io::Result<()> {
-    write_whole(w, b"\n", FINISH_LINE_WAIT).map_err(|(err, _)| err)?;
-    counters.broken_line.store(false, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Writes all of `line`, waiting out `WouldBlock` for up to `patience` before the first byte
-/// (and [`FINISH_LINE_WAIT`] after it). On error, also says whether part of the line was
-/// written.
+/// Writes all of `line`. Before its first byte is taken, `WouldBlock` is waited out for up to
+/// `first_byte` and other errors drop the line whole; once part of it is written, every error
+/// but the last is retried for up to `rest`, so that a line is never left cut by a passing
+/// failure. On error, also says whether part of the line was written.
 fn write_whole(
     w: &mut impl Write,
     line: &[u8],
-    patience: Duration,
+    first_byte: Duration,
+    rest: Duration,
 ) -> Result<(), (io::Error, bool)> {
-    let mut rest = line;
-    let mut blocked_since: Option<Instant> = None;
-    while !rest.is_empty() {
-        let started = rest.len() < line.len();
-        match w.write(rest) {
-            Ok(0) => {
-                let err = io::Error::new(io::ErrorKind::WriteZero, "the writer took no bytes");
-                return Err((err, started));
-            }
+    let mut left = line;
+    let mut failing_since: Option<Instant> = None;
+    while !left.is_empty() {
+        let started = left.len() < line.len();
+        let err = match w.write(left) {
+            Ok(0) => io::Error::new(io::ErrorKind::WriteZero, "the writer took no bytes"),
             Ok(n) => {
-                rest = &rest[n.min(rest.len())..];
-                blocked_since = None;
+                left = &left[n.min(left.len())..];
+                failing_since = None;
+                continue;
             }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                let since = *blocked_since.get_or_insert_with(Instant::now);
-                let limit = if started { FINISH_LINE_WAIT } else { patience };
-                if since.elapsed() >= limit {
-                    return Err((err, started));
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            Err(err) => return Err((err, started)),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => err,
+        };
+        let limit = match (started, err.kind()) {
+            (true, _) => rest,
+            (false, io::ErrorKind::WouldBlock) => first_byte,
+            (false, _) => return Err((err, false)),
+        };
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= limit {
+            return Err((err, started));
         }
+        std::thread::sleep(Duration::from_micros(200));
     }
     Ok(())
 }
@@ -280,6 +286,8 @@ mod tests {
         chunk: usize,
         blocks: usize,
         fail_after: Option<usize>,
+        /// How many times to fail once `fail_after` bytes are written.
+        fail_times: usize,
     }
 
     impl Write for Flaky {
@@ -289,7 +297,8 @@ mod tests {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             if let Some(limit) = self.fail_after {
-                if self.out.len() >= limit {
+                if self.out.len() >= limit && self.fail_times > 0 {
+                    self.fail_times -= 1;
                     return Err(io::Error::from_raw_os_error(28)); // ENOSPC
                 }
             }
@@ -308,6 +317,7 @@ mod tests {
             chunk,
             blocks,
             fail_after,
+            fail_times: usize::MAX,
         }
     }
 
@@ -358,12 +368,42 @@ mod tests {
     fn a_line_cut_by_an_error_is_ended_before_the_next_one() {
         let c = Counters::default();
         let mut w = flaky(4, 0, Some(4));
+        let start = Instant::now();
         write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        // The rest of the line was retried for the whole wait before giving up.
+        assert!(start.elapsed() >= FINISH_LINE_WAIT);
         assert_eq!(w.out, b"{\"a\"");
         w.fail_after = None;
         write_line(&mut w, b"{\"b\":2}\n", &c, false);
         assert_eq!(w.out, b"{\"a\"\n{\"b\":2}\n");
         assert_eq!((c.written.sum(), c.dropped.load(Ordering::Relaxed)), (1, 1));
+    }
+
+    #[test]
+    fn a_passing_error_inside_a_line_is_retried_until_the_line_is_whole() {
+        let c = Counters::default();
+        let mut w = flaky(4, 0, Some(4));
+        w.fail_times = 3;
+        write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        assert_eq!(w.out, b"{\"a\":1}\n");
+        assert_eq!((c.written.sum(), c.dropped.load(Ordering::Relaxed)), (1, 0));
+    }
+
+    #[test]
+    fn a_writer_dead_inside_a_line_is_waited_for_once() {
+        let c = Counters::default();
+        let mut w = flaky(4, 0, Some(4));
+        write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        let start = Instant::now();
+        for _ in 0..10 {
+            write_line(&mut w, b"{\"b\":2}\n", &c, false);
+        }
+        assert!(start.elapsed() < FINISH_LINE_WAIT, "{:?}", start.elapsed());
+        assert_eq!(w.out, b"{\"a\"");
+        assert_eq!(
+            (c.written.sum(), c.dropped.load(Ordering::Relaxed)),
+            (0, 11)
+        );
     }
 
     #[test]

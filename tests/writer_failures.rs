@@ -242,11 +242,15 @@ fn short_and_interrupted_writes_are_completed() {
     );
 }
 
-/// Fails once, after taking part of a line; works again afterwards.
-#[derive(Clone)]
+/// While `broken` is set, takes the first 20 bytes of a line and then fails (EIO) on every
+/// call; `fail_times` counts the failures.
+#[derive(Clone, Default)]
 struct FailsMidLine {
     out: Capture,
-    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Stop failing after this many failures.
+    heal_after: usize,
 }
 
 impl io::Write for FailsMidLine {
@@ -254,12 +258,14 @@ impl io::Write for FailsMidLine {
         use std::sync::atomic::Ordering;
         use tracing_subscriber::fmt::MakeWriter;
         let mut w = self.out.make_writer();
-        if !self.failed.load(Ordering::Relaxed) {
-            if data.len() > 20 {
+        if self.broken.load(Ordering::SeqCst) {
+            if data.len() > 20 && data[0] == b'{' {
                 w.write_all(&data[..20])?;
                 return Ok(20);
             }
-            self.failed.store(true, Ordering::Relaxed);
+            if self.failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.heal_after {
+                self.broken.store(false, Ordering::SeqCst);
+            }
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         w.write_all(data)?;
@@ -270,21 +276,63 @@ impl io::Write for FailsMidLine {
     }
 }
 
-#[test]
-fn a_line_cut_by_a_failure_does_not_swallow_the_next_one() {
-    let out = Capture::new();
+fn failing_mid_line(
+    heal_after: usize,
+) -> (
+    FailsMidLine,
+    traceline::Layer<impl for<'a> tracing_subscriber::fmt::MakeWriter<'a> + 'static>,
+) {
     let writer = FailsMidLine {
-        out: out.clone(),
-        failed: Default::default(),
+        heal_after,
+        ..Default::default()
     };
+    writer
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let w = writer.clone();
     let layer = traceline::layer()
-        .with_writer(move || writer.clone())
+        .with_writer(move || w.clone())
         .log_internal_errors(false);
+    (writer, layer)
+}
+
+#[test]
+fn a_passing_failure_inside_a_line_is_retried_and_the_line_completed() {
+    let (writer, layer) = failing_mid_line(3);
     let stats = layer.stats();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || log_lines(3));
-    let text = out.text();
+    assert_eq!(writer.failures.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let lines = writer.out.lines();
+    let seen: Vec<&str> = lines.iter().map(|l| l.num("i")).collect();
+    assert_eq!(seen, ["0", "1", "2"]);
+    assert_eq!(
+        (
+            stats.lines_written(),
+            stats.lines_dropped(),
+            stats.write_errors()
+        ),
+        (3, 0, 0)
+    );
+}
+
+#[test]
+fn a_line_cut_by_a_lasting_failure_does_not_swallow_the_next_one() {
+    use std::sync::atomic::Ordering;
+    let (writer, layer) = failing_mid_line(usize::MAX);
+    let stats = layer.stats();
+    let broken = writer.broken.clone();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        log_lines(1);
+        // The writer gave up inside line 0 for good; it works again for the next lines.
+        broken.store(false, Ordering::SeqCst);
+        for i in 1..3u64 {
+            info!(i, "line {i}");
+        }
+    });
+    let text = writer.out.text();
     let raw: Vec<&str> = text.split_inclusive('\n').collect();
     assert_eq!(raw.len(), 3, "{text}");
+    assert_eq!(raw[0].len(), 21, "the cut line, ended: {:?}", raw[0]);
     assert!(serde_json::from_str::<serde_json::Value>(raw[0]).is_err());
     assert_eq!(check_line(raw[1]).num("i"), "1");
     assert_eq!(check_line(raw[2]).num("i"), "2");
