@@ -19,8 +19,8 @@ pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
 #[derive(Debug, Default)]
 pub(crate) struct SpanData {
     /// `"key":value` fragments back to back, each ready to copy into a line.
-    pub(crate) buf: Vec<u8>,
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) buf: Small<u8, 160>,
+    pub(crate) entries: Small<Entry, 4>,
     /// The correlation id in effect for this span (its own or inherited), as a JSON string.
     pub(crate) correlation: Option<std::sync::Arc<[u8]>>,
     /// The local root span (for ECS `transaction.id`).
@@ -29,8 +29,49 @@ pub(crate) struct SpanData {
     pub(crate) ids: OnceLock<Option<Ids>>,
 }
 
+/// A few values kept inline (in the span's extension, which is allocated anyway), more on the
+/// heap: the fields of a typical span cost no allocation of their own.
+#[derive(Debug)]
+pub(crate) struct Small<T, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    heap: Vec<T>,
+}
+
+impl<T: Copy + Default, const N: usize> Default for Small<T, N> {
+    fn default() -> Self {
+        Small {
+            inline: [T::default(); N],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Small<T, N> {
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[T] {
+        if self.len <= N {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    /// Replaces the contents with `values`.
+    pub(crate) fn set(&mut self, values: &[T]) {
+        self.len = values.len();
+        if values.len() <= N {
+            self.inline[..values.len()].copy_from_slice(values);
+        } else {
+            self.heap.clear();
+            self.heap.extend_from_slice(values);
+        }
+    }
+}
+
 /// One recorded span field.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Entry {
     pub(crate) name: &'static str,
     /// How many times the collision prefix precedes `name` in the written key.
@@ -69,9 +110,12 @@ fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: Depth, name: &str)
     out.extend_from_slice(b"\":");
 }
 
-/// Records span fields into a [`SpanData`].
+/// Records span fields: fragments into `buf`, where each is into `entries` (copied into the
+/// span's [`SpanData`] afterwards).
 pub(crate) struct SpanVisitor<'a> {
-    pub(crate) data: &'a mut SpanData,
+    pub(crate) buf: &'a mut Vec<u8>,
+    pub(crate) entries: &'a mut Vec<Entry>,
+    pub(crate) correlation: &'a mut Option<std::sync::Arc<[u8]>>,
     pub(crate) c: &'a Compiled,
     pub(crate) redaction: &'a Redaction,
     /// The field length limit, in bytes of text.
@@ -84,35 +128,35 @@ impl SpanVisitor<'_> {
         if name == CORRELATION_FIELD {
             let mut v = Vec::new();
             write(&mut v);
-            self.data.correlation = Some(v.into());
+            *self.correlation = Some(v.into());
             return;
         }
         // A field recorded again (`span.record`) replaces its earlier value.
-        if let Some(i) = self.data.entries.iter().position(|e| e.name == name) {
-            let old = self.data.entries.remove(i);
+        if let Some(i) = self.entries.iter().position(|e| e.name == name) {
+            let old = self.entries.remove(i);
             let len = old.end - old.start;
-            self.data.buf.drain(old.start as usize..old.end as usize);
-            for e in &mut self.data.entries[i..] {
+            self.buf.drain(old.start as usize..old.end as usize);
+            for e in &mut self.entries[i..] {
                 e.start -= len;
                 e.end -= len;
             }
         }
         let prefix = &*self.c.prefix;
-        let entries = &self.data.entries;
+        let entries = &*self.entries;
         let depth = free_depth(&self.c.span_reserved, prefix, name, |k| {
             entries
                 .iter()
                 .any(|e| same_key(prefix, (e.depth, e.name), k))
         });
-        let start = self.data.buf.len() as u32;
-        write_prefixed_key(&mut self.data.buf, prefix, depth, name);
+        let start = self.buf.len() as u32;
+        write_prefixed_key(self.buf, prefix, depth, name);
         if self.redaction.is_denied(name) {
-            json::write_str(&mut self.data.buf, REDACTED);
+            json::write_str(self.buf, REDACTED);
         } else {
-            write(&mut self.data.buf);
+            write(self.buf);
         }
-        let end = self.data.buf.len() as u32;
-        self.data.entries.push(Entry {
+        let end = self.buf.len() as u32;
+        self.entries.push(Entry {
             name,
             depth,
             start,

@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::fields::{CallsiteKeys, EventVisitor, MessageVisitor, SpanData, SpanVisitor};
+use crate::fields::{CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanVisitor};
 use crate::ids::{self, Ids};
 use crate::json;
 use crate::output::{self, Stats};
@@ -390,6 +390,25 @@ struct Scratch {
 const CALLSITE_SLOTS: usize = 256;
 
 thread_local! {
+    /// Where span fields are recorded before they are copied into the span's [`SpanData`].
+    static SPAN_SCRATCH: RefCell<(Vec<u8>, Vec<Entry>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
+/// in use (a field's `Debug` that makes a span).
+fn with_span_scratch<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<Entry>) -> R) -> R {
+    SPAN_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let (buf, entries) = &mut *scratch;
+            buf.clear();
+            entries.clear();
+            f(buf, entries)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
+}
+
+thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
         buf: Vec::with_capacity(1024),
         seen: Vec::with_capacity(16),
@@ -630,7 +649,7 @@ impl<W> Layer<W> {
                 let mut span = leaf;
                 while let Some(s) = span {
                     if let Some(data) = s.extensions().get::<SpanData>() {
-                        for e in &data.entries {
+                        for e in data.entries.as_slice() {
                             let key = (e.depth, e.name);
                             if seen
                                 .iter()
@@ -639,7 +658,7 @@ impl<W> Layer<W> {
                                 continue; // shadowed by the event or an inner span
                             }
                             seen.push(key);
-                            buf.extend_from_slice(e.fragment(&data.buf));
+                            buf.extend_from_slice(e.fragment(data.buf.as_slice()));
                         }
                     }
                     span = s.parent();
@@ -703,7 +722,7 @@ where
     buf.extend_from_slice(b"{\"name\":");
     json::write_str(buf, span.name());
     if let Some(data) = span.extensions().get::<SpanData>() {
-        buf.extend_from_slice(&data.buf);
+        buf.extend_from_slice(data.buf.as_slice());
     }
     buf.push(b'}');
 }
@@ -731,18 +750,20 @@ where
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut data = SpanData::default();
-        let fields = attrs.metadata().fields().len();
-        if fields > 0 {
-            // Room for typical keys and values, so recording does not reallocate.
-            data.buf.reserve(fields * 32);
-            data.entries.reserve(fields);
+        if !attrs.metadata().fields().is_empty() {
+            with_span_scratch(|buf, entries| {
+                attrs.record(&mut SpanVisitor {
+                    buf,
+                    entries,
+                    correlation: &mut data.correlation,
+                    c: &self.compiled,
+                    redaction: &self.redaction,
+                    max: self.max_field,
+                });
+                data.buf.set(buf);
+                data.entries.set(entries);
+            });
         }
-        attrs.record(&mut SpanVisitor {
-            data: &mut data,
-            c: &self.compiled,
-            redaction: &self.redaction,
-            max: self.max_field,
-        });
         if let Some(parent) = span.parent() {
             if let Some(p) = parent.extensions().get::<SpanData>() {
                 if data.correlation.is_none() {
@@ -761,11 +782,19 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(data) = ext.get_mut::<SpanData>() {
-            values.record(&mut SpanVisitor {
-                data,
-                c: &self.compiled,
-                redaction: &self.redaction,
-                max: self.max_field,
+            with_span_scratch(|buf, entries| {
+                buf.extend_from_slice(data.buf.as_slice());
+                entries.extend_from_slice(data.entries.as_slice());
+                values.record(&mut SpanVisitor {
+                    buf,
+                    entries,
+                    correlation: &mut data.correlation,
+                    c: &self.compiled,
+                    redaction: &self.redaction,
+                    max: self.max_field,
+                });
+                data.buf.set(buf);
+                data.entries.set(entries);
             });
         }
     }
