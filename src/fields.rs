@@ -2,7 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing_core::span;
@@ -26,7 +26,55 @@ pub(crate) struct SpanData {
     /// The local root span (for ECS `transaction.id`).
     pub(crate) root: Option<span::Id>,
     /// Ids, cached on first use.
-    pub(crate) ids: OnceLock<Option<Ids>>,
+    pub(crate) ids: IdsCell,
+}
+
+/// A span's ids once looked up: `None` until then. Set from any thread holding the span (the
+/// same values whoever sets them, so a race only repeats the lookup).
+#[derive(Debug, Default)]
+pub(crate) struct IdsCell {
+    /// 0: not looked up; 1: the span has no ids; 2: ids, not sampled; 3: ids, sampled.
+    state: AtomicU8,
+    trace_hi: AtomicU64,
+    trace_lo: AtomicU64,
+    span: AtomicU64,
+}
+
+impl IdsCell {
+    #[inline]
+    pub(crate) fn get(&self) -> Option<Option<Ids>> {
+        match self.state.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(None),
+            state => {
+                let mut trace_id = [0; 16];
+                trace_id[..8].copy_from_slice(&self.trace_hi.load(Ordering::Relaxed).to_be_bytes());
+                trace_id[8..].copy_from_slice(&self.trace_lo.load(Ordering::Relaxed).to_be_bytes());
+                Some(Some(Ids {
+                    trace_id,
+                    span_id: self.span.load(Ordering::Relaxed).to_be_bytes(),
+                    sampled: state == 3,
+                }))
+            }
+        }
+    }
+
+    pub(crate) fn set(&self, ids: Option<Ids>) {
+        let state = match ids {
+            None => 1,
+            Some(ids) => {
+                let half = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+                self.trace_hi
+                    .store(half(&ids.trace_id[..8]), Ordering::Relaxed);
+                self.trace_lo
+                    .store(half(&ids.trace_id[8..]), Ordering::Relaxed);
+                self.span
+                    .store(u64::from_be_bytes(ids.span_id), Ordering::Relaxed);
+                if ids.sampled { 3 } else { 2 }
+            }
+        };
+        self.state.store(state, Ordering::Release);
+    }
 }
 
 /// A few values kept inline (in the span's extension, which is allocated anyway), more on the

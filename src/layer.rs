@@ -433,7 +433,7 @@ impl<W> Layer<W> {
     {
         if let Some(data) = span.extensions().get::<SpanData>() {
             if let Some(ids) = data.ids.get() {
-                return *ids;
+                return ids;
             }
         }
         // A span the OpenTelemetry layer does not know (filtered out of it, like the
@@ -442,7 +442,7 @@ impl<W> Layer<W> {
             .uncached_ids(&span.id())
             .or_else(|| span.parent().and_then(|p| self.ids(&p)));
         if let Some(data) = span.extensions().get::<SpanData>() {
-            let _ = data.ids.set(ids);
+            data.ids.set(ids);
         }
         ids
     }
