@@ -158,13 +158,13 @@ fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: Depth, name: &str)
     out.extend_from_slice(b"\":");
 }
 
-/// Records span fields: fragments into `buf`, where each is into `entries` (copied into the
-/// span's [`SpanData`] afterwards).
+/// Records span fields' values, with no lock held (a value's `Debug` may log, or use the
+/// span): the values back to back in `values`, each one's name and place in `raw`. [`merge`]
+/// then turns them into keyed fragments.
 pub(crate) struct SpanVisitor<'a> {
-    pub(crate) buf: &'a mut Vec<u8>,
-    pub(crate) entries: &'a mut Vec<Entry>,
+    pub(crate) values: &'a mut Vec<u8>,
+    pub(crate) raw: &'a mut Vec<Entry>,
     pub(crate) correlation: &'a mut Option<std::sync::Arc<[u8]>>,
-    pub(crate) c: &'a Compiled,
     pub(crate) redaction: &'a Redaction,
     /// The field length limit, in bytes of text.
     pub(crate) max: usize,
@@ -179,36 +179,55 @@ impl SpanVisitor<'_> {
             *self.correlation = Some(v.into());
             return;
         }
-        // A field recorded again (`span.record`) replaces its earlier value.
-        if let Some(i) = self.entries.iter().position(|e| e.name == name) {
-            let old = self.entries.remove(i);
+        let start = self.values.len() as u32;
+        if self.redaction.is_denied(name) {
+            json::write_str(self.values, REDACTED);
+        } else {
+            write(self.values);
+        }
+        self.raw.push(Entry {
+            name,
+            depth: 0,
+            start,
+            end: self.values.len() as u32,
+        });
+    }
+}
+
+/// Adds the values a [`SpanVisitor`] recorded to a span's fragments (`buf`, `entries`): a
+/// field recorded again replaces its earlier value, and each key gets the collision prefix as
+/// often as it needs.
+pub(crate) fn merge(
+    buf: &mut Vec<u8>,
+    entries: &mut Vec<Entry>,
+    values: &[u8],
+    raw: &[Entry],
+    c: &Compiled,
+) {
+    let prefix = &*c.prefix;
+    for r in raw {
+        let name = r.name;
+        if let Some(i) = entries.iter().position(|e| e.name == name) {
+            let old = entries.remove(i);
             let len = old.end - old.start;
-            self.buf.drain(old.start as usize..old.end as usize);
-            for e in &mut self.entries[i..] {
+            buf.drain(old.start as usize..old.end as usize);
+            for e in &mut entries[i..] {
                 e.start -= len;
                 e.end -= len;
             }
         }
-        let prefix = &*self.c.prefix;
-        let entries = &*self.entries;
-        let depth = free_depth(&self.c.span_reserved, prefix, name, |k| {
-            entries
-                .iter()
-                .any(|e| same_key(prefix, (e.depth, e.name), k))
+        let taken = &*entries;
+        let depth = free_depth(&c.span_reserved, prefix, name, |k| {
+            taken.iter().any(|e| same_key(prefix, (e.depth, e.name), k))
         });
-        let start = self.buf.len() as u32;
-        write_prefixed_key(self.buf, prefix, depth, name);
-        if self.redaction.is_denied(name) {
-            json::write_str(self.buf, REDACTED);
-        } else {
-            write(self.buf);
-        }
-        let end = self.buf.len() as u32;
-        self.entries.push(Entry {
+        let start = buf.len() as u32;
+        write_prefixed_key(buf, prefix, depth, name);
+        buf.extend_from_slice(r.fragment(values));
+        entries.push(Entry {
             name,
             depth,
             start,
-            end,
+            end: buf.len() as u32,
         });
     }
 }

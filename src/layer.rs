@@ -13,7 +13,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::fields::{CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanVisitor};
+use crate::fields::{
+    CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanVisitor, merge,
+};
 use crate::ids::{self, Ids};
 use crate::json;
 use crate::output::{self, Stats};
@@ -391,20 +393,40 @@ const CALLSITE_SLOTS: usize = 256;
 
 thread_local! {
     /// Where span fields are recorded before they are copied into the span's [`SpanData`].
-    static SPAN_SCRATCH: RefCell<(Vec<u8>, Vec<Entry>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SPAN_SCRATCH: RefCell<SpanScratch> = const { RefCell::new(SpanScratch::new()) };
+}
+
+/// Buffers for recording span fields: the values as recorded, then the keyed fragments.
+struct SpanScratch {
+    values: Vec<u8>,
+    raw: Vec<Entry>,
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl SpanScratch {
+    const fn new() -> Self {
+        SpanScratch {
+            values: Vec::new(),
+            raw: Vec::new(),
+            buf: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
 }
 
 /// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
 /// in use (a field's `Debug` that makes a span).
-fn with_span_scratch<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<Entry>) -> R) -> R {
+fn with_span_scratch<R>(f: impl FnOnce(&mut SpanScratch) -> R) -> R {
     SPAN_SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut scratch) => {
-            let (buf, entries) = &mut *scratch;
-            buf.clear();
-            entries.clear();
-            f(buf, entries)
+            scratch.values.clear();
+            scratch.raw.clear();
+            scratch.buf.clear();
+            scratch.entries.clear();
+            f(&mut scratch)
         }
-        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+        Err(_) => f(&mut SpanScratch::new()),
     })
 }
 
@@ -751,17 +773,23 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut data = SpanData::default();
         if !attrs.metadata().fields().is_empty() {
-            with_span_scratch(|buf, entries| {
+            with_span_scratch(|s| {
                 attrs.record(&mut SpanVisitor {
-                    buf,
-                    entries,
+                    values: &mut s.values,
+                    raw: &mut s.raw,
                     correlation: &mut data.correlation,
-                    c: &self.compiled,
                     redaction: &self.redaction,
                     max: self.max_field,
                 });
-                data.buf.set(buf);
-                data.entries.set(entries);
+                merge(
+                    &mut s.buf,
+                    &mut s.entries,
+                    &s.values,
+                    &s.raw,
+                    &self.compiled,
+                );
+                data.buf.set(&s.buf);
+                data.entries.set(&s.entries);
             });
         }
         if let Some(parent) = span.parent() {
@@ -780,23 +808,36 @@ where
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<SpanData>() {
-            with_span_scratch(|buf, entries| {
-                buf.extend_from_slice(data.buf.as_slice());
-                entries.extend_from_slice(data.entries.as_slice());
-                values.record(&mut SpanVisitor {
-                    buf,
-                    entries,
-                    correlation: &mut data.correlation,
-                    c: &self.compiled,
-                    redaction: &self.redaction,
-                    max: self.max_field,
-                });
-                data.buf.set(buf);
-                data.entries.set(entries);
+        with_span_scratch(|s| {
+            // The values are formatted before the span's extensions are locked: a `Debug` impl
+            // that logs inside this span must not wait for a lock held here.
+            let mut correlation = None;
+            values.record(&mut SpanVisitor {
+                values: &mut s.values,
+                raw: &mut s.raw,
+                correlation: &mut correlation,
+                redaction: &self.redaction,
+                max: self.max_field,
             });
-        }
+            let mut ext = span.extensions_mut();
+            let Some(data) = ext.get_mut::<SpanData>() else {
+                return;
+            };
+            s.buf.extend_from_slice(data.buf.as_slice());
+            s.entries.extend_from_slice(data.entries.as_slice());
+            merge(
+                &mut s.buf,
+                &mut s.entries,
+                &s.values,
+                &s.raw,
+                &self.compiled,
+            );
+            data.buf.set(&s.buf);
+            data.entries.set(&s.entries);
+            if correlation.is_some() {
+                data.correlation = correlation;
+            }
+        });
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {

@@ -205,6 +205,16 @@ fn child_entry() {
             // Tells the parent how many nested lines to expect.
             println!("formatted {}", FORMATTED.load(Ordering::SeqCst));
         }
+        "span_record" => {
+            // The value is recorded after the span was made, while the span is entered: the
+            // nested event logs inside the very span being recorded.
+            let _guard = traceline::builder().try_init().expect("install");
+            let span = info_span!("outer_span", value = tracing::field::Empty);
+            let _e = span.enter();
+            span.record("value", tracing::field::debug(LogsInDebug));
+            info!("outer");
+            println!("formatted {}", FORMATTED.load(Ordering::SeqCst));
+        }
         "writer" => {
             let guard = traceline::builder()
                 .writer(traceline::install::Writer::custom(LoggingWriter {
@@ -391,6 +401,63 @@ fn span_field_whose_debug_logs_under_the_global_subscriber_writes_every_line_who
     assert!(outer.has("traceId"));
     for n in nested {
         assert_eq!(message(n), "from inside Debug");
+    }
+}
+
+#[test]
+fn span_record_whose_debug_logs_in_that_span_under_the_global_subscriber_does_not_deadlock() {
+    let out = run_bounded("span_record", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let formatted: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("formatted "))
+        .expect("the child's count")
+        .parse()
+        .unwrap();
+    let lines = child_lines(&out.stdout);
+    let own = own_lines(&lines);
+    assert!(formatted >= 1);
+    assert_eq!(
+        own.len(),
+        formatted + 1,
+        "one line per nested event: {own:?}"
+    );
+    let (outer, nested) = own.split_last().unwrap();
+    assert_eq!(message(outer), "outer");
+    assert_eq!(outer.str("value"), "debug text");
+    for n in nested {
+        assert_eq!(message(n), "from inside Debug");
+        assert_eq!(
+            n.str("spanId"),
+            outer.str("spanId"),
+            "logged inside the span"
+        );
+    }
+}
+
+#[test]
+fn span_record_whose_debug_logs_under_a_scoped_dispatcher_does_not_deadlock() {
+    let lines = within_limit(|| {
+        let cap = Capture::new();
+        let provider = provider();
+        let subscriber = otel_subscriber(&provider, traceline::layer().with_writer(cap.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = info_span!("outer_span", value = tracing::field::Empty);
+            let _e = span.enter();
+            span.record("value", tracing::field::debug(LogsInDebug));
+            info!("outer");
+        });
+        cap.lines()
+    });
+    // `span.record` dispatches through the span's own subscriber, so the nested events do
+    // reach the layer here (once per layer that formats the value).
+    let (outer, nested) = lines.split_last().expect("lines");
+    assert_eq!(message(outer), "outer");
+    assert_eq!(outer.str("value"), "debug text");
+    assert!(!nested.is_empty());
+    for n in nested {
+        assert_eq!(message(n), "from inside Debug");
+        assert_eq!(n.str("spanId"), outer.str("spanId"));
     }
 }
 
