@@ -35,14 +35,20 @@ use crate::timestamp::TimestampFormat;
 /// });
 /// ```
 pub fn layer() -> Layer {
-    Layer::new(io::stdout as fn() -> io::Stdout)
+    Layer::new(stdout_lock as fn() -> io::StdoutLock<'static>)
+}
+
+/// Standard output, locked for as long as one line takes to write: a line the terminal or pipe
+/// takes in several pieces is never mixed with another thread's.
+fn stdout_lock() -> io::StdoutLock<'static> {
+    io::stdout().lock()
 }
 
 /// A [`tracing_subscriber::Layer`] that writes every event as one line of JSON carrying the
 /// OpenTelemetry `traceId` and `spanId` of the event's span. Made by [`layer()`].
 ///
 /// `W` is the [`MakeWriter`] lines go to, changed with [`Layer::with_writer`].
-pub struct Layer<W = fn() -> io::Stdout> {
+pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     make_writer: W,
     schema: Schema,
     compiled: Compiled,

@@ -4,10 +4,10 @@
 //! complete; `Interrupted` is retried; `WouldBlock` before the line's first byte is waited out
 //! for at most [`WOULD_BLOCK_WAIT`], then the line is dropped whole; any other error before
 //! the first byte drops it at once. Once part of a line is written, every error is retried for
-//! up to [`FINISH_LINE_WAIT`] so that a passing failure never leaves half a line; a writer that
-//! stays broken for that long leaves the line cut, and the next line starts with a newline so
-//! that it stands on its own. A writer that made a line wait its whole time is not waited for
-//! again until a line gets through. Every line ends up counted as written or dropped, never
+//! up to [`FINISH_LINE_WAIT`] so that a passing failure or a slow reader never leaves half a
+//! line; a writer that stays broken for that long leaves the line cut, and the next line starts
+//! with a newline so that it stands on its own. A writer that kept a line waiting for its first
+//! byte the whole time is not waited for again (for a first byte) until a line gets through. Every line ends up counted as written or dropped, never
 //! both, never neither.
 
 use std::fmt;
@@ -203,17 +203,22 @@ impl Sharded {
 
 /// Writes `line` whole to `w`, counting it as written or dropped.
 pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, report: bool) {
-    // A writer that failed for a whole wait is not waited for again until a line gets through.
+    // A writer that kept a line waiting for its first byte the whole time is not waited for
+    // again until a line gets through. A line it has started taking is always given the time to
+    // finish: a slow reader gets whole lines.
     let stuck = counters.stuck.load(Ordering::Relaxed);
-    let (first_byte, rest) = if stuck {
-        (Duration::ZERO, Duration::ZERO)
+    let first_byte = if stuck {
+        Duration::ZERO
     } else {
-        (WOULD_BLOCK_WAIT, FINISH_LINE_WAIT)
+        WOULD_BLOCK_WAIT
     };
+    let rest = FINISH_LINE_WAIT;
     if counters.broken_line.load(Ordering::Relaxed) {
         // The last line was cut: end it, so that this one starts a line of its own.
         if let Err((err, _)) = write_whole(w, b"\n", first_byte, rest) {
-            counters.stuck.store(true, Ordering::Relaxed);
+            if err.kind() == io::ErrorKind::WouldBlock {
+                counters.stuck.store(true, Ordering::Relaxed);
+            }
             counters.dropped(Loss::Write(&err), report);
             return;
         }
@@ -230,7 +235,7 @@ pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, r
             if started {
                 counters.broken_line.store(true, Ordering::Relaxed);
             }
-            if !stuck && (started || err.kind() == io::ErrorKind::WouldBlock) {
+            if !started && err.kind() == io::ErrorKind::WouldBlock {
                 counters.stuck.store(true, Ordering::Relaxed);
             }
             counters.dropped(Loss::Write(&err), report);

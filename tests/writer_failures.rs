@@ -109,8 +109,80 @@ fn child_entry() {
             });
             print_stats(&stats);
         }
+        // Standard output is a non-blocking pipe read slowly; 3 threads log lines of 20 KB,
+        // which the pipe takes in pieces.
+        "stdout_slow_pipe" => {
+            let (mut reader, writer) = non_blocking_pipe();
+            io::stdout().flush().unwrap();
+            // SAFETY: as in "epipe": descriptors this process owns, stdout restored after.
+            let saved = unsafe { libc::dup(1) };
+            assert!(unsafe { libc::dup2(writer.as_raw_fd(), 1) } == 1);
+            drop(writer);
+            let drain = std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match reader.read(&mut chunk) {
+                        Ok(0) => return all,
+                        Ok(n) => all.extend_from_slice(&chunk[..n]),
+                        Err(e) => panic!("{e}"),
+                    }
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            });
+            let layer = traceline::layer().log_internal_errors(false);
+            let stats = layer.stats();
+            let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+            let threads: Vec<_> = (0..3)
+                .map(|t| {
+                    let dispatch = dispatch.clone();
+                    std::thread::spawn(move || {
+                        tracing::dispatcher::with_default(&dispatch, || {
+                            let pad = char::from(b'a' + t as u8).to_string().repeat(20_000);
+                            for i in 0..100u64 {
+                                info!(t, i, pad = pad.as_str(), "big line");
+                            }
+                        })
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            drop(dispatch);
+            assert!(unsafe { libc::dup2(saved, 1) } == 1);
+            let text = String::from_utf8(drain.join().unwrap()).unwrap();
+            let bad = text
+                .lines()
+                .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+                .count();
+            println!(
+                "STATS {} {} {} {} {}",
+                stats.lines_written(),
+                stats.lines_dropped(),
+                stats.write_errors(),
+                text.lines().count(),
+                bad
+            );
+        }
         other => panic!("unknown scenario {other}"),
     }
+}
+
+#[test]
+fn stdout_lines_taken_in_pieces_are_never_mixed_between_threads() {
+    let out = support::run(ENTRY, "stdout_slow_pipe", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stats = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("STATS "))
+        .unwrap_or_else(|| panic!("no STATS line: {stdout}"));
+    let n: Vec<u64> = stats.split(' ').map(|n| n.parse().unwrap()).collect();
+    let [written, dropped, _errors, lines, bad] = n[..] else {
+        panic!("{stats}")
+    };
+    assert_eq!(bad, 0, "{bad} mixed or cut lines out of {lines}");
+    assert_eq!(written + dropped, 300);
+    assert_eq!(lines, written);
+    assert!(written > 0);
 }
 
 fn assert_one_diagnostic(stderr: &str, reason: &str) {
@@ -186,6 +258,54 @@ fn would_block_drops_whole_lines_within_a_bound_and_never_splits_one() {
         assert!(last < Some(i), "out of order or repeated: {raw}");
         last = Some(i);
     }
+}
+
+#[test]
+fn a_slow_reader_gets_whole_lines_after_the_writer_was_stuck() {
+    let (mut reader, writer) = non_blocking_pipe();
+    // Filled to the brim with short lines (writes under PIPE_BUF are all or nothing): the first
+    // line logged waits for room in vain, is dropped, and the writer counts as stuck.
+    let mut filler = writer.try_clone().unwrap();
+    let mut fillers = 0;
+    while filler.write(b"{\"filler\":true}\n").is_ok() {
+        fillers += 1;
+    }
+    let layer = traceline::layer()
+        .with_writer(Mutex::new(writer))
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    // The reader starts late, then reads slowly: lines of 20 KB go in pieces and must still
+    // come out whole.
+    let drain = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => return all,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("{e}"),
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let pad = "p".repeat(20_000);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..400u64 {
+            info!(i, pad = pad.as_str(), "big line");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    drop(filler);
+    let text = String::from_utf8(drain.join().unwrap()).unwrap();
+    let lines = split_lines(&text);
+    for raw in &lines {
+        check_line(raw);
+    }
+    assert_eq!(lines.len() as u64, fillers + stats.lines_written());
+    assert_eq!(stats.lines_written() + stats.lines_dropped(), 400);
+    assert!(stats.lines_dropped() > 0, "the pipe never filled");
+    assert!(stats.lines_written() > 0);
 }
 
 /// Takes at most `chunk` bytes per call and answers every other call with `Interrupted`.

@@ -195,9 +195,10 @@ impl Writer {
     /// Builds the `MakeWriter`, counting into `stats`; the worker exists in non-blocking mode.
     pub(crate) fn build(self, stats: &Stats, report: bool) -> std::io::Result<Built> {
         if !self.non_blocking {
+            // Locked per line: a line the output takes in pieces is never mixed with another.
             let make = match self.target {
-                Target::Stdout => BoxMakeWriter::new(std::io::stdout),
-                Target::Stderr => BoxMakeWriter::new(std::io::stderr),
+                Target::Stdout => BoxMakeWriter::new(|| std::io::stdout().lock()),
+                Target::Stderr => BoxMakeWriter::new(|| std::io::stderr().lock()),
                 Target::File {
                     dir,
                     prefix,
