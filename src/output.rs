@@ -126,6 +126,9 @@ impl Counters {
                 Loss::Closed => {
                     "the non-blocking writer was shut down (the Guard was dropped)".to_string()
                 }
+                Loss::Abandoned => "the output was too slow to take the queued lines within \
+                     the Guard's shutdown timeout (Builder::shutdown_timeout)"
+                    .to_string(),
             };
             let msg = format!(
                 "traceline: log lines are being lost: {why}; {dropped} dropped so far, {} \
@@ -166,6 +169,9 @@ pub(crate) enum Loss<'a> {
     /// The non-blocking writer no longer runs.
     #[cfg_attr(not(feature = "install"), allow(dead_code))]
     Closed,
+    /// The non-blocking writer's shutdown ran out of time before the output took the line.
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    Abandoned,
 }
 
 fn epoch() -> Instant {

@@ -348,7 +348,10 @@ impl Builder {
         self
     }
 
-    /// How long [`Guard`] waits for the exporter when shutting down (default 5 s).
+    /// How long [`Guard`] waits for the exporter, and for a non-blocking writer's output to
+    /// take the lines still queued, when shutting down (default 5 s each). Lines the output has
+    /// not taken by then are counted as dropped ([`Guard::stats`]), so the counts are complete
+    /// once the guard is gone.
     ///
     /// ```
     /// let b = traceline::builder().shutdown_timeout(std::time::Duration::from_secs(2));

@@ -3,9 +3,9 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -231,9 +231,21 @@ impl Writer {
 struct Queue {
     tx: mpsc::SyncSender<Msg>,
     lossy: bool,
-    closed: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     stats: Stats,
     report: bool,
+}
+
+/// What the logging threads and the background writer share besides the channel.
+#[derive(Default)]
+struct Shared {
+    /// Set when the writer shuts down: lines are refused (and counted) from then on.
+    closed: AtomicBool,
+    /// Logging threads between their check of `closed` and the end of their send: the writer
+    /// waits for them before its last look at the queue, so that no line is left in it.
+    sending: AtomicUsize,
+    /// Set when the shutdown timeout ran out: queued lines are counted as dropped, not written.
+    abandoned: AtomicBool,
 }
 
 enum Msg {
@@ -250,25 +262,44 @@ impl Queue {
         report: bool,
     ) -> std::io::Result<(Queue, Worker)> {
         let (tx, rx) = mpsc::sync_channel::<Msg>(limit);
-        let closed = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
         let (done_tx, done) = mpsc::channel::<()>();
         let thread = {
             let stats = stats.clone();
-            let closed = closed.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("traceline-writer".into())
                 .spawn(move || {
                     let counters = stats.counters();
-                    while let Ok(Msg::Line(line)) = rx.recv() {
-                        output::write_line(&mut out, &line, counters, report);
-                    }
-                    // Shut down: later lines are refused (and counted); what is queued is
-                    // written.
-                    closed.store(true, Ordering::SeqCst);
-                    while let Ok(msg) = rx.try_recv() {
+                    let mut take = |msg: Msg| {
                         if let Msg::Line(line) = msg {
-                            output::write_line(&mut out, &line, counters, report);
+                            if shared.abandoned.load(Ordering::SeqCst) {
+                                counters.dropped(Loss::Abandoned, report);
+                            } else {
+                                output::write_line(&mut out, &line, counters, report);
+                            }
                         }
+                    };
+                    while let Ok(msg) = rx.recv() {
+                        if matches!(msg, Msg::Shutdown) {
+                            break;
+                        }
+                        take(msg);
+                    }
+                    // Shut down: later lines are refused (and counted); every line already
+                    // sent, or being sent, is written (or counted).
+                    shared.closed.store(true, Ordering::SeqCst);
+                    loop {
+                        while let Ok(msg) = rx.try_recv() {
+                            take(msg);
+                        }
+                        if shared.sending.load(Ordering::SeqCst) == 0 {
+                            while let Ok(msg) = rx.try_recv() {
+                                take(msg);
+                            }
+                            break;
+                        }
+                        std::thread::yield_now();
                     }
                     let _ = out.flush();
                     let _ = done_tx.send(());
@@ -277,7 +308,7 @@ impl Queue {
         let queue = Queue {
             tx: tx.clone(),
             lossy,
-            closed,
+            shared: shared.clone(),
             stats: stats.clone(),
             report,
         };
@@ -286,6 +317,7 @@ impl Queue {
             Worker {
                 tx,
                 done,
+                shared,
                 thread: Some(thread),
             },
         ))
@@ -307,19 +339,21 @@ impl Write for QueueWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let q = self.0;
         let counters = q.stats.counters();
-        if q.closed.load(Ordering::Relaxed) {
-            counters.dropped(Loss::Closed, q.report);
-            return Ok(buf.len());
-        }
-        let msg = Msg::Line(buf.to_vec());
-        let sent = if q.lossy {
-            q.tx.try_send(msg).map_err(|e| match e {
-                mpsc::TrySendError::Full(_) => Loss::QueueFull,
-                mpsc::TrySendError::Disconnected(_) => Loss::Closed,
-            })
+        q.shared.sending.fetch_add(1, Ordering::SeqCst);
+        let sent = if q.shared.closed.load(Ordering::SeqCst) {
+            Err(Loss::Closed)
         } else {
-            q.tx.send(msg).map_err(|_| Loss::Closed)
+            let msg = Msg::Line(buf.to_vec());
+            if q.lossy {
+                q.tx.try_send(msg).map_err(|e| match e {
+                    mpsc::TrySendError::Full(_) => Loss::QueueFull,
+                    mpsc::TrySendError::Disconnected(_) => Loss::Closed,
+                })
+            } else {
+                q.tx.send(msg).map_err(|_| Loss::Closed)
+            }
         };
+        q.shared.sending.fetch_sub(1, Ordering::SeqCst);
         if let Err(loss) = sent {
             counters.dropped(loss, q.report);
         }
@@ -334,32 +368,52 @@ impl Write for QueueWriter<'_> {
 /// Stops the background writer of a [`Queue`] once everything queued is written.
 pub(crate) struct Worker {
     tx: mpsc::SyncSender<Msg>,
+    shared: Arc<Shared>,
     done: mpsc::Receiver<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How long a shut-down writer that ran out of time is given to count what it could not write.
+const ABANDON_GRACE: Duration = Duration::from_secs(1);
+
 impl Worker {
-    /// Writes out what is queued and stops, waiting at most `timeout` for the output.
+    /// Writes out what is queued and stops, waiting at most `timeout` for the output. Lines the
+    /// output has not taken by then are counted as dropped, so that the counts are complete
+    /// when this returns (unless a single write of the output never returns).
     pub(crate) fn stop(mut self, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        // The queue may be full: the worker is draining it, unless the output is stuck.
+        let deadline = Instant::now() + timeout;
+        let sent = self.send_shutdown(deadline);
+        let finished = sent && self.wait(deadline);
+        if !finished {
+            self.shared.abandoned.store(true, Ordering::SeqCst);
+            let grace = Instant::now() + ABANDON_GRACE;
+            if !((sent || self.send_shutdown(grace)) && self.wait(grace)) {
+                return;
+            }
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Puts the shutdown message in the queue (which may be full: the worker is draining it).
+    fn send_shutdown(&self, deadline: Instant) -> bool {
         let mut msg = Msg::Shutdown;
         loop {
             match self.tx.try_send(msg) {
-                Ok(()) => break,
-                Err(mpsc::TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                Ok(()) => return true,
+                Err(mpsc::TrySendError::Full(m)) if Instant::now() < deadline => {
                     msg = m;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(_) => return,
+                Err(_) => return false,
             }
         }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if self.done.recv_timeout(left).is_ok() {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
+    }
+
+    fn wait(&self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.done.recv_timeout(left).is_ok()
     }
 }
 
@@ -400,4 +454,92 @@ impl std::io::Write for OwnedWriter {
 pub(crate) struct Built {
     pub(crate) make: BoxMakeWriter,
     pub(crate) worker: Option<Worker>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU64;
+
+    /// Collects what the worker writes, optionally slowly.
+    #[derive(Clone, Default)]
+    struct Sink {
+        out: Arc<Mutex<Vec<u8>>>,
+        delay: Duration,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(self.delay);
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_in(sink: &Sink) -> u64 {
+        sink.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64
+    }
+
+    #[test]
+    fn lines_logged_while_the_writer_shuts_down_are_all_counted() {
+        for lossy in [true, false] {
+            for _ in 0..60 {
+                let sink = Sink::default();
+                let stats = Stats::default();
+                let (queue, worker) =
+                    Queue::start(Box::new(sink.clone()), 4, lossy, &stats, false).unwrap();
+                let queue = Arc::new(queue);
+                let emitted = Arc::new(AtomicU64::new(0));
+                let stop = Arc::new(AtomicBool::new(false));
+                let threads: Vec<_> = (0..4)
+                    .map(|_| {
+                        let (queue, emitted, stop) = (queue.clone(), emitted.clone(), stop.clone());
+                        std::thread::spawn(move || {
+                            while !stop.load(Ordering::Relaxed) {
+                                let _ = queue.make_writer().write(b"{}\n");
+                                emitted.fetch_add(1, Ordering::Relaxed);
+                            }
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_micros(200));
+                worker.stop(Duration::from_secs(5));
+                stop.store(true, Ordering::Relaxed);
+                threads.into_iter().for_each(|t| t.join().unwrap());
+                let (written, dropped) = (stats.lines_written(), stats.lines_dropped());
+                assert_eq!(written + dropped, emitted.load(Ordering::Relaxed));
+                assert_eq!(lines_in(&sink), written);
+            }
+        }
+    }
+
+    #[test]
+    fn lines_the_output_is_too_slow_for_by_the_timeout_are_counted_as_dropped() {
+        let sink = Sink {
+            delay: Duration::from_millis(5),
+            ..Sink::default()
+        };
+        let stats = Stats::default();
+        let (queue, worker) =
+            Queue::start(Box::new(sink.clone()), 2000, true, &stats, false).unwrap();
+        for _ in 0..1000 {
+            queue.make_writer().write_all(b"{}\n").unwrap();
+        }
+        let start = Instant::now();
+        worker.stop(Duration::from_millis(200));
+        assert!(start.elapsed() < Duration::from_millis(200) + ABANDON_GRACE);
+        let (written, dropped) = (stats.lines_written(), stats.lines_dropped());
+        assert_eq!(written + dropped, 1000);
+        assert!(dropped > 500, "{written} written in 200 ms at 5 ms each?");
+        assert_eq!(lines_in(&sink), written);
+    }
 }
