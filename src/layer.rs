@@ -87,7 +87,8 @@ pub const DEFAULT_MAX_FIELD_LEN: usize = 64 * 1024;
 /// otherwise: 256 KiB, the line limit of Grafana Loki and of Google Cloud Logging entries.
 pub const DEFAULT_MAX_LINE_LEN: usize = 256 * 1024;
 
-/// The key a line cut at the line length limit gets, with the length it would have had.
+/// The key a line cut at the line length limit gets, with the length it would have had (behind
+/// the collision prefix, `fields.`, should a key of the schema have this name).
 pub const TRUNCATED_KEY: &str = "traceline.truncated";
 
 impl<W> Layer<W> {
@@ -341,7 +342,9 @@ impl<W> Layer<W> {
 
     /// Lines longer than `bytes` keep their timestamp, level, message, target, ids,
     /// correlation id, file, line, thread and static fields, lose their event and span fields,
-    /// and get the key [`TRUNCATED_KEY`] with the length the line would have had. Default
+    /// have their message shortened as far as the limit needs, and get the key
+    /// [`TRUNCATED_KEY`] with the length the line would have had. Only those kept keys
+    /// themselves (without the message) can make a line longer than the limit. Default
     /// [`DEFAULT_MAX_LINE_LEN`]; `usize::MAX` for no limit.
     ///
     /// ```
@@ -569,12 +572,14 @@ impl<W> Layer<W> {
         buf.extend_from_slice(&c.level[level_index(meta.level())]);
         // One pass over the event's values: the message goes into the line here, the other
         // fields into `fields`, copied in after the ids.
+        let mut message = None;
         {
             let mark = buf.len();
             if let Some(k) = &c.message {
                 buf.extend_from_slice(k);
                 buf.push(b'"');
             }
+            let body = buf.len();
             let mut v = EventVisitor {
                 buf: fields,
                 seen,
@@ -592,6 +597,7 @@ impl<W> Layer<W> {
             };
             event.record(&mut v);
             if v.message.is_some_and(|m| m.found) {
+                message = Some(body..buf.len());
                 buf.push(b'"');
             } else {
                 buf.truncate(mark);
@@ -717,12 +723,7 @@ impl<W> Layer<W> {
         }
 
         if buf.len() + 2 > self.max_line {
-            let whole = buf.len() + 2;
-            buf.truncate(core_end);
-            buf.extend_from_slice(b",\"");
-            buf.extend_from_slice(TRUNCATED_KEY.as_bytes());
-            buf.extend_from_slice(b"\":");
-            json::write_u64(buf, whole as u64);
+            self.cut_line(event, buf, core_end, message);
         }
         if buf.is_empty() {
             buf.push(b'{');
@@ -730,6 +731,45 @@ impl<W> Layer<W> {
             buf[0] = b'{';
         }
         buf.extend_from_slice(b"}\n");
+    }
+}
+
+impl<W> Layer<W> {
+    /// Cuts a line past the line length limit to its core keys (everything before
+    /// `core_end`), and its message (the body at `message`) as short as the limit needs.
+    #[cold]
+    fn cut_line(
+        &self,
+        event: &Event<'_>,
+        buf: &mut Vec<u8>,
+        core_end: usize,
+        message: Option<std::ops::Range<usize>>,
+    ) {
+        let whole = buf.len() + 2;
+        buf.truncate(core_end);
+        let mut marker = self.compiled.truncated.to_vec();
+        json::write_u64(&mut marker, whole as u64);
+        let fits = |len: usize| len + marker.len() + 2 <= self.max_line;
+        if let Some(body) = message.filter(|_| !fits(buf.len())) {
+            // Format the message again with less room, until the line fits or it is empty.
+            let over = buf.len() + marker.len() + 2 - self.max_line;
+            let mut max = body.len().saturating_sub(over + json::TRUNCATED.len());
+            let mut text = Vec::new();
+            loop {
+                text.clear();
+                event.record(&mut MessageVisitor {
+                    buf: &mut text,
+                    found: false,
+                    max,
+                });
+                if max == 0 || fits(buf.len() - body.len() + text.len()) {
+                    break;
+                }
+                max /= 2;
+            }
+            buf.splice(body, text);
+        }
+        buf.extend_from_slice(&marker);
     }
 }
 

@@ -757,6 +757,8 @@ pub(crate) fn same_key(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool
 /// Every fragment starts with `,`: the line's first comma is turned into `{` at the end.
 #[derive(Clone, Debug)]
 pub(crate) struct Compiled {
+    /// `,"traceline.truncated":` (behind the collision prefix if a schema key has that name).
+    pub(crate) truncated: Box<[u8]>,
     pub(crate) timestamp: Option<Box<[u8]>>,
     pub(crate) timestamp_format: TimestampFormat,
     /// `,"level":"INFO"` (and the severity number, if on), per level.
@@ -851,6 +853,12 @@ impl Schema {
                 reserved.add(name);
             }
         }
+        // The key of a line cut at the line length limit: never a key of the line's own.
+        let mut truncated = crate::layer::TRUNCATED_KEY.to_string();
+        while reserved.contains("", 0, &truncated) {
+            truncated.insert_str(0, &format!("{}.", self.names[Key::Fields as usize]));
+        }
+        reserved.add(&truncated);
         let mut static_fields = Vec::new();
         for (i, k) in [
             Key::ServiceName,
@@ -931,6 +939,7 @@ impl Schema {
             Reserved::default()
         };
         Compiled {
+            truncated: frag(&truncated),
             timestamp: on(Key::Timestamp),
             timestamp_format: self.timestamp,
             level,

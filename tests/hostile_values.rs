@@ -165,3 +165,79 @@ fn a_line_past_the_line_limit_keeps_its_core_keys_and_says_how_long_it_was() {
     assert!(!lines[1].has(traceline::TRUNCATED_KEY));
     assert_eq!(lines[1].str("span_field"), chunk);
 }
+
+#[test]
+fn a_long_message_is_shortened_until_the_line_fits_the_limit() {
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_max_line_len(1024);
+    let long = "m\"".repeat(25_000); // 50 KB, half of it escaped
+    with_default(tracing_subscriber::registry().with(layer), || {
+        info!(field = "x", "{long}");
+        info!(field = "x", message_str = 1, "short");
+    });
+    let text = cap.text();
+    let first = text.lines().next().unwrap();
+    assert!(first.len() < 1024, "{} bytes", first.len());
+    let lines = cap.lines();
+    let message = lines[0].str("message");
+    assert!(message.starts_with("m\"m\""), "{message}");
+    assert!(message.ends_with("…[truncated]"), "{message}");
+    assert!(!lines[0].has("field"));
+    let whole: usize = lines[0].num(traceline::TRUNCATED_KEY).parse().unwrap();
+    assert!(whole > 75_000, "{whole}");
+    assert_eq!(lines[1].str("message"), "short");
+}
+
+#[test]
+fn a_zero_line_limit_still_gives_valid_lines_with_the_core_keys() {
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_max_line_len(0).with_max_field_len(0);
+    with_default(tracing_subscriber::registry().with(layer), || {
+        info!(field = "value", "message");
+    });
+    let line = cap.only_line();
+    assert_eq!(line.str("level"), "INFO");
+    assert!(!line.has("field"));
+    assert!(line.has(traceline::TRUNCATED_KEY));
+}
+
+#[test]
+fn the_truncation_key_never_collides_with_a_field_or_a_schema_key() {
+    use traceline::{Key, Schema};
+    let key = traceline::TRUNCATED_KEY;
+    for schema in [
+        Schema::default(),
+        Schema::default().rename(Key::Target, key),
+        Schema::ecs(),
+    ] {
+        let (cap, layer) = capture_layer();
+        let layer = layer
+            .with_schema(schema.static_field(key, "static"))
+            .with_max_line_len(600);
+        with_default(tracing_subscriber::registry().with(layer), || {
+            let span = info_span!("s", traceline.truncated = "span field");
+            let _e = span.enter();
+            info!(traceline.truncated = "event field", "fits");
+            info!(
+                traceline.truncated = "event field",
+                pad = "p".repeat(1000).as_str(),
+                "cut"
+            );
+        });
+        // The strict parser rejects a key written twice.
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[1].keys().iter().any(|k| k.ends_with(key)),
+            "{:?}",
+            lines[1].keys()
+        );
+        let cut_marker = lines[1]
+            .keys()
+            .into_iter()
+            .filter(|k| k.ends_with(key))
+            .filter(|k| lines[1].get(k).and_then(|v| v.as_str()).is_none())
+            .count();
+        assert_eq!(cut_marker, 1, "{:?}", lines[1].keys());
+    }
+}

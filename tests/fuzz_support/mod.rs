@@ -374,6 +374,7 @@ pub fn name_pool() -> &'static [String] {
         }
         pool.extend(
             [
+                traceline::TRUNCATED_KEY,
                 "ecs.version",
                 "event.dataset",
                 "labels",
@@ -1314,6 +1315,8 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
             reserved.push(name);
         }
     }
+    // The key a line cut at the line length limit gets.
+    reserved.push(traceline::TRUNCATED_KEY.to_owned());
     reserved.extend(preset.static_fields().iter().map(|(k, _)| (*k).to_owned()));
     let (event_reserved, span_reserved) = if flat {
         (reserved.clone(), reserved)
