@@ -271,8 +271,9 @@ pub(crate) fn write_fmt_body(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fmt::write(&mut w, args)));
     let cut = w.cut;
     match result {
+        // Cut at the limit (whether or not the impl passed the error on).
+        Ok(_) if cut => out.extend_from_slice(TRUNCATED.as_bytes()),
         Ok(Ok(())) => {}
-        Ok(Err(_)) if cut => out.extend_from_slice(TRUNCATED.as_bytes()),
         Ok(Err(_)) => {
             // A Debug impl that fails must not leave half a value: replace it.
             out.truncate(start);
@@ -802,5 +803,22 @@ mod tests {
             &[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xff, 0x00],
         );
         assert_eq!(out, b"0123456789abcdefff00");
+    }
+
+    #[test]
+    fn a_value_that_ignores_the_limit_is_still_marked_cut() {
+        struct Stubborn;
+        impl fmt::Display for Stubborn {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for _ in 0..10 {
+                    let _ = f.write_str("abcdefghij");
+                }
+                Ok(())
+            }
+        }
+        let mut out = Vec::new();
+        write_display(&mut out, &Stubborn, 15);
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, format!("abcdefghijabcde{TRUNCATED}"));
     }
 }

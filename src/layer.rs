@@ -907,17 +907,26 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn write(&self, event: &Event<'_>, line: &[u8]) {
-        let mut writer = self.make_writer.make_writer_for(event.metadata());
-        if self.counting {
-            output::write_line(
-                &mut writer,
-                line,
-                self.stats.counters(),
-                self.log_internal_errors,
-            );
-        } else {
-            // A queue: it takes every line and counts it itself.
-            let _ = writer.write_all(line);
+        // A writer that panics loses its line, counted, not the program.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut writer = self.make_writer.make_writer_for(event.metadata());
+            if self.counting {
+                output::write_line(
+                    &mut writer,
+                    line,
+                    self.stats.counters(),
+                    self.log_internal_errors,
+                );
+            } else {
+                // A queue: it takes every line and counts it itself.
+                let _ = writer.write_all(line);
+            }
+        }));
+        if written.is_err() {
+            let err = io::Error::other("the writer panicked");
+            self.stats
+                .counters()
+                .dropped(output::Loss::Write(&err), self.log_internal_errors);
         }
     }
 }

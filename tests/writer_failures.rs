@@ -465,3 +465,47 @@ fn a_line_cut_by_a_lasting_failure_does_not_swallow_the_next_one() {
         (2, 1, 1)
     );
 }
+
+/// Panics on every other line.
+#[derive(Clone, Default)]
+struct Panicky {
+    out: Capture,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl io::Write for Panicky {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call % 2 == 1 {
+            panic!("the writer panics on purpose");
+        }
+        self.out.make_writer().write_all(data)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_writer_loses_its_lines_counted_not_the_program() {
+    let writer = Panicky::default();
+    let w = writer.clone();
+    let layer = traceline::layer()
+        .with_writer(move || w.clone())
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || log_lines(10));
+    let lines = writer.out.lines();
+    let seen: Vec<&str> = lines.iter().map(|l| l.num("i")).collect();
+    assert_eq!(seen, ["0", "2", "4", "6", "8"]);
+    assert_eq!(
+        (
+            stats.lines_written(),
+            stats.lines_dropped(),
+            stats.write_errors()
+        ),
+        (5, 5, 5)
+    );
+}
