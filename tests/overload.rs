@@ -58,19 +58,29 @@ fn child_entry() {
     };
     let writer = Writer::custom(|| Slow).queue_limit(64);
     let (writer, per_thread) = match scenario.as_str() {
-        "drop_when_full" => (writer, PER_THREAD),
+        "drop_when_full" | "warn_line" => (writer, PER_THREAD),
         "wait_when_full" => (writer.wait_when_full(), PER_THREAD / 4),
         other => panic!("unknown scenario {other}"),
     };
+    // The WARN lines about dropped lines would be lines of their own: counted apart, except
+    // where they are what is tested.
+    let filter = if scenario == "warn_line" {
+        "info"
+    } else {
+        "info,traceline::install=off"
+    };
     let guard = traceline::builder()
         .sdk_disabled(true)
-        // The WARN lines about dropped lines would be lines of their own: counted apart.
-        .filter("info,traceline::install=off")
+        .filter(filter)
         .writer(writer)
         .try_init()
         .unwrap();
     let stats = guard.stats();
     let slowest = log_from_threads(per_thread);
+    if scenario == "warn_line" {
+        // Room in the queue again for the WARN line written when the guard goes.
+        std::thread::sleep(Duration::from_millis(300));
+    }
     guard.shutdown().unwrap();
     eprintln!(
         "RESULT {} {} {} {} {}",
@@ -118,4 +128,35 @@ fn wait_when_full_loses_nothing() {
     let ([emitted, written, dropped, errors, _], lines) = run("wait_when_full");
     assert_eq!((written, dropped, errors), (emitted, 0, 0));
     assert_eq!(lines.len() as u64, emitted);
+}
+
+#[test]
+fn dropped_lines_are_reported_in_a_warn_line() {
+    let ([_, _, dropped, _, _], lines) = run("warn_line");
+    assert!(dropped > 0);
+    let warns: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["target"] == "traceline::install")
+        .collect();
+    assert!(!warns.is_empty(), "no WARN line about dropped lines");
+    let total = warns.last().unwrap()["dropped_lines_total"]
+        .as_u64()
+        .unwrap();
+    let reported: u64 = warns
+        .iter()
+        .map(|w| w["dropped_lines"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reported, total);
+    assert!(
+        total > 0 && total <= dropped,
+        "{total} reported, {dropped} dropped"
+    );
+    assert!(
+        warns[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("queue_limit"),
+        "{}",
+        warns[0]
+    );
 }
