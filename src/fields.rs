@@ -398,6 +398,8 @@ impl CallsiteKeys {
 pub(crate) struct EventVisitor<'a> {
     pub(crate) buf: &'a mut Vec<u8>,
     pub(crate) seen: &'a mut Vec<(Depth, &'static str)>,
+    /// Whether the keys written go into `seen` (needed when span fields may be shadowed).
+    pub(crate) track: bool,
     pub(crate) c: &'a Compiled,
     /// Fields of events bridged from the `log` crate that repeat the metadata.
     pub(crate) skip_log_fields: bool,
@@ -438,7 +440,9 @@ impl EventVisitor<'_> {
         if i < CACHED_FIELDS {
             let keys = self.keys;
             let (key, depth) = keys.key(i);
-            self.seen.push((depth, name));
+            if self.track {
+                self.seen.push((depth, name));
+            }
             self.buf.extend_from_slice(key);
             if keys.denied & (1 << i) != 0 {
                 json::write_str(self.buf, REDACTED);

@@ -572,6 +572,24 @@ impl<W> Layer<W> {
         buf.extend_from_slice(&c.level[level_index(meta.level())]);
         // One pass over the event's values: the message goes into the line here, the other
         // fields into `fields`, copied in after the ids.
+        // The event's own span. A per-layer filter may hide it (and its ancestors) from this
+        // layer, but the ids must still be its own; its fields come from the nearest span this
+        // layer sees.
+        let own = if event.is_root() {
+            None
+        } else if event.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            event.parent().cloned()
+        };
+        let leaf = own
+            .as_ref()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.event_span(event));
+        // Which keys the event's fields took matters only for span fields they shadow (and for
+        // fields past the cached ones).
+        let track = (leaf.is_some() && c.layout == FieldLayout::Flatten)
+            || event.metadata().fields().len() > crate::fields::CACHED_FIELDS;
         let mut message = None;
         {
             let mark = buf.len();
@@ -583,6 +601,7 @@ impl<W> Layer<W> {
             let mut v = EventVisitor {
                 buf: fields,
                 seen,
+                track,
                 c,
                 skip_log_fields: from_log,
                 flat_error_used: false,
@@ -608,20 +627,6 @@ impl<W> Layer<W> {
             json::write_str(buf, meta.target());
         }
 
-        // The event's own span. A per-layer filter may hide it (and its ancestors) from this
-        // layer, but the ids must still be its own; its fields come from the nearest span this
-        // layer sees.
-        let own = if event.is_root() {
-            None
-        } else if event.is_contextual() {
-            ctx.current_span().id().cloned()
-        } else {
-            event.parent().cloned()
-        };
-        let leaf = own
-            .as_ref()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.event_span(event));
         let ids = match (&leaf, own) {
             (Some(l), Some(id)) if l.id() != id => self.uncached_ids(&id),
             (Some(l), _) => self.ids(l),
