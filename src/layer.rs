@@ -422,6 +422,31 @@ impl SpanScratch {
             entries: Vec::new(),
         }
     }
+
+    /// A visitor recording values into this scratch (no lock held while it runs).
+    fn visitor<'a>(
+        &'a mut self,
+        correlation: &'a mut Option<std::sync::Arc<[u8]>>,
+        redaction: &'a Redaction,
+        max: usize,
+    ) -> SpanVisitor<'a> {
+        SpanVisitor {
+            values: &mut self.values,
+            raw: &mut self.raw,
+            correlation,
+            redaction,
+            max,
+        }
+    }
+
+    /// Adds the values recorded here to `data`'s fragments.
+    fn store(&mut self, data: &mut SpanData, c: &Compiled) {
+        self.buf.extend_from_slice(data.buf.as_slice());
+        self.entries.extend_from_slice(data.entries.as_slice());
+        merge(&mut self.buf, &mut self.entries, &self.values, &self.raw, c);
+        data.buf.set(&self.buf);
+        data.entries.set(&self.entries);
+    }
 }
 
 /// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
@@ -825,22 +850,12 @@ where
         let mut data = SpanData::default();
         if !attrs.metadata().fields().is_empty() {
             with_span_scratch(|s| {
-                attrs.record(&mut SpanVisitor {
-                    values: &mut s.values,
-                    raw: &mut s.raw,
-                    correlation: &mut data.correlation,
-                    redaction: &self.redaction,
-                    max: self.max_field,
-                });
-                merge(
-                    &mut s.buf,
-                    &mut s.entries,
-                    &s.values,
-                    &s.raw,
-                    &self.compiled,
-                );
-                data.buf.set(&s.buf);
-                data.entries.set(&s.entries);
+                attrs.record(&mut s.visitor(
+                    &mut data.correlation,
+                    &self.redaction,
+                    self.max_field,
+                ));
+                s.store(&mut data, &self.compiled);
             });
         }
         if let Some(parent) = span.parent() {
@@ -863,28 +878,12 @@ where
             // The values are formatted before the span's extensions are locked: a `Debug` impl
             // that logs inside this span must not wait for a lock held here.
             let mut correlation = None;
-            values.record(&mut SpanVisitor {
-                values: &mut s.values,
-                raw: &mut s.raw,
-                correlation: &mut correlation,
-                redaction: &self.redaction,
-                max: self.max_field,
-            });
+            values.record(&mut s.visitor(&mut correlation, &self.redaction, self.max_field));
             let mut ext = span.extensions_mut();
             let Some(data) = ext.get_mut::<SpanData>() else {
                 return;
             };
-            s.buf.extend_from_slice(data.buf.as_slice());
-            s.entries.extend_from_slice(data.entries.as_slice());
-            merge(
-                &mut s.buf,
-                &mut s.entries,
-                &s.values,
-                &s.raw,
-                &self.compiled,
-            );
-            data.buf.set(&s.buf);
-            data.entries.set(&s.entries);
+            s.store(data, &self.compiled);
             if correlation.is_some() {
                 data.correlation = correlation;
             }

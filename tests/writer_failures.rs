@@ -112,24 +112,13 @@ fn child_entry() {
         // Standard output is a non-blocking pipe read slowly; 3 threads log lines of 20 KB,
         // which the pipe takes in pieces.
         "stdout_slow_pipe" => {
-            let (mut reader, writer) = non_blocking_pipe();
+            let (reader, writer) = non_blocking_pipe();
             io::stdout().flush().unwrap();
             // SAFETY: as in "epipe": descriptors this process owns, stdout restored after.
             let saved = unsafe { libc::dup(1) };
             assert!(unsafe { libc::dup2(writer.as_raw_fd(), 1) } == 1);
             drop(writer);
-            let drain = std::thread::spawn(move || {
-                let mut all = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    match reader.read(&mut chunk) {
-                        Ok(0) => return all,
-                        Ok(n) => all.extend_from_slice(&chunk[..n]),
-                        Err(e) => panic!("{e}"),
-                    }
-                    std::thread::sleep(Duration::from_micros(300));
-                }
-            });
+            let drain = slow_reader(reader, Duration::ZERO, Duration::from_micros(300));
             let layer = traceline::layer().log_internal_errors(false);
             let stats = layer.stats();
             let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
@@ -215,6 +204,28 @@ fn diagnostic_can_be_switched_off_counts_stay() {
     assert!(!stderr.contains("traceline:"), "{stderr}");
 }
 
+/// Reads `reader` to its end on a thread of its own, starting after `wait` and pausing `pause`
+/// after each read of at most 4 KiB: a slow consumer of a pipe.
+fn slow_reader(
+    mut reader: io::PipeReader,
+    wait: Duration,
+    pause: Duration,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        std::thread::sleep(wait);
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => return all,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("{e}"),
+            }
+            std::thread::sleep(pause);
+        }
+    })
+}
+
 /// A non-blocking pipe: writes fail with `WouldBlock` once its buffer is full.
 fn non_blocking_pipe() -> (io::PipeReader, io::PipeWriter) {
     let (reader, writer) = io::pipe().unwrap();
@@ -262,7 +273,7 @@ fn would_block_drops_whole_lines_within_a_bound_and_never_splits_one() {
 
 #[test]
 fn a_slow_reader_gets_whole_lines_after_the_writer_was_stuck() {
-    let (mut reader, writer) = non_blocking_pipe();
+    let (reader, writer) = non_blocking_pipe();
     // Filled to the brim with short lines (writes under PIPE_BUF are all or nothing): the first
     // line logged waits for room in vain, is dropped, and the writer counts as stuck.
     let mut filler = writer.try_clone().unwrap();
@@ -276,19 +287,11 @@ fn a_slow_reader_gets_whole_lines_after_the_writer_was_stuck() {
     let stats = layer.stats();
     // The reader starts late, then reads slowly: lines of 20 KB go in pieces and must still
     // come out whole.
-    let drain = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        let mut all = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match reader.read(&mut chunk) {
-                Ok(0) => return all,
-                Ok(n) => all.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("{e}"),
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    });
+    let drain = slow_reader(
+        reader,
+        Duration::from_millis(200),
+        Duration::from_micros(200),
+    );
     let pad = "p".repeat(20_000);
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for i in 0..400u64 {
