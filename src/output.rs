@@ -99,8 +99,8 @@ pub(crate) struct Counters {
     quiet_until: AtomicU64,
     /// The last write stopped inside a line: the next line starts with a newline.
     broken_line: AtomicBool,
-    /// The last line was dropped after waiting out `WouldBlock`: until a line gets through,
-    /// lines do not wait again.
+    /// A line was dropped after waiting out `WouldBlock` for its first byte: until a line
+    /// gets through, lines do not wait for their first byte again.
     stuck: AtomicBool,
 }
 
