@@ -492,15 +492,22 @@ impl<W> Layer<W> {
                 return ids;
             }
         }
-        // A span the OpenTelemetry layer does not know (filtered out of it, like the
-        // correlation scope) logs with the ids of its nearest ancestor that has some.
-        let ids = self
-            .uncached_ids(&span.id())
-            .or_else(|| span.parent().and_then(|p| self.ids(&p)));
+        let ids = self.look_up_ids(span);
         if let Some(data) = span.extensions().get::<SpanData>() {
             data.ids.set(ids);
         }
         ids
+    }
+
+    /// The ids of `span` as the OpenTelemetry layer has them, not cached. A span that layer
+    /// does not know (filtered out of it, like the correlation scope) logs with the ids of its
+    /// nearest ancestor that has some.
+    fn look_up_ids<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        self.uncached_ids(&span.id())
+            .or_else(|| span.parent().and_then(|p| self.ids(&p)))
     }
 
     /// The cached keys of `meta`'s fields, built on the callsite's first event.
@@ -652,9 +659,30 @@ impl<W> Layer<W> {
             json::write_str(buf, meta.target());
         }
 
+        // The leaf's extensions, locked once for its cached ids, its correlation id and its
+        // fields (a lookup that asks the OpenTelemetry layer runs without the lock).
+        let mut leaf_ext = None;
         let ids = match (&leaf, own) {
             (Some(l), Some(id)) if l.id() != id => self.uncached_ids(&id),
-            (Some(l), _) => self.ids(l),
+            (Some(l), _) => {
+                let ext = l.extensions();
+                match ext.get::<SpanData>().and_then(|d| d.ids.get()) {
+                    Some(ids) => {
+                        leaf_ext = Some(ext);
+                        ids
+                    }
+                    None => {
+                        drop(ext);
+                        let ids = self.look_up_ids(l);
+                        let ext = l.extensions();
+                        if let Some(data) = ext.get::<SpanData>() {
+                            data.ids.set(ids);
+                        }
+                        leaf_ext = Some(ext);
+                        ids
+                    }
+                }
+            }
             (None, Some(id)) => self.uncached_ids(&id),
             (None, None) => None,
         };
@@ -662,7 +690,7 @@ impl<W> Layer<W> {
             self.write_ids(buf, &ids);
         }
         if let Some(leaf) = &leaf {
-            let ext = leaf.extensions();
+            let ext = leaf_ext.take().unwrap_or_else(|| leaf.extensions());
             if let Some(data) = ext.get::<SpanData>() {
                 if let (Some(k), Some(v)) = (&c.correlation_id, &data.correlation) {
                     buf.extend_from_slice(k);
@@ -679,6 +707,8 @@ impl<W> Layer<W> {
                 }
             }
         }
+
+        drop(leaf_ext);
 
         if let Some(k) = &c.file {
             if let Some(file) = meta.file() {
