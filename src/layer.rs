@@ -11,7 +11,7 @@ use tracing_core::{Dispatch, Event, Level, Subscriber, span};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::fields::{
     CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanVisitor, merge,
@@ -690,25 +690,27 @@ impl<W> Layer<W> {
             self.write_ids(buf, &ids);
         }
         if let Some(leaf) = &leaf {
-            let ext = leaf_ext.take().unwrap_or_else(|| leaf.extensions());
+            let ext = leaf_ext.get_or_insert_with(|| leaf.extensions());
+            let mut root = None;
             if let Some(data) = ext.get::<SpanData>() {
                 if let (Some(k), Some(v)) = (&c.correlation_id, &data.correlation) {
                     buf.extend_from_slice(k);
                     buf.extend_from_slice(v);
                 }
-                if let (Some(k), Some(root)) = (&c.transaction_id, &data.root) {
-                    let root = root.clone();
-                    drop(ext);
-                    if let Some(ids) = ctx.span(&root).and_then(|r| self.ids(&r)) {
-                        buf.extend_from_slice(k);
-                        json::write_hex(buf, &ids.span_id);
-                        buf.push(b'"');
-                    }
+                if c.transaction_id.is_some() {
+                    root = data.root.clone();
+                }
+            }
+            if let (Some(k), Some(root)) = (&c.transaction_id, root) {
+                // The root may be the leaf itself: its lock is not held while its ids are read.
+                drop(leaf_ext.take());
+                if let Some(ids) = ctx.span(&root).and_then(|r| self.ids(&r)) {
+                    buf.extend_from_slice(k);
+                    json::write_hex(buf, &ids.span_id);
+                    buf.push(b'"');
                 }
             }
         }
-
-        drop(leaf_ext);
 
         if let Some(k) = &c.file {
             if let Some(file) = meta.file() {
@@ -740,9 +742,8 @@ impl<W> Layer<W> {
         match c.layout {
             FieldLayout::Flatten => {
                 buf.extend_from_slice(fields);
-                let mut span = leaf;
-                while let Some(s) = span {
-                    if let Some(data) = s.extensions().get::<SpanData>() {
+                let mut add = |ext: &Extensions<'_>| {
+                    if let Some(data) = ext.get::<SpanData>() {
                         for e in data.entries.as_slice() {
                             let key = (e.depth, e.name);
                             if seen
@@ -755,10 +756,19 @@ impl<W> Layer<W> {
                             buf.extend_from_slice(e.fragment(data.buf.as_slice()));
                         }
                     }
-                    span = s.parent();
+                };
+                if let Some(leaf) = &leaf {
+                    add(leaf_ext.get_or_insert_with(|| leaf.extensions()));
+                    drop(leaf_ext.take());
+                    let mut span = leaf.parent();
+                    while let Some(s) = span {
+                        add(&s.extensions());
+                        span = s.parent();
+                    }
                 }
             }
             FieldLayout::Nested => {
+                drop(leaf_ext.take());
                 let mark = buf.len();
                 buf.extend_from_slice(&c.fields_key);
                 let start = buf.len();
