@@ -204,6 +204,16 @@ fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
     out.extend_from_slice(&bytes[start.min(len)..]);
 }
 
+/// Pieces up to this long are checked a byte at a time (see [`is_clean`]).
+const SHORT: usize = 16;
+
+/// Whether a short piece needs no escaping. For the short pieces `Debug` impls write, a table
+/// lookup per byte beats setting up word-at-a-time checks.
+#[inline(always)]
+fn is_clean(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| ESCAPE[b as usize] == __)
+}
+
 /// A [`fmt::Write`] that escapes everything written through it into a JSON string body.
 ///
 /// `Debug` and `Display` output goes straight into the line, with no `String` in between.
@@ -220,10 +230,8 @@ impl fmt::Write for Escaper<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        if bytes.len() <= 16 {
-            // The short pieces `Debug` impls write: a table lookup per byte beats setting up
-            // word-at-a-time checks.
-            if bytes.iter().all(|&b| ESCAPE[b as usize] == __) {
+        if bytes.len() <= SHORT {
+            if is_clean(bytes) {
                 self.0.extend_from_slice(bytes);
             } else {
                 escape_from(self.0, bytes, 0);
@@ -301,12 +309,8 @@ impl fmt::Write for Bounded<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        // The short clean pieces `Debug` impls write, with room left: copied with no call.
-        if bytes.len() <= 16
-            && bytes.len() <= self.left
-            && self.out.capacity() - self.out.len() >= 16
-            && bytes.iter().all(|&b| ESCAPE[b as usize] == __)
-        {
+        // The short clean pieces `Debug` impls write, with room left: copied at once.
+        if bytes.len() <= SHORT && bytes.len() <= self.left && is_clean(bytes) {
             self.left -= bytes.len();
             self.out.extend_from_slice(bytes);
             return Ok(());

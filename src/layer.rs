@@ -487,27 +487,30 @@ impl<W> Layer<W> {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        if let Some(data) = span.extensions().get::<SpanData>() {
-            if let Some(ids) = data.ids.get() {
-                return ids;
-            }
-        }
-        let ids = self.look_up_ids(span);
-        if let Some(data) = span.extensions().get::<SpanData>() {
-            data.ids.set(ids);
-        }
-        ids
+        self.ids_and_extensions(span).0
     }
 
-    /// The ids of `span` as the OpenTelemetry layer has them, not cached. A span that layer
-    /// does not know (filtered out of it, like the correlation scope) logs with the ids of its
-    /// nearest ancestor that has some.
-    fn look_up_ids<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
+    /// The ids of `span` (cached in its [`SpanData`] after the first lookup), and its
+    /// extensions, still locked for the caller's further reads. The OpenTelemetry layer is
+    /// asked without the lock held; a span it does not know (filtered out of it, like the
+    /// correlation scope) logs with the ids of its nearest ancestor that has some.
+    fn ids_and_extensions<'s, S>(&self, span: &'s SpanRef<'_, S>) -> (Option<Ids>, Extensions<'s>)
     where
         S: for<'a> LookupSpan<'a>,
     {
-        self.uncached_ids(&span.id())
-            .or_else(|| span.parent().and_then(|p| self.ids(&p)))
+        let ext = span.extensions();
+        if let Some(ids) = ext.get::<SpanData>().and_then(|d| d.ids.get()) {
+            return (ids, ext);
+        }
+        drop(ext);
+        let ids = self
+            .uncached_ids(&span.id())
+            .or_else(|| span.parent().and_then(|p| self.ids(&p)));
+        let ext = span.extensions();
+        if let Some(data) = ext.get::<SpanData>() {
+            data.ids.set(ids);
+        }
+        (ids, ext)
     }
 
     /// The cached keys of `meta`'s fields, built on the callsite's first event.
@@ -665,23 +668,9 @@ impl<W> Layer<W> {
         let ids = match (&leaf, own) {
             (Some(l), Some(id)) if l.id() != id => self.uncached_ids(&id),
             (Some(l), _) => {
-                let ext = l.extensions();
-                match ext.get::<SpanData>().and_then(|d| d.ids.get()) {
-                    Some(ids) => {
-                        leaf_ext = Some(ext);
-                        ids
-                    }
-                    None => {
-                        drop(ext);
-                        let ids = self.look_up_ids(l);
-                        let ext = l.extensions();
-                        if let Some(data) = ext.get::<SpanData>() {
-                            data.ids.set(ids);
-                        }
-                        leaf_ext = Some(ext);
-                        ids
-                    }
-                }
+                let (ids, ext) = self.ids_and_extensions(l);
+                leaf_ext = Some(ext);
+                ids
             }
             (None, Some(id)) => self.uncached_ids(&id),
             (None, None) => None,

@@ -218,10 +218,9 @@ pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, r
     } else {
         WOULD_BLOCK_WAIT
     };
-    let rest = FINISH_LINE_WAIT;
     if counters.broken_line.load(Ordering::Relaxed) {
         // The last line was cut: end it, so that this one starts a line of its own.
-        if let Err((err, _)) = write_whole(w, b"\n", first_byte, rest) {
+        if let Err((err, _)) = write_whole(w, b"\n", first_byte) {
             if err.kind() == io::ErrorKind::WouldBlock {
                 counters.stuck.store(true, Ordering::Relaxed);
             }
@@ -230,7 +229,7 @@ pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, r
         }
         counters.broken_line.store(false, Ordering::Relaxed);
     }
-    match write_whole(w, line, first_byte, rest) {
+    match write_whole(w, line, first_byte) {
         Ok(()) => {
             if stuck {
                 counters.stuck.store(false, Ordering::Relaxed);
@@ -251,13 +250,12 @@ pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, r
 
 /// Writes all of `line`. Before its first byte is taken, `WouldBlock` is waited out for up to
 /// `first_byte` and other errors drop the line whole; once part of it is written, every error
-/// but the last is retried for up to `rest`, so that a line is never left cut by a passing
+/// is retried for up to [`FINISH_LINE_WAIT`], so that a line is never left cut by a passing
 /// failure. On error, also says whether part of the line was written.
 fn write_whole(
     w: &mut impl Write,
     line: &[u8],
     first_byte: Duration,
-    rest: Duration,
 ) -> Result<(), (io::Error, bool)> {
     let mut left = line;
     let mut failing_since: Option<Instant> = None;
@@ -274,7 +272,7 @@ fn write_whole(
             Err(err) => err,
         };
         let limit = match (started, err.kind()) {
-            (true, _) => rest,
+            (true, _) => FINISH_LINE_WAIT,
             (false, io::ErrorKind::WouldBlock) => first_byte,
             (false, _) => return Err((err, false)),
         };

@@ -377,9 +377,11 @@ fn display_value_that_logs_under_the_global_subscriber_writes_both_lines_whole()
     assert_nested_then_outer(&lines, "from inside Display", "display text");
 }
 
-#[test]
-fn span_field_whose_debug_logs_under_the_global_subscriber_writes_every_line_whole() {
-    let out = run_bounded("span_field", &[]);
+/// Runs a child scenario whose span field's `Debug` logs, and returns its outer line and its
+/// nested lines after checking there is one nested line per time the value was formatted (the
+/// child prints that count), then the outer line with the value.
+fn span_field_lines(scenario: &str) -> (Json, Vec<Json>) {
+    let out = run_bounded(scenario, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     let formatted: usize = text
         .lines()
@@ -388,45 +390,32 @@ fn span_field_whose_debug_logs_under_the_global_subscriber_writes_every_line_who
         .parse()
         .unwrap();
     let lines = child_lines(&out.stdout);
-    let own = own_lines(&lines);
+    let mut own: Vec<Json> = own_lines(&lines).into_iter().cloned().collect();
     assert!(formatted >= 1);
     assert_eq!(
         own.len(),
         formatted + 1,
         "one line per nested event: {own:?}"
     );
-    let (outer, nested) = own.split_last().unwrap();
-    assert_eq!(message(outer), "outer");
+    let outer = own.pop().unwrap();
+    assert_eq!(message(&outer), "outer");
     assert_eq!(outer.str("value"), "debug text");
-    assert!(outer.has("traceId"));
-    for n in nested {
+    for n in &own {
         assert_eq!(message(n), "from inside Debug");
     }
+    (outer, own)
+}
+
+#[test]
+fn span_field_whose_debug_logs_under_the_global_subscriber_writes_every_line_whole() {
+    let (outer, _) = span_field_lines("span_field");
+    assert!(outer.has("traceId"));
 }
 
 #[test]
 fn span_record_whose_debug_logs_in_that_span_under_the_global_subscriber_does_not_deadlock() {
-    let out = run_bounded("span_record", &[]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let formatted: usize = text
-        .lines()
-        .find_map(|l| l.strip_prefix("formatted "))
-        .expect("the child's count")
-        .parse()
-        .unwrap();
-    let lines = child_lines(&out.stdout);
-    let own = own_lines(&lines);
-    assert!(formatted >= 1);
-    assert_eq!(
-        own.len(),
-        formatted + 1,
-        "one line per nested event: {own:?}"
-    );
-    let (outer, nested) = own.split_last().unwrap();
-    assert_eq!(message(outer), "outer");
-    assert_eq!(outer.str("value"), "debug text");
-    for n in nested {
-        assert_eq!(message(n), "from inside Debug");
+    let (outer, nested) = span_field_lines("span_record");
+    for n in &nested {
         assert_eq!(
             n.str("spanId"),
             outer.str("spanId"),

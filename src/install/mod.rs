@@ -620,7 +620,7 @@ impl Plan {
 
         let stats = crate::Stats::default();
         let non_blocking = self.writer.is_non_blocking();
-        let built = match self.writer.build(&stats, true) {
+        let built = match self.writer.build(&stats) {
             Ok(b) => b,
             Err(err) => {
                 if let Some(rt) = runtime.take() {

@@ -193,7 +193,7 @@ impl Writer {
     }
 
     /// Builds the `MakeWriter`, counting into `stats`; the worker exists in non-blocking mode.
-    pub(crate) fn build(self, stats: &Stats, report: bool) -> std::io::Result<Built> {
+    pub(crate) fn build(self, stats: &Stats) -> std::io::Result<Built> {
         if !self.non_blocking {
             // Locked per line: a line the output takes in pieces is never mixed with another.
             let make = match self.target {
@@ -218,7 +218,7 @@ impl Writer {
             } => Box::new(appender(dir, prefix, rotation)?),
             Target::Custom(m) => Box::new(OwnedWriter(m)),
         };
-        let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, report)?;
+        let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, true)?;
         Ok(Built {
             make: BoxMakeWriter::new(queue),
             worker: Some(worker),
