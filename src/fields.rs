@@ -168,6 +168,9 @@ pub(crate) struct SpanVisitor<'a> {
     pub(crate) redaction: &'a Redaction,
     /// The field length limit, in bytes of text.
     pub(crate) max: usize,
+    /// For a new span whose callsite's keys need no collision prefix: each value is written
+    /// behind its key, so `values` and `raw` are the span's fragments as they are.
+    pub(crate) keys: Option<&'a SpanKeys>,
 }
 
 impl SpanVisitor<'_> {
@@ -180,6 +183,9 @@ impl SpanVisitor<'_> {
             return;
         }
         let start = self.values.len() as u32;
+        if let Some(keys) = self.keys {
+            self.values.extend_from_slice(keys.key(field.index()));
+        }
         if self.redaction.is_denied(name) {
             json::write_str(self.values, REDACTED);
         } else {
@@ -191,6 +197,63 @@ impl SpanVisitor<'_> {
             start,
             end: self.values.len() as u32,
         });
+    }
+}
+
+/// The keys of a span callsite's fields, for recording a new span's fields straight into
+/// keyed fragments. Only built for callsites where no field needs the collision prefix: then
+/// every field's key is `,"name":` whichever of them are recorded, the same as [`merge`] gives.
+#[derive(Debug)]
+pub(crate) struct SpanKeys {
+    pub(crate) addr: usize,
+    pub(crate) layer: u64,
+    /// `,"key":` of each field, back to back; `None` when some key needs a prefix.
+    keys: Option<(Vec<u8>, Vec<u32>)>,
+}
+
+impl SpanKeys {
+    pub(crate) fn build(
+        meta: &'static tracing_core::Metadata<'static>,
+        layer: u64,
+        c: &Compiled,
+    ) -> Self {
+        let prefix = &*c.prefix;
+        let mut keys = Vec::new();
+        let mut ends = Vec::new();
+        let mut seen: Vec<(Depth, &str)> = Vec::new();
+        let mut plain = true;
+        for field in meta.fields() {
+            let name = field.name();
+            if name != CORRELATION_FIELD {
+                let depth = free_depth(&c.span_reserved, prefix, name, |k| {
+                    seen.iter().any(|&s| same_key(prefix, s, k))
+                });
+                plain &= depth == 0;
+                seen.push((depth, name));
+            }
+            write_prefixed_key(&mut keys, prefix, 0, name);
+            ends.push(keys.len() as u32);
+        }
+        SpanKeys {
+            addr: meta as *const _ as usize,
+            layer,
+            keys: plain.then_some((keys, ends)),
+        }
+    }
+
+    /// Whether new spans of this callsite can be recorded with these keys.
+    #[inline]
+    pub(crate) fn usable(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    #[inline]
+    fn key(&self, i: usize) -> &[u8] {
+        let Some((keys, ends)) = &self.keys else {
+            return &[];
+        };
+        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+        &keys[start..ends[i] as usize]
     }
 }
 

@@ -14,7 +14,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::fields::{
-    CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanVisitor, merge,
+    CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanKeys, SpanVisitor, merge,
 };
 use crate::ids::{self, Ids};
 use crate::json;
@@ -399,6 +399,7 @@ struct Scratch {
 }
 
 const CALLSITE_SLOTS: usize = 256;
+const SPAN_CALLSITE_SLOTS: usize = 64;
 
 thread_local! {
     /// Where span fields are recorded before they are copied into the span's [`SpanData`].
@@ -411,6 +412,8 @@ struct SpanScratch {
     raw: Vec<Entry>,
     buf: Vec<u8>,
     entries: Vec<Entry>,
+    /// Keys per span callsite, direct-mapped by the callsite's address.
+    keys: Vec<Option<SpanKeys>>,
 }
 
 impl SpanScratch {
@@ -420,6 +423,7 @@ impl SpanScratch {
             raw: Vec::new(),
             buf: Vec::new(),
             entries: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -436,6 +440,7 @@ impl SpanScratch {
             correlation,
             redaction,
             max,
+            keys: None,
         }
     }
 
@@ -447,6 +452,25 @@ impl SpanScratch {
         data.buf.set(&self.buf);
         data.entries.set(&self.entries);
     }
+}
+
+/// The cached keys of a span callsite, built on its first span.
+fn span_keys<'k>(
+    cache: &'k mut Vec<Option<SpanKeys>>,
+    meta: &'static tracing_core::Metadata<'static>,
+    layer: u64,
+    c: &Compiled,
+) -> &'k SpanKeys {
+    if cache.is_empty() {
+        cache.resize_with(SPAN_CALLSITE_SLOTS, || None);
+    }
+    let addr = meta as *const _ as usize;
+    let slot = &mut cache[(addr >> 4) % SPAN_CALLSITE_SLOTS];
+    match slot {
+        Some(k) if k.addr == addr && k.layer == layer => {}
+        _ => *slot = Some(SpanKeys::build(meta, layer, c)),
+    }
+    slot.as_ref().expect("filled above")
 }
 
 /// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
@@ -487,30 +511,32 @@ impl<W> Layer<W> {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        self.ids_and_extensions(span).0
+        if let Some(ids) = span
+            .extensions()
+            .get::<SpanData>()
+            .and_then(|d| d.ids.get())
+        {
+            return ids;
+        }
+        self.look_up_and_cache(span)
     }
 
-    /// The ids of `span` (cached in its [`SpanData`] after the first lookup), and its
-    /// extensions, still locked for the caller's further reads. The OpenTelemetry layer is
-    /// asked without the lock held; a span it does not know (filtered out of it, like the
-    /// correlation scope) logs with the ids of its nearest ancestor that has some.
-    fn ids_and_extensions<'s, S>(&self, span: &'s SpanRef<'_, S>) -> (Option<Ids>, Extensions<'s>)
+    /// Asks the OpenTelemetry layer for the ids of `span` and caches them in its [`SpanData`].
+    /// Must not be called with the span's extensions locked. A span the OpenTelemetry layer
+    /// does not know (filtered out of it, like the correlation scope) logs with the ids of its
+    /// nearest ancestor that has some.
+    #[inline(never)]
+    fn look_up_and_cache<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
     where
         S: for<'a> LookupSpan<'a>,
     {
-        let ext = span.extensions();
-        if let Some(ids) = ext.get::<SpanData>().and_then(|d| d.ids.get()) {
-            return (ids, ext);
-        }
-        drop(ext);
         let ids = self
             .uncached_ids(&span.id())
             .or_else(|| span.parent().and_then(|p| self.ids(&p)));
-        let ext = span.extensions();
-        if let Some(data) = ext.get::<SpanData>() {
+        if let Some(data) = span.extensions().get::<SpanData>() {
             data.ids.set(ids);
         }
-        (ids, ext)
+        ids
     }
 
     /// The cached keys of `meta`'s fields, built on the callsite's first event.
@@ -666,11 +692,25 @@ impl<W> Layer<W> {
         // fields (a lookup that asks the OpenTelemetry layer runs without the lock).
         let mut leaf_ext = None;
         let ids = match (&leaf, own) {
-            (Some(l), Some(id)) if l.id() != id => self.uncached_ids(&id),
-            (Some(l), _) => {
-                let (ids, ext) = self.ids_and_extensions(l);
-                leaf_ext = Some(ext);
+            (Some(l), Some(id)) if l.id() != id => {
+                let ids = self.uncached_ids(&id);
+                leaf_ext = Some(l.extensions());
                 ids
+            }
+            (Some(l), _) => {
+                let ext = l.extensions();
+                match ext.get::<SpanData>().and_then(|d| d.ids.get()) {
+                    Some(ids) => {
+                        leaf_ext = Some(ext);
+                        ids
+                    }
+                    None => {
+                        drop(ext);
+                        let ids = self.look_up_and_cache(l);
+                        leaf_ext = Some(l.extensions());
+                        ids
+                    }
+                }
             }
             (None, Some(id)) => self.uncached_ids(&id),
             (None, None) => None,
@@ -678,25 +718,25 @@ impl<W> Layer<W> {
         if let Some(ids) = ids {
             self.write_ids(buf, &ids);
         }
-        if let Some(leaf) = &leaf {
-            let ext = leaf_ext.get_or_insert_with(|| leaf.extensions());
-            let mut root = None;
-            if let Some(data) = ext.get::<SpanData>() {
-                if let (Some(k), Some(v)) = (&c.correlation_id, &data.correlation) {
-                    buf.extend_from_slice(k);
-                    buf.extend_from_slice(v);
-                }
-                if c.transaction_id.is_some() {
-                    root = data.root.clone();
-                }
+        if let (Some(leaf), Some(ext)) = (&leaf, &leaf_ext) {
+            let data = ext.get::<SpanData>();
+            if let (Some(k), Some(v)) =
+                (&c.correlation_id, data.and_then(|d| d.correlation.as_ref()))
+            {
+                buf.extend_from_slice(k);
+                buf.extend_from_slice(v);
             }
-            if let (Some(k), Some(root)) = (&c.transaction_id, root) {
-                // The root may be the leaf itself: its lock is not held while its ids are read.
-                drop(leaf_ext.take());
-                if let Some(ids) = ctx.span(&root).and_then(|r| self.ids(&r)) {
-                    buf.extend_from_slice(k);
-                    json::write_hex(buf, &ids.span_id);
-                    buf.push(b'"');
+            if let Some(k) = &c.transaction_id {
+                if let Some(root) = data.and_then(|d| d.root.clone()) {
+                    // The root may be the leaf itself: its lock is not held while its ids are
+                    // read.
+                    drop(leaf_ext.take());
+                    if let Some(ids) = ctx.span(&root).and_then(|r| self.ids(&r)) {
+                        buf.extend_from_slice(k);
+                        json::write_hex(buf, &ids.span_id);
+                        buf.push(b'"');
+                    }
+                    leaf_ext = Some(leaf.extensions());
                 }
             }
         }
@@ -747,8 +787,9 @@ impl<W> Layer<W> {
                     }
                 };
                 if let Some(leaf) = &leaf {
-                    add(leaf_ext.get_or_insert_with(|| leaf.extensions()));
-                    drop(leaf_ext.take());
+                    if let Some(ext) = leaf_ext.take() {
+                        add(&ext);
+                    }
                     let mut span = leaf.parent();
                     while let Some(s) = span {
                         add(&s.extensions());
@@ -879,12 +920,27 @@ where
         let mut data = SpanData::default();
         if !attrs.metadata().fields().is_empty() {
             with_span_scratch(|s| {
-                attrs.record(&mut s.visitor(
-                    &mut data.correlation,
-                    &self.redaction,
-                    self.max_field,
-                ));
-                s.store(&mut data, &self.compiled);
+                let SpanScratch {
+                    values, raw, keys, ..
+                } = &mut *s;
+                let keys = span_keys(keys, attrs.metadata(), self.id, &self.compiled);
+                // Where no key needs the collision prefix, each value lands behind its key and
+                // the fragments need no merge.
+                let direct = keys.usable();
+                attrs.record(&mut SpanVisitor {
+                    values,
+                    raw,
+                    correlation: &mut data.correlation,
+                    redaction: &self.redaction,
+                    max: self.max_field,
+                    keys: direct.then_some(keys),
+                });
+                if direct {
+                    data.buf.set(values);
+                    data.entries.set(raw);
+                } else {
+                    s.store(&mut data, &self.compiled);
+                }
             });
         }
         if let Some(parent) = span.parent() {
