@@ -126,6 +126,73 @@ pub(crate) struct Entry {
     pub(crate) depth: Depth,
     pub(crate) start: u32,
     pub(crate) end: u32,
+    /// The key's [`key_bit`].
+    pub(crate) bit: u64,
+}
+
+/// One of 64 bits, from the length and the first and last bytes of the key `prefix` ×
+/// `depth` + `name`: keys with different bits differ, so most keys are known not to be
+/// shadowed without comparing them.
+#[inline]
+pub(crate) fn key_bit(prefix: &str, depth: Depth, name: &str) -> u64 {
+    let len = prefix.len() * depth as usize + name.len();
+    let (p, n) = (prefix.as_bytes(), name.as_bytes());
+    let first = if depth > 0 { p.first() } else { n.first() };
+    let last = n.last().or(if depth > 0 { p.last() } else { None });
+    let h = (len as u32)
+        .wrapping_mul(0x9E37_79B9)
+        .wrapping_add(u32::from(*first.unwrap_or(&0)).wrapping_mul(0x85EB_CA6B))
+        .wrapping_add(u32::from(*last.unwrap_or(&0)).wrapping_mul(0xC2B2_AE35));
+    1 << (h.wrapping_mul(0x27D4_EB2F) >> 26)
+}
+
+#[cfg(test)]
+mod key_bit_tests {
+    use super::key_bit;
+    use crate::schema::same_key;
+
+    #[test]
+    fn the_same_key_spelled_two_ways_has_one_bit() {
+        let prefix = "fields.";
+        let keys = [
+            (0, "x"),
+            (1, "x"),
+            (0, "fields.x"),
+            (2, "x"),
+            (1, "fields.x"),
+            (0, "fields.fields.x"),
+            (0, ""),
+            (1, ""),
+            (0, "fields."),
+            (0, "user_id"),
+            (0, "user.id"),
+        ];
+        for &a in &keys {
+            for &b in &keys {
+                if same_key(prefix, a, b) {
+                    assert_eq!(
+                        key_bit(prefix, a.0, a.1),
+                        key_bit(prefix, b.0, b.1),
+                        "{a:?} {b:?}"
+                    );
+                }
+            }
+        }
+        // Bits are spread: distinct short names mostly differ.
+        let names = [
+            "a",
+            "b",
+            "c",
+            "id",
+            "job",
+            "user_id",
+            "http.method",
+            "db.table",
+        ];
+        let bits: std::collections::HashSet<u64> =
+            names.iter().map(|n| key_bit(prefix, 0, n)).collect();
+        assert!(bits.len() >= names.len() - 1, "{bits:?}");
+    }
 }
 
 impl Entry {
@@ -183,10 +250,14 @@ impl SpanVisitor<'_> {
             return;
         }
         let start = self.values.len() as u32;
-        if let Some(keys) = self.keys {
-            self.values.extend_from_slice(keys.key(field.index()));
-        }
-        if self.redaction.is_denied(name) {
+        let denied = match self.keys {
+            Some(keys) => {
+                self.values.extend_from_slice(keys.key(field.index()));
+                keys.is_denied(field.index(), name, self.redaction)
+            }
+            None => self.redaction.is_denied(name),
+        };
+        if denied {
             json::write_str(self.values, REDACTED);
         } else {
             write(self.values);
@@ -196,6 +267,7 @@ impl SpanVisitor<'_> {
             depth: 0,
             start,
             end: self.values.len() as u32,
+            bit: self.keys.map_or(0, |k| k.bit(field.index())),
         });
     }
 }
@@ -209,6 +281,10 @@ pub(crate) struct SpanKeys {
     pub(crate) layer: u64,
     /// `,"key":` of each field, back to back; `None` when some key needs a prefix.
     keys: Option<(Vec<u8>, Vec<u32>)>,
+    /// Bit `i` set when field `i` is redacted.
+    denied: u64,
+    /// Each field's [`key_bit`].
+    bits: Vec<u64>,
 }
 
 impl SpanKeys {
@@ -216,14 +292,20 @@ impl SpanKeys {
         meta: &'static tracing_core::Metadata<'static>,
         layer: u64,
         c: &Compiled,
+        redaction: &Redaction,
     ) -> Self {
         let prefix = &*c.prefix;
         let mut keys = Vec::new();
         let mut ends = Vec::new();
         let mut seen: Vec<(Depth, &str)> = Vec::new();
         let mut plain = true;
-        for field in meta.fields() {
+        let mut denied = 0u64;
+        let mut bits = Vec::new();
+        for (i, field) in meta.fields().iter().enumerate() {
             let name = field.name();
+            if i < CACHED_FIELDS && redaction.is_denied(name) {
+                denied |= 1 << i;
+            }
             if name != CORRELATION_FIELD {
                 let depth = free_depth(&c.span_reserved, prefix, name, |k| {
                     seen.iter().any(|&s| same_key(prefix, s, k))
@@ -233,11 +315,29 @@ impl SpanKeys {
             }
             write_prefixed_key(&mut keys, prefix, 0, name);
             ends.push(keys.len() as u32);
+            bits.push(key_bit(prefix, 0, name));
         }
         SpanKeys {
             addr: meta as *const _ as usize,
             layer,
             keys: plain.then_some((keys, ends)),
+            denied,
+            bits,
+        }
+    }
+
+    #[inline]
+    fn bit(&self, i: usize) -> u64 {
+        self.bits[i]
+    }
+
+    /// Whether field `i`, named `name`, is redacted (decided once per callsite).
+    #[inline]
+    fn is_denied(&self, i: usize, name: &str, redaction: &Redaction) -> bool {
+        if i < CACHED_FIELDS {
+            self.denied & (1 << i) != 0
+        } else {
+            redaction.is_denied(name)
         }
     }
 
@@ -291,6 +391,7 @@ pub(crate) fn merge(
             depth,
             start,
             end: buf.len() as u32,
+            bit: key_bit(prefix, depth, name),
         });
     }
 }

@@ -515,6 +515,15 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Writes the `bytes.len() * 2` lowercase hex digits of `bytes` (a multiple of 4 long) over
+/// `out`, which is exactly that long.
+#[inline]
+pub(crate) fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    for (o, w) in out.chunks_exact_mut(8).zip(bytes.chunks_exact(4)) {
+        o.copy_from_slice(&hex8(u32::from_be_bytes([w[0], w[1], w[2], w[3]])));
+    }
+}
+
 /// The 8 lowercase hex digits of `x`, computed a word at a time: each nibble is spread into a
 /// byte of its own, then turned into `0`–`9` or `a`–`f` without a branch or a table.
 #[inline]

@@ -460,6 +460,7 @@ fn span_keys<'k>(
     meta: &'static tracing_core::Metadata<'static>,
     layer: u64,
     c: &Compiled,
+    redaction: &Redaction,
 ) -> &'k SpanKeys {
     if cache.is_empty() {
         cache.resize_with(SPAN_CALLSITE_SLOTS, || None);
@@ -468,7 +469,7 @@ fn span_keys<'k>(
     let slot = &mut cache[(addr >> 4) % SPAN_CALLSITE_SLOTS];
     match slot {
         Some(k) if k.addr == addr && k.layer == layer => {}
-        _ => *slot = Some(SpanKeys::build(meta, layer, c)),
+        _ => *slot = Some(SpanKeys::build(meta, layer, c, redaction)),
     }
     slot.as_ref().expect("filled above")
 }
@@ -573,8 +574,20 @@ impl<W> Layer<W> {
         ids::lookup(id, &dispatch)
     }
 
+    #[inline]
     fn write_ids(&self, buf: &mut Vec<u8>, ids: &Ids) {
         let c = &self.compiled;
+        if let Some(line) = &c.ids_line[usize::from(ids.sampled)] {
+            let at = buf.len();
+            buf.extend_from_slice(&line.bytes);
+            if let Some(p) = line.trace_at {
+                json::hex_into(&mut buf[at + p..at + p + 32], &ids.trace_id);
+            }
+            if let Some(p) = line.span_at {
+                json::hex_into(&mut buf[at + p..at + p + 16], &ids.span_id);
+            }
+            return;
+        }
         if let Some(k) = &c.trace_id {
             buf.extend_from_slice(k);
             match c.ids {
@@ -771,16 +784,27 @@ impl<W> Layer<W> {
         match c.layout {
             FieldLayout::Flatten => {
                 buf.extend_from_slice(fields);
+                // Keys already on the line, as bits: a span field whose bit is not among them
+                // is not shadowed, with no comparison.
+                let prefix = &*c.prefix;
+                let mut taken = 0u64;
+                if leaf.is_some() {
+                    taken = seen
+                        .iter()
+                        .fold(0, |m, &(d, n)| m | crate::fields::key_bit(prefix, d, n));
+                }
                 let mut add = |ext: &Extensions<'_>| {
                     if let Some(data) = ext.get::<SpanData>() {
                         for e in data.entries.as_slice() {
                             let key = (e.depth, e.name);
-                            if seen
-                                .iter()
-                                .any(|&k| crate::schema::same_key(&c.prefix, k, key))
+                            if taken & e.bit != 0
+                                && seen
+                                    .iter()
+                                    .any(|&k| crate::schema::same_key(prefix, k, key))
                             {
                                 continue; // shadowed by the event or an inner span
                             }
+                            taken |= e.bit;
                             seen.push(key);
                             buf.extend_from_slice(e.fragment(data.buf.as_slice()));
                         }
@@ -923,7 +947,13 @@ where
                 let SpanScratch {
                     values, raw, keys, ..
                 } = &mut *s;
-                let keys = span_keys(keys, attrs.metadata(), self.id, &self.compiled);
+                let keys = span_keys(
+                    keys,
+                    attrs.metadata(),
+                    self.id,
+                    &self.compiled,
+                    &self.redaction,
+                );
                 // Where no key needs the collision prefix, each value lands behind its key and
                 // the fragments need no merge.
                 let direct = keys.usable();

@@ -793,6 +793,55 @@ pub(crate) struct Compiled {
     pub(crate) event_reserved: Reserved,
     /// Keys span fields must not take.
     pub(crate) span_reserved: Reserved,
+    /// The ids part of a line, unsampled and sampled, when ids are hex.
+    pub(crate) ids_line: [Option<IdsLine>; 2],
+}
+
+/// The ids part of a line (trace id, span id and flags, as the schema has them) with zeros
+/// where the hex digits go: written with one copy, then the digits are put in place.
+#[derive(Clone, Debug)]
+pub(crate) struct IdsLine {
+    pub(crate) bytes: Box<[u8]>,
+    /// Where the trace id's 32 digits and the span id's 16 go.
+    pub(crate) trace_at: Option<usize>,
+    pub(crate) span_at: Option<usize>,
+}
+
+impl IdsLine {
+    fn build(
+        trace_id: Option<&[u8]>,
+        span_id: Option<&[u8]>,
+        flags: Option<&[u8]>,
+        flags_format: FlagsFormat,
+        sampled: bool,
+    ) -> Self {
+        let mut bytes = Vec::new();
+        let mut id = |key: Option<&[u8]>, digits: usize| {
+            key.map(|k| {
+                bytes.extend_from_slice(k);
+                let at = bytes.len();
+                bytes.resize(at + digits, b'0');
+                bytes.push(b'"');
+                at
+            })
+        };
+        let trace_at = id(trace_id, 32);
+        let span_at = id(span_id, 16);
+        if let Some(k) = flags {
+            bytes.extend_from_slice(k);
+            bytes.extend_from_slice(match (flags_format, sampled) {
+                (FlagsFormat::Hex, true) => b"\"01\"",
+                (FlagsFormat::Hex, false) => b"\"00\"",
+                (FlagsFormat::Bool, true) => b"true",
+                (FlagsFormat::Bool, false) => b"false",
+            });
+        }
+        IdsLine {
+            bytes: bytes.into(),
+            trace_at,
+            span_at,
+        }
+    }
 }
 
 /// Writes a JSON value with traceline's complete escaping (serde_json leaves U+2028/U+2029).
@@ -938,16 +987,32 @@ impl Schema {
             span_reserved.add("name");
             Reserved::default()
         };
+        let trace_id = quoted(Key::TraceId, &self.trace_id_prefix);
+        let span_id = quoted(Key::SpanId, "");
+        let flags = on(Key::TraceFlags);
+        let ids_line = |sampled| {
+            (self.ids == IdFormat::Hex).then(|| {
+                IdsLine::build(
+                    trace_id.as_deref(),
+                    span_id.as_deref(),
+                    flags.as_deref(),
+                    self.flags,
+                    sampled,
+                )
+            })
+        };
+        let ids_line = [ids_line(false), ids_line(true)];
         Compiled {
+            ids_line,
             truncated: frag(&truncated),
             timestamp: on(Key::Timestamp),
             timestamp_format: self.timestamp,
             level,
             message: on(Key::Message),
             target: on(Key::Target),
-            trace_id: quoted(Key::TraceId, &self.trace_id_prefix),
-            span_id: quoted(Key::SpanId, ""),
-            flags: on(Key::TraceFlags),
+            trace_id,
+            span_id,
+            flags,
             transaction_id: quoted(Key::TransactionId, ""),
             correlation_id: on(Key::CorrelationId),
             file: on(Key::File),
