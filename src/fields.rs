@@ -27,6 +27,9 @@ pub(crate) struct SpanData {
     pub(crate) root: Option<span::Id>,
     /// Ids, cached on first use.
     pub(crate) ids: IdsCell,
+    /// Whether this span's ids may be taken from the OpenTelemetry context current when it
+    /// was entered (its callsite has shown they are its own; see `SpanKeys::trust`).
+    pub(crate) hint_ok: bool,
 }
 
 /// A span's ids once looked up: `None` until then. Set from any thread holding the span (the
@@ -285,7 +288,16 @@ pub(crate) struct SpanKeys {
     denied: u64,
     /// Each field's [`key_bit`].
     bits: Vec<u64>,
+    /// How many spans of this callsite had, on their first line, ids equal to the
+    /// OpenTelemetry context current just after they were entered ([`NEVER`]: one did not).
+    pub(crate) trust: u8,
 }
+
+/// `SpanKeys::trust` after a span whose entered context was not its own.
+pub(crate) const NEVER: u8 = u8::MAX;
+/// Spans whose entered context was their own before a callsite's later spans take their ids
+/// from it.
+pub(crate) const TRUST_AFTER: u8 = 4;
 
 impl SpanKeys {
     pub(crate) fn build(
@@ -323,7 +335,22 @@ impl SpanKeys {
             keys: plain.then_some((keys, ends)),
             denied,
             bits,
+            trust: 0,
         }
+    }
+
+    /// Whether new spans of this callsite may take their ids from the context entered.
+    #[inline]
+    pub(crate) fn trusted(&self) -> bool {
+        (TRUST_AFTER..NEVER).contains(&self.trust)
+    }
+
+    /// Records whether a span of this callsite had the entered context's ids as its own.
+    pub(crate) fn learn(&mut self, own: bool) {
+        self.trust = match (own, self.trust) {
+            (_, NEVER) | (false, _) => NEVER,
+            (true, t) => t.saturating_add(1).min(TRUST_AFTER),
+        };
     }
 
     #[inline]

@@ -33,3 +33,24 @@ pub(crate) fn lookup(id: &span::Id, dispatch: &Dispatch) -> Option<Ids> {
         sampled: sc.is_sampled(),
     })
 }
+
+/// The ids of the OpenTelemetry context current on this thread, if valid.
+///
+/// Right after the OpenTelemetry layer has entered a span (it attaches the span's context when
+/// context activation is on, the default), these are that span's ids. A panic (the context's
+/// thread-local in use) gives `None`.
+pub(crate) fn current() -> Option<Ids> {
+    std::panic::catch_unwind(|| {
+        opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let sc = span.span_context();
+            sc.is_valid().then(|| Ids {
+                trace_id: sc.trace_id().to_bytes(),
+                span_id: sc.span_id().to_bytes(),
+                sampled: sc.is_sampled(),
+            })
+        })
+    })
+    .ok()
+    .flatten()
+}

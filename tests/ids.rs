@@ -486,3 +486,125 @@ fn two_subscribers_do_not_mix_ids() {
     assert_ids(&cap_a.only_line(), &sc_a);
     assert_ids(&cap_b.only_line(), &sc_b);
 }
+
+// Ids taken from the OpenTelemetry context current when a span was entered: a callsite's spans
+// use it only once several of them have shown it is their own, and never when it is not.
+
+/// Logs one line in each of `n` spans of one callsite (entered inside `parent` when given) and
+/// checks each line's ids against the span's own context.
+fn each_span_logs_its_own_ids(n: usize, parent: bool) {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    with_default(otel_subscriber(&provider, layer), || {
+        let outer = info_span!("outer");
+        let _o = parent.then(|| outer.enter());
+        let mut contexts = Vec::new();
+        for i in 0..n {
+            let span = info_span!("work", i);
+            span.in_scope(|| info!(i, "in work"));
+            contexts.push(span_context(&span));
+        }
+        let lines = cap.lines();
+        assert_eq!(lines.len(), n);
+        for (line, sc) in lines.iter().zip(&contexts) {
+            assert_ids(line, sc);
+        }
+        let distinct: std::collections::HashSet<_> =
+            lines.iter().map(|l| l.str("spanId").to_owned()).collect();
+        assert_eq!(distinct.len(), n, "every span has ids of its own");
+    });
+}
+
+#[test]
+fn many_spans_of_one_callsite_each_log_their_own_ids() {
+    each_span_logs_its_own_ids(50, false);
+    each_span_logs_its_own_ids(50, true);
+}
+
+#[test]
+fn many_spans_with_the_otel_layer_outside_this_one_log_their_own_ids() {
+    // The OpenTelemetry layer runs after traceline's: when traceline sees a span entered, the
+    // context current is still the parent's.
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("traceline-tests")));
+    with_default(subscriber, || {
+        let outer = info_span!("outer");
+        let _o = outer.enter();
+        info!("in outer");
+        let mut contexts = vec![span_context(&outer)];
+        for i in 0..50 {
+            let span = info_span!("work", i);
+            span.in_scope(|| info!(i, "in work"));
+            contexts.push(span_context(&span));
+        }
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 51);
+        for (line, sc) in lines.iter().zip(&contexts) {
+            assert_ids(line, sc);
+        }
+    });
+}
+
+#[test]
+fn many_spans_without_context_activation_log_their_own_ids() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_context_activation(false),
+        )
+        .with(layer);
+    with_default(subscriber, || {
+        let outer = info_span!("outer");
+        let _o = outer.enter();
+        let mut contexts = Vec::new();
+        for i in 0..50 {
+            let span = info_span!("work", i);
+            span.in_scope(|| info!(i, "in work"));
+            contexts.push(span_context(&span));
+        }
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 50);
+        for (line, sc) in lines.iter().zip(&contexts) {
+            assert_ids(line, sc);
+        }
+    });
+}
+
+#[test]
+fn spans_hidden_from_the_otel_layer_never_take_an_attached_context() {
+    // `scope` spans are filtered out of the OpenTelemetry layer: their lines carry the ids of
+    // their nearest ancestor with some (none here), even while the code has attached a context
+    // of its own and after many such spans.
+    use tracing_subscriber::filter::filter_fn;
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_filter(filter_fn(|m| m.name() != "scope")),
+        )
+        .with(layer);
+    with_default(subscriber, || {
+        let _attached = remote_context("01").attach();
+        for i in 0..50 {
+            let span = info_span!("scope", i);
+            span.in_scope(|| info!(i, "in scope"));
+        }
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 50);
+        for line in &lines {
+            assert_no_ids(line);
+        }
+        // A tracked span afterwards still gets its own ids.
+        let span = info_span!("tracked");
+        span.in_scope(|| info!("in tracked"));
+        assert_ids(&cap.lines()[50], &span_context(&span));
+    });
+}
