@@ -19,7 +19,7 @@ pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
 #[derive(Debug, Default)]
 pub(crate) struct SpanData {
     /// `"key":value` fragments back to back, each ready to copy into a line.
-    pub(crate) buf: Small<u8, 160>,
+    pub(crate) buf: Small<u8, 128>,
     pub(crate) entries: Small<Entry, 4>,
     /// The correlation id in effect for this span (its own or inherited), as a JSON string.
     pub(crate) correlation: Option<std::sync::Arc<[u8]>>,
