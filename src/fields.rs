@@ -337,6 +337,10 @@ pub(crate) struct CallsiteKeys {
     /// Bit `i` set when field `i` is a `log.*` field of an event bridged from the `log` crate
     /// (skipped: it repeats the metadata).
     log_fields: u64,
+    /// `,"target":"<the callsite's target>"`, escaped: empty when the schema writes no target,
+    /// or when the event comes from the `log` crate (its target is in its fields, not in the
+    /// callsite).
+    target: Box<[u8]>,
 }
 
 /// One field's key in [`CallsiteKeys::keys`].
@@ -400,6 +404,11 @@ impl CallsiteKeys {
                 denied |= 1 << i;
             }
         }
+        let mut target = Vec::new();
+        if let (Some(k), false) = (&c.target, from_log) {
+            target.extend_from_slice(k);
+            json::write_str(&mut target, meta.target());
+        }
         CallsiteKeys {
             addr: meta as *const _ as usize,
             layer,
@@ -408,7 +417,14 @@ impl CallsiteKeys {
             denied,
             messages,
             log_fields,
+            target: target.into(),
         }
+    }
+
+    /// `,"target":"…"` for events of this callsite (not for those from the `log` crate).
+    #[inline]
+    pub(crate) fn target(&self) -> &[u8] {
+        &self.target
     }
 
     #[inline]
@@ -648,6 +664,12 @@ mod tests {
                     "from_log: {from_log}"
                 );
             }
+            let target: &[u8] = if from_log {
+                b""
+            } else {
+                br#","target":"orders""#
+            };
+            assert_eq!(keys.target(), target);
         }
     }
 }
