@@ -349,7 +349,13 @@ struct KeyPlace {
     start: u32,
     end: u32,
     depth: Depth,
+    /// The key again when it is at most 16 bytes long, padded: copied as 16 bytes (a fixed
+    /// length, no call) and the padding cut off.
+    short: [u8; SHORT_KEY],
 }
+
+/// Keys up to this long are kept in [`KeyPlace::short`].
+const SHORT_KEY: usize = 16;
 
 /// Fields past this index are handled without the cache.
 pub(crate) const CACHED_FIELDS: usize = 64;
@@ -393,12 +399,17 @@ impl CallsiteKeys {
                 });
                 seen.push((depth, name));
             }
-            let start = keys.len() as u32;
+            let start = keys.len();
             write_prefixed_key(&mut keys, prefix, depth, name);
+            let mut short = [0; SHORT_KEY];
+            if let Some(key) = keys.get(start..start + SHORT_KEY.min(keys.len() - start)) {
+                short[..key.len()].copy_from_slice(key);
+            }
             places.push(KeyPlace {
-                start,
+                start: start as u32,
                 end: keys.len() as u32,
                 depth,
+                short,
             });
             if redaction.is_denied(name) {
                 denied |= 1 << i;
@@ -427,10 +438,25 @@ impl CallsiteKeys {
         &self.target
     }
 
-    #[inline]
+    #[cfg(test)]
     fn key(&self, i: usize) -> (&[u8], Depth) {
         let p = self.places[i];
         (&self.keys[p.start as usize..p.end as usize], p.depth)
+    }
+
+    /// Appends field `i`'s key (`i < CACHED_FIELDS`) and returns its depth.
+    #[inline]
+    fn write_key(&self, i: usize, out: &mut Vec<u8>) -> Depth {
+        let p = &self.places[i];
+        let len = (p.end - p.start) as usize;
+        if len <= SHORT_KEY {
+            let at = out.len();
+            out.extend_from_slice(&p.short);
+            out.truncate(at + len);
+        } else {
+            out.extend_from_slice(&self.keys[p.start as usize..p.end as usize]);
+        }
+        p.depth
     }
 }
 
@@ -480,24 +506,23 @@ impl EventVisitor<'_> {
 
     #[inline]
     fn key(&mut self, field: &Field) -> bool {
-        let name = field.name();
         let i = field.index();
         if i < CACHED_FIELDS {
             let keys = self.keys;
             if self.skip_log_fields && keys.log_fields & (1 << i) != 0 {
                 return false;
             }
-            let (key, depth) = keys.key(i);
+            let depth = keys.write_key(i, self.buf);
             if self.track {
-                self.seen.push((depth, name));
+                self.seen.push((depth, field.name()));
             }
-            self.buf.extend_from_slice(key);
             if keys.denied & (1 << i) != 0 {
                 json::write_str(self.buf, REDACTED);
                 return false;
             }
             return true;
         }
+        let name = field.name();
         if self.skip_log_fields && name.starts_with("log.") {
             return false;
         }
@@ -643,6 +668,9 @@ mod tests {
             let written: Vec<(String, Depth)> = (0..7)
                 .map(|i| {
                     let (k, d) = keys.key(i);
+                    let mut out = b"[".to_vec();
+                    assert_eq!(keys.write_key(i, &mut out), d);
+                    assert_eq!(out[1..], *k);
                     (String::from_utf8(k.to_vec()).unwrap(), d)
                 })
                 .collect();
