@@ -519,11 +519,34 @@ pub(crate) struct CallsiteKeys {
     pub(crate) layer: u64,
     /// `,"key":` of each field, back to back.
     keys: Vec<u8>,
-    ends: Vec<u32>,
-    depths: Vec<Depth>,
+    /// Where each field's key is in `keys`, and its collision depth.
+    places: Vec<KeyPlace>,
     /// Bit `i` set when field `i` is redacted.
     pub(crate) denied: u64,
+    /// Bit `i` set when field `i` is named `message`.
+    messages: u64,
+    /// Bit `i` set when field `i` is a `log.*` field of an event bridged from the `log` crate
+    /// (skipped: it repeats the metadata).
+    log_fields: u64,
+    /// `,"target":"<the callsite's target>"`, escaped: empty when the schema writes no target,
+    /// or when the event comes from the `log` crate (its target is in its fields, not in the
+    /// callsite).
+    target: Box<[u8]>,
 }
+
+/// One field's key in [`CallsiteKeys::keys`].
+#[derive(Debug, Clone, Copy)]
+struct KeyPlace {
+    start: u32,
+    end: u32,
+    depth: Depth,
+    /// The key again when it is at most 16 bytes long, padded: copied as 16 bytes (a fixed
+    /// length, no call) and the padding cut off.
+    short: [u8; SHORT_KEY],
+}
+
+/// Keys up to this long are kept in [`KeyPlace::short`].
+const SHORT_KEY: usize = 16;
 
 /// Fields past this index are handled without the cache.
 pub(crate) const CACHED_FIELDS: usize = 64;
@@ -538,19 +561,27 @@ impl CallsiteKeys {
     ) -> Self {
         let prefix = &*c.prefix;
         let mut keys = Vec::new();
-        let mut ends = Vec::new();
-        let mut depths = Vec::new();
+        let mut places = Vec::new();
         let mut seen: Vec<(Depth, &str)> = Vec::new();
         let mut denied = 0u64;
+        let mut messages = 0u64;
+        let mut log_fields = 0u64;
         let mut message_seen = false;
         for (i, field) in meta.fields().iter().enumerate().take(CACHED_FIELDS) {
             let name = field.name();
+            if name == "message" {
+                messages |= 1 << i;
+            }
+            let log_field = from_log && name.starts_with("log.");
+            if log_field {
+                log_fields |= 1 << i;
+            }
             // The same decisions as `EventVisitor::key`, in the same order.
             let written = if name == "message" && !message_seen {
                 message_seen = true;
                 false
             } else {
-                !(from_log && name.starts_with("log."))
+                !log_field
             };
             let mut depth: Depth = 0;
             if written {
@@ -559,27 +590,64 @@ impl CallsiteKeys {
                 });
                 seen.push((depth, name));
             }
+            let start = keys.len();
             write_prefixed_key(&mut keys, prefix, depth, name);
-            ends.push(keys.len() as u32);
-            depths.push(depth);
+            let mut short = [0; SHORT_KEY];
+            if let Some(key) = keys.get(start..start + SHORT_KEY.min(keys.len() - start)) {
+                short[..key.len()].copy_from_slice(key);
+            }
+            places.push(KeyPlace {
+                start: start as u32,
+                end: keys.len() as u32,
+                depth,
+                short,
+            });
             if redaction.is_denied(name) {
                 denied |= 1 << i;
             }
+        }
+        let mut target = Vec::new();
+        if let (Some(k), false) = (&c.target, from_log) {
+            target.extend_from_slice(k);
+            json::write_str(&mut target, meta.target());
         }
         CallsiteKeys {
             addr: meta as *const _ as usize,
             layer,
             keys,
-            ends,
-            depths,
+            places,
             denied,
+            messages,
+            log_fields,
+            target: target.into(),
         }
     }
 
+    /// `,"target":"…"` for events of this callsite (not for those from the `log` crate).
     #[inline]
+    pub(crate) fn target(&self) -> &[u8] {
+        &self.target
+    }
+
+    #[cfg(test)]
     fn key(&self, i: usize) -> (&[u8], Depth) {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        (&self.keys[start..self.ends[i] as usize], self.depths[i])
+        let p = self.places[i];
+        (&self.keys[p.start as usize..p.end as usize], p.depth)
+    }
+
+    /// Appends field `i`'s key (`i < CACHED_FIELDS`) and returns its depth.
+    #[inline]
+    fn write_key(&self, i: usize, out: &mut Vec<u8>) -> Depth {
+        let p = &self.places[i];
+        let len = (p.end - p.start) as usize;
+        if len <= SHORT_KEY {
+            let at = out.len();
+            out.extend_from_slice(&p.short);
+            out.truncate(at + len);
+        } else {
+            out.extend_from_slice(&self.keys[p.start as usize..p.end as usize]);
+        }
+        p.depth
     }
 }
 
@@ -608,7 +676,13 @@ impl EventVisitor<'_> {
     /// A second field named `message` is a user field (written under the collision prefix).
     #[inline(always)]
     fn message(&mut self, field: &Field, record: impl FnOnce(&mut MessageVisitor<'_>)) -> bool {
-        if field.name() != "message" {
+        let i = field.index();
+        let named_message = if i < CACHED_FIELDS {
+            self.keys.messages & (1 << i) != 0
+        } else {
+            field.name() == "message"
+        };
+        if !named_message {
             return false;
         }
         match &mut self.message {
@@ -623,23 +697,25 @@ impl EventVisitor<'_> {
 
     #[inline]
     fn key(&mut self, field: &Field) -> bool {
-        let name = field.name();
-        if self.skip_log_fields && name.starts_with("log.") {
-            return false;
-        }
         let i = field.index();
         if i < CACHED_FIELDS {
             let keys = self.keys;
-            let (key, depth) = keys.key(i);
-            if self.track {
-                self.seen.push((depth, name));
+            if self.skip_log_fields && keys.log_fields & (1 << i) != 0 {
+                return false;
             }
-            self.buf.extend_from_slice(key);
+            let depth = keys.write_key(i, self.buf);
+            if self.track {
+                self.seen.push((depth, field.name()));
+            }
             if keys.denied & (1 << i) != 0 {
                 json::write_str(self.buf, REDACTED);
                 return false;
             }
             return true;
+        }
+        let name = field.name();
+        if self.skip_log_fields && name.starts_with("log.") {
+            return false;
         }
         let prefix = &*self.c.prefix;
         let seen = &*self.seen;
@@ -731,6 +807,88 @@ impl Visit for EventVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if !self.message(field, |m| m.record_debug(field, value)) && self.key(field) {
             json::write_debug(self.buf, value, self.max);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_core::callsite::{Callsite, Identifier};
+    use tracing_core::field::FieldSet;
+    use tracing_core::metadata::{Kind, Level, Metadata};
+    use tracing_core::subscriber::Interest;
+
+    struct Site;
+    static SITE: Site = Site;
+    static META: Metadata<'static> = Metadata::new(
+        "event",
+        "orders",
+        Level::INFO,
+        None,
+        None,
+        None,
+        FieldSet::new(
+            &[
+                "message",
+                "log.target",
+                "level",
+                "message",
+                "a",
+                "log.line",
+                "b",
+            ],
+            Identifier(&SITE),
+        ),
+        Kind::EVENT,
+    );
+    impl Callsite for Site {
+        fn set_interest(&self, _: Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            &META
+        }
+    }
+
+    #[test]
+    fn callsite_keys_mark_message_and_log_fields_and_place_every_key() {
+        let c = crate::schema::Schema::default().compile();
+        for from_log in [false, true] {
+            let keys = CallsiteKeys::build(&META, 1, &c, &Redaction::default(), from_log);
+            assert_eq!(keys.messages, 0b000_1001);
+            assert_eq!(keys.log_fields, if from_log { 0b010_0010 } else { 0 });
+            let written: Vec<(String, Depth)> = (0..7)
+                .map(|i| {
+                    let (k, d) = keys.key(i);
+                    let mut out = b"[".to_vec();
+                    assert_eq!(keys.write_key(i, &mut out), d);
+                    assert_eq!(out[1..], *k);
+                    (String::from_utf8(k.to_vec()).unwrap(), d)
+                })
+                .collect();
+            // The first `message` is the line's message and `level` is a schema key: both
+            // would collide, so the second `message` and `level` get the prefix.
+            let want = [
+                (r#","message":"#, 0),
+                (r#","log.target":"#, 0),
+                (r#","fields.level":"#, 1),
+                (r#","fields.message":"#, 1),
+                (r#","a":"#, 0),
+                (r#","log.line":"#, 0),
+                (r#","b":"#, 0),
+            ];
+            for (got, (key, depth)) in written.iter().zip(want) {
+                assert_eq!(
+                    (got.0.as_str(), got.1),
+                    (key, depth),
+                    "from_log: {from_log}"
+                );
+            }
+            let target: &[u8] = if from_log {
+                b""
+            } else {
+                br#","target":"orders""#
+            };
+            assert_eq!(keys.target(), target);
         }
     }
 }

@@ -463,14 +463,13 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
 #[inline]
 fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     const POW10: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
-    const POW10_U: [u64; 5] = [1, 10, 100, 1_000, 10_000];
     const LIMIT: f64 = 4_503_599_627_370_496.0; // 2^52
     let a = v.abs();
     if !(1e-3..1e15).contains(&a) {
         return false;
     }
-    for k in 0..POW10.len() {
-        let t = a * POW10[k];
+    for (k, &scale) in POW10.iter().enumerate() {
+        let t = a * scale;
         if t >= LIMIT {
             return false;
         }
@@ -478,26 +477,39 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
         if n as f64 != t {
             continue;
         }
-        if n as f64 / POW10[k] != a || (k > 0 && n % 10 == 0) {
+        if n as f64 / scale != a || (k > 0 && n % 10 == 0) {
             return false;
         }
-        if v < 0.0 {
-            out.push(b'-');
-        }
-        let (int, frac) = (n / POW10_U[k], n % POW10_U[k]);
-        out.extend_from_slice(itoa::Buffer::new().format(int).as_bytes());
+        // The text, built from the right in a fixed buffer (at most a sign, 16 digits, the
+        // point and ".0") and copied once.
+        let mut text = [0u8; 24];
+        let mut at = text.len();
+        let mut rest = n;
         if k == 0 {
-            out.extend_from_slice(b".0");
+            at -= 2;
+            text[at..].copy_from_slice(b".0");
         } else {
-            let mut digits = [b'0'; 5];
-            digits[0] = b'.';
-            let mut f = frac;
-            for d in digits[1..=k].iter_mut().rev() {
-                *d = b'0' + (f % 10) as u8;
-                f /= 10;
+            for _ in 0..k {
+                at -= 1;
+                text[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
             }
-            out.extend_from_slice(&digits[..=k]);
+            at -= 1;
+            text[at] = b'.';
         }
+        loop {
+            at -= 1;
+            text[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if v < 0.0 {
+            at -= 1;
+            text[at] = b'-';
+        }
+        out.extend_from_slice(&text[at..]);
         return true;
     }
     false

@@ -750,8 +750,15 @@ impl<W> Layer<W> {
             }
         }
         if let Some(k) = &c.target {
-            buf.extend_from_slice(k);
-            json::write_str(buf, meta.target());
+            if from_log {
+                // The normalized metadata's target: the record's own, not the callsite's.
+                buf.extend_from_slice(k);
+                json::write_str(buf, meta.target());
+            } else {
+                // Escaped once per callsite.
+                let keys = self.callsite_keys(callsites, event.metadata(), from_log);
+                buf.extend_from_slice(keys.target());
+            }
         }
 
         // The leaf's extensions, locked once for its cached ids, its correlation id and its
