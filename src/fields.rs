@@ -532,6 +532,10 @@ pub(crate) struct CallsiteKeys {
     /// or when the event comes from the `log` crate (its target is in its fields, not in the
     /// callsite).
     target: Box<[u8]>,
+    /// Whether this is a callsite of events bridged from the `log` crate.
+    pub(crate) from_log: bool,
+    /// The [`key_bit`]s of every key the callsite's fields may take (of the cached fields).
+    pub(crate) key_bits: u64,
 }
 
 /// One field's key in [`CallsiteKeys::keys`].
@@ -566,6 +570,7 @@ impl CallsiteKeys {
         let mut denied = 0u64;
         let mut messages = 0u64;
         let mut log_fields = 0u64;
+        let mut key_bits = 0u64;
         let mut message_seen = false;
         for (i, field) in meta.fields().iter().enumerate().take(CACHED_FIELDS) {
             let name = field.name();
@@ -589,6 +594,7 @@ impl CallsiteKeys {
                     seen.iter().any(|&s| same_key(prefix, s, k))
                 });
                 seen.push((depth, name));
+                key_bits |= key_bit(prefix, depth, name);
             }
             let start = keys.len();
             write_prefixed_key(&mut keys, prefix, depth, name);
@@ -620,6 +626,8 @@ impl CallsiteKeys {
             messages,
             log_fields,
             target: target.into(),
+            from_log,
+            key_bits,
         }
     }
 

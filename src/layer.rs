@@ -593,16 +593,16 @@ impl<W> Layer<W> {
         });
     }
 
-    /// The cached keys of `meta`'s fields, built on the callsite's first event.
+    /// The cached keys of the fields of `event`'s callsite, built on the callsite's first event.
     fn callsite_keys<'c>(
         &self,
         cache: &'c mut Vec<Option<CallsiteKeys>>,
-        meta: &'static tracing_core::Metadata<'static>,
-        from_log: bool,
+        event: &Event<'_>,
     ) -> &'c CallsiteKeys {
         if cache.is_empty() {
             cache.resize_with(CALLSITE_SLOTS, || None);
         }
+        let meta = event.metadata();
         let addr = meta as *const _ as usize;
         let slot = &mut cache[(addr >> 4) % CALLSITE_SLOTS];
         match slot {
@@ -613,7 +613,7 @@ impl<W> Layer<W> {
                     self.id,
                     &self.compiled,
                     &self.redaction,
-                    from_log,
+                    event.is_log(),
                 ))
             }
         }
@@ -688,8 +688,13 @@ impl<W> Layer<W> {
         fields.clear();
         // Events bridged from the `log` crate carry their real target, file and line in
         // `log.*` fields; the normalized metadata has them.
-        let normalized = event.normalized_metadata();
-        let from_log = normalized.is_some();
+        let keys = self.callsite_keys(callsites, event);
+        let from_log = keys.from_log;
+        let normalized = if from_log {
+            event.normalized_metadata()
+        } else {
+            None
+        };
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
         if let Some(k) = &c.timestamp {
@@ -732,7 +737,7 @@ impl<W> Layer<W> {
                 c,
                 skip_log_fields: from_log,
                 flat_error_used: false,
-                keys: self.callsite_keys(callsites, event.metadata(), from_log),
+                keys,
                 redaction: &self.redaction,
                 message: c.message.is_some().then_some(MessageVisitor {
                     buf,
@@ -756,7 +761,6 @@ impl<W> Layer<W> {
                 json::write_str(buf, meta.target());
             } else {
                 // Escaped once per callsite.
-                let keys = self.callsite_keys(callsites, event.metadata(), from_log);
                 buf.extend_from_slice(keys.target());
             }
         }
@@ -861,9 +865,10 @@ impl<W> Layer<W> {
                 // Keys already on the line, as bits: a span field whose bit is not among them
                 // is not shadowed, with no comparison.
                 let prefix = &*c.prefix;
-                let mut taken = 0u64;
-                if leaf.is_some() {
-                    taken = seen
+                let mut taken = keys.key_bits;
+                if leaf.is_some() && event.metadata().fields().len() > crate::fields::CACHED_FIELDS
+                {
+                    taken |= seen
                         .iter()
                         .fold(0, |m, &(d, n)| m | crate::fields::key_bit(prefix, d, n));
                 }
