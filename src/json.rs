@@ -312,7 +312,7 @@ impl fmt::Write for Bounded<'_> {
         // The short clean pieces `Debug` impls write, with room left: copied at once.
         if bytes.len() <= SHORT && bytes.len() <= self.left && is_clean(bytes) {
             self.left -= bytes.len();
-            self.out.extend_from_slice(bytes);
+            extend_small(self.out, bytes);
             return Ok(());
         }
         self.write_str_slow(s)
@@ -342,6 +342,19 @@ impl Bounded<'_> {
         self.left = 0;
         self.cut = true;
         Err(fmt::Error)
+    }
+}
+
+/// Appends `bytes`; the pieces of up to 4 bytes `Debug` impls write most (`": "`, `", "`,
+/// `" { "`, field names) with stores of a constant size instead of a `memcpy` call.
+#[inline(always)]
+fn extend_small(out: &mut Vec<u8>, bytes: &[u8]) {
+    match *bytes {
+        [a] => out.push(a),
+        [a, b] => out.extend_from_slice(&[a, b]),
+        [a, b, c] => out.extend_from_slice(&[a, b, c]),
+        [a, b, c, d] => out.extend_from_slice(&[a, b, c, d]),
+        _ => out.extend_from_slice(bytes),
     }
 }
 
