@@ -540,13 +540,13 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// Writes the `bytes.len() * 2` lowercase hex digits of `bytes` (a multiple of 4 long) over
-/// `out`, which is exactly that long.
+/// The 16 lowercase hex digits of `x`, most significant first.
 #[inline]
-pub(crate) fn hex_into(out: &mut [u8], bytes: &[u8]) {
-    for (o, w) in out.chunks_exact_mut(8).zip(bytes.chunks_exact(4)) {
-        o.copy_from_slice(&hex8(u32::from_be_bytes([w[0], w[1], w[2], w[3]])));
-    }
+pub(crate) fn hex16(x: u64) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&hex8((x >> 32) as u32));
+    out[8..].copy_from_slice(&hex8(x as u32));
+    out
 }
 
 /// The 8 lowercase hex digits of `x`, computed a word at a time: each nibble is spread into a

@@ -633,11 +633,14 @@ impl<W> Layer<W> {
         if let Some(line) = &c.ids_line[usize::from(ids.sampled)] {
             let at = buf.len();
             buf.extend_from_slice(&line.bytes);
+            let word = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
             if let Some(p) = line.trace_at {
-                json::hex_into(&mut buf[at + p..at + p + 32], &ids.trace_id);
+                let digits = &mut buf[at + p..at + p + 32];
+                digits[..16].copy_from_slice(&json::hex16(word(&ids.trace_id[..8])));
+                digits[16..].copy_from_slice(&json::hex16(word(&ids.trace_id[8..])));
             }
             if let Some(p) = line.span_at {
-                json::hex_into(&mut buf[at + p..at + p + 16], &ids.span_id);
+                buf[at + p..at + p + 16].copy_from_slice(&json::hex16(word(&ids.span_id)));
             }
             return;
         }
