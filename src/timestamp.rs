@@ -39,7 +39,8 @@ pub enum TimestampFormat {
     UnixNanos,
 }
 
-static DIGITS2: [[u8; 2]; 100] = {
+/// `"00"` to `"99"`.
+pub(crate) static DIGITS2: [[u8; 2]; 100] = {
     let mut t = [[0u8; 2]; 100];
     let mut i = 0;
     while i < 100 {
