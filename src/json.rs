@@ -209,9 +209,18 @@ const SHORT: usize = 16;
 
 /// Whether a short piece needs no escaping. For the short pieces `Debug` impls write, a table
 /// lookup per byte beats setting up word-at-a-time checks.
+/// The pieces of up to 4 bytes (`": "`, `", "`, `" { "`, short names) are checked with no loop.
 #[inline(always)]
 fn is_clean(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| ESCAPE[b as usize] == __)
+    let ok = |b: u8| ESCAPE[b as usize] == __;
+    match *bytes {
+        [] => true,
+        [a] => ok(a),
+        [a, b] => ok(a) & ok(b),
+        [a, b, c] => ok(a) & ok(b) & ok(c),
+        [a, b, c, d] => ok(a) & ok(b) & ok(c) & ok(d),
+        _ => bytes.iter().all(|&b| ok(b)),
+    }
 }
 
 /// A [`fmt::Write`] that escapes everything written through it into a JSON string body.
@@ -776,6 +785,20 @@ mod tests {
         // The common values take the short path, not ryu.
         for v in [12.5, 0.1, 0.3, -7.125, 0.001, 100.0, 123_456_789.25, 1e14] {
             assert!(write_short_decimal(&mut Vec::new(), v), "{v}");
+        }
+    }
+
+    #[test]
+    fn short_pieces_are_checked_at_every_position() {
+        for len in 0..=SHORT + 1 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut piece = vec![b'x'; len];
+                    piece[pos] = b;
+                    let want = piece.iter().all(|&b| ESCAPE[b as usize] == __);
+                    assert_eq!(is_clean(&piece), want, "{piece:?}");
+                }
+            }
         }
     }
 
