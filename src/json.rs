@@ -209,7 +209,7 @@ const SHORT: usize = 16;
 
 /// Whether a short piece needs no escaping. For the short pieces `Debug` impls write, a table
 /// lookup per byte beats setting up word-at-a-time checks.
-/// The pieces of up to 4 bytes (`": "`, `", "`, `" { "`, short names) are checked with no loop.
+/// The pieces of up to 8 bytes (`": "`, `", "`, `" { "`, short names) are checked with no loop.
 #[inline(always)]
 fn is_clean(bytes: &[u8]) -> bool {
     let ok = |b: u8| ESCAPE[b as usize] == __;
@@ -219,6 +219,10 @@ fn is_clean(bytes: &[u8]) -> bool {
         [a, b] => ok(a) & ok(b),
         [a, b, c] => ok(a) & ok(b) & ok(c),
         [a, b, c, d] => ok(a) & ok(b) & ok(c) & ok(d),
+        // 5 to 8 bytes: the first 4 and the last 4, which overlap.
+        [a, b, c, d, .., e, f, g, h] if bytes.len() <= 8 => {
+            ok(a) & ok(b) & ok(c) & ok(d) & ok(e) & ok(f) & ok(g) & ok(h)
+        }
         _ => bytes.iter().all(|&b| ok(b)),
     }
 }
