@@ -209,9 +209,22 @@ const SHORT: usize = 16;
 
 /// Whether a short piece needs no escaping. For the short pieces `Debug` impls write, a table
 /// lookup per byte beats setting up word-at-a-time checks.
+/// The pieces of up to 8 bytes (`": "`, `", "`, `" { "`, short names) are checked with no loop.
 #[inline(always)]
 fn is_clean(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| ESCAPE[b as usize] == __)
+    let ok = |b: u8| ESCAPE[b as usize] == __;
+    match *bytes {
+        [] => true,
+        [a] => ok(a),
+        [a, b] => ok(a) & ok(b),
+        [a, b, c] => ok(a) & ok(b) & ok(c),
+        [a, b, c, d] => ok(a) & ok(b) & ok(c) & ok(d),
+        // 5 to 8 bytes: the first 4 and the last 4, which overlap.
+        [a, b, c, d, .., e, f, g, h] if bytes.len() <= 8 => {
+            ok(a) & ok(b) & ok(c) & ok(d) & ok(e) & ok(f) & ok(g) & ok(h)
+        }
+        _ => bytes.iter().all(|&b| ok(b)),
+    }
 }
 
 /// A [`fmt::Write`] that escapes everything written through it into a JSON string body.
@@ -471,61 +484,74 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
 /// digits (12.5, 0.25, 100.0, -3.1416), the same text `ryu` writes for it; returns `false`
 /// (writing nothing) for every other value.
 ///
-/// The digits are unique: `|v| * 10^k < 2^52` keeps the double's spacing below `10^-k`, so at
-/// most one decimal with `k` fractional digits rounds to `v`, and `k` is the smallest that works.
+/// The candidate is `n = round(|v| * 10^4)`, and `n / 10^4` (one correctly rounded division of
+/// two exact doubles) giving back `|v|` proves `|v|` is the nearest double to `n / 10^4`.
+/// The digits are unique: `|v| * 10^4 < 2^52` keeps the double's spacing below `10^-4`, so at
+/// most one decimal with 4 fractional digits rounds to `|v|`, and no shorter decimal with more
+/// fractional digits does either; that is the shortest text, `n / 10^4` with the trailing zeros
+/// of its fraction removed (`.0` when none is left). Integers up to `10^15` too large for that
+/// scale are written the same way (the spacing stays below 1).
 #[inline]
 fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
-    const POW10: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
+    use crate::timestamp::DIGITS2;
+    const SCALE: f64 = 10_000.0;
     const LIMIT: f64 = 4_503_599_627_370_496.0; // 2^52
     let a = v.abs();
     if !(1e-3..1e15).contains(&a) {
         return false;
     }
-    for (k, &scale) in POW10.iter().enumerate() {
-        let t = a * scale;
-        if t >= LIMIT {
+    let t = a * SCALE;
+    let (int, frac) = if t < LIMIT {
+        // Below 2^52 the spacing of doubles is at most 1/2: `t + 0.5` is exact.
+        let n = (t + 0.5) as i64 as u64;
+        if n as f64 / SCALE != a {
             return false;
         }
-        let n = t as u64;
-        if n as f64 != t {
-            continue;
-        }
-        if n as f64 / scale != a || (k > 0 && n % 10 == 0) {
+        (n / 10_000, (n % 10_000) as usize)
+    } else {
+        let n = a as i64 as u64;
+        if n as f64 != a {
             return false;
         }
-        // The text, built from the right in a fixed buffer (at most a sign, 16 digits, the
-        // point and ".0") and copied once.
-        let mut text = [0u8; 24];
-        let mut at = text.len();
-        let mut rest = n;
-        if k == 0 {
-            at -= 2;
-            text[at..].copy_from_slice(b".0");
-        } else {
-            for _ in 0..k {
-                at -= 1;
-                text[at] = b'0' + (rest % 10) as u8;
-                rest /= 10;
-            }
-            at -= 1;
-            text[at] = b'.';
-        }
-        loop {
-            at -= 1;
-            text[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if v < 0.0 {
-            at -= 1;
-            text[at] = b'-';
-        }
-        out.extend_from_slice(&text[at..]);
-        return true;
+        (n, 0)
+    };
+    // The text, built around a point at a fixed place (at most a sign, 15 digits, the point and
+    // 4 digits), then copied as one block of constant size and cut to length.
+    const POINT: usize = 20;
+    let mut text = [0u8; 48];
+    text[POINT] = b'.';
+    text[POINT + 1..POINT + 3].copy_from_slice(&DIGITS2[frac / 100]);
+    text[POINT + 3..POINT + 5].copy_from_slice(&DIGITS2[frac % 100]);
+    // The fraction without its trailing zeros, at least one digit ("12.0").
+    let frac_len = if frac % 100 != 0 {
+        if frac % 10 != 0 { 4 } else { 3 }
+    } else if frac % 1_000 != 0 {
+        2
+    } else {
+        1
+    };
+    let mut at = POINT;
+    let mut rest = int;
+    while rest >= 100 {
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&DIGITS2[(rest % 100) as usize]);
+        rest /= 100;
     }
-    false
+    if rest >= 10 {
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&DIGITS2[rest as usize]);
+    } else {
+        at -= 1;
+        text[at] = b'0' + rest as u8;
+    }
+    if v < 0.0 {
+        at -= 1;
+        text[at] = b'-';
+    }
+    let len = out.len() + (POINT + 1 + frac_len - at);
+    out.extend_from_slice(&text[at..at + 24]);
+    out.truncate(len);
+    true
 }
 
 /// Appends `bytes.len() * 2` lowercase hex digits.
@@ -714,6 +740,43 @@ mod tests {
             values.push(f64::from_bits(x >> 2));
             values.push((i as f64) * 0.1);
         }
+        // Near the edges of the short path: its range, the scale's 2^52 limit, the integers
+        // above it, and sums that miss a short decimal (0.1 + 0.2); each with its neighbours.
+        let mut edges = vec![
+            0.000_999_9,
+            0.001_000_1,
+            0.0015,
+            0.1 + 0.2,
+            0.2,
+            0.7 + 0.1,
+            1.0 - 1e-4,
+            123_456_789_012.5,
+            99_999_999_999.999_9,
+            450_359_962_737.049_6,
+            450_359_962_737.049_5,
+            450_359_962_737.0,
+            450_359_962_738.0,
+            1e11 + 0.000_1,
+            1e12,
+            1_700_000_000_123.0,
+            1e14 + 1.0,
+            1e15 - 1.0,
+            1e15,
+            4_503_599_627_370_495.0,
+        ];
+        for k in 0..=5 {
+            let scale = 10f64.powi(k);
+            for n in (1..2_000u64).chain(9_990..10_010).chain(99_990..100_010) {
+                edges.push(n as f64 / scale);
+            }
+        }
+        for v in edges {
+            for bits in [v.to_bits() - 1, v.to_bits(), v.to_bits() + 1] {
+                let v = f64::from_bits(bits);
+                values.push(v);
+                values.push(-v);
+            }
+        }
         for v in values {
             if !v.is_finite() {
                 continue;
@@ -722,6 +785,24 @@ mod tests {
             write_f64(&mut ours, v);
             let theirs = ryu::Buffer::new().format_finite(v).to_owned();
             assert_eq!(std::str::from_utf8(&ours).unwrap(), theirs, "{v:e}");
+        }
+        // The common values take the short path, not ryu.
+        for v in [12.5, 0.1, 0.3, -7.125, 0.001, 100.0, 123_456_789.25, 1e14] {
+            assert!(write_short_decimal(&mut Vec::new(), v), "{v}");
+        }
+    }
+
+    #[test]
+    fn short_pieces_are_checked_at_every_position() {
+        for len in 0..=SHORT + 1 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut piece = vec![b'x'; len];
+                    piece[pos] = b;
+                    let want = piece.iter().all(|&b| ESCAPE[b as usize] == __);
+                    assert_eq!(is_clean(&piece), want, "{piece:?}");
+                }
+            }
         }
     }
 

@@ -39,8 +39,9 @@ pub enum TimestampFormat {
     UnixNanos,
 }
 
-static DIGITS2: [[u8; 2]; 100] = {
-    let mut t = [[0u8; 2]; 100];
+/// `"00"` to `"99"`; the entries past 99 are never read, they let a 7-bit index go unchecked.
+pub(crate) static DIGITS2: [[u8; 2]; 128] = {
+    let mut t = [[0u8; 2]; 128];
     let mut i = 0;
     while i < 100 {
         t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
@@ -50,8 +51,9 @@ static DIGITS2: [[u8; 2]; 100] = {
 };
 
 thread_local! {
-    /// The last second formatted on this thread, and its `"YYYY-MM-DDTHH:MM:SS` text.
-    static LAST_SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((0, [0; 20])) };
+    /// The last second formatted on this thread, and its `"YYYY-MM-DDTHH:MM:SS.` text.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; 32])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 32])) };
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -69,72 +71,91 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The `"YYYY-MM-DDTHH:MM:SS.` text of `secs` at the start of a 32-byte buffer, and the
+/// nanoseconds to write after it (the last ones of 9999 for times past it). Kept for the
+/// thread's next line when the second is before 9999.
+#[inline(never)]
+fn format_second(secs: u64, nanos: u32) -> ([u8; 32], u32) {
+    let (mut y, mut mo, mut da) = civil_from_days((secs / 86_400) as i64);
+    let mut sod = (secs % 86_400) as usize;
+    let mut nanos = nanos;
+    if y > 9999 {
+        (y, mo, da, sod, nanos) = (9999, 12, 31, 86_399, 999_999_999);
+    }
+    let y = y as usize;
+    let mut b = [0u8; 32];
+    b[0] = b'"';
+    b[1..3].copy_from_slice(&DIGITS2[y / 100]);
+    b[3..5].copy_from_slice(&DIGITS2[y % 100]);
+    b[5] = b'-';
+    b[6..8].copy_from_slice(&DIGITS2[mo as usize]);
+    b[8] = b'-';
+    b[9..11].copy_from_slice(&DIGITS2[da as usize]);
+    b[11] = b'T';
+    b[12..14].copy_from_slice(&DIGITS2[sod / 3600]);
+    b[14] = b':';
+    b[15..17].copy_from_slice(&DIGITS2[(sod / 60) % 60]);
+    b[17] = b':';
+    b[18..20].copy_from_slice(&DIGITS2[sod % 60]);
+    b[20] = b'.';
+    if y < 9999 {
+        LAST_SECOND.with(|c| c.set((secs, b)));
+    }
+    (b, nanos)
+}
+
 impl TimestampFormat {
     /// Appends the timestamp for `t`, as a JSON value (quoted for RFC 3339).
     ///
     /// Times before 1970 are written as 1970-01-01T00:00:00Z; years past 9999 as 9999.
     pub fn write(self, out: &mut Vec<u8>, t: SystemTime) {
+        // The length of the text, quotes included.
+        let len = match self {
+            TimestampFormat::Rfc3339Millis => 26,
+            TimestampFormat::Rfc3339Micros => 29,
+            TimestampFormat::Rfc3339Nanos => 32,
+            TimestampFormat::UnixMillis | TimestampFormat::UnixNanos => {
+                return self.write_number(out, t);
+            }
+        };
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-        let digits = match self {
-            TimestampFormat::UnixMillis => {
-                crate::json::write_u64(out, secs * 1000 + u64::from(nanos / 1_000_000));
-                return;
-            }
-            TimestampFormat::UnixNanos => {
-                crate::json::write_u128(out, u128::from(secs) * 1_000_000_000 + u128::from(nanos));
-                return;
-            }
-            TimestampFormat::Rfc3339Millis => 3,
-            TimestampFormat::Rfc3339Micros => 6,
-            TimestampFormat::Rfc3339Nanos => 9,
-        };
-        let mut nanos = nanos;
-        let mut b = [0u8; 32];
         // The date and time of day change once a second: formatted once per second per thread.
-        let (cached_secs, prefix) = LAST_SECOND.with(|c| c.get());
-        if cached_secs == secs && secs != 0 {
-            b[..20].copy_from_slice(&prefix);
-        } else {
-            let (mut y, mut mo, mut da) = civil_from_days((secs / 86_400) as i64);
-            let mut sod = (secs % 86_400) as usize;
-            if y > 9999 {
-                (y, mo, da, sod, nanos) = (9999, 12, 31, 86_399, 999_999_999);
-            }
-            let y = y as usize;
-            b[0] = b'"';
-            b[1..3].copy_from_slice(&DIGITS2[y / 100]);
-            b[3..5].copy_from_slice(&DIGITS2[y % 100]);
-            b[5] = b'-';
-            b[6..8].copy_from_slice(&DIGITS2[mo as usize]);
-            b[8] = b'-';
-            b[9..11].copy_from_slice(&DIGITS2[da as usize]);
-            b[11] = b'T';
-            b[12..14].copy_from_slice(&DIGITS2[sod / 3600]);
-            b[14] = b':';
-            b[15..17].copy_from_slice(&DIGITS2[(sod / 60) % 60]);
-            b[17] = b':';
-            b[18..20].copy_from_slice(&DIGITS2[sod % 60]);
-            if y < 9999 {
-                let mut prefix = [0u8; 20];
-                prefix.copy_from_slice(&b[..20]);
-                LAST_SECOND.with(|c| c.set((secs, prefix)));
-            }
+        let (cached_secs, mut b) = LAST_SECOND.with(std::cell::Cell::get);
+        let mut nanos = nanos;
+        if cached_secs != secs {
+            (b, nanos) = format_second(secs, nanos);
         }
-        b[20] = b'.';
-        let n = nanos as usize;
-        b[21] = b'0' + (n / 100_000_000) as u8;
-        b[22..24].copy_from_slice(&DIGITS2[(n / 1_000_000) % 100]);
-        b[24..26].copy_from_slice(&DIGITS2[(n / 10_000) % 100]);
-        b[26..28].copy_from_slice(&DIGITS2[(n / 100) % 100]);
-        b[28..30].copy_from_slice(&DIGITS2[n % 100]);
-        let end = 21 + digits;
-        b[end] = b'Z';
-        b[end + 1] = b'"';
+        // The 9 fractional digits from the top: `x / 2^57` is `nanos / 10^8` with a fraction
+        // accurate to better than `10^-8` (the error is below `10^9 / 2^57`), so each step's
+        // `* 100` brings the next two digits above bit 57.
+        const SHIFT: u32 = 57;
+        const MASK: u64 = (1 << SHIFT) - 1;
+        let mut x = u64::from(nanos) * ((1 << SHIFT) / 100_000_000 + 1);
+        b[21] = b'0' + (x >> SHIFT) as u8;
+        for at in [22, 24, 26, 28] {
+            x = (x & MASK) * 100;
+            b[at..at + 2].copy_from_slice(&DIGITS2[(x >> SHIFT) as usize]);
+        }
+        b[len - 2] = b'Z';
+        b[len - 1] = b'"';
         // A constant-size copy (no call), then drop the unused tail.
-        let len = out.len();
+        let start = out.len();
         out.extend_from_slice(&b);
-        out.truncate(len + end + 2);
+        out.truncate(start + len);
+    }
+
+    /// [`TimestampFormat::write`] for the Unix epoch numbers (out of line: the RFC 3339 path
+    /// then needs fewer registers).
+    #[inline(never)]
+    fn write_number(self, out: &mut Vec<u8>, t: SystemTime) {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+        if self == TimestampFormat::UnixMillis {
+            crate::json::write_u64(out, secs * 1000 + u64::from(nanos / 1_000_000));
+        } else {
+            crate::json::write_u128(out, u128::from(secs) * 1_000_000_000 + u128::from(nanos));
+        }
     }
 }
 
@@ -190,6 +211,46 @@ mod tests {
         );
         assert_eq!(f(TimestampFormat::UnixNanos), "951786123005000007");
         assert_eq!(f(TimestampFormat::UnixMillis), "951786123005");
+    }
+
+    #[test]
+    fn every_fraction_digit_is_exact() {
+        let secs = 1_795_602_723;
+        let mut nanos = (0..1_000_000_000u32).step_by(997).collect::<Vec<_>>();
+        for p in [
+            1,
+            10,
+            100,
+            1_000,
+            10_000,
+            100_000,
+            1_000_000,
+            10_000_000,
+            100_000_000,
+        ] {
+            for k in 1..10 {
+                nanos.extend([p * k - 1, p * k, p * k + 1]);
+            }
+        }
+        nanos.push(999_999_999);
+        for (i, n) in nanos.into_iter().enumerate() {
+            // Every other one a new second, so both the cached and the fresh path are checked.
+            let t = UNIX_EPOCH + Duration::new(secs + (i as u64 & 1) * i as u64, n);
+            let mut out = Vec::new();
+            TimestampFormat::Rfc3339Nanos.write(&mut out, t);
+            assert_eq!(&out[21..30], format!("{n:09}").as_bytes(), "{n}");
+            assert_eq!(&out[30..], b"Z\"");
+        }
+    }
+
+    #[test]
+    fn past_9999_is_clamped() {
+        let t = UNIX_EPOCH + Duration::new(253_402_300_800 + 5, 7); // 10000-01-01T00:00:05
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            TimestampFormat::Rfc3339Micros.write(&mut out, t);
+            assert_eq!(out, br#""9999-12-31T23:59:59.999999Z""#);
+        }
     }
 
     #[test]
