@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
-use crate::fields::{CORRELATION_FIELD, SpanData};
+use crate::fields::{CORRELATION_FIELD, SpanSlot};
 
 /// Longest correlation id accepted, in bytes.
 pub const MAX_LEN: usize = 128;
@@ -260,7 +260,7 @@ pub fn current() -> Option<CorrelationId> {
         let span = registry.span(id)?;
         span.scope().find_map(|s| {
             let ext = s.extensions();
-            let raw = ext.get::<SpanData>()?.correlation.as_ref()?.clone();
+            let raw = ext.get::<SpanSlot>()?.correlation.as_ref()?.clone();
             let text: String = serde_json::from_slice(&raw).ok()?;
             CorrelationId::parse(&text).ok()
         })

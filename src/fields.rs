@@ -32,6 +32,86 @@ pub(crate) struct SpanData {
     pub(crate) hint_ok: bool,
 }
 
+/// What traceline keeps in a span's extensions: the span's [`SpanData`], in a box that is
+/// reused from span to span on each thread (a few are kept per thread). A span then costs one
+/// small allocation for the extension itself, and the data is not built and moved anew.
+#[derive(Debug)]
+pub(crate) struct SpanSlot(Option<Box<SpanData>>);
+
+/// Boxes kept per thread for new spans.
+const POOLED: usize = 64;
+/// A box whose fragments grew past this many bytes on the heap is not kept.
+const POOLED_HEAP: usize = 4096;
+
+thread_local! {
+    // Boxes, not the data itself: a box moves in and out of a span's slot without copying.
+    #[allow(clippy::vec_box)]
+    static POOL: std::cell::RefCell<Vec<Box<SpanData>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl SpanSlot {
+    /// An empty slot, with a box from this thread's pool when it has one.
+    pub(crate) fn new() -> Self {
+        let pooled = POOL
+            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten();
+        SpanSlot(Some(pooled.unwrap_or_default()))
+    }
+}
+
+impl std::ops::Deref for SpanSlot {
+    type Target = SpanData;
+    #[inline]
+    fn deref(&self) -> &SpanData {
+        self.0
+            .as_deref()
+            .expect("a slot holds its data until it is dropped")
+    }
+}
+
+impl std::ops::DerefMut for SpanSlot {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut SpanData {
+        self.0
+            .as_deref_mut()
+            .expect("a slot holds its data until it is dropped")
+    }
+}
+
+impl Drop for SpanSlot {
+    fn drop(&mut self) {
+        let Some(mut data) = self.0.take() else {
+            return;
+        };
+        if data.buf.heap.capacity() > POOLED_HEAP {
+            return;
+        }
+        data.clear();
+        // The thread may be exiting (its pool gone) or already using its pool: then the box is
+        // simply freed.
+        let _ = POOL.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                if p.len() < POOLED {
+                    p.push(data);
+                }
+            }
+        });
+    }
+}
+
+impl SpanData {
+    /// Empties the data for a new span (heap storage is kept).
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.entries.clear();
+        self.correlation = None;
+        self.root = None;
+        self.ids = IdsCell::default();
+        self.hint_ok = false;
+    }
+}
+
 /// A span's ids once looked up: `None` until then. Set from any thread holding the span (the
 /// same values whoever sets them, so a race only repeats the lookup).
 #[derive(Debug, Default)]
@@ -109,6 +189,11 @@ impl<T: Copy + Default, const N: usize> Small<T, N> {
         }
     }
 
+    fn clear(&mut self) {
+        self.len = 0;
+        self.heap.clear();
+    }
+
     /// Replaces the contents with `values`.
     pub(crate) fn set(&mut self, values: &[T]) {
         self.len = values.len();
@@ -147,6 +232,46 @@ pub(crate) fn key_bit(prefix: &str, depth: Depth, name: &str) -> u64 {
         .wrapping_add(u32::from(*first.unwrap_or(&0)).wrapping_mul(0x85EB_CA6B))
         .wrapping_add(u32::from(*last.unwrap_or(&0)).wrapping_mul(0xC2B2_AE35));
     1 << (h.wrapping_mul(0x27D4_EB2F) >> 26)
+}
+
+#[cfg(test)]
+mod span_slot_tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_box_starts_empty() {
+        let first = {
+            let mut slot = SpanSlot::new();
+            slot.buf.set(b",\"a\":1");
+            slot.entries.set(&[Entry::default()]);
+            slot.correlation = Some(b"\"req-1\"".to_vec().into());
+            slot.root = Some(span::Id::from_u64(7));
+            slot.ids.set(None);
+            slot.hint_ok = true;
+            &*slot as *const SpanData as usize
+        };
+        let slot = SpanSlot::new();
+        assert_eq!(
+            &*slot as *const SpanData as usize, first,
+            "the box is reused"
+        );
+        assert!(slot.buf.as_slice().is_empty());
+        assert!(slot.entries.as_slice().is_empty());
+        assert!(slot.correlation.is_none() && slot.root.is_none() && !slot.hint_ok);
+        assert!(slot.ids.get().is_none(), "ids are looked up again");
+    }
+
+    #[test]
+    fn a_box_with_large_fragments_is_not_kept() {
+        let big = vec![b'x'; POOLED_HEAP * 2];
+        {
+            let mut slot = SpanSlot::new();
+            slot.buf.set(&big);
+        }
+        // The pool (empty on this test's thread before) did not keep it.
+        let slot = SpanSlot::new();
+        assert!(slot.buf.heap.capacity() <= POOLED_HEAP);
+    }
 }
 
 #[cfg(test)]

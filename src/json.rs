@@ -322,11 +322,38 @@ impl fmt::Write for Bounded<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        // The short clean pieces `Debug` impls write, with room left: copied at once.
-        if bytes.len() <= SHORT && bytes.len() <= self.left && is_clean(bytes) {
-            self.left -= bytes.len();
-            extend_small(self.out, bytes);
-            return Ok(());
+        // The short clean pieces `Debug` impls write, with room left: checked and copied at
+        // once, those of up to 4 bytes with constant-size stores.
+        if bytes.len() <= self.left {
+            let ok = |b: u8| ESCAPE[b as usize] == __;
+            let out = &mut *self.out;
+            let copied = match *bytes {
+                [a] if ok(a) => {
+                    out.push(a);
+                    true
+                }
+                [a, b] if ok(a) & ok(b) => {
+                    out.extend_from_slice(&[a, b]);
+                    true
+                }
+                [a, b, c] if ok(a) & ok(b) & ok(c) => {
+                    out.extend_from_slice(&[a, b, c]);
+                    true
+                }
+                [a, b, c, d] if ok(a) & ok(b) & ok(c) & ok(d) => {
+                    out.extend_from_slice(&[a, b, c, d]);
+                    true
+                }
+                _ if bytes.len() > 4 && bytes.len() <= SHORT && is_clean(bytes) => {
+                    out.extend_from_slice(bytes);
+                    true
+                }
+                _ => false,
+            };
+            if copied {
+                self.left -= bytes.len();
+                return Ok(());
+            }
         }
         self.write_str_slow(s)
     }
@@ -355,19 +382,6 @@ impl Bounded<'_> {
         self.left = 0;
         self.cut = true;
         Err(fmt::Error)
-    }
-}
-
-/// Appends `bytes`; the pieces of up to 4 bytes `Debug` impls write most (`": "`, `", "`,
-/// `" { "`, field names) with stores of a constant size instead of a `memcpy` call.
-#[inline(always)]
-fn extend_small(out: &mut Vec<u8>, bytes: &[u8]) {
-    match *bytes {
-        [a] => out.push(a),
-        [a, b] => out.extend_from_slice(&[a, b]),
-        [a, b, c] => out.extend_from_slice(&[a, b, c]),
-        [a, b, c, d] => out.extend_from_slice(&[a, b, c, d]),
-        _ => out.extend_from_slice(bytes),
     }
 }
 

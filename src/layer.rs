@@ -15,7 +15,8 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::fields::{
-    CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanKeys, SpanVisitor, merge,
+    CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanKeys, SpanSlot, SpanVisitor,
+    merge,
 };
 use crate::ids::{self, Ids};
 use crate::json;
@@ -543,7 +544,7 @@ impl<W> Layer<W> {
     {
         if let Some(ids) = span
             .extensions()
-            .get::<SpanData>()
+            .get::<SpanSlot>()
             .and_then(|d| d.ids.get())
         {
             return ids;
@@ -570,7 +571,7 @@ impl<W> Layer<W> {
             }
         }
         let ids = own.or_else(|| span.parent().and_then(|p| self.ids(&p)));
-        if let Some(data) = span.extensions().get::<SpanData>() {
+        if let Some(data) = span.extensions().get::<SpanSlot>() {
             data.ids.set(ids);
         }
         ids
@@ -779,7 +780,7 @@ impl<W> Layer<W> {
             }
             (Some(l), _) => {
                 let ext = l.extensions();
-                let data = ext.get::<SpanData>();
+                let data = ext.get::<SpanSlot>();
                 let hint = || {
                     data.filter(|d| d.hint_ok)
                         .and_then(|_| entered_ids(self.id, &l.id()))
@@ -813,7 +814,7 @@ impl<W> Layer<W> {
             self.write_ids(buf, &ids);
         }
         if let (Some(leaf), Some(ext)) = (&leaf, &leaf_ext) {
-            let data = ext.get::<SpanData>();
+            let data = ext.get::<SpanSlot>();
             if let (Some(k), Some(v)) =
                 (&c.correlation_id, data.and_then(|d| d.correlation.as_ref()))
             {
@@ -876,7 +877,7 @@ impl<W> Layer<W> {
                         .fold(0, |m, &(d, n)| m | crate::fields::key_bit(prefix, d, n));
                 }
                 let mut add = |ext: &Extensions<'_>| {
-                    if let Some(data) = ext.get::<SpanData>() {
+                    if let Some(data) = ext.get::<SpanSlot>() {
                         for e in data.entries.as_slice() {
                             let key = (e.depth, e.name);
                             if taken & e.bit != 0
@@ -995,7 +996,7 @@ where
 {
     buf.extend_from_slice(b"{\"name\":");
     json::write_str(buf, span.name());
-    if let Some(data) = span.extensions().get::<SpanData>() {
+    if let Some(data) = span.extensions().get::<SpanSlot>() {
         buf.extend_from_slice(data.buf.as_slice());
     }
     buf.push(b'}');
@@ -1023,7 +1024,7 @@ where
 
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut data = SpanData::default();
+        let mut data = SpanSlot::new();
         with_span_scratch(|s| {
             let SpanScratch {
                 values, raw, keys, ..
@@ -1058,7 +1059,7 @@ where
             }
         });
         if let Some(parent) = span.parent() {
-            if let Some(p) = parent.extensions().get::<SpanData>() {
+            if let Some(p) = parent.extensions().get::<SpanSlot>() {
                 if data.correlation.is_none() {
                     data.correlation = p.correlation.clone();
                 }
@@ -1101,7 +1102,7 @@ where
             let mut correlation = None;
             values.record(&mut s.visitor(&mut correlation, &self.redaction, self.max_field));
             let mut ext = span.extensions_mut();
-            let Some(data) = ext.get_mut::<SpanData>() else {
+            let Some(data) = ext.get_mut::<SpanSlot>() else {
                 return;
             };
             s.store(data, &self.compiled);
