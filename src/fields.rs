@@ -27,9 +27,6 @@ pub(crate) struct SpanData {
     pub(crate) root: Option<span::Id>,
     /// Ids, cached on first use.
     pub(crate) ids: IdsCell,
-    /// Whether this span's ids may be taken from the OpenTelemetry context current when it
-    /// was entered (its callsite has shown they are its own; see `SpanKeys::trust`).
-    pub(crate) hint_ok: bool,
 }
 
 /// What traceline keeps in a span's extensions: the span's [`SpanData`], in a box that is
@@ -108,7 +105,6 @@ impl SpanData {
         self.correlation = None;
         self.root = None;
         self.ids = IdsCell::default();
-        self.hint_ok = false;
     }
 }
 
@@ -247,7 +243,6 @@ mod span_slot_tests {
             slot.correlation = Some(b"\"req-1\"".to_vec().into());
             slot.root = Some(span::Id::from_u64(7));
             slot.ids.set(None);
-            slot.hint_ok = true;
             &*slot as *const SpanData as usize
         };
         let slot = SpanSlot::new();
@@ -257,7 +252,7 @@ mod span_slot_tests {
         );
         assert!(slot.buf.as_slice().is_empty());
         assert!(slot.entries.as_slice().is_empty());
-        assert!(slot.correlation.is_none() && slot.root.is_none() && !slot.hint_ok);
+        assert!(slot.correlation.is_none() && slot.root.is_none());
         assert!(slot.ids.get().is_none(), "ids are looked up again");
     }
 
@@ -413,16 +408,7 @@ pub(crate) struct SpanKeys {
     denied: u64,
     /// Each field's [`key_bit`].
     bits: Vec<u64>,
-    /// How many spans of this callsite had, on their first line, ids equal to the
-    /// OpenTelemetry context current just after they were entered ([`NEVER`]: one did not).
-    pub(crate) trust: u8,
 }
-
-/// `SpanKeys::trust` after a span whose entered context was not its own.
-pub(crate) const NEVER: u8 = u8::MAX;
-/// Spans whose entered context was their own before a callsite's later spans take their ids
-/// from it.
-pub(crate) const TRUST_AFTER: u8 = 4;
 
 impl SpanKeys {
     pub(crate) fn build(
@@ -460,22 +446,7 @@ impl SpanKeys {
             keys: plain.then_some((keys, ends)),
             denied,
             bits,
-            trust: 0,
         }
-    }
-
-    /// Whether new spans of this callsite may take their ids from the context entered.
-    #[inline]
-    pub(crate) fn trusted(&self) -> bool {
-        (TRUST_AFTER..NEVER).contains(&self.trust)
-    }
-
-    /// Records whether a span of this callsite had the entered context's ids as its own.
-    pub(crate) fn learn(&mut self, own: bool) {
-        self.trust = match (own, self.trust) {
-            (_, NEVER) | (false, _) => NEVER,
-            (true, t) => t.saturating_add(1).min(TRUST_AFTER),
-        };
     }
 
     #[inline]

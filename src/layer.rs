@@ -1,10 +1,9 @@
 //! The `tracing-subscriber` layer that writes one JSON line per event.
 
-use std::cell::Cell;
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tracing_core::dispatcher::WeakDispatch;
@@ -65,9 +64,6 @@ pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     max_line: usize,
     /// Identifies this layer's configuration in the per-thread callsite cache.
     id: u64,
-    /// Set when a span's context just after it was entered was not its own: the OpenTelemetry
-    /// layer runs after this one, or does not activate contexts. Then no hints are taken.
-    hints_off: AtomicBool,
 }
 
 fn next_layer_id() -> u64 {
@@ -112,7 +108,6 @@ impl<W> Layer<W> {
             max_field: DEFAULT_MAX_FIELD_LEN,
             max_line: DEFAULT_MAX_LINE_LEN,
             id: next_layer_id(),
-            hints_off: AtomicBool::new(false),
         }
     }
 
@@ -140,7 +135,6 @@ impl<W> Layer<W> {
             max_field: self.max_field,
             max_line: self.max_line,
             id: self.id,
-            hints_off: self.hints_off,
         }
     }
 
@@ -408,29 +402,6 @@ struct Scratch {
 const CALLSITE_SLOTS: usize = 256;
 const SPAN_CALLSITE_SLOTS: usize = 64;
 
-/// The span a layer last entered on this thread, with the ids of the OpenTelemetry context
-/// current just after (the OpenTelemetry layer, when it runs first, has just attached the
-/// span's own context).
-#[derive(Clone, Copy)]
-struct Entered {
-    layer: u64,
-    span: u64,
-    ids: Ids,
-}
-
-thread_local! {
-    static ENTERED: Cell<Option<Entered>> = const { Cell::new(None) };
-}
-
-/// The ids recorded when `layer` entered `span` on this thread, if it is still entered.
-#[inline]
-fn entered_ids(layer: u64, span: &span::Id) -> Option<Ids> {
-    ENTERED
-        .with(Cell::get)
-        .filter(|e| e.layer == layer && e.span == span.into_u64())
-        .map(|e| e.ids)
-}
-
 thread_local! {
     /// Where span fields are recorded before they are copied into the span's [`SpanData`].
     static SPAN_SCRATCH: RefCell<SpanScratch> = const { RefCell::new(SpanScratch::new()) };
@@ -561,37 +532,13 @@ impl<W> Layer<W> {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        let id = span.id();
-        let own = self.uncached_ids(&id);
-        if let Some(entered) = entered_ids(self.id, &id) {
-            // What the context entered would have given: the span's own ids, or not.
-            self.learn(span.metadata(), own == Some(entered));
-            if own.is_some_and(|own| own != entered) {
-                self.hints_off.store(true, Ordering::Relaxed);
-            }
-        }
-        let ids = own.or_else(|| span.parent().and_then(|p| self.ids(&p)));
+        let ids = self
+            .uncached_ids(&span.id())
+            .or_else(|| span.parent().and_then(|p| self.ids(&p)));
         if let Some(data) = span.extensions().get::<SpanSlot>() {
             data.ids.set(ids);
         }
         ids
-    }
-
-    /// Records in this thread's cache of `meta`'s keys whether a span of it had the entered
-    /// context's ids as its own.
-    fn learn(&self, meta: &'static tracing_core::Metadata<'static>, own: bool) {
-        SPAN_SCRATCH.with(|cell| {
-            if let Ok(mut scratch) = cell.try_borrow_mut() {
-                span_keys(
-                    &mut scratch.keys,
-                    meta,
-                    self.id,
-                    &self.compiled,
-                    &self.redaction,
-                )
-                .learn(own);
-            }
-        });
     }
 
     /// The cached keys of the fields of `event`'s callsite, built on the callsite's first event.
@@ -780,24 +727,10 @@ impl<W> Layer<W> {
             }
             (Some(l), _) => {
                 let ext = l.extensions();
-                let data = ext.get::<SpanSlot>();
-                let hint = || {
-                    data.filter(|d| d.hint_ok)
-                        .and_then(|_| entered_ids(self.id, &l.id()))
-                };
-                match data.and_then(|d| d.ids.get()) {
+                match ext.get::<SpanSlot>().and_then(|d| d.ids.get()) {
                     Some(ids) => {
                         leaf_ext = Some(ext);
                         ids
-                    }
-                    None if let Some(ids) = hint() => {
-                        // Its callsite's spans have shown that the context entered is their
-                        // own: no need to ask the OpenTelemetry layer.
-                        if let Some(d) = data {
-                            d.ids.set(Some(ids));
-                        }
-                        leaf_ext = Some(ext);
-                        Some(ids)
                     }
                     None => {
                         drop(ext);
@@ -1025,39 +958,37 @@ where
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut data = SpanSlot::new();
-        with_span_scratch(|s| {
-            let SpanScratch {
-                values, raw, keys, ..
-            } = &mut *s;
-            let keys = span_keys(
-                keys,
-                attrs.metadata(),
-                self.id,
-                &self.compiled,
-                &self.redaction,
-            );
-            data.hint_ok = keys.trusted() && !self.hints_off.load(Ordering::Relaxed);
-            if attrs.metadata().fields().is_empty() {
-                return;
-            }
-            // Where no key needs the collision prefix, each value lands behind its key and
-            // the fragments need no merge.
-            let direct = keys.usable();
-            attrs.record(&mut SpanVisitor {
-                values,
-                raw,
-                correlation: &mut data.correlation,
-                redaction: &self.redaction,
-                max: self.max_field,
-                keys: direct.then_some(&*keys),
+        if !attrs.metadata().fields().is_empty() {
+            with_span_scratch(|s| {
+                let SpanScratch {
+                    values, raw, keys, ..
+                } = &mut *s;
+                let keys = span_keys(
+                    keys,
+                    attrs.metadata(),
+                    self.id,
+                    &self.compiled,
+                    &self.redaction,
+                );
+                // Where no key needs the collision prefix, each value lands behind its key
+                // and the fragments need no merge.
+                let direct = keys.usable();
+                attrs.record(&mut SpanVisitor {
+                    values,
+                    raw,
+                    correlation: &mut data.correlation,
+                    redaction: &self.redaction,
+                    max: self.max_field,
+                    keys: direct.then_some(&*keys),
+                });
+                if direct {
+                    data.buf.set(values);
+                    data.entries.set(raw);
+                } else {
+                    s.store(&mut data, &self.compiled);
+                }
             });
-            if direct {
-                data.buf.set(values);
-                data.entries.set(raw);
-            } else {
-                s.store(&mut data, &self.compiled);
-            }
-        });
+        }
         if let Some(parent) = span.parent() {
             if let Some(p) = parent.extensions().get::<SpanSlot>() {
                 if data.correlation.is_none() {
@@ -1070,28 +1001,6 @@ where
             data.root = Some(id.clone());
         }
         span.extensions_mut().insert(data);
-    }
-
-    fn on_enter(&self, id: &span::Id, _ctx: Context<'_, S>) {
-        if self.hints_off.load(Ordering::Relaxed) {
-            return;
-        }
-        let entered = ids::current().map(|ids| Entered {
-            layer: self.id,
-            span: id.into_u64(),
-            ids,
-        });
-        ENTERED.with(|e| e.set(entered));
-    }
-
-    fn on_exit(&self, id: &span::Id, _ctx: Context<'_, S>) {
-        ENTERED.with(|e| {
-            if e.get()
-                .is_some_and(|e| e.layer == self.id && e.span == id.into_u64())
-            {
-                e.set(None);
-            }
-        });
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {

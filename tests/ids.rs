@@ -487,8 +487,10 @@ fn two_subscribers_do_not_mix_ids() {
     assert_ids(&cap_b.only_line(), &sc_b);
 }
 
-// Ids taken from the OpenTelemetry context current when a span was entered: a callsite's spans
-// use it only once several of them have shown it is their own, and never when it is not.
+// Many spans of one callsite, in setups where the OpenTelemetry context current inside a span
+// is not the span's own (layers the other way round, activation off, contexts attached by the
+// code, spans hidden from the OpenTelemetry layer by a filter that decides per span): every line
+// carries its own span's ids, or its nearest ancestor's, never the attached context's.
 
 /// Logs one line in each of `n` spans of one callsite (entered inside `parent` when given) and
 /// checks each line's ids against the span's own context.
@@ -606,5 +608,141 @@ fn spans_hidden_from_the_otel_layer_never_take_an_attached_context() {
         let span = info_span!("tracked");
         span.in_scope(|| info!("in tracked"));
         assert_ids(&cap.lines()[50], &span_context(&span));
+    });
+}
+
+/// One callsite for every span of the tests below.
+fn work(i: usize) -> tracing::Span {
+    info_span!("work", i)
+}
+
+#[test]
+fn spans_entered_twice_with_the_otel_layer_outside_log_their_own_ids() {
+    // On the second enter the OpenTelemetry layer has attached the span's context; on a single
+    // enter the context current when traceline sees the span entered is still the parent's.
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("traceline-tests")));
+    with_default(subscriber, || {
+        let outer = info_span!("outer");
+        let _o = outer.enter();
+        let mut contexts = Vec::new();
+        for i in 0..5 {
+            let span = work(i);
+            span.in_scope(|| span.in_scope(|| info!(i, "in work")));
+            contexts.push(span_context(&span));
+        }
+        let span = work(5);
+        span.in_scope(|| info!(i = 5, "in work"));
+        contexts.push(span_context(&span));
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 6);
+        for (line, sc) in lines.iter().zip(&contexts) {
+            assert_ids(line, sc);
+        }
+    });
+}
+
+#[test]
+fn a_span_made_while_telemetry_is_suppressed_never_takes_the_attached_context() {
+    // The OpenTelemetry layer behind the filter `init()` uses (nothing is exported while
+    // telemetry is suppressed): it sees some spans of a callsite and not others.
+    use tracing_subscriber::filter::DynFilterFn;
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_filter(DynFilterFn::new(|_, _| {
+                    !opentelemetry::Context::is_current_telemetry_suppressed()
+                })),
+        )
+        .with(layer);
+    with_default(subscriber, || {
+        for i in 0..5 {
+            let span = work(i);
+            span.in_scope(|| info!(i, "in work"));
+        }
+        let _attached = remote_context("01").attach();
+        let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+        let span = work(5);
+        span.in_scope(|| info!(i = 5, "in work"));
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 6);
+        assert_no_ids(&lines[5]);
+    });
+}
+
+#[test]
+fn an_explicit_root_hidden_by_a_changing_filter_has_no_ids() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tracing_subscriber::filter::DynFilterFn;
+    let export = Arc::new(AtomicBool::new(true));
+    let switch = export.clone();
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_filter(DynFilterFn::new(move |m, _| {
+                    m.name() == "outer" || switch.load(Ordering::Relaxed)
+                })),
+        )
+        .with(layer);
+    with_default(subscriber, || {
+        let outer = info_span!("outer");
+        let _o = outer.enter();
+        for i in 0..5 {
+            let span = info_span!(parent: None, "job", i);
+            span.in_scope(|| info!(i, "in job"));
+        }
+        export.store(false, Ordering::Relaxed);
+        let span = info_span!(parent: None, "job", i = 5);
+        span.in_scope(|| info!(i = 5, "in job"));
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 6);
+        assert!(
+            !span_context(&span).is_valid(),
+            "the last job is not exported"
+        );
+        assert_no_ids(&lines[5]);
+    });
+}
+
+#[test]
+fn without_context_activation_contexts_attached_by_the_code_do_not_leak_into_lines() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_context_activation(false),
+        )
+        .with(layer);
+    with_default(subscriber, || {
+        let outer = info_span!("outer");
+        let _o = outer.enter();
+        let _outer_cx = outer.context().attach();
+        let mut contexts = Vec::new();
+        for i in 0..5 {
+            let span = work(i);
+            let _cx = span.context().attach();
+            span.in_scope(|| info!(i, "in work"));
+            contexts.push(span_context(&span));
+        }
+        let span = work(5);
+        span.in_scope(|| info!(i = 5, "in work"));
+        contexts.push(span_context(&span));
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 6);
+        for (line, sc) in lines.iter().zip(&contexts) {
+            assert_ids(line, sc);
+        }
     });
 }
