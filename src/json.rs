@@ -220,7 +220,13 @@ fn is_clean(bytes: &[u8]) -> bool {
         [a, b, c] => ok(a) & ok(b) & ok(c),
         [a, b, c, d] => ok(a) & ok(b) & ok(c) & ok(d),
         // 5 to 8 bytes: the first 4 and the last 4, which overlap.
-        [a, b, c, d, .., e, f, g, h] if bytes.len() <= 8 => {
+        [a, b, c, d, ref rest @ ..] if rest.len() <= 4 => {
+            let [e, f, g, h] = [
+                bytes[bytes.len() - 4],
+                bytes[bytes.len() - 3],
+                bytes[bytes.len() - 2],
+                bytes[bytes.len() - 1],
+            ];
             ok(a) & ok(b) & ok(c) & ok(d) & ok(e) & ok(f) & ok(g) & ok(h)
         }
         _ => bytes.iter().all(|&b| ok(b)),
