@@ -492,35 +492,53 @@ fn two_subscribers_do_not_mix_ids() {
 // code, spans hidden from the OpenTelemetry layer by a filter that decides per span): every line
 // carries its own span's ids, or its nearest ancestor's, never the attached context's.
 
-/// Logs one line in each of `n` spans of one callsite (entered inside `parent` when given) and
-/// checks each line's ids against the span's own context.
-fn each_span_logs_its_own_ids(n: usize, parent: bool) {
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    with_default(otel_subscriber(&provider, layer), || {
-        let outer = info_span!("outer");
-        let _o = parent.then(|| outer.enter());
-        let mut contexts = Vec::new();
-        for i in 0..n {
-            let span = info_span!("work", i);
+/// One callsite for every span of the tests below.
+fn work(i: usize) -> tracing::Span {
+    info_span!("work", i)
+}
+
+/// Logs one line in each of `n` new spans of one callsite (each entered once); returns each
+/// span's own context.
+fn log_in_spans(n: usize) -> Vec<opentelemetry::trace::SpanContext> {
+    (0..n)
+        .map(|i| {
+            let span = work(i);
             span.in_scope(|| info!(i, "in work"));
-            contexts.push(span_context(&span));
-        }
-        let lines = cap.lines();
-        assert_eq!(lines.len(), n);
-        for (line, sc) in lines.iter().zip(&contexts) {
-            assert_ids(line, sc);
-        }
-        let distinct: std::collections::HashSet<_> =
-            lines.iter().map(|l| l.str("spanId").to_owned()).collect();
-        assert_eq!(distinct.len(), n, "every span has ids of its own");
-    });
+            span_context(&span)
+        })
+        .collect()
+}
+
+/// Asserts that the captured lines are one per context, each with that context's ids.
+fn assert_each_line_has_its_spans_ids(
+    cap: &common::Capture,
+    contexts: &[opentelemetry::trace::SpanContext],
+) {
+    let lines = cap.lines();
+    assert_eq!(lines.len(), contexts.len());
+    for (line, sc) in lines.iter().zip(contexts) {
+        assert_ids(line, sc);
+    }
+    let distinct: std::collections::HashSet<_> =
+        lines.iter().map(|l| l.str("spanId").to_owned()).collect();
+    assert_eq!(
+        distinct.len(),
+        contexts.len(),
+        "every span has ids of its own"
+    );
 }
 
 #[test]
 fn many_spans_of_one_callsite_each_log_their_own_ids() {
-    each_span_logs_its_own_ids(50, false);
-    each_span_logs_its_own_ids(50, true);
+    for parent in [false, true] {
+        let (cap, layer) = capture_layer();
+        let provider = provider();
+        with_default(otel_subscriber(&provider, layer), || {
+            let outer = info_span!("outer");
+            let _o = parent.then(|| outer.enter());
+            assert_each_line_has_its_spans_ids(&cap, &log_in_spans(50));
+        });
+    }
 }
 
 #[test]
@@ -537,16 +555,8 @@ fn many_spans_with_the_otel_layer_outside_this_one_log_their_own_ids() {
         let _o = outer.enter();
         info!("in outer");
         let mut contexts = vec![span_context(&outer)];
-        for i in 0..50 {
-            let span = info_span!("work", i);
-            span.in_scope(|| info!(i, "in work"));
-            contexts.push(span_context(&span));
-        }
-        let lines = cap.lines();
-        assert_eq!(lines.len(), 51);
-        for (line, sc) in lines.iter().zip(&contexts) {
-            assert_ids(line, sc);
-        }
+        contexts.extend(log_in_spans(50));
+        assert_each_line_has_its_spans_ids(&cap, &contexts);
     });
 }
 
@@ -564,17 +574,7 @@ fn many_spans_without_context_activation_log_their_own_ids() {
     with_default(subscriber, || {
         let outer = info_span!("outer");
         let _o = outer.enter();
-        let mut contexts = Vec::new();
-        for i in 0..50 {
-            let span = info_span!("work", i);
-            span.in_scope(|| info!(i, "in work"));
-            contexts.push(span_context(&span));
-        }
-        let lines = cap.lines();
-        assert_eq!(lines.len(), 50);
-        for (line, sc) in lines.iter().zip(&contexts) {
-            assert_ids(line, sc);
-        }
+        assert_each_line_has_its_spans_ids(&cap, &log_in_spans(50));
     });
 }
 
@@ -611,11 +611,6 @@ fn spans_hidden_from_the_otel_layer_never_take_an_attached_context() {
     });
 }
 
-/// One callsite for every span of the tests below.
-fn work(i: usize) -> tracing::Span {
-    info_span!("work", i)
-}
-
 #[test]
 fn spans_entered_twice_with_the_otel_layer_outside_log_their_own_ids() {
     // On the second enter the OpenTelemetry layer has attached the span's context; on a single
@@ -628,20 +623,15 @@ fn spans_entered_twice_with_the_otel_layer_outside_log_their_own_ids() {
     with_default(subscriber, || {
         let outer = info_span!("outer");
         let _o = outer.enter();
-        let mut contexts = Vec::new();
-        for i in 0..5 {
-            let span = work(i);
-            span.in_scope(|| span.in_scope(|| info!(i, "in work")));
-            contexts.push(span_context(&span));
-        }
-        let span = work(5);
-        span.in_scope(|| info!(i = 5, "in work"));
-        contexts.push(span_context(&span));
-        let lines = cap.lines();
-        assert_eq!(lines.len(), 6);
-        for (line, sc) in lines.iter().zip(&contexts) {
-            assert_ids(line, sc);
-        }
+        let mut contexts: Vec<_> = (0..5)
+            .map(|i| {
+                let span = work(i);
+                span.in_scope(|| span.in_scope(|| info!(i, "in work")));
+                span_context(&span)
+            })
+            .collect();
+        contexts.extend(log_in_spans(1));
+        assert_each_line_has_its_spans_ids(&cap, &contexts);
     });
 }
 
@@ -662,10 +652,7 @@ fn a_span_made_while_telemetry_is_suppressed_never_takes_the_attached_context() 
         )
         .with(layer);
     with_default(subscriber, || {
-        for i in 0..5 {
-            let span = work(i);
-            span.in_scope(|| info!(i, "in work"));
-        }
+        log_in_spans(5);
         let _attached = remote_context("01").attach();
         let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
         let span = work(5);
@@ -736,13 +723,7 @@ fn without_context_activation_contexts_attached_by_the_code_do_not_leak_into_lin
             span.in_scope(|| info!(i, "in work"));
             contexts.push(span_context(&span));
         }
-        let span = work(5);
-        span.in_scope(|| info!(i = 5, "in work"));
-        contexts.push(span_context(&span));
-        let lines = cap.lines();
-        assert_eq!(lines.len(), 6);
-        for (line, sc) in lines.iter().zip(&contexts) {
-            assert_ids(line, sc);
-        }
+        contexts.extend(log_in_spans(1));
+        assert_each_line_has_its_spans_ids(&cap, &contexts);
     });
 }
