@@ -462,7 +462,7 @@ fn span_keys<'k>(
     layer: u64,
     c: &Compiled,
     redaction: &Redaction,
-) -> &'k mut SpanKeys {
+) -> &'k SpanKeys {
     if cache.is_empty() {
         cache.resize_with(SPAN_CALLSITE_SLOTS, || None);
     }
@@ -472,7 +472,7 @@ fn span_keys<'k>(
         Some(k) if k.addr == addr && k.layer == layer => {}
         _ => *slot = Some(SpanKeys::build(meta, layer, c, redaction)),
     }
-    slot.as_mut().expect("filled above")
+    slot.as_ref().expect("filled above")
 }
 
 /// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
@@ -979,7 +979,7 @@ where
                     correlation: &mut data.correlation,
                     redaction: &self.redaction,
                     max: self.max_field,
-                    keys: direct.then_some(&*keys),
+                    keys: direct.then_some(keys),
                 });
                 if direct {
                     data.buf.set(values);

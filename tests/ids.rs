@@ -36,6 +36,48 @@ fn remote_context(flags: &str) -> opentelemetry::Context {
     cx
 }
 
+/// registry + `layer` + tracing-opentelemetry: the OpenTelemetry layer runs after traceline's.
+fn otel_layer_outside(
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    layer: traceline::Layer<common::Capture>,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("traceline-tests")))
+}
+
+/// registry + tracing-opentelemetry behind the per-layer `filter` + `layer`.
+fn otel_layer_behind<F>(
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    filter: F,
+    layer: traceline::Layer<common::Capture>,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    F: tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_filter(filter),
+        )
+        .with(layer)
+}
+
+/// registry + tracing-opentelemetry with context activation off + `layer`.
+fn without_context_activation_subscriber(
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    layer: traceline::Layer<common::Capture>,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
+    tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_context_activation(false),
+        )
+        .with(layer)
+}
+
 fn message_line<'a>(lines: &'a [common::Json], message: &str) -> &'a common::Json {
     let found: Vec<_> = lines
         .iter()
@@ -412,9 +454,7 @@ fn next_to_a_fmt_layer() {
 fn layer_below_the_otel_layer() {
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(layer)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")));
+    let subscriber = otel_layer_outside(&provider, layer);
     let (sc, never_sc) = with_default(subscriber, || {
         let span = info_span!("s");
         span.in_scope(|| info!("inside"));
@@ -431,13 +471,7 @@ fn layer_below_the_otel_layer() {
 fn without_context_activation() {
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("t"))
-                .with_context_activation(false),
-        )
-        .with(layer);
+    let subscriber = without_context_activation_subscriber(&provider, layer);
     let sc = with_default(subscriber, || {
         let span = info_span!("s");
         span.in_scope(|| info_span!("child").in_scope(|| info!("inside")));
@@ -547,9 +581,7 @@ fn many_spans_with_the_otel_layer_outside_this_one_log_their_own_ids() {
     // context current is still the parent's.
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(layer)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("traceline-tests")));
+    let subscriber = otel_layer_outside(&provider, layer);
     with_default(subscriber, || {
         let outer = info_span!("outer");
         let _o = outer.enter();
@@ -564,13 +596,7 @@ fn many_spans_with_the_otel_layer_outside_this_one_log_their_own_ids() {
 fn many_spans_without_context_activation_log_their_own_ids() {
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("traceline-tests"))
-                .with_context_activation(false),
-        )
-        .with(layer);
+    let subscriber = without_context_activation_subscriber(&provider, layer);
     with_default(subscriber, || {
         let outer = info_span!("outer");
         let _o = outer.enter();
@@ -586,13 +612,7 @@ fn spans_hidden_from_the_otel_layer_never_take_an_attached_context() {
     use tracing_subscriber::filter::filter_fn;
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("traceline-tests"))
-                .with_filter(filter_fn(|m| m.name() != "scope")),
-        )
-        .with(layer);
+    let subscriber = otel_layer_behind(&provider, filter_fn(|m| m.name() != "scope"), layer);
     with_default(subscriber, || {
         let _attached = remote_context("01").attach();
         for i in 0..50 {
@@ -617,9 +637,7 @@ fn spans_entered_twice_with_the_otel_layer_outside_log_their_own_ids() {
     // enter the context current when traceline sees the span entered is still the parent's.
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(layer)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("traceline-tests")));
+    let subscriber = otel_layer_outside(&provider, layer);
     with_default(subscriber, || {
         let outer = info_span!("outer");
         let _o = outer.enter();
@@ -642,15 +660,11 @@ fn a_span_made_while_telemetry_is_suppressed_never_takes_the_attached_context() 
     use tracing_subscriber::filter::DynFilterFn;
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("traceline-tests"))
-                .with_filter(DynFilterFn::new(|_, _| {
-                    !opentelemetry::Context::is_current_telemetry_suppressed()
-                })),
-        )
-        .with(layer);
+    let subscriber = otel_layer_behind(
+        &provider,
+        DynFilterFn::new(|_, _| !opentelemetry::Context::is_current_telemetry_suppressed()),
+        layer,
+    );
     with_default(subscriber, || {
         log_in_spans(5);
         let _attached = remote_context("01").attach();
@@ -672,15 +686,11 @@ fn an_explicit_root_hidden_by_a_changing_filter_has_no_ids() {
     let switch = export.clone();
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("traceline-tests"))
-                .with_filter(DynFilterFn::new(move |m, _| {
-                    m.name() == "outer" || switch.load(Ordering::Relaxed)
-                })),
-        )
-        .with(layer);
+    let subscriber = otel_layer_behind(
+        &provider,
+        DynFilterFn::new(move |m, _| m.name() == "outer" || switch.load(Ordering::Relaxed)),
+        layer,
+    );
     with_default(subscriber, || {
         let outer = info_span!("outer");
         let _o = outer.enter();
@@ -705,13 +715,7 @@ fn an_explicit_root_hidden_by_a_changing_filter_has_no_ids() {
 fn without_context_activation_contexts_attached_by_the_code_do_not_leak_into_lines() {
     let (cap, layer) = capture_layer();
     let provider = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("traceline-tests"))
-                .with_context_activation(false),
-        )
-        .with(layer);
+    let subscriber = without_context_activation_subscriber(&provider, layer);
     with_default(subscriber, || {
         let outer = info_span!("outer");
         let _o = outer.enter();

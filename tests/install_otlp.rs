@@ -5,8 +5,6 @@
 mod install_support;
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use install_support as support;
 use serde_json::Value;
@@ -72,26 +70,8 @@ async fn run_child(scenario: &'static str, env: Vec<(&'static str, String)>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_receiver_gets_the_ids_the_lines_carry() {
-    let mut server = fake_opentelemetry_collector::FakeCollectorServer::start()
-        .await
-        .unwrap();
-    let endpoint = server.endpoint();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Drain while the child runs: the receiver's queue is small and blocks the export when full.
-    let drain = {
-        let (received, stop) = (received.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let got = server.exported_spans(1, Duration::from_millis(100)).await;
-                let empty = got.is_empty();
-                received.lock().unwrap().extend(got);
-                if empty && stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-            }
-        })
-    };
+    let receiver = support::GrpcReceiver::start().await;
+    let endpoint = receiver.endpoint();
     let lines = run_child(
         "nested",
         vec![
@@ -101,12 +81,10 @@ async fn grpc_receiver_gets_the_ids_the_lines_carry() {
         ],
     )
     .await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    drain.await.unwrap();
+    let spans = receiver.finish().await;
 
     assert_eq!(lines.len(), 40);
     let from_lines = ids_of_lines(&lines);
-    let spans = received.lock().unwrap().clone();
     let from_receiver: BTreeSet<(String, String)> = spans
         .iter()
         .map(|s| (s.trace_id.clone(), s.span_id.clone()))

@@ -7,7 +7,6 @@ mod install_support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use install_support as support;
@@ -178,25 +177,8 @@ fn sigterm_non_blocking_loses_nothing() {
 }
 
 async fn async_drop(scenario: &'static str) {
-    let mut server = fake_opentelemetry_collector::FakeCollectorServer::start()
-        .await
-        .unwrap();
-    let endpoint = server.endpoint();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let drain = {
-        let (received, stop) = (received.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let got = server.exported_spans(1, Duration::from_millis(100)).await;
-                let empty = got.is_empty();
-                received.lock().unwrap().extend(got);
-                if empty && stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-            }
-        })
-    };
+    let receiver = support::GrpcReceiver::start().await;
+    let endpoint = receiver.endpoint();
     let out = tokio::task::spawn_blocking(move || {
         support::run(
             ENTRY,
@@ -209,8 +191,7 @@ async fn async_drop(scenario: &'static str) {
     })
     .await
     .unwrap();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    drain.await.unwrap();
+    let received = receiver.finish().await;
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     let lines: Vec<Value> = support::json_lines(&out.stdout)
         .into_iter()
@@ -221,12 +202,7 @@ async fn async_drop(scenario: &'static str) {
         .iter()
         .map(|l| str_of(l, "spanId").unwrap().to_string())
         .collect();
-    let spans: BTreeSet<String> = received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.span_id.clone())
-        .collect();
+    let spans: BTreeSet<String> = received.into_iter().map(|s| s.span_id).collect();
     assert_eq!(from_lines, spans);
 }
 

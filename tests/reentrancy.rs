@@ -515,26 +515,8 @@ async fn exporter_internals_at_trace_level_over_http_do_not_deadlock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_internals_at_trace_level_over_grpc_do_not_deadlock() {
-    let mut server = fake_opentelemetry_collector::FakeCollectorServer::start()
-        .await
-        .unwrap();
-    let endpoint = server.endpoint();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Drain while the child runs: the receiver's queue is small and blocks the export when full.
-    let drain = {
-        let (received, stop) = (received.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let got = server.exported_spans(1, Duration::from_millis(100)).await;
-                let empty = got.is_empty();
-                received.lock().unwrap().extend(got);
-                if empty && stop.load(Ordering::SeqCst) {
-                    break;
-                }
-            }
-        })
-    };
+    let receiver = support::GrpcReceiver::start().await;
+    let endpoint = receiver.endpoint();
     let out = tokio::task::spawn_blocking(move || {
         run_bounded(
             "exporter",
@@ -546,13 +528,11 @@ async fn exporter_internals_at_trace_level_over_grpc_do_not_deadlock() {
     })
     .await
     .unwrap();
-    stop.store(true, Ordering::SeqCst);
-    drain.await.unwrap();
-    let received = received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+    let received = receiver
+        .finish()
+        .await
+        .into_iter()
+        .map(|s| (s.trace_id, s.span_id))
         .collect();
     check_export(&out, received);
 }

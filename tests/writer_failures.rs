@@ -39,15 +39,20 @@ fn log_lines(n: u64) -> Duration {
     slowest
 }
 
-/// The `STATS written dropped errors` line a child prints, and the child's stderr.
-fn child_stats(scenario: &str) -> ((u64, u64, u64), String) {
-    let out = support::run(ENTRY, scenario, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// The numbers of the `STATS …` line a child prints on stdout.
+fn stats_numbers(stdout: &[u8]) -> Vec<u64> {
+    let stdout = String::from_utf8_lossy(stdout);
     let stats = stdout
         .lines()
         .find_map(|l| l.strip_prefix("STATS "))
         .unwrap_or_else(|| panic!("no STATS line: {stdout}"));
-    let n: Vec<u64> = stats.split(' ').map(|n| n.parse().unwrap()).collect();
+    stats.split(' ').map(|n| n.parse().unwrap()).collect()
+}
+
+/// The `STATS written dropped errors` line a child prints, and the child's stderr.
+fn child_stats(scenario: &str) -> ((u64, u64, u64), String) {
+    let out = support::run(ENTRY, scenario, &[]);
+    let n = stats_numbers(&out.stdout);
     (
         (n[0], n[1], n[2]),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -159,14 +164,9 @@ fn child_entry() {
 #[test]
 fn stdout_lines_taken_in_pieces_are_never_mixed_between_threads() {
     let out = support::run(ENTRY, "stdout_slow_pipe", &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stats = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("STATS "))
-        .unwrap_or_else(|| panic!("no STATS line: {stdout}"));
-    let n: Vec<u64> = stats.split(' ').map(|n| n.parse().unwrap()).collect();
+    let n = stats_numbers(&out.stdout);
     let [written, dropped, _errors, lines, bad] = n[..] else {
-        panic!("{stats}")
+        panic!("{n:?}")
     };
     assert_eq!(bad, 0, "{bad} mixed or cut lines out of {lines}");
     assert_eq!(written + dropped, 300);

@@ -301,6 +301,17 @@ enum Holder<'a> {
     Bytes(&'a [u8]),
 }
 
+/// Runs `f` with `values` as the `tracing` values of a value set (`None`: no value).
+fn with_values<R>(values: &[Option<V>], f: impl FnOnce(&[Option<&dyn Value>]) -> R) -> R {
+    let holders: Vec<Option<Holder<'_>>> =
+        values.iter().map(|v| v.as_ref().map(Holder::new)).collect();
+    let values: Vec<Option<&dyn Value>> = holders
+        .iter()
+        .map(|h| h.as_ref().map(Holder::value))
+        .collect();
+    f(&values)
+}
+
 impl<'a> Holder<'a> {
     fn new(v: &'a V) -> Self {
         match v {
@@ -964,19 +975,9 @@ fn run_with(plan: &Plan<'_>, limited: bool) -> Output {
         for s in &plan.spans {
             let span = match s {
                 SpanPlan::User { fields, records } => {
-                    let holders: Vec<Option<Holder<'_>>> = fields
-                        .values
-                        .iter()
-                        .map(|v| v.as_ref().map(Holder::new))
-                        .collect();
-                    let values: Vec<Option<&dyn Value>> = holders
-                        .iter()
-                        .map(|h| h.as_ref().map(Holder::value))
-                        .collect();
-                    let span = tracing::Span::new(
-                        fields.meta,
-                        &fields.meta.fields().value_set_all(&values),
-                    );
+                    let span = with_values(&fields.values, |values| {
+                        tracing::Span::new(fields.meta, &fields.meta.fields().value_set_all(values))
+                    });
                     for (i, v) in records {
                         value_set_record(&span, fields.meta, *i, v);
                     }
@@ -990,18 +991,9 @@ fn run_with(plan: &Plan<'_>, limited: bool) -> Output {
         }
         match (&plan.event, &input.record_error) {
             (_, Some(chain)) => traceline::record_error(&chain.error()),
-            (Some(event), None) => {
-                let holders: Vec<Option<Holder<'_>>> = event
-                    .values
-                    .iter()
-                    .map(|v| v.as_ref().map(Holder::new))
-                    .collect();
-                let values: Vec<Option<&dyn Value>> = holders
-                    .iter()
-                    .map(|h| h.as_ref().map(Holder::value))
-                    .collect();
-                tracing::Event::dispatch(event.meta, &event.meta.fields().value_set_all(&values));
-            }
+            (Some(event), None) => with_values(&event.values, |values| {
+                tracing::Event::dispatch(event.meta, &event.meta.fields().value_set_all(values))
+            }),
             (None, None) => unreachable!("an event or record_error"),
         }
         let contexts = if input.otel && !entered.is_empty() {

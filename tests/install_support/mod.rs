@@ -166,6 +166,58 @@ impl HttpReceiver {
     }
 }
 
+/// The fake OTLP/gRPC collector on loopback, drained while a child runs: its queue is small and
+/// blocks the exporter when full.
+pub struct GrpcReceiver {
+    endpoint: String,
+    received: Arc<Mutex<Vec<fake_opentelemetry_collector::ExportedSpan>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    drain: tokio::task::JoinHandle<()>,
+}
+
+impl GrpcReceiver {
+    pub async fn start() -> Self {
+        let mut server = fake_opentelemetry_collector::FakeCollectorServer::start()
+            .await
+            .unwrap();
+        let endpoint = server.endpoint();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drain = {
+            let (received, stop) = (received.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    let got = server
+                        .exported_spans(1, std::time::Duration::from_millis(100))
+                        .await;
+                    let empty = got.is_empty();
+                    received.lock().unwrap().extend(got);
+                    if empty && stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                }
+            })
+        };
+        GrpcReceiver {
+            endpoint,
+            received,
+            stop,
+            drain,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// Stops draining once nothing more arrives; returns every span received.
+    pub async fn finish(self) -> Vec<fake_opentelemetry_collector::ExportedSpan> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.drain.await.unwrap();
+        std::mem::take(&mut *self.received.lock().unwrap())
+    }
+}
+
 /// Protobuf wire format: (field number, value) pairs of one message.
 enum Wire<'a> {
     Varint(u64),
