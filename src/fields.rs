@@ -799,7 +799,7 @@ impl EventVisitor<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, field: &Field) -> bool {
         let i = field.index();
         if i < CACHED_FIELDS {
@@ -817,6 +817,13 @@ impl EventVisitor<'_> {
             }
             return true;
         }
+        self.uncached_key(field)
+    }
+
+    /// [`key`](Self::key) for fields past the cached ones: worked out field by field.
+    #[cold]
+    #[inline(never)]
+    fn uncached_key(&mut self, field: &Field) -> bool {
         let name = field.name();
         if self.skip_log_fields && name.starts_with("log.") {
             return false;
