@@ -532,13 +532,21 @@ impl<W> Layer<W> {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        let ids = self
-            .uncached_ids(&span.id())
-            .or_else(|| span.parent().and_then(|p| self.ids(&p)));
+        let ids = self.look_up(span);
         if let Some(data) = span.extensions().get::<SpanSlot>() {
             data.ids.set(ids);
         }
         ids
+    }
+
+    /// The ids of `span` asked of the OpenTelemetry layer, or its nearest ancestor's, without
+    /// caching them in `span`. Must not be called with the span's extensions locked.
+    fn look_up<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        self.uncached_ids(&span.id())
+            .or_else(|| span.parent().and_then(|p| self.ids(&p)))
     }
 
     /// The cached keys of the fields of `event`'s callsite, built on the callsite's first event.
@@ -734,8 +742,13 @@ impl<W> Layer<W> {
                     }
                     None => {
                         drop(ext);
-                        let ids = self.look_up_and_cache(l);
-                        leaf_ext = Some(l.extensions());
+                        let ids = self.look_up(l);
+                        // Locked once more: to cache the ids and for the rest of the line.
+                        let ext = l.extensions();
+                        if let Some(data) = ext.get::<SpanSlot>() {
+                            data.ids.set(ids);
+                        }
+                        leaf_ext = Some(ext);
                         ids
                     }
                 }
