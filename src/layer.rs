@@ -673,10 +673,11 @@ impl<W> Layer<W> {
         } else {
             event.parent().cloned()
         };
+        // With no span of its own (a root event, or no span entered) the event has no span this
+        // layer sees either.
         let leaf = own
             .as_ref()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.event_span(event));
+            .and_then(|id| ctx.span(id).or_else(|| ctx.event_span(event)));
         // Which keys the event's fields took matters only for span fields they shadow (and for
         // fields past the cached ones).
         let track = (leaf.is_some() && c.layout == FieldLayout::Flatten)
