@@ -440,13 +440,19 @@ fn summary() {
         .iter()
         .map(|c| c.dispatch(Sink::default()))
         .collect();
-    // Batch sizes for about 10 ms per measurement: short measurements, many passes, so every
-    // contender gets some that fall in the machine's quiet moments.
+    // Batch sizes for about 10 ms per measurement (`TRACELINE_BENCH_SAMPLE_MS`): short
+    // measurements, many passes, so every contender gets some that fall in the machine's quiet
+    // moments.
+    let sample_ns = std::env::var("TRACELINE_BENCH_SAMPLE_MS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(10.0)
+        * 1e6;
     let mut batch = [[0u64; 3]; CONTENDERS.len()];
     for (ci, d) in dispatches.iter().enumerate() {
         for (wi, w) in WORKLOADS.iter().enumerate() {
             let ns = ns_per_iter(d, *w, 2000).max(5.0);
-            batch[ci][wi] = ((10e6 / ns) as u64).clamp(1000, 2_000_000);
+            batch[ci][wi] = ((sample_ns / ns) as u64).clamp(1000, 2_000_000);
         }
     }
     let mut best = [[f64::INFINITY; 3]; CONTENDERS.len()];

@@ -535,7 +535,8 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     let (int, frac) = if t < LIMIT {
         // Below 2^52 the spacing of doubles is at most 1/2: `t + 0.5` is exact.
         let n = (t + 0.5) as i64 as u64;
-        if n as f64 / SCALE != a {
+        // `n < 2^52`: converted as a signed integer, one instruction.
+        if n as i64 as f64 / SCALE != a {
             return false;
         }
         (n / 10_000, (n % 10_000) as usize)
