@@ -456,11 +456,14 @@ fn summary() {
         }
     }
     let mut best = [[f64::INFINITY; 3]; CONTENDERS.len()];
-    for _ in 0..passes {
+    // Every pass's measurements too: for the shares worked out within each pass.
+    let mut samples = vec![[[0f64; 3]; CONTENDERS.len()]; passes];
+    for pass in &mut samples {
         for (wi, w) in WORKLOADS.iter().enumerate() {
             for (ci, d) in dispatches.iter().enumerate() {
                 let ns = ns_per_iter(d, *w, batch[ci][wi]);
                 best[ci][wi] = best[ci][wi].min(ns);
+                pass[ci][wi] = ns;
             }
         }
     }
@@ -511,6 +514,26 @@ fn summary() {
         }
         println!();
     }
+    // The same shares taken within each pass (its measurements are at most some 100 ms apart,
+    // so a slowdown of the machine hits them alike), the median over the passes.
+    println!();
+    println!("the same, median of the shares within each pass:");
+    for c in [Contender::Traceline, Contender::TracelineSpansOnly] {
+        print!("  {:<40}", c.label());
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            let mut shares: Vec<f64> = samples
+                .iter()
+                .map(|p| {
+                    let own = p[idx(c)][wi] - p[idx(c.floor())][wi];
+                    let fmt_own = p[fmt_i][wi] - p[idx(Contender::Floor)][wi];
+                    own / fmt_own
+                })
+                .collect();
+            shares.sort_by(f64::total_cmp);
+            print!("  {}: {:.1}%", w.name(), 100.0 * shares[shares.len() / 2]);
+        }
+        println!();
+    }
     let nested = 0;
     println!();
     println!(
@@ -540,13 +563,14 @@ fn summary() {
     for (i, c) in contenders.iter().enumerate() {
         let [one, two, ceil] = rates[i];
         println!(
-            "  {:<40} 1 thread {:.2} M/s, 2 threads shared {:.2} M/s ({:.2}x), 2 independent subscribers {:.2} M/s ({:.2}x)",
+            "  {:<40} 1 thread {:.2} M/s, 2 threads shared {:.2} M/s ({:.2}x), 2 independent subscribers {:.2} M/s ({:.2}x); shared / independent {:.2}",
             c.label(),
             one / 1e6,
             two / 1e6,
             two / one,
             ceil / 1e6,
-            ceil / one
+            ceil / one,
+            two / ceil
         );
     }
 }
