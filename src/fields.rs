@@ -117,6 +117,8 @@ pub(crate) struct IdsCell {
     trace_hi: AtomicU64,
     trace_lo: AtomicU64,
     span: AtomicU64,
+    /// [`Ids::hex`], 8 bytes a word.
+    hex: [AtomicU64; 6],
 }
 
 impl IdsCell {
@@ -129,10 +131,15 @@ impl IdsCell {
                 let mut trace_id = [0; 16];
                 trace_id[..8].copy_from_slice(&self.trace_hi.load(Ordering::Relaxed).to_be_bytes());
                 trace_id[8..].copy_from_slice(&self.trace_lo.load(Ordering::Relaxed).to_be_bytes());
+                let mut hex = [0; 48];
+                for (chunk, word) in hex.chunks_exact_mut(8).zip(&self.hex) {
+                    chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+                }
                 Some(Some(Ids {
                     trace_id,
                     span_id: self.span.load(Ordering::Relaxed).to_be_bytes(),
                     sampled: state == 3,
+                    hex,
                 }))
             }
         }
@@ -149,6 +156,10 @@ impl IdsCell {
                     .store(half(&ids.trace_id[8..]), Ordering::Relaxed);
                 self.span
                     .store(u64::from_be_bytes(ids.span_id), Ordering::Relaxed);
+                for (word, chunk) in self.hex.iter().zip(ids.hex.chunks_exact(8)) {
+                    let chunk = chunk.try_into().expect("8 bytes");
+                    word.store(u64::from_ne_bytes(chunk), Ordering::Relaxed);
+                }
                 if ids.sampled { 3 } else { 2 }
             }
         };

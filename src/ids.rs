@@ -14,6 +14,25 @@ pub(crate) struct Ids {
     pub(crate) trace_id: [u8; 16],
     pub(crate) span_id: [u8; 8],
     pub(crate) sampled: bool,
+    /// The trace id's 32 lowercase hex digits, then the span id's 16: worked out once per span,
+    /// copied into every line of it.
+    pub(crate) hex: [u8; 48],
+}
+
+impl Ids {
+    pub(crate) fn new(trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Ids {
+        let word = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+        let mut hex = [0; 48];
+        hex[..16].copy_from_slice(&crate::json::hex16(word(&trace_id[..8])));
+        hex[16..32].copy_from_slice(&crate::json::hex16(word(&trace_id[8..])));
+        hex[32..].copy_from_slice(&crate::json::hex16(word(&span_id)));
+        Ids {
+            trace_id,
+            span_id,
+            sampled,
+            hex,
+        }
+    }
 }
 
 /// Asks the OpenTelemetry layer in `dispatch` for the span's context. `None` when there is no
@@ -27,9 +46,9 @@ pub(crate) fn lookup(id: &span::Id, dispatch: &Dispatch) -> Option<Ids> {
     if !sc.is_valid() {
         return None;
     }
-    Some(Ids {
-        trace_id: sc.trace_id().to_bytes(),
-        span_id: sc.span_id().to_bytes(),
-        sampled: sc.is_sampled(),
-    })
+    Some(Ids::new(
+        sc.trace_id().to_bytes(),
+        sc.span_id().to_bytes(),
+        sc.is_sampled(),
+    ))
 }

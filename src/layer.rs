@@ -589,14 +589,11 @@ impl<W> Layer<W> {
         if let Some(line) = &c.ids_line[usize::from(ids.sampled)] {
             let at = buf.len();
             buf.extend_from_slice(&line.bytes);
-            let word = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
             if let Some(p) = line.trace_at {
-                let digits = &mut buf[at + p..at + p + 32];
-                digits[..16].copy_from_slice(&json::hex16(word(&ids.trace_id[..8])));
-                digits[16..].copy_from_slice(&json::hex16(word(&ids.trace_id[8..])));
+                buf[at + p..at + p + 32].copy_from_slice(&ids.hex[..32]);
             }
             if let Some(p) = line.span_at {
-                buf[at + p..at + p + 16].copy_from_slice(&json::hex16(word(&ids.span_id)));
+                buf[at + p..at + p + 16].copy_from_slice(&ids.hex[32..]);
             }
             return;
         }
@@ -825,7 +822,23 @@ impl<W> Layer<W> {
                 }
                 let mut add = |ext: &Extensions<'_>| {
                     if let Some(data) = ext.get::<SpanSlot>() {
-                        for e in data.entries.as_slice() {
+                        let (entries, fragments) = (data.entries.as_slice(), data.buf.as_slice());
+                        // The fragments are the entries' back to back: when no key of the span
+                        // can be taken already (by bits), they are copied in one piece.
+                        let bits = entries.iter().fold(0, |m, e| m | e.bit);
+                        if taken & bits == 0
+                            && entries.first().is_none_or(|e| e.start == 0)
+                            && entries
+                                .last()
+                                .is_none_or(|e| e.end as usize == fragments.len())
+                        {
+                            debug_assert!(entries.windows(2).all(|w| w[0].end == w[1].start));
+                            taken |= bits;
+                            seen.extend(entries.iter().map(|e| (e.depth, e.name)));
+                            buf.extend_from_slice(fragments);
+                            return;
+                        }
+                        for e in entries {
                             let key = (e.depth, e.name);
                             if taken & e.bit != 0
                                 && seen
@@ -836,7 +849,7 @@ impl<W> Layer<W> {
                             }
                             taken |= e.bit;
                             seen.push(key);
-                            buf.extend_from_slice(e.fragment(data.buf.as_slice()));
+                            buf.extend_from_slice(e.fragment(fragments));
                         }
                     }
                 };
