@@ -824,9 +824,12 @@ impl<W> Layer<W> {
                     if let Some(data) = ext.get::<SpanSlot>() {
                         let (entries, fragments) = (data.entries.as_slice(), data.buf.as_slice());
                         // The fragments are the entries' back to back: when no key of the span
-                        // can be taken already (by bits), they are copied in one piece.
-                        let bits = entries.iter().fold(0, |m, e| m | e.bit);
-                        if taken & bits == 0
+                        // can be taken already, nor two of its own keys be the same (by bits),
+                        // they are copied in one piece.
+                        let (bits, shared) = entries
+                            .iter()
+                            .fold((0, 0), |(m, s), e| (m | e.bit, s | (m & e.bit)));
+                        if (taken | shared) & bits == 0
                             && entries.first().is_none_or(|e| e.start == 0)
                             && entries
                                 .last()
