@@ -21,7 +21,7 @@ use crate::ids::{self, Ids};
 use crate::json;
 use crate::output::{self, Stats};
 use crate::redact::Redaction;
-use crate::schema::{Compiled, FieldLayout, FlagsFormat, IdFormat, Key, Schema};
+use crate::schema::{Compiled, FieldLayout, Key, Schema, flags_text};
 use crate::timestamp::TimestampFormat;
 
 /// Returns a layer that writes every event as one JSON line to stdout, with the default
@@ -463,14 +463,33 @@ fn span_keys<'k>(
     c: &Compiled,
     redaction: &Redaction,
 ) -> &'k SpanKeys {
-    if cache.is_empty() {
-        cache.resize_with(SPAN_CALLSITE_SLOTS, || None);
-    }
     let addr = meta as *const _ as usize;
-    let slot = &mut cache[(addr >> 4) % SPAN_CALLSITE_SLOTS];
+    cached(
+        cache,
+        SPAN_CALLSITE_SLOTS,
+        addr,
+        |k| (k.addr, k.layer) == (addr, layer),
+        || SpanKeys::build(meta, layer, c, redaction),
+    )
+}
+
+/// The entry for the callsite at `addr` in a per-thread cache of `slots` entries, direct-mapped
+/// by the address: `build` makes it when the slot holds none or another one (`is_it` says).
+#[inline(always)]
+fn cached<K>(
+    cache: &mut Vec<Option<K>>,
+    slots: usize,
+    addr: usize,
+    is_it: impl FnOnce(&K) -> bool,
+    build: impl FnOnce() -> K,
+) -> &K {
+    if cache.is_empty() {
+        cache.resize_with(slots, || None);
+    }
+    let slot = &mut cache[(addr >> 4) % slots];
     match slot {
-        Some(k) if k.addr == addr && k.layer == layer => {}
-        _ => *slot = Some(SpanKeys::build(meta, layer, c, redaction)),
+        Some(k) if is_it(k) => {}
+        _ => *slot = Some(build()),
     }
     slot.as_ref().expect("filled above")
 }
@@ -513,40 +532,43 @@ impl<W> Layer<W> {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        if let Some(ids) = span
-            .extensions()
-            .get::<SpanSlot>()
-            .and_then(|d| d.ids.get())
-        {
-            return ids;
-        }
-        self.look_up_and_cache(span)
+        self.ids_and_extensions(span).0
     }
 
-    /// Asks the OpenTelemetry layer for the ids of `span` and caches them in its [`SpanData`].
-    /// Must not be called with the span's extensions locked. A span the OpenTelemetry layer
+    /// The ids of `span` (cached in its [`SpanData`] after the first lookup), and its
+    /// extensions, still locked for the caller's further reads.
+    #[inline(always)]
+    fn ids_and_extensions<'s, S>(&self, span: &'s SpanRef<'_, S>) -> (Option<Ids>, Extensions<'s>)
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        let ext = span.extensions();
+        match ext.get::<SpanSlot>().and_then(|d| d.ids.get()) {
+            Some(ids) => (ids, ext),
+            None => {
+                drop(ext);
+                self.look_up_and_cache(span)
+            }
+        }
+    }
+
+    /// [`ids_and_extensions`](Self::ids_and_extensions) on a span's first line: the
+    /// OpenTelemetry layer is asked without the lock held, then the ids are cached. A span it
     /// does not know (filtered out of it, like the correlation scope) logs with the ids of its
     /// nearest ancestor that has some.
     #[inline(never)]
-    fn look_up_and_cache<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
+    fn look_up_and_cache<'s, S>(&self, span: &'s SpanRef<'_, S>) -> (Option<Ids>, Extensions<'s>)
     where
         S: for<'a> LookupSpan<'a>,
     {
-        let ids = self.look_up(span);
-        if let Some(data) = span.extensions().get::<SpanSlot>() {
+        let ids = self
+            .uncached_ids(&span.id())
+            .or_else(|| span.parent().and_then(|p| self.ids(&p)));
+        let ext = span.extensions();
+        if let Some(data) = ext.get::<SpanSlot>() {
             data.ids.set(ids);
         }
-        ids
-    }
-
-    /// The ids of `span` asked of the OpenTelemetry layer, or its nearest ancestor's, without
-    /// caching them in `span`. Must not be called with the span's extensions locked.
-    fn look_up<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
-    where
-        S: for<'a> LookupSpan<'a>,
-    {
-        self.uncached_ids(&span.id())
-            .or_else(|| span.parent().and_then(|p| self.ids(&p)))
+        (ids, ext)
     }
 
     /// The cached keys of the fields of `event`'s callsite, built on the callsite's first event.
@@ -555,25 +577,23 @@ impl<W> Layer<W> {
         cache: &'c mut Vec<Option<CallsiteKeys>>,
         event: &Event<'_>,
     ) -> &'c CallsiteKeys {
-        if cache.is_empty() {
-            cache.resize_with(CALLSITE_SLOTS, || None);
-        }
         let meta = event.metadata();
         let addr = meta as *const _ as usize;
-        let slot = &mut cache[(addr >> 4) % CALLSITE_SLOTS];
-        match slot {
-            Some(k) if k.addr == addr && k.layer == self.id => {}
-            _ => {
-                *slot = Some(CallsiteKeys::build(
+        cached(
+            cache,
+            CALLSITE_SLOTS,
+            addr,
+            |k| (k.addr, k.layer) == (addr, self.id),
+            || {
+                CallsiteKeys::build(
                     meta,
                     self.id,
                     &self.compiled,
                     &self.redaction,
                     event.is_log(),
-                ))
-            }
-        }
-        slot.as_ref().expect("filled above")
+                )
+            },
+        )
     }
 
     /// The ids of a span, asked of the OpenTelemetry layer (for spans this layer does not see,
@@ -597,33 +617,21 @@ impl<W> Layer<W> {
             }
             return;
         }
+        // Ids as decimal numbers (the low 64 bits): hex ids always have a template.
         if let Some(k) = &c.trace_id {
             buf.extend_from_slice(k);
-            match c.ids {
-                IdFormat::Hex => json::write_hex(buf, &ids.trace_id),
-                IdFormat::DecimalLow64 => {
-                    let lo = u64::from_be_bytes(ids.trace_id[8..].try_into().expect("8 bytes"));
-                    json::write_u64(buf, lo);
-                }
-            }
+            let lo = u64::from_be_bytes(ids.trace_id[8..].try_into().expect("8 bytes"));
+            json::write_u64(buf, lo);
             buf.push(b'"');
         }
         if let Some(k) = &c.span_id {
             buf.extend_from_slice(k);
-            match c.ids {
-                IdFormat::Hex => json::write_hex(buf, &ids.span_id),
-                IdFormat::DecimalLow64 => json::write_u64(buf, u64::from_be_bytes(ids.span_id)),
-            }
+            json::write_u64(buf, u64::from_be_bytes(ids.span_id));
             buf.push(b'"');
         }
         if let Some(k) = &c.flags {
             buf.extend_from_slice(k);
-            buf.extend_from_slice(match (c.flags_format, ids.sampled) {
-                (FlagsFormat::Hex, true) => b"\"01\"",
-                (FlagsFormat::Hex, false) => b"\"00\"",
-                (FlagsFormat::Bool, true) => b"true",
-                (FlagsFormat::Bool, false) => b"false",
-            });
+            buf.extend_from_slice(flags_text(c.flags_format, ids.sampled));
         }
     }
 
@@ -732,24 +740,9 @@ impl<W> Layer<W> {
                 ids
             }
             (Some(l), _) => {
-                let ext = l.extensions();
-                match ext.get::<SpanSlot>().and_then(|d| d.ids.get()) {
-                    Some(ids) => {
-                        leaf_ext = Some(ext);
-                        ids
-                    }
-                    None => {
-                        drop(ext);
-                        let ids = self.look_up(l);
-                        // Locked once more: to cache the ids and for the rest of the line.
-                        let ext = l.extensions();
-                        if let Some(data) = ext.get::<SpanSlot>() {
-                            data.ids.set(ids);
-                        }
-                        leaf_ext = Some(ext);
-                        ids
-                    }
-                }
+                let (ids, ext) = self.ids_and_extensions(l);
+                leaf_ext = Some(ext);
+                ids
             }
             (None, Some(id)) => self.uncached_ids(&id),
             (None, None) => None,

@@ -777,7 +777,6 @@ pub(crate) struct Compiled {
     pub(crate) thread_id: Option<Box<[u8]>>,
     /// Service and static fields, ready to copy.
     pub(crate) static_fields: Box<[u8]>,
-    pub(crate) ids: IdFormat,
     pub(crate) flags_format: FlagsFormat,
     pub(crate) layout: FieldLayout,
     pub(crate) fields_key: Box<[u8]>,
@@ -793,8 +792,19 @@ pub(crate) struct Compiled {
     pub(crate) event_reserved: Reserved,
     /// Keys span fields must not take.
     pub(crate) span_reserved: Reserved,
-    /// The ids part of a line, unsampled and sampled, when ids are hex.
+    /// The ids part of a line, unsampled and sampled, when ids are hex (decimal ids are written
+    /// key by key).
     pub(crate) ids_line: [Option<IdsLine>; 2],
+}
+
+/// The trace flags as written on a line.
+pub(crate) fn flags_text(format: FlagsFormat, sampled: bool) -> &'static [u8] {
+    match (format, sampled) {
+        (FlagsFormat::Hex, true) => b"\"01\"",
+        (FlagsFormat::Hex, false) => b"\"00\"",
+        (FlagsFormat::Bool, true) => b"true",
+        (FlagsFormat::Bool, false) => b"false",
+    }
 }
 
 /// The ids part of a line (trace id, span id and flags, as the schema has them) with zeros
@@ -829,12 +839,7 @@ impl IdsLine {
         let span_at = id(span_id, 16);
         if let Some(k) = flags {
             bytes.extend_from_slice(k);
-            bytes.extend_from_slice(match (flags_format, sampled) {
-                (FlagsFormat::Hex, true) => b"\"01\"",
-                (FlagsFormat::Hex, false) => b"\"00\"",
-                (FlagsFormat::Bool, true) => b"true",
-                (FlagsFormat::Bool, false) => b"false",
-            });
+            bytes.extend_from_slice(flags_text(flags_format, sampled));
         }
         IdsLine {
             bytes: bytes.into(),
@@ -1020,7 +1025,6 @@ impl Schema {
             thread_name: on(Key::ThreadName),
             thread_id: on(Key::ThreadId),
             static_fields: static_fields.into(),
-            ids: self.ids,
             flags_format: self.flags,
             layout: self.fields,
             fields_key: frag(&self.names[Key::Fields as usize]),

@@ -40,7 +40,7 @@ fn remote_context(flags: &str) -> opentelemetry::Context {
 fn otel_layer_outside(
     provider: &opentelemetry_sdk::trace::SdkTracerProvider,
     layer: traceline::Layer<common::Capture>,
-) -> impl tracing::Subscriber + Send + Sync + 'static {
+) -> impl tracing::Subscriber + Send + Sync + 'static + use<> {
     tracing_subscriber::registry()
         .with(layer)
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("traceline-tests")))
@@ -51,7 +51,7 @@ fn otel_layer_behind<F>(
     provider: &opentelemetry_sdk::trace::SdkTracerProvider,
     filter: F,
     layer: traceline::Layer<common::Capture>,
-) -> impl tracing::Subscriber + Send + Sync + 'static
+) -> impl tracing::Subscriber + Send + Sync + 'static + use<F>
 where
     F: tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
@@ -68,7 +68,7 @@ where
 fn without_context_activation_subscriber(
     provider: &opentelemetry_sdk::trace::SdkTracerProvider,
     layer: traceline::Layer<common::Capture>,
-) -> impl tracing::Subscriber + Send + Sync + 'static {
+) -> impl tracing::Subscriber + Send + Sync + 'static + use<> {
     tracing_subscriber::registry()
         .with(
             tracing_opentelemetry::layer()
@@ -526,6 +526,22 @@ fn two_subscribers_do_not_mix_ids() {
 // code, spans hidden from the OpenTelemetry layer by a filter that decides per span): every line
 // carries its own span's ids, or its nearest ancestor's, never the attached context's.
 
+/// Runs `f` with the lines of a new capturing layer, under the subscriber `make` builds from that
+/// layer and a new tracer provider.
+fn capturing<S>(
+    make: impl FnOnce(
+        &opentelemetry_sdk::trace::SdkTracerProvider,
+        traceline::Layer<common::Capture>,
+    ) -> S,
+    f: impl FnOnce(&common::Capture),
+) where
+    S: tracing::Subscriber + Send + Sync + 'static,
+{
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    with_default(make(&provider, layer), || f(&cap));
+}
+
 /// One callsite for every span of the tests below.
 fn work(i: usize) -> tracing::Span {
     info_span!("work", i)
@@ -565,12 +581,10 @@ fn assert_each_line_has_its_spans_ids(
 #[test]
 fn many_spans_of_one_callsite_each_log_their_own_ids() {
     for parent in [false, true] {
-        let (cap, layer) = capture_layer();
-        let provider = provider();
-        with_default(otel_subscriber(&provider, layer), || {
+        capturing(otel_subscriber, |cap| {
             let outer = info_span!("outer");
             let _o = parent.then(|| outer.enter());
-            assert_each_line_has_its_spans_ids(&cap, &log_in_spans(50));
+            assert_each_line_has_its_spans_ids(cap, &log_in_spans(50));
         });
     }
 }
@@ -579,28 +593,22 @@ fn many_spans_of_one_callsite_each_log_their_own_ids() {
 fn many_spans_with_the_otel_layer_outside_this_one_log_their_own_ids() {
     // The OpenTelemetry layer runs after traceline's: when traceline sees a span entered, the
     // context current is still the parent's.
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    let subscriber = otel_layer_outside(&provider, layer);
-    with_default(subscriber, || {
+    capturing(otel_layer_outside, |cap| {
         let outer = info_span!("outer");
         let _o = outer.enter();
         info!("in outer");
         let mut contexts = vec![span_context(&outer)];
         contexts.extend(log_in_spans(50));
-        assert_each_line_has_its_spans_ids(&cap, &contexts);
+        assert_each_line_has_its_spans_ids(cap, &contexts);
     });
 }
 
 #[test]
 fn many_spans_without_context_activation_log_their_own_ids() {
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    let subscriber = without_context_activation_subscriber(&provider, layer);
-    with_default(subscriber, || {
+    capturing(without_context_activation_subscriber, |cap| {
         let outer = info_span!("outer");
         let _o = outer.enter();
-        assert_each_line_has_its_spans_ids(&cap, &log_in_spans(50));
+        assert_each_line_has_its_spans_ids(cap, &log_in_spans(50));
     });
 }
 
@@ -610,35 +618,33 @@ fn spans_hidden_from_the_otel_layer_never_take_an_attached_context() {
     // their nearest ancestor with some (none here), even while the code has attached a context
     // of its own and after many such spans.
     use tracing_subscriber::filter::filter_fn;
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    let subscriber = otel_layer_behind(&provider, filter_fn(|m| m.name() != "scope"), layer);
-    with_default(subscriber, || {
-        let _attached = remote_context("01").attach();
-        for i in 0..50 {
-            let span = info_span!("scope", i);
-            span.in_scope(|| info!(i, "in scope"));
-        }
-        let lines = cap.lines();
-        assert_eq!(lines.len(), 50);
-        for line in &lines {
-            assert_no_ids(line);
-        }
-        // A tracked span afterwards still gets its own ids.
-        let span = info_span!("tracked");
-        span.in_scope(|| info!("in tracked"));
-        assert_ids(&cap.lines()[50], &span_context(&span));
-    });
+    let filter = filter_fn(|m| m.name() != "scope");
+    capturing(
+        |p, l| otel_layer_behind(p, filter, l),
+        |cap| {
+            let _attached = remote_context("01").attach();
+            for i in 0..50 {
+                let span = info_span!("scope", i);
+                span.in_scope(|| info!(i, "in scope"));
+            }
+            let lines = cap.lines();
+            assert_eq!(lines.len(), 50);
+            for line in &lines {
+                assert_no_ids(line);
+            }
+            // A tracked span afterwards still gets its own ids.
+            let span = info_span!("tracked");
+            span.in_scope(|| info!("in tracked"));
+            assert_ids(&cap.lines()[50], &span_context(&span));
+        },
+    );
 }
 
 #[test]
 fn spans_entered_twice_with_the_otel_layer_outside_log_their_own_ids() {
     // On the second enter the OpenTelemetry layer has attached the span's context; on a single
     // enter the context current when traceline sees the span entered is still the parent's.
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    let subscriber = otel_layer_outside(&provider, layer);
-    with_default(subscriber, || {
+    capturing(otel_layer_outside, |cap| {
         let outer = info_span!("outer");
         let _o = outer.enter();
         let mut contexts: Vec<_> = (0..5)
@@ -649,7 +655,7 @@ fn spans_entered_twice_with_the_otel_layer_outside_log_their_own_ids() {
             })
             .collect();
         contexts.extend(log_in_spans(1));
-        assert_each_line_has_its_spans_ids(&cap, &contexts);
+        assert_each_line_has_its_spans_ids(cap, &contexts);
     });
 }
 
@@ -658,23 +664,21 @@ fn a_span_made_while_telemetry_is_suppressed_never_takes_the_attached_context() 
     // The OpenTelemetry layer behind the filter `init()` uses (nothing is exported while
     // telemetry is suppressed): it sees some spans of a callsite and not others.
     use tracing_subscriber::filter::DynFilterFn;
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    let subscriber = otel_layer_behind(
-        &provider,
-        DynFilterFn::new(|_, _| !opentelemetry::Context::is_current_telemetry_suppressed()),
-        layer,
+    let filter =
+        DynFilterFn::new(|_, _| !opentelemetry::Context::is_current_telemetry_suppressed());
+    capturing(
+        |p, l| otel_layer_behind(p, filter, l),
+        |cap| {
+            log_in_spans(5);
+            let _attached = remote_context("01").attach();
+            let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+            let span = work(5);
+            span.in_scope(|| info!(i = 5, "in work"));
+            let lines = cap.lines();
+            assert_eq!(lines.len(), 6);
+            assert_no_ids(&lines[5]);
+        },
     );
-    with_default(subscriber, || {
-        log_in_spans(5);
-        let _attached = remote_context("01").attach();
-        let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
-        let span = work(5);
-        span.in_scope(|| info!(i = 5, "in work"));
-        let lines = cap.lines();
-        assert_eq!(lines.len(), 6);
-        assert_no_ids(&lines[5]);
-    });
 }
 
 #[test]
@@ -684,39 +688,34 @@ fn an_explicit_root_hidden_by_a_changing_filter_has_no_ids() {
     use tracing_subscriber::filter::DynFilterFn;
     let export = Arc::new(AtomicBool::new(true));
     let switch = export.clone();
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    let subscriber = otel_layer_behind(
-        &provider,
-        DynFilterFn::new(move |m, _| m.name() == "outer" || switch.load(Ordering::Relaxed)),
-        layer,
+    let filter =
+        DynFilterFn::new(move |m, _| m.name() == "outer" || switch.load(Ordering::Relaxed));
+    capturing(
+        |p, l| otel_layer_behind(p, filter, l),
+        |cap| {
+            let outer = info_span!("outer");
+            let _o = outer.enter();
+            for i in 0..5 {
+                let span = info_span!(parent: None, "job", i);
+                span.in_scope(|| info!(i, "in job"));
+            }
+            export.store(false, Ordering::Relaxed);
+            let span = info_span!(parent: None, "job", i = 5);
+            span.in_scope(|| info!(i = 5, "in job"));
+            let lines = cap.lines();
+            assert_eq!(lines.len(), 6);
+            assert!(
+                !span_context(&span).is_valid(),
+                "the last job is not exported"
+            );
+            assert_no_ids(&lines[5]);
+        },
     );
-    with_default(subscriber, || {
-        let outer = info_span!("outer");
-        let _o = outer.enter();
-        for i in 0..5 {
-            let span = info_span!(parent: None, "job", i);
-            span.in_scope(|| info!(i, "in job"));
-        }
-        export.store(false, Ordering::Relaxed);
-        let span = info_span!(parent: None, "job", i = 5);
-        span.in_scope(|| info!(i = 5, "in job"));
-        let lines = cap.lines();
-        assert_eq!(lines.len(), 6);
-        assert!(
-            !span_context(&span).is_valid(),
-            "the last job is not exported"
-        );
-        assert_no_ids(&lines[5]);
-    });
 }
 
 #[test]
 fn without_context_activation_contexts_attached_by_the_code_do_not_leak_into_lines() {
-    let (cap, layer) = capture_layer();
-    let provider = provider();
-    let subscriber = without_context_activation_subscriber(&provider, layer);
-    with_default(subscriber, || {
+    capturing(without_context_activation_subscriber, |cap| {
         let outer = info_span!("outer");
         let _o = outer.enter();
         let _outer_cx = outer.context().attach();
@@ -728,6 +727,6 @@ fn without_context_activation_contexts_attached_by_the_code_do_not_leak_into_lin
             contexts.push(span_context(&span));
         }
         contexts.extend(log_in_spans(1));
-        assert_each_line_has_its_spans_ids(&cap, &contexts);
+        assert_each_line_has_its_spans_ids(cap, &contexts);
     });
 }

@@ -451,7 +451,7 @@ pub fn capture_layer() -> (Capture, traceline::Layer<Capture>) {
 pub fn otel_subscriber<L>(
     provider: &SdkTracerProvider,
     layer: L,
-) -> impl tracing::Subscriber + Send + Sync + 'static
+) -> impl tracing::Subscriber + Send + Sync + 'static + use<L>
 where
     L: tracing_subscriber::Layer<
             tracing_subscriber::layer::Layered<
