@@ -32,6 +32,8 @@ struct Counting;
 thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
     static REALLOCS: Cell<u64> = const { Cell::new(0) };
+    /// Reallocations that moved the block (the allocator could not grow it in place).
+    static MOVED: Cell<u64> = const { Cell::new(0) };
 }
 
 fn bump(c: &'static std::thread::LocalKey<Cell<u64>>) {
@@ -52,7 +54,11 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         bump(&REALLOCS);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p != ptr {
+            bump(&MOVED);
+        }
+        p
     }
 }
 
@@ -456,12 +462,17 @@ fn summary() {
         }
     }
     let mut best = [[f64::INFINITY; 3]; CONTENDERS.len()];
+    // Reallocations that moved their block, per iteration, over the timed passes: how the
+    // allocator's layout treated each contender in this process.
+    let mut moved = [[0f64; 3]; CONTENDERS.len()];
     // Every pass's measurements too: for the shares worked out within each pass.
     let mut samples = vec![[[0f64; 3]; CONTENDERS.len()]; passes];
     for pass in &mut samples {
         for (wi, w) in WORKLOADS.iter().enumerate() {
             for (ci, d) in dispatches.iter().enumerate() {
+                let m0 = MOVED.with(Cell::get);
                 let ns = ns_per_iter(d, *w, batch[ci][wi]);
+                moved[ci][wi] += (MOVED.with(Cell::get) - m0) as f64 / batch[ci][wi] as f64;
                 best[ci][wi] = best[ci][wi].min(ns);
                 pass[ci][wi] = ns;
             }
@@ -495,6 +506,17 @@ fn summary() {
                 a,
                 r
             );
+        }
+        println!();
+    }
+    println!();
+    println!(
+        "reallocations that moved their block, per iteration, over the timed passes (glibc moves a growing block when the memory after it is in use):"
+    );
+    for (ci, c) in CONTENDERS.iter().enumerate() {
+        print!("  {:<40}", c.label());
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            print!(" {}: {:.2}", w.name(), moved[ci][wi] / passes as f64);
         }
         println!();
     }
