@@ -304,9 +304,12 @@ pub(crate) fn write_fmt_body(
         out: &mut *out,
         left: max,
         cut: false,
+        stage: [0; STAGE],
+        fill: 0,
     };
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fmt::write(&mut w, args)));
+    w.flush();
     let cut = w.cut;
     match result {
         // Cut at the limit (whether or not the impl passed the error on).
@@ -327,48 +330,46 @@ pub(crate) fn write_fmt_body(
 /// What follows a value cut at the field length limit, inside its string.
 pub(crate) const TRUNCATED: &str = "…[truncated]";
 
+/// Bytes [`Bounded`] gathers before they go into the line.
+const STAGE: usize = 64;
+
 /// An [`Escaper`] that takes at most `left` more bytes, then fails (which ends the `Debug` or
 /// `Display` impl writing through it early: a huge value is never formatted whole).
+///
+/// The short pieces a `Debug` impl writes one by one (`" { "`, a field name, `": "`, a small
+/// number, a `"` escaped) are gathered in a buffer on the stack with a few fixed-size stores
+/// each, and go into the line together: one copy per value instead of one per piece.
 struct Bounded<'a> {
     out: &'a mut Vec<u8>,
     left: usize,
     cut: bool,
+    stage: [u8; STAGE],
+    /// How many bytes of `stage` are gathered.
+    fill: usize,
 }
 
 impl fmt::Write for Bounded<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        // The short clean pieces `Debug` impls write, with room left: checked and copied at
-        // once, those of up to 4 bytes with constant-size stores.
-        if bytes.len() <= self.left {
-            let ok = |b: u8| ESCAPE[b as usize] == __;
-            let out = &mut *self.out;
-            let copied = match *bytes {
-                [a] if ok(a) => {
-                    out.push(a);
-                    true
-                }
-                [a, b] if ok(a) & ok(b) => {
-                    out.extend_from_slice(&[a, b]);
-                    true
-                }
-                [a, b, c] if ok(a) & ok(b) & ok(c) => {
-                    out.extend_from_slice(&[a, b, c]);
-                    true
-                }
-                [a, b, c, d] if ok(a) & ok(b) & ok(c) & ok(d) => {
-                    out.extend_from_slice(&[a, b, c, d]);
-                    true
-                }
-                _ if bytes.len() > 4 && bytes.len() <= SHORT && is_clean(bytes) => {
-                    out.extend_from_slice(bytes);
-                    true
-                }
-                _ => false,
-            };
-            if copied {
-                self.left -= bytes.len();
+        let n = bytes.len();
+        // Pieces of up to 3 bytes (`": "`, `", "`, `" { "`, a digit) are the most common: their
+        // path needs few registers. Longer ones are checked a word at a time, out of line.
+        if n > 3 {
+            return self.write_str_long(s);
+        }
+        if n <= self.left && self.fill <= STAGE - SHORT {
+            if n == 0 {
+                return Ok(());
+            }
+            let (a, b, c) = (bytes[0], bytes[n / 2], bytes[n - 1]);
+            if ESCAPE[a as usize] | ESCAPE[b as usize] | ESCAPE[c as usize] == __ {
+                let at = self.fill;
+                self.stage[at] = a;
+                self.stage[at + n / 2] = b;
+                self.stage[at + n - 1] = c;
+                self.fill += n;
+                self.left -= n;
                 return Ok(());
             }
         }
@@ -377,19 +378,53 @@ impl fmt::Write for Bounded<'_> {
 
     #[inline]
     fn write_char(&mut self, c: char) -> fmt::Result {
-        if c.len_utf8() <= self.left {
-            self.left -= c.len_utf8();
-            return Escaper(self.out).write_char(c);
+        if c.is_ascii() && self.left != 0 && self.fill <= STAGE - SHORT {
+            let at = self.fill;
+            // An escape sequence is at most 6 bytes.
+            let (seq, n) = &SEQUENCES[c as usize];
+            let n = if *n == 0 {
+                self.stage[at] = c as u8;
+                1
+            } else {
+                self.stage[at..at + 6].copy_from_slice(seq);
+                *n as usize
+            };
+            self.fill += n;
+            self.left -= 1;
+            return Ok(());
         }
-        self.left = 0;
-        self.cut = true;
-        Err(fmt::Error)
+        self.write_char_slow(c)
     }
 }
 
 impl Bounded<'_> {
+    /// Moves the gathered bytes into the line.
+    #[inline]
+    fn flush(&mut self) {
+        self.out.extend_from_slice(&self.stage[..self.fill]);
+        self.fill = 0;
+    }
+
+    /// [`fmt::Write::write_str`] for pieces of more than 3 bytes.
+    #[inline(never)]
+    fn write_str_long(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
+        if bytes.len() <= self.left && self.fill <= STAGE - SHORT {
+            let at = self.fill;
+            if let Ok(room) = <&mut [u8; SHORT]>::try_from(&mut self.stage[at..at + SHORT]) {
+                if put_clean(room, bytes) {
+                    self.fill += bytes.len();
+                    self.left -= bytes.len();
+                    return Ok(());
+                }
+            }
+        }
+        self.write_str_slow(s)
+    }
+
     #[inline(never)]
     fn write_str_slow(&mut self, s: &str) -> fmt::Result {
+        self.flush();
         if s.len() <= self.left {
             self.left -= s.len();
             return fmt::Write::write_str(&mut Escaper(self.out), s);
@@ -400,6 +435,55 @@ impl Bounded<'_> {
         self.cut = true;
         Err(fmt::Error)
     }
+
+    #[inline(never)]
+    fn write_char_slow(&mut self, c: char) -> fmt::Result {
+        self.flush();
+        if c.len_utf8() <= self.left {
+            self.left -= c.len_utf8();
+            return fmt::Write::write_char(&mut Escaper(self.out), c);
+        }
+        self.left = 0;
+        self.cut = true;
+        Err(fmt::Error)
+    }
+}
+
+/// Stores `bytes` (4 to [`SHORT`] bytes long) at the start of `room` when they need no escaping
+/// (and returns `true`), with fixed-size stores: the piece's first and last 4 or 8 bytes, which
+/// overlap. Leaves `room` in any state when it returns `false`.
+#[inline(always)]
+fn put_clean(room: &mut [u8; SHORT], bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    if n > 8 {
+        if n > SHORT {
+            return false;
+        }
+        let (lo, hi) = (load(bytes, 0), load(bytes, n - 8));
+        if attention_mask(lo) | attention_mask(hi) != 0 {
+            return false;
+        }
+        room[..8].copy_from_slice(&lo.to_le_bytes());
+        room[n - 8..n].copy_from_slice(&hi.to_le_bytes());
+        true
+    } else if n >= 4 {
+        let (lo, hi) = (load4(bytes, 0), load4(bytes, n - 4));
+        if attention_mask(u64::from(lo) | u64::from(hi) << 32) != 0 {
+            return false;
+        }
+        room[..4].copy_from_slice(&lo.to_le_bytes());
+        room[n - 4..n].copy_from_slice(&hi.to_le_bytes());
+        true
+    } else {
+        false
+    }
+}
+
+#[inline(always)]
+fn load4(bytes: &[u8], i: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[i..i + 4]);
+    u32::from_le_bytes(word)
 }
 
 /// The largest `i <= max` that is a character boundary of `s`.
@@ -954,6 +1038,86 @@ mod tests {
             &[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xff, 0x00],
         );
         assert_eq!(out, b"0123456789abcdefff00");
+    }
+
+    #[test]
+    fn pieces_gathered_or_written_through_come_out_escaped_and_in_order() {
+        // Pieces of every length up to past `SHORT`, from an alphabet of clean bytes and bytes
+        // that need escaping or a look ahead, written as `write_str` or `write_char`, so that
+        // the gathering buffer fills, overflows and is bypassed at every offset.
+        enum Piece {
+            Str(String),
+            Char(char),
+        }
+        struct Pieces(Vec<Piece>);
+        impl fmt::Display for Pieces {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for p in &self.0 {
+                    match p {
+                        Piece::Str(s) => f.write_str(s)?,
+                        Piece::Char(c) => fmt::Write::write_char(f, *c)?,
+                    }
+                }
+                Ok(())
+            }
+        }
+        const ALPHABET: [char; 12] = [
+            'x', 'y', ' ', '"', '\\', '\n', '\u{1f}', 'é', '\u{2028}', '€', '日', '\u{7f}',
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        // The string body `write_str` writes (the reference escaper), without its quotes.
+        let escaped = |s: &str| {
+            let mut out = Vec::new();
+            write_str(&mut out, s);
+            out[1..out.len() - 1].to_vec()
+        };
+        let quoted = |mut body: Vec<u8>| {
+            body.insert(0, b'"');
+            body.push(b'"');
+            body
+        };
+        for _ in 0..3000 {
+            let mut pieces = Vec::new();
+            let mut all = String::new();
+            for _ in 0..1 + next(40) {
+                // Mostly clean pieces, so that the buffer fills up between the others.
+                let clean = next(4) != 0;
+                let pick = |next: &mut dyn FnMut(usize) -> usize| {
+                    if clean {
+                        ALPHABET[next(3)]
+                    } else {
+                        ALPHABET[next(ALPHABET.len())]
+                    }
+                };
+                if next(5) == 0 {
+                    let c = pick(&mut next);
+                    all.push(c);
+                    pieces.push(Piece::Char(c));
+                } else {
+                    let piece: String = (0..next(SHORT + 3)).map(|_| pick(&mut next)).collect();
+                    all.push_str(&piece);
+                    pieces.push(Piece::Str(piece));
+                }
+            }
+            let value = Pieces(pieces);
+            let mut out = Vec::new();
+            write_display(&mut out, &value, usize::MAX);
+            assert_eq!(out, quoted(escaped(&all)), "{all:?}");
+            let max = next(all.len() + 2);
+            let mut out = Vec::new();
+            write_display(&mut out, &value, max);
+            let mut want = escaped(&all[..floor_char_boundary(&all, max)]);
+            if all.len() > max {
+                want.extend_from_slice(TRUNCATED.as_bytes());
+            }
+            assert_eq!(out, quoted(want), "{all:?} cut at {max}");
+        }
     }
 
     #[test]
