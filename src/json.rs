@@ -398,10 +398,13 @@ impl fmt::Write for Bounded<'_> {
 }
 
 impl Bounded<'_> {
-    /// Moves the gathered bytes into the line.
+    /// Moves the gathered bytes into the line: the whole buffer, a copy of constant size, cut
+    /// back to what was gathered.
     #[inline]
     fn flush(&mut self) {
-        self.out.extend_from_slice(&self.stage[..self.fill]);
+        let len = self.out.len() + self.fill;
+        self.out.extend_from_slice(&self.stage);
+        self.out.truncate(len);
         self.fill = 0;
     }
 
