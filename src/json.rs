@@ -926,6 +926,25 @@ mod tests {
     }
 
     #[test]
+    fn integers_match_format_at_every_digit_count() {
+        let mut values = vec![0u64, u64::MAX];
+        for p in 0..20 {
+            let t = 10u64.pow(p);
+            values.extend([t - 1, t, t + 1, t / 10 * 9 + 7]);
+        }
+        for v in values {
+            let mut out = b"[".to_vec();
+            write_u64(&mut out, v);
+            assert_eq!(out, format!("[{v}").as_bytes());
+            for s in [v as i64, (v as i64).wrapping_neg(), i64::MIN, i64::MAX] {
+                let mut out = Vec::new();
+                write_i64(&mut out, s);
+                assert_eq!(out, s.to_string().as_bytes());
+            }
+        }
+    }
+
+    #[test]
     fn u128_is_exact() {
         let mut out = Vec::new();
         write_u128(&mut out, u128::MAX);
