@@ -750,6 +750,15 @@ impl CallsiteKeys {
         (&self.keys[p.start as usize..p.end as usize], p.depth)
     }
 
+    /// The bits of the fields (of the cached ones) that are written with their cached key and
+    /// nothing else to decide: not a message, not redacted, and not a `log.*` field skipped
+    /// when `skip_log_fields`.
+    #[inline]
+    pub(crate) fn plain(&self, skip_log_fields: bool) -> u64 {
+        let skipped = if skip_log_fields { self.log_fields } else { 0 };
+        !(self.messages | self.denied | skipped)
+    }
+
     /// Appends field `i`'s key (`i < CACHED_FIELDS`) and returns its depth.
     #[inline]
     fn write_key(&self, i: usize, out: &mut Vec<u8>) -> Depth {
@@ -774,6 +783,9 @@ pub(crate) struct EventVisitor<'a> {
     pub(crate) seen: &'a mut Vec<(Depth, &'static str)>,
     /// Whether the keys written go into `seen` (needed when span fields may be shadowed).
     pub(crate) track: bool,
+    /// [`CallsiteKeys::plain`]: the fields whose key is copied (and tracked, with `track`) and
+    /// whose value follows, with no other check.
+    pub(crate) plain: u64,
     pub(crate) c: &'a Compiled,
     /// Fields of events bridged from the `log` crate that repeat the metadata.
     pub(crate) skip_log_fields: bool,
@@ -787,6 +799,21 @@ pub(crate) struct EventVisitor<'a> {
 }
 
 impl EventVisitor<'_> {
+    /// Writes `field`'s key and returns `true` when it is one of the [`plain`](Self::plain)
+    /// fields, whose value then follows.
+    #[inline(always)]
+    fn plain_key(&mut self, field: &Field) -> bool {
+        let i = field.index();
+        if i < CACHED_FIELDS && self.plain & (1 << i) != 0 {
+            let depth = self.keys.write_key(i, self.buf);
+            if self.track {
+                self.seen.push((depth, field.name()));
+            }
+            return true;
+        }
+        false
+    }
+
     /// Whether `field` is the line's message; if so it has been handed to the message visitor.
     /// A second field named `message` is a user field (written under the collision prefix).
     #[inline(always)]
@@ -866,37 +893,51 @@ impl EventVisitor<'_> {
 
 impl Visit for EventVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if !self.message(field, |m| m.record_f64(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_f64(field, value)) && self.key(field)
+        {
             json::write_f64(self.buf, value);
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if !self.message(field, |m| m.record_i64(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_i64(field, value)) && self.key(field)
+        {
             json::write_i64(self.buf, value);
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if !self.message(field, |m| m.record_u64(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_u64(field, value)) && self.key(field)
+        {
             json::write_u64(self.buf, value);
         }
     }
     fn record_i128(&mut self, field: &Field, value: i128) {
-        if !self.message(field, |m| m.record_i128(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_i128(field, value)) && self.key(field)
+        {
             json::write_i128(self.buf, value);
         }
     }
     fn record_u128(&mut self, field: &Field, value: u128) {
-        if !self.message(field, |m| m.record_u128(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_u128(field, value)) && self.key(field)
+        {
             json::write_u128(self.buf, value);
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if !self.message(field, |m| m.record_bool(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_bool(field, value)) && self.key(field)
+        {
             write_bool(self.buf, value);
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.message(field, |m| m.record_str(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_str(field, value)) && self.key(field)
+        {
             json::write_str_max(self.buf, value, self.max);
         }
     }
@@ -927,7 +968,9 @@ impl Visit for EventVisitor<'_> {
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !self.message(field, |m| m.record_debug(field, value)) && self.key(field) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.record_debug(field, value)) && self.key(field)
+        {
             json::write_debug(self.buf, value, self.max);
         }
     }

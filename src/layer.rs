@@ -699,6 +699,7 @@ impl<W> Layer<W> {
                 buf: fields,
                 seen,
                 track,
+                plain: keys.plain(from_log),
                 c,
                 skip_log_fields: from_log,
                 flat_error_used: false,
