@@ -462,8 +462,13 @@ fn put_clean(room: &mut [u8; SHORT], bytes: &[u8]) -> bool {
         if n > SHORT {
             return false;
         }
-        let (lo, hi) = (load(bytes, 0), load(bytes, n - 8));
-        if attention_mask(lo) | attention_mask(hi) != 0 {
+        // One word after the other: fewer registers than both at once.
+        let lo = load(bytes, 0);
+        if attention_mask(lo) != 0 {
+            return false;
+        }
+        let hi = load(bytes, n - 8);
+        if attention_mask(hi) != 0 {
             return false;
         }
         room[..8].copy_from_slice(&lo.to_le_bytes());
