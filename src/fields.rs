@@ -638,7 +638,7 @@ pub(crate) struct CallsiteKeys {
     /// `,"target":"<the callsite's target>"`, escaped: empty when the schema writes no target,
     /// or when the event comes from the `log` crate (its target is in its fields, not in the
     /// callsite).
-    target: Box<[u8]>,
+    target: crate::schema::Piece,
     /// Whether this is a callsite of events bridged from the `log` crate.
     pub(crate) from_log: bool,
     /// The [`key_bit`]s of every key the callsite's fields may take (of the cached fields).
@@ -732,16 +732,17 @@ impl CallsiteKeys {
             denied,
             messages,
             log_fields,
-            target: target.into(),
+            target: crate::schema::Piece::new(&target),
             from_log,
             key_bits,
         }
     }
 
-    /// `,"target":"…"` for events of this callsite (not for those from the `log` crate).
-    #[inline]
-    pub(crate) fn target(&self) -> &[u8] {
-        &self.target
+    /// Appends `,"target":"…"` for events of this callsite (nothing for those from the `log`
+    /// crate).
+    #[inline(always)]
+    pub(crate) fn put_target(&self, out: &mut Vec<u8>) {
+        self.target.put(out);
     }
 
     #[cfg(test)]
@@ -1053,7 +1054,9 @@ mod tests {
             } else {
                 br#","target":"orders""#
             };
-            assert_eq!(keys.target(), target);
+            let mut written = Vec::new();
+            keys.put_target(&mut written);
+            assert_eq!(written, target);
         }
     }
 }

@@ -662,10 +662,11 @@ impl<W> Layer<W> {
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
         if let Some(k) = &c.timestamp {
-            buf.extend_from_slice(k);
+            k.put(buf);
             c.timestamp_format.write(buf, (self.clock)());
         }
-        buf.extend_from_slice(&c.level[level_index(meta.level())]);
+        // The level, and the message's key and opening quote.
+        c.head[level_index(meta.level())].put(buf);
         // One pass over the event's values: the message goes into the line here, the other
         // fields into `fields`, copied in after the ids.
         // The event's own span. A per-layer filter may hide it (and its ancestors) from this
@@ -689,12 +690,8 @@ impl<W> Layer<W> {
             || event.metadata().fields().len() > crate::fields::CACHED_FIELDS;
         let mut message = None;
         {
-            let mark = buf.len();
-            if let Some(k) = &c.message {
-                buf.extend_from_slice(k);
-                buf.push(b'"');
-            }
             let body = buf.len();
+            let mark = body - c.message_open;
             let mut v = EventVisitor {
                 buf: fields,
                 seen,
@@ -727,7 +724,7 @@ impl<W> Layer<W> {
                 json::write_str(buf, meta.target());
             } else {
                 // Escaped once per callsite.
-                buf.extend_from_slice(keys.target());
+                keys.put_target(buf);
             }
         }
 
@@ -798,7 +795,9 @@ impl<W> Layer<W> {
                 }
             });
         }
-        buf.extend_from_slice(&c.static_fields);
+        if !c.static_fields.is_empty() {
+            buf.extend_from_slice(&c.static_fields);
+        }
         let core_end = buf.len();
 
         match c.layout {

@@ -759,10 +759,13 @@ pub(crate) fn same_key(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool
 pub(crate) struct Compiled {
     /// `,"traceline.truncated":` (behind the collision prefix if a schema key has that name).
     pub(crate) truncated: Box<[u8]>,
-    pub(crate) timestamp: Option<Box<[u8]>>,
+    pub(crate) timestamp: Option<Piece>,
     pub(crate) timestamp_format: TimestampFormat,
-    /// `,"level":"INFO"` (and the severity number, if on), per level.
-    pub(crate) level: [Box<[u8]>; 5],
+    /// `,"level":"INFO"` (and the severity number, if on), then the message's key and opening
+    /// quote when the schema writes messages, per level: what follows the timestamp.
+    pub(crate) head: [Piece; 5],
+    /// How many bytes at the end of each `head` open the message (0 without messages).
+    pub(crate) message_open: usize,
     pub(crate) message: Option<Box<[u8]>>,
     pub(crate) target: Option<Box<[u8]>>,
     /// `,"traceId":"` followed by the trace id prefix.
@@ -795,6 +798,42 @@ pub(crate) struct Compiled {
     /// The ids part of a line, unsampled and sampled, when ids are hex (decimal ids are written
     /// key by key).
     pub(crate) ids_line: [Option<IdsLine>; 2],
+}
+
+/// A fragment of a line the hot path copies: when short, with one copy of constant size cut
+/// back to its length (no call); longer ones (long custom key names) as they are.
+#[derive(Clone, Debug)]
+pub(crate) enum Piece {
+    Short([u8; PIECE], u8),
+    Long(Box<[u8]>),
+}
+
+const PIECE: usize = 48;
+
+impl Piece {
+    pub(crate) fn new(bytes: &[u8]) -> Piece {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= PIECE => {
+                let mut short = [0; PIECE];
+                short[..bytes.len()].copy_from_slice(bytes);
+                Piece::Short(short, len)
+            }
+            _ => Piece::Long(bytes.into()),
+        }
+    }
+
+    /// Appends the fragment to `out`.
+    #[inline(always)]
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            Piece::Short(bytes, len) => {
+                let end = out.len() + usize::from(*len);
+                out.extend_from_slice(bytes);
+                out.truncate(end);
+            }
+            Piece::Long(bytes) => out.extend_from_slice(bytes),
+        }
+    }
 }
 
 /// The trace flags as written on a line.
@@ -964,7 +1003,9 @@ impl Schema {
             write_value(&mut static_fields, v);
             reserved.add(&key);
         }
-        let level = std::array::from_fn(|i| {
+        let message = on(Key::Message);
+        let message_open = message.as_ref().map_or(0, |k| k.len() + 1);
+        let head = std::array::from_fn(|i| {
             let mut v = Vec::new();
             if let Some(k) = self.key(Key::Level) {
                 v.extend_from_slice(&frag(k));
@@ -974,7 +1015,11 @@ impl Schema {
                 v.extend_from_slice(&frag(k));
                 crate::json::write_u64(&mut v, [1, 5, 9, 13, 17][i]);
             }
-            v.into()
+            if let Some(k) = &message {
+                v.extend_from_slice(k);
+                v.push(b'"');
+            }
+            Piece::new(&v)
         });
         let quoted = |k: Key, prefix: &str| {
             self.key(k).map(|name| {
@@ -1010,10 +1055,11 @@ impl Schema {
         Compiled {
             ids_line,
             truncated: frag(&truncated),
-            timestamp: on(Key::Timestamp),
+            timestamp: on(Key::Timestamp).map(|k| Piece::new(&k)),
             timestamp_format: self.timestamp,
-            level,
-            message: on(Key::Message),
+            head,
+            message_open,
+            message,
             target: on(Key::Target),
             trace_id,
             span_id,
@@ -1037,6 +1083,27 @@ impl Schema {
             error_stack_trace: frag(&self.names[Key::ErrorStackTrace as usize]),
             event_reserved,
             span_reserved,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_of_every_length_are_copied_whole_after_what_is_there() {
+        for len in 0..=PIECE + 2 {
+            let fragment: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let piece = Piece::new(&fragment);
+            assert_eq!(matches!(piece, Piece::Short(..)), len <= PIECE);
+            let mut out = b"{\"x\":1".to_vec();
+            piece.put(&mut out);
+            piece.put(&mut out);
+            let mut want = b"{\"x\":1".to_vec();
+            want.extend_from_slice(&fragment);
+            want.extend_from_slice(&fragment);
+            assert_eq!(out, want);
         }
     }
 }
