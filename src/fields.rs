@@ -595,23 +595,39 @@ pub(crate) struct MessageVisitor<'a> {
     pub(crate) max: usize,
 }
 
+impl MessageVisitor<'_> {
+    /// Writes `value` as the message (the caller knows the field is the message, not found
+    /// yet).
+    #[inline]
+    fn str_message(&mut self, value: &str) {
+        self.found = true;
+        json::escape_max(self.buf, value, self.max);
+    }
+
+    /// Writes `value`'s `Debug` text as the message (the caller knows the field is the message,
+    /// not found yet).
+    #[inline]
+    fn debug_message(&mut self, value: &dyn fmt::Debug) {
+        self.found = true;
+        json::write_fmt_body(
+            self.buf,
+            format_args!("{value:?}"),
+            self.max,
+            b"<Debug failed>",
+            b"<Debug panicked>",
+        );
+    }
+}
+
 impl Visit for MessageVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" && !self.found {
-            self.found = true;
-            json::escape_max(self.buf, value, self.max);
+            self.str_message(value);
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" && !self.found {
-            self.found = true;
-            json::write_fmt_body(
-                self.buf,
-                format_args!("{value:?}"),
-                self.max,
-                b"<Debug failed>",
-                b"<Debug panicked>",
-            );
+            self.debug_message(value);
         }
     }
 }
@@ -895,49 +911,49 @@ impl EventVisitor<'_> {
 impl Visit for EventVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_f64(field, value)) && self.key(field)
+            || !self.message(field, |m| m.debug_message(&value)) && self.key(field)
         {
             json::write_f64(self.buf, value);
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_i64(field, value)) && self.key(field)
+            || !self.message(field, |m| m.debug_message(&value)) && self.key(field)
         {
             json::write_i64(self.buf, value);
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_u64(field, value)) && self.key(field)
+            || !self.message(field, |m| m.debug_message(&value)) && self.key(field)
         {
             json::write_u64(self.buf, value);
         }
     }
     fn record_i128(&mut self, field: &Field, value: i128) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_i128(field, value)) && self.key(field)
+            || !self.message(field, |m| m.debug_message(&value)) && self.key(field)
         {
             json::write_i128(self.buf, value);
         }
     }
     fn record_u128(&mut self, field: &Field, value: u128) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_u128(field, value)) && self.key(field)
+            || !self.message(field, |m| m.debug_message(&value)) && self.key(field)
         {
             json::write_u128(self.buf, value);
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_bool(field, value)) && self.key(field)
+            || !self.message(field, |m| m.debug_message(&value)) && self.key(field)
         {
             write_bool(self.buf, value);
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_str(field, value)) && self.key(field)
+            || !self.message(field, |m| m.str_message(value)) && self.key(field)
         {
             json::write_str_max(self.buf, value, self.max);
         }
@@ -970,7 +986,7 @@ impl Visit for EventVisitor<'_> {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.plain_key(field)
-            || !self.message(field, |m| m.record_debug(field, value)) && self.key(field)
+            || !self.message(field, |m| m.debug_message(value)) && self.key(field)
         {
             json::write_debug(self.buf, value, self.max);
         }
