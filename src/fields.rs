@@ -10,7 +10,9 @@ use tracing_core::span;
 use crate::ids::Ids;
 use crate::json;
 use crate::redact::{REDACTED, Redaction};
-use crate::schema::{Compiled, Depth, ErrorLayout, FieldLayout, Reserved, same_key};
+use crate::schema::{
+    Compiled, Depth, ErrorLayout, FieldLayout, HEAD_PIECE, Piece, Reserved, same_key,
+};
 
 /// The span field that carries a correlation id; written under `Key::CorrelationId`.
 pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
@@ -640,9 +642,7 @@ impl Visit for MessageVisitor<'_> {
 pub(crate) struct CallsiteKeys {
     pub(crate) addr: usize,
     pub(crate) layer: u64,
-    /// `,"key":` of each field, back to back.
-    keys: Vec<u8>,
-    /// Where each field's key is in `keys`, and its collision depth.
+    /// `,"key":` of each field, and its collision depth.
     places: Vec<KeyPlace>,
     /// Bit `i` set when field `i` is redacted.
     pub(crate) denied: u64,
@@ -654,25 +654,22 @@ pub(crate) struct CallsiteKeys {
     /// `,"target":"<the callsite's target>"`, escaped: empty when the schema writes no target,
     /// or when the event comes from the `log` crate (its target is in its fields, not in the
     /// callsite).
-    target: crate::schema::Piece,
+    target: Piece<HEAD_PIECE>,
     /// Whether this is a callsite of events bridged from the `log` crate.
     pub(crate) from_log: bool,
     /// The [`key_bit`]s of every key the callsite's fields may take (of the cached fields).
     pub(crate) key_bits: u64,
 }
 
-/// One field's key in [`CallsiteKeys::keys`].
-#[derive(Debug, Clone, Copy)]
+/// One field's key in [`CallsiteKeys`].
+#[derive(Debug)]
 struct KeyPlace {
-    start: u32,
-    end: u32,
+    /// `,"key":`.
+    key: Piece<SHORT_KEY>,
     depth: Depth,
-    /// The key again when it is at most 16 bytes long, padded: copied as 16 bytes (a fixed
-    /// length, no call) and the padding cut off.
-    short: [u8; SHORT_KEY],
 }
 
-/// Keys up to this long are kept in [`KeyPlace::short`].
+/// Keys up to this long are copied as a block of this size (a fixed length, no call).
 const SHORT_KEY: usize = 16;
 
 /// Fields past this index are handled without the cache.
@@ -687,7 +684,7 @@ impl CallsiteKeys {
         from_log: bool,
     ) -> Self {
         let prefix = &*c.prefix;
-        let mut keys = Vec::new();
+        let mut key = Vec::new();
         let mut places = Vec::new();
         let mut seen: Vec<(Depth, &str)> = Vec::new();
         let mut denied = 0u64;
@@ -719,17 +716,11 @@ impl CallsiteKeys {
                 seen.push((depth, name));
                 key_bits |= key_bit(prefix, depth, name);
             }
-            let start = keys.len();
-            write_prefixed_key(&mut keys, prefix, depth, name);
-            let mut short = [0; SHORT_KEY];
-            if let Some(key) = keys.get(start..start + SHORT_KEY.min(keys.len() - start)) {
-                short[..key.len()].copy_from_slice(key);
-            }
+            key.clear();
+            write_prefixed_key(&mut key, prefix, depth, name);
             places.push(KeyPlace {
-                start: start as u32,
-                end: keys.len() as u32,
+                key: Piece::new(&key),
                 depth,
-                short,
             });
             if redaction.is_denied(name) {
                 denied |= 1 << i;
@@ -743,12 +734,11 @@ impl CallsiteKeys {
         CallsiteKeys {
             addr: meta as *const _ as usize,
             layer,
-            keys,
             places,
             denied,
             messages,
             log_fields,
-            target: crate::schema::Piece::new(&target),
+            target: Piece::new(&target),
             from_log,
             key_bits,
         }
@@ -763,8 +753,8 @@ impl CallsiteKeys {
 
     #[cfg(test)]
     fn key(&self, i: usize) -> (&[u8], Depth) {
-        let p = self.places[i];
-        (&self.keys[p.start as usize..p.end as usize], p.depth)
+        let p = &self.places[i];
+        (p.key.bytes(), p.depth)
     }
 
     /// The bits of the fields (of the cached ones) that are written with their cached key and
@@ -780,14 +770,7 @@ impl CallsiteKeys {
     #[inline]
     fn write_key(&self, i: usize, out: &mut Vec<u8>) -> Depth {
         let p = &self.places[i];
-        let len = (p.end - p.start) as usize;
-        if len <= SHORT_KEY {
-            let at = out.len();
-            out.extend_from_slice(&p.short);
-            out.truncate(at + len);
-        } else {
-            out.extend_from_slice(&self.keys[p.start as usize..p.end as usize]);
-        }
+        p.key.put(out);
         p.depth
     }
 }

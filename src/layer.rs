@@ -702,7 +702,7 @@ impl<W> Layer<W> {
                 flat_error_used: false,
                 keys,
                 redaction: &self.redaction,
-                message: c.message.is_some().then_some(MessageVisitor {
+                message: (c.message_open != 0).then_some(MessageVisitor {
                     buf,
                     found: false,
                     max: self.max_field,

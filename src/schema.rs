@@ -759,14 +759,14 @@ pub(crate) fn same_key(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool
 pub(crate) struct Compiled {
     /// `,"traceline.truncated":` (behind the collision prefix if a schema key has that name).
     pub(crate) truncated: Box<[u8]>,
-    pub(crate) timestamp: Option<Piece>,
+    pub(crate) timestamp: Option<Piece<HEAD_PIECE>>,
     pub(crate) timestamp_format: TimestampFormat,
     /// `,"level":"INFO"` (and the severity number, if on), then the message's key and opening
     /// quote when the schema writes messages, per level: what follows the timestamp.
-    pub(crate) head: [Piece; 5],
-    /// How many bytes at the end of each `head` open the message (0 without messages).
+    pub(crate) head: [Piece<HEAD_PIECE>; 5],
+    /// How many bytes at the end of each `head` open the message (0 when the schema writes no
+    /// message).
     pub(crate) message_open: usize,
-    pub(crate) message: Option<Box<[u8]>>,
     pub(crate) target: Option<Box<[u8]>>,
     /// `,"traceId":"` followed by the trace id prefix.
     pub(crate) trace_id: Option<Box<[u8]>>,
@@ -800,21 +800,24 @@ pub(crate) struct Compiled {
     pub(crate) ids_line: [Option<IdsLine>; 2],
 }
 
-/// A fragment of a line the hot path copies: when short, with one copy of constant size cut
-/// back to its length (no call); longer ones (long custom key names) as they are.
+/// A fragment of a line the hot path copies: when at most `N` bytes long, with one copy of
+/// constant size cut back to its length (no call); longer ones (long custom key names) as they
+/// are.
 #[derive(Clone, Debug)]
-pub(crate) enum Piece {
-    Short([u8; PIECE], u8),
+pub(crate) enum Piece<const N: usize> {
+    Short([u8; N], u8),
     Long(Box<[u8]>),
 }
 
-const PIECE: usize = 48;
+/// The size of the line's head fragments ([`Compiled::head`], the timestamp key, a callsite's
+/// target).
+pub(crate) const HEAD_PIECE: usize = 48;
 
-impl Piece {
-    pub(crate) fn new(bytes: &[u8]) -> Piece {
+impl<const N: usize> Piece<N> {
+    pub(crate) fn new(bytes: &[u8]) -> Self {
         match u8::try_from(bytes.len()) {
-            Ok(len) if bytes.len() <= PIECE => {
-                let mut short = [0; PIECE];
+            Ok(len) if bytes.len() <= N => {
+                let mut short = [0; N];
                 short[..bytes.len()].copy_from_slice(bytes);
                 Piece::Short(short, len)
             }
@@ -832,6 +835,15 @@ impl Piece {
                 out.truncate(end);
             }
             Piece::Long(bytes) => out.extend_from_slice(bytes),
+        }
+    }
+
+    /// The fragment's bytes.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Short(bytes, len) => &bytes[..usize::from(*len)],
+            Piece::Long(bytes) => bytes,
         }
     }
 }
@@ -1059,7 +1071,6 @@ impl Schema {
             timestamp_format: self.timestamp,
             head,
             message_open,
-            message,
             target: on(Key::Target),
             trace_id,
             span_id,
@@ -1093,10 +1104,11 @@ mod tests {
 
     #[test]
     fn pieces_of_every_length_are_copied_whole_after_what_is_there() {
-        for len in 0..=PIECE + 2 {
+        for len in 0..=HEAD_PIECE + 2 {
             let fragment: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            let piece = Piece::new(&fragment);
-            assert_eq!(matches!(piece, Piece::Short(..)), len <= PIECE);
+            let piece = Piece::<HEAD_PIECE>::new(&fragment);
+            assert_eq!(matches!(piece, Piece::Short(..)), len <= HEAD_PIECE);
+            assert_eq!(piece.bytes(), fragment);
             let mut out = b"{\"x\":1".to_vec();
             piece.put(&mut out);
             piece.put(&mut out);
