@@ -567,7 +567,10 @@ impl Visit for SpanVisitor<'_> {
 
 #[inline]
 fn write_bool(out: &mut Vec<u8>, v: bool) {
-    out.extend_from_slice(if v { b"true" } else { b"false" });
+    // Five bytes either way (no call for a copy of varying length), cut back for `true`.
+    let end = out.len() + 5 - usize::from(v);
+    out.extend_from_slice(if v { b"true " } else { b"false" });
+    out.truncate(end);
 }
 
 /// `{"message":"…","chain":["cause",…]}`
@@ -983,6 +986,16 @@ mod tests {
     use tracing_core::field::FieldSet;
     use tracing_core::metadata::{Kind, Level, Metadata};
     use tracing_core::subscriber::Interest;
+
+    #[test]
+    fn booleans_are_written_exactly_after_what_is_there() {
+        for (v, text) in [(true, "true"), (false, "false")] {
+            let mut out = b"[1,".to_vec();
+            write_bool(&mut out, v);
+            out.push(b']');
+            assert_eq!(out, format!("[1,{text}]").as_bytes());
+        }
+    }
 
     struct Site;
     static SITE: Site = Site;

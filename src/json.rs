@@ -104,23 +104,35 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
         }
         i += 8;
     }
-    if i < len {
-        // Every byte before `i` is clean, so the last whole word (overlapping them) or the
-        // tail padded with spaces gives an exact answer without copying through memory.
-        let word = if len >= 8 {
-            load(bytes, len - 8)
-        } else {
-            let mut w = LO * 0x20;
-            for (j, &b) in bytes.iter().enumerate() {
-                w ^= u64::from(b ^ 0x20) << (8 * j);
-            }
-            w
-        };
-        if attention_mask(word) != 0 {
-            return escape_from(out, bytes, i);
+    if len < 8 {
+        // The string padded with spaces: checked, then stored as one word cut to length.
+        let mut w = LO * 0x20;
+        for (j, &b) in bytes.iter().enumerate() {
+            w ^= u64::from(b ^ 0x20) << (8 * j);
         }
+        if attention_mask(w) != 0 {
+            return escape_from(out, bytes, 0);
+        }
+        let end = out.len() + len;
+        out.extend_from_slice(&w.to_le_bytes());
+        out.truncate(end);
+        return;
     }
-    out.extend_from_slice(bytes);
+    // Every byte before `i` is clean, so the last whole word (overlapping them) gives an exact
+    // answer without copying through memory.
+    let last = load(bytes, len - 8);
+    if i < len && attention_mask(last) != 0 {
+        return escape_from(out, bytes, i);
+    }
+    if len <= 16 {
+        // The first and the last word, overlapping: two stores instead of a call.
+        let end = out.len() + len;
+        out.extend_from_slice(&load(bytes, 0).to_le_bytes());
+        out.truncate(end - 8);
+        out.extend_from_slice(&last.to_le_bytes());
+    } else {
+        out.extend_from_slice(bytes);
+    }
 }
 
 /// Like [`attention_mask`], but exact in every byte (no borrows between bytes), so every set
@@ -836,6 +848,20 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn clean_strings_of_every_length_land_whole_after_what_is_there() {
+        for len in 0..40 {
+            let s: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            for prefix in ["", "k", "{\"key\":"] {
+                let mut out = prefix.as_bytes().to_vec();
+                escape_into(&mut out, &s);
+                assert_eq!(out, format!("{prefix}{s}").as_bytes(), "{len}");
             }
         }
     }

@@ -608,7 +608,7 @@ impl<W> Layer<W> {
         let c = &self.compiled;
         if let Some(line) = &c.ids_line[usize::from(ids.sampled)] {
             let at = buf.len();
-            buf.extend_from_slice(&line.bytes);
+            line.bytes.put(buf);
             if let Some(p) = line.trace_at {
                 buf[at + p..at + p + 32].copy_from_slice(&ids.hex[..32]);
             }

@@ -813,6 +813,10 @@ pub(crate) enum Piece<const N: usize> {
 /// target).
 pub(crate) const HEAD_PIECE: usize = 48;
 
+/// The size of the ids part of a line copied in one store (91 bytes in the default schema, 94 in
+/// OpenTelemetry's, 75 in ECS).
+pub(crate) const IDS_PIECE: usize = 96;
+
 impl<const N: usize> Piece<N> {
     pub(crate) fn new(bytes: &[u8]) -> Self {
         match u8::try_from(bytes.len()) {
@@ -862,7 +866,7 @@ pub(crate) fn flags_text(format: FlagsFormat, sampled: bool) -> &'static [u8] {
 /// where the hex digits go: written with one copy, then the digits are put in place.
 #[derive(Clone, Debug)]
 pub(crate) struct IdsLine {
-    pub(crate) bytes: Box<[u8]>,
+    pub(crate) bytes: Piece<IDS_PIECE>,
     /// Where the trace id's 32 digits and the span id's 16 go.
     pub(crate) trace_at: Option<usize>,
     pub(crate) span_at: Option<usize>,
@@ -893,7 +897,7 @@ impl IdsLine {
             bytes.extend_from_slice(flags_text(flags_format, sampled));
         }
         IdsLine {
-            bytes: bytes.into(),
+            bytes: Piece::new(&bytes),
             trace_at,
             span_at,
         }
@@ -1116,6 +1120,16 @@ mod tests {
             want.extend_from_slice(&fragment);
             want.extend_from_slice(&fragment);
             assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn the_hex_ids_of_the_built_in_schemas_take_one_store() {
+        for schema in [Schema::default(), Schema::otel(), Schema::ecs()] {
+            let compiled = schema.compile();
+            for line in compiled.ids_line.iter().flatten() {
+                assert!(matches!(line.bytes, Piece::Short(..)), "{line:?}");
+            }
         }
     }
 }
