@@ -2,12 +2,16 @@
 //! serializer and the `time` crate's RFC 3339 formatter, on the same inputs; and the cost of
 //! the redaction deny list on an event that has no denied field.
 //!
-//! `cargo bench --bench primitives`
+//! `cargo bench --bench primitives` runs the criterion groups, then a summary: traceline
+//! against each reference on the same input, measured in alternation, fastest of many short
+//! passes, as ratios (criterion measures one function after the other, which on a shared
+//! machine can put a slow spell on one side only). `TRACELINE_BENCH_SUMMARY_ONLY=1` prints only
+//! the summary.
 
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use time::format_description::well_known::Rfc3339;
 
 fn inputs() -> Vec<(&'static str, String)> {
@@ -161,4 +165,98 @@ criterion_group! {
     config = config();
     targets = escaping, timestamps, redaction
 }
-criterion_main!(benches);
+
+/// Nanoseconds per call of `f`, over `n` calls.
+fn per_call(n: u64, f: &mut dyn FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// traceline's function and the reference's, in alternation: 41 passes of ~2 ms each, the
+/// fastest of each side.
+fn ratio(label: &str, ours: &mut dyn FnMut(), theirs: &mut dyn FnMut()) {
+    let batch = |f: &mut dyn FnMut()| ((2e6 / per_call(1000, f).max(1.0)) as u64).max(1000);
+    let (n_ours, n_theirs) = (batch(ours), batch(theirs));
+    let (mut a, mut b) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..41 {
+        a = a.min(per_call(n_ours, ours));
+        b = b.min(per_call(n_theirs, theirs));
+    }
+    println!(
+        "  {label:<44} {a:>8.1} ns against {b:>8.1} ns: {:.2}x",
+        a / b
+    );
+}
+
+fn summary() {
+    println!();
+    println!("traceline / reference, same input, fastest of 41 alternating passes:");
+    let mut buf = Vec::with_capacity(4096);
+    let mut other = Vec::with_capacity(4096);
+    for (name, s) in inputs() {
+        ratio(
+            &format!("write_str {name} / serde_json"),
+            &mut || {
+                buf.clear();
+                traceline::json::write_str(&mut buf, black_box(&s));
+                black_box(buf.len());
+            },
+            &mut || {
+                other.clear();
+                serde_json::to_writer(&mut other, black_box(s.as_str())).unwrap();
+                black_box(other.len());
+            },
+        );
+    }
+    let t = UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789);
+    ratio(
+        "RFC 3339 timestamp / time (format_into a Vec)",
+        &mut || {
+            buf.clear();
+            traceline::TimestampFormat::Rfc3339Nanos.write(&mut buf, black_box(t));
+            black_box(buf.len());
+        },
+        &mut || {
+            other.clear();
+            time::OffsetDateTime::from(black_box(t))
+                .format_into(&mut other, &Rfc3339)
+                .unwrap();
+            black_box(other.len());
+        },
+    );
+    let (mut s1, mut s2) = (1_795_602_723u64, 1_795_602_723u64);
+    ratio(
+        "the same, a different second every call",
+        &mut || {
+            s1 = 1_600_000_000 + (s1 + 86_401) % 1_000_000_000;
+            buf.clear();
+            traceline::TimestampFormat::Rfc3339Nanos
+                .write(&mut buf, black_box(UNIX_EPOCH + Duration::new(s1, 7)));
+            black_box(buf.len());
+        },
+        &mut || {
+            s2 = 1_600_000_000 + (s2 + 86_401) % 1_000_000_000;
+            other.clear();
+            let t: SystemTime = black_box(UNIX_EPOCH + Duration::new(s2, 7));
+            time::OffsetDateTime::from(t)
+                .format_into(&mut other, &Rfc3339)
+                .unwrap();
+            black_box(other.len());
+        },
+    );
+}
+
+fn main() {
+    if std::env::var_os("TRACELINE_BENCH_SUMMARY_ONLY").is_none() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    summary();
+}

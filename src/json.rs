@@ -188,7 +188,7 @@ fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
             let (seq, n) = &SEQUENCES[b as usize];
             if *n != 0 {
                 if pos > start {
-                    out.extend_from_slice(&bytes[start..pos]);
+                    copy_run(out, bytes, start, pos);
                 }
                 // Constant lengths: copied inline, no call.
                 if *n == 2 {
@@ -214,6 +214,20 @@ fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
         i += 8;
     }
     out.extend_from_slice(&bytes[start.min(len)..]);
+}
+
+/// Appends the clean run `bytes[start..end]`: a run of up to 8 bytes (the common case
+/// between escapes) as one word stored and cut back to length, no call.
+#[inline(always)]
+fn copy_run(out: &mut Vec<u8>, bytes: &[u8], start: usize, end: usize) {
+    let run = end - start;
+    if run <= 8 && start + 8 <= bytes.len() {
+        let at = out.len();
+        out.extend_from_slice(&load(bytes, start).to_le_bytes());
+        out.truncate(at + run);
+    } else {
+        out.extend_from_slice(&bytes[start..end]);
+    }
 }
 
 /// Pieces up to this long are checked and copied at once (see [`is_clean`]).
