@@ -33,39 +33,57 @@ fn inputs() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The functions compared, each writing into a reused buffer.
+fn traceline_str(buf: &mut Vec<u8>, s: &str) {
+    buf.clear();
+    traceline::json::write_str(buf, black_box(s));
+    black_box(buf.len());
+}
+
+fn serde_json_str(buf: &mut Vec<u8>, s: &str) {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, black_box(s)).unwrap();
+    black_box(buf.len());
+}
+
+fn traceline_timestamp(buf: &mut Vec<u8>, t: SystemTime) {
+    buf.clear();
+    traceline::TimestampFormat::Rfc3339Nanos.write(buf, black_box(t));
+    black_box(buf.len());
+}
+
+fn time_timestamp(buf: &mut Vec<u8>, t: SystemTime) {
+    buf.clear();
+    time::OffsetDateTime::from(black_box(t))
+        .format_into(buf, &Rfc3339)
+        .unwrap();
+    black_box(buf.len());
+}
+
+/// A clock that moves: every call a different second (no cached date helps).
+fn next_second(secs: &mut u64) -> SystemTime {
+    *secs = 1_600_000_000 + (*secs + 86_401) % 1_000_000_000;
+    UNIX_EPOCH + Duration::new(*secs, 7)
+}
+
+/// The instant the fixed-clock timestamp benches format.
+const INSTANT: Duration = Duration::new(1_795_602_723, 123_456_789);
+
 fn escaping(c: &mut Criterion) {
     for (name, s) in inputs() {
         let mut g = c.benchmark_group(format!("write_str/{name}"));
         let mut buf = Vec::with_capacity(4096);
-        g.bench_function("traceline", |b| {
-            b.iter(|| {
-                buf.clear();
-                traceline::json::write_str(&mut buf, black_box(&s));
-                black_box(buf.len())
-            })
-        });
-        g.bench_function("serde_json", |b| {
-            b.iter(|| {
-                buf.clear();
-                serde_json::to_writer(&mut buf, black_box(s.as_str())).unwrap();
-                black_box(buf.len())
-            })
-        });
+        g.bench_function("traceline", |b| b.iter(|| traceline_str(&mut buf, &s)));
+        g.bench_function("serde_json", |b| b.iter(|| serde_json_str(&mut buf, &s)));
         g.finish();
     }
 }
 
 fn timestamps(c: &mut Criterion) {
-    let t = UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789);
+    let t = UNIX_EPOCH + INSTANT;
     let mut g = c.benchmark_group("timestamp_rfc3339");
     let mut buf = Vec::with_capacity(64);
-    g.bench_function("traceline", |b| {
-        b.iter(|| {
-            buf.clear();
-            traceline::TimestampFormat::Rfc3339Nanos.write(&mut buf, black_box(t));
-            black_box(buf.len())
-        })
-    });
+    g.bench_function("traceline", |b| b.iter(|| traceline_timestamp(&mut buf, t)));
     g.bench_function("time", |b| {
         b.iter(|| {
             let s = time::OffsetDateTime::from(black_box(t))
@@ -74,36 +92,13 @@ fn timestamps(c: &mut Criterion) {
             black_box(s.len())
         })
     });
-    g.bench_function("time_into_vec", |b| {
-        b.iter(|| {
-            buf.clear();
-            time::OffsetDateTime::from(black_box(t))
-                .format_into(&mut buf, &Rfc3339)
-                .unwrap();
-            black_box(buf.len())
-        })
-    });
-    // A clock that moves: every call a different second (no cached date helps).
-    let mut secs = 1_795_602_723u64;
+    g.bench_function("time_into_vec", |b| b.iter(|| time_timestamp(&mut buf, t)));
+    let mut secs = INSTANT.as_secs();
     g.bench_function("traceline_moving_clock", |b| {
-        b.iter(|| {
-            secs = 1_600_000_000 + (secs + 86_401) % 1_000_000_000;
-            buf.clear();
-            traceline::TimestampFormat::Rfc3339Nanos
-                .write(&mut buf, black_box(UNIX_EPOCH + Duration::new(secs, 7)));
-            black_box(buf.len())
-        })
+        b.iter(|| traceline_timestamp(&mut buf, next_second(&mut secs)))
     });
     g.bench_function("time_moving_clock", |b| {
-        b.iter(|| {
-            secs = 1_600_000_000 + (secs + 86_401) % 1_000_000_000;
-            buf.clear();
-            let t: SystemTime = black_box(UNIX_EPOCH + Duration::new(secs, 7));
-            time::OffsetDateTime::from(t)
-                .format_into(&mut buf, &Rfc3339)
-                .unwrap();
-            black_box(buf.len())
-        })
+        b.iter(|| time_timestamp(&mut buf, next_second(&mut secs)))
     });
     g.finish();
 }
@@ -199,53 +194,21 @@ fn summary() {
     for (name, s) in inputs() {
         ratio(
             &format!("write_str {name} / serde_json"),
-            &mut || {
-                buf.clear();
-                traceline::json::write_str(&mut buf, black_box(&s));
-                black_box(buf.len());
-            },
-            &mut || {
-                other.clear();
-                serde_json::to_writer(&mut other, black_box(s.as_str())).unwrap();
-                black_box(other.len());
-            },
+            &mut || traceline_str(&mut buf, &s),
+            &mut || serde_json_str(&mut other, &s),
         );
     }
-    let t = UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789);
+    let t = UNIX_EPOCH + INSTANT;
     ratio(
         "RFC 3339 timestamp / time (format_into a Vec)",
-        &mut || {
-            buf.clear();
-            traceline::TimestampFormat::Rfc3339Nanos.write(&mut buf, black_box(t));
-            black_box(buf.len());
-        },
-        &mut || {
-            other.clear();
-            time::OffsetDateTime::from(black_box(t))
-                .format_into(&mut other, &Rfc3339)
-                .unwrap();
-            black_box(other.len());
-        },
+        &mut || traceline_timestamp(&mut buf, t),
+        &mut || time_timestamp(&mut other, t),
     );
-    let (mut s1, mut s2) = (1_795_602_723u64, 1_795_602_723u64);
+    let (mut s1, mut s2) = (INSTANT.as_secs(), INSTANT.as_secs());
     ratio(
         "the same, a different second every call",
-        &mut || {
-            s1 = 1_600_000_000 + (s1 + 86_401) % 1_000_000_000;
-            buf.clear();
-            traceline::TimestampFormat::Rfc3339Nanos
-                .write(&mut buf, black_box(UNIX_EPOCH + Duration::new(s1, 7)));
-            black_box(buf.len());
-        },
-        &mut || {
-            s2 = 1_600_000_000 + (s2 + 86_401) % 1_000_000_000;
-            other.clear();
-            let t: SystemTime = black_box(UNIX_EPOCH + Duration::new(s2, 7));
-            time::OffsetDateTime::from(t)
-                .format_into(&mut other, &Rfc3339)
-                .unwrap();
-            black_box(other.len());
-        },
+        &mut || traceline_timestamp(&mut buf, next_second(&mut s1)),
+        &mut || time_timestamp(&mut other, next_second(&mut s2)),
     );
 }
 

@@ -568,9 +568,7 @@ impl Visit for SpanVisitor<'_> {
 #[inline]
 fn write_bool(out: &mut Vec<u8>, v: bool) {
     // Five bytes either way (no call for a copy of varying length), cut back for `true`.
-    let end = out.len() + 5 - usize::from(v);
-    out.extend_from_slice(if v { b"true " } else { b"false" });
-    out.truncate(end);
+    json::put_block(out, if v { b"true " } else { b"false" }, 5 - usize::from(v));
 }
 
 /// `{"message":"…","chain":["cause",…]}`

@@ -62,6 +62,16 @@ fn attention_mask(w: u64) -> u64 {
     (lt_space | quote | backslash | e2) & HI
 }
 
+/// Appends the first `len` bytes of `block` with one copy of constant size (no call for a
+/// length known only at run time), then cuts the line back to them.
+#[inline(always)]
+pub(crate) fn put_block<const N: usize>(out: &mut Vec<u8>, block: &[u8; N], len: usize) {
+    debug_assert!(len <= N);
+    let end = out.len() + len;
+    out.extend_from_slice(block);
+    out.truncate(end);
+}
+
 #[inline(always)]
 fn load(bytes: &[u8], i: usize) -> u64 {
     let mut word = [0u8; 8];
@@ -113,9 +123,7 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
         if attention_mask(w) != 0 {
             return escape_from(out, bytes, 0);
         }
-        let end = out.len() + len;
-        out.extend_from_slice(&w.to_le_bytes());
-        out.truncate(end);
+        put_block(out, &w.to_le_bytes(), len);
         return;
     }
     // Every byte before `i` is clean, so the last whole word (overlapping them) gives an exact
@@ -126,9 +134,7 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     }
     if len <= 16 {
         // The first and the last word, overlapping: two stores instead of a call.
-        let end = out.len() + len;
-        out.extend_from_slice(&load(bytes, 0).to_le_bytes());
-        out.truncate(end - 8);
+        put_block(out, &load(bytes, 0).to_le_bytes(), len - 8);
         out.extend_from_slice(&last.to_le_bytes());
     } else {
         out.extend_from_slice(bytes);
@@ -222,9 +228,7 @@ fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
 fn copy_run(out: &mut Vec<u8>, bytes: &[u8], start: usize, end: usize) {
     let run = end - start;
     if run <= 8 && start + 8 <= bytes.len() {
-        let at = out.len();
-        out.extend_from_slice(&load(bytes, start).to_le_bytes());
-        out.truncate(at + run);
+        put_block(out, &load(bytes, start).to_le_bytes(), run);
     } else {
         out.extend_from_slice(&bytes[start..end]);
     }
@@ -428,9 +432,7 @@ impl Bounded<'_> {
     /// back to what was gathered.
     #[inline]
     fn flush(&mut self) {
-        let len = self.out.len() + self.fill;
-        self.out.extend_from_slice(&self.stage);
-        self.out.truncate(len);
+        put_block(self.out, &self.stage, self.fill);
         self.fill = 0;
     }
 
@@ -698,9 +700,8 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
         at -= 1;
         text[at] = b'-';
     }
-    let len = out.len() + (POINT + 1 + frac_len - at);
-    out.extend_from_slice(&text[at..at + 24]);
-    out.truncate(len);
+    let block: &[u8; 24] = text[at..at + 24].try_into().expect("24 bytes");
+    put_block(out, block, POINT + 1 + frac_len - at);
     true
 }
 

@@ -833,11 +833,7 @@ impl<const N: usize> Piece<N> {
     #[inline(always)]
     pub(crate) fn put(&self, out: &mut Vec<u8>) {
         match self {
-            Piece::Short(bytes, len) => {
-                let end = out.len() + usize::from(*len);
-                out.extend_from_slice(bytes);
-                out.truncate(end);
-            }
+            Piece::Short(bytes, len) => crate::json::put_block(out, bytes, usize::from(*len)),
             Piece::Long(bytes) => out.extend_from_slice(bytes),
         }
     }

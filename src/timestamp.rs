@@ -139,10 +139,7 @@ impl TimestampFormat {
         }
         b[len - 2] = b'Z';
         b[len - 1] = b'"';
-        // A constant-size copy (no call), then drop the unused tail.
-        let start = out.len();
-        out.extend_from_slice(&b);
-        out.truncate(start + len);
+        crate::json::put_block(out, &b, len);
     }
 
     /// [`TimestampFormat::write`] for the Unix epoch numbers (out of line: the RFC 3339 path
