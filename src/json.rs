@@ -868,6 +868,35 @@ mod tests {
     }
 
     #[test]
+    fn dense_escapes_match_reference() {
+        // Strings where most bytes need escaping, several in one word, separators across
+        // word boundaries, and room that must grow while escaping.
+        let pieces = [
+            "\"", "\\", "\n", "\t", "\u{1}", "\u{1b}", "a", "é", "\u{2028}", "\u{2029}",
+            "\u{2027}", "日",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..20_000 {
+            let mut s = String::new();
+            for _ in 0..(round % 97) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                s.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            for prefix in ["", "{\"k\":"] {
+                let mut out = prefix.as_bytes().to_vec();
+                write_str(&mut out, &s);
+                assert_eq!(
+                    out,
+                    format!("{prefix}{}", reference(&s)).as_bytes(),
+                    "{s:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn clean_strings_of_every_length_land_whole_after_what_is_there() {
         for len in 0..40 {
             let s: String = (0..len)
