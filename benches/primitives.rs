@@ -57,6 +57,12 @@ fn varied_escape_heavy() -> Vec<String> {
         .collect()
 }
 
+/// The next of `set` after the one at `*i`, in turn.
+fn in_turn<'s>(set: &'s [String], i: &mut usize) -> &'s str {
+    *i = (*i + 1) % set.len();
+    &set[*i]
+}
+
 /// The functions compared, each writing into a reused buffer.
 fn traceline_str(buf: &mut Vec<u8>, s: &str) {
     buf.clear();
@@ -106,16 +112,10 @@ fn escaping(c: &mut Criterion) {
     let mut buf = Vec::with_capacity(4096);
     let mut i = 0;
     g.bench_function("traceline", |b| {
-        b.iter(|| {
-            i = (i + 1) % set.len();
-            traceline_str(&mut buf, &set[i])
-        })
+        b.iter(|| traceline_str(&mut buf, in_turn(&set, &mut i)))
     });
     g.bench_function("serde_json", |b| {
-        b.iter(|| {
-            i = (i + 1) % set.len();
-            serde_json_str(&mut buf, &set[i])
-        })
+        b.iter(|| serde_json_str(&mut buf, in_turn(&set, &mut i)))
     });
     g.finish();
 }
@@ -243,14 +243,8 @@ fn summary() {
     let (mut i, mut j) = (0, 0);
     ratio(
         "write_str escape_heavy, 256 inputs in turn / serde_json",
-        &mut || {
-            i = (i + 1) % set.len();
-            traceline_str(&mut buf, &set[i])
-        },
-        &mut || {
-            j = (j + 1) % set.len();
-            serde_json_str(&mut other, &set[j])
-        },
+        &mut || traceline_str(&mut buf, in_turn(&set, &mut i)),
+        &mut || serde_json_str(&mut other, in_turn(&set, &mut j)),
     );
     let t = UNIX_EPOCH + INSTANT;
     ratio(
