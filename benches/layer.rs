@@ -679,8 +679,7 @@ fn summary() {
     // subscribers (the machine's own ceiling).
     let mut rates = [[0f64; 3]; 5];
     for pass in 0..thread_passes {
-        // Each pass starts at another row: the row measured first in a pass, right after the
-        // last one's threads, runs slower.
+        // Each pass starts at another row, so that no row is always the one measured first.
         for k in 0..rows.len() {
             let i = (pass + k) % rows.len();
             let c = rows[i].0;
