@@ -645,9 +645,11 @@ fn summary() {
     );
 
     println!();
+    // Two threads need both cores quiet at once, which happens less often than one: more passes,
+    // of one measurement's length each.
+    let thread_passes = passes * 3;
     println!(
-        "throughput, nested-span event, events per second (fastest of {} passes):",
-        passes * 3
+        "throughput, nested-span event, events per second (fastest of {thread_passes} passes):"
     );
     // Contenders interleaved pass by pass, like the table above. The sink counts per thread
     // unless the row says otherwise; the floor's row is the registry and OpenTelemetry layer
@@ -671,13 +673,10 @@ fn summary() {
         .zip(&sinks)
         .map(|(&(c, _), sink)| c.dispatch(sink.clone()))
         .collect();
-    // Two threads need both cores quiet at once, which happens less often than one: more passes,
-    // of one measurement's length each.
-    let thread_passes = passes * 3;
     let per_thread = rows.map(|(c, _)| batch[idx(c)][nested].max(10_000));
     // Events per second: one thread, two threads into the shared writer, two independent
     // subscribers (the machine's own ceiling).
-    let mut rates = [[0f64; 3]; 5];
+    let mut rates = rows.map(|_| [0f64; 3]);
     for pass in 0..thread_passes {
         // Each pass starts at another row, so that no row is always the one measured first.
         for k in 0..rows.len() {
