@@ -711,6 +711,57 @@ fn summary() {
             two / ceil
         );
     }
+
+    // The targets of the speed goal, each against this run's figures.
+    let ratio = |c: Contender, wi: usize| best[idx(c)][wi] / best[fmt_i][wi];
+    let own = |wi: usize| {
+        let c = Contender::Traceline;
+        (best[idx(c)][wi] - best[idx(c.floor())][wi])
+            / (best[fmt_i][wi] - best[idx(Contender::Floor)][wi])
+    };
+    let [one_thread, two, ceil] = rates[0];
+    let targets = [
+        (
+            "nested spans, traceline / fmt().json()".to_string(),
+            ratio(Contender::Traceline, nested),
+            1.0 / 3.0,
+        ),
+        (
+            "nested spans, traceline / json-subscriber".to_string(),
+            best[idx(Contender::Traceline)][nested] / best[idx(Contender::JsonSubscriber)][nested],
+            0.5,
+        ),
+        (
+            "nested spans, spans-only filter / fmt().json()".to_string(),
+            ratio(Contender::TracelineSpansOnly, nested),
+            0.25,
+        ),
+    ]
+    .into_iter()
+    .chain(WORKLOADS.iter().enumerate().map(|(wi, w)| {
+        (
+            format!("own cost, {}, share of fmt().json()'s", w.name()),
+            own(wi),
+            0.15,
+        )
+    }));
+    println!();
+    println!("targets (this run's fastest passes):");
+    for (name, value, target) in targets {
+        let verdict = if value <= target { "met" } else { "NOT met" };
+        println!("  {name:<52} {value:.3} (target <= {target:.3}): {verdict}");
+    }
+    let verdict = if two / one_thread >= 1.8 {
+        "met"
+    } else {
+        "NOT met"
+    };
+    println!(
+        "  {:<52} {:.2}x (target >= 1.80x): {verdict}; the machine's own ceiling this run, two independent subscribers: {:.2}x",
+        "two threads, one traceline subscriber and writer",
+        two / one_thread,
+        ceil / one_thread
+    );
 }
 
 /// `TRACELINE_BENCH_PROFILE=<contender>:<workload>:<iterations>` runs only that, for a profiler.
