@@ -29,6 +29,12 @@ pub(crate) struct SpanData {
     pub(crate) root: Option<span::Id>,
     /// Ids, cached on first use.
     pub(crate) ids: IdsCell,
+    /// The id of the layer this data belongs to.
+    pub(crate) layer: u64,
+    /// The data of the next traceline layer in the same subscriber (each writes its fields
+    /// behind keys of its own schema). A span's extensions hold one value per type, so the
+    /// layers' data are chained behind the first.
+    pub(crate) next: Option<SpanSlot>,
 }
 
 /// What traceline keeps in a span's extensions: the span's [`SpanData`], in a box that is
@@ -56,6 +62,35 @@ impl SpanSlot {
             .ok()
             .flatten();
         SpanSlot(Some(pooled.unwrap_or_default()))
+    }
+}
+
+impl SpanSlot {
+    /// The data of the layer `layer`, in this slot or the ones chained behind it.
+    #[inline]
+    pub(crate) fn of(&self, layer: u64) -> Option<&SpanData> {
+        let mut data: &SpanData = self;
+        while data.layer != layer {
+            data = data.next.as_deref()?;
+        }
+        Some(data)
+    }
+
+    /// [`SpanSlot::of`], mutable.
+    pub(crate) fn of_mut(&mut self, layer: u64) -> Option<&mut SpanData> {
+        if self.layer == layer {
+            return Some(self);
+        }
+        self.next.as_mut()?.of_mut(layer)
+    }
+
+    /// Chains `other` (another layer's data for the same span) behind this slot.
+    pub(crate) fn chain(&mut self, other: SpanSlot) {
+        let mut at = &mut self.next;
+        while let Some(next) = at {
+            at = &mut next.next;
+        }
+        *at = Some(other);
     }
 }
 
@@ -107,6 +142,9 @@ impl SpanData {
         self.correlation = None;
         self.root = None;
         self.ids = IdsCell::default();
+        self.layer = 0;
+        // Another layer's data goes back to the pool on its own.
+        self.next = None;
     }
 }
 

@@ -543,7 +543,7 @@ impl<W> Layer<W> {
         S: for<'a> LookupSpan<'a>,
     {
         let ext = span.extensions();
-        match ext.get::<SpanSlot>().and_then(|d| d.ids.get()) {
+        match ext.get::<SpanSlot>().and_then(|d| d.of(self.id)?.ids.get()) {
             Some(ids) => (ids, ext),
             None => {
                 drop(ext);
@@ -565,7 +565,7 @@ impl<W> Layer<W> {
             .uncached_ids(&span.id())
             .or_else(|| span.parent().and_then(|p| self.ids(&p)));
         let ext = span.extensions();
-        if let Some(data) = ext.get::<SpanSlot>() {
+        if let Some(data) = ext.get::<SpanSlot>().and_then(|d| d.of(self.id)) {
             data.ids.set(ids);
         }
         (ids, ext)
@@ -749,7 +749,7 @@ impl<W> Layer<W> {
             self.write_ids(buf, &ids);
         }
         if let (Some(leaf), Some(ext)) = (&leaf, &leaf_ext) {
-            let data = ext.get::<SpanSlot>();
+            let data = ext.get::<SpanSlot>().and_then(|d| d.of(self.id));
             if let (Some(k), Some(v)) =
                 (&c.correlation_id, data.and_then(|d| d.correlation.as_ref()))
             {
@@ -814,7 +814,7 @@ impl<W> Layer<W> {
                         .fold(0, |m, &(d, n)| m | crate::fields::key_bit(prefix, d, n));
                 }
                 let mut add = |ext: &Extensions<'_>| {
-                    if let Some(data) = ext.get::<SpanSlot>() {
+                    if let Some(data) = ext.get::<SpanSlot>().and_then(|d| d.of(self.id)) {
                         let (entries, fragments) = (data.entries.as_slice(), data.buf.as_slice());
                         // The fragments are the entries' back to back: when no key of the span
                         // can be taken already, nor two of its own keys be the same (by bits),
@@ -869,7 +869,7 @@ impl<W> Layer<W> {
                 close_object(buf, mark, start);
                 if let Some(leaf) = &leaf {
                     buf.extend_from_slice(&c.span_key);
-                    write_span_object(buf, leaf);
+                    write_span_object(buf, leaf, self.id);
                 }
                 if let Some(scope) = ctx.event_scope(event) {
                     buf.extend_from_slice(&c.spans_key);
@@ -878,7 +878,7 @@ impl<W> Layer<W> {
                         if i > 0 {
                             buf.push(b',');
                         }
-                        write_span_object(buf, &span);
+                        write_span_object(buf, &span, self.id);
                     }
                     buf.push(b']');
                 }
@@ -946,13 +946,17 @@ fn close_object(buf: &mut Vec<u8>, mark: usize, start: usize) {
     }
 }
 
-fn write_span_object<S>(buf: &mut Vec<u8>, span: &SpanRef<'_, S>)
+fn write_span_object<S>(buf: &mut Vec<u8>, span: &SpanRef<'_, S>, layer: u64)
 where
     S: for<'a> LookupSpan<'a>,
 {
     buf.extend_from_slice(b"{\"name\":");
     json::write_str(buf, span.name());
-    if let Some(data) = span.extensions().get::<SpanSlot>() {
+    if let Some(data) = span
+        .extensions()
+        .get::<SpanSlot>()
+        .and_then(|d| d.of(layer))
+    {
         buf.extend_from_slice(data.buf.as_slice());
     }
     buf.push(b'}');
@@ -981,6 +985,7 @@ where
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut data = SpanSlot::new();
+        data.layer = self.id;
         if !attrs.metadata().fields().is_empty() {
             with_span_scratch(|s| {
                 let SpanScratch {
@@ -1013,7 +1018,11 @@ where
             });
         }
         if let Some(parent) = span.parent() {
-            if let Some(p) = parent.extensions().get::<SpanSlot>() {
+            if let Some(p) = parent
+                .extensions()
+                .get::<SpanSlot>()
+                .and_then(|d| d.of(self.id))
+            {
                 if data.correlation.is_none() {
                     data.correlation = p.correlation.clone();
                 }
@@ -1023,7 +1032,12 @@ where
         if data.root.is_none() {
             data.root = Some(id.clone());
         }
-        span.extensions_mut().insert(data);
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<SpanSlot>() {
+            // Another traceline layer in the same subscriber got there first.
+            Some(first) => first.chain(data),
+            None => ext.insert(data),
+        }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
@@ -1034,7 +1048,7 @@ where
             let mut correlation = None;
             values.record(&mut s.visitor(&mut correlation, &self.redaction, self.max_field));
             let mut ext = span.extensions_mut();
-            let Some(data) = ext.get_mut::<SpanSlot>() else {
+            let Some(data) = ext.get_mut::<SpanSlot>().and_then(|d| d.of_mut(self.id)) else {
                 return;
             };
             s.store(data, &self.compiled);

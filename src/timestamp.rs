@@ -149,7 +149,9 @@ impl TimestampFormat {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
         if self == TimestampFormat::UnixMillis {
-            crate::json::write_u64(out, secs * 1000 + u64::from(nanos / 1_000_000));
+            // In `u128`: a clock past the year 584 million must not overflow.
+            let millis = u128::from(secs) * 1000 + u128::from(nanos / 1_000_000);
+            crate::json::write_u128(out, millis);
         } else {
             crate::json::write_u128(out, u128::from(secs) * 1_000_000_000 + u128::from(nanos));
         }
@@ -161,6 +163,17 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use time::format_description::well_known::Rfc3339;
+
+    #[test]
+    fn epoch_numbers_of_far_future_times_do_not_overflow() {
+        let t = UNIX_EPOCH + Duration::new(1 << 60, 5_000_000);
+        let mut out = Vec::new();
+        TimestampFormat::UnixMillis.write(&mut out, t);
+        assert_eq!(out, b"1152921504606846976005");
+        out.clear();
+        TimestampFormat::UnixNanos.write(&mut out, t);
+        assert_eq!(out, b"1152921504606846976005000000");
+    }
 
     #[test]
     fn agrees_with_the_time_crate_over_four_centuries() {
