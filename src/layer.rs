@@ -11,7 +11,7 @@ use tracing_core::{Dispatch, Event, Level, Subscriber, span};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
+use tracing_subscriber::registry::{Extensions, LookupSpan, Registry, SpanRef};
 
 use crate::fields::{
     CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanKeys, SpanSlot, SpanVisitor,
@@ -561,9 +561,11 @@ impl<W> Layer<W> {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        let ids = self
-            .uncached_ids(&span.id())
-            .or_else(|| span.parent().and_then(|p| self.ids(&p)));
+        let id = span.id();
+        let ids = self.uncached_ids(&id).or_else(|| {
+            self.ancestors_ids(&id)
+                .unwrap_or_else(|| span.parent().and_then(|p| self.ids(&p)))
+        });
         let ext = span.extensions();
         if let Some(data) = ext.get::<SpanSlot>().and_then(|d| d.of(self.id)) {
             data.ids.set(ids);
@@ -594,6 +596,65 @@ impl<W> Layer<W> {
                 )
             },
         )
+    }
+
+    /// The ids of the nearest ancestor of the span `id` that has some, for a span the
+    /// OpenTelemetry layer does not know. Per-layer filters may hide spans from either layer, so
+    /// the ancestors are walked in the registry, unfiltered (a span this layer sees answers from
+    /// its cache). `None` when the subscriber's spans are not in a [`Registry`].
+    #[cold]
+    #[inline(never)]
+    fn ancestors_ids(&self, id: &span::Id) -> Option<Option<Ids>> {
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let mut span = registry.span(id).and_then(|s| s.parent());
+        while let Some(s) = span {
+            let cached = s
+                .extensions()
+                .get::<SpanSlot>()
+                .and_then(|d| d.of(self.id)?.ids.get());
+            match cached {
+                Some(ids) => return Some(ids),
+                None => {
+                    if let Some(ids) = ids::lookup(&s.id(), &dispatch) {
+                        return Some(Some(ids));
+                    }
+                }
+            }
+            span = s.parent();
+        }
+        Some(None)
+    }
+
+    /// The nearest ancestor of the span `own` that this layer sees, for an event whose own span
+    /// a per-layer filter hides from it: its fields and correlation id go on the line. Walked in
+    /// the registry, unfiltered, so that it is an ancestor of the event's span, not whatever span
+    /// is entered on the thread.
+    #[cold]
+    #[inline(never)]
+    fn nearest_seen<'c, S>(
+        &self,
+        own: &span::Id,
+        ctx: &'c Context<'_, S>,
+        event: &Event<'_>,
+    ) -> Option<SpanRef<'c, S>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
+            return ctx.event_span(event);
+        };
+        let Some(registry) = dispatch.downcast_ref::<Registry>() else {
+            return ctx.event_span(event);
+        };
+        let mut span = registry.span(own)?.parent();
+        while let Some(s) = span {
+            if let Some(seen) = ctx.span(&s.id()) {
+                return Some(seen);
+            }
+            span = s.parent();
+        }
+        None
     }
 
     /// The ids of a span, asked of the OpenTelemetry layer (for spans this layer does not see,
@@ -683,7 +744,7 @@ impl<W> Layer<W> {
         // layer sees either.
         let leaf = own
             .as_ref()
-            .and_then(|id| ctx.span(id).or_else(|| ctx.event_span(event)));
+            .and_then(|id| ctx.span(id).or_else(|| self.nearest_seen(id, ctx, event)));
         // Which keys the event's fields took matters only for span fields they shadow (and for
         // fields past the cached ones).
         let track = (leaf.is_some() && c.layout == FieldLayout::Flatten)
@@ -733,7 +794,9 @@ impl<W> Layer<W> {
         let mut leaf_ext = None;
         let ids = match (&leaf, own) {
             (Some(l), Some(id)) if l.id() != id => {
-                let ids = self.uncached_ids(&id);
+                let ids = self
+                    .uncached_ids(&id)
+                    .or_else(|| self.ancestors_ids(&id).flatten());
                 leaf_ext = Some(l.extensions());
                 ids
             }
@@ -742,7 +805,9 @@ impl<W> Layer<W> {
                 leaf_ext = Some(ext);
                 ids
             }
-            (None, Some(id)) => self.uncached_ids(&id),
+            (None, Some(id)) => self
+                .uncached_ids(&id)
+                .or_else(|| self.ancestors_ids(&id).flatten()),
             (None, None) => None,
         };
         if let Some(ids) = ids {

@@ -730,3 +730,117 @@ fn without_context_activation_contexts_attached_by_the_code_do_not_leak_into_lin
         assert_each_line_has_its_spans_ids(cap, &contexts);
     });
 }
+
+// Per-layer filters that hide some spans from traceline, some from the OpenTelemetry layer, and
+// some from both (a third layer, unfiltered, still makes those): every line carries the ids of
+// its own span or, when OpenTelemetry does not know it, of the nearest ancestor it knows, and
+// the fields of its own span's nearest ancestor that traceline sees.
+
+/// Spans named `hidden*` are hidden from both layers, `nootel*` from OpenTelemetry only and
+/// `notl*` from traceline only; a fmt layer writing nowhere sees them all.
+fn split_view_subscriber(
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    layer: traceline::Layer<common::Capture>,
+) -> impl tracing::Subscriber + Send + Sync + 'static + use<> {
+    use tracing_subscriber::filter::filter_fn;
+    let hidden = |m: &tracing::Metadata<'_>, prefix: &str| {
+        m.is_span() && (m.name().starts_with("hidden") || m.name().starts_with(prefix))
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("traceline-tests"))
+                .with_filter(filter_fn(move |m| !hidden(m, "nootel"))),
+        )
+        .with(layer.with_filter(filter_fn(move |m| !hidden(m, "notl"))))
+}
+
+#[test]
+fn event_in_a_span_hidden_from_both_layers_logs_its_nearest_known_ancestor() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let request_sc = with_default(split_view_subscriber(&provider, layer), || {
+        let request = info_span!("request", user = "alice");
+        let _r = request.enter();
+        let hidden = info_span!("hidden_db");
+        let _h = hidden.enter();
+        info!("in hidden");
+        info!(parent: &hidden, "explicit hidden");
+        span_context(&request)
+    });
+    let lines = cap.lines();
+    for message in ["in hidden", "explicit hidden"] {
+        let line = message_line(&lines, message);
+        assert_ids(line, &request_sc);
+        assert_eq!(line.str("user"), "alice", "{line:?}");
+    }
+}
+
+#[test]
+fn ancestors_hidden_from_traceline_still_give_their_ids() {
+    // grand → notl_parent (only OpenTelemetry sees it) → nootel_child (only traceline sees it):
+    // the child's line carries the parent's ids, the nearest OpenTelemetry knows.
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let parent_sc = with_default(split_view_subscriber(&provider, layer), || {
+        let grand = info_span!("grand");
+        let _g = grand.enter();
+        let parent = info_span!("notl_parent");
+        let _p = parent.enter();
+        let child = info_span!("nootel_child", step = 1);
+        let _c = child.enter();
+        info!("in child");
+        span_context(&parent)
+    });
+    let line = cap.only_line();
+    assert_ids(&line, &parent_sc);
+    assert_eq!(line.num("step"), "1");
+}
+
+#[test]
+fn explicit_parent_hidden_from_traceline_keeps_its_ancestors_fields() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let db_sc = with_default(split_view_subscriber(&provider, layer), || {
+        let request = info_span!("request", user = "alice");
+        let _r = request.enter();
+        let db = info_span!("notl_db");
+        db.in_scope(|| info!("contextual"));
+        info!(parent: &db, "explicit");
+        span_context(&db)
+    });
+    let lines = cap.lines();
+    for message in ["contextual", "explicit"] {
+        let line = message_line(&lines, message);
+        assert_ids(line, &db_sc);
+        assert_eq!(line.str("user"), "alice", "{line:?}");
+    }
+}
+
+#[test]
+fn a_hidden_span_takes_fields_from_its_own_ancestors_not_the_entered_span() {
+    // `step` (hidden from traceline) is a child of `job`, entered while an unrelated `request`
+    // is entered: its line takes job's fields and transaction, in job's trace.
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_schema(traceline::Schema::ecs());
+    let provider = provider();
+    let (job_sc, step_sc) = with_default(split_view_subscriber(&provider, layer), || {
+        let job = info_span!(parent: None, "job", job_id = 7);
+        let request = info_span!(parent: None, "request", user = "alice");
+        let _r = request.enter();
+        let step = info_span!(parent: &job, "notl_step");
+        let _s = step.enter();
+        info!("in step");
+        (span_context(&job), span_context(&step))
+    });
+    let line = cap.only_line();
+    assert_eq!(line.str("trace.id"), step_sc.trace_id().to_string());
+    assert_eq!(line.str("span.id"), step_sc.span_id().to_string());
+    assert_eq!(line.str("transaction.id"), job_sc.span_id().to_string());
+    assert_eq!(line.num("job_id"), "7", "{line:?}");
+    assert!(
+        !line.has("user"),
+        "a field of the entered, unrelated span: {line:?}"
+    );
+}
