@@ -257,6 +257,9 @@ impl<T: Copy + Default, const N: usize> Small<T, N> {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Entry {
     pub(crate) name: &'static str,
+    /// The field's index in its callsite: two fields of one span may share a name, and a
+    /// value recorded again replaces only its own field's.
+    pub(crate) field: u32,
     /// How many times the collision prefix precedes `name` in the written key.
     pub(crate) depth: Depth,
     pub(crate) start: u32,
@@ -438,6 +441,7 @@ impl SpanVisitor<'_> {
         }
         self.raw.push(Entry {
             name,
+            field: u32::try_from(field.index()).unwrap_or(u32::MAX),
             depth: 0,
             start,
             end: self.values.len() as u32,
@@ -544,7 +548,10 @@ pub(crate) fn merge(
     let prefix = &*c.prefix;
     for r in raw {
         let name = r.name;
-        if let Some(i) = entries.iter().position(|e| e.name == name) {
+        if let Some(i) = entries
+            .iter()
+            .position(|e| e.field == r.field && e.name == name)
+        {
             let old = entries.remove(i);
             let len = old.end - old.start;
             buf.drain(old.start as usize..old.end as usize);
@@ -562,6 +569,7 @@ pub(crate) fn merge(
         buf.extend_from_slice(r.fragment(values));
         entries.push(Entry {
             name,
+            field: r.field,
             depth,
             start,
             end: buf.len() as u32,

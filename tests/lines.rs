@@ -397,6 +397,27 @@ fn duplicate_field_names_in_one_event() {
 }
 
 #[test]
+fn duplicate_field_names_in_one_span_keep_both_values() {
+    // As in an event: the first keeps the name, the second goes behind the prefix. A value
+    // recorded later by name replaces the first field's value only.
+    let line = one_line(|| {
+        let span = info_span!("s", a = 1, a = 2);
+        let _e = span.enter();
+        info!("in span");
+    });
+    assert_eq!(line.num("a"), "1");
+    assert_eq!(line.num("fields.a"), "2");
+    let line = one_line(|| {
+        let span = info_span!("s", a = 1, a = 2);
+        span.record("a", 3);
+        let _e = span.enter();
+        info!("in span");
+    });
+    assert_eq!(line.num("a"), "3");
+    assert_eq!(line.num("fields.a"), "2");
+}
+
+#[test]
 fn user_field_named_message_next_to_a_format_message() {
     let line = one_line(|| info!(message = "user value", "the real message"));
     assert_eq!(line.str("message"), "the real message");

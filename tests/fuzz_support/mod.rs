@@ -1214,14 +1214,15 @@ fn free_key(prefix: &str, name: &str, reserved: &[String], taken: &[String]) -> 
 /// A span's recorded state, as traceline keeps it.
 struct SpanModel<'a> {
     name: String,
-    /// `(field name, key, value)`, in the order written.
-    entries: Vec<(String, String, Exp<'a>)>,
+    /// `(field index, key, value)`, in the order written.
+    entries: Vec<(usize, String, Exp<'a>)>,
     correlation: Option<Exp<'a>>,
 }
 
 impl<'a> SpanModel<'a> {
     fn record(
         &mut self,
+        index: usize,
         name: &str,
         v: &'a V,
         prefix: &str,
@@ -1232,8 +1233,9 @@ impl<'a> SpanModel<'a> {
             self.correlation = Some(Exp::Value(v));
             return;
         }
-        // Recorded again: the new value replaces the old, at the end.
-        self.entries.retain(|(n, _, _)| n != name);
+        // Recorded again: the new value replaces the field's old one, at the end. Another
+        // field of the same name keeps its own.
+        self.entries.retain(|(i, _, _)| *i != index);
         let taken: Vec<String> = self.entries.iter().map(|(_, k, _)| k.clone()).collect();
         let key = free_key(prefix, name, reserved, &taken);
         let exp = if redaction.is_denied(name) {
@@ -1241,7 +1243,7 @@ impl<'a> SpanModel<'a> {
         } else {
             Exp::Value(v)
         };
-        self.entries.push((name.to_owned(), key, exp));
+        self.entries.push((index, key, exp));
     }
 
     fn object(&self) -> Exp<'a> {
@@ -1443,9 +1445,9 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
                     entries: Vec::new(),
                     correlation: None,
                 };
-                for (f, v) in fields.meta.fields().iter().zip(&fields.values) {
+                for (i, (f, v)) in fields.meta.fields().iter().zip(&fields.values).enumerate() {
                     if let Some(v) = v {
-                        m.record(f.name(), v, &prefix, &span_reserved, &redaction);
+                        m.record(i, f.name(), v, &prefix, &span_reserved, &redaction);
                     }
                 }
                 if m.correlation.is_none() {
@@ -1453,7 +1455,7 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
                 }
                 for (i, v) in records {
                     let f = fields.meta.fields().iter().nth(*i).expect("valid index");
-                    m.record(f.name(), v, &prefix, &span_reserved, &redaction);
+                    m.record(*i, f.name(), v, &prefix, &span_reserved, &redaction);
                 }
                 m
             }
