@@ -67,13 +67,21 @@ impl SpanSlot {
 
 impl SpanSlot {
     /// The data of the layer `layer`, in this slot or the ones chained behind it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn of(&self, layer: u64) -> Option<&SpanData> {
-        let mut data: &SpanData = self;
-        while data.layer != layer {
-            data = data.next.as_deref()?;
+        let data: &SpanData = self;
+        if data.layer == layer {
+            Some(data)
+        } else {
+            data.next.as_ref()?.of_chained(layer)
         }
-        Some(data)
+    }
+
+    /// [`SpanSlot::of`] past the first layer's data (more than one traceline layer).
+    #[cold]
+    #[inline(never)]
+    fn of_chained(&self, layer: u64) -> Option<&SpanData> {
+        self.of(layer)
     }
 
     /// [`SpanSlot::of`], mutable.

@@ -1098,10 +1098,12 @@ where
             data.root = Some(id.clone());
         }
         let mut ext = span.extensions_mut();
-        match ext.get_mut::<SpanSlot>() {
-            // Another traceline layer in the same subscriber got there first.
-            Some(first) => first.chain(data),
-            None => ext.insert(data),
+        if let Some(other) = ext.replace(data) {
+            // Another traceline layer in the same subscriber got there first: its data goes
+            // behind this layer's.
+            if let Some(ours) = ext.get_mut::<SpanSlot>() {
+                ours.chain(other);
+            }
         }
     }
 
