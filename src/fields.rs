@@ -1008,6 +1008,13 @@ impl Visit for EventVisitor<'_> {
             && !self.is_denied(field)
         {
             self.flat_error_used = true;
+            if self.track {
+                // The field's own key is not written, but it still shadows span fields of
+                // its name: the event's value wins.
+                let i = field.index();
+                let depth = self.keys.places.get(i).map_or(0, |p| p.depth);
+                self.seen.push((depth, field.name()));
+            }
             self.buf.extend_from_slice(&self.c.error_message);
             json::write_display(self.buf, &value, self.max);
             if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {

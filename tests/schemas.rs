@@ -415,6 +415,30 @@ fn ecs_with_an_error() {
 }
 
 #[test]
+fn a_flat_error_field_shadows_a_span_field_of_its_name() {
+    // The event's `err` becomes the schema's error keys; the span's `err` must not appear
+    // beside them as if it were the event's.
+    for (schema, message_key) in [
+        (Schema::ecs(), "error.message"),
+        (Schema::otel(), "exception.message"),
+        (Schema::datadog(), "error.message"),
+    ] {
+        let (line, ()) = one(schema, || {
+            let span = info_span!("s", err = 6, other = 1);
+            let _e = span.enter();
+            let err = chained_error();
+            error!(err = &err as &dyn Error, "charge failed");
+        });
+        assert_eq!(line.str(message_key), CHAIN[0], "{line:?}");
+        assert!(
+            !line.has("err"),
+            "the span's field beside the event's error: {line:?}"
+        );
+        assert_eq!(line.num("other"), "1", "{line:?}");
+    }
+}
+
+#[test]
 fn ecs_transaction_id_is_the_local_root_span() {
     let (lines, (root, child, leaf)) = run(Schema::ecs(), || {
         let root = info_span!("request");

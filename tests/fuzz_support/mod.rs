@@ -1401,6 +1401,13 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
         if let V::Error(chain) = v {
             if preset.flat_errors() && flat && !flat_error_used && !denied {
                 flat_error_used = true;
+                // Its own key is not written, but it shadows span fields of its name (past
+                // the 64 cached fields, by the bare name).
+                seen.push(if i < 64 {
+                    declared_keys[i].clone()
+                } else {
+                    name.to_owned()
+                });
                 top.push((
                     key(Key::ErrorMessage).expect("on"),
                     Exp::Text(chain.0[0].clone()),
