@@ -154,6 +154,32 @@ fn lines_in_a_scope_hidden_from_opentelemetry_carry_the_enclosing_span_ids() {
 }
 
 #[test]
+fn inject_in_a_scope_hidden_from_opentelemetry_sends_the_enclosing_trace() {
+    // A handler that wraps its work in a scope and calls another service: the outgoing
+    // request continues the request span's trace and carries the scope's correlation id.
+    let (_capture, subscriber, _p) = scoped_subscriber();
+    let (outer, headers) = tracing::subscriber::with_default(subscriber, || {
+        let outer = tracing::info_span!("request");
+        let _o = outer.enter();
+        let scope = correlation::scope(CorrelationId::parse("c-1").unwrap());
+        let _s = scope.enter();
+        let mut headers = http::HeaderMap::new();
+        traceline::http::inject(&mut headers);
+        (span_context(&outer), headers)
+    });
+    let traceparent = headers
+        .get("traceparent")
+        .expect("a traceparent for the enclosing span")
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        traceparent,
+        format!("00-{}-{}-01", outer.trace_id(), outer.span_id())
+    );
+    assert_eq!(headers.get("x-correlation-id").unwrap(), "c-1");
+}
+
+#[test]
 fn a_scope_outside_any_span_has_no_ids() {
     let (capture, subscriber, _p) = scoped_subscriber();
     tracing::subscriber::with_default(subscriber, || {

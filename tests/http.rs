@@ -206,6 +206,75 @@ async fn invalid_traceparent_starts_a_new_trace_and_tracestate_is_dropped() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn requests_without_a_valid_traceparent_each_start_a_trace_inside_a_connection_span() {
+    // A server that runs each connection in a span of its own, a common pattern with hyper:
+    // requests on one keep-alive connection with no (or an invalid) traceparent are separate
+    // traces, not children of the connection's.
+    let (capture, _g) = install("svc");
+    let app = hello_app();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connection_trace = Arc::new(Mutex::new(None));
+    let seen = connection_trace.clone();
+    tokio::spawn(
+        async move {
+            let (io, peer) = listener.accept().await.unwrap();
+            let span = tracing::info_span!("connection", %peer);
+            *seen.lock().unwrap() = Some(trace_id_of(&span));
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+                .instrument(span)
+                .await
+                .unwrap();
+        }
+        .instrument(tracing::Span::none()),
+    );
+    let bad = format!(
+        "traceparent: 00-{}-00f067aa0ba902b7-01\r\n",
+        TRACE.to_uppercase()
+    );
+    let requests = format!(
+        "GET /hello HTTP/1.1\r\nhost: x\r\n\r\n\
+         GET /hello HTTP/1.1\r\nhost: x\r\n{bad}\r\n\
+         GET /hello HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out)
+            .matches("HTTP/1.1 200")
+            .count(),
+        3
+    );
+    let connection = connection_trace.lock().unwrap().clone().unwrap();
+    let traces: Vec<String> = capture
+        .lines()
+        .into_iter()
+        .filter(|l| l["message"] == "handling hello")
+        .map(|l| l["traceId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(traces.len(), 3);
+    for t in &traces {
+        assert_eq!(t.len(), 32);
+        assert_ne!(*t, connection, "a request joined the connection's trace");
+    }
+    assert!(
+        traces[0] != traces[1] && traces[1] != traces[2] && traces[0] != traces[2],
+        "requests share a trace: {traces:?}"
+    );
+}
+
+/// The OpenTelemetry trace id of `span`, as hex.
+fn trace_id_of(span: &tracing::Span) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    span.context().span().span_context().trace_id().to_string()
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn server_errors_mark_the_span_and_log_at_error() {
     let (capture, _g) = install("svc");
     let addr = serve(hello_app()).await;

@@ -5,8 +5,9 @@
 //! Per request it:
 //! 1. continues the caller's trace: `traceparent` / `tracestate` / `baggage` are parsed
 //!    strictly ([`trace_context`]) and set as the parent of the request span before anything
-//!    reads its ids; an invalid `traceparent` starts a new trace, as W3C Trace Context Level 1
-//!    says;
+//!    reads its ids; a missing or invalid `traceparent` starts a new trace, as W3C Trace
+//!    Context Level 1 says, even when the server runs inside a span of its own (one per
+//!    connection, say);
 //! 2. takes the correlation id from `x-correlation-id`, else `x-request-id` (configurable),
 //!    validates it ([`CorrelationId`](crate::correlation::CorrelationId)), and uses a new one
 //!    when it is absent or invalid. An invalid value is never echoed nor logged: a WARN line
@@ -62,7 +63,9 @@ use trace_context::Propagated;
 /// into `headers`, replacing any already there, so the next service continues the trace.
 ///
 /// Nothing is written for what the current span does not have (no ids outside a span or
-/// without an OpenTelemetry layer; no correlation id outside a scope).
+/// without an OpenTelemetry layer; no correlation id outside a scope). A span the
+/// OpenTelemetry layer does not track, such as a correlation scope under `init()`, sends the
+/// trace of its nearest ancestor that it tracks.
 ///
 /// ```
 /// let mut headers = http::HeaderMap::new();
@@ -70,12 +73,41 @@ use trace_context::Propagated;
 /// assert!(headers.get("traceparent").is_none()); // no span here
 /// ```
 pub fn inject(headers: &mut HeaderMap) {
+    use opentelemetry::trace::TraceContextExt;
     let span = tracing::Span::current();
     if !span.is_disabled() {
-        let cx = span.context();
+        let mut cx = span.context();
+        if !cx.span().span_context().is_valid() {
+            // A span the OpenTelemetry layer does not track (a correlation scope, or one its
+            // filter hides) sends its nearest tracked ancestor's trace.
+            if let Some(tracked) = nearest_tracked(&span) {
+                cx = tracked;
+            }
+        }
         inject_context(&cx, headers);
     }
     inject_correlation(headers);
+}
+
+/// The OpenTelemetry context of the nearest ancestor of `span` that the OpenTelemetry layer
+/// tracks, walked in the registry.
+fn nearest_tracked(span: &tracing::Span) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_subscriber::registry::LookupSpan;
+    let id = span.id()?;
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let mut ancestor = registry.span(&id)?.parent();
+        while let Some(a) = ancestor {
+            if let Some(cx) = tracing_opentelemetry::get_otel_context(&a.id(), dispatch) {
+                if cx.span().span_context().is_valid() {
+                    return Some(cx);
+                }
+            }
+            ancestor = a.parent();
+        }
+        None
+    })
 }
 
 /// Records a response's status on its request span: `http.response.status_code`, and

@@ -260,10 +260,10 @@ where
             span.record("http.route", route);
             span.record("otel.name", format!("{method} {route}"));
         }
-        // Before anything reads the span's ids: once started, its parent cannot change.
-        if let Some(parent) = trace_context::extract(req.headers()) {
-            let _ = span.set_parent(parent);
-        }
+        // Before anything reads the span's ids: once started, its parent cannot change. With
+        // no valid `traceparent` the request starts a trace of its own, whatever span the
+        // server runs in (one per connection, say): unrelated requests are not one trace.
+        let _ = span.set_parent(trace_context::extract(req.headers()).unwrap_or_default());
         let incoming = read_incoming(req.headers(), &self.config.headers);
         let id = match &incoming {
             Incoming::Valid(id) => id.clone(),
