@@ -275,6 +275,36 @@ fn trace_id_of(span: &tracing::Span) -> String {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn latency_counts_work_the_inner_service_does_in_call() {
+    // Some services do their work in `call` and return a ready future.
+    let (capture, _g) = install("svc");
+    let svc = ServiceBuilder::new()
+        .layer(CorrelationLayer::new())
+        .service(tower::service_fn(|_req: Request<Empty<Bytes>>| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+                Empty::<Bytes>::new(),
+            )))
+        }));
+    let resp = svc
+        .oneshot(Request::get("/work").body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let access: Vec<Value> = capture
+        .lines()
+        .into_iter()
+        .filter(|l| l.get("latency_ms").is_some())
+        .collect();
+    assert_eq!(access.len(), 1, "{access:?}");
+    let latency = access[0]["latency_ms"].as_f64().unwrap();
+    assert!(
+        latency >= 50.0,
+        "latency_ms {latency} leaves out the work done in call"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn server_errors_mark_the_span_and_log_at_error() {
     let (capture, _g) = install("svc");
     let addr = serve(hello_app()).await;

@@ -242,6 +242,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The latency counts the inner service's `call` too: some do their work there.
+        let start = Instant::now();
         let method = req.method().clone();
         let path: Box<str> = req.uri().path().into();
         let span = tracing::info_span!(
@@ -297,7 +299,7 @@ where
             id,
             method,
             path,
-            start: Instant::now(),
+            start,
             config: self.config.clone(),
         }
     }
