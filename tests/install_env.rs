@@ -131,6 +131,21 @@ fn invalid_values_are_clear_errors() {
     );
     invalid(&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED", "true");
     invalid(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")],
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "needs TLS",
+    );
+    invalid(
+        &[("OTEL_TRACES_EXPORTER", "console")],
+        "OTEL_TRACES_EXPORTER",
+        "otlp or none",
+    );
+    invalid(
+        &[("OTEL_RESOURCE_ATTRIBUTES", "service.version=%+1")],
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "%-escape",
+    );
+    invalid(
         &[("OTEL_PROPAGATORS", "tracecontext,b3")],
         "OTEL_PROPAGATORS",
         "b3",

@@ -142,6 +142,42 @@ async fn http_protobuf_receiver_gets_the_ids_the_lines_carry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_exporter_none_sends_nothing_and_lines_keep_their_ids() {
+    let receiver = support::HttpReceiver::start().await;
+    let lines = run_child(
+        "nested",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_TRACES_EXPORTER", "none".into()),
+        ],
+    )
+    .await;
+    assert_eq!(lines.len(), 40);
+    assert_eq!(
+        ids_of_lines(&lines).len(),
+        40,
+        "every line has its span's ids"
+    );
+    assert!(receiver.paths().is_empty(), "{:?}", receiver.paths());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_with_no_name_is_unknown_service() {
+    let receiver = support::HttpReceiver::start().await;
+    let _ = run_child(
+        "nested",
+        vec![("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())],
+    )
+    .await;
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 40);
+    assert_eq!(
+        spans[0].resource.get("service.name").map(String::as_str),
+        Some("unknown_service")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_endpoint_is_used_as_given() {
     let receiver = support::HttpReceiver::start().await;
     let _ = run_child(

@@ -190,6 +190,10 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            // Two hex digits, no sign (`from_str_radix` alone takes `%+1`).
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -200,8 +204,17 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Checks an OTLP endpoint: an absolute `http://` or `https://` URL with a host.
+/// Checks an OTLP endpoint: an absolute `http://` URL with a host (`https://` is refused with
+/// a clear message: the exporter is built without TLS).
 pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, InitError> {
+    if value.starts_with("https://") {
+        return Err(InitError::invalid(
+            setting,
+            value,
+            "https:// needs TLS, which traceline's OTLP exporter is built without: send to an \
+             http:// endpoint, e.g. a collector on localhost or a sidecar that forwards over TLS",
+        ));
+    }
     let rest = value
         .strip_prefix("http://")
         .or_else(|| value.strip_prefix("https://"))
@@ -247,10 +260,39 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
     Ok(value.to_string())
 }
 
+/// `OTEL_TRACES_EXPORTER`: whether spans are exported (`otlp`, the default) or not (`none`).
+pub(crate) fn traces_exported(value: &str) -> Result<bool, InitError> {
+    let mut otlp = false;
+    for name in value.split(',').map(str::trim) {
+        match name.to_ascii_lowercase().as_str() {
+            "otlp" => otlp = true,
+            "none" => {}
+            _ => {
+                return Err(InitError::invalid(
+                    "OTEL_TRACES_EXPORTER",
+                    value,
+                    "expected otlp or none (console, zipkin and others are not built in)",
+                ));
+            }
+        }
+    }
+    Ok(otlp)
+}
+
 /// The schema preset named by `TRACELINE_SCHEMA`.
 ///
 /// Presets are data: adding one is one more arm here.
-pub(crate) fn schema_preset(value: &str) -> Result<Schema, InitError> {
+pub(crate) fn schema_preset(
+    value: &str,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Schema, InitError> {
+    // `gcp` alone takes the project from `GOOGLE_CLOUD_PROJECT`, looked up like every other
+    // variable (through `Builder::env` when one is given).
+    if matches!(value.trim().to_ascii_lowercase().as_str(), "gcp" | "google") {
+        if let Some(project) = get("GOOGLE_CLOUD_PROJECT") {
+            return Ok(Schema::gcp(&project));
+        }
+    }
     Schema::from_name(value)
         .map_err(|e| InitError::invalid("TRACELINE_SCHEMA", value, e.to_string()))
 }
@@ -263,7 +305,6 @@ mod tests {
     fn endpoints() {
         for ok in [
             "http://localhost:4317",
-            "https://collector.example.com",
             "http://127.0.0.1:4318/",
             "http://[::1]:4317",
             "http://collector:4318/custom/path",
@@ -280,6 +321,37 @@ mod tests {
             "http://ho st:1",
         ] {
             assert!(endpoint("X", bad).is_err(), "{bad}");
+        }
+        // No TLS in the exporter: refused up front, not lost at export.
+        let err = endpoint("X", "https://collector.example.com").unwrap_err();
+        assert!(err.to_string().contains("needs TLS"), "{err}");
+    }
+
+    #[test]
+    fn traces_exporter() {
+        assert!(traces_exported("otlp").unwrap());
+        assert!(traces_exported(" OTLP ").unwrap());
+        assert!(!traces_exported("none").unwrap());
+        assert!(traces_exported("otlp,none").unwrap());
+        for bad in ["console", "otlp,zipkin", "jaeger", ""] {
+            assert!(traces_exported(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gcp_project_is_looked_up_like_any_variable() {
+        let lookup = |k: &str| (k == "GOOGLE_CLOUD_PROJECT").then(|| "p1".to_string());
+        assert!(schema_preset("gcp", lookup).is_ok());
+        assert!(schema_preset("GCP", lookup).is_ok());
+        assert!(schema_preset("gcp:p2", |_| None).is_ok());
+        assert!(schema_preset("nope", lookup).is_err());
+    }
+
+    #[test]
+    fn percent_escapes_are_two_hex_digits() {
+        assert_eq!(percent_decode("a%20b%2Cc").as_deref(), Some("a b,c"));
+        for bad in ["%+1", "%-1", "%2", "%zz", "% 1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
         }
     }
 

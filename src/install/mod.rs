@@ -35,6 +35,7 @@
 //! | [`service_name`](Builder::service_name) | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service`) |
 //! | – | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded) | none |
 //! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
+//! | – | `OTEL_TRACES_EXPORTER` (`otlp`, `none`) | `otlp` (when an endpoint is set) |
 //! | [`protocol`](Builder::protocol) | `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`) | `http/protobuf` |
 //! | [`sample_ratio`](Builder::sample_ratio), [`sampler`](Builder::sampler) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
 //! | [`sdk_disabled`](Builder::sdk_disabled) | `OTEL_SDK_DISABLED` (`true`/`false`) | `false` |
@@ -446,8 +447,10 @@ impl Builder {
         let service_version = attr("service.version");
         let environment =
             attr("deployment.environment.name").or_else(|| attr("deployment.environment"));
-        if let Some(name) = &service_name {
-            attributes.push(KeyValue::new("service.name", name.clone()));
+        match &service_name {
+            Some(name) => attributes.push(KeyValue::new("service.name", name.clone())),
+            // As the OpenTelemetry resource spec says for a service with no name.
+            None => attributes.push(KeyValue::new("service.name", "unknown_service")),
         }
 
         let protocol = match self.protocol {
@@ -467,11 +470,17 @@ impl Builder {
                 format!("{}/v1/traces", base.trim_end_matches('/'))
             }
         };
+        let exported = match get("OTEL_TRACES_EXPORTER") {
+            Some(v) => config::traces_exported(&v)?,
+            None => true,
+        };
         let endpoint = match self.endpoint {
             Some(url) => Some(traces_path(&config::endpoint(
                 "Builder::otlp_endpoint",
                 &url,
             )?)),
+            // `none`: ids on every line, nothing sent.
+            None if !exported => None,
             None => match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
                 Some(url) => Some(config::endpoint(
                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -500,7 +509,7 @@ impl Builder {
         let schema = match self.schema {
             Some(s) => s,
             None => match get("TRACELINE_SCHEMA") {
-                Some(name) => config::schema_preset(&name)?,
+                Some(name) => config::schema_preset(&name, get)?,
                 None => Schema::default(),
             },
         };
