@@ -655,12 +655,6 @@ impl Plan {
             .with(otel)
             .with(json);
 
-        let installed = if self.log_bridge {
-            use tracing_subscriber::util::SubscriberInitExt as _;
-            subscriber.try_init().map_err(|e| e.to_string())
-        } else {
-            tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())
-        };
         let mut guard = Guard {
             provider,
             runtime,
@@ -669,26 +663,35 @@ impl Plan {
             stats,
             timeout: self.timeout,
         };
-        if let Err(msg) = installed {
-            return Err(
-                if tracing::dispatcher::has_been_set() && !msg.contains("logger") {
-                    InitError::AlreadyInstalled
-                } else {
-                    InitError::Install(msg)
-                },
-            );
-        }
-
-        if let Some(p) = &guard.provider {
-            opentelemetry::global::set_tracer_provider(p.clone());
-        }
-        set_propagator(self.propagators);
+        // Everything that can fail runs before anything global is set: an error leaves
+        // nothing installed, and the call can be retried (with `.log_bridge(false)`, say).
         if non_blocking {
             guard.monitor = Some(guard::Monitor::start(
                 guard.stats.clone(),
                 Duration::from_secs(1),
             )?);
         }
+        if tracing::dispatcher::has_been_set() {
+            return Err(InitError::AlreadyInstalled);
+        }
+        if self.log_bridge {
+            use tracing_log::AsLog as _;
+            let max = tracing::Subscriber::max_level_hint(&subscriber)
+                .unwrap_or(tracing::level_filters::LevelFilter::TRACE);
+            tracing_log::LogTracer::builder()
+                .with_max_level(max.as_log())
+                .init()
+                .map_err(|e| InitError::Install(e.to_string()))?;
+        }
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            // Set by another thread since the check above.
+            return Err(InitError::AlreadyInstalled);
+        }
+
+        if let Some(p) = &guard.provider {
+            opentelemetry::global::set_tracer_provider(p.clone());
+        }
+        set_propagator(self.propagators);
         Ok(guard)
     }
 }
