@@ -601,6 +601,11 @@ fn summary() {
         println!();
     }
     println!();
+    // A contender's own cost (its time minus its floor's) as a share of fmt().json()'s.
+    let own_share = |c: Contender, wi: usize| {
+        (best[idx(c)][wi] - best[idx(c.floor())][wi])
+            / (best[fmt_i][wi] - best[idx(Contender::Floor)][wi])
+    };
     println!("own cost (contender minus its floor) as a share of fmt().json()'s own cost:");
     for c in [
         Contender::JsonSubscriber,
@@ -611,9 +616,7 @@ fn summary() {
     ] {
         print!("  {:<40}", c.label());
         for (wi, w) in WORKLOADS.iter().enumerate() {
-            let own = best[idx(c)][wi] - best[idx(c.floor())][wi];
-            let fmt_own = best[fmt_i][wi] - best[idx(Contender::Floor)][wi];
-            print!("  {}: {:.1}%", w.name(), 100.0 * own / fmt_own);
+            print!("  {}: {:.1}%", w.name(), 100.0 * own_share(c, wi));
         }
         println!();
     }
@@ -638,11 +641,10 @@ fn summary() {
         println!();
     }
     let nested = 0;
+    let vs_json_subscriber =
+        best[idx(Contender::Traceline)][nested] / best[idx(Contender::JsonSubscriber)][nested];
     println!();
-    println!(
-        "nested spans: traceline / json-subscriber = {:.3}",
-        best[idx(Contender::Traceline)][nested] / best[idx(Contender::JsonSubscriber)][nested]
-    );
+    println!("nested spans: traceline / json-subscriber = {vs_json_subscriber:.3}");
 
     println!();
     // Two threads need both cores quiet at once, which happens less often than one: more passes,
@@ -714,12 +716,11 @@ fn summary() {
 
     // The targets of the speed goal, each against this run's figures.
     let ratio = |c: Contender, wi: usize| best[idx(c)][wi] / best[fmt_i][wi];
-    let own = |wi: usize| {
-        let c = Contender::Traceline;
-        (best[idx(c)][wi] - best[idx(c.floor())][wi])
-            / (best[fmt_i][wi] - best[idx(Contender::Floor)][wi])
-    };
-    let [one_thread, two, ceil] = rates[0];
+    let traceline_row = rows
+        .iter()
+        .position(|&row| row == (Contender::Traceline, false))
+        .expect("a traceline row");
+    let [one_thread, two, ceil] = rates[traceline_row];
     let targets = [
         (
             "nested spans, traceline / fmt().json()".to_string(),
@@ -728,7 +729,7 @@ fn summary() {
         ),
         (
             "nested spans, traceline / json-subscriber".to_string(),
-            best[idx(Contender::Traceline)][nested] / best[idx(Contender::JsonSubscriber)][nested],
+            vs_json_subscriber,
             0.5,
         ),
         (
@@ -741,7 +742,7 @@ fn summary() {
     .chain(WORKLOADS.iter().enumerate().map(|(wi, w)| {
         (
             format!("own cost, {}, share of fmt().json()'s", w.name()),
-            own(wi),
+            own_share(Contender::Traceline, wi),
             0.15,
         )
     }));

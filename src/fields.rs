@@ -63,9 +63,7 @@ impl SpanSlot {
             .flatten();
         SpanSlot(Some(pooled.unwrap_or_default()))
     }
-}
 
-impl SpanSlot {
     /// The data of the layer `layer`, in this slot or the ones chained behind it.
     #[inline(always)]
     pub(crate) fn of(&self, layer: u64) -> Option<&SpanData> {
@@ -556,10 +554,7 @@ pub(crate) fn merge(
     let prefix = &*c.prefix;
     for r in raw {
         let name = r.name;
-        if let Some(i) = entries
-            .iter()
-            .position(|e| e.field == r.field && e.name == name)
-        {
+        if let Some(i) = entries.iter().position(|e| e.field == r.field) {
             let old = entries.remove(i);
             let len = old.end - old.start;
             buf.drain(old.start as usize..old.end as usize);

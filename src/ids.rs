@@ -7,6 +7,7 @@
 
 use opentelemetry::trace::TraceContextExt;
 use tracing_core::{Dispatch, span};
+use tracing_subscriber::registry::{LookupSpan, Registry, SpanRef};
 
 /// The OpenTelemetry identity of a span, as written on a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +34,26 @@ impl Ids {
             hex,
         }
     }
+}
+
+/// Calls `f` on the ancestors of the span `id` in the registry behind `dispatch`, nearest
+/// first and unfiltered (a per-layer filter may hide spans from one layer and not another),
+/// until it gives a value. `None` when the subscriber's spans are not in a [`Registry`];
+/// `Some(None)` when no ancestor gave a value.
+pub(crate) fn find_ancestor<T>(
+    dispatch: &Dispatch,
+    id: &span::Id,
+    mut f: impl FnMut(&SpanRef<'_, Registry>) -> Option<T>,
+) -> Option<Option<T>> {
+    let registry = dispatch.downcast_ref::<Registry>()?;
+    let mut span = registry.span(id).and_then(|s| s.parent());
+    while let Some(s) = span {
+        if let Some(found) = f(&s) {
+            return Some(Some(found));
+        }
+        span = s.parent();
+    }
+    Some(None)
 }
 
 /// Asks the OpenTelemetry layer in `dispatch` for the span's context. `None` when there is no

@@ -11,7 +11,7 @@ use tracing_core::{Dispatch, Event, Level, Subscriber, span};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{Extensions, LookupSpan, Registry, SpanRef};
+use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::fields::{
     CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanKeys, SpanSlot, SpanVisitor,
@@ -606,24 +606,21 @@ impl<W> Layer<W> {
     #[inline(never)]
     fn ancestors_ids(&self, id: &span::Id) -> Option<Option<Ids>> {
         let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let mut span = registry.span(id).and_then(|s| s.parent());
-        while let Some(s) = span {
+        let found = ids::find_ancestor(&dispatch, id, |s| {
             let cached = s
                 .extensions()
                 .get::<SpanSlot>()
                 .and_then(|d| d.of(self.id)?.ids.get());
-            match cached {
-                Some(ids) => return Some(ids),
-                None => {
-                    if let Some(ids) = ids::lookup(&s.id(), &dispatch) {
-                        return Some(Some(ids));
-                    }
-                }
-            }
-            span = s.parent();
-        }
-        Some(None)
+            // A cached "no ids" is an answer too: it was worked out from the ancestors.
+            cached.or_else(|| ids::lookup(&s.id(), &dispatch).map(Some))
+        });
+        found.map(Option::flatten)
+    }
+
+    /// The ids of the span `id`, else of its nearest ancestor that has some.
+    fn ids_or_ancestors(&self, id: &span::Id) -> Option<Ids> {
+        self.uncached_ids(id)
+            .or_else(|| self.ancestors_ids(id).flatten())
     }
 
     /// The nearest ancestor of the span `own` that this layer sees, for an event whose own span
@@ -641,20 +638,15 @@ impl<W> Layer<W> {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
-            return ctx.event_span(event);
-        };
-        let Some(registry) = dispatch.downcast_ref::<Registry>() else {
-            return ctx.event_span(event);
-        };
-        let mut span = registry.span(own)?.parent();
-        while let Some(s) = span {
-            if let Some(seen) = ctx.span(&s.id()) {
-                return Some(seen);
-            }
-            span = s.parent();
+        let found = self
+            .dispatch
+            .get()
+            .and_then(WeakDispatch::upgrade)
+            .and_then(|dispatch| ids::find_ancestor(&dispatch, own, |s| ctx.span(&s.id())));
+        match found {
+            Some(seen) => seen,
+            None => ctx.event_span(event),
         }
-        None
     }
 
     /// The ids of a span, asked of the OpenTelemetry layer (for spans this layer does not see,
@@ -794,9 +786,7 @@ impl<W> Layer<W> {
         let mut leaf_ext = None;
         let ids = match (&leaf, own) {
             (Some(l), Some(id)) if l.id() != id => {
-                let ids = self
-                    .uncached_ids(&id)
-                    .or_else(|| self.ancestors_ids(&id).flatten());
+                let ids = self.ids_or_ancestors(&id);
                 leaf_ext = Some(l.extensions());
                 ids
             }
@@ -805,9 +795,7 @@ impl<W> Layer<W> {
                 leaf_ext = Some(ext);
                 ids
             }
-            (None, Some(id)) => self
-                .uncached_ids(&id)
-                .or_else(|| self.ancestors_ids(&id).flatten()),
+            (None, Some(id)) => self.ids_or_ancestors(&id),
             (None, None) => None,
         };
         if let Some(ids) = ids {

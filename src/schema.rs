@@ -455,14 +455,23 @@ impl Schema {
     /// assert!(Schema::from_name("gcp:p1").is_ok());
     /// ```
     pub fn from_name(name: &str) -> Result<Self, UnknownSchema> {
+        Self::from_name_in(name, |var| std::env::var(var).ok())
+    }
+
+    /// [`Schema::from_name`], with `GOOGLE_CLOUD_PROJECT` read through `get` (as `init()` reads
+    /// every variable, through `Builder::env` when one is given).
+    pub(crate) fn from_name_in(
+        name: &str,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, UnknownSchema> {
         let lower = name.trim().to_ascii_lowercase();
         match lower.as_str() {
             "" | "default" | "traceline" => Ok(Schema::default()),
             "otel" | "opentelemetry" => Ok(Schema::otel()),
             "ecs" | "elastic" => Ok(Schema::ecs()),
             "datadog" | "dd" => Ok(Schema::datadog()),
-            "gcp" | "google" => match std::env::var("GOOGLE_CLOUD_PROJECT") {
-                Ok(p) if !p.is_empty() => Ok(Schema::gcp(&p)),
+            "gcp" | "google" => match get("GOOGLE_CLOUD_PROJECT") {
+                Some(p) if !p.is_empty() => Ok(Schema::gcp(&p)),
                 _ => Err(UnknownSchema {
                     name: name.into(),
                     gcp_without_project: true,

@@ -148,13 +148,14 @@ impl TimestampFormat {
     fn write_number(self, out: &mut Vec<u8>, t: SystemTime) {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-        if self == TimestampFormat::UnixMillis {
-            // In `u128`: a clock past the year 584 million must not overflow.
-            let millis = u128::from(secs) * 1000 + u128::from(nanos / 1_000_000);
-            crate::json::write_u128(out, millis);
+        // In `u128`: a clock past the year 584 million must not overflow.
+        let (secs, nanos) = (u128::from(secs), u128::from(nanos));
+        let number = if self == TimestampFormat::UnixMillis {
+            secs * 1000 + nanos / 1_000_000
         } else {
-            crate::json::write_u128(out, u128::from(secs) * 1_000_000_000 + u128::from(nanos));
-        }
+            secs * 1_000_000_000 + nanos
+        };
+        crate::json::write_u128(out, number);
     }
 }
 

@@ -93,20 +93,13 @@ pub fn inject(headers: &mut HeaderMap) {
 /// tracks, walked in the registry.
 fn nearest_tracked(span: &tracing::Span) -> Option<opentelemetry::Context> {
     use opentelemetry::trace::TraceContextExt;
-    use tracing_subscriber::registry::LookupSpan;
     let id = span.id()?;
     tracing::dispatcher::get_default(|dispatch| {
-        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        let mut ancestor = registry.span(&id)?.parent();
-        while let Some(a) = ancestor {
-            if let Some(cx) = tracing_opentelemetry::get_otel_context(&a.id(), dispatch) {
-                if cx.span().span_context().is_valid() {
-                    return Some(cx);
-                }
-            }
-            ancestor = a.parent();
-        }
-        None
+        crate::ids::find_ancestor(dispatch, &id, |a| {
+            tracing_opentelemetry::get_otel_context(&a.id(), dispatch)
+                .filter(|cx| cx.span().span_context().is_valid())
+        })
+        .flatten()
     })
 }
 

@@ -286,14 +286,7 @@ pub(crate) fn schema_preset(
     value: &str,
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<Schema, InitError> {
-    // `gcp` alone takes the project from `GOOGLE_CLOUD_PROJECT`, looked up like every other
-    // variable (through `Builder::env` when one is given).
-    if matches!(value.trim().to_ascii_lowercase().as_str(), "gcp" | "google") {
-        if let Some(project) = get("GOOGLE_CLOUD_PROJECT") {
-            return Ok(Schema::gcp(&project));
-        }
-    }
-    Schema::from_name(value)
+    Schema::from_name_in(value, get)
         .map_err(|e| InitError::invalid("TRACELINE_SCHEMA", value, e.to_string()))
 }
 
