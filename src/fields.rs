@@ -997,9 +997,12 @@ impl Visit for EventVisitor<'_> {
         }
         // Flat error keys are top-level keys: with nested fields, errors stay objects inside
         // `fields`.
-        if self.c.errors == ErrorLayout::Flat
-            && self.c.layout == FieldLayout::Flatten
+        let c = self.c;
+        let parts = [&c.error_message, &c.error_type, &c.error_stack_trace];
+        if c.errors == ErrorLayout::Flat
+            && c.layout == FieldLayout::Flatten
             && !self.flat_error_used
+            && parts.iter().any(|p| p.is_some())
             && !self.is_denied(field)
         {
             self.flat_error_used = true;
@@ -1010,14 +1013,20 @@ impl Visit for EventVisitor<'_> {
                 let depth = self.keys.places.get(i).map_or(0, |p| p.depth);
                 self.seen.push((depth, field.name()));
             }
-            self.buf.extend_from_slice(&self.c.error_message);
-            json::write_display(self.buf, &value, self.max);
-            if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {
-                self.buf.extend_from_slice(&self.c.error_type);
+            // The parts switched off in the schema are left out.
+            if let Some(k) = &c.error_message {
+                self.buf.extend_from_slice(k);
+                json::write_display(self.buf, &value, self.max);
+            }
+            if let (Some(k), Some(ty)) = (&c.error_type, crate::error::ERROR_TYPE.with(|t| t.get()))
+            {
+                self.buf.extend_from_slice(k);
                 json::write_str(self.buf, ty);
             }
-            self.buf.extend_from_slice(&self.c.error_stack_trace);
-            json::write_display(self.buf, &crate::error::ChainText(value), self.max);
+            if let Some(k) = &c.error_stack_trace {
+                self.buf.extend_from_slice(k);
+                json::write_display(self.buf, &crate::error::ChainText(value), self.max);
+            }
             return;
         }
         if self.key(field) {

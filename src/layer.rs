@@ -915,17 +915,21 @@ impl<W> Layer<W> {
             }
             FieldLayout::Nested => {
                 drop(leaf_ext.take());
-                let mark = buf.len();
-                buf.extend_from_slice(&c.fields_key);
-                let start = buf.len();
-                buf.extend_from_slice(fields);
-                close_object(buf, mark, start);
-                if let Some(leaf) = &leaf {
-                    buf.extend_from_slice(&c.span_key);
+                if let Some(k) = &c.fields_key {
+                    let mark = buf.len();
+                    buf.extend_from_slice(k);
+                    let start = buf.len();
+                    buf.extend_from_slice(fields);
+                    close_object(buf, mark, start);
+                } else {
+                    buf.extend_from_slice(fields);
+                }
+                if let (Some(k), Some(leaf)) = (&c.span_key, &leaf) {
+                    buf.extend_from_slice(k);
                     write_span_object(buf, leaf, self.id);
                 }
-                if let Some(scope) = ctx.event_scope(event) {
-                    buf.extend_from_slice(&c.spans_key);
+                if let (Some(k), Some(scope)) = (&c.spans_key, ctx.event_scope(event)) {
+                    buf.extend_from_slice(k);
                     buf.push(b'[');
                     for (i, span) in scope.from_root().enumerate() {
                         if i > 0 {

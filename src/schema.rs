@@ -65,9 +65,11 @@ pub enum Key {
     /// The deployment environment. Default `deployment.environment`; written only when set.
     ServiceEnvironment,
     /// With [`FieldLayout::Nested`], the object holding the event's fields. Default `fields`.
-    /// It is also the prefix given to a user field that collides with a reserved key.
+    /// It is also the prefix given to a user field that collides with a reserved key. Switched
+    /// off, nested event fields go at the top level (colliding ones still take the prefix).
     Fields,
     /// With [`FieldLayout::Nested`], the object holding the innermost span. Default `span`.
+    /// Switched off, the innermost span is only in [`Key::Spans`].
     Span,
     /// With [`FieldLayout::Nested`], the list of spans from root to leaf. Default `spans`.
     Spans,
@@ -76,6 +78,8 @@ pub enum Key {
     /// With [`ErrorLayout::Flat`], the error's type. Default `error.type`.
     ErrorType,
     /// With [`ErrorLayout::Flat`], the error with its causes as text. Default `error.stack_trace`.
+    /// Each of the three flat error parts can be switched off; with all three off, the error is
+    /// written as an object under its field's own key.
     ErrorStackTrace,
     /// The object holding [`Schema::label`]s. Default `labels`; written only when there are some.
     Labels,
@@ -791,15 +795,19 @@ pub(crate) struct Compiled {
     pub(crate) static_fields: Box<[u8]>,
     pub(crate) flags_format: FlagsFormat,
     pub(crate) layout: FieldLayout,
-    pub(crate) fields_key: Box<[u8]>,
-    pub(crate) span_key: Box<[u8]>,
-    pub(crate) spans_key: Box<[u8]>,
+    /// With [`FieldLayout::Nested`], the key of the event's fields object; `None` when the
+    /// layout is flat or the key is switched off (the fields then go at the top level).
+    pub(crate) fields_key: Option<Box<[u8]>>,
+    pub(crate) span_key: Option<Box<[u8]>>,
+    pub(crate) spans_key: Option<Box<[u8]>>,
     /// Prefix for user fields that collide: `fields.`.
     pub(crate) prefix: Box<str>,
     pub(crate) errors: ErrorLayout,
-    pub(crate) error_message: Box<[u8]>,
-    pub(crate) error_type: Box<[u8]>,
-    pub(crate) error_stack_trace: Box<[u8]>,
+    /// With [`ErrorLayout::Flat`], the keys of the error's parts; `None` for a part switched
+    /// off.
+    pub(crate) error_message: Option<Box<[u8]>>,
+    pub(crate) error_type: Option<Box<[u8]>>,
+    pub(crate) error_stack_trace: Option<Box<[u8]>>,
     /// Keys event fields must not take.
     pub(crate) event_reserved: Reserved,
     /// Keys span fields must not take.
@@ -994,8 +1002,7 @@ impl Schema {
                 reserved.add("event.dataset");
             }
         }
-        if !self.labels.is_empty() {
-            let key = &self.names[Key::Labels as usize];
+        if let (false, Some(key)) = (self.labels.is_empty(), self.key(Key::Labels)) {
             static_fields.extend_from_slice(&frag(key));
             let object: serde_json::Map<String, serde_json::Value> =
                 self.labels.iter().cloned().collect();
@@ -1050,12 +1057,20 @@ impl Schema {
                 v.into_boxed_slice()
             })
         };
-        let mut span_reserved = Reserved::default();
-        let event_reserved = if flat {
-            span_reserved = reserved.clone();
+        // Span fields go at the top level with a flat layout, else in objects beside `name`.
+        let span_reserved = if flat {
+            reserved.clone()
+        } else {
+            let mut r = Reserved::default();
+            r.add("name");
+            r
+        };
+        // With the `fields` object switched off, nested event fields go at the top level, and
+        // take the prefix on a collision as flattened ones do.
+        let fields_key = if flat { None } else { on(Key::Fields) };
+        let event_reserved = if fields_key.is_none() {
             reserved
         } else {
-            span_reserved.add("name");
             Reserved::default()
         };
         let trace_id = quoted(Key::TraceId, &self.trace_id_prefix);
@@ -1093,14 +1108,14 @@ impl Schema {
             static_fields: static_fields.into(),
             flags_format: self.flags,
             layout: self.fields,
-            fields_key: frag(&self.names[Key::Fields as usize]),
-            span_key: frag(&self.names[Key::Span as usize]),
-            spans_key: frag(&self.names[Key::Spans as usize]),
+            fields_key,
+            span_key: on(Key::Span),
+            spans_key: on(Key::Spans),
             prefix: format!("{}.", self.names[Key::Fields as usize]).into(),
             errors: self.errors,
-            error_message: frag(&self.names[Key::ErrorMessage as usize]),
-            error_type: frag(&self.names[Key::ErrorType as usize]),
-            error_stack_trace: frag(&self.names[Key::ErrorStackTrace as usize]),
+            error_message: on(Key::ErrorMessage),
+            error_type: on(Key::ErrorType),
+            error_stack_trace: on(Key::ErrorStackTrace),
             event_reserved,
             span_reserved,
         }

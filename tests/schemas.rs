@@ -12,6 +12,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use traceline::{Key, Schema};
 use tracing::subscriber::with_default;
 use tracing::{Level, error, event, info, info_span};
+use tracing_subscriber::prelude::*;
 
 /// An error with an optional cause, so chains of any length can be built.
 #[derive(Debug)]
@@ -1025,4 +1026,64 @@ fn from_name_gcp_needs_a_project() {
             format!("projects/env-proj/traces/{}", trace_hex(&sc))
         );
     }
+}
+
+/// Runs `f` under registry + traceline (no OpenTelemetry) with `schema` and the fixed clock;
+/// returns the one line.
+fn only_line_with(schema: Schema, f: impl FnOnce()) -> Json {
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_schema(schema).with_clock(fixed_clock);
+    with_default(tracing_subscriber::registry().with(layer), f);
+    cap.only_line()
+}
+
+#[test]
+fn flat_error_parts_switched_off_are_not_written_and_free_their_names() {
+    // Stack traces off: message and type stay. A user field of that name is no collision.
+    let line = only_line_with(Schema::ecs().disable(Key::ErrorStackTrace), || {
+        error!(error = &chained_error() as &(dyn Error + 'static), error.stack_trace = "mine", "failed");
+    });
+    assert_eq!(line.str("error.message"), "payment declined");
+    assert_eq!(line.str("error.stack_trace"), "mine");
+    // Every part off: the error is written under its own key, as an object, not lost.
+    let off = Schema::ecs()
+        .disable(Key::ErrorMessage)
+        .disable(Key::ErrorType)
+        .disable(Key::ErrorStackTrace);
+    let line = only_line_with(off, || {
+        error!(error = &chained_error() as &(dyn Error + 'static), "failed");
+    });
+    assert!(!line.keys().iter().any(|k| k.starts_with("error.")), "{line:?}");
+    assert_eq!(line.at("error").str("message"), "payment declined");
+}
+
+#[test]
+fn nested_objects_switched_off_are_not_written_and_free_their_names() {
+    use traceline::FieldLayout;
+    let nested = || Schema::default().field_layout(FieldLayout::Nested);
+    let in_span = || info_span!("req", a = 1u64).in_scope(|| info!(b = 2u64, "x"));
+    // `span` off: a static field may take its name; the span list stays.
+    let line = only_line_with(nested().disable(Key::Span).static_field("span", "blue"), in_span);
+    assert_eq!(line.str("span"), "blue");
+    assert_eq!(line.at("spans").as_arr().len(), 1);
+    // `spans` off: the innermost span stays.
+    let line = only_line_with(nested().disable(Key::Spans), in_span);
+    assert!(!line.has("spans"));
+    assert_eq!(line.at("span").str("name"), "req");
+    // `fields` off: the event's fields go at the top level, colliding ones behind the prefix.
+    let line = only_line_with(nested().disable(Key::Fields), || {
+        info_span!("req", a = 1u64).in_scope(|| info!(b = 2u64, span = "mine", "x"))
+    });
+    assert!(!line.has("fields"));
+    assert_eq!(line.num("b"), "2");
+    assert_eq!(line.str("fields.span"), "mine");
+    assert_eq!(line.at("span").str("name"), "req");
+}
+
+#[test]
+fn labels_switched_off_are_not_written() {
+    let line = only_line_with(Schema::ecs().label("team", "payments").disable(Key::Labels), || {
+        info!(labels = "mine", "x")
+    });
+    assert_eq!(line.str("labels"), "mine");
 }
