@@ -117,13 +117,18 @@ impl Redaction {
         }
     }
 
-    /// Adds `name` to the deny list (on a list made by `default()` or `none()`).
+    /// Adds `name` to the deny list (on a list made by `default()` or `none()`). An empty name
+    /// (a list read from configuration with a trailing comma, say) is ignored.
     ///
     /// ```
     /// assert!(traceline::Redaction::none().deny("iban").is_denied("customer.iban"));
+    /// assert!(!traceline::Redaction::none().deny("").is_denied("user_id"));
     /// ```
     pub fn deny(mut self, name: &str) -> Self {
         let n = normalize(name);
+        if n.is_empty() {
+            return self;
+        }
         match &mut self.rule {
             Rule::List(l) => {
                 if !l.contains(&n) {
@@ -169,7 +174,7 @@ impl Redaction {
 /// ASCII case and `-` vs `_`.
 fn suffix_match(name: &[u8], pattern: &[u8]) -> bool {
     let (n, m) = (name.len(), pattern.len());
-    if n < m {
+    if n < m || m == 0 {
         return false;
     }
     let start = n - m;

@@ -178,3 +178,19 @@ fn two_layers_with_different_lists_on_one_thread_do_not_share_decisions() {
     assert!(a.text().lines().all(|l| l.contains("[REDACTED]")));
     assert!(b.text().lines().all(|l| l.contains("t0k")));
 }
+
+#[test]
+fn an_empty_name_in_the_deny_list_is_ignored() {
+    // A list read from configuration with a trailing comma gives an empty name.
+    let redaction = Redaction::none().deny("token").deny("");
+    assert!(!redaction.is_denied("user_id"));
+    assert!(redaction.is_denied("api_token"));
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_redaction(redaction);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info!(user_id = 42, token = "s3cret", "hello");
+    });
+    let line = cap.only_line();
+    assert_eq!(line.num("user_id"), "42");
+    assert_eq!(line.str("token"), "[REDACTED]");
+}
