@@ -601,7 +601,13 @@ impl Visit for SpanVisitor<'_> {
         self.field(field, |b| write_bool(b, value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        let max = self.max;
+        // A correlation id is never cut: `correlation::current()` reads it back, and the HTTP
+        // client sends it on. Valid ids are at most `correlation::MAX_LEN` bytes.
+        let max = if field.name() == CORRELATION_FIELD {
+            self.max.max(crate::correlation::MAX_LEN)
+        } else {
+            self.max
+        };
         self.field(field, |b| json::write_str_max(b, value, max));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
