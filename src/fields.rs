@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tracing::field::{Field, Visit};
-use tracing_core::span;
 
 use crate::ids::Ids;
 use crate::json;
@@ -25,8 +24,8 @@ pub(crate) struct SpanData {
     pub(crate) entries: Small<Entry, 4>,
     /// The correlation id in effect for this span (its own or inherited), as a JSON string.
     pub(crate) correlation: Option<std::sync::Arc<[u8]>>,
-    /// The local root span (for ECS `transaction.id`).
-    pub(crate) root: Option<span::Id>,
+    /// The span id of the local root span (ECS `transaction.id`), worked out on the first line.
+    pub(crate) transaction: RootCell,
     /// Ids, cached on first use.
     pub(crate) ids: IdsCell,
     /// The id of the layer this data belongs to.
@@ -146,11 +145,38 @@ impl SpanData {
         self.buf.clear();
         self.entries.clear();
         self.correlation = None;
-        self.root = None;
+        self.transaction = RootCell::default();
         self.ids = IdsCell::default();
         self.layer = 0;
         // Another layer's data goes back to the pool on its own.
         self.next = None;
+    }
+}
+
+/// A span's local root span id once worked out: `None` until then. Set from any thread
+/// holding the span (the same value whoever sets it).
+#[derive(Debug, Default)]
+pub(crate) struct RootCell {
+    /// 0: not worked out; 1: no local root; 2: `span`.
+    state: AtomicU8,
+    span: AtomicU64,
+}
+
+impl RootCell {
+    pub(crate) fn get(&self) -> Option<Option<[u8; 8]>> {
+        match self.state.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(None),
+            _ => Some(Some(self.span.load(Ordering::Relaxed).to_be_bytes())),
+        }
+    }
+
+    pub(crate) fn set(&self, root: Option<[u8; 8]>) {
+        if let Some(id) = root {
+            self.span.store(u64::from_be_bytes(id), Ordering::Relaxed);
+        }
+        self.state
+            .store(if root.is_some() { 2 } else { 1 }, Ordering::Release);
     }
 }
 
@@ -301,7 +327,7 @@ mod span_slot_tests {
             slot.buf.set(b",\"a\":1");
             slot.entries.set(&[Entry::default()]);
             slot.correlation = Some(b"\"req-1\"".to_vec().into());
-            slot.root = Some(span::Id::from_u64(7));
+            slot.transaction.set(Some([7; 8]));
             slot.ids.set(None);
             &*slot as *const SpanData as usize
         };
@@ -312,7 +338,7 @@ mod span_slot_tests {
         );
         assert!(slot.buf.as_slice().is_empty());
         assert!(slot.entries.as_slice().is_empty());
-        assert!(slot.correlation.is_none() && slot.root.is_none());
+        assert!(slot.correlation.is_none() && slot.transaction.get().is_none());
         assert!(slot.ids.get().is_none(), "ids are looked up again");
     }
 

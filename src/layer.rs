@@ -11,7 +11,7 @@ use tracing_core::{Dispatch, Event, Level, Subscriber, span};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
+use tracing_subscriber::registry::{Extensions, LookupSpan, Registry, SpanRef};
 
 use crate::fields::{
     CallsiteKeys, Entry, EventVisitor, MessageVisitor, SpanData, SpanKeys, SpanSlot, SpanVisitor,
@@ -617,6 +617,29 @@ impl<W> Layer<W> {
         found.map(Option::flatten)
     }
 
+    /// The span id of the local root of the span `own`'s part of the trace `trace_id` (ECS
+    /// `transaction.id`): the outermost of `own` and its ancestors that OpenTelemetry knows by
+    /// ids of its own in that trace, walked in the registry, unfiltered. Spans it does not know
+    /// (a correlation scope) are passed over; a span of another trace (a connection span around
+    /// a request that started its own trace) ends the walk.
+    #[cold]
+    #[inline(never)]
+    fn local_root(&self, own: &span::Id, trace_id: &[u8; 16]) -> Option<[u8; 8]> {
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let mut root = None;
+        let mut span = registry.span(own);
+        while let Some(s) = span {
+            match ids::lookup(&s.id(), &dispatch) {
+                Some(ids) if ids.trace_id == *trace_id => root = Some(ids.span_id),
+                Some(_) => break,
+                None => {}
+            }
+            span = s.parent();
+        }
+        root
+    }
+
     /// The ids of the span `id`, else of its nearest ancestor that has some.
     fn ids_or_ancestors(&self, id: &span::Id) -> Option<Ids> {
         self.uncached_ids(id)
@@ -784,9 +807,9 @@ impl<W> Layer<W> {
         // The leaf's extensions, locked once for its cached ids, its correlation id and its
         // fields (a lookup that asks the OpenTelemetry layer runs without the lock).
         let mut leaf_ext = None;
-        let ids = match (&leaf, own) {
-            (Some(l), Some(id)) if l.id() != id => {
-                let ids = self.ids_or_ancestors(&id);
+        let ids = match (&leaf, &own) {
+            (Some(l), Some(id)) if l.id() != *id => {
+                let ids = self.ids_or_ancestors(id);
                 leaf_ext = Some(l.extensions());
                 ids
             }
@@ -795,7 +818,7 @@ impl<W> Layer<W> {
                 leaf_ext = Some(ext);
                 ids
             }
-            (None, Some(id)) => self.ids_or_ancestors(&id),
+            (None, Some(id)) => self.ids_or_ancestors(id),
             (None, None) => None,
         };
         if let Some(ids) = ids {
@@ -809,17 +832,31 @@ impl<W> Layer<W> {
                 buf.extend_from_slice(k);
                 buf.extend_from_slice(v);
             }
-            if let Some(k) = &c.transaction_id {
-                if let Some(root) = data.and_then(|d| d.root.clone()) {
-                    // The root may be the leaf itself: its lock is not held while its ids are
-                    // read.
-                    drop(leaf_ext.take());
-                    if let Some(ids) = ctx.span(&root).and_then(|r| self.ids(&r)) {
-                        buf.extend_from_slice(k);
-                        json::write_hex(buf, &ids.span_id);
-                        buf.push(b'"');
+            if let (Some(k), Some(ids), Some(own)) = (&c.transaction_id, &ids, &own) {
+                // Worked out on the span's first line and cached, when the span is the event's
+                // own (else the cache would hold another span's answer).
+                let cache = data.filter(|_| leaf.id() == *own);
+                let root = match cache.and_then(|d| d.transaction.get()) {
+                    Some(root) => root,
+                    None => {
+                        // The walk asks the OpenTelemetry layer: no lock held.
+                        let cache = cache.is_some();
+                        drop(leaf_ext.take());
+                        let root = self.local_root(own, &ids.trace_id);
+                        let ext = leaf.extensions();
+                        if let Some(d) = ext.get::<SpanSlot>().and_then(|d| d.of(self.id)) {
+                            if cache {
+                                d.transaction.set(root);
+                            }
+                        }
+                        leaf_ext = Some(ext);
+                        root
                     }
-                    leaf_ext = Some(leaf.extensions());
+                };
+                if let Some(span_id) = root {
+                    buf.extend_from_slice(k);
+                    json::write_hex(buf, &span_id);
+                    buf.push(b'"');
                 }
             }
         }
@@ -1083,11 +1120,7 @@ where
                 if data.correlation.is_none() {
                     data.correlation = p.correlation.clone();
                 }
-                data.root = p.root.clone();
             }
-        }
-        if data.root.is_none() {
-            data.root = Some(id.clone());
         }
         let mut ext = span.extensions_mut();
         if let Some(other) = ext.replace(data) {

@@ -46,7 +46,9 @@ pub enum Key {
     SpanId,
     /// Whether the trace is sampled. Default `traceFlags` (`"01"` / `"00"`).
     TraceFlags,
-    /// The span id of the local root span (ECS `transaction.id`). Off by default.
+    /// The span id of the local root span (ECS `transaction.id`): the outermost span of the
+    /// event's trace in this process, so a request that starts a trace of its own inside a
+    /// connection span is its own root. Off by default.
     TransactionId,
     /// The correlation id of the enclosing request scope. Default `correlationId`.
     CorrelationId,

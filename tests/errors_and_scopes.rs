@@ -197,11 +197,12 @@ fn a_small_field_limit_never_cuts_the_correlation_id() {
     let (cap, layer) = capture_layer();
     let layer = layer.with_max_field_len(16);
     let id = CorrelationId::parse("8f14e45f-ceea-467f-a0e6-2a5bd1c3e9d0").unwrap();
-    let current = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        let _s = correlation::scope(id.clone()).entered();
-        tracing::info!(note = "a value longer than the limit", "inside");
-        correlation::current()
-    });
+    let current =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let _s = correlation::scope(id.clone()).entered();
+            tracing::info!(note = "a value longer than the limit", "inside");
+            correlation::current()
+        });
     let line = cap.only_line();
     assert_eq!(line.str("correlationId"), id.as_str());
     // Other values are still cut at the limit.

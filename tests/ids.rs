@@ -844,3 +844,70 @@ fn a_hidden_span_takes_fields_from_its_own_ancestors_not_the_entered_span() {
         "a field of the entered, unrelated span: {line:?}"
     );
 }
+
+/// ECS `transaction.id` is the local root of the event's own trace: a span that starts a new
+/// trace inside another span (a request inside a connection span) is its own local root.
+#[test]
+fn ecs_transaction_id_is_the_root_of_the_events_own_trace() {
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let layer = layer.with_schema(traceline::Schema::ecs());
+    let (conn_sc, req_sc) = with_default(otel_subscriber(&provider, layer), || {
+        let conn = info_span!("connection");
+        let _c = conn.enter();
+        let request = info_span!("request");
+        // What the HTTP middleware does for a request with no traceparent.
+        let _ = request.set_parent(opentelemetry::Context::new());
+        let _r = request.enter();
+        let child = info_span!("db");
+        let _d = child.enter();
+        info!("in the request's child");
+        drop(_d);
+        info!("in the request");
+        (span_context(&conn), span_context(&request))
+    });
+    assert_ne!(conn_sc.trace_id(), req_sc.trace_id());
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line.str("trace.id"), req_sc.trace_id().to_string());
+        assert_eq!(
+            line.str("transaction.id"),
+            req_sc.span_id().to_string(),
+            "{line:?}"
+        );
+    }
+}
+
+/// A span OpenTelemetry does not know (a correlation scope hidden from it, as `init()` does) is
+/// passed over: the local root is the outermost span it knows in the trace.
+#[test]
+fn ecs_transaction_id_passes_over_spans_hidden_from_opentelemetry() {
+    use traceline::correlation::{self, CorrelationId};
+    let (cap, layer) = capture_layer();
+    let provider = provider();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("t"))
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() != "traceline::correlation"
+        }));
+    let subscriber = tracing_subscriber::registry()
+        .with(otel)
+        .with(layer.with_schema(traceline::Schema::ecs()));
+    let sc = with_default(subscriber, || {
+        let _s = correlation::scope(CorrelationId::parse("req-1").unwrap()).entered();
+        let request = info_span!("request");
+        let _r = request.enter();
+        let inner = info_span!("inner");
+        let _i = inner.enter();
+        info!("handled");
+        span_context(&request)
+    });
+    let line = cap.only_line();
+    assert_eq!(line.str("http.request.id"), "req-1");
+    assert_eq!(
+        line.str("transaction.id"),
+        sc.span_id().to_string(),
+        "{line:?}"
+    );
+}

@@ -1041,7 +1041,11 @@ fn only_line_with(schema: Schema, f: impl FnOnce()) -> Json {
 fn flat_error_parts_switched_off_are_not_written_and_free_their_names() {
     // Stack traces off: message and type stay. A user field of that name is no collision.
     let line = only_line_with(Schema::ecs().disable(Key::ErrorStackTrace), || {
-        error!(error = &chained_error() as &(dyn Error + 'static), error.stack_trace = "mine", "failed");
+        error!(
+            error = &chained_error() as &(dyn Error + 'static),
+            error.stack_trace = "mine",
+            "failed"
+        );
     });
     assert_eq!(line.str("error.message"), "payment declined");
     assert_eq!(line.str("error.stack_trace"), "mine");
@@ -1053,7 +1057,10 @@ fn flat_error_parts_switched_off_are_not_written_and_free_their_names() {
     let line = only_line_with(off, || {
         error!(error = &chained_error() as &(dyn Error + 'static), "failed");
     });
-    assert!(!line.keys().iter().any(|k| k.starts_with("error.")), "{line:?}");
+    assert!(
+        !line.keys().iter().any(|k| k.starts_with("error.")),
+        "{line:?}"
+    );
     assert_eq!(line.at("error").str("message"), "payment declined");
 }
 
@@ -1063,7 +1070,10 @@ fn nested_objects_switched_off_are_not_written_and_free_their_names() {
     let nested = || Schema::default().field_layout(FieldLayout::Nested);
     let in_span = || info_span!("req", a = 1u64).in_scope(|| info!(b = 2u64, "x"));
     // `span` off: a static field may take its name; the span list stays.
-    let line = only_line_with(nested().disable(Key::Span).static_field("span", "blue"), in_span);
+    let line = only_line_with(
+        nested().disable(Key::Span).static_field("span", "blue"),
+        in_span,
+    );
     assert_eq!(line.str("span"), "blue");
     assert_eq!(line.at("spans").as_arr().len(), 1);
     // `spans` off: the innermost span stays.
@@ -1082,8 +1092,9 @@ fn nested_objects_switched_off_are_not_written_and_free_their_names() {
 
 #[test]
 fn labels_switched_off_are_not_written() {
-    let line = only_line_with(Schema::ecs().label("team", "payments").disable(Key::Labels), || {
-        info!(labels = "mine", "x")
-    });
+    let line = only_line_with(
+        Schema::ecs().label("team", "payments").disable(Key::Labels),
+        || info!(labels = "mine", "x"),
+    );
     assert_eq!(line.str("labels"), "mine");
 }
