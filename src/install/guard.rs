@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::runtime::ExporterRuntime;
-use super::writer::Worker;
+use super::writer::{Flush, Worker};
 use crate::Stats;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
@@ -37,6 +37,8 @@ pub struct Guard {
     pub(crate) provider: Option<SdkTracerProvider>,
     pub(crate) runtime: Option<ExporterRuntime>,
     pub(crate) writer: Option<Worker>,
+    /// Flushes a blocking custom writer (a `BufWriter` inside it, say).
+    pub(crate) flush_writer: Option<Flush>,
     pub(crate) monitor: Option<Monitor>,
     pub(crate) stats: Stats,
     pub(crate) timeout: Duration,
@@ -89,7 +91,7 @@ impl Guard {
     }
 
     /// Exports the spans ended so far without shutting down (blocks up to the exporter's
-    /// timeout).
+    /// timeout), and flushes a blocking custom writer.
     ///
     /// ```no_run
     /// let guard = traceline::init()?;
@@ -99,6 +101,9 @@ impl Guard {
     pub fn flush(&self) {
         if let Some(provider) = &self.provider {
             let _ = blocking_ok(|| provider.force_flush());
+        }
+        if let Some(flush) = &self.flush_writer {
+            flush.run();
         }
     }
 
@@ -145,6 +150,9 @@ impl Guard {
         }
         if let Some(worker) = self.writer.take() {
             worker.stop(self.timeout);
+        }
+        if let Some(flush) = self.flush_writer.take() {
+            flush.run();
         }
         result
     }

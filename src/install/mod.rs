@@ -659,6 +659,7 @@ impl Plan {
             provider,
             runtime,
             writer: built.worker,
+            flush_writer: built.flush,
             monitor: None,
             stats,
             timeout: self.timeout,

@@ -7,6 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
+use tracing_core::callsite::{Callsite, Identifier};
+use tracing_core::field::FieldSet;
+use tracing_core::metadata::Kind;
+use tracing_core::subscriber::Interest;
+use tracing_core::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
@@ -204,24 +211,43 @@ impl Writer {
                     prefix,
                     rotation,
                 } => BoxMakeWriter::new(appender(dir, prefix, rotation)?),
-                Target::Custom(m) => m,
+                Target::Custom(m) => {
+                    // Kept by the guard too, which flushes it (a `BufWriter` inside, say) when
+                    // it is dropped: the global subscriber never is.
+                    let shared = Arc::new(m);
+                    let flush = Flush(Box::new({
+                        let shared = shared.clone();
+                        move || flush_all(&shared)
+                    }));
+                    return Ok(Built {
+                        make: BoxMakeWriter::new(SharedMakeWriter(shared)),
+                        worker: None,
+                        flush: Some(flush),
+                    });
+                }
             };
-            return Ok(Built { make, worker: None });
+            return Ok(Built {
+                make,
+                worker: None,
+                flush: None,
+            });
         }
-        let out: Box<dyn Write + Send> = match self.target {
-            Target::Stdout => Box::new(std::io::stdout()),
-            Target::Stderr => Box::new(std::io::stderr()),
+        let out = match self.target {
+            Target::Stdout => Out::Plain(Box::new(std::io::stdout())),
+            Target::Stderr => Out::Plain(Box::new(std::io::stderr())),
             Target::File {
                 dir,
                 prefix,
                 rotation,
-            } => Box::new(appender(dir, prefix, rotation)?),
-            Target::Custom(m) => Box::new(OwnedWriter(m)),
+            } => Out::Plain(Box::new(appender(dir, prefix, rotation)?)),
+            // A custom `MakeWriter` may route by level or target: each line carries them.
+            Target::Custom(m) => Out::Routed(m),
         };
         let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, true)?;
         Ok(Built {
             make: BoxMakeWriter::new(queue),
             worker: Some(worker),
+            flush: None,
         })
     }
 }
@@ -229,6 +255,8 @@ impl Writer {
 /// The bounded queue of [`Writer::non_blocking`]: logging threads put lines in, one background
 /// thread writes them out.
 struct Queue {
+    /// Whether lines carry their level and target to the output.
+    routed: bool,
     tx: mpsc::SyncSender<Msg>,
     lossy: bool,
     shared: Arc<Shared>,
@@ -249,18 +277,111 @@ struct Shared {
 }
 
 enum Msg {
-    Line(Vec<u8>),
+    /// A line; for a routed output, behind the event's target (`target_len` bytes).
+    Line {
+        bytes: Vec<u8>,
+        target_len: usize,
+        level: Level,
+    },
     Shutdown,
+}
+
+/// Where the background thread writes.
+enum Out {
+    /// An output that takes every line the same way.
+    Plain(Box<dyn Write + Send>),
+    /// A custom `MakeWriter`, asked for a writer per line with the line's level and target.
+    Routed(BoxMakeWriter),
+}
+
+impl Out {
+    fn write_line(
+        &mut self,
+        bytes: &[u8],
+        target_len: usize,
+        level: Level,
+        counters: &output::Counters,
+        report: bool,
+    ) {
+        match self {
+            Out::Plain(out) => output::write_line(out, bytes, counters, report),
+            Out::Routed(make) => {
+                let (target, line) = bytes.split_at(target_len);
+                let target = std::str::from_utf8(target).unwrap_or_default();
+                let meta = line_metadata(target, level);
+                output::write_line(&mut make.make_writer_for(&meta), line, counters, report);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        match self {
+            Out::Plain(out) => {
+                let _ = out.flush();
+            }
+            Out::Routed(make) => flush_all(make),
+        }
+    }
+}
+
+/// The callsite of the metadata a routed output is given: a line's level and target, nothing
+/// else.
+struct LineCallsite;
+
+static LINE_CALLSITE: LineCallsite = LineCallsite;
+
+static LINE_METADATA: Metadata<'static> = line_metadata("traceline", Level::INFO);
+
+impl Callsite for LineCallsite {
+    fn set_interest(&self, _: Interest) {}
+    fn metadata(&self) -> &Metadata<'_> {
+        &LINE_METADATA
+    }
+}
+
+const fn line_metadata(target: &str, level: Level) -> Metadata<'_> {
+    Metadata::new(
+        "traceline line",
+        target,
+        level,
+        None,
+        None,
+        None,
+        FieldSet::new(&[], Identifier(&LINE_CALLSITE)),
+        Kind::EVENT,
+    )
+}
+
+/// Flushes every writer `make` gives: the one for no particular line and the one for each
+/// level (a `MakeWriter` that routes by level gives a different one, or none, per level).
+fn flush_all(make: &BoxMakeWriter) {
+    let _ = make.make_writer().flush();
+    for level in [
+        Level::TRACE,
+        Level::DEBUG,
+        Level::INFO,
+        Level::WARN,
+        Level::ERROR,
+    ] {
+        let _ = make.make_writer_for(&line_metadata("", level)).flush();
+    }
+}
+
+thread_local! {
+    /// Set on the background writer's thread: a line its output logs must not wait for room
+    /// in the queue that only this thread empties.
+    static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Queue {
     fn start(
-        mut out: Box<dyn Write + Send>,
+        mut out: Out,
         limit: usize,
         lossy: bool,
         stats: &Stats,
         report: bool,
     ) -> std::io::Result<(Queue, Worker)> {
+        let routed = matches!(out, Out::Routed(_));
         let (tx, rx) = mpsc::sync_channel::<Msg>(limit);
         let shared = Arc::new(Shared::default());
         let (done_tx, done) = mpsc::channel::<()>();
@@ -270,13 +391,27 @@ impl Queue {
             std::thread::Builder::new()
                 .name("traceline-writer".into())
                 .spawn(move || {
+                    ON_WRITER_THREAD.with(|on| on.set(true));
                     let counters = stats.counters();
                     let mut take = |msg: Msg| {
-                        if let Msg::Line(line) = msg {
+                        if let Msg::Line {
+                            bytes,
+                            target_len,
+                            level,
+                        } = msg
+                        {
                             if shared.abandoned.load(Ordering::SeqCst) {
                                 counters.dropped(Loss::Abandoned, report);
-                            } else {
-                                output::write_line(&mut out, &line, counters, report);
+                                return;
+                            }
+                            // A writer that panics loses its line, counted, not the thread
+                            // (and with it every later line).
+                            let written = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                out.write_line(&bytes, target_len, level, counters, report)
+                            }));
+                            if written.is_err() {
+                                let err = std::io::Error::other("the writer panicked");
+                                counters.dropped(Loss::Write(&err), report);
                             }
                         }
                     };
@@ -301,11 +436,12 @@ impl Queue {
                         }
                         std::thread::yield_now();
                     }
-                    let _ = out.flush();
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| out.flush()));
                     let _ = done_tx.send(());
                 })?
         };
         let queue = Queue {
+            routed,
             tx: tx.clone(),
             lossy,
             shared: shared.clone(),
@@ -328,23 +464,55 @@ impl<'a> MakeWriter<'a> for Queue {
     type Writer = QueueWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        QueueWriter(self)
+        QueueWriter {
+            queue: self,
+            line: Vec::new(),
+            target_len: 0,
+            level: Level::INFO,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        let mut w = self.make_writer();
+        w.level = *meta.level();
+        if self.routed {
+            // The target goes in front of the line, in the one allocation the line takes.
+            w.line.reserve(meta.target().len() + 512);
+            w.line.extend_from_slice(meta.target().as_bytes());
+            w.target_len = meta.target().len();
+        }
+        w
     }
 }
 
 /// Hands each `write` (a whole line: the layer writes lines in one call) to the queue.
-struct QueueWriter<'a>(&'a Queue);
+struct QueueWriter<'a> {
+    queue: &'a Queue,
+    /// The target of a routed line, then the line.
+    line: Vec<u8>,
+    target_len: usize,
+    level: Level,
+}
 
 impl Write for QueueWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let q = self.0;
+        let q = self.queue;
         let counters = q.stats.counters();
         q.shared.sending.fetch_add(1, Ordering::SeqCst);
         let sent = if q.shared.closed.load(Ordering::SeqCst) {
             Err(Loss::Closed)
         } else {
-            let msg = Msg::Line(buf.to_vec());
-            if q.lossy {
+            let mut bytes = std::mem::take(&mut self.line);
+            bytes.truncate(self.target_len);
+            bytes.extend_from_slice(buf);
+            let msg = Msg::Line {
+                bytes,
+                target_len: self.target_len,
+                level: self.level,
+            };
+            // On the writer's own thread (its output logging), waiting for room would wait
+            // for this thread.
+            if q.lossy || ON_WRITER_THREAD.with(std::cell::Cell::get) {
                 q.tx.try_send(msg).map_err(|e| match e {
                     mpsc::TrySendError::Full(_) => Loss::QueueFull,
                     mpsc::TrySendError::Disconnected(_) => Loss::Closed,
@@ -436,24 +604,34 @@ fn appender(
         .map_err(std::io::Error::other)
 }
 
-/// A `MakeWriter` used as a plain `Write` by the background thread.
-struct OwnedWriter(BoxMakeWriter);
+/// A custom `MakeWriter` shared between the layer and the guard, which flushes it.
+struct SharedMakeWriter(Arc<BoxMakeWriter>);
 
-impl std::io::Write for OwnedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.make_writer().write(buf)
+impl<'a> MakeWriter<'a> for SharedMakeWriter {
+    type Writer = <BoxMakeWriter as MakeWriter<'a>>::Writer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.make_writer()
     }
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.make_writer().write_all(buf)
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        self.0.make_writer_for(meta)
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.make_writer().flush()
+}
+
+/// Flushes a blocking custom writer (run by the guard).
+pub(crate) struct Flush(Box<dyn Fn() + Send + Sync>);
+
+impl Flush {
+    pub(crate) fn run(&self) {
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| (self.0)()));
     }
 }
 
 pub(crate) struct Built {
     pub(crate) make: BoxMakeWriter,
     pub(crate) worker: Option<Worker>,
+    pub(crate) flush: Option<Flush>,
 }
 
 #[cfg(test)]
@@ -496,7 +674,8 @@ mod tests {
                 let sink = Sink::default();
                 let stats = Stats::default();
                 let (queue, worker) =
-                    Queue::start(Box::new(sink.clone()), 4, lossy, &stats, false).unwrap();
+                    Queue::start(Out::Plain(Box::new(sink.clone())), 4, lossy, &stats, false)
+                        .unwrap();
                 let queue = Arc::new(queue);
                 let emitted = Arc::new(AtomicU64::new(0));
                 let stop = Arc::new(AtomicBool::new(false));
@@ -529,8 +708,14 @@ mod tests {
             ..Sink::default()
         };
         let stats = Stats::default();
-        let (queue, worker) =
-            Queue::start(Box::new(sink.clone()), 2000, true, &stats, false).unwrap();
+        let (queue, worker) = Queue::start(
+            Out::Plain(Box::new(sink.clone())),
+            2000,
+            true,
+            &stats,
+            false,
+        )
+        .unwrap();
         for _ in 0..1000 {
             queue.make_writer().write_all(b"{}\n").unwrap();
         }

@@ -1,0 +1,282 @@
+//! Custom and non-blocking writers under `init()`: a writer that panics, one that routes by
+//! level, one that buffers, one that logs. Each scenario runs in a child process (`init()`
+//! installs a global subscriber).
+
+mod install_support;
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use install_support as support;
+use traceline::install::Writer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+
+const ENTRY: &str = "child_entry";
+
+/// Writes to stdout; the `panic_on`-th write call (0-based) panics.
+#[derive(Clone)]
+struct PanicOnce {
+    calls: Arc<AtomicUsize>,
+    panic_on: usize,
+}
+
+impl Write for PanicOnce {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == self.panic_on {
+            panic!("the writer panics once, on purpose");
+        }
+        std::io::stdout().lock().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for PanicOnce {
+    type Writer = PanicOnce;
+    fn make_writer(&'a self) -> PanicOnce {
+        self.clone()
+    }
+}
+
+thread_local! {
+    static IN_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Logs one event from inside each write (not from the write of that event), then writes to
+/// stdout.
+#[derive(Clone)]
+struct LoggingWriter;
+
+impl Write for LoggingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !IN_WRITER.with(|w| w.replace(true)) {
+            tracing::info!(nested = "writer", "from inside the writer");
+            IN_WRITER.with(|w| w.set(false));
+        }
+        std::io::stdout().lock().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LoggingWriter {
+    type Writer = LoggingWriter;
+    fn make_writer(&'a self) -> LoggingWriter {
+        LoggingWriter
+    }
+}
+
+fn print_stats(s: &traceline::Stats) {
+    println!(
+        "STATS {} {} {}",
+        s.lines_written(),
+        s.lines_dropped(),
+        s.write_errors()
+    );
+}
+
+#[test]
+fn child_entry() {
+    let Some(scenario) = support::scenario() else {
+        return;
+    };
+    match scenario.as_str() {
+        s @ ("panic_blocking" | "panic_non_blocking") => {
+            let w = Writer::custom(PanicOnce {
+                calls: Arc::new(AtomicUsize::new(0)),
+                panic_on: 1,
+            });
+            let w = if s.ends_with("non_blocking") {
+                w.non_blocking()
+            } else {
+                w
+            };
+            let guard = traceline::builder().writer(w).try_init().unwrap();
+            let stats = guard.stats();
+            for i in 0..10 {
+                tracing::info!(i, "line");
+                // Each line reaches the writer before the next is logged.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(guard);
+            print_stats(&stats);
+        }
+        s @ ("route_blocking" | "route_non_blocking") => {
+            // WARN and above to stdout, the rest nowhere: routing by the event's level.
+            let w = Writer::custom(std::io::stdout.with_max_level(tracing::Level::WARN));
+            let w = if s.ends_with("non_blocking") {
+                w.non_blocking()
+            } else {
+                w
+            };
+            let _guard = traceline::builder().writer(w).try_init().unwrap();
+            tracing::info!("info line");
+            tracing::warn!("warn line");
+        }
+        s @ ("bufwriter_blocking" | "bufwriter_non_blocking") => {
+            let path = std::env::var("TRACELINE_TEST_FILE").unwrap();
+            let file = std::fs::File::create(&path).unwrap();
+            let w = Writer::custom(Mutex::new(std::io::BufWriter::new(file)));
+            let w = if s.ends_with("non_blocking") {
+                w.non_blocking()
+            } else {
+                w
+            };
+            let guard = traceline::builder().writer(w).try_init().unwrap();
+            for i in 0..3 {
+                tracing::info!(i, "line");
+            }
+            drop(guard); // "spans are exported, queued lines written"
+        }
+        s @ ("logging_writer_wait_when_full" | "logging_writer_lossy") => {
+            let w = Writer::custom(LoggingWriter).queue_limit(1);
+            let w = if s.ends_with("lossy") {
+                w
+            } else {
+                w.wait_when_full()
+            };
+            let guard = traceline::builder().writer(w).try_init().unwrap();
+            for i in 0..50 {
+                tracing::info!(i, "outer");
+            }
+            drop(guard);
+            println!("DONE");
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// Runs `scenario` in a child; kills it after `limit`. Returns `None` when it had to be killed.
+fn run_limited(scenario: &str, env: &[(&str, &str)], limit: Duration) -> Option<Output> {
+    let mut cmd = support::child(ENTRY, scenario, env);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stderr.read_to_end(&mut v).unwrap();
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    status.map(|status| Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn stats_of(stdout: &[u8]) -> (u64, u64, u64) {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("STATS "))
+        .unwrap_or_else(|| panic!("no stats in {text}"));
+    let n: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+    (n[0], n[1], n[2])
+}
+
+fn line_numbers(stdout: &[u8]) -> Vec<u64> {
+    support::json_lines(stdout)
+        .iter()
+        .filter(|l| l["message"] == "line")
+        .map(|l| l["i"].as_u64().unwrap())
+        .collect()
+}
+
+/// README: "A writer that panics loses its line, counted as dropped; the program goes on",
+/// and written + dropped is every line logged once the guard is dropped.
+#[test]
+fn a_writer_that_panics_once_loses_one_line_blocking_and_non_blocking() {
+    for scenario in ["panic_blocking", "panic_non_blocking"] {
+        let out = run_limited(scenario, &[], Duration::from_secs(60)).expect("finished");
+        let lines = line_numbers(&out.stdout);
+        let (written, dropped, errors) = stats_of(&out.stdout);
+        // Every line written is on stdout: the 9 logged lines the writer took, and the warning
+        // about the lost line when the non-blocking writer's monitor got to report it.
+        let on_stdout = support::json_lines(&out.stdout).len() as u64;
+        assert_eq!(
+            (lines, dropped, errors, written),
+            (vec![0, 2, 3, 4, 5, 6, 7, 8, 9], 1, 1, on_stdout),
+            "{scenario}: stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `Writer::custom` takes any `MakeWriter`; one that routes by level must route the same way
+/// whether the writer is blocking or not.
+#[test]
+fn a_level_routing_make_writer_routes_the_same_when_non_blocking() {
+    let messages = |scenario| -> Vec<String> {
+        let out = run_limited(scenario, &[], Duration::from_secs(60)).expect("finished");
+        support::json_lines(&out.stdout)
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(messages("route_blocking"), ["warn line"]);
+    assert_eq!(messages("route_non_blocking"), ["warn line"]);
+}
+
+/// A custom buffered writer: dropping the guard must leave every line in the file, as it does
+/// for the same writer in non-blocking mode.
+#[test]
+fn dropping_the_guard_flushes_a_buffered_custom_writer() {
+    for scenario in ["bufwriter_non_blocking", "bufwriter_blocking"] {
+        let path = std::env::temp_dir().join(format!(
+            "traceline_writer_{scenario}_{}.log",
+            std::process::id()
+        ));
+        let p = path.to_str().unwrap();
+        let out = run_limited(
+            scenario,
+            &[("TRACELINE_TEST_FILE", p)],
+            Duration::from_secs(60),
+        )
+        .expect("finished");
+        assert!(out.status.success());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text.lines().count(), 3, "{scenario}: file holds {text:?}");
+    }
+}
+
+/// README: "A value or writer that logs while its line is being formatted or written neither
+/// deadlocks nor corrupts a line" — here with `wait_when_full()`.
+#[test]
+fn a_writer_that_logs_does_not_deadlock_a_wait_when_full_writer() {
+    let out = run_limited(
+        "logging_writer_wait_when_full",
+        &[],
+        Duration::from_secs(30),
+    );
+    let out = out.expect("child still running after 30 s, killed: deadlock");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DONE"));
+}
