@@ -183,7 +183,9 @@ impl Writer {
     }
 
     /// When the non-blocking queue is full, wait for room instead of dropping the line
-    /// (default: drop). Implies [`Writer::non_blocking`].
+    /// (default: drop). Implies [`Writer::non_blocking`]. A line logged by the output itself,
+    /// on the background thread, never waits (that would wait for its own thread): it is
+    /// dropped and counted when the queue is full.
     ///
     /// ```
     /// let w = traceline::install::Writer::stdout().wait_when_full();
