@@ -677,3 +677,130 @@ async fn correlation_id_can_be_the_trace_id_and_server_timing_names_the_trace() 
     .await;
     assert_eq!(headers["x-correlation-id"], "given-1");
 }
+
+/// A tower "client" that records the headers of the request it gets, and answers `status`.
+fn recording_client(
+    seen: Arc<Mutex<Option<HeaderMap>>>,
+    status: StatusCode,
+) -> impl Service<Request<()>, Response = http::Response<()>, Error = std::convert::Infallible> {
+    tower::service_fn(move |req: Request<()>| {
+        let seen = seen.clone();
+        async move {
+            tracing::info!(target: "app", "client transport sending");
+            *seen.lock().unwrap() = Some(req.headers().clone());
+            let mut resp = http::Response::new(());
+            *resp.status_mut() = status;
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    })
+}
+
+/// Sends one request through `PropagateLayer` from inside a `handler` span; returns the
+/// handler's trace id and the `traceparent` sent, if any.
+async fn traceparent_sent_from_a_handler() -> (String, Option<String>) {
+    let handler = tracing::info_span!(target: "app", "handler");
+    let expected = trace_id_of(&handler);
+    let seen = Arc::new(Mutex::new(None));
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(recording_client(seen.clone(), StatusCode::OK));
+    client
+        .oneshot(Request::new(()))
+        .instrument(handler)
+        .await
+        .unwrap();
+    let headers = seen.lock().unwrap().clone().unwrap();
+    let sent = headers
+        .get("traceparent")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (expected, sent)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_sends_the_callers_trace_when_a_filter_disables_its_span() {
+    // Quieting traceline's HTTP spans and access log must not break propagation.
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(
+            "info,traceline::http=warn",
+        ))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(traceline::layer().with_writer(Capture::default()));
+    let _g = tracing::subscriber::set_default(subscriber);
+    let (expected, sent) = traceparent_sent_from_a_handler().await;
+    assert!(
+        sent.as_deref().is_some_and(|tp| tp.contains(&expected)),
+        "expected a traceparent in trace {expected}, got {sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_sends_the_callers_trace_when_its_span_is_hidden_from_opentelemetry() {
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("t"))
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            !m.target().starts_with("traceline::http")
+        }));
+    let subscriber = tracing_subscriber::registry()
+        .with(otel)
+        .with(traceline::layer().with_writer(Capture::default()));
+    let _g = tracing::subscriber::set_default(subscriber);
+    let (expected, sent) = traceparent_sent_from_a_handler().await;
+    assert!(
+        sent.as_deref().is_some_and(|tp| tp.contains(&expected)),
+        "expected a traceparent in trace {expected}, got {sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_spans_url_has_no_credentials_or_signatures() {
+    let (capture, _g) = install("client");
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(recording_client(Arc::new(Mutex::new(None)), StatusCode::OK));
+    let req = Request::get(
+        "http://alice:s3cr3t-pw@db.internal:8080/q?page=2&X-Goog-Signature=abc123&sig=def456",
+    )
+    .body(())
+    .unwrap();
+    client.oneshot(req).await.unwrap();
+    let lines = capture.lines();
+    let line = lines
+        .iter()
+        .find(|l| l["message"] == "client transport sending")
+        .unwrap();
+    assert_eq!(
+        line["url.full"],
+        "http://REDACTED:REDACTED@db.internal:8080/q?page=2&X-Goog-Signature=REDACTED&sig=REDACTED"
+    );
+    for secret in ["s3cr3t-pw", "alice", "abc123", "def456"] {
+        assert!(!capture.text().contains(secret), "{secret} written");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_4xx_answer_marks_the_client_span_as_an_error() {
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(traceline::layer().with_writer(Capture::default()));
+    let _g = tracing::subscriber::set_default(subscriber);
+    for status in [StatusCode::OK, StatusCode::NOT_FOUND] {
+        let client = ServiceBuilder::new()
+            .layer(PropagateLayer::new())
+            .service(recording_client(Arc::new(Mutex::new(None)), status));
+        client.oneshot(Request::new(())).await.unwrap();
+    }
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    let statuses: Vec<_> = spans
+        .iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
+        .map(|s| matches!(s.status, opentelemetry::trace::Status::Error { .. }))
+        .collect();
+    assert_eq!(statuses, [false, true], "200 then 404");
+}

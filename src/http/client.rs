@@ -8,10 +8,10 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// A [`tower_layer::Layer`] for HTTP clients. Every request runs in a client span (child of
-/// the span that sends it, `otel.kind = "client"`, with `http.request.method`, `url.full` and
+/// the span that sends it, `otel.kind = "client"`, with `http.request.method`, `url.full`
+/// (credentials and signatures in it replaced by `REDACTED`) and
 /// `http.response.status_code`), and carries that span's `traceparent`, the caller's
 /// `tracestate` and `baggage`, and the `x-correlation-id` in effect (see [`super::inject`]).
 /// Each call so gets its own parent id, as W3C Trace Context expects.
@@ -79,15 +79,63 @@ where
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             http.request.method = %method,
-            url.full = %req.uri(),
+            url.full = %UrlFull(req.uri()),
             http.response.status_code = tracing::field::Empty,
         );
-        super::inject_context(&span.context(), req.headers_mut());
+        // The client span's context; when a filter hides it (from every layer, or from the
+        // OpenTelemetry layer only), the trace of the span that sends the request.
+        let cx = super::sent_context(&span).filter(|cx| {
+            use opentelemetry::trace::TraceContextExt;
+            cx.span().span_context().is_valid()
+        });
+        if let Some(cx) = cx.or_else(|| super::sent_context(&Span::current())) {
+            super::inject_context(&cx, req.headers_mut());
+        }
         super::inject_correlation(req.headers_mut());
         let inner = span.in_scope(|| self.inner.call(req));
         ClientFuture { inner, span }
     }
 }
+
+/// A request's URI as `url.full` is written: credentials in it are replaced by `REDACTED`, and
+/// so are the values of the query parameters that carry signatures (`AWSAccessKeyId`,
+/// `Signature`, `sig`, `X-Goog-Signature`), as OpenTelemetry's URL conventions say.
+struct UrlFull<'a>(&'a http::Uri);
+
+impl std::fmt::Display for UrlFull<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(authority) = uri.authority() {
+            match authority.as_str().rsplit_once('@') {
+                Some((user, host)) if user.contains(':') => write!(f, "REDACTED:REDACTED@{host}")?,
+                Some((_, host)) => write!(f, "REDACTED@{host}")?,
+                None => f.write_str(authority.as_str())?,
+            }
+        }
+        f.write_str(uri.path())?;
+        if let Some(query) = uri.query() {
+            f.write_str("?")?;
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    f.write_str("&")?;
+                }
+                match pair.split_once('=') {
+                    Some((key, _)) if SIGNATURE_PARAMS.contains(&key) => {
+                        write!(f, "{key}=REDACTED")?;
+                    }
+                    _ => f.write_str(pair)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Query parameters whose values are secrets (OpenTelemetry's `url.full` conventions).
+const SIGNATURE_PARAMS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
 
 pin_project_lite::pin_project! {
     /// The response future of [`Propagate`].
@@ -109,7 +157,7 @@ where
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
         match &result {
-            Ok(resp) => super::record_status(this.span, resp.status().as_u16()),
+            Ok(resp) => super::record_status(this.span, resp.status().as_u16(), true),
             Err(_) => {
                 this.span.record("otel.status_code", "ERROR");
             }

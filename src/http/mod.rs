@@ -73,20 +73,25 @@ use trace_context::Propagated;
 /// assert!(headers.get("traceparent").is_none()); // no span here
 /// ```
 pub fn inject(headers: &mut HeaderMap) {
-    use opentelemetry::trace::TraceContextExt;
-    let span = tracing::Span::current();
-    if !span.is_disabled() {
-        let mut cx = span.context();
-        if !cx.span().span_context().is_valid() {
-            // A span the OpenTelemetry layer does not track (a correlation scope, or one its
-            // filter hides) sends its nearest tracked ancestor's trace.
-            if let Some(tracked) = nearest_tracked(&span) {
-                cx = tracked;
-            }
-        }
+    if let Some(cx) = sent_context(&tracing::Span::current()) {
         inject_context(&cx, headers);
     }
     inject_correlation(headers);
+}
+
+/// The context whose trace a request sent from `span` carries: the span's own; for a span the
+/// OpenTelemetry layer does not track (a correlation scope, or one its filter hides), its
+/// nearest tracked ancestor's. `None` for a disabled span.
+fn sent_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::TraceContextExt;
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        return Some(cx);
+    }
+    Some(nearest_tracked(span).unwrap_or(cx))
 }
 
 /// The OpenTelemetry context of the nearest ancestor of `span` that the OpenTelemetry layer
@@ -104,10 +109,11 @@ fn nearest_tracked(span: &tracing::Span) -> Option<opentelemetry::Context> {
 }
 
 /// Records a response's status on its request span: `http.response.status_code`, and
-/// `otel.status_code = "ERROR"` for 5xx.
-fn record_status(span: &tracing::Span, status: u16) {
+/// `otel.status_code = "ERROR"` for 5xx, and for 4xx on a client span (OpenTelemetry's HTTP
+/// conventions: a 4xx is the server's answer to a client error, the client's failure).
+fn record_status(span: &tracing::Span, status: u16, client: bool) {
     span.record("http.response.status_code", status);
-    if status >= 500 {
+    if status >= 500 || (client && status >= 400) {
         span.record("otel.status_code", "ERROR");
     }
 }

@@ -336,7 +336,7 @@ where
         match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                super::record_status(this.span, status);
+                super::record_status(this.span, status, false);
                 let headers = response.headers_mut();
                 headers.insert(
                     this.config.response_header.clone(),
