@@ -31,7 +31,7 @@
 //!
 //! | Builder | Environment | Default |
 //! |---|---|---|
-//! | [`filter`](Builder::filter) | `RUST_LOG` | `info` (the SDK's own `opentelemetry*` targets at `warn` unless named) |
+//! | [`filter`](Builder::filter) | `RUST_LOG` | `info` (the SDK's own `opentelemetry*` targets at `warn` unless named; traceline's own spans on unless `traceline` is named) |
 //! | [`service_name`](Builder::service_name) | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service`) |
 //! | – | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded) | none |
 //! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
@@ -414,6 +414,10 @@ impl Builder {
                 format!("{err}; expected directives such as `info` or `warn,my_crate=debug`"),
             )
         })?;
+        // traceline's own spans carry the correlation id and continue the caller's trace: a
+        // filter that names only the application (`myapp=debug`) keeps them, unless it names
+        // `traceline` itself.
+        let keep_own_spans = !filter_src.1.contains("traceline");
         if !filter_src.1.contains("opentelemetry") {
             // The SDK's own INFO lines ("global tracer provider is set") are noise; its
             // warnings and export errors are kept.
@@ -516,7 +520,10 @@ impl Builder {
         let schema = with_service(schema, service_name, service_version, environment);
 
         Ok(Plan {
-            filter,
+            filter: InstallFilter {
+                env: filter,
+                keep_own_spans,
+            },
             disabled,
             attributes,
             protocol,
@@ -559,7 +566,7 @@ const OTEL_INTERNAL: &[&str] = &["opentelemetry", "opentelemetry_sdk", "opentele
 
 /// Everything checked, nothing installed yet.
 struct Plan {
-    filter: EnvFilter,
+    filter: InstallFilter,
     disabled: bool,
     attributes: Vec<KeyValue>,
     protocol: Protocol,
@@ -650,6 +657,7 @@ impl Plan {
                     events: self.span_events,
                 })
         });
+        let log_max = self.filter.env.max_level_hint();
         let subscriber = tracing_subscriber::registry()
             .with(self.filter)
             .with(otel)
@@ -677,8 +685,8 @@ impl Plan {
         }
         if self.log_bridge {
             use tracing_log::AsLog as _;
-            let max = tracing::Subscriber::max_level_hint(&subscriber)
-                .unwrap_or(tracing::level_filters::LevelFilter::TRACE);
+            // The filter's own level: the spans it keeps are not `log` records.
+            let max = log_max.unwrap_or(tracing::level_filters::LevelFilter::TRACE);
             tracing_log::LogTracer::builder()
                 .with_max_level(max.as_log())
                 .init()
@@ -712,6 +720,80 @@ fn set_propagator(p: config::Propagators) {
 
 /// What the OpenTelemetry layer gets: spans (and events only when asked), minus traceline's
 /// correlation scope and the exporter's own network stack.
+/// The `RUST_LOG` filter, keeping traceline's own spans (the correlation scope, the HTTP
+/// request and client spans) when it does not name `traceline`: a filter that disabled them
+/// would take the correlation id off every line and break the trace between services. Their
+/// events (the access log) stay under the filter.
+struct InstallFilter {
+    env: EnvFilter,
+    keep_own_spans: bool,
+}
+
+impl InstallFilter {
+    fn own_span(&self, meta: &Metadata<'_>) -> bool {
+        self.keep_own_spans
+            && meta.is_span()
+            && matches!(meta.target(), "traceline::correlation" | "traceline::http")
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for InstallFilter
+where
+    S: tracing::Subscriber,
+    EnvFilter: tracing_subscriber::Layer<S>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.own_span(meta) {
+            Interest::always()
+        } else {
+            self.env.register_callsite(meta)
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        let env = self.env.max_level_hint()?;
+        Some(if self.keep_own_spans {
+            env.max(tracing::level_filters::LevelFilter::INFO)
+        } else {
+            env
+        })
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.own_span(meta) || self.env.enabled(meta, ctx)
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        self.env.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        self.env.on_record(id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        self.env.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        self.env.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
+        self.env.on_close(id, ctx);
+    }
+}
+
 struct OtelFilter {
     events: bool,
 }
