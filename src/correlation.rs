@@ -239,11 +239,14 @@ impl AsRef<str> for CorrelationId {
 /// ```
 pub fn scope(id: CorrelationId) -> tracing::Span {
     tracing::info_span!(
-        target: "traceline::correlation",
+        target: TARGET,
         "correlation",
         { CORRELATION_FIELD } = id.as_str()
     )
 }
+
+/// The target of a scope's span.
+pub(crate) const TARGET: &str = "traceline::correlation";
 
 /// The correlation id in effect for the current span, if any.
 ///

@@ -2,7 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use tracing::field::{Field, Visit};
 
@@ -15,6 +15,10 @@ use crate::schema::{
 
 /// The span field that carries a correlation id; written under `Key::CorrelationId`.
 pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
+
+/// How many correlation scopes are alive (per traceline layer): while there are none, entering
+/// a span costs traceline nothing.
+pub(crate) static SCOPES: AtomicUsize = AtomicUsize::new(0);
 
 /// What traceline keeps for each span, in the span's extensions.
 #[derive(Debug, Default)]
@@ -30,6 +34,8 @@ pub(crate) struct SpanData {
     pub(crate) ids: IdsCell,
     /// The id of the layer this data belongs to.
     pub(crate) layer: u64,
+    /// Whether the span is a correlation scope (counted in [`SCOPES`] while it lives).
+    pub(crate) scope: bool,
     /// The data of the next traceline layer in the same subscriber (each writes its fields
     /// behind keys of its own schema). A span's extensions hold one value per type, so the
     /// layers' data are chained behind the first.
@@ -123,6 +129,9 @@ impl Drop for SpanSlot {
         let Some(mut data) = self.0.take() else {
             return;
         };
+        if data.scope {
+            SCOPES.fetch_sub(1, Ordering::Relaxed);
+        }
         if data.buf.heap.capacity() > POOLED_HEAP {
             return;
         }
@@ -148,6 +157,7 @@ impl SpanData {
         self.transaction = RootCell::default();
         self.ids = IdsCell::default();
         self.layer = 0;
+        self.scope = false;
         // Another layer's data goes back to the pool on its own.
         self.next = None;
     }

@@ -66,6 +66,13 @@ pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     id: u64,
 }
 
+thread_local! {
+    /// The OpenTelemetry contexts attached for correlation scopes entered on this thread,
+    /// innermost last (see `Layer::enter_scope`).
+    static ATTACHED: RefCell<Vec<(span::Id, opentelemetry::ContextGuard)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
 fn next_layer_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -640,6 +647,39 @@ impl<W> Layer<W> {
         root
     }
 
+    /// On entering a correlation scope the OpenTelemetry layer does not track (`init()` keeps
+    /// scopes out of exported traces): its nearest tracked ancestor's context becomes the
+    /// thread's current one until the scope is exited. Spans created inside then join that
+    /// trace, also in a task spawned into the scope, where the scope is the only span entered.
+    #[cold]
+    #[inline(never)]
+    fn enter_scope<S>(&self, id: &span::Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let is_scope = ctx.span(id).is_some_and(|span| {
+            span.extensions()
+                .get::<SpanSlot>()
+                .and_then(|d| d.of(self.id))
+                .is_some_and(|d| d.scope)
+        });
+        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
+            return;
+        };
+        if !is_scope || tracing_opentelemetry::get_otel_context(id, &dispatch).is_some() {
+            return;
+        }
+        let tracked = ids::find_ancestor(&dispatch, id, |a| {
+            use opentelemetry::trace::TraceContextExt;
+            tracing_opentelemetry::get_otel_context(&a.id(), &dispatch)
+                .filter(|cx| cx.span().span_context().is_valid())
+        });
+        if let Some(Some(cx)) = tracked {
+            let guard = cx.attach();
+            let _ = ATTACHED.try_with(|attached| attached.borrow_mut().push((id.clone(), guard)));
+        }
+    }
+
     /// The ids of the span `id`, else of its nearest ancestor that has some.
     fn ids_or_ancestors(&self, id: &span::Id) -> Option<Ids> {
         self.uncached_ids(id)
@@ -1080,6 +1120,10 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut data = SpanSlot::new();
         data.layer = self.id;
+        if attrs.metadata().target() == crate::correlation::TARGET {
+            data.scope = true;
+            crate::fields::SCOPES.fetch_add(1, Ordering::Relaxed);
+        }
         if !attrs.metadata().fields().is_empty() {
             with_span_scratch(|s| {
                 let SpanScratch {
@@ -1130,6 +1174,25 @@ where
                 ours.chain(other);
             }
         }
+    }
+
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        if crate::fields::SCOPES.load(Ordering::Relaxed) != 0 {
+            self.enter_scope(id, &ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &span::Id, _ctx: Context<'_, S>) {
+        // Only a scope entered on this thread has a context here (and a scope is alive).
+        if crate::fields::SCOPES.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let _ = ATTACHED.try_with(|attached| {
+            let mut attached = attached.borrow_mut();
+            if attached.last().is_some_and(|(top, _)| top == id) {
+                attached.pop();
+            }
+        });
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {

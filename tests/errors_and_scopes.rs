@@ -210,3 +210,58 @@ fn a_small_field_limit_never_cuts_the_correlation_id() {
     assert!(line.str("note").len() < "a value longer than the limit".len() + 30);
     assert_eq!(current, Some(id));
 }
+
+/// A task spawned into a correlation scope that OpenTelemetry does not track (`init()` keeps
+/// scopes out of exported traces): spans created inside join the trace the scope was created
+/// in, and a request sent from there carries it.
+#[test]
+fn spans_in_a_task_spawned_into_a_hidden_scope_stay_in_the_trace() {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let (cap, layer) = capture_layer();
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("t"))
+        .with_filter(filter_fn(|m| m.target() != "traceline::correlation"));
+    let subscriber = tracing_subscriber::registry().with(otel).with(layer);
+    let _g = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let job = tracing::info_span!("job");
+    let job_trace = job.context().span().span_context().trace_id().to_string();
+    let sent = rt.block_on(async {
+        let scope = job.in_scope(|| correlation::scope(CorrelationId::parse("job-1").unwrap()));
+        let task = tokio::spawn(
+            async {
+                tracing::info!("in scope");
+                let step = tracing::info_span!("step");
+                async {
+                    tracing::info!("in step");
+                    let mut headers = http::HeaderMap::new();
+                    traceline::http::inject(&mut headers);
+                    headers["traceparent"].to_str().unwrap().to_owned()
+                }
+                .instrument(step)
+                .await
+            }
+            .instrument(scope),
+        );
+        task.await.unwrap()
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line.str("correlationId"), "job-1");
+        assert_eq!(line.str("traceId"), job_trace, "{line:?}");
+    }
+    assert!(sent.contains(&job_trace), "{sent}");
+    // Entering and leaving the scope left no context behind on the thread.
+    assert!(
+        !opentelemetry::Context::current()
+            .span()
+            .span_context()
+            .is_valid()
+    );
+}
