@@ -131,10 +131,17 @@ fn default_field_limit_is_64_kib() {
 #[test]
 fn a_line_past_the_line_limit_keeps_its_core_keys_and_says_how_long_it_was() {
     let (cap, layer) = capture_layer();
-    let layer = layer.with_max_line_len(4096).with_service_name("orders");
+    let layer = layer
+        .with_max_line_len(4096)
+        .with_service_name("orders")
+        .with_static_field("region", "eu-west-1");
     let provider = provider();
     let chunk = "c".repeat(1000);
     let sc = with_default(otel_subscriber(&provider, layer), || {
+        let _scope = traceline::correlation::scope(
+            traceline::correlation::CorrelationId::parse("req-7").unwrap(),
+        )
+        .entered();
         let span = info_span!("s", span_field = chunk.as_str());
         let _e = span.enter();
         info!(
@@ -156,6 +163,13 @@ fn a_line_past_the_line_limit_keeps_its_core_keys_and_says_how_long_it_was() {
     assert_eq!(big.str("message"), "big");
     assert_eq!(big.str("level"), "INFO");
     assert_eq!(big.str("service.name"), "orders");
+    assert_eq!(big.str("region"), "eu-west-1");
+    assert_eq!(big.str("correlationId"), "req-7");
+    assert!(
+        big.has("timestamp") && big.has("target"),
+        "{:?}",
+        big.keys()
+    );
     assert_ids(big, &sc);
     let whole: usize = big.num(traceline::TRUNCATED_KEY).parse().unwrap();
     assert!(whole > 5000, "{whole}");

@@ -54,9 +54,13 @@ thread_local! {
 #[derive(Clone)]
 struct LoggingWriter;
 
+/// How many lines the logging writer logged.
+static NESTED: AtomicUsize = AtomicUsize::new(0);
+
 impl Write for LoggingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if !IN_WRITER.with(|w| w.replace(true)) {
+            NESTED.fetch_add(1, Ordering::SeqCst);
             tracing::info!(nested = "writer", "from inside the writer");
             IN_WRITER.with(|w| w.set(false));
         }
@@ -110,6 +114,18 @@ fn child_entry() {
             drop(guard);
             print_stats(&stats);
         }
+        s @ ("route_target_blocking" | "route_target_non_blocking") => {
+            // Lines of the `audit` target to stdout, the rest nowhere: routing by target.
+            let w = Writer::custom(std::io::stdout.with_filter(|m| m.target() == "audit"));
+            let w = if s.ends_with("non_blocking") {
+                w.non_blocking()
+            } else {
+                w
+            };
+            let _guard = traceline::builder().writer(w).try_init().unwrap();
+            tracing::warn!("app line");
+            tracing::info!(target: "audit", "audit line");
+        }
         s @ ("route_blocking" | "route_non_blocking") => {
             // WARN and above to stdout, the rest nowhere: routing by the event's level.
             let w = Writer::custom(std::io::stdout.with_max_level(tracing::Level::WARN));
@@ -145,11 +161,13 @@ fn child_entry() {
                 w.wait_when_full()
             };
             let guard = traceline::builder().writer(w).try_init().unwrap();
+            let stats = guard.stats();
             for i in 0..50 {
                 tracing::info!(i, "outer");
             }
             drop(guard);
-            println!("DONE");
+            print_stats(&stats);
+            println!("NESTED {}", NESTED.load(Ordering::SeqCst));
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -243,6 +261,8 @@ fn a_level_routing_make_writer_routes_the_same_when_non_blocking() {
     };
     assert_eq!(messages("route_blocking"), ["warn line"]);
     assert_eq!(messages("route_non_blocking"), ["warn line"]);
+    assert_eq!(messages("route_target_blocking"), ["audit line"]);
+    assert_eq!(messages("route_target_non_blocking"), ["audit line"]);
 }
 
 /// A custom buffered writer: dropping the guard must leave every line in the file, as it does
@@ -269,14 +289,37 @@ fn dropping_the_guard_flushes_a_buffered_custom_writer() {
 }
 
 /// README: "A value or writer that logs while its line is being formatted or written neither
-/// deadlocks nor corrupts a line" — here with `wait_when_full()`.
+/// deadlocks nor corrupts a line" — here with `wait_when_full()`, where a line the writer logs
+/// on its own thread is dropped and counted when the queue is full, never waited for; and in
+/// the default mode, where any line may be dropped, counted.
 #[test]
 fn a_writer_that_logs_does_not_deadlock_a_wait_when_full_writer() {
-    let out = run_limited(
-        "logging_writer_wait_when_full",
-        &[],
-        Duration::from_secs(30),
-    );
-    let out = out.expect("child still running after 30 s, killed: deadlock");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("DONE"));
+    for scenario in ["logging_writer_wait_when_full", "logging_writer_lossy"] {
+        let out = run_limited(scenario, &[], Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{scenario}: still running after 30 s, killed: deadlock"));
+        assert!(out.status.success(), "{scenario}");
+        let (written, dropped, _) = stats_of(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let nested: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("NESTED "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let lines = support::json_lines(&out.stdout);
+        let count = |m: &str| lines.iter().filter(|l| l["message"] == m).count() as u64;
+        let (outer, inner) = (count("outer"), count("from inside the writer"));
+        // Every line written is on stdout, and every line logged is written or counted.
+        assert_eq!(written, lines.len() as u64, "{scenario}");
+        assert!(
+            outer + inner + dropped >= 50 + nested,
+            "{scenario}: {outer} + {inner} + {dropped} < 50 + {nested}"
+        );
+        if scenario.ends_with("wait_when_full") {
+            assert_eq!(
+                outer, 50,
+                "{scenario}: the logging threads' lines all wait for room"
+            );
+        }
+    }
 }

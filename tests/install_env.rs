@@ -282,18 +282,42 @@ fn propagators_from_environment() {
 
 #[test]
 fn schema_from_environment() {
-    let l = lines("log", &[("TRACELINE_SCHEMA", "default")]);
-    assert!(
-        l.iter()
-            .all(|l| l.get("timestamp").is_some() && l.get("level").is_some())
-    );
-    let l = lines("log", &[("TRACELINE_SCHEMA", "ecs")]);
-    assert!(l.iter().all(|l| l.get("@timestamp").is_some()
-        && l.get("log.level").is_some()
-        && l.get("ecs.version").is_some()
-        && l.get("timestamp").is_none()));
-    let l = lines("log", &[("TRACELINE_SCHEMA", "gcp:my-project")]);
-    assert!(l.iter().all(|l| l.get("severity").is_some()));
-    let l = lines("log", &[("TRACELINE_SCHEMA", "datadog")]);
-    assert!(l.iter().all(|l| l.get("status").is_some()));
+    // Every line of the scenario, whatever key the schema gives the target: the presets
+    // rename it (`log.logger`, `logger.name`), so a filter on `target` would keep nothing.
+    let all = |schema: &'static str| {
+        let l = support::json_lines(
+            &support::run(ENTRY, "log", &[("TRACELINE_SCHEMA", schema)]).stdout,
+        );
+        assert!(!l.is_empty(), "{schema}: no lines");
+        l
+    };
+    for l in all("default") {
+        assert_eq!(str_of(&l, "target"), Some("install_env"), "{l}");
+        assert!(
+            l.get("timestamp").is_some() && l.get("level").is_some(),
+            "{l}"
+        );
+    }
+    for l in all("ecs") {
+        assert_eq!(str_of(&l, "log.logger"), Some("install_env"), "{l}");
+        assert!(
+            l.get("@timestamp").is_some() && l.get("log.level").is_some(),
+            "{l}"
+        );
+        assert!(
+            l.get("ecs.version").is_some() && l.get("timestamp").is_none(),
+            "{l}"
+        );
+    }
+    for l in all("gcp:my-project") {
+        assert_eq!(str_of(&l, "target"), Some("install_env"), "{l}");
+        assert!(
+            l.get("severity").is_some() && l.get("level").is_none(),
+            "{l}"
+        );
+    }
+    for l in all("datadog") {
+        assert_eq!(str_of(&l, "logger.name"), Some("install_env"), "{l}");
+        assert!(l.get("status").is_some() && l.get("level").is_none(), "{l}");
+    }
 }

@@ -175,6 +175,7 @@ fn two_layers_with_different_lists_on_one_thread_do_not_share_decisions() {
             tracing::info!(token = "t0k", "x");
         }
     });
+    assert_eq!((a.lines().len(), b.lines().len()), (3, 3));
     assert!(a.text().lines().all(|l| l.contains("[REDACTED]")));
     assert!(b.text().lines().all(|l| l.contains("t0k")));
 }
