@@ -5,11 +5,11 @@
 mod install_support;
 
 use std::cell::Cell;
-use std::io::{Read, Write};
-use std::process::{Output, Stdio};
+use std::io::Write;
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use install_support as support;
 use traceline::install::Writer;
@@ -175,39 +175,7 @@ fn child_entry() {
 
 /// Runs `scenario` in a child; kills it after `limit`. Returns `None` when it had to be killed.
 fn run_limited(scenario: &str, env: &[(&str, &str)], limit: Duration) -> Option<Output> {
-    let mut cmd = support::child(ENTRY, scenario, env);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stdout.read_to_end(&mut v).unwrap();
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stderr.read_to_end(&mut v).unwrap();
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-    status.map(|status| Output {
-        status,
-        stdout,
-        stderr,
-    })
+    support::run_limited(ENTRY, scenario, env, limit)
 }
 
 fn stats_of(stdout: &[u8]) -> (u64, u64, u64) {

@@ -9,11 +9,11 @@ mod install_support;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::io::{Read, Write};
-use std::process::{Output, Stdio};
+use std::io::Write;
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Capture, Json, check_line, otel_subscriber, provider, span_context};
 use install_support as support;
@@ -258,59 +258,17 @@ const EXPORT_JOBS: usize = 100;
 /// Runs `scenario` in a child process; kills it and fails when it has not exited within
 /// [`CHILD_LIMIT`], and fails when it did not exit successfully.
 fn run_bounded(scenario: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = support::child(ENTRY, scenario, env);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn the child test process");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stdout.read_to_end(&mut v).unwrap();
-        v
+    let out = support::run_limited(ENTRY, scenario, env, CHILD_LIMIT).unwrap_or_else(|| {
+        panic!("child `{scenario}` still running after {CHILD_LIMIT:?}, killed: deadlock")
     });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stderr.read_to_end(&mut v).unwrap();
-        v
-    });
-    let deadline = Instant::now() + CHILD_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out.join().unwrap();
-    let stderr = err.join().unwrap();
-    let tail = |b: &[u8]| {
-        let s = String::from_utf8_lossy(b);
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    };
-    let Some(status) = status else {
-        panic!(
-            "child `{scenario}` still running after {CHILD_LIMIT:?}, killed: deadlock\n\
-             stdout (tail):\n{}\nstderr (tail):\n{}",
-            tail(&stdout),
-            tail(&stderr)
-        );
-    };
     assert!(
-        status.success(),
-        "child `{scenario}` failed: {status}\nstdout (tail):\n{}\nstderr (tail):\n{}",
-        tail(&stdout),
-        tail(&stderr)
+        out.status.success(),
+        "child `{scenario}` failed: {}\nstdout (tail):\n{}\nstderr (tail):\n{}",
+        out.status,
+        support::tail(&String::from_utf8_lossy(&out.stdout)),
+        support::tail(&String::from_utf8_lossy(&out.stderr))
     );
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
+    out
 }
 
 /// Every JSON line of a child's stdout, each checked strictly. Lines that are not JSON (the test

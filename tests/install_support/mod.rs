@@ -65,7 +65,61 @@ pub fn run(entry: &str, scenario: &str, env: &[(&str, &str)]) -> Output {
     out
 }
 
-fn tail(s: &str) -> String {
+/// Runs `scenario` and returns its output, or `None` when it had not exited within `limit`
+/// (it is killed then: a deadlock).
+pub fn run_limited(
+    entry: &str,
+    scenario: &str,
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> Option<Output> {
+    use std::io::Read;
+    let mut cmd = child(entry, scenario, env);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the child test process");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stderr.read_to_end(&mut v).unwrap();
+        v
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    match status {
+        Some(status) => Some(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => {
+            eprintln!(
+                "child `{scenario}` killed after {limit:?}\nstdout (tail):\n{}\nstderr (tail):\n{}",
+                tail(&String::from_utf8_lossy(&stdout)),
+                tail(&String::from_utf8_lossy(&stderr))
+            );
+            None
+        }
+    }
+}
+
+pub fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
