@@ -804,3 +804,89 @@ async fn a_4xx_answer_marks_the_client_span_as_an_error() {
         .collect();
     assert_eq!(statuses, [false, true], "200 then 404");
 }
+
+/// A gRPC server answers a call that fails before any message with a "trailers-only" response:
+/// HTTP 200, `grpc-status` in the headers. The access line and the request span say so: an
+/// error for a server's fault (INTERNAL), not for the caller's (NOT_FOUND).
+#[tokio::test(flavor = "current_thread")]
+async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
+    let (capture, _g) = install("grpc");
+    let app = Router::new()
+        .route(
+            "/pkg.Orders/{code}",
+            axum::routing::post(
+                |axum::extract::Path(code): axum::extract::Path<String>| async move {
+                    (
+                        [
+                            ("content-type", "application/grpc".to_owned()),
+                            ("grpc-status", code),
+                        ],
+                        "",
+                    )
+                },
+            ),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    for code in ["13", "5", "0"] {
+        let req = Request::post(format!("http://{addr}/pkg.Orders/{code}"))
+            .body(Empty::new())
+            .unwrap();
+        let resp = client().request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let lines = capture.lines();
+    let access = |code: u64| {
+        lines
+            .iter()
+            .find(|l| l["rpc.grpc.status_code"] == code)
+            .unwrap_or_else(|| panic!("no access line with grpc-status {code}: {lines:?}"))
+    };
+    let internal = access(13);
+    assert_eq!(internal["level"], "ERROR");
+    assert_eq!(
+        internal["message"],
+        "POST /pkg.Orders/13 failed with grpc-status 13"
+    );
+    assert_eq!(internal["otel.status_code"], "ERROR");
+    let not_found = access(5);
+    assert_eq!(not_found["level"], "INFO");
+    assert_eq!(
+        not_found["message"],
+        "POST /pkg.Orders/5 completed with grpc-status 5"
+    );
+    assert!(not_found.get("otel.status_code").is_none(), "{not_found}");
+    assert_eq!(access(0)["level"], "INFO");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_non_ok_grpc_status_marks_the_client_span_as_an_error() {
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(traceline::layer().with_writer(Capture::default()));
+    let _g = tracing::subscriber::set_default(subscriber);
+    for code in ["0", "5"] {
+        let server = tower::service_fn(move |_req: Request<()>| async move {
+            let mut resp = http::Response::new(());
+            resp.headers_mut()
+                .insert("grpc-status", HeaderValue::from_static(code));
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let client = ServiceBuilder::new()
+            .layer(PropagateLayer::new())
+            .service(server);
+        client.oneshot(Request::new(())).await.unwrap();
+    }
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    let statuses: Vec<_> = spans
+        .iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
+        .map(|s| matches!(s.status, opentelemetry::trace::Status::Error { .. }))
+        .collect();
+    assert_eq!(statuses, [false, true], "grpc-status 0 then 5");
+}

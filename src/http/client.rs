@@ -81,6 +81,7 @@ where
             http.request.method = %method,
             url.full = %UrlFull(req.uri()),
             http.response.status_code = tracing::field::Empty,
+            rpc.grpc.status_code = tracing::field::Empty,
         );
         // The client span's context; when a filter hides it (from every layer, or from the
         // OpenTelemetry layer only), the trace of the span that sends the request.
@@ -157,7 +158,10 @@ where
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
         match &result {
-            Ok(resp) => super::record_status(this.span, resp.status().as_u16(), true),
+            Ok(resp) => {
+                super::record_status(this.span, resp.status().as_u16(), true);
+                super::record_grpc_status(this.span, resp.headers(), true);
+            }
             Err(_) => {
                 this.span.record("otel.status_code", "ERROR");
             }

@@ -118,6 +118,32 @@ fn record_status(span: &tracing::Span, status: u16, client: bool) {
     }
 }
 
+/// The gRPC status of a response that carries it in its headers (a "trailers-only" response:
+/// the way gRPC servers, tonic among them, answer a call that fails before any message).
+/// A status sent in trailers after a body is not seen here.
+fn grpc_status(headers: &HeaderMap) -> Option<u16> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// Whether a gRPC status code is an error of the server's: OpenTelemetry's RPC conventions
+/// mark a server span as an error for these only (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
+/// INTERNAL, UNAVAILABLE, DATA_LOSS); the others are the caller's (like HTTP 4xx).
+fn grpc_server_fault(code: u16) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+/// Records a response's gRPC status, when its headers carry one, on its request span:
+/// `rpc.grpc.status_code`, and `otel.status_code = "ERROR"` for a server's fault (a server
+/// span) or any non-OK code (a client span). Returns the code.
+fn record_grpc_status(span: &tracing::Span, headers: &HeaderMap, client: bool) -> Option<u16> {
+    let code = grpc_status(headers)?;
+    span.record("rpc.grpc.status_code", code);
+    if (client && code != 0) || (!client && grpc_server_fault(code)) {
+        span.record("otel.status_code", "ERROR");
+    }
+    Some(code)
+}
+
 fn inject_correlation(headers: &mut HeaderMap) {
     if let Some(id) = crate::correlation::current() {
         headers.insert(

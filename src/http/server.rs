@@ -158,7 +158,9 @@ impl CorrelationLayer {
         self.map(|c| c.route = Some(route))
     }
 
-    /// Writes one access-log line per request when its response is ready (on by default).
+    /// Writes one access-log line per request when its response is ready (on by default):
+    /// ERROR for a 5xx, and for a gRPC server fault in a trailers-only answer (`grpc-status`
+    /// in the headers, recorded as `rpc.grpc.status_code`); INFO otherwise.
     ///
     /// ```
     /// let layer = traceline::http::CorrelationLayer::new().access_log(false);
@@ -256,6 +258,7 @@ where
             url.path = req.uri().path(),
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
+            rpc.grpc.status_code = tracing::field::Empty,
             { CORRELATION_FIELD } = tracing::field::Empty,
         );
         if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
@@ -337,6 +340,7 @@ where
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 super::record_status(this.span, status, false);
+                let grpc = super::record_grpc_status(this.span, response.headers(), false);
                 let headers = response.headers_mut();
                 headers.insert(
                     this.config.response_header.clone(),
@@ -349,20 +353,33 @@ where
                     }
                 }
                 if this.config.access_log {
-                    if status >= 500 {
-                        tracing::error!(
+                    match grpc {
+                        Some(code) if super::grpc_server_fault(code) => tracing::error!(
+                            target: "traceline::http",
+                            latency_ms,
+                            http.response.status_code = status,
+                            rpc.grpc.status_code = code,
+                            "{method} {path} failed with grpc-status {code}"
+                        ),
+                        Some(code) => tracing::info!(
+                            target: "traceline::http",
+                            latency_ms,
+                            http.response.status_code = status,
+                            rpc.grpc.status_code = code,
+                            "{method} {path} completed with grpc-status {code}"
+                        ),
+                        None if status >= 500 => tracing::error!(
                             target: "traceline::http",
                             latency_ms,
                             http.response.status_code = status,
                             "{method} {path} failed with {status}"
-                        );
-                    } else {
-                        tracing::info!(
+                        ),
+                        None => tracing::info!(
                             target: "traceline::http",
                             latency_ms,
                             http.response.status_code = status,
                             "{method} {path} completed with {status}"
-                        );
+                        ),
                     }
                 }
                 Poll::Ready(Ok(response))
