@@ -1188,9 +1188,11 @@ where
             return;
         }
         let _ = ATTACHED.try_with(|attached| {
+            // The innermost entry of this scope, wherever it is: spans may be exited in any
+            // order (guards dropped in the order they were made).
             let mut attached = attached.borrow_mut();
-            if attached.last().is_some_and(|(top, _)| top == id) {
-                attached.pop();
+            if let Some(i) = attached.iter().rposition(|(scope, _)| scope == id) {
+                attached.remove(i);
             }
         });
     }

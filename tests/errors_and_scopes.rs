@@ -265,3 +265,36 @@ fn spans_in_a_task_spawned_into_a_hidden_scope_stay_in_the_trace() {
             .is_valid()
     );
 }
+
+/// Scopes may be exited in any order (`EnteredSpan`s dropped in the order they were made):
+/// once every scope is exited, no context they attached stays current on the thread.
+#[test]
+fn scopes_exited_out_of_order_leave_no_context_behind() {
+    use opentelemetry::trace::TraceContextExt;
+    let (_cap, layer) = capture_layer();
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("t"))
+        .with_filter(filter_fn(|m| m.target() != "traceline::correlation"));
+    let subscriber = tracing_subscriber::registry().with(otel).with(layer);
+    let _g = tracing::subscriber::set_default(subscriber);
+    let job = tracing::info_span!("job");
+    let outer = job.in_scope(|| correlation::scope(CorrelationId::parse("a").unwrap()));
+    let outer = outer.entered();
+    let inner = correlation::scope(CorrelationId::parse("b").unwrap()).entered();
+    assert!(
+        opentelemetry::Context::current()
+            .span()
+            .span_context()
+            .is_valid()
+    );
+    drop(outer);
+    drop(inner);
+    assert!(
+        !opentelemetry::Context::current()
+            .span()
+            .span_context()
+            .is_valid(),
+        "a scope's context outlived the scope"
+    );
+}

@@ -32,6 +32,12 @@ fn child_entry() {
             fields.sort();
             tracing::info!(fields = fields.join(","), "propagators");
         }
+        "scoped_directive" => {
+            // Run with `RUST_LOG=warn,[correlation]=debug`: debug lines inside a scope only.
+            let id = traceline::correlation::CorrelationId::parse("req-1").unwrap();
+            traceline::correlation::scope(id).in_scope(|| tracing::debug!("inside the scope"));
+            tracing::debug!("outside");
+        }
         "provider" => {
             tracing::info!(has_provider = guard.tracer_provider().is_some(), "provider");
             let span = tracing::info_span!("work");
@@ -320,4 +326,16 @@ fn schema_from_environment() {
         assert_eq!(str_of(&l, "logger.name"), Some("install_env"), "{l}");
         assert!(l.get("status").is_some() && l.get("level").is_none(), "{l}");
     }
+}
+
+/// A span-scoped directive on traceline's own scope span applies under `init()`, which keeps
+/// that span on whatever the filter says.
+#[test]
+fn span_scoped_directives_apply_to_traceline_spans() {
+    let l = lines(
+        "scoped_directive",
+        &[("RUST_LOG", "warn,[correlation]=debug")],
+    );
+    assert_eq!(messages(&l), ["inside the scope"]);
+    assert_eq!(str_of(&l[0], "correlationId"), Some("req-1"));
 }

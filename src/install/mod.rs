@@ -417,7 +417,7 @@ impl Builder {
         // traceline's own spans carry the correlation id and continue the caller's trace: a
         // filter that names only the application (`myapp=debug`) keeps them, unless it names
         // `traceline` itself.
-        let keep_own_spans = !filter_src.1.contains("traceline");
+        let keep_own_spans = !names_traceline(&filter_src.1);
         if !filter_src.1.contains("opentelemetry") {
             // The SDK's own INFO lines ("global tracer provider is set") are noise; its
             // warnings and export errors are kept.
@@ -720,6 +720,20 @@ fn set_propagator(p: config::Propagators) {
 
 /// What the OpenTelemetry layer gets: spans (and events only when asked), minus traceline's
 /// correlation scope and the exporter's own network stack.
+/// Whether a directive of `filter` is about traceline's own targets (`traceline`,
+/// `traceline::http=off`, …), not merely a target whose name starts the same
+/// (`traceline_demo`).
+fn names_traceline(filter: &str) -> bool {
+    filter.split(',').any(|directive| {
+        let target = directive
+            .split(['=', '['])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        target == "traceline" || target.starts_with("traceline::")
+    })
+}
+
 /// The `RUST_LOG` filter, keeping traceline's own spans (the correlation scope, the HTTP
 /// request and client spans) when it does not name `traceline`: a filter that disabled them
 /// would take the correlation id off every line and break the trace between services. Their
@@ -743,10 +757,13 @@ where
     EnvFilter: tracing_subscriber::Layer<S>,
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        // Always registered with the filter: its span-scoped directives (`[correlation]=debug`)
+        // need to know the callsite.
+        let interest = self.env.register_callsite(meta);
         if self.own_span(meta) {
             Interest::always()
         } else {
-            self.env.register_callsite(meta)
+            interest
         }
     }
 
@@ -837,6 +854,32 @@ impl<S> Filter<S> for OtelFilter {
             Interest::sometimes()
         } else {
             Interest::never()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_traceline;
+
+    #[test]
+    fn a_filter_names_traceline_only_by_its_own_targets() {
+        for named in [
+            "traceline=debug",
+            "info,traceline::http=off",
+            "warn, traceline::correlation = info",
+            "traceline",
+            "traceline[span]=trace",
+        ] {
+            assert!(names_traceline(named), "{named}");
+        }
+        for not_named in [
+            "myapp=debug",
+            "traceline_demo=debug",
+            "info,mytraceline=warn",
+            "",
+        ] {
+            assert!(!names_traceline(not_named), "{not_named}");
         }
     }
 }
