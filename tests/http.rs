@@ -835,6 +835,34 @@ async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
         let resp = client().request(req).await.unwrap();
         assert_eq!(resp.status(), 200);
     }
+    // A 503 (from a proxy, say) with a gRPC status: an HTTP failure, logged as one.
+    let failing = tower::service_fn(|_req: Request<()>| async {
+        let mut resp = http::Response::new(());
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        let headers = resp.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from_static("5"));
+        Ok::<_, std::convert::Infallible>(resp)
+    });
+    let failing = ServiceBuilder::new()
+        .layer(CorrelationLayer::new())
+        .service(failing);
+    let req = Request::post("/pkg.Orders/Unavailable").body(()).unwrap();
+    failing.oneshot(req).await.unwrap();
+    // A `grpc-status` header on a response that is not gRPC means nothing.
+    let json = tower::service_fn(|_req: Request<()>| async {
+        let mut resp = http::Response::new(());
+        let headers = resp.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert("grpc-status", HeaderValue::from_static("13"));
+        Ok::<_, std::convert::Infallible>(resp)
+    });
+    let json = ServiceBuilder::new()
+        .layer(CorrelationLayer::new())
+        .service(json);
+    json.oneshot(Request::post("/json").body(()).unwrap())
+        .await
+        .unwrap();
     let lines = capture.lines();
     let access = |code: u64| {
         lines
@@ -857,6 +885,17 @@ async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
     );
     assert!(not_found.get("otel.status_code").is_none(), "{not_found}");
     assert_eq!(access(0)["level"], "INFO");
+    let by_message = |m: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == m)
+            .unwrap_or_else(|| panic!("no line {m:?}: {lines:?}"))
+    };
+    let unavailable = by_message("POST /pkg.Orders/Unavailable failed with 503");
+    assert_eq!(unavailable["level"], "ERROR");
+    let json = by_message("POST /json completed with 200");
+    assert!(json.get("rpc.grpc.status_code").is_none(), "{json}");
+    assert_eq!(json["level"], "INFO");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -869,11 +908,20 @@ async fn a_non_ok_grpc_status_marks_the_client_span_as_an_error() {
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
         .with(traceline::layer().with_writer(Capture::default()));
     let _g = tracing::subscriber::set_default(subscriber);
-    for code in ["0", "5"] {
+    // OK, NOT_FOUND, not a code (UNKNOWN to a gRPC client), and NOT_FOUND on a response that
+    // is not gRPC (its `grpc-status` means nothing).
+    let answers = [
+        ("0", "application/grpc"),
+        ("5", "application/grpc+proto"),
+        ("abc", "application/grpc"),
+        ("5", "application/json"),
+    ];
+    for (code, content_type) in answers {
         let server = tower::service_fn(move |_req: Request<()>| async move {
             let mut resp = http::Response::new(());
-            resp.headers_mut()
-                .insert("grpc-status", HeaderValue::from_static(code));
+            let headers = resp.headers_mut();
+            headers.insert("grpc-status", HeaderValue::from_static(code));
+            headers.insert("content-type", HeaderValue::from_static(content_type));
             Ok::<_, std::convert::Infallible>(resp)
         });
         let client = ServiceBuilder::new()
@@ -886,7 +934,26 @@ async fn a_non_ok_grpc_status_marks_the_client_span_as_an_error() {
     let statuses: Vec<_> = spans
         .iter()
         .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
-        .map(|s| matches!(s.status, opentelemetry::trace::Status::Error { .. }))
+        .map(|s| {
+            let code = s
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "rpc.grpc.status_code")
+                .map(|kv| kv.value.to_string());
+            (
+                matches!(s.status, opentelemetry::trace::Status::Error { .. }),
+                code,
+            )
+        })
         .collect();
-    assert_eq!(statuses, [false, true], "grpc-status 0 then 5");
+    let code = |c: &str| Some(c.to_owned());
+    assert_eq!(
+        statuses,
+        [
+            (false, code("0")),
+            (true, code("5")),
+            (true, code("2")),
+            (false, None)
+        ]
+    );
 }

@@ -118,11 +118,24 @@ fn record_status(span: &tracing::Span, status: u16, client: bool) {
     }
 }
 
-/// The gRPC status of a response that carries it in its headers (a "trailers-only" response:
-/// the way gRPC servers, tonic among them, answer a call that fails before any message).
-/// A status sent in trailers after a body is not seen here.
+/// The gRPC status of a gRPC response (`content-type: application/grpc…`) that carries it in
+/// its headers (a "trailers-only" response: the way gRPC servers, tonic among them, answer a
+/// call that fails before any message). A value that is not a code (0–16) is UNKNOWN (2), as
+/// gRPC clients read it. A status sent in trailers after a body is not seen here.
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+    if !grpc {
+        return None;
+    }
+    let value = headers.get("grpc-status")?.as_bytes();
+    let code = match value {
+        [d @ b'0'..=b'9'] => u16::from(d - b'0'),
+        [b'1', d @ b'0'..=b'6'] => 10 + u16::from(d - b'0'),
+        _ => 2,
+    };
+    Some(code)
 }
 
 /// Whether a gRPC status code is an error of the server's: OpenTelemetry's RPC conventions

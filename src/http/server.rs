@@ -353,7 +353,9 @@ where
                     }
                 }
                 if this.config.access_log {
-                    match grpc {
+                    // A gRPC status speaks for the call only on a 200: any other HTTP status
+                    // is a failure outside gRPC (a proxy's, say), logged as such.
+                    match grpc.filter(|_| status == 200) {
                         Some(code) if super::grpc_server_fault(code) => tracing::error!(
                             target: "traceline::http",
                             latency_ms,
