@@ -15,8 +15,9 @@ use opentelemetry::trace::Status;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 thread_local! {
-    /// The type name of the error being recorded by [`record_error`], read by the line writer.
-    pub(crate) static ERROR_TYPE: Cell<Option<&'static str>> = const { Cell::new(None) };
+    /// The error being recorded by [`record_error`] (its address) and its type name, read by
+    /// the line writer for that error only.
+    pub(crate) static ERROR_TYPE: Cell<Option<(usize, &'static str)>> = const { Cell::new(None) };
 }
 
 /// The causes of `err`, outermost first; at most 64, so a cyclic chain cannot hang the logger.
@@ -72,12 +73,19 @@ pub fn record_error<E: Error + 'static>(err: &E) {
             ],
         );
     }
-    ERROR_TYPE.with(|t| t.set(Some(ty)));
+    // Put back afterwards: this may run while another `record_error`'s line is being built.
+    let outer = ERROR_TYPE.with(|t| t.replace(Some((error_address(err), ty))));
     tracing::error!(
         target: "traceline::error",
         error = err as &(dyn Error + 'static),
         otel.status_code = "ERROR",
         "{message}"
     );
-    ERROR_TYPE.with(|t| t.set(None));
+    ERROR_TYPE.with(|t| t.set(outer));
+}
+
+/// The address of an error, as [`ERROR_TYPE`] names it: the type goes to that error only, not
+/// to another error an event logged while this one is formatted carries.
+pub(crate) fn error_address(err: &(dyn Error + 'static)) -> usize {
+    std::ptr::from_ref(err).cast::<()>() as usize
 }

@@ -648,7 +648,7 @@ impl Visit for SpanVisitor<'_> {
     }
     fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
         let max = self.max;
-        self.field(field, |b| write_error_object(b, value, max));
+        self.field(field, |b| write_error_object(b, value, None, max));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let max = self.max;
@@ -663,7 +663,14 @@ fn write_bool(out: &mut Vec<u8>, v: bool) {
 }
 
 /// `{"message":"…","chain":["cause",…]}`
-pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static), max: usize) {
+/// Writes `err` as an object: its message, its chain of causes, and `ty` (the type
+/// [`crate::record_error`] gave).
+pub(crate) fn write_error_object(
+    out: &mut Vec<u8>,
+    err: &(dyn Error + 'static),
+    ty: Option<&'static str>,
+    max: usize,
+) {
     out.extend_from_slice(b"{\"message\":");
     json::write_display(out, &err, max);
     out.extend_from_slice(b",\"chain\":[");
@@ -674,7 +681,7 @@ pub(crate) fn write_error_object(out: &mut Vec<u8>, err: &(dyn Error + 'static),
         json::write_display(out, &cause, max);
     }
     out.push(b']');
-    if let Some(ty) = crate::error::ERROR_TYPE.with(|t| t.get()) {
+    if let Some(ty) = ty {
         out.extend_from_slice(b",\"type\":");
         json::write_str(out, ty);
     }
@@ -1037,6 +1044,31 @@ impl Visit for EventVisitor<'_> {
         if self.message(field, |m| m.record_error(field, value)) {
             return;
         }
+        // The type `record_error` gave this very error (not another one an event logged while
+        // it formats carries).
+        let address = crate::error::error_address(value);
+        let ty = crate::error::ERROR_TYPE
+            .with(std::cell::Cell::get)
+            .and_then(|(a, ty)| (a == address).then_some(ty));
+        self.record_error_typed(field, value, ty);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.plain_key(field)
+            || !self.message(field, |m| m.debug_message(value)) && self.key(field)
+        {
+            json::write_debug(self.buf, value, self.max);
+        }
+    }
+}
+
+impl EventVisitor<'_> {
+    /// [`Visit::record_error`] with the error's type, if `record_error` gave one.
+    fn record_error_typed(
+        &mut self,
+        field: &Field,
+        value: &(dyn Error + 'static),
+        ty: Option<&'static str>,
+    ) {
         // Flat error keys are top-level keys: with nested fields, errors stay objects inside
         // `fields`.
         let c = self.c;
@@ -1060,8 +1092,7 @@ impl Visit for EventVisitor<'_> {
                 self.buf.extend_from_slice(k);
                 json::write_display(self.buf, &value, self.max);
             }
-            if let (Some(k), Some(ty)) = (&c.error_type, crate::error::ERROR_TYPE.with(|t| t.get()))
-            {
+            if let (Some(k), Some(ty)) = (&c.error_type, ty) {
                 self.buf.extend_from_slice(k);
                 json::write_str(self.buf, ty);
             }
@@ -1072,14 +1103,7 @@ impl Visit for EventVisitor<'_> {
             return;
         }
         if self.key(field) {
-            write_error_object(self.buf, value, self.max);
-        }
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.plain_key(field)
-            || !self.message(field, |m| m.debug_message(value)) && self.key(field)
-        {
-            json::write_debug(self.buf, value, self.max);
+            write_error_object(self.buf, value, ty, self.max);
         }
     }
 }

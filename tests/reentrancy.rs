@@ -191,6 +191,14 @@ fn child_entry() {
             let _e = span.enter();
             info!(value = ?LogsInDebug, "outer");
         }
+        "record_error" => {
+            // Under init()'s defaults the OpenTelemetry layer formats the error too: the nested
+            // event is logged while the outer one is dispatched, before and during its line.
+            let _guard = traceline::builder().try_init().expect("install");
+            let span = info_span!("outer_span");
+            let _e = span.enter();
+            traceline::record_error(&ErrorThatLogs);
+        }
         "display" => {
             let _guard = traceline::builder().try_init().expect("install");
             let span = info_span!("outer_span");
@@ -326,6 +334,44 @@ fn debug_value_that_logs_under_the_global_subscriber_writes_both_lines_whole() {
     let out = run_bounded("debug", &[]);
     let lines = child_lines(&out.stdout);
     assert_nested_then_outer(&lines, "from inside Debug", "debug text");
+}
+
+/// An error whose `Display` logs an event carrying another error.
+#[derive(Debug)]
+struct ErrorThatLogs;
+
+impl std::fmt::Display for ErrorThatLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let io = std::io::Error::other("disk unavailable");
+        tracing::warn!(
+            error = &io as &(dyn std::error::Error + 'static),
+            "while formatting"
+        );
+        f.write_str("outer failed")
+    }
+}
+
+impl std::error::Error for ErrorThatLogs {}
+
+/// `record_error` writes the error's type on its own line only: an event its `Display` logs,
+/// with an error of its own, does not take that type.
+#[test]
+fn an_event_logged_while_record_error_formats_does_not_take_its_error_type() {
+    let out = run_bounded("record_error", &[]);
+    let lines = child_lines(&out.stdout);
+    let with = |m: &str| -> Vec<&Json> { lines.iter().filter(|l| l.str("message") == m).collect() };
+    let outer = with("outer failed");
+    assert_eq!(outer.len(), 1, "{lines:?}");
+    assert_eq!(
+        outer[0].at("error").str("type"),
+        std::any::type_name::<ErrorThatLogs>()
+    );
+    let nested = with("while formatting");
+    assert!(!nested.is_empty(), "{lines:?}");
+    for line in nested {
+        assert_eq!(line.at("error").str("message"), "disk unavailable");
+        assert!(!line.at("error").has("type"), "{line:?}");
+    }
 }
 
 #[test]
