@@ -49,6 +49,10 @@ fn stdout_lock() -> io::StdoutLock<'static> {
 /// OpenTelemetry `traceId` and `spanId` of the event's span. Made by [`layer()`].
 ///
 /// `W` is the [`MakeWriter`] lines go to, changed with [`Layer::with_writer`].
+///
+/// To change what is logged at run time, wrap a filter in `tracing_subscriber::reload`, not
+/// this layer: a layer swapped in by `reload` is never registered with its subscriber, so its
+/// lines carry no ids (they keep correlation ids and fields of spans made after the swap).
 pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     make_writer: W,
     schema: Schema,
@@ -69,8 +73,19 @@ pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
 thread_local! {
     /// The OpenTelemetry contexts attached for correlation scopes entered on this thread,
     /// innermost last (see `Layer::enter_scope`).
-    static ATTACHED: RefCell<Vec<(span::Id, opentelemetry::ContextGuard)>> =
+    /// Each entry names its subscriber too (its registry's address): span ids are unique
+    /// within one subscriber only, and a nested subscriber on the thread hands out the same
+    /// ones.
+    static ATTACHED: RefCell<Vec<(usize, span::Id, opentelemetry::ContextGuard)>> =
         const { RefCell::new(Vec::new()) };
+}
+
+/// Names the subscriber behind `dispatch` by its registry's address (0 for a subscriber that
+/// is not built on a [`Registry`]).
+fn subscriber_key(dispatch: &Dispatch) -> usize {
+    dispatch
+        .downcast_ref::<Registry>()
+        .map_or(0, |r| std::ptr::from_ref(r) as usize)
 }
 
 fn next_layer_id() -> u64 {
@@ -612,7 +627,7 @@ impl<W> Layer<W> {
     #[cold]
     #[inline(never)]
     fn ancestors_ids(&self, id: &span::Id) -> Option<Option<Ids>> {
-        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
+        let dispatch = self.dispatch()?;
         let found = ids::find_ancestor(&dispatch, id, |s| {
             let cached = s
                 .extensions()
@@ -632,7 +647,7 @@ impl<W> Layer<W> {
     #[cold]
     #[inline(never)]
     fn local_root(&self, own: &span::Id, trace_id: &[u8; 16]) -> Option<[u8; 8]> {
-        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
+        let dispatch = self.dispatch()?;
         let registry = dispatch.downcast_ref::<Registry>()?;
         let mut root = None;
         let mut span = registry.span(own);
@@ -663,7 +678,7 @@ impl<W> Layer<W> {
                 .and_then(|d| d.of(self.id))
                 .is_some_and(|d| d.scope)
         });
-        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
+        let Some(dispatch) = self.dispatch() else {
             return;
         };
         if !is_scope || tracing_opentelemetry::get_otel_context(id, &dispatch).is_some() {
@@ -676,8 +691,17 @@ impl<W> Layer<W> {
         });
         if let Some(Some(cx)) = tracked {
             let guard = cx.attach();
-            let _ = ATTACHED.try_with(|attached| attached.borrow_mut().push((id.clone(), guard)));
+            let key = subscriber_key(&dispatch);
+            let _ =
+                ATTACHED.try_with(|attached| attached.borrow_mut().push((key, id.clone(), guard)));
         }
+    }
+
+    /// The subscriber this layer is part of. `None` for a layer swapped in with
+    /// `tracing_subscriber::reload`, which is never told (and inside a subscriber's callbacks
+    /// `tracing` gives no current dispatcher to fall back on).
+    fn dispatch(&self) -> Option<Dispatch> {
+        self.dispatch.get().and_then(WeakDispatch::upgrade)
     }
 
     /// The ids of the span `id`, else of its nearest ancestor that has some.
@@ -702,9 +726,7 @@ impl<W> Layer<W> {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let found = self
-            .dispatch
-            .get()
-            .and_then(WeakDispatch::upgrade)
+            .dispatch()
             .and_then(|dispatch| ids::find_ancestor(&dispatch, own, |s| ctx.span(&s.id())));
         match found {
             Some(seen) => seen,
@@ -715,7 +737,7 @@ impl<W> Layer<W> {
     /// The ids of a span, asked of the OpenTelemetry layer (for spans this layer does not see,
     /// hidden by a per-layer filter, without the cache).
     fn uncached_ids(&self, id: &span::Id) -> Option<Ids> {
-        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade)?;
+        let dispatch = self.dispatch()?;
         ids::lookup(id, &dispatch)
     }
 
@@ -866,9 +888,13 @@ impl<W> Layer<W> {
         }
         if let (Some(leaf), Some(ext)) = (&leaf, &leaf_ext) {
             let data = ext.get::<SpanSlot>().and_then(|d| d.of(self.id));
-            if let (Some(k), Some(v)) =
-                (&c.correlation_id, data.and_then(|d| d.correlation.as_ref()))
-            {
+            // A span this layer has no data of (made before the layer was swapped in with
+            // `reload`) still has the correlation id another traceline layer kept.
+            let any = || ext.get::<SpanSlot>().map(|d| &**d);
+            if let (Some(k), Some(v)) = (
+                &c.correlation_id,
+                data.or_else(any).and_then(|d| d.correlation.as_ref()),
+            ) {
                 buf.extend_from_slice(k);
                 buf.extend_from_slice(v);
             }
@@ -1156,10 +1182,12 @@ where
             });
         }
         if let Some(parent) = span.parent() {
+            // The parent's data of this layer, else of another traceline layer (a parent made
+            // before this layer was swapped in with `reload`): the correlation id is the same.
             if let Some(p) = parent
                 .extensions()
                 .get::<SpanSlot>()
-                .and_then(|d| d.of(self.id))
+                .map(|d| d.of(self.id).unwrap_or(d))
             {
                 if data.correlation.is_none() {
                     data.correlation = p.correlation.clone();
@@ -1188,10 +1216,19 @@ where
             return;
         }
         let _ = ATTACHED.try_with(|attached| {
+            let mut attached = attached.borrow_mut();
+            if attached.is_empty() {
+                return;
+            }
+            let Some(key) = self.dispatch().map(|d| subscriber_key(&d)) else {
+                return;
+            };
             // The innermost entry of this scope, wherever it is: spans may be exited in any
             // order (guards dropped in the order they were made).
-            let mut attached = attached.borrow_mut();
-            if let Some(i) = attached.iter().rposition(|(scope, _)| scope == id) {
+            if let Some(i) = attached
+                .iter()
+                .rposition(|(subscriber, scope, _)| (*subscriber, scope) == (key, id))
+            {
                 attached.remove(i);
             }
         });

@@ -298,3 +298,75 @@ fn scopes_exited_out_of_order_leave_no_context_behind() {
         "a scope's context outlived the scope"
     );
 }
+
+/// A nested subscriber on the thread hands out the same span ids: exiting one of its spans
+/// must not take away the context an outer scope attached.
+#[test]
+fn a_nested_subscribers_span_exit_leaves_an_outer_scopes_context() {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let (cap, layer) = capture_layer();
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("t"))
+        .with_filter(filter_fn(|m| m.target() != "traceline::correlation"));
+    let outer = tracing_subscriber::registry().with(otel).with(layer);
+    let _g = tracing::subscriber::set_default(outer);
+    let job = tracing::info_span!("job");
+    let job_trace = job.context().span().span_context().trace_id().to_string();
+    let scope = job.in_scope(|| correlation::scope(CorrelationId::parse("job-1").unwrap()));
+    let scope_id = scope.id().unwrap();
+    // Only the scope is entered, as in a task spawned into it.
+    let _entered = scope.enter();
+    let valid = || {
+        opentelemetry::Context::current()
+            .span()
+            .span_context()
+            .is_valid()
+    };
+    assert!(valid());
+    let (_cap2, layer2) = capture_layer();
+    let mut same_id = false;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer2), || {
+        let mut spans = Vec::new();
+        for i in 0..64 {
+            let s = tracing::info_span!("unrelated", i);
+            if s.id() == Some(scope_id.clone()) {
+                s.in_scope(|| {});
+                same_id = true;
+                break;
+            }
+            spans.push(s);
+        }
+    });
+    assert!(same_id, "the nested subscriber never gave the scope's id");
+    assert!(valid(), "the outer scope's context was taken away");
+    tracing::info_span!("step").in_scope(|| tracing::info!("in step"));
+    assert_eq!(cap.only_line().str("traceId"), job_trace);
+}
+
+/// A traceline layer swapped in with `tracing_subscriber::reload` writes the correlation id of
+/// a scope opened before the swap, in that scope and in spans made after the swap.
+#[test]
+fn a_reloaded_layer_writes_the_open_scopes_correlation_id() {
+    let (cap, layer) = capture_layer();
+    let (reloadable, handle) = tracing_subscriber::reload::Layer::new(layer);
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("t"));
+    let subscriber = tracing_subscriber::registry().with(otel).with(reloadable);
+    tracing::subscriber::with_default(subscriber, || {
+        let scope = correlation::scope(CorrelationId::parse("req-1").unwrap()).entered();
+        tracing::info_span!("before").in_scope(|| tracing::info!("before reload"));
+        handle
+            .reload(traceline::layer().with_writer(cap.clone()))
+            .unwrap();
+        tracing::info_span!("after").in_scope(|| tracing::info!("after reload"));
+        tracing::info!("in the scope itself");
+        drop(scope);
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line.str("correlationId"), "req-1", "{line:?}");
+    }
+}
