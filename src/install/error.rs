@@ -36,6 +36,14 @@ pub enum InitError {
     Exporter(String),
     /// A thread or runtime needed by the exporter or the writer could not be started.
     Io(std::io::Error),
+    /// The directory of [`Writer::file`](crate::install::Writer::file) could not be created
+    /// or written to.
+    LogDirectory {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Installing the subscriber or the `log` bridge failed after the checks passed (for example
     /// another `log` logger was set first).
     Install(String),
@@ -72,7 +80,16 @@ impl fmt::Display for InitError {
                 f,
                 "the OTLP exporter could not be built: {msg}; check OTEL_EXPORTER_OTLP_* settings"
             ),
-            InitError::Io(err) => write!(f, "could not start a background thread: {err}"),
+            InitError::Io(err) => write!(
+                f,
+                "could not start a background thread: {err}; the process may be at its \
+                 thread or memory limit (ulimit -u, container limits)"
+            ),
+            InitError::LogDirectory { dir, source } => write!(
+                f,
+                "Writer::file cannot use the directory {dir:?}: {source}; create it, or \
+                 choose a directory the process can write to"
+            ),
             InitError::Install(msg) => write!(
                 f,
                 "installing the subscriber failed: {msg}; if another `log` logger is set, \
@@ -85,7 +102,7 @@ impl fmt::Display for InitError {
 impl std::error::Error for InitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            InitError::Io(err) => Some(err),
+            InitError::Io(err) | InitError::LogDirectory { source: err, .. } => Some(err),
             _ => None,
         }
     }

@@ -642,7 +642,7 @@ impl Plan {
                 if let Some(rt) = runtime.take() {
                     rt.stop(self.timeout);
                 }
-                return Err(InitError::Io(err));
+                return Err(err);
             }
         };
         let json = crate::layer()

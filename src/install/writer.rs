@@ -17,6 +17,7 @@ use tracing_core::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+use super::InitError;
 use crate::Stats;
 use crate::output::{self, Loss};
 
@@ -202,7 +203,7 @@ impl Writer {
     }
 
     /// Builds the `MakeWriter`, counting into `stats`; the worker exists in non-blocking mode.
-    pub(crate) fn build(self, stats: &Stats) -> std::io::Result<Built> {
+    pub(crate) fn build(self, stats: &Stats) -> Result<Built, InitError> {
         if !self.non_blocking {
             // Locked per line: a line the output takes in pieces is never mixed with another.
             let make = match self.target {
@@ -591,9 +592,13 @@ fn appender(
     dir: PathBuf,
     prefix: String,
     rotation: Rotation,
-) -> std::io::Result<tracing_appender::rolling::RollingFileAppender> {
+) -> Result<tracing_appender::rolling::RollingFileAppender, InitError> {
     use tracing_appender::rolling;
-    std::fs::create_dir_all(&dir)?;
+    let unusable = |source: std::io::Error| InitError::LogDirectory {
+        dir: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(unusable)?;
     let rotation = match rotation {
         Rotation::Hourly => rolling::Rotation::HOURLY,
         Rotation::Daily => rolling::Rotation::DAILY,
@@ -603,7 +608,7 @@ fn appender(
         .rotation(rotation)
         .filename_prefix(prefix)
         .build(&dir)
-        .map_err(std::io::Error::other)
+        .map_err(|e| unusable(std::io::Error::other(e)))
 }
 
 /// A custom `MakeWriter` shared between the layer and the guard, which flushes it.
