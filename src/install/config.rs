@@ -227,6 +227,15 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
             )
         })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        // Never repeated in the message: the credentials are secrets.
+        return Err(InitError::invalid(
+            setting,
+            format!("http://REDACTED@{host}…"),
+            "credentials in the endpoint URL are not supported: remove the `user:password@` \
+             part, and authenticate at a collector or sidecar on a trusted network",
+        ));
+    }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         match v6.split_once(']') {
             Some((host, tail)) => (host, tail.strip_prefix(':')),
@@ -318,6 +327,12 @@ mod tests {
         // No TLS in the exporter: refused up front, not lost at export.
         let err = endpoint("X", "https://collector.example.com").unwrap_err();
         assert!(err.to_string().contains("needs TLS"), "{err}");
+        // Credentials: refused for what they are, and never repeated.
+        for creds in ["http://user:s3cret@collector:4318", "http://s3cret@collector"] {
+            let msg = endpoint("X", creds).unwrap_err().to_string();
+            assert!(msg.contains("credentials in the endpoint URL"), "{msg}");
+            assert!(!msg.contains("s3cret"), "{msg}");
+        }
     }
 
     #[test]
