@@ -41,6 +41,12 @@ async fn test(Json(calls): Json<Value>) -> &'static str {
 async fn main() {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     tracing_subscriber::registry()
+        // The service's own lines; hyper's and axum's per-connection TRACE lines would bury
+        // them. `RUST_LOG` overrides.
+        .with(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("w3c")))
         .with(traceline::layer().with_service_name("trace-context-service"))
         .init();

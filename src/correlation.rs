@@ -95,7 +95,7 @@ impl fmt::Display for InvalidCorrelationId {
             Self::Empty => f.write_str("correlation id is empty; send 1 to 128 characters"),
             Self::TooLong { len } => write!(
                 f,
-                "correlation id is {len} bytes long; at most {MAX_LEN} are accepted"
+                "correlation id is {len} bytes long; shorten it to at most {MAX_LEN} bytes"
             ),
             Self::InvalidChar { index } => write!(
                 f,
@@ -104,7 +104,8 @@ impl fmt::Display for InvalidCorrelationId {
             ),
             Self::DotDot { index } => write!(
                 f,
-                "correlation id has `..` at byte {index}; path traversal sequences are not accepted"
+                "correlation id has `..` at byte {index}; path traversal sequences are not \
+                 accepted: remove the `..` (single dots are fine)"
             ),
         }
     }

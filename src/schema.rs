@@ -202,8 +202,10 @@ impl Default for Schema {
     ///
     /// ```
     /// # use traceline::Schema;
+    /// # #[cfg(feature = "install")] {
     /// let line = traceline::doc_support::sample_line(Schema::default());
     /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123456789Z","level":"INFO","message":"order created","target":"orders","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","traceFlags":"01","service.name":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// # }
     /// ```
     ///
     /// Find one trace in Loki: `{app="orders"} |= "4bf92f3577b34da6a3ce929d0e0e4736" | json | traceId="4bf92f3577b34da6a3ce929d0e0e4736"`; with jq: `jq 'select(.traceId=="4bf92f3577b34da6a3ce929d0e0e4736")'`.
@@ -313,8 +315,10 @@ impl Schema {
     ///
     /// ```
     /// # use traceline::Schema;
+    /// # #[cfg(feature = "install")] {
     /// let line = traceline::doc_support::sample_line(Schema::otel());
     /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123456789Z","severity_text":"INFO","severity_number":9,"body":"order created","target":"orders","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":"01","service.name":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// # }
     /// ```
     ///
     /// Find one trace in Loki: `{app="orders"} | json | trace_id="4bf92f3577b34da6a3ce929d0e0e4736"`.
@@ -355,8 +359,10 @@ impl Schema {
     ///
     /// ```
     /// # use traceline::Schema;
+    /// # #[cfg(feature = "install")] {
     /// let line = traceline::doc_support::sample_line(Schema::ecs());
     /// assert_eq!(line, r#"{"@timestamp":"2026-11-25T10:32:03.123456789Z","log.level":"INFO","message":"order created","log.logger":"orders","trace.id":"4bf92f3577b34da6a3ce929d0e0e4736","span.id":"00f067aa0ba902b7","transaction.id":"00f067aa0ba902b7","service.name":"orders","event.dataset":"orders","ecs.version":"1.6.0","order.item_count":3,"order.customer_id":42}"#);
+    /// # }
     /// ```
     ///
     /// Find one trace in Kibana: `trace.id:4bf92f3577b34da6a3ce929d0e0e4736`.
@@ -396,8 +402,10 @@ impl Schema {
     ///
     /// ```
     /// # use traceline::Schema;
+    /// # #[cfg(feature = "install")] {
     /// let line = traceline::doc_support::sample_line(Schema::gcp("my-project"));
     /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123456789Z","severity":"INFO","message":"order created","target":"orders","logging.googleapis.com/trace":"projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736","logging.googleapis.com/spanId":"00f067aa0ba902b7","logging.googleapis.com/trace_sampled":true,"service.name":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// # }
     /// ```
     ///
     /// Find one trace in the Logs Explorer: `trace="projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736"`.
@@ -427,8 +435,10 @@ impl Schema {
     ///
     /// ```
     /// # use traceline::Schema;
+    /// # #[cfg(feature = "install")] {
     /// let line = traceline::doc_support::sample_line(Schema::datadog());
     /// assert_eq!(line, r#"{"timestamp":"2026-11-25T10:32:03.123Z","status":"info","message":"order created","logger.name":"orders","dd.trace_id":"11803532876627986230","dd.span_id":"67667974448284343","dd.service":"orders","order.item_count":3,"order.customer_id":42}"#);
+    /// # }
     /// ```
     ///
     /// Find one trace in Datadog Logs: `@dd.trace_id:11803532876627986230` (the trace id's lower 64 bits, as Datadog's own tracers write it).
@@ -487,6 +497,11 @@ impl Schema {
                 Some((g, project)) if g.eq_ignore_ascii_case("gcp") && !project.is_empty() => {
                     Ok(Schema::gcp(project))
                 }
+                // `gcp:` with nothing after it: a known schema missing its project id.
+                Some((g, _)) if g.eq_ignore_ascii_case("gcp") => Err(UnknownSchema {
+                    name: name.into(),
+                    gcp_without_project: true,
+                }),
                 _ => Err(UnknownSchema {
                     name: name.into(),
                     gcp_without_project: false,
@@ -1127,6 +1142,21 @@ impl Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gcp_schema_without_a_project_says_so() {
+        for name in ["gcp", "gcp:", "GCP:"] {
+            let err = Schema::from_name_in(name, |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("needs a project id"), "{name}: {err}");
+        }
+        let err = Schema::from_name_in("gcpx", |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("unknown schema"), "{err}");
+        assert!(Schema::from_name_in("gcp:my-project", |_| None).is_ok());
+    }
 
     #[test]
     fn pieces_of_every_length_are_copied_whole_after_what_is_there() {

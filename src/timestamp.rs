@@ -107,7 +107,8 @@ fn format_second(secs: u64, nanos: u32) -> ([u8; 32], u32) {
 impl TimestampFormat {
     /// Appends the timestamp for `t`, as a JSON value (quoted for RFC 3339).
     ///
-    /// Times before 1970 are written as 1970-01-01T00:00:00Z; years past 9999 as 9999.
+    /// Times before 1970 are written as 1970-01-01T00:00:00Z (0 for the Unix formats); in the
+    /// RFC 3339 formats, years past 9999 as 9999 (the Unix formats write the number).
     pub fn write(self, out: &mut Vec<u8>, t: SystemTime) {
         // The length of the text, quotes included.
         let len = match self {

@@ -43,7 +43,7 @@ pub type RouteFn = fn(&http::Extensions) -> Option<&str>;
 /// use traceline::http::CorrelationLayer;
 ///
 /// let layer = CorrelationLayer::new()
-///     .header("x-amzn-trace-id".parse().unwrap())
+///     .header("x-amzn-request-id".parse().unwrap())
 ///     .server_timing(true);
 /// # let _ = layer;
 /// ```

@@ -328,7 +328,10 @@ mod tests {
         let err = endpoint("X", "https://collector.example.com").unwrap_err();
         assert!(err.to_string().contains("needs TLS"), "{err}");
         // Credentials: refused for what they are, and never repeated.
-        for creds in ["http://user:s3cret@collector:4318", "http://s3cret@collector"] {
+        for creds in [
+            "http://user:s3cret@collector:4318",
+            "http://s3cret@collector",
+        ] {
             let msg = endpoint("X", creds).unwrap_err().to_string();
             assert!(msg.contains("credentials in the endpoint URL"), "{msg}");
             assert!(!msg.contains("s3cret"), "{msg}");

@@ -18,10 +18,11 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 /// blocks the current thread for at most the shutdown timeout and never creates or drops a
 /// tokio runtime there.
 ///
-/// With the gRPC protocol, `init()` called inside a tokio runtime exports on that runtime:
-/// drop the guard before the runtime shuts down (at the end of `async fn main` it is), or
-/// spans not yet exported are lost. Called outside any runtime, `init()` runs the exporter on
-/// a runtime of its own, which the guard keeps until it is dropped.
+/// With the gRPC protocol, `init()` called inside a multi-thread tokio runtime exports on that
+/// runtime: drop the guard before the runtime shuts down (at the end of `async fn main` it
+/// is), or spans not yet exported are lost. Called outside any runtime, or inside a
+/// current-thread one, `init()` runs the exporter on a runtime of its own, which the guard
+/// keeps until it is dropped.
 ///
 /// ```no_run
 /// fn main() -> Result<(), traceline::InitError> {

@@ -48,8 +48,9 @@ enum Target {
 /// [`Builder::writer`](crate::install::Builder::writer). The default is [`Writer::stdout`],
 /// blocking.
 ///
-/// Blocking writers write each line before the logging call returns: nothing is ever lost, and
-/// a slow reader slows the program down. [`Writer::non_blocking`] hands lines to a background
+/// Blocking writers write each line before the logging call returns: a slow reader slows the
+/// program down, and a line is lost only when the output fails (a closed pipe, a full disk,
+/// an output stuck past a bound), counted in [`Stats`](crate::Stats). [`Writer::non_blocking`] hands lines to a background
 /// thread through a bounded queue instead; when the queue is full, lines are dropped and
 /// counted (see [`Guard::stats`](crate::Guard::stats)), a WARN line says how many, and
 /// logging threads never wait for the output. [`Guard`](crate::Guard) writes out what is queued when it is dropped.
