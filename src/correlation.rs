@@ -36,6 +36,12 @@ use tracing_subscriber::registry::{LookupSpan, Registry};
 use crate::fields::{CORRELATION_FIELD, SpanSlot};
 
 /// Longest correlation id accepted, in bytes.
+///
+/// ```
+/// use traceline::correlation::{CorrelationId, MAX_LEN};
+/// assert!(CorrelationId::parse(&"a".repeat(MAX_LEN)).is_ok());
+/// assert!(CorrelationId::parse(&"a".repeat(MAX_LEN + 1)).is_err());
+/// ```
 pub const MAX_LEN: usize = 128;
 
 /// A validated correlation id: 1 to 128 characters of `A-Z a-z 0-9 . _ : + / = -`, with no

@@ -50,6 +50,34 @@ fn stdout_lock() -> io::StdoutLock<'static> {
 ///
 /// `W` is the [`MakeWriter`] lines go to, changed with [`Layer::with_writer`].
 ///
+/// ```
+/// use std::io::Write;
+/// use std::sync::{Arc, Mutex};
+/// use tracing_subscriber::prelude::*;
+///
+/// #[derive(Clone, Default)]
+/// struct Lines(Arc<Mutex<Vec<u8>>>);
+/// impl Write for Lines {
+///     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+///         self.0.lock().unwrap().extend_from_slice(b);
+///         Ok(b.len())
+///     }
+///     fn flush(&mut self) -> std::io::Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// let lines = Lines::default();
+/// let out = lines.clone();
+/// let layer = traceline::layer().with_writer(move || out.clone());
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     tracing::info!(order.id = 7, "order created");
+/// });
+/// let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+/// assert!(text.contains(r#""message":"order created""#), "{text}");
+/// assert!(text.contains(r#""order.id":7"#), "{text}");
+/// ```
+///
 /// To change what is logged at run time, wrap a filter in `tracing_subscriber::reload`, not
 /// this layer: a layer swapped in by `reload` is never registered with its subscriber, so its
 /// lines carry no ids (they keep correlation ids and fields of spans made after the swap).
@@ -104,14 +132,26 @@ impl<W> std::fmt::Debug for Layer<W> {
 
 /// The longest field value written whole, in bytes of text, unless
 /// [`Layer::with_max_field_len`] says otherwise: 64 KiB.
+///
+/// ```
+/// assert_eq!(traceline::DEFAULT_MAX_FIELD_LEN, 65_536);
+/// ```
 pub const DEFAULT_MAX_FIELD_LEN: usize = 64 * 1024;
 
 /// The longest line written whole, in bytes, unless [`Layer::with_max_line_len`] says
 /// otherwise: 256 KiB, the line limit of Grafana Loki and of Google Cloud Logging entries.
+///
+/// ```
+/// assert_eq!(traceline::DEFAULT_MAX_LINE_LEN, 262_144);
+/// ```
 pub const DEFAULT_MAX_LINE_LEN: usize = 256 * 1024;
 
 /// The key a line cut at the line length limit gets, with the length it would have had (behind
 /// the collision prefix, `fields.`, should a key of the schema have this name).
+///
+/// ```
+/// assert_eq!(traceline::TRUNCATED_KEY, "traceline.truncated");
+/// ```
 pub const TRUNCATED_KEY: &str = "traceline.truncated";
 
 impl<W> Layer<W> {

@@ -27,9 +27,18 @@ use std::fmt;
 use std::sync::Arc;
 
 /// What a redacted value is written as.
+///
+/// ```
+/// assert_eq!(traceline::redact::REDACTED, "[REDACTED]");
+/// ```
 pub const REDACTED: &str = "[REDACTED]";
 
 /// The names redacted by default.
+///
+/// ```
+/// let r = traceline::Redaction::default();
+/// assert!(traceline::redact::DEFAULT_DENY_LIST.iter().all(|name| r.is_denied(name)));
+/// ```
 pub const DEFAULT_DENY_LIST: [&str; 10] = [
     "password",
     "passwd",

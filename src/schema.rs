@@ -26,6 +26,11 @@ use std::borrow::Cow;
 use crate::timestamp::TimestampFormat;
 
 /// A part of the line whose key a [`Schema`] names.
+///
+/// ```
+/// use traceline::{Key, Schema};
+/// assert_eq!(Schema::ecs().key(Key::TraceId), Some("trace.id"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Key {
@@ -89,6 +94,10 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order the line writes them.
+    ///
+    /// ```
+    /// assert_eq!(traceline::Key::ALL[0], traceline::Key::Timestamp);
+    /// ```
     pub const ALL: [Key; 24] = [
         Key::Timestamp,
         Key::Level,
@@ -119,6 +128,12 @@ impl Key {
 }
 
 /// How trace and span ids are spelled.
+///
+/// ```
+/// use traceline::{IdFormat, Schema};
+/// let s = Schema::default().id_format(IdFormat::DecimalLow64);
+/// # let _ = s;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IdFormat {
@@ -129,6 +144,12 @@ pub enum IdFormat {
 }
 
 /// How the sampled flag is spelled.
+///
+/// ```
+/// use traceline::{FlagsFormat, Schema};
+/// let s = Schema::default().flags_format(FlagsFormat::Bool);
+/// # let _ = s;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FlagsFormat {
@@ -139,6 +160,12 @@ pub enum FlagsFormat {
 }
 
 /// Where event and span fields go.
+///
+/// ```
+/// use traceline::{FieldLayout, Schema};
+/// let s = Schema::default().field_layout(FieldLayout::Nested);
+/// assert_eq!(s.key(traceline::Key::Fields), Some("fields"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum FieldLayout {
@@ -153,6 +180,12 @@ pub enum FieldLayout {
 }
 
 /// How a field holding a `&dyn Error` is written.
+///
+/// ```
+/// use traceline::{ErrorLayout, Key, Schema};
+/// let s = Schema::default().error_layout(ErrorLayout::Flat);
+/// assert_eq!(s.key(Key::ErrorMessage), Some("error.message"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ErrorLayout {
@@ -542,10 +575,20 @@ impl Schema {
 }
 
 /// The ECS version the [`Schema::ecs`] preset declares.
+///
+/// ```
+/// assert_eq!(traceline::schema::ECS_VERSION, "1.6.0");
+/// ```
 pub const ECS_VERSION: &str = "1.6.0";
 
 impl Schema {
     /// The key written for `key`, or `None` when it is switched off.
+    ///
+    /// ```
+    /// use traceline::{Key, Schema};
+    /// assert_eq!(Schema::default().key(Key::TraceId), Some("traceId"));
+    /// assert_eq!(Schema::default().key(Key::File), None);
+    /// ```
     pub fn key(&self, key: Key) -> Option<&str> {
         self.enabled[key as usize].then(|| &*self.names[key as usize])
     }

@@ -109,6 +109,16 @@ impl TimestampFormat {
     ///
     /// Times before 1970 are written as 1970-01-01T00:00:00Z (0 for the Unix formats); in the
     /// RFC 3339 formats, years past 9999 as 9999 (the Unix formats write the number).
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use traceline::TimestampFormat;
+    ///
+    /// let t = UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789);
+    /// let mut out = Vec::new();
+    /// TimestampFormat::Rfc3339Millis.write(&mut out, t);
+    /// assert_eq!(out, br#""2026-11-25T10:32:03.123Z""#);
+    /// ```
     pub fn write(self, out: &mut Vec<u8>, t: SystemTime) {
         // The length of the text, quotes included.
         let len = match self {

@@ -53,6 +53,31 @@ impl<S> Layer<S> for PropagateLayer {
 }
 
 /// The service made by [`PropagateLayer`].
+///
+/// ```
+/// use tower::{Layer, ServiceExt};
+/// use traceline::http::PropagateLayer;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // A "transport" that answers with the correlation id it was sent.
+/// let svc = PropagateLayer::new().layer(tower::service_fn(|req: http::Request<()>| async move {
+///     let sent = req.headers().get("x-correlation-id").cloned();
+///     Ok::<_, std::convert::Infallible>(http::Response::new(sent))
+/// }));
+/// let id = traceline::correlation::CorrelationId::parse("job-1").unwrap();
+/// let _g = tracing::subscriber::set_default(
+///     tracing_subscriber::registry().with(traceline::layer().with_writer(std::io::sink)),
+/// );
+/// # use tracing_subscriber::prelude::*;
+/// use tracing::Instrument;
+/// let resp = svc
+///     .oneshot(http::Request::new(()))
+///     .instrument(traceline::correlation::scope(id))
+///     .await
+///     .unwrap();
+/// assert_eq!(resp.into_body().unwrap(), "job-1");
+/// # });
+/// ```
 #[derive(Clone, Debug)]
 pub struct Propagate<S> {
     inner: S,

@@ -19,8 +19,16 @@ use crate::correlation::{CorrelationId, validate};
 use crate::fields::CORRELATION_FIELD;
 
 /// The header the correlation id is read from first and echoed in: `x-correlation-id`.
+///
+/// ```
+/// assert_eq!(traceline::http::X_CORRELATION_ID, "x-correlation-id");
+/// ```
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 /// The header read when `x-correlation-id` is absent: `x-request-id`.
+///
+/// ```
+/// assert_eq!(traceline::http::X_REQUEST_ID, "x-request-id");
+/// ```
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone, Debug)]
@@ -34,6 +42,13 @@ struct Config {
 }
 
 /// Reads the matched route template (`/users/{id}`) from a request's extensions.
+///
+/// ```
+/// let route: traceline::http::RouteFn = |ext| ext.get::<&'static str>().copied();
+/// let mut ext = http::Extensions::new();
+/// ext.insert("/users/{id}");
+/// assert_eq!(route(&ext), Some("/users/{id}"));
+/// ```
 pub type RouteFn = fn(&http::Extensions) -> Option<&str>;
 
 /// A [`tower_layer::Layer`] that gives every request a span carrying its trace and
@@ -183,6 +198,20 @@ impl<S> Layer<S> for CorrelationLayer {
 }
 
 /// The service made by [`CorrelationLayer`].
+///
+/// ```
+/// use tower::{Layer, ServiceExt};
+/// use traceline::http::CorrelationLayer;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let svc = CorrelationLayer::new().layer(tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+/// }));
+/// let req = http::Request::get("/").header("x-correlation-id", "req-7").body(()).unwrap();
+/// let resp = svc.oneshot(req).await.unwrap();
+/// assert_eq!(resp.headers()["x-correlation-id"], "req-7");
+/// # });
+/// ```
 #[derive(Clone, Debug)]
 pub struct Correlation<S> {
     inner: S,

@@ -10,6 +10,13 @@ use http::HeaderMap;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 
 /// A valid `traceparent`.
+///
+/// ```
+/// use traceline::http::trace_context::parse_traceparent;
+/// let tp = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+/// assert_eq!(tp.parent_id, 0x00f067aa0ba902b7u64.to_be_bytes());
+/// assert!(tp.sampled);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceParent {
     /// The trace id, never all zero.
@@ -107,6 +114,17 @@ fn valid_value(v: &[u8]) -> bool {
 }
 
 /// Longest `tracestate` passed on; longer lists lose whole members, long ones first.
+///
+/// ```
+/// use traceline::http::trace_context::{parse_tracestate, TRACESTATE_MAX_LEN};
+/// // Three members of 202 characters and a short one: over the limit, long ones go (from
+/// // the end) until the list fits.
+/// let long = format!("a={x},b=1,c={x},d={x}", x = "x".repeat(200));
+/// assert!(long.len() > TRACESTATE_MAX_LEN);
+/// let kept = parse_tracestate([long.as_bytes()]).unwrap();
+/// assert!(kept.len() <= TRACESTATE_MAX_LEN);
+/// assert!(kept.contains(",b=1,") && !kept.contains("d="));
+/// ```
 pub const TRACESTATE_MAX_LEN: usize = 512;
 
 /// Combines and validates the `tracestate` values of a request, in order.
@@ -153,8 +171,24 @@ pub fn parse_tracestate<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Optio
 }
 
 /// At most this many baggage members are passed on.
+///
+/// ```
+/// use traceline::http::trace_context::{parse_baggage, BAGGAGE_MAX_MEMBERS};
+/// let many: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
+/// let kept = parse_baggage([many.join(",").as_bytes()]).unwrap();
+/// assert_eq!(kept.split(',').count(), BAGGAGE_MAX_MEMBERS);
+/// ```
 pub const BAGGAGE_MAX_MEMBERS: usize = 64;
 /// At most this many bytes of baggage are passed on (never a partial member).
+///
+/// ```
+/// use traceline::http::trace_context::{parse_baggage, BAGGAGE_MAX_LEN};
+/// // Ten members of 1000 bytes: the first eight fit.
+/// let big: Vec<String> = (0..10).map(|i| format!("k{i}={}", "x".repeat(997))).collect();
+/// let kept = parse_baggage([big.join(",").as_bytes()]).unwrap();
+/// assert!(kept.len() <= BAGGAGE_MAX_LEN);
+/// assert_eq!(kept.split(',').count(), 8);
+/// ```
 pub const BAGGAGE_MAX_LEN: usize = 8192;
 
 fn tchar(b: u8) -> bool {

@@ -22,6 +22,12 @@ pub(crate) fn get(env: &EnvLookup, name: &str) -> Option<String> {
 }
 
 /// The OTLP transport.
+///
+/// ```
+/// use traceline::install::Protocol;
+/// let builder = traceline::builder().protocol(Protocol::Grpc);
+/// # let _ = builder;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Protocol {

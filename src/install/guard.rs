@@ -58,6 +58,15 @@ impl std::fmt::Debug for Guard {
 }
 
 /// Why [`Guard::shutdown`] could not flush everything.
+///
+/// ```
+/// fn report(guard: traceline::Guard) {
+///     if let Err(err) = guard.shutdown() {
+///         eprintln!("{err}"); // says what failed, and to check the collector or the timeout
+///     }
+/// }
+/// # let _ = report;
+/// ```
 #[derive(Debug)]
 pub struct ShutdownError(String);
 

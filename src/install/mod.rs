@@ -161,6 +161,12 @@ pub fn builder() -> Builder {
 
 /// Settings for [`init()`] given in code; each one set here wins over its environment
 /// variable (see the [module docs](crate::install#settings)). Made by [`builder()`].
+///
+/// ```
+/// // An invalid setting is an error, before anything is installed.
+/// let err = traceline::builder().sample_ratio(1.5).try_init().unwrap_err();
+/// assert!(err.to_string().contains("sample"), "{err}");
+/// ```
 pub struct Builder {
     env: EnvLookup,
     service_name: Option<String>,

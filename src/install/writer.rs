@@ -22,6 +22,12 @@ use crate::Stats;
 use crate::output::{self, Loss};
 
 /// How often a file written by [`Writer::file`] starts a new file.
+///
+/// ```
+/// use traceline::install::{Rotation, Writer};
+/// let w = Writer::file("/var/log/orders", "orders.log", Rotation::Daily);
+/// # let _ = w;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rotation {
@@ -98,6 +104,10 @@ impl Default for Writer {
 }
 
 /// The queue length of [`Writer::non_blocking`] unless [`Writer::queue_limit`] says otherwise.
+///
+/// ```
+/// assert_eq!(traceline::install::DEFAULT_QUEUE_LIMIT, 128_000);
+/// ```
 pub const DEFAULT_QUEUE_LIMIT: usize = 128_000;
 
 impl Writer {
