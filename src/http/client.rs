@@ -83,6 +83,49 @@ pub struct Propagate<S> {
     inner: S,
 }
 
+impl<S> Propagate<S> {
+    /// Wraps `inner` (as `PropagateLayer::new().layer(inner)`).
+    ///
+    /// ```
+    /// let client = traceline::http::Propagate::new(tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// }));
+    /// # let _ = client;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        Propagate { inner }
+    }
+
+    /// The wrapped service.
+    ///
+    /// ```
+    /// assert_eq!(*traceline::http::Propagate::new(7).get_ref(), 7);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// let mut client = traceline::http::Propagate::new(7);
+    /// *client.get_mut() += 1;
+    /// assert_eq!(client.into_inner(), 8);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    ///
+    /// ```
+    /// assert_eq!(traceline::http::Propagate::new(7).into_inner(), 7);
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, B, ResB> Service<Request<B>> for Propagate<S>
 where
     S: Service<Request<B>, Response = Response<ResB>>,

@@ -218,6 +218,50 @@ pub struct Correlation<S> {
     config: Arc<Config>,
 }
 
+impl<S> Correlation<S> {
+    /// Wraps `inner` with the default settings (as `CorrelationLayer::new().layer(inner)`).
+    ///
+    /// ```
+    /// let svc = traceline::http::Correlation::new(tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// }));
+    /// # let _ = svc;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        CorrelationLayer::new().layer(inner)
+    }
+
+    /// The wrapped service.
+    ///
+    /// ```
+    /// let svc = traceline::http::Correlation::new(7);
+    /// assert_eq!(*svc.get_ref(), 7);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// let mut svc = traceline::http::Correlation::new(7);
+    /// *svc.get_mut() += 1;
+    /// assert_eq!(svc.into_inner(), 8);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    ///
+    /// ```
+    /// assert_eq!(traceline::http::Correlation::new(7).into_inner(), 7);
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 /// What the incoming correlation headers held.
 enum Incoming {
     Valid(CorrelationId),
