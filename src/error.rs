@@ -17,7 +17,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 thread_local! {
     /// The error being recorded by [`record_error`] (its address) and its type name, read by
     /// the line writer for that error only.
-    pub(crate) static ERROR_TYPE: Cell<Option<(usize, &'static str)>> = const { Cell::new(None) };
+    pub(crate) static ERROR_TYPE: Cell<Option<RecordedError>> = const { Cell::new(None) };
 }
 
 /// The causes of `err`, outermost first; at most 64, so a cyclic chain cannot hang the logger.
@@ -74,7 +74,7 @@ pub fn record_error<E: Error + 'static>(err: &E) {
         );
     }
     // Put back afterwards: this may run while another `record_error`'s line is being built.
-    let outer = ERROR_TYPE.with(|t| t.replace(Some((error_address(err), ty))));
+    let outer = ERROR_TYPE.with(|t| t.replace(Some((error_address(err), is_type::<E>, ty))));
     tracing::error!(
         target: "traceline::error",
         error = err as &(dyn Error + 'static),
@@ -88,4 +88,19 @@ pub fn record_error<E: Error + 'static>(err: &E) {
 /// to another error an event logged while this one is formatted carries.
 pub(crate) fn error_address(err: &(dyn Error + 'static)) -> usize {
     std::ptr::from_ref(err).cast::<()>() as usize
+}
+
+/// The error `record_error` is logging: its address, a check of its type (an error inside it,
+/// or a zero-sized one, may share the address), and its type's name.
+pub(crate) type RecordedError = (usize, fn(&(dyn Error + 'static)) -> bool, &'static str);
+
+/// Whether `err` is an `E`.
+fn is_type<E: Error + 'static>(err: &(dyn Error + 'static)) -> bool {
+    err.is::<E>()
+}
+
+/// The type name `record_error` gave `err`, when `err` is the error it is logging.
+pub(crate) fn recorded_type(err: &(dyn Error + 'static)) -> Option<&'static str> {
+    let (address, is, ty) = ERROR_TYPE.with(Cell::get)?;
+    (address == error_address(err) && is(err)).then_some(ty)
 }

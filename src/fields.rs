@@ -1046,10 +1046,7 @@ impl Visit for EventVisitor<'_> {
         }
         // The type `record_error` gave this very error (not another one an event logged while
         // it formats carries).
-        let address = crate::error::error_address(value);
-        let ty = crate::error::ERROR_TYPE
-            .with(std::cell::Cell::get)
-            .and_then(|(a, ty)| (a == address).then_some(ty));
+        let ty = crate::error::recorded_type(value);
         self.record_error_typed(field, value, ty);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {

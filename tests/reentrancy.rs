@@ -198,6 +198,12 @@ fn child_entry() {
             let span = info_span!("outer_span");
             let _e = span.enter();
             traceline::record_error(&ErrorThatLogs);
+            // Errors that share an address with the recorded one: a zero-sized error, and a
+            // wrapper's first field.
+            traceline::record_error(&ZeroSizedThatLogs);
+            traceline::record_error(&Wrapper {
+                inner: std::io::Error::other("wrapped cause"),
+            });
         }
         "display" => {
             let _guard = traceline::builder().try_init().expect("install");
@@ -353,6 +359,52 @@ impl std::fmt::Display for ErrorThatLogs {
 
 impl std::error::Error for ErrorThatLogs {}
 
+/// Zero-sized errors share their address: the inner one logged inside the outer one's
+/// `Display` must not take the outer one's type.
+#[derive(Debug)]
+struct ZeroSizedThatLogs;
+
+#[derive(Debug)]
+struct ZeroSized;
+
+impl std::fmt::Display for ZeroSized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("zero-sized inner")
+    }
+}
+
+impl std::error::Error for ZeroSized {}
+
+impl std::fmt::Display for ZeroSizedThatLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::warn!(
+            error = &ZeroSized as &(dyn std::error::Error + 'static),
+            "while formatting"
+        );
+        f.write_str("zero-sized outer")
+    }
+}
+
+impl std::error::Error for ZeroSizedThatLogs {}
+
+/// An error whose first field (at its address) is logged inside its `Display`.
+#[derive(Debug)]
+struct Wrapper {
+    inner: std::io::Error,
+}
+
+impl std::fmt::Display for Wrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::warn!(
+            error = &self.inner as &(dyn std::error::Error + 'static),
+            "while formatting"
+        );
+        f.write_str("wrapper failed")
+    }
+}
+
+impl std::error::Error for Wrapper {}
+
 /// `record_error` writes the error's type on its own line only: an event its `Display` logs,
 /// with an error of its own, does not take that type.
 #[test]
@@ -367,10 +419,28 @@ fn an_event_logged_while_record_error_formats_does_not_take_its_error_type() {
         std::any::type_name::<ErrorThatLogs>()
     );
     let nested = with("while formatting");
-    assert!(!nested.is_empty(), "{lines:?}");
-    for line in nested {
-        assert_eq!(line.at("error").str("message"), "disk unavailable");
+    for line in &nested {
         assert!(!line.at("error").has("type"), "{line:?}");
+    }
+    let inner = |m: &str| {
+        nested
+            .iter()
+            .filter(|l| l.at("error").str("message") == m)
+            .count()
+    };
+    for m in ["disk unavailable", "zero-sized inner", "wrapped cause"] {
+        assert!(inner(m) > 0, "no nested line for {m}: {nested:?}");
+    }
+    for (message, ty) in [
+        (
+            "zero-sized outer",
+            std::any::type_name::<ZeroSizedThatLogs>(),
+        ),
+        ("wrapper failed", std::any::type_name::<Wrapper>()),
+    ] {
+        let outer = with(message);
+        assert_eq!(outer.len(), 1, "{lines:?}");
+        assert_eq!(outer[0].at("error").str("type"), ty);
     }
 }
 

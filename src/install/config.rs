@@ -213,6 +213,18 @@ fn percent_decode(s: &str) -> Option<String> {
 /// Checks an OTLP endpoint: an absolute `http://` URL with a host (`https://` is refused with
 /// a clear message: the exporter is built without TLS).
 pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, InitError> {
+    // First: no other message may repeat a URL that holds credentials.
+    let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        // Never repeated in the message: the credentials are secrets.
+        return Err(InitError::invalid(
+            setting,
+            format!("http://REDACTED@{host}…"),
+            "credentials in the endpoint URL are not supported: remove the `user:password@` \
+             part, and authenticate at a collector or sidecar on a trusted network",
+        ));
+    }
     if value.starts_with("https://") {
         return Err(InitError::invalid(
             setting,
@@ -233,15 +245,6 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
             )
         })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if let Some((_, host)) = authority.rsplit_once('@') {
-        // Never repeated in the message: the credentials are secrets.
-        return Err(InitError::invalid(
-            setting,
-            format!("http://REDACTED@{host}…"),
-            "credentials in the endpoint URL are not supported: remove the `user:password@` \
-             part, and authenticate at a collector or sidecar on a trusted network",
-        ));
-    }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         match v6.split_once(']') {
             Some((host, tail)) => (host, tail.strip_prefix(':')),
@@ -337,6 +340,7 @@ mod tests {
         for creds in [
             "http://user:s3cret@collector:4318",
             "http://s3cret@collector",
+            "https://user:s3cret@collector:4318",
         ] {
             let msg = endpoint("X", creds).unwrap_err().to_string();
             assert!(msg.contains("credentials in the endpoint URL"), "{msg}");
