@@ -56,6 +56,19 @@ pub(crate) fn find_ancestor<T>(
     Some(None)
 }
 
+/// The OpenTelemetry context of the nearest ancestor of the span `id` that the OpenTelemetry
+/// layer in `dispatch` tracks (with valid ids), walked in the registry, unfiltered.
+pub(crate) fn nearest_tracked(
+    dispatch: &Dispatch,
+    id: &span::Id,
+) -> Option<opentelemetry::Context> {
+    find_ancestor(dispatch, id, |a| {
+        tracing_opentelemetry::get_otel_context(&a.id(), dispatch)
+            .filter(|cx| cx.span().span_context().is_valid())
+    })
+    .flatten()
+}
+
 /// Asks the OpenTelemetry layer in `dispatch` for the span's context. `None` when there is no
 /// such layer, the span is not known to it, or the ids are all zero (no SDK tracer provider).
 ///

@@ -724,12 +724,7 @@ impl<W> Layer<W> {
         if !is_scope || tracing_opentelemetry::get_otel_context(id, &dispatch).is_some() {
             return;
         }
-        let tracked = ids::find_ancestor(&dispatch, id, |a| {
-            use opentelemetry::trace::TraceContextExt;
-            tracing_opentelemetry::get_otel_context(&a.id(), &dispatch)
-                .filter(|cx| cx.span().span_context().is_valid())
-        });
-        if let Some(Some(cx)) = tracked {
+        if let Some(cx) = ids::nearest_tracked(&dispatch, id) {
             let guard = cx.attach();
             let key = subscriber_key(&dispatch);
             let _ =

@@ -219,12 +219,7 @@ fn spans_in_a_task_spawned_into_a_hidden_scope_stay_in_the_trace() {
     use opentelemetry::trace::TraceContextExt;
     use tracing::Instrument;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let (cap, layer) = capture_layer();
-    let provider = SdkTracerProvider::builder().build();
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("t"))
-        .with_filter(filter_fn(|m| m.target() != "traceline::correlation"));
-    let subscriber = tracing_subscriber::registry().with(otel).with(layer);
+    let (cap, subscriber, _provider) = scoped_subscriber();
     let _g = tracing::subscriber::set_default(subscriber);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -271,12 +266,7 @@ fn spans_in_a_task_spawned_into_a_hidden_scope_stay_in_the_trace() {
 #[test]
 fn scopes_exited_out_of_order_leave_no_context_behind() {
     use opentelemetry::trace::TraceContextExt;
-    let (_cap, layer) = capture_layer();
-    let provider = SdkTracerProvider::builder().build();
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("t"))
-        .with_filter(filter_fn(|m| m.target() != "traceline::correlation"));
-    let subscriber = tracing_subscriber::registry().with(otel).with(layer);
+    let (_cap, subscriber, _provider) = scoped_subscriber();
     let _g = tracing::subscriber::set_default(subscriber);
     let job = tracing::info_span!("job");
     let outer = job.in_scope(|| correlation::scope(CorrelationId::parse("a").unwrap()));
@@ -305,12 +295,7 @@ fn scopes_exited_out_of_order_leave_no_context_behind() {
 fn a_nested_subscribers_span_exit_leaves_an_outer_scopes_context() {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let (cap, layer) = capture_layer();
-    let provider = SdkTracerProvider::builder().build();
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("t"))
-        .with_filter(filter_fn(|m| m.target() != "traceline::correlation"));
-    let outer = tracing_subscriber::registry().with(otel).with(layer);
+    let (cap, outer, _provider) = scoped_subscriber();
     let _g = tracing::subscriber::set_default(outer);
     let job = tracing::info_span!("job");
     let job_trace = job.context().span().span_context().trace_id().to_string();

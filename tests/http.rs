@@ -678,6 +678,34 @@ async fn correlation_id_can_be_the_trace_id_and_server_timing_names_the_trace() 
     assert_eq!(headers["x-correlation-id"], "given-1");
 }
 
+/// Registry + OTel exporting to memory + traceline (lines discarded), as the thread's default.
+fn exporting() -> (
+    opentelemetry_sdk::trace::InMemorySpanExporter,
+    opentelemetry_sdk::trace::SdkTracerProvider,
+    tracing::subscriber::DefaultGuard,
+) {
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(traceline::layer().with_writer(Capture::default()));
+    let guard = tracing::subscriber::set_default(subscriber);
+    (exporter, provider, guard)
+}
+
+/// The client spans exported so far, in the order they ended.
+fn client_spans(
+    exporter: &opentelemetry_sdk::trace::InMemorySpanExporter,
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    let _ = provider.force_flush();
+    let mut spans = exporter.get_finished_spans().unwrap();
+    spans.retain(|s| s.span_kind == opentelemetry::trace::SpanKind::Client);
+    spans
+}
+
 /// A tower "client" that records the headers of the request it gets, and answers `status`.
 fn recording_client(
     seen: Arc<Mutex<Option<HeaderMap>>>,
@@ -781,25 +809,15 @@ async fn the_client_spans_url_has_no_credentials_or_signatures() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_4xx_answer_marks_the_client_span_as_an_error() {
-    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
-        .with(traceline::layer().with_writer(Capture::default()));
-    let _g = tracing::subscriber::set_default(subscriber);
+    let (exporter, provider, _g) = exporting();
     for status in [StatusCode::OK, StatusCode::NOT_FOUND] {
         let client = ServiceBuilder::new()
             .layer(PropagateLayer::new())
             .service(recording_client(Arc::new(Mutex::new(None)), status));
         client.oneshot(Request::new(())).await.unwrap();
     }
-    let _ = provider.force_flush();
-    let spans = exporter.get_finished_spans().unwrap();
-    let statuses: Vec<_> = spans
+    let statuses: Vec<_> = client_spans(&exporter, &provider)
         .iter()
-        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
         .map(|s| matches!(s.status, opentelemetry::trace::Status::Error { .. }))
         .collect();
     assert_eq!(statuses, [false, true], "200 then 404");
@@ -900,14 +918,7 @@ async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_non_ok_grpc_status_marks_the_client_span_as_an_error() {
-    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
-        .with(traceline::layer().with_writer(Capture::default()));
-    let _g = tracing::subscriber::set_default(subscriber);
+    let (exporter, provider, _g) = exporting();
     // OK, NOT_FOUND, not a code (UNKNOWN to a gRPC client), and NOT_FOUND on a response that
     // is not gRPC (its `grpc-status` means nothing).
     let answers = [
@@ -929,11 +940,8 @@ async fn a_non_ok_grpc_status_marks_the_client_span_as_an_error() {
             .service(server);
         client.oneshot(Request::new(())).await.unwrap();
     }
-    let _ = provider.force_flush();
-    let spans = exporter.get_finished_spans().unwrap();
-    let statuses: Vec<_> = spans
+    let statuses: Vec<_> = client_spans(&exporter, &provider)
         .iter()
-        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
         .map(|s| {
             let code = s
                 .attributes

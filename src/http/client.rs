@@ -227,8 +227,7 @@ where
         let result = ready!(this.inner.poll(cx));
         match &result {
             Ok(resp) => {
-                super::record_status(this.span, resp.status().as_u16(), true);
-                super::record_grpc_status(this.span, resp.headers(), true);
+                super::record_response(this.span, resp, true);
             }
             Err(_) => {
                 this.span.record("otel.status_code", "ERROR");

@@ -97,25 +97,25 @@ fn sent_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
 /// The OpenTelemetry context of the nearest ancestor of `span` that the OpenTelemetry layer
 /// tracks, walked in the registry.
 fn nearest_tracked(span: &tracing::Span) -> Option<opentelemetry::Context> {
-    use opentelemetry::trace::TraceContextExt;
     let id = span.id()?;
-    tracing::dispatcher::get_default(|dispatch| {
-        crate::ids::find_ancestor(dispatch, &id, |a| {
-            tracing_opentelemetry::get_otel_context(&a.id(), dispatch)
-                .filter(|cx| cx.span().span_context().is_valid())
-        })
-        .flatten()
-    })
+    tracing::dispatcher::get_default(|dispatch| crate::ids::nearest_tracked(dispatch, &id))
 }
 
-/// Records a response's status on its request span: `http.response.status_code`, and
+/// Records a response on its request span: `http.response.status_code`, and
 /// `otel.status_code = "ERROR"` for 5xx, and for 4xx on a client span (OpenTelemetry's HTTP
-/// conventions: a 4xx is the server's answer to a client error, the client's failure).
-fn record_status(span: &tracing::Span, status: u16, client: bool) {
+/// conventions: a 4xx is the server's answer to a client error, the client's failure); then
+/// its gRPC status, if any (see [`record_grpc_status`]), which it returns.
+fn record_response<B>(
+    span: &tracing::Span,
+    response: &http::Response<B>,
+    client: bool,
+) -> Option<u16> {
+    let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     if status >= 500 || (client && status >= 400) {
         span.record("otel.status_code", "ERROR");
     }
+    record_grpc_status(span, response.headers(), client)
 }
 
 /// The gRPC status of a gRPC response (`content-type: application/grpc…`) that carries it in

@@ -412,8 +412,7 @@ where
         match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                super::record_status(this.span, status, false);
-                let grpc = super::record_grpc_status(this.span, response.headers(), false);
+                let grpc = super::record_response(this.span, &response, false);
                 let headers = response.headers_mut();
                 headers.insert(
                     this.config.response_header.clone(),
