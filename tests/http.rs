@@ -947,21 +947,64 @@ async fn a_non_ok_grpc_status_marks_the_client_span_as_an_error() {
                 .attributes
                 .iter()
                 .find(|kv| kv.key.as_str() == "rpc.grpc.status_code")
-                .map(|kv| kv.value.to_string());
+                .map(|kv| kv.value.clone());
             (
                 matches!(s.status, opentelemetry::trace::Status::Error { .. }),
                 code,
             )
         })
         .collect();
-    let code = |c: &str| Some(c.to_owned());
+    // Exported as ints, as the conventions type them (not as the strings "0", "5", "2").
+    let code = |c: i64| Some(opentelemetry::Value::I64(c));
     assert_eq!(
         statuses,
         [
-            (false, code("0")),
-            (true, code("5")),
-            (true, code("2")),
+            (false, code(0)),
+            (true, code(5)),
+            (true, code(2)),
             (false, None)
         ]
     );
+}
+
+/// OpenTelemetry's HTTP conventions type `http.response.status_code` as an int: both the
+/// server's and the client's span export it as one (not as the string "404").
+#[tokio::test]
+async fn status_codes_are_exported_as_ints() {
+    let (exporter, provider, _guard) = exporting();
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .layer(CorrelationLayer::new())
+        .service(tower::service_fn(|_req: Request<()>| async {
+            let mut resp = http::Response::new(());
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            Ok::<_, std::convert::Infallible>(resp)
+        }));
+    let resp = client.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    let kinds: Vec<_> = spans.iter().map(|s| s.span_kind.clone()).collect();
+    assert!(
+        kinds.contains(&opentelemetry::trace::SpanKind::Server),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&opentelemetry::trace::SpanKind::Client),
+        "{kinds:?}"
+    );
+    for span in &spans {
+        let status = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "http.response.status_code")
+            .map(|kv| kv.value.clone());
+        assert_eq!(
+            status,
+            Some(opentelemetry::Value::I64(404)),
+            "{:?}: {:?}",
+            span.span_kind,
+            span.attributes
+        );
+    }
 }

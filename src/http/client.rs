@@ -207,7 +207,48 @@ impl std::fmt::Display for UrlFull<'_> {
 const SIGNATURE_PARAMS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
 
 pin_project_lite::pin_project! {
-    /// The response future of [`Propagate`].
+    /// The response future of [`Propagate`]. When the response (or the error) is ready it
+    /// records the status on the client span, and marks the span as an error for a 4xx, a 5xx,
+    /// a gRPC status other than OK, or a transport error; the span ends when the future is
+    /// dropped.
+    ///
+    /// ```
+    /// use opentelemetry::trace::TracerProvider as _;
+    /// use opentelemetry::{KeyValue, Value};
+    /// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    /// use tower::{Layer, ServiceExt};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let exporter = InMemorySpanExporter::default();
+    /// let provider = SdkTracerProvider::builder()
+    ///     .with_simple_exporter(exporter.clone())
+    ///     .build();
+    /// let _g = tracing::subscriber::set_default(
+    ///     tracing_subscriber::registry()
+    ///         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")))
+    ///         .with(traceline::layer().with_writer(std::io::sink)),
+    /// );
+    /// // A "transport" that answers 503.
+    /// let svc = traceline::http::PropagateLayer::new().layer(tower::service_fn(
+    ///     |_req: http::Request<()>| async {
+    ///         let mut resp = http::Response::new(());
+    ///         *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    ///         Ok::<_, std::convert::Infallible>(resp)
+    ///     },
+    /// ));
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let resp = rt
+    ///     .block_on(svc.oneshot(http::Request::get("http://payments/charge").body(()).unwrap()))
+    ///     .unwrap();
+    /// assert_eq!(resp.status(), 503);
+    ///
+    /// let spans = exporter.get_finished_spans().unwrap();
+    /// assert_eq!(spans.len(), 1);
+    /// let client = &spans[0];
+    /// assert_eq!(client.span_kind, opentelemetry::trace::SpanKind::Client);
+    /// assert!(matches!(client.status, opentelemetry::trace::Status::Error { .. }));
+    /// assert!(client.attributes.contains(&KeyValue::new("http.response.status_code", Value::I64(503))));
+    /// ```
     pub struct ClientFuture<F> {
         #[pin]
         inner: F,

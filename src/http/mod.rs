@@ -111,7 +111,9 @@ fn record_response<B>(
     client: bool,
 ) -> Option<u16> {
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    // As an i64: tracing-opentelemetry exports an unsigned value as a string, and the
+    // conventions make the status an int.
+    span.record("http.response.status_code", i64::from(status));
     if status >= 500 || (client && status >= 400) {
         span.record("otel.status_code", "ERROR");
     }
@@ -150,7 +152,7 @@ fn grpc_server_fault(code: u16) -> bool {
 /// span) or any non-OK code (a client span). Returns the code.
 fn record_grpc_status(span: &tracing::Span, headers: &HeaderMap, client: bool) -> Option<u16> {
     let code = grpc_status(headers)?;
-    span.record("rpc.grpc.status_code", code);
+    span.record("rpc.grpc.status_code", i64::from(code));
     if (client && code != 0) || (!client && grpc_server_fault(code)) {
         span.record("otel.status_code", "ERROR");
     }

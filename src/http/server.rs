@@ -382,7 +382,49 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The response future of [`Correlation`].
+    /// The response future of [`Correlation`]. When the inner service's response is ready it
+    /// adds the correlation id header, records the status on the request span, and writes the
+    /// access-log line (with the status and the latency): nothing is written before.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tower::{Layer, Service};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Lines(Arc<Mutex<Vec<u8>>>);
+    /// impl std::io::Write for Lines {
+    ///     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+    ///         self.0.lock().unwrap().extend_from_slice(b);
+    ///         Ok(b.len())
+    ///     }
+    ///     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+    /// }
+    ///
+    /// let lines = Lines::default();
+    /// let out = lines.clone();
+    /// let _g = tracing::subscriber::set_default(
+    ///     tracing_subscriber::registry().with(traceline::layer().with_writer(move || out.clone())),
+    /// );
+    /// let mut svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
+    ///     |_req: http::Request<()>| async {
+    ///         let mut resp = http::Response::new(());
+    ///         *resp.status_mut() = http::StatusCode::NOT_FOUND;
+    ///         Ok::<_, std::convert::Infallible>(resp)
+    ///     },
+    /// ));
+    /// let future = svc.call(http::Request::get("/orders/7").body(()).unwrap());
+    /// assert!(lines.0.lock().unwrap().is_empty(), "nothing before the response");
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let resp = rt.block_on(future).unwrap();
+    /// assert!(resp.headers().contains_key("x-correlation-id"));
+    /// let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    /// let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+    /// assert_eq!(line["message"], "GET /orders/7 completed with 404");
+    /// assert_eq!(line["http.response.status_code"], 404);
+    /// assert_eq!(line["correlationId"], resp.headers()["x-correlation-id"].to_str().unwrap());
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
