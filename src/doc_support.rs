@@ -63,3 +63,31 @@ pub fn sample_line(schema: Schema) -> String {
         .trim_end()
         .to_owned()
 }
+
+/// The lines `layer` writes (its writer replaced by a buffer) for what `log` logs, parsed. It
+/// runs in a subscriber with the OpenTelemetry layer (fixed ids), inside an entered
+/// `createOrder` span with `order.customer_id = 42`.
+pub fn lines<W>(layer: crate::Layer<W>, log: impl FnOnce()) -> Vec<serde_json::Value>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_id_generator(FixedIds::default())
+        .build();
+    let buf = Buf::default();
+    let out = buf.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")))
+        .with(layer.with_writer(move || out.clone()));
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("createOrder", order.customer_id = 42);
+        let _entered = span.enter();
+        log();
+    });
+    let bytes = buf.0.lock().expect("not poisoned").clone();
+    String::from_utf8(bytes)
+        .expect("UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}

@@ -206,7 +206,12 @@ impl<W> Layer<W> {
     /// ```
     /// use traceline::{Key, Schema};
     /// let layer = traceline::layer().with_schema(Schema::default().rename(Key::TraceId, "trace"));
-    /// # let _ = layer;
+    /// // {…,"trace":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert_eq!(line["trace"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// # assert!(line.get("traceId").is_none());
+    /// # }
     /// ```
     pub fn with_schema(mut self, schema: Schema) -> Self {
         self.schema = schema;
@@ -228,7 +233,12 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_file(true).with_line_number(true);
-    /// # let _ = layer;
+    /// // {…,"file":"src/orders.rs","line":42,…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert!(line["file"].as_str().unwrap().ends_with(".rs"), "{line}");
+    /// # assert!(line["line"].as_u64().unwrap() > 0, "{line}");
+    /// # }
     /// ```
     pub fn with_file(self, on: bool) -> Self {
         self.toggle(Key::File, on)
@@ -238,7 +248,12 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_line_number(true);
-    /// # let _ = layer;
+    /// // {…,"line":42,…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert!(line["line"].as_u64().unwrap() > 0, "{line}");
+    /// # assert!(line.get("file").is_none());
+    /// # }
     /// ```
     pub fn with_line_number(self, on: bool) -> Self {
         self.toggle(Key::Line, on)
@@ -248,7 +263,11 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_thread_names(true);
-    /// # let _ = layer;
+    /// // {…,"threadName":"main",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert!(line["threadName"].is_string(), "{line}");
+    /// # }
     /// ```
     pub fn with_thread_names(self, on: bool) -> Self {
         self.toggle(Key::ThreadName, on)
@@ -258,7 +277,11 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_thread_ids(true);
-    /// # let _ = layer;
+    /// // {…,"threadId":1,…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert!(line["threadId"].is_u64(), "{line}");
+    /// # }
     /// ```
     pub fn with_thread_ids(self, on: bool) -> Self {
         self.toggle(Key::ThreadId, on)
@@ -268,7 +291,12 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_target(false);
-    /// # let _ = layer;
+    /// // no "target" key
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert!(line.get("target").is_none(), "{line}");
+    /// # assert_eq!(line["message"], "paid");
+    /// # }
     /// ```
     pub fn with_target(self, on: bool) -> Self {
         self.toggle(Key::Target, on)
@@ -278,7 +306,12 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_trace_flags(false);
-    /// # let _ = layer;
+    /// // traceId and spanId, no "traceFlags"
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert!(line.get("traceFlags").is_none(), "{line}");
+    /// # assert_eq!(line["spanId"].as_str().unwrap().len(), 16);
+    /// # }
     /// ```
     pub fn with_trace_flags(self, on: bool) -> Self {
         self.toggle(Key::TraceFlags, on)
@@ -289,7 +322,12 @@ impl<W> Layer<W> {
     /// ```
     /// use traceline::TimestampFormat;
     /// let layer = traceline::layer().with_timestamp_format(TimestampFormat::Rfc3339Millis);
-    /// # let _ = layer;
+    /// // {"timestamp":"2026-11-25T10:32:03.123Z",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # let ts = line["timestamp"].as_str().unwrap();
+    /// # assert_eq!((ts.len(), &ts[19..20], &ts[23..]), (24, ".", "Z"), "{ts}");
+    /// # }
     /// ```
     pub fn with_timestamp_format(self, format: TimestampFormat) -> Self {
         self.map_schema(|s| s.timestamp_format(format))
@@ -300,7 +338,12 @@ impl<W> Layer<W> {
     /// ```
     /// use traceline::FieldLayout;
     /// let layer = traceline::layer().with_field_layout(FieldLayout::Nested);
-    /// # let _ = layer;
+    /// // {…,"fields":{"order.item_count":3},…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!(order.item_count = 3, "paid"))[0];
+    /// # assert_eq!(line["fields"]["order.item_count"], 3, "{line}");
+    /// # assert!(line.get("order.item_count").is_none());
+    /// # }
     /// ```
     pub fn with_field_layout(self, layout: FieldLayout) -> Self {
         self.map_schema(|s| s.field_layout(layout))
@@ -310,7 +353,11 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_service_name("orders");
-    /// # let _ = layer;
+    /// // {…,"service.name":"orders",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert_eq!(line["service.name"], "orders");
+    /// # }
     /// ```
     pub fn with_service_name(self, name: impl Into<String>) -> Self {
         self.map_schema(|s| s.service_name(name))
@@ -320,7 +367,11 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_service_version("1.4.2");
-    /// # let _ = layer;
+    /// // {…,"service.version":"1.4.2",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert_eq!(line["service.version"], "1.4.2");
+    /// # }
     /// ```
     pub fn with_service_version(self, version: impl Into<String>) -> Self {
         self.map_schema(|s| s.service_version(version))
@@ -330,7 +381,11 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_environment("staging");
-    /// # let _ = layer;
+    /// // {…,"deployment.environment":"staging",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert_eq!(line["deployment.environment"], "staging");
+    /// # }
     /// ```
     pub fn with_environment(self, env: impl Into<String>) -> Self {
         self.map_schema(|s| s.environment(env))
@@ -340,7 +395,12 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_static_field("region", "eu-west-1");
-    /// # let _ = layer;
+    /// // {…,"region":"eu-west-1",…}; an event field of that name becomes "fields.region"
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!(region = "us-east-1", "paid"))[0];
+    /// # assert_eq!(line["region"], "eu-west-1");
+    /// # assert_eq!(line["fields.region"], "us-east-1", "{line}");
+    /// # }
     /// ```
     pub fn with_static_field(
         self,
@@ -355,7 +415,11 @@ impl<W> Layer<W> {
     /// ```
     /// use std::time::{SystemTime, UNIX_EPOCH};
     /// let layer = traceline::layer().with_clock(|| UNIX_EPOCH);
-    /// # let _ = layer;
+    /// // {"timestamp":"1970-01-01T00:00:00.000000000Z",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!("paid"))[0];
+    /// # assert_eq!(line["timestamp"], "1970-01-01T00:00:00.000000000Z");
+    /// # }
     /// ```
     pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
         self.clock = clock;
@@ -381,7 +445,11 @@ impl<W> Layer<W> {
     /// ```
     /// use traceline::Redaction;
     /// let layer = traceline::layer().with_redaction(Redaction::default().deny("ssn"));
-    /// # let _ = layer;
+    /// // {…,"ssn":"[REDACTED]",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!(ssn = "078-05-1120", "checked"))[0];
+    /// # assert_eq!(line["ssn"], "[REDACTED]");
+    /// # }
     /// ```
     pub fn with_redaction(mut self, redaction: Redaction) -> Self {
         self.redaction = redaction;
@@ -396,7 +464,13 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_max_field_len(1024);
-    /// # let _ = layer;
+    /// // {…,"body":"xxxx…xxx…[truncated 3976 bytes]",…}
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!(body = "x".repeat(5000), "uploaded"))[0];
+    /// # let body = line["body"].as_str().unwrap();
+    /// # assert!(body.starts_with(&"x".repeat(1024)) && !body.starts_with(&"x".repeat(1025)), "{body}");
+    /// # assert!(body.ends_with("…[truncated 3976 bytes]"), "{body}");
+    /// # }
     /// ```
     pub fn with_max_field_len(mut self, bytes: usize) -> Self {
         self.max_field = bytes;
@@ -412,7 +486,13 @@ impl<W> Layer<W> {
     ///
     /// ```
     /// let layer = traceline::layer().with_max_line_len(16 * 1024);
-    /// # let _ = layer;
+    /// // the 64 KiB field is left out; the line says how long it would have been
+    /// # #[cfg(feature = "install")] {
+    /// # let line = &traceline::doc_support::lines(layer, || tracing::info!(body = "x".repeat(64 * 1024), "uploaded"))[0];
+    /// # assert!(line.get("body").is_none(), "{line}");
+    /// # assert_eq!(line["message"], "uploaded");
+    /// # assert!(line[traceline::TRUNCATED_KEY].as_u64().unwrap() > 64 * 1024, "{line}");
+    /// # }
     /// ```
     pub fn with_max_line_len(mut self, bytes: usize) -> Self {
         self.max_line = bytes;
