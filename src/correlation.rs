@@ -22,9 +22,9 @@
 //!
 //! The scope is a span with target `traceline::correlation` at level `INFO`. A filter that
 //! turns that target off (for example `RUST_LOG=myapp=debug` alone) disables the scope, and the
-//! id with it: add `traceline=info` to such filters. [`crate::install`] keeps traceline's own
-//! spans on for a filter that does not name `traceline`, and keeps the scope span out of
-//! exported traces.
+//! id with it: add `traceline=info` to such filters. [`crate::install`] keeps spans at INFO
+//! and above on whatever level its filter sets (unless a directive turns their target `off`),
+//! and keeps the scope span out of exported traces.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

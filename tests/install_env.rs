@@ -117,6 +117,46 @@ fn invalid_values_are_clear_errors() {
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "http://",
     );
+    // The advice is what works: not https://, which the exporter refuses.
+    let err = try_with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]).unwrap_err();
+    assert!(!err.to_string().contains("https://"), "{err}");
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "0.5s")],
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "milliseconds",
+    );
+    invalid(
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0"),
+        ],
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "milliseconds",
+    );
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")],
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "gzip or none",
+    );
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret,team")],
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "entry 2 has no `=`",
+    );
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "bad key=s3cret")],
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "not a header name",
+    );
+    // Header values are secrets: never repeated in a message.
+    for vars in [
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret,team")][..],
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%zz")][..],
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%0A")][..],
+    ] {
+        let err = try_with(vars).unwrap_err().to_string();
+        assert!(err.contains("api-key") && !err.contains("s3cret"), "{err}");
+    }
     invalid(
         &[(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

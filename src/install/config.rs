@@ -240,8 +240,8 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
             InitError::invalid(
                 setting,
                 value,
-                "an OTLP endpoint must be a URL starting with http:// or https://, \
-                 e.g. http://localhost:4317 (gRPC) or http://localhost:4318 (HTTP)",
+                "an OTLP endpoint must be a URL starting with http://, \
+                 e.g. http://collector:4317 (gRPC) or http://collector:4318 (HTTP)",
             )
         })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -278,7 +278,7 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
     Ok(value.to_string())
 }
 
-/// `OTEL_TRACES_EXPORTER`: whether spans are exported (`otlp`, the default) or not (`none`).
+/// `OTEL_TRACES_EXPORTER`: whether spans are exported (`otlp`) or not (`none`).
 pub(crate) fn traces_exported(value: &str) -> Result<bool, InitError> {
     let mut otlp = false;
     for name in value.split(',').map(str::trim) {
@@ -306,6 +306,85 @@ pub(crate) fn schema_preset(
 ) -> Result<Schema, InitError> {
     Schema::from_name_in(value, get)
         .map_err(|e| InitError::invalid("TRACELINE_SCHEMA", value, e.to_string()))
+}
+
+/// Parses `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`: `key=value` pairs separated by commas, values
+/// percent-encoded, each a valid HTTP header. The values are secrets (API keys): a message never
+/// repeats them, only the keys.
+pub(crate) fn headers(
+    setting: &'static str,
+    value: &str,
+) -> Result<Vec<(String, String)>, InitError> {
+    let keys_only = value
+        .split(',')
+        .map(|pair| {
+            pair.split_once('=')
+                .map_or("…".to_string(), |(k, _)| format!("{}=…", k.trim()))
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let bad = |why: String| {
+        InitError::invalid(
+            setting,
+            keys_only.clone(),
+            format!(
+                "{why}; expected key=value pairs separated by commas, values %-encoded, e.g. x-api-key=KEY,x-team=orders"
+            ),
+        )
+    };
+    let mut out = Vec::new();
+    for (i, pair) in value.split(',').map(str::trim).enumerate() {
+        if pair.is_empty() {
+            continue;
+        }
+        // Not repeated: an entry with no key may be the secret itself.
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(bad(format!("entry {} has no `=`", i + 1)));
+        };
+        let k = k.trim();
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        {
+            return Err(bad(format!("`{k}` is not a header name")));
+        }
+        let v = percent_decode(v.trim())
+            .ok_or_else(|| bad(format!("the value of `{k}` has a bad %-escape")))?;
+        if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(bad(format!("the value of `{k}` has a control character")));
+        }
+        out.push((k.to_ascii_lowercase(), v));
+    }
+    Ok(out)
+}
+
+/// Parses `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`: a whole number of milliseconds, above 0.
+pub(crate) fn timeout_ms(
+    setting: &'static str,
+    value: &str,
+) -> Result<std::time::Duration, InitError> {
+    match value.parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(InitError::invalid(
+            setting,
+            value,
+            "expected a whole number of milliseconds above 0, e.g. 10000 for 10 s (no unit)",
+        )),
+    }
+}
+
+/// Parses `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION`: `true` for `gzip`, `false` for `none`.
+pub(crate) fn gzip(setting: &'static str, value: &str) -> Result<bool, InitError> {
+    match value.to_ascii_lowercase().as_str() {
+        "gzip" => Ok(true),
+        "none" => Ok(false),
+        _ => Err(InitError::invalid(
+            setting,
+            value,
+            "expected gzip or none (zstd is not built in)",
+        )),
+    }
 }
 
 #[cfg(test)]

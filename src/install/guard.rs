@@ -8,6 +8,8 @@ use super::runtime::ExporterRuntime;
 use super::writer::{Flush, Worker};
 use crate::Stats;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Keeps the exporter and the writer running; dropping it (or calling [`Guard::shutdown`])
 /// exports the spans not yet sent and writes the lines still queued, each within a bounded
@@ -43,6 +45,8 @@ pub struct Guard {
     pub(crate) monitor: Option<Monitor>,
     pub(crate) stats: Stats,
     pub(crate) timeout: Duration,
+    /// Spans the exporter could not deliver.
+    pub(crate) export_failures: Arc<ExportFailures>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -57,7 +61,10 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-/// Why [`Guard::shutdown`] could not flush everything.
+/// Why [`Guard::shutdown`] could not flush everything: the exporter failed to deliver spans
+/// while the program ran or at shutdown (the collector refused them, was unreachable, or did
+/// not answer in time; the message counts them and gives the last error), or the shutdown
+/// timeout ran out.
 ///
 /// ```
 /// fn report(guard: traceline::Guard) {
@@ -151,6 +158,10 @@ impl Guard {
             if let Err(err) = blocking_ok(|| provider.shutdown_with_timeout(timeout)) {
                 result = Err(ShutdownError(err.to_string()));
             }
+            // The SDK's shutdown succeeds even when exports failed: they are counted here.
+            if let Some(failed) = self.export_failures.report() {
+                result = Err(ShutdownError(failed));
+            }
         }
         if let Some(rt) = self.runtime.take() {
             rt.stop(self.timeout);
@@ -227,5 +238,84 @@ impl Monitor {
     fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
+    }
+}
+
+/// Spans the OTLP exporter failed to deliver, and the last reason.
+#[derive(Debug, Default)]
+pub(crate) struct ExportFailures {
+    spans: AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+impl ExportFailures {
+    fn record(&self, spans: usize, endpoint: &str, err: &dyn std::fmt::Display) {
+        self.spans.fetch_add(spans as u64, Ordering::Relaxed);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(format!("{endpoint}: {err}"));
+        }
+    }
+
+    /// What to tell the user at shutdown, when exports failed.
+    fn report(&self) -> Option<String> {
+        let n = self.spans.load(Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let last = self
+            .last
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .unwrap_or_default();
+        Some(format!(
+            "{n} span(s) could not be exported (last error from {last})"
+        ))
+    }
+}
+
+/// The OTLP exporter, counting the spans of the batches it fails to deliver.
+#[derive(Debug)]
+pub(crate) struct Counted<E> {
+    inner: E,
+    failures: Arc<ExportFailures>,
+    endpoint: String,
+}
+
+impl<E> Counted<E> {
+    pub(crate) fn new(inner: E, failures: Arc<ExportFailures>, endpoint: String) -> Self {
+        Counted {
+            inner,
+            failures,
+            endpoint,
+        }
+    }
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Counted<E>
+{
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        if let Err(err) = &result {
+            self.failures.record(n, &self.endpoint, err);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
     }
 }

@@ -31,11 +31,14 @@
 //!
 //! | Builder | Environment | Default |
 //! |---|---|---|
-//! | [`filter`](Builder::filter) | `RUST_LOG` | `info` (the SDK's own `opentelemetry*` targets at `warn` unless named; traceline's own spans on unless `traceline` is named) |
-//! | [`service_name`](Builder::service_name) | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service`) |
+//! | [`filter`](Builder::filter) | `RUST_LOG` | `info` (it chooses the lines; spans at INFO and above stay on: see below) |
+//! | [`service_name`](Builder::service_name) | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service:<executable>`) |
 //! | – | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded) | none |
 //! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
-//! | – | `OTEL_TRACES_EXPORTER` (`otlp`, `none`) | `otlp` (when an endpoint is set) |
+//! | – | `OTEL_TRACES_EXPORTER` (`otlp`, `none`) | `otlp` when an endpoint is set; `otlp` with no endpoint sends to `http://localhost:4318` (`:4317` for gRPC) |
+//! | – | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, values %-encoded) | none |
+//! | – | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) | `10000` |
+//! | – | `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, `OTEL_EXPORTER_OTLP_COMPRESSION` (`gzip`, `none`) | `none` |
 //! | [`protocol`](Builder::protocol) | `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`) | `http/protobuf` |
 //! | [`sample_ratio`](Builder::sample_ratio), [`sampler`](Builder::sampler) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
 //! | [`sdk_disabled`](Builder::sdk_disabled) | `OTEL_SDK_DISABLED` (`true`/`false`) | `false` |
@@ -46,9 +49,19 @@
 //! `OTEL_TRACES_SAMPLER` accepts `always_on`, `always_off`, `traceidratio`,
 //! `parentbased_always_on`, `parentbased_always_off` and `parentbased_traceidratio`;
 //! `OTEL_TRACES_SAMPLER_ARG` is the ratio (0.0 to 1.0, default 1.0) for the two ratio samplers.
-//! Other `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, compression) are read by
-//! `opentelemetry-otlp` itself. With `OTEL_SDK_DISABLED=true` no tracer provider is installed
-//! and lines carry no ids.
+//! Where a setting has a `TRACES_` variable and a generic one, the `TRACES_` one wins when set.
+//! With `OTEL_SDK_DISABLED=true` no tracer provider is installed and lines carry no ids; the
+//! exporter's and sampler's settings are then not read (nor, with `OTEL_TRACES_EXPORTER=none`,
+//! the exporter's), so they cannot stop the program from starting.
+//!
+//! # `RUST_LOG`: lines, not spans
+//! The filter chooses which lines are written. Spans at INFO and above stay on whatever level
+//! it sets, so `RUST_LOG=warn` keeps the `traceId` on the WARN and ERROR lines logged inside
+//! them, keeps the correlation id of requests (traceline's own spans are INFO), and still
+//! exports the traces. A directive that turns a target `off` (`RUST_LOG=warn,noisy=off`) turns
+//! its spans off too; spans below INFO follow the filter. The OpenTelemetry SDK's own
+//! diagnostics (`opentelemetry*` targets: export errors, an unreachable collector) are written
+//! at WARN unless the filter names them, or its default level is stricter (`error`, `off`).
 //!
 //! `service.name` (and `service.version`, `deployment.environment.name` when given in
 //! `OTEL_RESOURCE_ATTRIBUTES`) are written on every line as well as set on the resource.
@@ -420,15 +433,13 @@ impl Builder {
                 format!("{err}; expected directives such as `info` or `warn,my_crate=debug`"),
             )
         })?;
-        // traceline's own spans carry the correlation id and continue the caller's trace: a
-        // filter that names only the application (`myapp=debug`) keeps them, unless it names
-        // `traceline` itself.
-        let keep_own_spans = !names_traceline(&filter_src.1);
         if !filter_src.1.contains("opentelemetry") {
             // The SDK's own INFO lines ("global tracer provider is set") are noise; its
-            // warnings and export errors are kept.
+            // warnings and export errors are kept, unless the filter's default is stricter
+            // (`error`, `off`).
+            let level = otel_internal_level(&filter_src.1);
             for quiet in OTEL_INTERNAL {
-                let directive = format!("{quiet}=warn").parse().expect("valid directive");
+                let directive = format!("{quiet}={level}").parse().expect("valid directive");
                 filter = filter.add_directive(directive);
             }
         }
@@ -460,18 +471,27 @@ impl Builder {
         match &service_name {
             Some(name) => attributes.push(KeyValue::new("service.name", name.clone())),
             // As the OpenTelemetry resource spec says for a service with no name.
-            None => attributes.push(KeyValue::new("service.name", "unknown_service")),
+            None => attributes.push(KeyValue::new("service.name", unknown_service())),
         }
 
+        // With the SDK off, or nothing exported, the exporter's settings are never used: they
+        // are not read, and cannot stop the program from starting.
+        let exported = match get("OTEL_TRACES_EXPORTER") {
+            _ if disabled => None,
+            Some(v) => Some(config::traces_exported(&v)?),
+            None => None,
+        };
+        let exporting = !disabled && exported != Some(false);
         let protocol = match self.protocol {
             Some(p) => p,
-            None => match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
-                Some(v) => Protocol::parse("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &v)?,
-                None => match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
-                    Some(v) => Protocol::parse("OTEL_EXPORTER_OTLP_PROTOCOL", &v)?,
-                    None => Protocol::HttpProtobuf,
-                },
-            },
+            None => signal_or_generic(
+                exporting,
+                &get,
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                Protocol::parse,
+            )?
+            .unwrap_or(Protocol::HttpProtobuf),
         };
         let traces_path = |base: &str| -> String {
             if protocol == Protocol::Grpc || base.trim_end_matches('/').ends_with("/v1/traces") {
@@ -480,17 +500,14 @@ impl Builder {
                 format!("{}/v1/traces", base.trim_end_matches('/'))
             }
         };
-        let exported = match get("OTEL_TRACES_EXPORTER") {
-            Some(v) => config::traces_exported(&v)?,
-            None => true,
-        };
         let endpoint = match self.endpoint {
+            _ if disabled => None,
             Some(url) => Some(traces_path(&config::endpoint(
                 "Builder::otlp_endpoint",
                 &url,
             )?)),
             // `none`: ids on every line, nothing sent.
-            None if !exported => None,
+            None if !exporting => None,
             None => match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
                 Some(url) => Some(config::endpoint(
                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -501,13 +518,45 @@ impl Builder {
                         "OTEL_EXPORTER_OTLP_ENDPOINT",
                         &url,
                     )?)),
+                    // `OTEL_TRACES_EXPORTER=otlp` asks for export: to the specification's
+                    // default collector, on this host.
+                    None if exported == Some(true) => Some(match protocol {
+                        Protocol::Grpc => "http://localhost:4317".to_string(),
+                        Protocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_string(),
+                    }),
                     None => None,
                 },
             },
         };
+        // Read here rather than left to `opentelemetry-otlp`, which takes an empty signal
+        // variable as set (hiding the generic one) and drops a value it cannot parse.
+        let headers = signal_or_generic(
+            exporting,
+            &get,
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            config::headers,
+        )?
+        .unwrap_or_default();
+        let export_timeout = signal_or_generic(
+            exporting,
+            &get,
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            config::timeout_ms,
+        )?;
+        let gzip = signal_or_generic(
+            exporting,
+            &get,
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            config::gzip,
+        )?
+        .unwrap_or(false);
 
         let sampler = match self.sampler {
             Some(s) => s?,
+            None if disabled => Sampler::AlwaysOff,
             None => config::sampler(
                 get("OTEL_TRACES_SAMPLER").as_deref(),
                 get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
@@ -528,12 +577,15 @@ impl Builder {
         Ok(Plan {
             filter: InstallFilter {
                 env: filter,
-                keep_own_spans,
+                off: off_targets(&filter_src.1),
             },
             disabled,
             attributes,
             protocol,
             endpoint,
+            headers,
+            export_timeout,
+            gzip,
             sampler,
             propagators,
             schema,
@@ -566,6 +618,52 @@ fn with_service(
     schema
 }
 
+/// The setting of the signal's own variable `signal`, else of `generic`, parsed by `parse`;
+/// `None` when neither is set, or when nothing is exported (the setting is then not read).
+fn signal_or_generic<T>(
+    exporting: bool,
+    get: &impl Fn(&str) -> Option<String>,
+    signal: &'static str,
+    generic: &'static str,
+    parse: fn(&'static str, &str) -> Result<T, InitError>,
+) -> Result<Option<T>, InitError> {
+    if !exporting {
+        return Ok(None);
+    }
+    match (get(signal), get(generic)) {
+        (Some(v), _) => parse(signal, &v).map(Some),
+        (None, Some(v)) => parse(generic, &v).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `unknown_service:` and the executable's name, as the OpenTelemetry resource conventions
+/// name a service that was given no name (`unknown_service` when the name is not known).
+fn unknown_service() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map_or_else(
+            || "unknown_service".to_string(),
+            |n| format!("unknown_service:{n}"),
+        )
+}
+
+/// The level of the OpenTelemetry SDK's own diagnostics: WARN, or the filter's default level
+/// when that is stricter (`error`, `off`). The default is the last directive that is a level
+/// alone.
+fn otel_internal_level(filter: &str) -> tracing::level_filters::LevelFilter {
+    use tracing::level_filters::LevelFilter;
+    let default = filter
+        .split(',')
+        .filter_map(|d| d.trim().parse::<LevelFilter>().ok())
+        .next_back();
+    match default {
+        Some(level) if level < LevelFilter::WARN => level,
+        _ => LevelFilter::WARN,
+    }
+}
+
 /// Targets of the OpenTelemetry SDK's own diagnostics, kept at WARN unless the filter names
 /// them.
 const OTEL_INTERNAL: &[&str] = &["opentelemetry", "opentelemetry_sdk", "opentelemetry_otlp"];
@@ -577,6 +675,12 @@ struct Plan {
     attributes: Vec<KeyValue>,
     protocol: Protocol,
     endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, decoded.
+    headers: Vec<(String, String)>,
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`.
+    export_timeout: Option<Duration>,
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION=gzip`.
+    gzip: bool,
     sampler: Sampler,
     propagators: config::Propagators,
     schema: Schema,
@@ -589,6 +693,7 @@ struct Plan {
 impl Plan {
     fn install(self) -> Result<Guard, InitError> {
         let mut runtime = None;
+        let export_failures = std::sync::Arc::new(guard::ExportFailures::default());
         let provider = if self.disabled {
             None
         } else {
@@ -608,11 +713,32 @@ impl Plan {
                         let exporter = {
                             // tonic spawns its connection task on the runtime entered here.
                             let _entered = rt.handle().enter();
-                            use opentelemetry_otlp::WithExportConfig as _;
-                            opentelemetry_otlp::SpanExporter::builder()
+                            use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+                            let mut metadata = http::HeaderMap::new();
+                            for (k, v) in &self.headers {
+                                // Checked when read: a header name and a value.
+                                if let (Ok(k), Ok(v)) = (
+                                    http::HeaderName::from_bytes(k.as_bytes()),
+                                    http::HeaderValue::from_str(v),
+                                ) {
+                                    metadata.append(k, v);
+                                }
+                            }
+                            let mut b = opentelemetry_otlp::SpanExporter::builder()
                                 .with_tonic()
                                 .with_endpoint(endpoint.clone())
-                                .build()
+                                .with_metadata(
+                                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(
+                                        metadata,
+                                    ),
+                                );
+                            if let Some(t) = self.export_timeout {
+                                b = b.with_timeout(t);
+                            }
+                            if self.gzip {
+                                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                            }
+                            b.build()
                         };
                         match exporter {
                             Ok(e) => {
@@ -626,16 +752,27 @@ impl Plan {
                         }
                     }
                     Protocol::HttpProtobuf => {
-                        use opentelemetry_otlp::WithExportConfig as _;
-                        opentelemetry_otlp::SpanExporter::builder()
+                        use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+                        let mut b = opentelemetry_otlp::SpanExporter::builder()
                             .with_http()
                             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                             .with_endpoint(endpoint.clone())
-                            .build()
+                            .with_headers(self.headers.iter().cloned().collect());
+                        if let Some(t) = self.export_timeout {
+                            b = b.with_timeout(t);
+                        }
+                        if self.gzip {
+                            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                        }
+                        b.build()
                             .map_err(|err| InitError::Exporter(err.to_string()))?
                     }
                 };
-                builder = builder.with_batch_exporter(exporter);
+                builder = builder.with_batch_exporter(guard::Counted::new(
+                    exporter,
+                    export_failures.clone(),
+                    endpoint.clone(),
+                ));
             }
             Some(builder.build())
         };
@@ -677,6 +814,7 @@ impl Plan {
             monitor: None,
             stats,
             timeout: self.timeout,
+            export_failures,
         };
         // Everything that can fail runs before anything global is set: an error leaves
         // nothing installed, and the call can be retried (with `.log_bridge(false)`, say).
@@ -724,36 +862,41 @@ fn set_propagator(p: config::Propagators) {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(list));
 }
 
-/// What the OpenTelemetry layer gets: spans (and events only when asked), minus traceline's
-/// correlation scope and the exporter's own network stack.
-/// Whether a directive of `filter` is about traceline's own targets (`traceline`,
-/// `traceline::http=off`, …), not merely a target whose name starts the same
-/// (`traceline_demo`).
-fn names_traceline(filter: &str) -> bool {
-    filter.split(',').any(|directive| {
-        let target = directive
-            .split(['=', '['])
-            .next()
-            .unwrap_or_default()
-            .trim();
-        target == "traceline" || target.starts_with("traceline::")
-    })
+/// The targets that directives of `filter` turn off (`hyper=off`).
+fn off_targets(filter: &str) -> Vec<String> {
+    filter
+        .split(',')
+        .filter_map(|directive| {
+            // `target[span]=off` is about events inside such spans, not the spans themselves.
+            let (target, level) = directive.split_once('=')?;
+            let target = target.trim();
+            (level.trim().eq_ignore_ascii_case("off")
+                && !target.is_empty()
+                && !target.contains('['))
+            .then(|| target.to_string())
+        })
+        .collect()
 }
 
-/// The `RUST_LOG` filter, keeping traceline's own spans (the correlation scope, the HTTP
-/// request and client spans) when it does not name `traceline`: a filter that disabled them
-/// would take the correlation id off every line and break the trace between services. Their
-/// events (the access log) stay under the filter.
+/// The `RUST_LOG` filter for lines; spans at INFO and above stay on whatever level it sets
+/// (unless a directive turns their target `off`). A filter that disabled them would take the
+/// ids off the WARN and ERROR lines logged inside them (`RUST_LOG=warn`), the correlation id
+/// off every line of a request (traceline's own spans are INFO), and break the trace between
+/// services and in the exported traces. Spans below INFO, and all events, follow the filter.
 struct InstallFilter {
     env: EnvFilter,
-    keep_own_spans: bool,
+    /// Targets turned `off` (matched as `EnvFilter` matches them: by prefix).
+    off: Vec<String>,
 }
 
 impl InstallFilter {
-    fn own_span(&self, meta: &Metadata<'_>) -> bool {
-        self.keep_own_spans
-            && meta.is_span()
-            && matches!(meta.target(), "traceline::correlation" | "traceline::http")
+    fn kept_span(&self, meta: &Metadata<'_>) -> bool {
+        meta.is_span()
+            && *meta.level() <= tracing::Level::INFO
+            && !self
+                .off
+                .iter()
+                .any(|t| meta.target().starts_with(t.as_str()))
     }
 }
 
@@ -766,7 +909,7 @@ where
         // Always registered with the filter: its span-scoped directives (`[correlation]=debug`)
         // need to know the callsite.
         let interest = self.env.register_callsite(meta);
-        if self.own_span(meta) {
+        if self.kept_span(meta) {
             Interest::always()
         } else {
             interest
@@ -775,15 +918,11 @@ where
 
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
         let env = self.env.max_level_hint()?;
-        Some(if self.keep_own_spans {
-            env.max(tracing::level_filters::LevelFilter::INFO)
-        } else {
-            env
-        })
+        Some(env.max(tracing::level_filters::LevelFilter::INFO))
     }
 
     fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        self.own_span(meta) || self.env.enabled(meta, ctx)
+        self.kept_span(meta) || self.env.enabled(meta, ctx)
     }
 
     fn on_new_span(
@@ -866,26 +1005,25 @@ impl<S> Filter<S> for OtelFilter {
 
 #[cfg(test)]
 mod tests {
-    use super::names_traceline;
+    use super::{off_targets, otel_internal_level};
+    use tracing::level_filters::LevelFilter;
 
     #[test]
-    fn a_filter_names_traceline_only_by_its_own_targets() {
-        for named in [
-            "traceline=debug",
-            "info,traceline::http=off",
-            "warn, traceline::correlation = info",
-            "traceline",
-            "traceline[span]=trace",
-        ] {
-            assert!(names_traceline(named), "{named}");
-        }
-        for not_named in [
-            "myapp=debug",
-            "traceline_demo=debug",
-            "info,mytraceline=warn",
-            "",
-        ] {
-            assert!(!names_traceline(not_named), "{not_named}");
-        }
+    fn targets_turned_off_are_found_by_their_directives() {
+        assert_eq!(
+            off_targets("warn,hyper=off, h2 = OFF ,noisy[req]=off,myapp=debug,off"),
+            ["hyper", "h2"]
+        );
+        assert!(off_targets("info,myapp=warn").is_empty());
+    }
+
+    #[test]
+    fn the_sdks_diagnostics_never_go_past_the_filters_default_level() {
+        assert_eq!(otel_internal_level("info"), LevelFilter::WARN);
+        assert_eq!(otel_internal_level("myapp=debug"), LevelFilter::WARN);
+        assert_eq!(otel_internal_level("error"), LevelFilter::ERROR);
+        assert_eq!(otel_internal_level("off"), LevelFilter::OFF);
+        assert_eq!(otel_internal_level("off,myapp=info"), LevelFilter::OFF);
+        assert_eq!(otel_internal_level("error,debug"), LevelFilter::WARN);
     }
 }

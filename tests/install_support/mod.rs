@@ -25,6 +25,12 @@ pub const VARS: &[&str] = &[
     "OTEL_SDK_DISABLED",
     "OTEL_PROPAGATORS",
     "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "GOOGLE_CLOUD_PROJECT",
     "TRACELINE_SCHEMA",
 ];
@@ -149,42 +155,62 @@ pub struct ReceivedSpan {
 }
 
 /// A real OTLP/HTTP receiver on loopback: `POST /v1/traces` with a protobuf
-/// `ExportTraceServiceRequest`, answered with an empty `ExportTraceServiceResponse`.
+/// `ExportTraceServiceRequest` (gzip-compressed or not), answered with an empty
+/// `ExportTraceServiceResponse`. It keeps each request's headers.
 pub struct HttpReceiver {
     pub addr: SocketAddr,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     paths: Arc<Mutex<Vec<String>>>,
+    headers: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
 impl HttpReceiver {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// [`HttpReceiver::start`] on the address `addr`.
+    pub async fn start_on(addr: &str) -> Self {
         use http_body_util::{BodyExt, Full};
         use hyper::body::Bytes;
         use hyper::service::service_fn;
         use hyper_util::rt::{TokioExecutor, TokioIo};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let spans = Arc::new(Mutex::new(Vec::new()));
         let paths = Arc::new(Mutex::new(Vec::new()));
-        let (s, p) = (spans.clone(), paths.clone());
+        let headers = Arc::new(Mutex::new(Vec::new()));
+        let (s, p, h) = (spans.clone(), paths.clone(), headers.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (s, p) = (s.clone(), p.clone());
+                let (s, p, h) = (s.clone(), p.clone(), h.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (s, p) = (s.clone(), p.clone());
+                        let (s, p, h) = (s.clone(), p.clone(), h.clone());
                         async move {
                             p.lock().unwrap().push(req.uri().path().to_string());
-                            let ct = req
+                            let seen: HashMap<String, String> = req
                                 .headers()
-                                .get("content-type")
-                                .map(|v| v.to_str().unwrap_or("").to_string())
-                                .unwrap_or_default();
-                            let body = req.into_body().collect().await?.to_bytes();
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect();
+                            let gzip =
+                                seen.get("content-encoding").map(String::as_str) == Some("gzip");
+                            let ct = seen.get("content-type").cloned().unwrap_or_default();
+                            h.lock().unwrap().push(seen);
+                            let mut body = req.into_body().collect().await?.to_bytes().to_vec();
+                            if gzip {
+                                use std::io::Read as _;
+                                let mut plain = Vec::new();
+                                flate2::read::GzDecoder::new(&body[..])
+                                    .read_to_end(&mut plain)
+                                    .expect("a gzip body");
+                                body = plain;
+                            }
                             let status = if ct == "application/x-protobuf" {
                                 s.lock().unwrap().extend(decode_request(&body));
                                 200
@@ -206,7 +232,17 @@ impl HttpReceiver {
                 });
             }
         });
-        HttpReceiver { addr, spans, paths }
+        HttpReceiver {
+            addr,
+            spans,
+            paths,
+            headers,
+        }
+    }
+
+    /// The headers of each request received, names in lowercase.
+    pub fn headers(&self) -> Vec<HashMap<String, String>> {
+        self.headers.lock().unwrap().clone()
     }
 
     pub fn endpoint(&self) -> String {

@@ -1,0 +1,298 @@
+//! `init()`'s export settings as a user sets them in a deployment, each in a child process
+//! against a real OTLP/HTTP receiver on loopback: headers, timeout, compression, the default
+//! collector, what `RUST_LOG` does to spans, and what the guard says when spans were lost.
+
+mod install_support;
+
+use install_support as support;
+use serde_json::Value;
+use support::str_of;
+
+const ENTRY: &str = "child_entry";
+
+#[test]
+fn child_entry() {
+    let Some(scenario) = support::scenario() else {
+        return;
+    };
+    let guard = traceline::init().expect("init from the environment");
+    if scenario == "own_span" {
+        // Only a span of traceline's own (kept whatever the filter): the SDK exports it.
+        let span = tracing::info_span!(target: "traceline::http", "GET /orders");
+        drop(span.enter());
+        drop(span);
+        drop(guard);
+        return;
+    }
+    for i in 0..3 {
+        let span = tracing::info_span!("request", i);
+        let _e = span.enter();
+        tracing::warn!("handled");
+    }
+    match scenario.as_str() {
+        "shutdown" => match guard.shutdown() {
+            Ok(()) => eprintln!("SHUTDOWN=ok"),
+            Err(e) => eprintln!("SHUTDOWN=err {e}"),
+        },
+        "drop" => drop(guard),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+async fn run(scenario: &'static str, env: Vec<(&'static str, String)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        support::run(ENTRY, scenario, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// An address nothing listens on.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
+fn app_lines(out: &std::process::Output) -> Vec<Value> {
+    support::json_lines(&out.stdout)
+        .into_iter()
+        .filter(|l| str_of(l, "target") == Some("install_export_settings"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_reach_the_collector_and_an_empty_signal_variable_counts_as_unset() {
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s3cret, x-team = a%20b".into(),
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "".into()),
+        ],
+    )
+    .await;
+    let requests = receiver.headers();
+    assert!(!requests.is_empty());
+    for h in &requests {
+        assert_eq!(
+            h.get("api-key").map(String::as_str),
+            Some("s3cret"),
+            "{h:?}"
+        );
+        assert_eq!(h.get("x-team").map(String::as_str), Some("a b"), "{h:?}");
+    }
+    assert_eq!(receiver.spans().len(), 3);
+
+    // The signal's own variable wins over the generic one when it is set.
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=generic".into()),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=traces".into()),
+        ],
+    )
+    .await;
+    let requests = receiver.headers();
+    assert!(!requests.is_empty());
+    for h in &requests {
+        assert_eq!(
+            h.get("api-key").map(String::as_str),
+            Some("traces"),
+            "{h:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_compression_is_sent_and_decoded() {
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into()),
+        ],
+    )
+    .await;
+    let requests = receiver.headers();
+    assert!(!requests.is_empty());
+    for h in &requests {
+        assert_eq!(
+            h.get("content-encoding").map(String::as_str),
+            Some("gzip"),
+            "{h:?}"
+        );
+    }
+    // Decoded by the receiver: the three spans arrived whole.
+    assert_eq!(receiver.spans().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_lost_to_a_refused_collector_are_reported_at_shutdown() {
+    let endpoint = closed_port();
+    let out = run(
+        "shutdown",
+        vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SHUTDOWN=err"), "{err}");
+    assert!(err.contains("3 span(s) could not be exported"), "{err}");
+    assert!(err.contains(&endpoint), "{err}");
+
+    let out = run("drop", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spans may not all have been exported"),
+        "{err}"
+    );
+
+    // And a collector that takes them: no error.
+    let receiver = support::HttpReceiver::start().await;
+    let out = run(
+        "shutdown",
+        vec![("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SHUTDOWN=ok"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_errors_are_lines_while_the_program_runs() {
+    let out = run("drop", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", closed_port())]).await;
+    let sdk: Vec<Value> = support::json_lines(&out.stdout)
+        .into_iter()
+        .filter(|l| str_of(l, "target").is_some_and(|t| t.starts_with("opentelemetry")))
+        .collect();
+    assert!(
+        sdk.iter()
+            .any(|l| matches!(str_of(l, "level"), Some("WARN" | "ERROR"))),
+        "{sdk:?}"
+    );
+}
+
+/// The SDK's diagnostics are compiled into a user's build (they are the only sign, while the
+/// program runs, that a collector is unreachable): the `install` feature turns them on, not
+/// only this crate's dev-dependencies.
+#[test]
+fn the_install_feature_compiles_the_sdks_diagnostics_in() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "--no-default-features",
+            "--features",
+            "install",
+            "-e",
+            "features,normal",
+            "-i",
+            "opentelemetry_sdk",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree");
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tree.contains("opentelemetry_sdk feature \"internal-logs\""),
+        "{tree}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_warn_keeps_the_ids_on_warn_lines_and_exports_the_spans() {
+    let receiver = support::HttpReceiver::start().await;
+    let out = run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("RUST_LOG", "warn".into()),
+        ],
+    )
+    .await;
+    let lines = app_lines(&out);
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert!(str_of(l, "traceId").is_some(), "{l}");
+    }
+    assert_eq!(receiver.spans().len(), 3);
+
+    // Turning the target off turns its spans off too.
+    let receiver = support::HttpReceiver::start().await;
+    let out = run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("RUST_LOG", "warn,install_export_settings=off".into()),
+        ],
+    )
+    .await;
+    assert!(app_lines(&out).is_empty());
+    assert!(receiver.spans().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_off_writes_no_lines() {
+    let out = run(
+        "own_span",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", closed_port()),
+            ("RUST_LOG", "off".into()),
+        ],
+    )
+    .await;
+    let lines = support::json_lines(&out.stdout);
+    assert!(lines.is_empty(), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_sdk_or_no_exporter_ignores_the_exporter_settings() {
+    for env in [
+        vec![
+            ("OTEL_SDK_DISABLED", "true".to_string()),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example.com:4318".into(),
+            ),
+            ("OTEL_TRACES_SAMPLER", "xray".into()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "broken".into()),
+        ],
+        vec![
+            ("OTEL_TRACES_EXPORTER", "none".to_string()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".into()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "5s".into()),
+        ],
+    ] {
+        // `run` fails the test when the child's init() fails.
+        let out = run("drop", env).await;
+        assert_eq!(app_lines(&out).len(), 3);
+    }
+}
+
+/// `OTEL_TRACES_EXPORTER=otlp` with no endpoint sends to the specification's default,
+/// `http://localhost:4318` for HTTP/protobuf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_otlp_exporter_asked_for_with_no_endpoint_sends_to_localhost() {
+    if std::net::TcpListener::bind("127.0.0.1:4318").is_err() {
+        panic!("port 4318 is in use on this machine: this test needs it free");
+    }
+    let receiver = support::HttpReceiver::start_on("127.0.0.1:4318").await;
+    run("drop", vec![("OTEL_TRACES_EXPORTER", "otlp".into())]).await;
+    assert_eq!(
+        receiver.paths().first().map(String::as_str),
+        Some("/v1/traces")
+    );
+    assert_eq!(receiver.spans().len(), 3);
+}
