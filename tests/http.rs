@@ -159,7 +159,9 @@ async fn continues_the_callers_trace_and_correlation_id() {
     assert_eq!(handled[0]["url.path"], "/hello");
     let access: Vec<_> = lines
         .iter()
-        .filter(|l| l["target"] == "traceline::http" && l["http.response.status_code"] == 200)
+        .filter(|l| {
+            l["target"] == "traceline::http::access" && l["http.response.status_code"] == 200
+        })
         .collect();
     assert_eq!(access.len(), 1, "one access-log line: {lines:?}");
     assert_eq!(access[0]["traceId"], TRACE);
@@ -613,13 +615,30 @@ async fn the_matched_route_is_recorded_when_the_router_gives_it() {
                 "ok"
             }),
         )
-        .route_layer(
+        // As `CorrelationLayer::route` says: `.layer`, so that unmatched requests get one too.
+        .layer(
             CorrelationLayer::new()
                 .route(|ext| ext.get::<axum::extract::MatchedPath>().map(|m| m.as_str())),
         );
     let addr = serve(app).await;
     let (status, _, _) = get_with(addr, "/users/42", &[]).await;
     assert_eq!(status, 200);
+    // An unmatched request (a 404) still gets its id echoed and an access line.
+    let (status, headers, _) = get_with(
+        addr,
+        "/user/42",
+        &[("x-correlation-id", "typo-1".parse().unwrap())],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["x-correlation-id"], "typo-1");
+    assert!(
+        capture
+            .lines()
+            .iter()
+            .any(|l| l["http.response.status_code"] == 404 && l["correlationId"] == "typo-1"),
+        "no access line for the 404"
+    );
     let line = capture
         .lines()
         .into_iter()
@@ -982,6 +1001,8 @@ async fn status_codes_are_exported_as_ints() {
         }));
     let resp = client.oneshot(Request::new(())).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // The server span ends with the response body.
+    drop(resp);
     let _ = provider.force_flush();
     let spans = exporter.get_finished_spans().unwrap();
     let kinds: Vec<_> = spans.iter().map(|s| s.span_kind.clone()).collect();
@@ -1007,4 +1028,359 @@ async fn status_codes_are_exported_as_ints() {
             span.attributes
         );
     }
+}
+
+/// Logs when dropped: stands for handler state whose `Drop` logs (a transaction rolled back).
+struct LogOnDrop(&'static str);
+
+impl Drop for LogOnDrop {
+    fn drop(&mut self) {
+        tracing::warn!("{}", self.0);
+    }
+}
+
+fn slow_app() -> Router {
+    Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                let _state = LogOnDrop("rolled back");
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                "done"
+            }),
+        )
+        .layer(CorrelationLayer::new())
+}
+
+/// Sends a request and hangs up before the response (a browser navigating away, a client
+/// timeout), then waits for the server to notice.
+async fn send_and_hang_up(addr: SocketAddr, id: &str) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /slow HTTP/1.1\r\nhost: x\r\nx-correlation-id: {id}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(s);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+}
+
+fn access_lines(capture: &Capture) -> Vec<Value> {
+    capture
+        .lines()
+        .into_iter()
+        .filter(|l| l["target"] == traceline::http::ACCESS_TARGET)
+        .collect()
+}
+
+/// A request the client abandons gets one access line, at WARN, with its ids; and what the
+/// handler logs while it is dropped carries them too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_the_client_abandons_gets_one_warn_access_line_and_keeps_its_ids() {
+    let (capture, _g) = install("svc");
+    let addr = serve(slow_app()).await;
+    send_and_hang_up(addr, "gone-1").await;
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["level"], "WARN");
+    assert_eq!(
+        access[0]["message"],
+        "GET /slow abandoned before its response"
+    );
+    assert_eq!(access[0]["correlationId"], "gone-1");
+    assert!(
+        access[0]["latency_ms"].as_f64().unwrap() >= 40.0,
+        "{}",
+        access[0]
+    );
+    let rolled_back = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "rolled back")
+        .expect("the handler's state was dropped");
+    assert_eq!(rolled_back["correlationId"], "gone-1", "{rolled_back}");
+    assert_eq!(
+        rolled_back["traceId"], access[0]["traceId"],
+        "{rolled_back}"
+    );
+}
+
+/// Lines logged while a streamed body is produced carry the request's ids, and the request
+/// span lasts until the body ends.
+#[tokio::test(flavor = "current_thread")]
+async fn lines_logged_while_a_streamed_body_is_produced_carry_the_requests_ids() {
+    use futures_util::StreamExt as _;
+    let (capture, _g) = install("svc");
+    let app = Router::new()
+        .route(
+            "/export",
+            get(|| async {
+                let rows = futures_util::stream::iter(0..3u32).map(|i| {
+                    tracing::info!(row = i, "exporting row");
+                    Ok::<_, std::convert::Infallible>(Bytes::from(format!("row {i}\n")))
+                });
+                axum::body::Body::from_stream(rows)
+            }),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let (status, _, body) = get_with(
+        addr,
+        "/export",
+        &[("x-correlation-id", "export-1".parse().unwrap())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "row 0\nrow 1\nrow 2\n");
+    let lines = capture.lines();
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1);
+    let rows: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "exporting row")
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for l in &rows {
+        assert_eq!(l["correlationId"], "export-1", "{l}");
+        assert_eq!(l["traceId"], access[0]["traceId"], "{l}");
+        assert_eq!(l["spanId"], access[0]["spanId"], "{l}");
+    }
+}
+
+/// A router nested with a `CorrelationLayer` of its own (axum `nest`) joins the outer one's
+/// request: the id the caller gets back is the one the handler's lines carry, in the caller's
+/// trace, with one access line, and the inner layer's route on the span.
+#[tokio::test(flavor = "current_thread")]
+async fn a_nested_router_with_its_own_layer_joins_the_outer_request() {
+    let (capture, _g) = install("svc");
+    let orders = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|| async {
+                tracing::info!("looking up order");
+                correlation::current().unwrap().to_string()
+            }),
+        )
+        .layer(
+            CorrelationLayer::new()
+                .route(|ext| ext.get::<axum::extract::MatchedPath>().map(|m| m.as_str())),
+        );
+    let app = Router::new()
+        .nest("/api", orders)
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let (status, headers, body) = get_with(
+        addr,
+        "/api/orders/7",
+        &[("traceparent", tp.parse().unwrap())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-correlation-id"], body.as_str());
+    let line = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "looking up order")
+        .unwrap();
+    assert_eq!(line["correlationId"], body.as_str(), "{line}");
+    assert_eq!(line["traceId"], TRACE, "{line}");
+    assert_eq!(line["url.path"], "/api/orders/7", "{line}");
+    assert_eq!(line["http.route"], "/api/orders/{id}", "{line}");
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["spanId"], line["spanId"]);
+}
+
+/// `traceline::http::access=warn` quiets the access log and keeps the request spans: the
+/// handler's lines keep the caller's trace and correlation id, and calls out continue it.
+#[tokio::test(flavor = "current_thread")]
+async fn quieting_the_access_log_keeps_the_request_spans() {
+    let capture = Capture::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(
+            "info,traceline::http::access=warn",
+        ))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(traceline::layer().with_writer(capture.clone()));
+    let _g = tracing::subscriber::set_default(subscriber);
+    let sent = Arc::new(Mutex::new(None::<HeaderMap>));
+    let seen = sent.clone();
+    let app = Router::new()
+        .route(
+            "/order",
+            get(move || {
+                let seen = seen.clone();
+                async move {
+                    tracing::info!("calling payments");
+                    let transport = tower::service_fn(move |req: Request<()>| {
+                        let seen = seen.clone();
+                        async move {
+                            *seen.lock().unwrap() = Some(req.headers().clone());
+                            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+                        }
+                    });
+                    ServiceBuilder::new()
+                        .layer(PropagateLayer::new())
+                        .service(transport)
+                        .oneshot(Request::new(()))
+                        .await
+                        .unwrap();
+                    "ok"
+                }
+            }),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let (_, headers, _) = get_with(
+        addr,
+        "/order",
+        &[
+            ("traceparent", tp.parse().unwrap()),
+            ("x-correlation-id", "order-9".parse().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(headers["x-correlation-id"], "order-9");
+    assert!(access_lines(&capture).is_empty());
+    let line = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "calling payments")
+        .unwrap();
+    assert_eq!(line["traceId"], TRACE, "{line}");
+    assert_eq!(line["correlationId"], "order-9", "{line}");
+    let sent = sent.lock().unwrap().clone().unwrap();
+    assert!(
+        sent.get("traceparent")
+            .is_some_and(|v| v.to_str().unwrap().contains(TRACE)),
+        "{sent:?}"
+    );
+}
+
+/// A gRPC status sent in the trailers, after the messages, over real HTTP/2: recorded on the
+/// request span and given by the call's access line, which waits for it; a stream that ends
+/// without one says so.
+#[tokio::test(flavor = "current_thread")]
+async fn a_grpc_status_in_the_trailers_is_logged_when_the_body_ends() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::Layer as _;
+    let (exporter, provider, _guard) = exporting();
+    let capture = Capture::default();
+    // `exporting()` writes lines to a capture of its own: log to ours as well.
+    let _g = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+            .with(traceline::layer().with_writer(capture.clone())),
+    );
+    let grpc = |status: Option<&'static str>| {
+        tower::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
+            let mut frames = vec![Ok::<_, std::convert::Infallible>(Frame::data(
+                Bytes::from_static(b"\0\0\0\0\0"),
+            ))];
+            if let Some(code) = status {
+                let mut trailers = HeaderMap::new();
+                trailers.insert("grpc-status", HeaderValue::from_static(code));
+                frames.push(Ok(Frame::trailers(trailers)));
+            }
+            tracing::info!("streaming the reply");
+            let body = StreamBody::new(futures_util::stream::iter(frames));
+            let mut resp = http::Response::new(body);
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            Ok::<_, std::convert::Infallible>(resp)
+        })
+    };
+    for (path, status) in [
+        ("/svc/Ok", Some("0")),
+        ("/svc/Broken", Some("13")),
+        ("/svc/Cut", None),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let svc = CorrelationLayer::new().layer(grpc(status));
+        tokio::spawn(
+            async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        hyper_util::service::TowerToHyperService::new(svc),
+                    )
+                    .await;
+            }
+            .instrument(tracing::Span::none()),
+        );
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<Empty<Bytes>>();
+        let resp = client
+            .request(
+                Request::post(format!("http://{addr}{path}"))
+                    .header("content-type", "application/grpc")
+                    .body(Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let collected = resp.into_body().collect().await.unwrap();
+        assert_eq!(
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .map(|v| v.to_str().unwrap()),
+            status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let access = access_lines(&capture);
+    let said: Vec<(&str, &str)> = access
+        .iter()
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("INFO", "POST /svc/Ok completed with grpc-status 0"),
+            ("ERROR", "POST /svc/Broken failed with grpc-status 13"),
+            ("WARN", "POST /svc/Cut ended without a gRPC status"),
+        ]
+    );
+    // The reply was streamed inside the request span: its line has the request's ids.
+    let streaming: Vec<Value> = capture
+        .lines()
+        .into_iter()
+        .filter(|l| l["message"] == "streaming the reply")
+        .collect();
+    assert_eq!(streaming.len(), 3);
+    for (line, access) in streaming.iter().zip(&access) {
+        assert_eq!(line["spanId"], access["spanId"]);
+    }
+    let _ = provider.force_flush();
+    let codes: Vec<_> = exporter
+        .get_finished_spans()
+        .unwrap()
+        .iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+        .map(|s| {
+            let code = s
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "rpc.grpc.status_code")
+                .map(|kv| kv.value.clone());
+            (
+                code,
+                matches!(s.status, opentelemetry::trace::Status::Error { .. }),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (Some(opentelemetry::Value::I64(0)), false),
+            (Some(opentelemetry::Value::I64(13)), true),
+            (None, false),
+        ]
+    );
 }

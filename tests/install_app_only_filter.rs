@@ -20,7 +20,7 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// The correlation scope and the HTTP request span survive `RUST_LOG=myapp=info`: the scope's
 /// id is current inside it, and the handler's line carries the caller's trace and
-/// correlation id. The access log (INFO, target `traceline::http`) is not written: the filter
+/// correlation id. The access log (INFO, target `traceline::http::access`) is not written: the filter
 /// did not ask for it.
 #[tokio::test(flavor = "current_thread")]
 async fn an_app_only_filter_keeps_trace_continuation_and_correlation() {

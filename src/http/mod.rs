@@ -18,8 +18,11 @@
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
 //!    while handling the request carries; the id is also in the request's extensions;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
-//! 5. writes one access-log line when the response is ready: method, path, status,
-//!    `latency_ms`, ids. (For streamed bodies this is when the head is ready.)
+//! 5. writes one access-log line (target [`ACCESS_TARGET`]) when the response is ready:
+//!    method, path, status, `latency_ms`, ids (for a gRPC call, when the status in its
+//!    trailers is); a WARN one for a request abandoned first;
+//! 6. produces the response body inside the request span ([`ResponseBody`]): lines logged
+//!    while streaming carry the request's ids, and the span ends with the body.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -54,7 +57,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use client::{ClientFuture, Propagate, PropagateLayer};
 pub use server::{
-    Correlation, CorrelationLayer, ResponseFuture, RouteFn, X_CORRELATION_ID, X_REQUEST_ID,
+    ACCESS_TARGET, Correlation, CorrelationLayer, ResponseBody, ResponseFuture, RouteFn,
+    X_CORRELATION_ID, X_REQUEST_ID,
 };
 
 use trace_context::Propagated;
@@ -66,6 +70,10 @@ use trace_context::Propagated;
 /// without an OpenTelemetry layer; no correlation id outside a scope). A span the
 /// OpenTelemetry layer does not track, such as a correlation scope under `init()`, sends the
 /// trace of its nearest ancestor that it tracks.
+///
+/// The parent id sent is the current span's: calls made from one span all name it. For a
+/// client span per call (its own id, status and duration in the trace), send through
+/// [`PropagateLayer`], or call `inject` inside a span made for the call.
 ///
 /// ```
 /// let mut headers = http::HeaderMap::new();
@@ -125,12 +133,22 @@ fn record_response<B>(
 /// call that fails before any message). A value that is not a code (0–16) is UNKNOWN (2), as
 /// gRPC clients read it. A status sent in trailers after a body is not seen here.
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
-    if !grpc {
+    if !is_grpc(headers) {
         return None;
     }
+    grpc_code(headers)
+}
+
+/// Whether a response is gRPC's (`content-type: application/grpc…`).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The `grpc-status` in `headers` (a response's, or its trailers), UNKNOWN (2) for a value
+/// that is not a code.
+fn grpc_code(headers: &HeaderMap) -> Option<u16> {
     let value = headers.get("grpc-status")?.as_bytes();
     let code = match value {
         [d @ b'0'..=b'9'] => u16::from(d - b'0'),
@@ -152,11 +170,22 @@ fn grpc_server_fault(code: u16) -> bool {
 /// span) or any non-OK code (a client span). Returns the code.
 fn record_grpc_status(span: &tracing::Span, headers: &HeaderMap, client: bool) -> Option<u16> {
     let code = grpc_status(headers)?;
+    record_grpc_code(span, code, client);
+    Some(code)
+}
+
+/// [`record_grpc_status`] for the status in a gRPC response's trailers.
+fn record_grpc_trailers(span: &tracing::Span, trailers: &HeaderMap, client: bool) -> Option<u16> {
+    let code = grpc_code(trailers)?;
+    record_grpc_code(span, code, client);
+    Some(code)
+}
+
+fn record_grpc_code(span: &tracing::Span, code: u16, client: bool) {
     span.record("rpc.grpc.status_code", i64::from(code));
     if (client && code != 0) || (!client && grpc_server_fault(code)) {
         span.record("otel.status_code", "ERROR");
     }
-    Some(code)
 }
 
 fn inject_correlation(headers: &mut HeaderMap) {

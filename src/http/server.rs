@@ -12,6 +12,7 @@ use opentelemetry::trace::TraceContextExt;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
+use tracing::instrument::{Instrument, Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::trace_context;
@@ -156,8 +157,10 @@ impl CorrelationLayer {
     }
 
     /// Where the router puts the matched route, for `http.route` and the span name
-    /// (`GET /users/{id}`). The router must have run before the layer sees the request: with
-    /// axum, add the layer with `Router::route_layer`.
+    /// (`GET /users/{id}`). The router must have run before the layer sees the request: axum
+    /// 0.8 matches the route before the layers added with `Router::layer` run, so add it with
+    /// `.layer` (`route_layer` would leave unmatched requests, the 404s, without a span, an
+    /// echoed id or an access line).
     ///
     /// ```
     /// use axum::{Router, extract::MatchedPath, routing::get};
@@ -165,17 +168,17 @@ impl CorrelationLayer {
     ///
     /// let app: Router = Router::new()
     ///     .route("/users/{id}", get(|| async { "ok" }))
-    ///     .route_layer(
-    ///         CorrelationLayer::new().route(|ext| ext.get::<MatchedPath>().map(|m| m.as_str())),
-    ///     );
+    ///     .layer(CorrelationLayer::new().route(|ext| ext.get::<MatchedPath>().map(|m| m.as_str())));
     /// ```
     pub fn route(self, route: RouteFn) -> Self {
         self.map(|c| c.route = Some(route))
     }
 
-    /// Writes one access-log line per request when its response is ready (on by default):
-    /// ERROR for a 5xx, and for a gRPC server fault in a trailers-only answer (`grpc-status`
-    /// in the headers, recorded as `rpc.grpc.status_code`); INFO otherwise.
+    /// Writes one access-log line per request, target [`ACCESS_TARGET`] (on by default): when
+    /// its response is ready, ERROR for a 5xx and for a gRPC server fault (`grpc-status` in
+    /// the headers, or in the trailers, when the line waits for them; recorded as
+    /// `rpc.grpc.status_code`), INFO otherwise; WARN for a request abandoned before its
+    /// response.
     ///
     /// ```
     /// let layer = traceline::http::CorrelationLayer::new().access_log(false);
@@ -308,7 +311,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: fmt::Display,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -317,6 +320,22 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if req.extensions().get::<CorrelationId>().is_some() {
+            // Already inside an outer `Correlation` (a nested router with a layer of its own):
+            // the request keeps that one's span, trace and id, and gets one access line. The
+            // route this layer knows goes on the outer span.
+            let span = Span::current();
+            if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
+                span.record("http.route", route);
+                span.record("otel.name", format!("{} {route}", req.method()));
+            }
+            let future = self.inner.call(req);
+            return ResponseFuture {
+                inner: future.instrument(span.clone()),
+                span,
+                request: None,
+            };
+        }
         // The latency counts the inner service's `call` too: some do their work there.
         let start = Instant::now();
         let method = req.method().clone();
@@ -370,21 +389,108 @@ where
         req.extensions_mut().insert(id.clone());
         let future = span.in_scope(|| self.inner.call(req));
         ResponseFuture {
-            inner: future,
+            inner: future.instrument(span.clone()),
             span,
-            id,
-            method,
-            path,
-            start,
-            config: self.config.clone(),
+            request: Some(Box::new(RequestInfo {
+                id,
+                access: Access {
+                    method,
+                    path,
+                    start,
+                },
+                config: self.config.clone(),
+            })),
         }
     }
 }
 
+/// What the access line of a request says besides its outcome.
+#[derive(Debug)]
+struct Access {
+    method: http::Method,
+    path: Box<str>,
+    start: Instant,
+}
+
+impl Access {
+    fn latency_ms(&self) -> f64 {
+        self.start.elapsed().as_micros() as f64 / 1000.0
+    }
+
+    /// The access line of a response whose outcome is `status` (and `grpc`, a gRPC status
+    /// seen in its headers or trailers).
+    fn log(&self, status: u16, grpc: Option<u16>) {
+        let latency_ms = self.latency_ms();
+        let (method, path) = (self.method.as_str(), &*self.path);
+        // A gRPC status speaks for the call only on a 200: any other HTTP status is a failure
+        // outside gRPC (a proxy's, say), logged as such.
+        match grpc.filter(|_| status == 200) {
+            Some(code) if super::grpc_server_fault(code) => tracing::error!(
+                target: ACCESS_TARGET,
+                latency_ms,
+                http.response.status_code = status,
+                rpc.grpc.status_code = code,
+                "{method} {path} failed with grpc-status {code}"
+            ),
+            Some(code) => tracing::info!(
+                target: ACCESS_TARGET,
+                latency_ms,
+                http.response.status_code = status,
+                rpc.grpc.status_code = code,
+                "{method} {path} completed with grpc-status {code}"
+            ),
+            None if status >= 500 => tracing::error!(
+                target: ACCESS_TARGET,
+                latency_ms,
+                http.response.status_code = status,
+                "{method} {path} failed with {status}"
+            ),
+            None => tracing::info!(
+                target: ACCESS_TARGET,
+                latency_ms,
+                http.response.status_code = status,
+                "{method} {path} completed with {status}"
+            ),
+        }
+    }
+
+    /// The access line of a request whose outcome is not known: `what` says why.
+    fn log_incomplete(&self, what: &str) {
+        let latency_ms = self.latency_ms();
+        let (method, path) = (self.method.as_str(), &*self.path);
+        tracing::warn!(
+            target: ACCESS_TARGET,
+            latency_ms,
+            "{method} {path} {what}"
+        );
+    }
+}
+
+/// The target of the access-log lines: `traceline::http::access`. A filter can quiet them
+/// (`traceline::http::access=warn`) and keep the request spans, whose target is
+/// `traceline::http`.
+///
+/// ```
+/// assert_eq!(traceline::http::ACCESS_TARGET, "traceline::http::access");
+/// ```
+pub const ACCESS_TARGET: &str = "traceline::http::access";
+
+/// A request handled by this layer (not passed through to an outer one).
+#[derive(Debug)]
+struct RequestInfo {
+    id: CorrelationId,
+    access: Access,
+    config: Arc<Config>,
+}
+
 pin_project_lite::pin_project! {
-    /// The response future of [`Correlation`]. When the inner service's response is ready it
-    /// adds the correlation id header, records the status on the request span, and writes the
-    /// access-log line (with the status and the latency): nothing is written before.
+    /// The response future of [`Correlation`]. The inner service's future runs inside the
+    /// request span (and is dropped inside it: a handler's clean-up logs carry the request's
+    /// ids). When the response is ready it adds the correlation id header, records the status
+    /// on the request span, and writes the access-log line (with the status and the latency):
+    /// nothing is written before. A request whose future is dropped first (the client went
+    /// away, the connection was reset, a gRPC deadline passed) gets a WARN access line saying
+    /// it was abandoned, with its latency.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -427,13 +533,23 @@ pin_project_lite::pin_project! {
     /// ```
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: Instrumented<F>,
         span: Span,
-        id: CorrelationId,
-        method: http::Method,
-        path: Box<str>,
-        start: Instant,
-        config: Arc<Config>,
+        // `None` once the response is ready, and for a request passed through to an outer
+        // `Correlation`.
+        request: Option<Box<RequestInfo>>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(request) = this.request.take() {
+                if request.config.access_log {
+                    this.span
+                        .in_scope(|| request.access.log_incomplete("abandoned before its response"));
+                }
+            }
+        }
     }
 }
 
@@ -442,69 +558,61 @@ where
     F: Future<Output = Result<Response<B>, E>>,
     E: fmt::Display,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
-        let latency_ms = this.start.elapsed().as_micros() as f64 / 1000.0;
-        let method = this.method.as_str();
-        let path = &**this.path;
+        let Some(request) = this.request.take() else {
+            // Passed through: the outer `Correlation` answers for the request.
+            return Poll::Ready(
+                result.map(|r| r.map(|b| ResponseBody::plain(b, this.span.clone()))),
+            );
+        };
+        let _entered = this.span.enter();
+        let RequestInfo { id, access, config } = *request;
         match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let grpc = super::record_response(this.span, &response, false);
                 let headers = response.headers_mut();
                 headers.insert(
-                    this.config.response_header.clone(),
-                    HeaderValue::from_str(this.id.as_str()).expect("validated id"),
+                    config.response_header.clone(),
+                    HeaderValue::from_str(id.as_str()).expect("validated id"),
                 );
-                if this.config.server_timing {
+                if config.server_timing {
                     if let Some(tp) = traceparent_of(&this.span.context()) {
                         let v = format!("trace;desc={tp}");
                         headers.append("server-timing", HeaderValue::from_str(&v).expect("ASCII"));
                     }
                 }
-                if this.config.access_log {
-                    // A gRPC status speaks for the call only on a 200: any other HTTP status
-                    // is a failure outside gRPC (a proxy's, say), logged as such.
-                    match grpc.filter(|_| status == 200) {
-                        Some(code) if super::grpc_server_fault(code) => tracing::error!(
-                            target: "traceline::http",
-                            latency_ms,
-                            http.response.status_code = status,
-                            rpc.grpc.status_code = code,
-                            "{method} {path} failed with grpc-status {code}"
-                        ),
-                        Some(code) => tracing::info!(
-                            target: "traceline::http",
-                            latency_ms,
-                            http.response.status_code = status,
-                            rpc.grpc.status_code = code,
-                            "{method} {path} completed with grpc-status {code}"
-                        ),
-                        None if status >= 500 => tracing::error!(
-                            target: "traceline::http",
-                            latency_ms,
-                            http.response.status_code = status,
-                            "{method} {path} failed with {status}"
-                        ),
-                        None => tracing::info!(
-                            target: "traceline::http",
-                            latency_ms,
-                            http.response.status_code = status,
-                            "{method} {path} completed with {status}"
-                        ),
-                    }
-                }
-                Poll::Ready(Ok(response))
+                // A gRPC answer with no status in its headers has it in its trailers: its
+                // access line waits for them.
+                let pending = grpc.is_none() && status == 200 && super::is_grpc(response.headers());
+                let access = if !config.access_log {
+                    None
+                } else if pending {
+                    Some(access)
+                } else {
+                    access.log(status, grpc);
+                    None
+                };
+                let span = this.span.clone();
+                Poll::Ready(Ok(response.map(|body| ResponseBody {
+                    inner: body,
+                    state: BodyState {
+                        span,
+                        pending: access.map(Box::new),
+                    },
+                })))
             }
             Err(err) => {
                 this.span.record("otel.status_code", "ERROR");
-                if this.config.access_log {
+                if config.access_log {
+                    let latency_ms = access.latency_ms();
+                    let (method, path) = (access.method.as_str(), &*access.path);
                     tracing::error!(
-                        target: "traceline::http",
+                        target: ACCESS_TARGET,
                         latency_ms,
                         error = %err,
                         "{method} {path} failed"
@@ -513,5 +621,142 @@ where
                 Poll::Ready(Err(err))
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body of [`Correlation`]: the inner body, produced inside the request span,
+    /// which lives until the body ends.
+    ///
+    /// - Lines logged while a streamed body is produced (a download, a gRPC server stream)
+    ///   carry the request's ids and correlation id.
+    /// - The request's OpenTelemetry span ends when the body does, not when its head is sent.
+    /// - A gRPC status sent in the trailers (after the messages) is recorded on the span as
+    ///   `rpc.grpc.status_code`, and the call's access line, which waits for it, gives it. A
+    ///   call whose body is dropped before its trailers gets a WARN access line saying so.
+    ///
+    /// It implements [`http_body::Body`] when the inner body does.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
+    ///     |_req: http::Request<()>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new("hello"))
+    ///     },
+    /// ));
+    /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(resp.into_body().into_inner(), "hello");
+    /// # });
+    /// ```
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: B,
+        state: BodyState,
+    }
+}
+
+/// The request span of a [`ResponseBody`], and the access line of a gRPC call waiting for the
+/// status in its trailers (written, saying so, if the body is dropped first).
+#[derive(Debug)]
+struct BodyState {
+    span: Span,
+    pending: Option<Box<Access>>,
+}
+
+impl Drop for BodyState {
+    fn drop(&mut self) {
+        if let Some(access) = self.pending.take() {
+            self.span
+                .in_scope(|| access.log_incomplete("abandoned before its gRPC status"));
+        }
+    }
+}
+
+impl<B> ResponseBody<B> {
+    fn plain(inner: B, span: Span) -> Self {
+        ResponseBody {
+            inner,
+            state: BodyState {
+                span,
+                pending: None,
+            },
+        }
+    }
+
+    /// The inner body.
+    ///
+    /// ```
+    /// # use tower::{Layer, ServiceExt};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// # ));
+    /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(*resp.body().get_ref(), 7);
+    /// # });
+    /// ```
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the inner body (the request span then ends when this value is dropped, not
+    /// with the inner body).
+    ///
+    /// ```
+    /// # use tower::{Layer, ServiceExt};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// # ));
+    /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(resp.into_body().into_inner(), 7);
+    /// # });
+    /// ```
+    pub fn into_inner(self) -> B {
+        let ResponseBody { inner, mut state } = self;
+        state.pending = None;
+        inner
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let state = this.state;
+        let _entered = state.span.enter();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let grpc = super::record_grpc_trailers(&state.span, trailers, false);
+                    if let Some(access) = state.pending.take() {
+                        access.log(200, grpc);
+                    }
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                if let Some(access) = state.pending.take() {
+                    access.log_incomplete("ended without a gRPC status");
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
