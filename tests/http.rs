@@ -1384,3 +1384,82 @@ async fn a_grpc_status_in_the_trailers_is_logged_when_the_body_ends() {
         ]
     );
 }
+
+/// The client reads a gRPC status sent in the trailers, after the messages, over real HTTP/2:
+/// recorded on the client span, which lasts until the body ends; a code other than OK marks it
+/// as an error.
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_records_a_grpc_status_in_the_trailers() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let (exporter, provider, _guard) = exporting();
+    for (done, code) in ["0", "14"].into_iter().enumerate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server =
+            hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
+                let mut trailers = HeaderMap::new();
+                trailers.insert("grpc-status", HeaderValue::from_static(code));
+                let frames = vec![
+                    Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(
+                        b"\0\0\0\0\0",
+                    ))),
+                    Ok(Frame::trailers(trailers)),
+                ];
+                let mut resp =
+                    http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+                resp.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/grpc"));
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+        tokio::spawn(
+            async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), server)
+                    .await;
+            }
+            .instrument(tracing::Span::none()),
+        );
+        let client = ServiceBuilder::new().layer(PropagateLayer::new()).service(
+            Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<Empty<Bytes>>(),
+        );
+        let resp = client
+            .oneshot(
+                Request::post(format!("http://{addr}/svc/Call"))
+                    .header("content-type", "application/grpc")
+                    .body(Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        // Not ended yet: the body is still to be read.
+        assert_eq!(client_spans(&exporter, &provider).len(), done);
+        let collected = resp.into_body().collect().await.unwrap();
+        assert!(collected.trailers().is_some());
+        assert_eq!(client_spans(&exporter, &provider).len(), done + 1);
+    }
+    let statuses: Vec<_> = client_spans(&exporter, &provider)
+        .iter()
+        .map(|s| {
+            let code = s
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "rpc.grpc.status_code")
+                .map(|kv| kv.value.clone());
+            (
+                code,
+                matches!(s.status, opentelemetry::trace::Status::Error { .. }),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (Some(opentelemetry::Value::I64(0)), false),
+            (Some(opentelemetry::Value::I64(14)), true),
+        ]
+    );
+}

@@ -75,7 +75,7 @@ impl<S> Layer<S> for PropagateLayer {
 ///     .instrument(traceline::correlation::scope(id))
 ///     .await
 ///     .unwrap();
-/// assert_eq!(resp.into_body().unwrap(), "job-1");
+/// assert_eq!(resp.into_body().into_inner().unwrap(), "job-1");
 /// # });
 /// ```
 #[derive(Clone, Debug)]
@@ -130,7 +130,7 @@ impl<S, B, ResB> Service<Request<B>> for Propagate<S>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
 {
-    type Response = S::Response;
+    type Response = Response<ClientBody<ResB>>;
     type Error = S::Error;
     type Future = ClientFuture<S::Future>;
 
@@ -241,6 +241,7 @@ pin_project_lite::pin_project! {
     ///     .block_on(svc.oneshot(http::Request::get("http://payments/charge").body(()).unwrap()))
     ///     .unwrap();
     /// assert_eq!(resp.status(), 503);
+    /// drop(resp); // the client span ends with the response body
     ///
     /// let spans = exporter.get_finished_spans().unwrap();
     /// assert_eq!(spans.len(), 1);
@@ -260,7 +261,7 @@ impl<F, B, E> Future for ClientFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ClientBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -274,6 +275,97 @@ where
                 this.span.record("otel.status_code", "ERROR");
             }
         }
-        Poll::Ready(result)
+        let span = this.span.clone();
+        Poll::Ready(result.map(|resp| resp.map(|inner| ClientBody { inner, span })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body of [`Propagate`]. It keeps the client span open until the body ends
+    /// (the span's duration is the whole exchange), and records a gRPC status sent in the
+    /// trailers, after the messages, on it (`rpc.grpc.status_code`; any code but OK marks
+    /// the client span as an error). It implements [`http_body::Body`] when the inner body
+    /// does.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let client = traceline::http::PropagateLayer::new().layer(tower::service_fn(
+    ///     |_req: http::Request<()>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new("pong"))
+    ///     },
+    /// ));
+    /// let resp = client.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(*resp.body().get_ref(), "pong");
+    /// assert_eq!(resp.into_body().into_inner(), "pong");
+    /// # });
+    /// ```
+    #[derive(Debug)]
+    pub struct ClientBody<B> {
+        #[pin]
+        inner: B,
+        span: Span,
+    }
+}
+
+impl<B> ClientBody<B> {
+    /// The inner body.
+    ///
+    /// ```
+    /// # use tower::{Layer, ServiceExt};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let client = traceline::http::PropagateLayer::new().layer(tower::service_fn(
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// # ));
+    /// let resp = client.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(*resp.body().get_ref(), 7);
+    /// # });
+    /// ```
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the inner body (the client span then ends when this value is dropped).
+    ///
+    /// ```
+    /// # use tower::{Layer, ServiceExt};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let client = traceline::http::PropagateLayer::new().layer(tower::service_fn(
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// # ));
+    /// let resp = client.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(resp.into_body().into_inner(), 7);
+    /// # });
+    /// ```
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for ClientBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame {
+            if let Some(trailers) = frame.trailers_ref() {
+                super::record_grpc_trailers(this.span, trailers, true);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -55,7 +55,7 @@ pub mod trace_context;
 use http::{HeaderMap, HeaderValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use client::{ClientFuture, Propagate, PropagateLayer};
+pub use client::{ClientBody, ClientFuture, Propagate, PropagateLayer};
 pub use server::{
     ACCESS_TARGET, Correlation, CorrelationLayer, ResponseBody, ResponseFuture, RouteFn,
     X_CORRELATION_ID, X_REQUEST_ID,
