@@ -1463,3 +1463,57 @@ async fn the_client_records_a_grpc_status_in_the_trailers() {
         ]
     );
 }
+
+/// A handler that panics (no catch-panic layer): one ERROR access line with the panic's
+/// message and the request's ids, and the request span marked as an error; not "abandoned".
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_handler_gets_an_error_access_line_with_the_panic() {
+    let (exporter, provider, _guard) = exporting();
+    let capture = Capture::default();
+    let _g = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+            .with(traceline::layer().with_writer(capture.clone())),
+    );
+    let app = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("order table missing");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let sent = client()
+        .request(
+            Request::get(format!("http://{addr}/panic"))
+                .header("x-correlation-id", "boom-1")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await;
+    assert!(sent.is_err(), "the server closed the connection");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["level"], "ERROR");
+    assert_eq!(access[0]["message"], "GET /panic panicked");
+    assert_eq!(access[0]["panic"], "order table missing");
+    assert_eq!(access[0]["correlationId"], "boom-1");
+    assert!(access[0]["traceId"].is_string());
+    let _ = provider.force_flush();
+    let server: Vec<_> = exporter
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+        .collect();
+    assert_eq!(server.len(), 1);
+    assert!(matches!(
+        server[0].status,
+        opentelemetry::trace::Status::Error { .. }
+    ));
+}

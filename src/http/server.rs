@@ -454,6 +454,18 @@ impl Access {
         }
     }
 
+    /// The access line of a request whose handler panicked.
+    fn log_panic(&self, message: &str) {
+        let latency_ms = self.latency_ms();
+        let (method, path) = (self.method.as_str(), &*self.path);
+        tracing::error!(
+            target: ACCESS_TARGET,
+            latency_ms,
+            panic = message,
+            "{method} {path} panicked"
+        );
+    }
+
     /// The access line of a request whose outcome is not known: `what` says why.
     fn log_incomplete(&self, what: &str) {
         let latency_ms = self.latency_ms();
@@ -475,6 +487,15 @@ impl Access {
 /// ```
 pub const ACCESS_TARGET: &str = "traceline::http::access";
 
+/// The text of a panic's payload (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic with no message")
+}
+
 /// A request handled by this layer (not passed through to an outer one).
 #[derive(Debug)]
 struct RequestInfo {
@@ -490,7 +511,9 @@ pin_project_lite::pin_project! {
     /// on the request span, and writes the access-log line (with the status and the latency):
     /// nothing is written before. A request whose future is dropped first (the client went
     /// away, the connection was reset, a gRPC deadline passed) gets a WARN access line saying
-    /// it was abandoned, with its latency.
+    /// it was abandoned, with its latency. A handler that panics gets an ERROR access line
+    /// with the panic's message (`panic`), and the request span is marked as an error; the
+    /// panic then goes on as before (to tower-http's `CatchPanicLayer`, or the server).
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -561,8 +584,25 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let mut this = self.project();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            this.inner.as_mut().poll(cx)
+        }));
+        let result = match polled {
+            Ok(poll) => ready!(poll),
+            Err(panic) => {
+                // The handler panicked: a server fault, logged with the request's ids (the
+                // panic message, otherwise on stderr only), then passed on unchanged.
+                if let Some(request) = this.request.take() {
+                    this.span.record("otel.status_code", "ERROR");
+                    if request.config.access_log {
+                        let message = panic_message(&*panic);
+                        this.span.in_scope(|| request.access.log_panic(message));
+                    }
+                }
+                std::panic::resume_unwind(panic)
+            }
+        };
         let Some(request) = this.request.take() else {
             // Passed through: the outer `Correlation` answers for the request.
             return Poll::Ready(
