@@ -59,29 +59,68 @@ impl fmt::Display for ChainText<'_> {
 /// # });
 /// ```
 pub fn record_error<E: Error + 'static>(err: &E) {
+    record(err, Some((is_type::<E>, std::any::type_name::<E>())));
+}
+
+/// [`record_error`] for an error whose type is not known here: a `&dyn Error`, or the
+/// contents of a `Box<dyn Error + Send + Sync>` (`&*boxed`). The line and the span event then
+/// carry no type.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+///
+/// # let subscriber = tracing_subscriber::registry().with(traceline::layer());
+/// # tracing::subscriber::with_default(subscriber, || {
+/// let err: Box<dyn std::error::Error + Send + Sync> = "x".parse::<u32>().unwrap_err().into();
+/// let span = tracing::info_span!("parse");
+/// let _entered = span.enter();
+/// traceline::record_error_dyn(&*err);
+/// # });
+/// ```
+pub fn record_error_dyn(err: &(dyn Error + 'static)) {
+    record(err, None);
+}
+
+fn record(
+    err: &(dyn Error + 'static),
+    ty: Option<(TypeCheck, &'static str)>,
+) {
+    use opentelemetry::trace::TraceContextExt;
     let span = tracing::Span::current();
-    let ty = std::any::type_name::<E>();
     let message = err.to_string();
     if !span.is_disabled() {
-        span.set_status(Status::error(message.clone()));
-        span.add_event(
-            "exception",
-            vec![
-                KeyValue::new("exception.type", ty),
-                KeyValue::new("exception.message", message.clone()),
-                KeyValue::new("exception.stacktrace", ChainText(err).to_string()),
-            ],
-        );
+        let mut attributes = Vec::with_capacity(3);
+        if let Some((_, ty)) = ty {
+            attributes.push(KeyValue::new("exception.type", ty));
+        }
+        attributes.push(KeyValue::new("exception.message", message.clone()));
+        attributes.push(KeyValue::new(
+            "exception.stacktrace",
+            ChainText(err).to_string(),
+        ));
+        if span.context().span().span_context().is_valid() {
+            span.set_status(Status::error(message.clone()));
+            span.add_event("exception", attributes);
+        } else if let Some(cx) = crate::ids::nearest_tracked_of(&span) {
+            // A span OpenTelemetry does not track (a correlation scope under `init()`): the
+            // error goes on its nearest ancestor that it does, as `inject` sends that trace.
+            let otel = cx.span();
+            otel.set_status(Status::error(message.clone()));
+            otel.add_event("exception", attributes);
+        }
     }
     // Put back afterwards: this may run while another `record_error`'s line is being built.
-    let outer = ERROR_TYPE.with(|t| t.replace(Some((error_address(err), is_type::<E>, ty))));
+    let outer =
+        ty.map(|(is, ty)| ERROR_TYPE.with(|t| t.replace(Some((error_address(err), is, ty)))));
     tracing::error!(
         target: "traceline::error",
-        error = err as &(dyn Error + 'static),
+        error = err,
         otel.status_code = "ERROR",
         "{message}"
     );
-    ERROR_TYPE.with(|t| t.set(outer));
+    if let Some(outer) = outer {
+        ERROR_TYPE.with(|t| t.set(outer));
+    }
 }
 
 /// The address of an error, as [`ERROR_TYPE`] names it: the type goes to that error only, not
@@ -92,7 +131,10 @@ pub(crate) fn error_address(err: &(dyn Error + 'static)) -> usize {
 
 /// The error `record_error` is logging: its address, a check of its type (an error inside it,
 /// or a zero-sized one, may share the address), and its type's name.
-pub(crate) type RecordedError = (usize, fn(&(dyn Error + 'static)) -> bool, &'static str);
+pub(crate) type RecordedError = (usize, TypeCheck, &'static str);
+
+/// Whether an error is of a given type.
+type TypeCheck = fn(&(dyn Error + 'static)) -> bool;
 
 /// Whether `err` is an `E`.
 fn is_type<E: Error + 'static>(err: &(dyn Error + 'static)) -> bool {

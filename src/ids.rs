@@ -69,6 +69,12 @@ pub(crate) fn nearest_tracked(
     .flatten()
 }
 
+/// [`nearest_tracked`] for `span`, in the current dispatcher (from outside its callbacks).
+pub(crate) fn nearest_tracked_of(span: &tracing::Span) -> Option<opentelemetry::Context> {
+    let id = span.id()?;
+    tracing::dispatcher::get_default(|dispatch| nearest_tracked(dispatch, &id))
+}
+
 /// Asks the OpenTelemetry layer in `dispatch` for the span's context. `None` when there is no
 /// such layer, the span is not known to it, or the ids are all zero (no SDK tracer provider).
 ///

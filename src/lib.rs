@@ -61,7 +61,7 @@ pub mod redact;
 pub mod schema;
 mod timestamp;
 
-pub use error::record_error;
+pub use error::{record_error, record_error_dyn};
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
 pub use layer::{DEFAULT_MAX_FIELD_LEN, DEFAULT_MAX_LINE_LEN, Layer, TRUNCATED_KEY, layer};

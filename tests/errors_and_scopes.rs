@@ -355,3 +355,64 @@ fn a_reloaded_layer_writes_the_open_scopes_correlation_id() {
         assert_eq!(line.str("correlationId"), "req-1", "{line:?}");
     }
 }
+
+/// `record_error` inside a correlation scope hidden from OpenTelemetry (as under `init()`)
+/// marks the nearest span OpenTelemetry tracks, as `inject` sends that span's trace; and
+/// `record_error_dyn` takes a boxed `dyn Error` (no type on the line or the event).
+#[test]
+fn record_error_in_a_hidden_scope_marks_the_enclosing_span() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let (capture, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("t"))
+                .with_filter(filter_fn(|m| {
+                    m.is_span() && m.target() != "traceline::correlation"
+                })),
+        )
+        .with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        for (name, boxed) in [("job.typed", false), ("job.boxed", true)] {
+            let span = tracing::info_span!("job", otel.name = name);
+            let _e = span.enter();
+            let id = CorrelationId::parse("job-7").unwrap();
+            correlation::scope(id).in_scope(|| {
+                let err = Outer(std::io::Error::other("disk full"));
+                if boxed {
+                    let err: Box<dyn Error + Send + Sync> = Box::new(err);
+                    traceline::record_error_dyn(&*err);
+                } else {
+                    traceline::record_error(&err);
+                }
+            });
+        }
+    });
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    for (name, typed) in [("job.typed", true), ("job.boxed", false)] {
+        let span = spans.iter().find(|s| s.name == name).expect(name);
+        assert_eq!(span.status, Status::error("charge failed"), "{name}");
+        let ev = span
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .expect("exception event");
+        let has_type = ev
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "exception.type");
+        assert_eq!(has_type, typed, "{name}");
+    }
+    let text = capture.text();
+    let lines: Vec<_> = text.split_inclusive('\n').map(check_line).collect();
+    assert_eq!(lines.len(), 2);
+    for (line, typed) in lines.iter().zip([true, false]) {
+        assert_eq!(line.str("correlationId"), "job-7");
+        assert_eq!(line.at("error").str("message"), "charge failed");
+        assert_eq!(line.at("error").has("type"), typed, "{text}");
+    }
+}

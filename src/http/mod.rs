@@ -99,14 +99,7 @@ fn sent_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
     if cx.span().span_context().is_valid() {
         return Some(cx);
     }
-    Some(nearest_tracked(span).unwrap_or(cx))
-}
-
-/// The OpenTelemetry context of the nearest ancestor of `span` that the OpenTelemetry layer
-/// tracks, walked in the registry.
-fn nearest_tracked(span: &tracing::Span) -> Option<opentelemetry::Context> {
-    let id = span.id()?;
-    tracing::dispatcher::get_default(|dispatch| crate::ids::nearest_tracked(dispatch, &id))
+    Some(crate::ids::nearest_tracked_of(span).unwrap_or(cx))
 }
 
 /// Records a response on its request span: `http.response.status_code`, and
