@@ -81,10 +81,7 @@ pub fn record_error_dyn(err: &(dyn Error + 'static)) {
     record(err, None);
 }
 
-fn record(
-    err: &(dyn Error + 'static),
-    ty: Option<(TypeCheck, &'static str)>,
-) {
+fn record(err: &(dyn Error + 'static), ty: Option<(TypeCheck, &'static str)>) {
     use opentelemetry::trace::TraceContextExt;
     let span = tracing::Span::current();
     let message = err.to_string();

@@ -1517,3 +1517,97 @@ async fn a_panicking_handler_gets_an_error_access_line_with_the_panic() {
         opentelemetry::trace::Status::Error { .. }
     ));
 }
+
+/// The edges of the server's response body: gRPC-Web (status inside the body) and HEAD (body
+/// never read) are logged when the head is ready, not as missing their status; a body
+/// unwrapped while its gRPC status is due says so; a body that fails part-way marks the
+/// request span as an error; `ResponseBody` is `Default` (tower-http's `Cors` and `Timeout`
+/// need it).
+#[tokio::test(flavor = "current_thread")]
+async fn the_server_bodys_edge_cases_are_logged_once_and_right() {
+    use http_body_util::{Full, StreamBody};
+    use hyper::body::Frame;
+    use tower::Layer as _;
+    fn default_body<T: Default>() -> T {
+        T::default()
+    }
+    let _: traceline::http::ResponseBody<axum::body::Body> = default_body();
+
+    let (exporter, provider, _guard) = exporting();
+    let capture = Capture::default();
+    let _g = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+            .with(traceline::layer().with_writer(capture.clone())),
+    );
+    let answer = |content_type: &'static str| {
+        CorrelationLayer::new().layer(tower::service_fn(move |_req: Request<()>| async move {
+            let mut resp = http::Response::new(Full::new(Bytes::from_static(b"\0\0\0\0\0")));
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static(content_type));
+            Ok::<_, std::convert::Infallible>(resp)
+        }))
+    };
+    // gRPC-Web, read to the end.
+    let resp = answer("application/grpc-web+proto")
+        .oneshot(Request::post("/pkg.Svc/Get").body(()).unwrap())
+        .await
+        .unwrap();
+    resp.into_body().collect().await.unwrap();
+    // HEAD on a gRPC-typed route, body never read.
+    let resp = answer("application/grpc")
+        .oneshot(Request::head("/pkg.Svc/Get").body(()).unwrap())
+        .await
+        .unwrap();
+    drop(resp);
+    // gRPC, unwrapped before its trailers.
+    let resp = answer("application/grpc")
+        .oneshot(Request::post("/pkg.Svc/Unwrapped").body(()).unwrap())
+        .await
+        .unwrap();
+    let _inner = resp.into_body().into_inner();
+    let said: Vec<(String, String)> = access_lines(&capture)
+        .iter()
+        .map(|l| (l["level"].to_string(), l["message"].to_string()))
+        .collect();
+    let expected = [
+        ("INFO", "POST /pkg.Svc/Get completed with 200"),
+        ("INFO", "HEAD /pkg.Svc/Get completed with 200"),
+        (
+            "WARN",
+            "POST /pkg.Svc/Unwrapped unwrapped before its gRPC status",
+        ),
+    ]
+    .map(|(l, m)| (format!("\"{l}\""), format!("\"{m}\"")));
+    assert_eq!(said, expected);
+
+    // A plain body that fails part-way.
+    let failing = CorrelationLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"part"))),
+            Err(io::Error::other("disk read failed")),
+        ];
+        Ok::<_, std::convert::Infallible>(http::Response::new(StreamBody::new(
+            futures_util::stream::iter(frames),
+        )))
+    }));
+    let resp = failing
+        .oneshot(Request::get("/download").body(()).unwrap())
+        .await
+        .unwrap();
+    assert!(resp.into_body().collect().await.is_err());
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+    let download = spans
+        .iter()
+        .find(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "url.path" && kv.value.as_str() == "/download")
+        })
+        .expect("the request span ended");
+    assert!(matches!(
+        download.status,
+        opentelemetry::trace::Status::Error { .. }
+    ));
+}

@@ -343,6 +343,21 @@ impl<B> ClientBody<B> {
     }
 }
 
+/// An empty body, outside any client span.
+///
+/// ```
+/// let body: traceline::http::ClientBody<String> = Default::default();
+/// assert_eq!(body.into_inner(), "");
+/// ```
+impl<B: Default> Default for ClientBody<B> {
+    fn default() -> Self {
+        ClientBody {
+            inner: B::default(),
+            span: Span::none(),
+        }
+    }
+}
+
 impl<B: http_body::Body> http_body::Body for ClientBody<B> {
     type Data = B::Data;
     type Error = B::Error;
@@ -353,10 +368,16 @@ impl<B: http_body::Body> http_body::Body for ClientBody<B> {
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(frame)) = &frame {
-            if let Some(trailers) = frame.trailers_ref() {
-                super::record_grpc_trailers(this.span, trailers, true);
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    super::record_grpc_trailers(this.span, trailers, true);
+                }
             }
+            Some(Err(_)) => {
+                this.span.record("otel.status_code", "ERROR");
+            }
+            None => {}
         }
         Poll::Ready(frame)
     }

@@ -132,11 +132,21 @@ fn grpc_status(headers: &HeaderMap) -> Option<u16> {
     grpc_code(headers)
 }
 
-/// Whether a response is gRPC's (`content-type: application/grpc…`).
+/// Whether a response is gRPC's (`content-type: application/grpc…`, gRPC-Web included).
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Whether a response is gRPC over HTTP/2, whose status comes in HTTP trailers
+/// (`application/grpc`, `application/grpc+proto`, `application/grpc; …`); not gRPC-Web, whose
+/// trailers are a frame inside the body.
+fn has_grpc_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|ct| ct.as_bytes().strip_prefix(b"application/grpc"))
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'+' || rest[0] == b';')
 }
 
 /// The `grpc-status` in `headers` (a response's, or its trailers), UNKNOWN (2) for a value

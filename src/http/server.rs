@@ -628,7 +628,12 @@ where
                 }
                 // A gRPC answer with no status in its headers has it in its trailers: its
                 // access line waits for them.
-                let pending = grpc.is_none() && status == 200 && super::is_grpc(response.headers());
+                // (Not for HEAD, whose body is never read, nor gRPC-Web, whose status is in the
+                // body.)
+                let pending = grpc.is_none()
+                    && status == 200
+                    && access.method != http::Method::HEAD
+                    && super::has_grpc_trailers(response.headers());
                 let access = if !config.access_log {
                     None
                 } else if pending {
@@ -741,8 +746,8 @@ impl<B> ResponseBody<B> {
         &self.inner
     }
 
-    /// Unwraps the inner body (the request span then ends when this value is dropped, not
-    /// with the inner body).
+    /// Unwraps the inner body. The request span ends here, not with the inner body; a gRPC
+    /// call's access line still waiting for its status is written now, saying so.
     ///
     /// ```
     /// # use tower::{Layer, ServiceExt};
@@ -756,8 +761,25 @@ impl<B> ResponseBody<B> {
     /// ```
     pub fn into_inner(self) -> B {
         let ResponseBody { inner, mut state } = self;
-        state.pending = None;
+        if let Some(access) = state.pending.take() {
+            state
+                .span
+                .in_scope(|| access.log_incomplete("unwrapped before its gRPC status"));
+        }
         inner
+    }
+}
+
+/// An empty body (tower-http's `Cors`, `Timeout` and others answer with `Default` bodies),
+/// outside any request span.
+///
+/// ```
+/// let body: traceline::http::ResponseBody<String> = Default::default();
+/// assert_eq!(body.into_inner(), "");
+/// ```
+impl<B: Default> Default for ResponseBody<B> {
+    fn default() -> Self {
+        ResponseBody::plain(B::default(), Span::none())
     }
 }
 
@@ -782,7 +804,13 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                     }
                 }
             }
-            Some(Err(_)) => {}
+            Some(Err(_)) => {
+                // The body failed part-way: the response did not get through whole.
+                state.span.record("otel.status_code", "ERROR");
+                if let Some(access) = state.pending.take() {
+                    access.log_incomplete("failed before its gRPC status");
+                }
+            }
             None => {
                 if let Some(access) = state.pending.take() {
                     access.log_incomplete("ended without a gRPC status");
