@@ -146,13 +146,23 @@ fn invalid_values_are_clear_errors() {
     invalid(
         &[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "bad key=s3cret")],
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        "not a header name",
+        "no valid header name",
+    );
+    invalid(
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "x-user=caf%C3%A9")],
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "non-ASCII",
     );
     // Header values are secrets: never repeated in a message.
     for vars in [
         &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret,team")][..],
         &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%zz")][..],
         &[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret%0A")][..],
+        // A mistyped entry puts the secret before its `=`.
+        &[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=s3cret,Authorization: Bearer s3cret==",
+        )][..],
     ] {
         let err = try_with(vars).unwrap_err().to_string();
         assert!(err.contains("api-key") && !err.contains("s3cret"), "{err}");

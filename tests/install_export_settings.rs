@@ -15,7 +15,48 @@ fn child_entry() {
     let Some(scenario) = support::scenario() else {
         return;
     };
+    if scenario == "code_endpoint" {
+        // The endpoint set in code; the protocol and `OTEL_TRACES_EXPORTER` from the
+        // environment.
+        let endpoint = std::env::var("TEST_ENDPOINT").unwrap();
+        let guard = traceline::builder()
+            .otlp_endpoint(endpoint)
+            .try_init()
+            .expect("init");
+        for i in 0..3 {
+            let span = tracing::info_span!("request", i);
+            let _e = span.enter();
+            tracing::warn!("handled");
+        }
+        drop(guard);
+        return;
+    }
+    if scenario == "builder_options" {
+        let guard = traceline::builder()
+            .redaction(traceline::Redaction::default().deny("ssn"))
+            .max_field_len(8)
+            .try_init()
+            .expect("init");
+        tracing::info!(ssn = "078-05-1120", note = "a long note indeed", "checked");
+        drop(guard);
+        return;
+    }
     let guard = traceline::init().expect("init from the environment");
+    if scenario == "dependency_span" {
+        // A dependency's INFO span around the application's work.
+        {
+            let dep =
+                tracing::info_span!(target: "noisy_dep::pool", "checkout", pool.hint = "db-1");
+            let _d = dep.enter();
+            let span = tracing::info_span!("request");
+            let _e = span.enter();
+            tracing::warn!("handled");
+            let err = std::io::Error::other("disk full");
+            traceline::record_error(&err);
+        }
+        drop(guard);
+        return;
+    }
     if scenario == "own_span" {
         // Only a span of traceline's own (kept whatever the filter): the SDK exports it.
         let span = tracing::info_span!(target: "traceline::http", "GET /orders");
@@ -295,4 +336,124 @@ async fn the_otlp_exporter_asked_for_with_no_endpoint_sends_to_localhost() {
         Some("/v1/traces")
     );
     assert_eq!(receiver.spans().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_value_is_percent_decoded_once() {
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr%2541t".into()),
+            // Empty: `opentelemetry-otlp` then adds nothing of its own reading.
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "".into()),
+        ],
+    )
+    .await;
+    let requests = receiver.headers();
+    assert!(!requests.is_empty());
+    for h in &requests {
+        assert_eq!(
+            h.get("api-key").map(String::as_str),
+            Some("s3cr%41t"),
+            "{h:?}"
+        );
+    }
+}
+
+/// An endpoint set in code wins over `OTEL_TRACES_EXPORTER=none`, and keeps the protocol the
+/// environment gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_in_code_keeps_the_environments_protocol() {
+    let receiver = support::GrpcReceiver::start().await;
+    run(
+        "code_endpoint",
+        vec![
+            ("TEST_ENDPOINT", receiver.endpoint()),
+            ("OTEL_TRACES_EXPORTER", "none".into()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    assert_eq!(receiver.finish().await.len(), 3);
+}
+
+/// A filter naming only the application keeps a dependency's INFO spans off (not exported, no
+/// fields on the lines) and still writes `record_error`'s line; a bare `off` turns the spans
+/// off too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependency_spans_follow_the_filters_level_for_their_target() {
+    let receiver = support::HttpReceiver::start().await;
+    let out = run(
+        "dependency_span",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("RUST_LOG", "install_export_settings=debug".into()),
+        ],
+    )
+    .await;
+    let names: Vec<String> = receiver.spans().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["request"]);
+    let lines = support::json_lines(&out.stdout);
+    let handled = lines
+        .iter()
+        .find(|l| str_of(l, "message") == Some("handled"))
+        .expect("the application's line");
+    assert!(handled.get("pool.hint").is_none(), "{handled}");
+    let error = lines
+        .iter()
+        .find(|l| str_of(l, "target") == Some("traceline::error"))
+        .expect("record_error's line");
+    assert_eq!(str_of(error, "message"), Some("disk full"));
+
+    let receiver = support::HttpReceiver::start().await;
+    let out = run(
+        "dependency_span",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("RUST_LOG", "off".into()),
+        ],
+    )
+    .await;
+    assert!(receiver.spans().is_empty());
+    assert!(support::json_lines(&out.stdout).is_empty());
+}
+
+/// `opentelemetry_otlp=off` quiets the exporter's diagnostics, whose target is the crate's
+/// published name, `opentelemetry-otlp`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporters_diagnostics_are_quieted_by_its_rust_name() {
+    let out = run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", closed_port()),
+            ("RUST_LOG", "warn,opentelemetry_otlp=off".into()),
+        ],
+    )
+    .await;
+    let targets: Vec<String> = support::json_lines(&out.stdout)
+        .iter()
+        .filter_map(|l| str_of(l, "target").map(String::from))
+        .filter(|t| t.starts_with("opentelemetry"))
+        .collect();
+    assert!(
+        !targets.iter().any(|t| t.starts_with("opentelemetry-otlp")),
+        "{targets:?}"
+    );
+    // The other SDK targets still say what failed.
+    assert!(!targets.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_sets_redaction_and_limits() {
+    let out = run("builder_options", vec![]).await;
+    let lines = app_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(str_of(&lines[0], "ssn"), Some("[REDACTED]"));
+    let note = str_of(&lines[0], "note").unwrap();
+    assert!(
+        note.starts_with("a long n") && note.contains("truncated"),
+        "{note}"
+    );
 }

@@ -315,12 +315,11 @@ pub(crate) fn headers(
     setting: &'static str,
     value: &str,
 ) -> Result<Vec<(String, String)>, InitError> {
+    // Only what is certainly a header name is repeated: a mistyped entry (`Authorization:
+    // Bearer …`, base64 padding) may hold the secret before its `=`.
     let keys_only = value
         .split(',')
-        .map(|pair| {
-            pair.split_once('=')
-                .map_or("…".to_string(), |(k, _)| format!("{}=…", k.trim()))
-        })
+        .map(|pair| name_of(pair).map_or("…".to_string(), |k| format!("{k}=…")))
         .collect::<Vec<_>>()
         .join(",");
     let bad = |why: String| {
@@ -337,26 +336,40 @@ pub(crate) fn headers(
         if pair.is_empty() {
             continue;
         }
-        // Not repeated: an entry with no key may be the secret itself.
-        let Some((k, v)) = pair.split_once('=') else {
-            return Err(bad(format!("entry {} has no `=`", i + 1)));
+        let n = i + 1;
+        let Some((_, v)) = pair.split_once('=') else {
+            return Err(bad(format!("entry {n} has no `=`")));
         };
-        let k = k.trim();
-        if k.is_empty()
-            || !k
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-        {
-            return Err(bad(format!("`{k}` is not a header name")));
-        }
+        let Some(k) = name_of(pair) else {
+            return Err(bad(format!(
+                "entry {n} has no valid header name before its `=`"
+            )));
+        };
         let v = percent_decode(v.trim())
             .ok_or_else(|| bad(format!("the value of `{k}` has a bad %-escape")))?;
-        if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-            return Err(bad(format!("the value of `{k}` has a control character")));
+        // What an HTTP header value can carry as text: visible ASCII, spaces and tabs.
+        if !v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return Err(bad(format!(
+                "the value of `{k}` has a control character or a non-ASCII character, which an HTTP header cannot carry"
+            )));
         }
         out.push((k.to_ascii_lowercase(), v));
     }
     Ok(out)
+}
+
+/// The header name before the `=` of an entry, when it is one.
+fn name_of(pair: &str) -> Option<&str> {
+    pair.split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| is_header_name(k))
+}
+
+/// An HTTP header name: one or more token characters.
+fn is_header_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 /// Parses `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`: a whole number of milliseconds, above 0.

@@ -56,12 +56,21 @@
 //!
 //! # `RUST_LOG`: lines, not spans
 //! The filter chooses which lines are written. Spans at INFO and above stay on whatever level
-//! it sets, so `RUST_LOG=warn` keeps the `traceId` on the WARN and ERROR lines logged inside
-//! them, keeps the correlation id of requests (traceline's own spans are INFO), and still
-//! exports the traces. A directive that turns a target `off` (`RUST_LOG=warn,noisy=off`) turns
-//! its spans off too; spans below INFO follow the filter. The OpenTelemetry SDK's own
-//! diagnostics (`opentelemetry*` targets: export errors, an unreachable collector) are written
-//! at WARN unless the filter names them, or its default level is stricter (`error`, `off`).
+//! it sets for their target, as long as that level is not `off`: `RUST_LOG=warn` keeps the
+//! `traceId` on the WARN and ERROR lines logged inside them and still exports the traces,
+//! while `RUST_LOG=myapp=debug` (every other target off) keeps the spans of dependencies out,
+//! and `RUST_LOG=warn,noisy=off` turns `noisy`'s spans off. Spans below INFO follow the filter.
+//! traceline's own spans (the correlation scope, the HTTP request and client spans) stay on
+//! unless a directive naming their target turns it off (`traceline=off`): they carry the
+//! correlation id and continue the caller's trace. Quiet the access log with
+//! `traceline::http::access=warn`.
+//!
+//! Two kinds of lines are kept by a filter that does not name them: `record_error`'s (target
+//! `traceline::error`, the application's own error) and the OpenTelemetry SDK's diagnostics at
+//! WARN (`opentelemetry*` targets: export errors, an unreachable collector; their targets are
+//! the crates' published names, like `opentelemetry-otlp`, and a directive naming
+//! `opentelemetry_otlp` applies to them too). Neither goes past the filter's default level
+//! when that is stricter (`error`, `off`).
 //!
 //! `service.name` (and `service.version`, `deployment.environment.name` when given in
 //! `OTEL_RESOURCE_ATTRIBUTES`) are written on every line as well as set on the resource.
@@ -115,6 +124,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::level_filters::LevelFilter;
 use tracing_core::{Metadata, subscriber::Interest};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::{Context, Filter, Layer as _, SubscriberExt as _};
@@ -193,6 +203,9 @@ pub struct Builder {
     span_events: bool,
     log_bridge: bool,
     timeout: Duration,
+    redaction: Option<crate::Redaction>,
+    max_field_len: Option<usize>,
+    max_line_len: Option<usize>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -226,11 +239,51 @@ impl Default for Builder {
             span_events: false,
             log_bridge: true,
             timeout: Duration::from_secs(5),
+            redaction: None,
+            max_field_len: None,
+            max_line_len: None,
         }
     }
 }
 
 impl Builder {
+    /// Which fields are written as `"[REDACTED]"`, as [`Layer::with_redaction`](crate::Layer::with_redaction)
+    /// (default: [`Redaction::default`](crate::Redaction::default)).
+    ///
+    /// ```
+    /// use traceline::Redaction;
+    /// let b = traceline::builder().redaction(Redaction::default().deny("ssn"));
+    /// # let _ = b;
+    /// ```
+    pub fn redaction(mut self, redaction: crate::Redaction) -> Self {
+        self.redaction = Some(redaction);
+        self
+    }
+
+    /// The length limit of field values, as
+    /// [`Layer::with_max_field_len`](crate::Layer::with_max_field_len).
+    ///
+    /// ```
+    /// let b = traceline::builder().max_field_len(4096);
+    /// # let _ = b;
+    /// ```
+    pub fn max_field_len(mut self, bytes: usize) -> Self {
+        self.max_field_len = Some(bytes);
+        self
+    }
+
+    /// The length limit of lines, as
+    /// [`Layer::with_max_line_len`](crate::Layer::with_max_line_len).
+    ///
+    /// ```
+    /// let b = traceline::builder().max_line_len(64 * 1024);
+    /// # let _ = b;
+    /// ```
+    pub fn max_line_len(mut self, bytes: usize) -> Self {
+        self.max_line_len = Some(bytes);
+        self
+    }
+
     /// The service name, on the resource and on every line (`service.name`). Wins over
     /// `OTEL_SERVICE_NAME`.
     ///
@@ -433,15 +486,37 @@ impl Builder {
                 format!("{err}; expected directives such as `info` or `warn,my_crate=debug`"),
             )
         })?;
+        let directives = Directives::parse(&filter_src.1);
         if !filter_src.1.contains("opentelemetry") {
             // The SDK's own INFO lines ("global tracer provider is set") are noise; its
             // warnings and export errors are kept, unless the filter's default is stricter
             // (`error`, `off`).
-            let level = otel_internal_level(&filter_src.1);
+            let level = directives.capped(LevelFilter::WARN);
             for quiet in OTEL_INTERNAL {
                 let directive = format!("{quiet}={level}").parse().expect("valid directive");
                 filter = filter.add_directive(directive);
             }
+        }
+        // The SDK's diagnostics use the crates' published names as targets
+        // (`opentelemetry-otlp`): a directive naming the Rust name applies to them too.
+        for (target, level) in &directives.0 {
+            if let Some(rest) = target.strip_prefix("opentelemetry_") {
+                if rest.starts_with("otlp") || rest.starts_with("http") {
+                    let twin = format!("opentelemetry-{rest}={level}");
+                    if let Ok(directive) = twin.parse() {
+                        filter = filter.add_directive(directive);
+                    }
+                }
+            }
+        }
+        if !filter_src.1.contains("traceline") {
+            // The line `record_error` writes is the application's error: kept by a filter
+            // that names only the application (`myapp=debug`).
+            let level = directives.capped(LevelFilter::ERROR);
+            let directive = format!("traceline::error={level}")
+                .parse()
+                .expect("valid directive");
+            filter = filter.add_directive(directive);
         }
 
         let disabled = match self.sdk_disabled {
@@ -481,7 +556,8 @@ impl Builder {
             Some(v) => Some(config::traces_exported(&v)?),
             None => None,
         };
-        let exporting = !disabled && exported != Some(false);
+        // An endpoint set in code wins over `OTEL_TRACES_EXPORTER=none`.
+        let exporting = !disabled && (self.endpoint.is_some() || exported != Some(false));
         let protocol = match self.protocol {
             Some(p) => p,
             None => signal_or_generic(
@@ -577,7 +653,7 @@ impl Builder {
         Ok(Plan {
             filter: InstallFilter {
                 env: filter,
-                off: off_targets(&filter_src.1),
+                directives,
             },
             disabled,
             attributes,
@@ -593,6 +669,9 @@ impl Builder {
             span_events: self.span_events,
             log_bridge: self.log_bridge,
             timeout: self.timeout,
+            redaction: self.redaction,
+            max_field_len: self.max_field_len,
+            max_line_len: self.max_line_len,
         })
     }
 }
@@ -649,24 +728,87 @@ fn unknown_service() -> String {
         )
 }
 
-/// The level of the OpenTelemetry SDK's own diagnostics: WARN, or the filter's default level
-/// when that is stricter (`error`, `off`). The default is the last directive that is a level
-/// alone.
-fn otel_internal_level(filter: &str) -> tracing::level_filters::LevelFilter {
-    use tracing::level_filters::LevelFilter;
-    let default = filter
-        .split(',')
-        .filter_map(|d| d.trim().parse::<LevelFilter>().ok())
-        .next_back();
-    match default {
-        Some(level) if level < LevelFilter::WARN => level,
-        _ => LevelFilter::WARN,
+/// The plain directives of a `RUST_LOG` filter: each target with its level (`""` for the
+/// default level). Span-scoped ones (`target[span]=level`) are left out: they are about events
+/// inside such spans.
+#[derive(Debug, Default)]
+struct Directives(Vec<(String, LevelFilter)>);
+
+impl Directives {
+    fn parse(filter: &str) -> Self {
+        let mut out = Vec::new();
+        for d in filter.split(',').map(str::trim) {
+            if d.is_empty() || d.contains('[') {
+                continue;
+            }
+            match d.split_once('=') {
+                Some((target, level)) => {
+                    if let Ok(level) = level.trim().parse::<LevelFilter>() {
+                        out.push((target.trim().to_string(), level));
+                    }
+                }
+                None => match d.parse::<LevelFilter>() {
+                    Ok(level) => out.push((String::new(), level)),
+                    // A target alone: all its levels.
+                    Err(_) => out.push((d.to_string(), LevelFilter::TRACE)),
+                },
+            }
+        }
+        Directives(out)
+    }
+
+    /// The level the filter gives `target` (as `EnvFilter` matches: the longest target that
+    /// starts it, the last one of equal length; else the default level; else off).
+    fn level_for(&self, target: &str) -> LevelFilter {
+        let mut best: Option<(usize, LevelFilter)> = None;
+        for (t, level) in &self.0 {
+            if !t.is_empty()
+                && target.starts_with(t.as_str())
+                && best.is_none_or(|(n, _)| t.len() >= n)
+            {
+                best = Some((t.len(), *level));
+            }
+        }
+        best.map(|(_, l)| l)
+            .or_else(|| self.default_level())
+            .unwrap_or(LevelFilter::OFF)
+    }
+
+    /// Whether a directive that names `target` (not the default level) turns it off.
+    fn names_off(&self, target: &str) -> bool {
+        self.0.iter().any(|(t, level)| {
+            !t.is_empty() && target.starts_with(t.as_str()) && *level == LevelFilter::OFF
+        }) && self.level_for(target) == LevelFilter::OFF
+    }
+
+    /// The default level: the last level given alone.
+    fn default_level(&self) -> Option<LevelFilter> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(t, _)| t.is_empty())
+            .map(|(_, l)| *l)
+    }
+
+    /// `cap`, or the default level when that is stricter (`error`, `off`).
+    fn capped(&self, cap: LevelFilter) -> LevelFilter {
+        match self.default_level() {
+            Some(level) if level < cap => level,
+            _ => cap,
+        }
     }
 }
 
 /// Targets of the OpenTelemetry SDK's own diagnostics, kept at WARN unless the filter names
 /// them.
-const OTEL_INTERNAL: &[&str] = &["opentelemetry", "opentelemetry_sdk", "opentelemetry_otlp"];
+const OTEL_INTERNAL: &[&str] = &[
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    // The SDK's diagnostics name their crate as it is published.
+    "opentelemetry-otlp",
+    "opentelemetry-http",
+];
 
 /// Everything checked, nothing installed yet.
 struct Plan {
@@ -688,6 +830,9 @@ struct Plan {
     span_events: bool,
     log_bridge: bool,
     timeout: Duration,
+    redaction: Option<crate::Redaction>,
+    max_field_len: Option<usize>,
+    max_line_len: Option<usize>,
 }
 
 impl Plan {
@@ -757,7 +902,13 @@ impl Plan {
                             .with_http()
                             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                             .with_endpoint(endpoint.clone())
-                            .with_headers(self.headers.iter().cloned().collect());
+                            // `with_headers` %-decodes the values again: escape the `%` they hold.
+                            .with_headers(
+                                self.headers
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), v.replace('%', "%25")))
+                                    .collect(),
+                            );
                         if let Some(t) = self.export_timeout {
                             b = b.with_timeout(t);
                         }
@@ -788,10 +939,19 @@ impl Plan {
                 return Err(err);
             }
         };
-        let json = crate::layer()
+        let mut json = crate::layer()
             .with_schema(self.schema)
             .with_writer(built.make)
             .with_stats(stats.clone(), !non_blocking);
+        if let Some(r) = self.redaction {
+            json = json.with_redaction(r);
+        }
+        if let Some(n) = self.max_field_len {
+            json = json.with_max_field_len(n);
+        }
+        if let Some(n) = self.max_line_len {
+            json = json.with_max_line_len(n);
+        }
 
         let otel = provider.as_ref().map(|p| {
             tracing_opentelemetry::layer()
@@ -862,41 +1022,30 @@ fn set_propagator(p: config::Propagators) {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(list));
 }
 
-/// The targets that directives of `filter` turn off (`hyper=off`).
-fn off_targets(filter: &str) -> Vec<String> {
-    filter
-        .split(',')
-        .filter_map(|directive| {
-            // `target[span]=off` is about events inside such spans, not the spans themselves.
-            let (target, level) = directive.split_once('=')?;
-            let target = target.trim();
-            (level.trim().eq_ignore_ascii_case("off")
-                && !target.is_empty()
-                && !target.contains('['))
-            .then(|| target.to_string())
-        })
-        .collect()
-}
-
 /// The `RUST_LOG` filter for lines; spans at INFO and above stay on whatever level it sets
-/// (unless a directive turns their target `off`). A filter that disabled them would take the
-/// ids off the WARN and ERROR lines logged inside them (`RUST_LOG=warn`), the correlation id
-/// off every line of a request (traceline's own spans are INFO), and break the trace between
-/// services and in the exported traces. Spans below INFO, and all events, follow the filter.
+/// for their target, unless that level is `off`. A filter that disabled them would take the
+/// ids off the WARN and ERROR lines logged inside them (`RUST_LOG=warn`) and drop them from
+/// the exported traces. traceline's own spans (the correlation scope, the HTTP request and
+/// client spans; INFO) stay on unless a directive naming their target turns it off
+/// (`RUST_LOG=myapp=debug` keeps them): without them the correlation id leaves every line of a
+/// request and the trace between services breaks. Spans below INFO, and all events, follow the
+/// filter.
 struct InstallFilter {
     env: EnvFilter,
-    /// Targets turned `off` (matched as `EnvFilter` matches them: by prefix).
-    off: Vec<String>,
+    directives: Directives,
 }
 
 impl InstallFilter {
     fn kept_span(&self, meta: &Metadata<'_>) -> bool {
-        meta.is_span()
-            && *meta.level() <= tracing::Level::INFO
-            && !self
-                .off
-                .iter()
-                .any(|t| meta.target().starts_with(t.as_str()))
+        if !meta.is_span() || *meta.level() > tracing::Level::INFO {
+            return false;
+        }
+        let target = meta.target();
+        if matches!(target, "traceline::correlation" | "traceline::http") {
+            !self.directives.names_off(target)
+        } else {
+            self.directives.level_for(target) != LevelFilter::OFF
+        }
     }
 }
 
@@ -972,6 +1121,8 @@ const NOT_EXPORTED: &[&str] = &[
     "opentelemetry_sdk",
     "opentelemetry_otlp",
     "opentelemetry_http",
+    "opentelemetry-otlp",
+    "opentelemetry-http",
 ];
 
 impl OtelFilter {
@@ -1005,25 +1156,37 @@ impl<S> Filter<S> for OtelFilter {
 
 #[cfg(test)]
 mod tests {
-    use super::{off_targets, otel_internal_level};
+    use super::Directives;
     use tracing::level_filters::LevelFilter;
 
     #[test]
-    fn targets_turned_off_are_found_by_their_directives() {
-        assert_eq!(
-            off_targets("warn,hyper=off, h2 = OFF ,noisy[req]=off,myapp=debug,off"),
-            ["hyper", "h2"]
+    fn a_targets_level_is_found_as_env_filter_finds_it() {
+        let d = Directives::parse(
+            "warn,hyper=off, h2 = OFF ,noisy[req]=off,myapp=debug,myapp::db=error,tower",
         );
-        assert!(off_targets("info,myapp=warn").is_empty());
+        assert_eq!(d.level_for("hyper::client"), LevelFilter::OFF);
+        assert_eq!(d.level_for("h2"), LevelFilter::OFF);
+        assert_eq!(d.level_for("noisy"), LevelFilter::WARN);
+        assert_eq!(d.level_for("myapp::orders"), LevelFilter::DEBUG);
+        assert_eq!(d.level_for("myapp::db::pool"), LevelFilter::ERROR);
+        assert_eq!(d.level_for("tower::buffer"), LevelFilter::TRACE);
+        assert_eq!(d.level_for("other"), LevelFilter::WARN);
+        let app_only = Directives::parse("myapp=debug");
+        assert_eq!(app_only.level_for("other"), LevelFilter::OFF);
+        assert!(!app_only.names_off("traceline::http"));
+        let off = Directives::parse("info,traceline=off");
+        assert!(off.names_off("traceline::http"));
+        assert!(!Directives::parse("off").names_off("traceline::http"));
     }
 
     #[test]
     fn the_sdks_diagnostics_never_go_past_the_filters_default_level() {
-        assert_eq!(otel_internal_level("info"), LevelFilter::WARN);
-        assert_eq!(otel_internal_level("myapp=debug"), LevelFilter::WARN);
-        assert_eq!(otel_internal_level("error"), LevelFilter::ERROR);
-        assert_eq!(otel_internal_level("off"), LevelFilter::OFF);
-        assert_eq!(otel_internal_level("off,myapp=info"), LevelFilter::OFF);
-        assert_eq!(otel_internal_level("error,debug"), LevelFilter::WARN);
+        let w = |f: &str| Directives::parse(f).capped(LevelFilter::WARN);
+        assert_eq!(w("info"), LevelFilter::WARN);
+        assert_eq!(w("myapp=debug"), LevelFilter::WARN);
+        assert_eq!(w("error"), LevelFilter::ERROR);
+        assert_eq!(w("off"), LevelFilter::OFF);
+        assert_eq!(w("off,myapp=info"), LevelFilter::OFF);
+        assert_eq!(w("error,debug"), LevelFilter::WARN);
     }
 }
