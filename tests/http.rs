@@ -183,6 +183,37 @@ async fn x_request_id_is_used_when_x_correlation_id_is_absent() {
     assert_eq!(body, "nginx-abc");
 }
 
+/// A client's invalid `x-correlation-id` does not hide a proxy's valid `x-request-id`: that
+/// one is used, and a WARN line says the other was ignored (giving its length, not its value).
+#[tokio::test(flavor = "current_thread")]
+async fn an_invalid_first_header_falls_back_to_the_next_valid_one() {
+    let (capture, _g) = install("svc");
+    let addr = serve(hello_app()).await;
+    let (_, headers, body) = get_with(
+        addr,
+        "/hello",
+        &[
+            ("x-correlation-id", "../etc".parse().unwrap()),
+            ("x-request-id", "nginx-def".parse().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(headers["x-correlation-id"], "nginx-def");
+    assert_eq!(body, "nginx-def");
+    let lines = capture.lines();
+    let warn = lines
+        .iter()
+        .find(|l| l["level"] == "WARN")
+        .expect("a WARN line");
+    assert_eq!(
+        warn["message"],
+        "ignored an invalid incoming correlation id; used the next header's"
+    );
+    assert_eq!(warn["header"], "x-correlation-id");
+    assert_eq!(warn["length"], 6);
+    assert!(!capture.text().contains("../etc"));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn invalid_traceparent_starts_a_new_trace_and_tracestate_is_dropped() {
     let (capture, _g) = install("svc");

@@ -8,10 +8,10 @@
 //!    reads its ids; a missing or invalid `traceparent` starts a new trace, as W3C Trace
 //!    Context Level 1 says, even when the server runs inside a span of its own (one per
 //!    connection, say);
-//! 2. takes the correlation id from `x-correlation-id`, else `x-request-id` (configurable),
-//!    validates it ([`CorrelationId`](crate::correlation::CorrelationId)), and uses a new one
-//!    when it is absent or invalid. An invalid value is never echoed nor logged: a WARN line
-//!    says that a value was replaced and gives its length;
+//! 2. takes the correlation id from `x-correlation-id`, else `x-request-id` (configurable):
+//!    the first of them with a valid value ([`CorrelationId`](crate::correlation::CorrelationId)),
+//!    else a new one. An invalid value is never echoed nor logged: a WARN line says that a
+//!    value was refused and gives its length;
 //! 3. runs the request in a span with OpenTelemetry HTTP semantic-convention fields
 //!    (`http.request.method`, `url.path`, `http.route` when [`CorrelationLayer::route`] says
 //!    where the router keeps it, `http.response.status_code`, `otel.kind = "server"`,

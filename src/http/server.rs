@@ -265,31 +265,45 @@ impl<S> Correlation<S> {
     }
 }
 
-/// What the incoming correlation headers held.
-enum Incoming {
-    Valid(CorrelationId),
-    Absent,
-    /// An invalid value (or several values) of this many bytes in this header.
-    Rejected(HeaderName, usize),
+/// What the incoming correlation headers held: the first valid id, in the configured order,
+/// and the first header whose value was refused (an invalid value, or several values, of this
+/// many bytes). A refused header does not stop the next one from being read: a client's junk
+/// `x-correlation-id` does not hide a proxy's valid `x-request-id`.
+struct Incoming {
+    valid: Option<CorrelationId>,
+    rejected: Option<(HeaderName, usize)>,
 }
 
 fn read_incoming(headers: &HeaderMap, names: &[HeaderName]) -> Incoming {
+    let mut rejected = None;
     for name in names {
         let mut values = headers.get_all(name).iter();
         let Some(first) = values.next() else { continue };
         let rest: usize = values.map(|v| v.len()).sum();
-        if rest > 0 || headers.get_all(name).iter().count() > 1 {
-            return Incoming::Rejected(name.clone(), first.len() + rest);
-        }
-        return match validate(first.as_bytes()) {
-            Ok(()) => Incoming::Valid(
+        let valid = if rest > 0 || headers.get_all(name).iter().count() > 1 {
+            None
+        } else {
+            validate(first.as_bytes()).ok().map(|()| {
                 CorrelationId::parse(first.to_str().expect("validated ASCII"))
-                    .expect("validated above"),
-            ),
-            Err(_) => Incoming::Rejected(name.clone(), first.len()),
+                    .expect("validated above")
+            })
         };
+        match valid {
+            Some(id) => {
+                return Incoming {
+                    valid: Some(id),
+                    rejected,
+                };
+            }
+            None => {
+                rejected.get_or_insert((name.clone(), first.len() + rest));
+            }
+        }
     }
-    Incoming::Absent
+    Incoming {
+        valid: None,
+        rejected,
+    }
 }
 
 /// `00-<trace id>-<span id>-<flags>` of a span, if it has real ids.
@@ -362,9 +376,9 @@ where
         // server runs in (one per connection, say): unrelated requests are not one trace.
         let _ = span.set_parent(trace_context::extract(req.headers()).unwrap_or_default());
         let incoming = read_incoming(req.headers(), &self.config.headers);
-        let id = match &incoming {
-            Incoming::Valid(id) => id.clone(),
-            _ if self.config.from_trace_id => {
+        let id = match &incoming.valid {
+            Some(id) => id.clone(),
+            None if self.config.from_trace_id => {
                 let cx = span.context();
                 let sc = cx.span().span_context().clone();
                 if sc.is_valid() {
@@ -373,17 +387,26 @@ where
                     CorrelationId::generate()
                 }
             }
-            _ => CorrelationId::generate(),
+            None => CorrelationId::generate(),
         };
         span.record(CORRELATION_FIELD, id.as_str());
-        if let Incoming::Rejected(header, length) = &incoming {
+        if let Some((header, length)) = &incoming.rejected {
             span.in_scope(|| {
-                tracing::warn!(
-                    target: "traceline::http",
-                    header = header.as_str(),
-                    length = *length as u64,
-                    "replaced an invalid incoming correlation id"
-                )
+                if incoming.valid.is_some() {
+                    tracing::warn!(
+                        target: "traceline::http",
+                        header = header.as_str(),
+                        length = *length as u64,
+                        "ignored an invalid incoming correlation id; used the next header's"
+                    )
+                } else {
+                    tracing::warn!(
+                        target: "traceline::http",
+                        header = header.as_str(),
+                        length = *length as u64,
+                        "replaced an invalid incoming correlation id"
+                    )
+                }
             });
         }
         req.extensions_mut().insert(id.clone());
