@@ -447,6 +447,9 @@ fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: Depth, name: &str)
 /// Records span fields' values, with no lock held (a value's `Debug` may log, or use the
 /// span): the values back to back in `values`, each one's name and place in `raw`. [`merge`]
 /// then turns them into keyed fragments.
+/// The prefix of the span fields that `tracing-opentelemetry` reads as instructions.
+const OTEL_PREFIX: &str = "otel.";
+
 pub(crate) struct SpanVisitor<'a> {
     pub(crate) values: &'a mut Vec<u8>,
     pub(crate) raw: &'a mut Vec<Entry>,
@@ -462,6 +465,11 @@ pub(crate) struct SpanVisitor<'a> {
 impl SpanVisitor<'_> {
     fn field(&mut self, field: &Field, write: impl FnOnce(&mut Vec<u8>)) {
         let name = field.name();
+        // `otel.name`, `otel.kind`, `otel.status_code`…: instructions to tracing-opentelemetry
+        // about the span, not data for its lines.
+        if name.starts_with(OTEL_PREFIX) {
+            return;
+        }
         if name == CORRELATION_FIELD {
             let mut v = Vec::new();
             write(&mut v);

@@ -65,13 +65,14 @@ fn both_services_log_the_callers_trace_and_correlation_id() {
             ls.iter().map(|l| l["service.name"].to_string()).collect();
         assert_eq!(services.len(), 2, "trace {t} crosses both services");
     }
-    // The failing payment: error with its source chain, span marked as failed.
+    // The failing payment: error with its source chain. (The span is marked as failed in the
+    // trace; `otel.*` span fields are instructions to tracing-opentelemetry, not on lines.)
     let failed = lines
         .iter()
         .find(|l| l["message"] == "order failed")
         .expect("the failure is logged");
     assert_eq!(failed["level"], "ERROR");
-    assert_eq!(failed["otel.status_code"], "ERROR");
+    assert!(failed.get("otel.status_code").is_none(), "{failed}");
     assert_eq!(failed["error"]["message"], "payment could not be processed");
     assert_eq!(
         failed["error"]["chain"][0],

@@ -1233,6 +1233,10 @@ impl<'a> SpanModel<'a> {
             self.correlation = Some(Exp::Value(v));
             return;
         }
+        // `otel.*` span fields are instructions to tracing-opentelemetry: not on lines.
+        if name.starts_with("otel.") {
+            return;
+        }
         // Recorded again: the new value replaces the field's old one, at the end. Another
         // field of the same name keeps its own.
         self.entries.retain(|(i, _, _)| *i != index);
