@@ -444,12 +444,12 @@ fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: Depth, name: &str)
     out.extend_from_slice(b"\":");
 }
 
-/// Records span fields' values, with no lock held (a value's `Debug` may log, or use the
-/// span): the values back to back in `values`, each one's name and place in `raw`. [`merge`]
-/// then turns them into keyed fragments.
 /// The prefix of the span fields that `tracing-opentelemetry` reads as instructions.
 const OTEL_PREFIX: &str = "otel.";
 
+/// Records span fields' values, with no lock held (a value's `Debug` may log, or use the
+/// span): the values back to back in `values`, each one's name and place in `raw`. [`merge`]
+/// then turns them into keyed fragments.
 pub(crate) struct SpanVisitor<'a> {
     pub(crate) values: &'a mut Vec<u8>,
     pub(crate) raw: &'a mut Vec<Entry>,

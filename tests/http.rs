@@ -1682,3 +1682,32 @@ async fn the_server_bodys_edge_cases_are_logged_once_and_right() {
         opentelemetry::trace::Status::Error { .. }
     ));
 }
+
+/// A service that panics in `call`, before it returns a future: the same ERROR access line
+/// with the panic's message and the request's ids; the panic goes on.
+#[tokio::test(flavor = "current_thread")]
+async fn a_service_that_panics_in_call_gets_an_error_access_line() {
+    use futures_util::FutureExt as _;
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(|_req: Request<()>| {
+        if std::hint::black_box(true) {
+            panic!("bad config");
+        }
+        std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(())))
+    }));
+    let req = Request::get("/p")
+        .header("x-correlation-id", "boom-2")
+        .body(())
+        .unwrap();
+    let outcome = std::panic::AssertUnwindSafe(svc.oneshot(req))
+        .catch_unwind()
+        .await;
+    assert!(outcome.is_err(), "the panic goes on");
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["level"], "ERROR");
+    assert_eq!(access[0]["message"], "GET /p panicked");
+    assert_eq!(access[0]["panic"], "bad config");
+    assert_eq!(access[0]["correlationId"], "boom-2");
+}

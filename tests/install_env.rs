@@ -167,6 +167,15 @@ fn invalid_values_are_clear_errors() {
         let err = try_with(vars).unwrap_err().to_string();
         assert!(err.contains("api-key") && !err.contains("s3cret"), "{err}");
     }
+    // A secret pasted without a name looks like a name with an empty value: refused, and
+    // never repeated.
+    for vars in [
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "x-team:abc,s3cret==")][..],
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "x-team=abc,s3cret==")][..],
+    ] {
+        let err = try_with(vars).unwrap_err().to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
     invalid(
         &[(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

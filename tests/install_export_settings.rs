@@ -457,3 +457,81 @@ async fn the_builder_sets_redaction_and_limits() {
         "{note}"
     );
 }
+
+/// A filter that names another traceline or OpenTelemetry target (the access log, one SDK
+/// crate) keeps `record_error`'s line and the other crates' diagnostics; spaces around the
+/// directives are dropped (not read as part of a target); a field directive on a dependency's
+/// target (`noisy_dep[{pool.hint}]=off`) turns its spans off, as `EnvFilter` reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directives_are_read_per_target_as_env_filter_reads_them() {
+    let out = run(
+        "dependency_span",
+        vec![(
+            "RUST_LOG",
+            "install_export_settings=debug,traceline::http::access=warn".into(),
+        )],
+    )
+    .await;
+    assert!(
+        support::json_lines(&out.stdout)
+            .iter()
+            .any(|l| str_of(l, "target") == Some("traceline::error")),
+        "record_error's line"
+    );
+
+    let out = run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", closed_port()),
+            (
+                "RUST_LOG",
+                "install_export_settings=debug,opentelemetry_sdk=info".into(),
+            ),
+        ],
+    )
+    .await;
+    let targets: Vec<String> = support::json_lines(&out.stdout)
+        .iter()
+        .filter_map(|l| str_of(l, "target").map(String::from))
+        .collect();
+    assert!(
+        targets.iter().any(|t| t == "opentelemetry-otlp"),
+        "the exporter's own errors: {targets:?}"
+    );
+
+    // ` warn` is the default level (not a target named " warn"): the dependency's INFO span
+    // stays, as under `warn`.
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "dependency_span",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("RUST_LOG", "install_export_settings=debug, warn".into()),
+        ],
+    )
+    .await;
+    let names: Vec<String> = receiver.spans().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["request", "checkout"]);
+
+    for filter in [
+        "install_export_settings=debug , noisy_dep=off",
+        "info,noisy_dep[{pool.hint}]=off",
+    ] {
+        let receiver = support::HttpReceiver::start().await;
+        let out = run(
+            "dependency_span",
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+                ("RUST_LOG", filter.into()),
+            ],
+        )
+        .await;
+        let names: Vec<String> = receiver.spans().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["request"], "{filter}");
+        let handled = support::json_lines(&out.stdout)
+            .into_iter()
+            .find(|l| str_of(l, "message") == Some("handled"))
+            .expect("the application's line");
+        assert!(handled.get("pool.hint").is_none(), "{filter}: {handled}");
+    }
+}

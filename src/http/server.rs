@@ -410,17 +410,33 @@ where
             });
         }
         req.extensions_mut().insert(id.clone());
-        let future = span.in_scope(|| self.inner.call(req));
+        let access = Access {
+            method,
+            path,
+            start,
+        };
+        let inner = &mut self.inner;
+        let called = span.in_scope(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.call(req)))
+        });
+        let future = match called {
+            Ok(future) => future,
+            // A service that panics in `call`, before any future: the same line as a handler
+            // that panics while running.
+            Err(panic) => {
+                span.record("otel.status_code", "ERROR");
+                if self.config.access_log {
+                    span.in_scope(|| access.log_panic(panic_message(&*panic)));
+                }
+                std::panic::resume_unwind(panic)
+            }
+        };
         ResponseFuture {
             inner: future.instrument(span.clone()),
             span,
             request: Some(Box::new(RequestInfo {
                 id,
-                access: Access {
-                    method,
-                    path,
-                    start,
-                },
+                access,
                 config: self.config.clone(),
             })),
         }

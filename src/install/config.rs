@@ -317,9 +317,19 @@ pub(crate) fn headers(
 ) -> Result<Vec<(String, String)>, InitError> {
     // Only what is certainly a header name is repeated: a mistyped entry (`Authorization:
     // Bearer …`, base64 padding) may hold the secret before its `=`.
+    // An entry is shown by its name only when it is certainly `name=value`: a secret pasted
+    // without a name (base64 `c2VjcmV0==`) would look like a name with an empty value.
     let keys_only = value
         .split(',')
-        .map(|pair| name_of(pair).map_or("…".to_string(), |k| format!("{k}=…")))
+        .map(|pair| {
+            let has_value = pair
+                .split_once('=')
+                .is_some_and(|(_, v)| !v.trim().trim_matches('=').is_empty());
+            match name_of(pair) {
+                Some(k) if has_value => format!("{k}=…"),
+                _ => "…".to_string(),
+            }
+        })
         .collect::<Vec<_>>()
         .join(",");
     let bad = |why: String| {
@@ -345,6 +355,10 @@ pub(crate) fn headers(
                 "entry {n} has no valid header name before its `=`"
             )));
         };
+        // Not `name=` nor `name==`: likely a pasted secret, not a header.
+        if v.trim().trim_matches('=').is_empty() {
+            return Err(bad(format!("entry {n} has no value")));
+        }
         let v = percent_decode(v.trim())
             .ok_or_else(|| bad(format!("the value of `{k}` has a bad %-escape")))?;
         // What an HTTP header value can carry as text: visible ASCII, spaces and tabs.

@@ -479,6 +479,18 @@ impl Builder {
                 None => ("RUST_LOG", "info".to_string()),
             },
         };
+        // `warn, myapp=debug`: `EnvFilter` would read ` myapp` (with the space) as a target;
+        // the spaces around each directive are dropped, as they were meant.
+        let filter_src = (
+            filter_src.0,
+            filter_src
+                .1
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         let mut filter = EnvFilter::builder().parse(&filter_src.1).map_err(|err| {
             InitError::invalid(
                 filter_src.0,
@@ -487,12 +499,12 @@ impl Builder {
             )
         })?;
         let directives = Directives::parse(&filter_src.1);
-        if !filter_src.1.contains("opentelemetry") {
-            // The SDK's own INFO lines ("global tracer provider is set") are noise; its
-            // warnings and export errors are kept, unless the filter's default is stricter
-            // (`error`, `off`).
-            let level = directives.capped(LevelFilter::WARN);
-            for quiet in OTEL_INTERNAL {
+        // The SDK's own INFO lines ("global tracer provider is set") are noise; its warnings
+        // and export errors are kept (for each target no directive names), unless the
+        // filter's default is stricter (`error`, `off`).
+        let level = directives.capped(LevelFilter::WARN);
+        for quiet in OTEL_INTERNAL {
+            if !directives.names(quiet) && !directives.names(&quiet.replace('-', "_")) {
                 let directive = format!("{quiet}={level}").parse().expect("valid directive");
                 filter = filter.add_directive(directive);
             }
@@ -509,9 +521,9 @@ impl Builder {
                 }
             }
         }
-        if !filter_src.1.contains("traceline") {
+        if !directives.names("traceline::error") {
             // The line `record_error` writes is the application's error: kept by a filter
-            // that names only the application (`myapp=debug`).
+            // that does not name it (`myapp=debug`, `…,traceline::http::access=warn`).
             let level = directives.capped(LevelFilter::ERROR);
             let directive = format!("traceline::error={level}")
                 .parse()
@@ -738,9 +750,25 @@ impl Directives {
     fn parse(filter: &str) -> Self {
         let mut out = Vec::new();
         for d in filter.split(',').map(str::trim) {
-            if d.is_empty() || d.contains('[') {
+            if d.is_empty() {
                 continue;
             }
+            // `target[{field}]=level` (fields, no span name) is `target=level` for spans, as
+            // `EnvFilter` reads it; one that names a span is about events inside such spans.
+            let owned;
+            let d = match d.split_once('[') {
+                Some((target, rest)) => {
+                    let Some((inner, level)) = rest.rsplit_once("]=") else {
+                        continue;
+                    };
+                    if !inner.starts_with('{') || inner.contains('=') {
+                        continue;
+                    }
+                    owned = format!("{target}={level}");
+                    owned.as_str()
+                }
+                None => d,
+            };
             match d.split_once('=') {
                 Some((target, level)) => {
                     if let Ok(level) = level.trim().parse::<LevelFilter>() {
@@ -772,6 +800,13 @@ impl Directives {
         best.map(|(_, l)| l)
             .or_else(|| self.default_level())
             .unwrap_or(LevelFilter::OFF)
+    }
+
+    /// Whether a directive (not the default level) applies to `target`.
+    fn names(&self, target: &str) -> bool {
+        self.0
+            .iter()
+            .any(|(t, _)| !t.is_empty() && target.starts_with(t.as_str()))
     }
 
     /// Whether a directive that names `target` (not the default level) turns it off.
@@ -1177,6 +1212,18 @@ mod tests {
         let off = Directives::parse("info,traceline=off");
         assert!(off.names_off("traceline::http"));
         assert!(!Directives::parse("off").names_off("traceline::http"));
+        let fields = Directives::parse("info,noisy[{pool.hint}]=off,other[req{id=1}]=off");
+        assert_eq!(fields.level_for("noisy::pool"), LevelFilter::OFF);
+        assert_eq!(fields.level_for("other"), LevelFilter::INFO);
+        assert!(
+            Directives::parse("myapp=debug,traceline::http::access=warn")
+                .names("traceline::http::access")
+        );
+        assert!(
+            !Directives::parse("myapp=debug,traceline::http::access=warn")
+                .names("traceline::error")
+        );
+        assert!(Directives::parse("traceline=warn").names("traceline::error"));
     }
 
     #[test]
