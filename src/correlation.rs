@@ -20,11 +20,12 @@
 //! # });
 //! ```
 //!
-//! The scope is a span with target `traceline::correlation` at level `INFO`. A filter that
-//! turns that target off (for example `RUST_LOG=myapp=debug` alone) disables the scope, and the
-//! id with it: add `traceline=info` to such filters. [`crate::install`] keeps spans at INFO
-//! and above on whatever level its filter sets (unless a directive turns their target `off`),
-//! and keeps the scope span out of exported traces.
+//! The scope is a span with target `traceline::correlation` at level `INFO`. In a subscriber
+//! you build yourself, a filter that turns that target off (for example an `EnvFilter` of
+//! `myapp=debug` alone) disables the scope, and the id with it: add `traceline=info` to such
+//! filters. [`crate::install`] keeps the scope (and the HTTP spans) on unless a directive
+//! naming their target turns it `off` (`traceline=off`), and keeps the scope span out of
+//! exported traces.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

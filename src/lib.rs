@@ -39,7 +39,9 @@
 //! - Bounded: a value longer than 64 KiB and a line longer than 256 KiB are cut, visibly
 //!   ([`Layer::with_max_field_len`], [`Layer::with_max_line_len`]).
 //! - Nothing unaccounted for: every line is counted as written or dropped ([`Stats`]); a
-//!   failing writer or a panicking `Debug` value never panics the program.
+//!   failing writer, or a panicking `Debug` value in an event field, never panics the program
+//!   (a span field's value is also formatted by the OpenTelemetry layer, which does not catch
+//!   a panic).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -20,7 +20,10 @@
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
 //! 5. writes one access-log line (target [`ACCESS_TARGET`]) when the response is ready:
 //!    method, path, status, `latency_ms`, ids (for a gRPC call, when the status in its
-//!    trailers is); a WARN one for a request abandoned first;
+//!    trailers is); ERROR for a 5xx, for an error from the inner service (`failed`, with
+//!    `error`) and for a handler that panics (`panicked`, with the panic's message in
+//!    `panic`; the span is marked and the panic goes on); WARN for a request abandoned before
+//!    its response;
 //! 6. produces the response body inside the request span ([`ResponseBody`]): lines logged
 //!    while streaming carry the request's ids, and the span ends with the body.
 //!

@@ -3,7 +3,9 @@
 //! [`init()`](crate::init) installs, as the global default:
 //! - a `tracing_subscriber::EnvFilter` from `RUST_LOG` (default `info`);
 //! - the OpenTelemetry layer with an SDK tracer provider, exporting over OTLP when an endpoint
-//!   is set. With no endpoint the provider has no exporter: lines still carry real ids;
+//!   is set (or `OTEL_TRACES_EXPORTER=otlp` asks for the local default). With no endpoint, or
+//!   with `OTEL_TRACES_EXPORTER=none`, the provider has no exporter: lines still carry real
+//!   ids;
 //! - traceline's JSON [`Layer`](crate::Layer);
 //! - the `log` crate bridge, so `log::info!` from dependencies comes out as the same lines;
 //! - the global OpenTelemetry tracer provider and text-map propagator.
@@ -84,9 +86,11 @@
 //! It gets spans only: log events are not copied into spans as span events (that costs an
 //! allocation per event and duplicates what the lines already ship). Turn it on with
 //! [`Builder::span_events`]. Two kinds of spans are kept from it: traceline's correlation
-//! scope (`target: traceline::correlation`, internal, never exported) and spans made by the
-//! exporter's own network stack (`h2`, `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*`),
-//! which would otherwise export themselves in a loop.
+//! scope (`target: traceline::correlation`, internal, never exported) and every span whose
+//! target is the exporter's network stack (`h2`, `hyper`, `hyper_util`, `tonic`, `tower`,
+//! `reqwest`, `opentelemetry*`), which would otherwise export themselves in a loop. That is
+//! by target: the application's own spans under those targets are not exported either (its
+//! request spans from traceline's middleware are, whatever the server library).
 //!
 //! # Shutting down on SIGTERM
 //! Wait for the signal beside the server, then let the guard go out of scope (or call
@@ -437,8 +441,9 @@ impl Builder {
 
     /// Reads settings not given in code from `lookup` instead of the process environment (for
     /// tests, or settings kept elsewhere). `lookup` gets a variable name and returns its value.
-    /// The OTLP exporter still reads its own extra variables (headers, timeout) from the
-    /// process environment.
+    /// (`opentelemetry-otlp` also reads the header, timeout and compression variables from the
+    /// process environment itself: its headers are added to these, and its timeout and
+    /// compression apply when `lookup` sets none.)
     ///
     /// ```
     /// let b = traceline::builder().env(|name| match name {
