@@ -216,6 +216,9 @@ pub struct Schema {
     pub(crate) labels: Vec<(String, serde_json::Value)>,
     /// Write the service name as `event.dataset` too (ECS).
     pub(crate) dataset_from_service: bool,
+    /// Names the store reads as its own, which user fields must not take though this schema
+    /// does not write them (Cloud Logging's `time`, Datadog's `host`).
+    pub(crate) store_reserved: &'static [&'static str],
 }
 
 impl Default for Schema {
@@ -296,6 +299,7 @@ impl Default for Schema {
             static_fields: Vec::new(),
             labels: Vec::new(),
             dataset_from_service: false,
+            store_reserved: &[],
         }
     }
 }
@@ -416,6 +420,9 @@ impl Schema {
             .disable(Key::TraceFlags)
             .error_layout(ErrorLayout::Flat)
             .static_field("ecs.version", ECS_VERSION);
+        // With nested fields: not ECS's own `span` object.
+        s.names[Key::Span as usize] = Cow::Borrowed("tracing.span");
+        s.names[Key::Spans as usize] = Cow::Borrowed("tracing.spans");
         s.dataset_from_service = true;
         s
     }
@@ -443,14 +450,28 @@ impl Schema {
     ///
     /// Find one trace in the Logs Explorer: `trace="projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736"`.
     pub fn gcp(project_id: &str) -> Self {
-        Schema::default()
+        let mut s = Schema::default()
             .rename(Key::Level, "severity")
             .level_names(["DEBUG", "DEBUG", "INFO", "WARNING", "ERROR"])
             .rename(Key::TraceId, "logging.googleapis.com/trace")
             .trace_id_prefix(format!("projects/{project_id}/traces/"))
             .rename(Key::SpanId, "logging.googleapis.com/spanId")
             .rename(Key::TraceFlags, "logging.googleapis.com/trace_sampled")
-            .flags_format(FlagsFormat::Bool)
+            .flags_format(FlagsFormat::Bool);
+        // Cloud Logging's special fields: its agent takes them out of the payload and applies
+        // them to the entry (a user `time` would become the entry's time).
+        s.store_reserved = &[
+            "time",
+            "timestamp",
+            "timestampSeconds",
+            "timestampNanos",
+            "httpRequest",
+            "logging.googleapis.com/labels",
+            "logging.googleapis.com/sourceLocation",
+            "logging.googleapis.com/insertId",
+            "logging.googleapis.com/operation",
+        ];
+        s
     }
 
     /// Datadog: `dd.trace_id` / `dd.span_id` as the decimal of the ids' lower 64 bits,
@@ -476,7 +497,7 @@ impl Schema {
     ///
     /// Find one trace in Datadog Logs: `@dd.trace_id:11803532876627986230` (the trace id's lower 64 bits, as Datadog's own tracers write it).
     pub fn datadog() -> Self {
-        Schema::default()
+        let mut s = Schema::default()
             .rename(Key::Level, "status")
             .level_names(["trace", "debug", "info", "warn", "error"])
             .rename(Key::Target, "logger.name")
@@ -492,7 +513,13 @@ impl Schema {
             .rename(Key::ErrorType, "error.kind")
             .rename(Key::ErrorStackTrace, "error.stack")
             .timestamp_format(TimestampFormat::Rfc3339Millis)
-            .error_layout(ErrorLayout::Flat)
+            .error_layout(ErrorLayout::Flat);
+        // Datadog's reserved attributes: a user field `service` would become the log's service
+        // and break the link to its traces.
+        s.store_reserved = &[
+            "host", "service", "source", "trace_id", "span_id", "env", "version",
+        ];
+        s
     }
 
     /// A preset by name, as `TRACELINE_SCHEMA` gives it: `default`, `otel`, `ecs`,
@@ -781,20 +808,32 @@ impl Reserved {
         self.keys.push(key.into());
     }
 
-    /// Whether `prefix` repeated `depth` times followed by `name` is reserved.
+    /// Whether `prefix` repeated `depth` times followed by `name` is reserved. A name (with no
+    /// prefix yet) is also taken when it is the dotted parent or child of a reserved key:
+    /// `error` beside `error.message`, `log.level.x` beside `log.level`. Stores that expand
+    /// dotted keys into objects (Elasticsearch, Datadog) would hold a value and an object
+    /// under one name, and refuse the line.
     #[inline]
     pub(crate) fn contains(&self, prefix: &str, depth: Depth, name: &str) -> bool {
         let len = prefix.len() * depth as usize + name.len();
-        if self.len_mask & (1u128 << len.min(127)) == 0 {
-            return false;
+        if self.len_mask & (1u128 << len.min(127)) != 0
+            && self.keys.iter().any(|k| key_is(prefix, depth, name, k))
+        {
+            return true;
         }
-        self.keys.iter().any(|k| key_is(prefix, depth, name, k))
+        depth == 0 && self.keys.iter().any(|k| dotted_kin(k, name))
     }
 }
 
 /// How many times the collision prefix precedes a name in its key (one more for each field
 /// that would otherwise write the same key: as many as a callsite has fields).
 pub(crate) type Depth = u32;
+
+/// Whether one of `a` and `b` is the other followed by `.` and more.
+fn dotted_kin(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
+    long.len() > short.len() && long.as_bytes()[short.len()] == b'.' && long.starts_with(short)
+}
 
 /// Whether `prefix`×`depth` + `name` spells `key`.
 #[inline]
@@ -1034,6 +1073,9 @@ impl Schema {
             if let Some(name) = self.key(k) {
                 reserved.add(name);
             }
+        }
+        for name in self.store_reserved {
+            reserved.add(name);
         }
         // The key of a line cut at the line length limit: never a key of the line's own.
         let mut truncated = crate::layer::TRUNCATED_KEY.to_string();

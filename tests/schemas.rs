@@ -1100,3 +1100,68 @@ fn labels_switched_off_are_not_written() {
     );
     assert_eq!(line.str("labels"), "mine");
 }
+
+/// No key of a line is the dotted parent of another (Elasticsearch and Datadog expand dotted
+/// keys into objects, and refuse a value and an object under one name): a user field named
+/// like the parent or a child of a key the preset writes takes the `fields.` prefix.
+#[test]
+fn a_field_named_like_the_parent_or_child_of_a_line_key_is_prefixed() {
+    for schema in [
+        Schema::ecs().service_name("pay"),
+        Schema::default().service_name("pay"),
+        Schema::datadog().service_name("pay"),
+    ] {
+        let (line, ()) = one(schema, || {
+            let err = chained_error();
+            error!(
+                error = &err as &dyn Error,
+                log = "x",
+                service = "stripe",
+                trace = "t",
+                message.id = 7,
+                "write failed"
+            )
+        });
+        let keys = line.keys();
+        for a in &keys {
+            for b in &keys {
+                assert!(
+                    !b.starts_with(&format!("{a}.")),
+                    "{a:?} is a value and the parent of {b:?}: {line:?}"
+                );
+            }
+        }
+        assert_eq!(line.str("fields.service"), "stripe", "{line:?}");
+    }
+}
+
+/// Names the store reads as its own, though the preset does not write them: Cloud Logging's
+/// `time`, `httpRequest`, …; Datadog's `host`, `service`, `source`.
+#[test]
+fn fields_named_like_a_stores_special_fields_are_prefixed() {
+    let (line, ()) = one(Schema::gcp("p"), || {
+        info!(time = "yesterday", httpRequest = "GET /", "x")
+    });
+    assert_eq!(line.str("fields.time"), "yesterday", "{line:?}");
+    assert_eq!(line.str("fields.httpRequest"), "GET /", "{line:?}");
+    assert!(!line.has("time") && !line.has("httpRequest"), "{line:?}");
+    let (line, ()) = one(Schema::datadog().service_name("orders"), || {
+        info!(service = "stripe", host = "h", source = "s", "x")
+    });
+    for k in ["service", "host", "source"] {
+        assert!(!line.has(k), "{k}: {line:?}");
+        assert!(line.has(&format!("fields.{k}")), "{k}: {line:?}");
+    }
+}
+
+/// ECS with nested fields: the span object is not written under `span`, ECS's own object
+/// (beside `span.id`).
+#[test]
+fn ecs_nested_span_object_is_not_ecs_span() {
+    let (line, ()) = one(
+        Schema::ecs().field_layout(traceline::FieldLayout::Nested),
+        || info_span!("order", id = 7).in_scope(|| info!("x")),
+    );
+    assert!(!line.has("span"), "{line:?}");
+    assert_eq!(line.at("tracing.span").str("name"), "order", "{line:?}");
+}

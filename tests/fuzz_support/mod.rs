@@ -156,6 +156,27 @@ impl Preset {
     }
 
     /// Static fields the preset writes on every line.
+    /// Names the store reads as its own, reserved though the preset does not write them.
+    fn store_reserved(self) -> &'static [&'static str] {
+        match self {
+            Preset::Datadog => &[
+                "host", "service", "source", "trace_id", "span_id", "env", "version",
+            ],
+            Preset::Gcp => &[
+                "time",
+                "timestamp",
+                "timestampSeconds",
+                "timestampNanos",
+                "httpRequest",
+                "logging.googleapis.com/labels",
+                "logging.googleapis.com/sourceLocation",
+                "logging.googleapis.com/insertId",
+                "logging.googleapis.com/operation",
+            ],
+            _ => &[],
+        }
+    }
+
     fn static_fields(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Preset::Ecs => &[("ecs.version", traceline::schema::ECS_VERSION)],
@@ -1204,7 +1225,20 @@ fn free_key(prefix: &str, name: &str, reserved: &[String], taken: &[String]) -> 
     let mut depth = 0;
     loop {
         let key = spelled(prefix, depth, name);
-        if !reserved.contains(&key) && !taken.contains(&key) {
+        // A name with no prefix yet is taken by a reserved key it is the dotted parent or
+        // child of (`error` beside `error.message`).
+        let kin = depth == 0
+            && reserved.iter().any(|r| {
+                let (short, long) = if r.len() < key.len() {
+                    (r.as_str(), key.as_str())
+                } else {
+                    (key.as_str(), r.as_str())
+                };
+                long.len() > short.len()
+                    && long.starts_with(short)
+                    && long.as_bytes()[short.len()] == b'.'
+            });
+        if !kin && !reserved.contains(&key) && !taken.contains(&key) {
             return key;
         }
         depth += 1;
@@ -1316,6 +1350,7 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
     // The key a line cut at the line length limit gets.
     reserved.push(traceline::TRUNCATED_KEY.to_owned());
     reserved.extend(preset.static_fields().iter().map(|(k, _)| (*k).to_owned()));
+    reserved.extend(preset.store_reserved().iter().map(|k| (*k).to_owned()));
     let (event_reserved, span_reserved) = if flat {
         (reserved.clone(), reserved)
     } else {
