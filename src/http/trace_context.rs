@@ -5,6 +5,11 @@
 //! parsers follow the Recommendation and the W3C test suite instead; the validated
 //! `tracestate` and `baggage` text is carried unchanged so that [`super::inject`] writes it
 //! back as it came.
+//!
+//! `tracestate` keys follow the grammar of the current W3C test suite (the Level 2 draft's: a
+//! key may start with a digit, a multi-tenant key is not limited to one `@`, and duplicate
+//! keys are passed on rather than discarding the header). The Level 1 Recommendation's
+//! stricter grammar, and its suite's strict mode, would discard such headers.
 
 use http::HeaderMap;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -210,10 +215,18 @@ fn valid_baggage_member(m: &[u8]) -> bool {
     !key.is_empty()
         && key.iter().all(|&b| tchar(b))
         && value.iter().all(|&b| baggage_octet(b))
-        && parts.all(|p| {
-            let p = trim_ows(p);
-            !p.is_empty() && p.iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b',')
-        })
+        && parts.all(valid_baggage_property)
+}
+
+/// `property = key OWS "=" OWS value / key OWS` (a token key; a value of baggage octets).
+fn valid_baggage_property(p: &[u8]) -> bool {
+    let (key, value) = match p.iter().position(|&b| b == b'=') {
+        Some(eq) => (trim_ows(&p[..eq]), Some(trim_ows(&p[eq + 1..]))),
+        None => (trim_ows(p), None),
+    };
+    !key.is_empty()
+        && key.iter().all(|&b| tchar(b))
+        && value.is_none_or(|v| v.iter().all(|&b| baggage_octet(b)))
 }
 
 /// Combines the `baggage` values of a request: invalid members are dropped, and at most 64
@@ -232,9 +245,13 @@ pub fn parse_baggage<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<S
             if member.is_empty() || !valid_baggage_member(member) {
                 continue;
             }
-            let extra = member.len() + usize::from(!out.is_empty());
-            if count == BAGGAGE_MAX_MEMBERS || out.len() + extra > BAGGAGE_MAX_LEN {
+            if count == BAGGAGE_MAX_MEMBERS {
                 break 'outer;
+            }
+            // A member that does not fit is dropped; the ones after it may still fit.
+            let extra = member.len() + usize::from(!out.is_empty());
+            if out.len() + extra > BAGGAGE_MAX_LEN {
+                continue;
             }
             if !out.is_empty() {
                 out.push(b',');
@@ -480,6 +497,21 @@ mod tests {
             out.split(',').all(|m| m.len() == 1003),
             "whole members only"
         );
+        // A member too big to fit is dropped; the ones after it still go.
+        let s = format!("a=1,big={},b=2", "x".repeat(9000));
+        assert_eq!(parse_baggage([s.as_bytes()]).unwrap(), "a=1,b=2");
+    }
+
+    #[test]
+    fn baggage_properties_follow_the_grammar() {
+        // `property = key OWS "=" OWS value / key OWS`
+        assert_eq!(
+            parse_baggage([&b"a=1; p = x;flag"[..]]).as_deref(),
+            Some("a=1; p = x;flag")
+        );
+        for bad in ["a=1;p=\"q\"", "a=1;=x", "a=1;p\\x", "a=1;"] {
+            assert_eq!(parse_baggage([bad.as_bytes()]), None, "{bad}");
+        }
     }
 
     #[test]
