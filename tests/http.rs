@@ -1711,3 +1711,42 @@ async fn a_service_that_panics_in_call_gets_an_error_access_line() {
     assert_eq!(access[0]["panic"], "bad config");
     assert_eq!(access[0]["correlationId"], "boom-2");
 }
+
+/// Baggage the application puts on an outgoing request is kept, and wins over the caller's
+/// member of the same key; the caller's other members are added (not replaced by them).
+#[tokio::test(flavor = "current_thread")]
+async fn baggage_set_on_an_outgoing_request_is_merged_with_the_callers() {
+    use tower::Layer as _;
+    let (_exporter, _provider, _guard) = exporting();
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let server = CorrelationLayer::new().layer(tower::service_fn(move |_req: Request<()>| {
+        let record = record.clone();
+        async move {
+            let out = Request::get("http://payments/charge")
+                .header("baggage", "tenant=acme,tier=silver")
+                .body(())
+                .unwrap();
+            PropagateLayer::new()
+                .layer(recording_client(record, StatusCode::OK))
+                .oneshot(out)
+                .await
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        }
+    }));
+    let incoming = Request::get("/orders")
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .header("baggage", "userId=alice,tier=gold")
+        .body(())
+        .unwrap();
+    server.oneshot(incoming).await.unwrap();
+    let headers = seen.lock().unwrap().clone().unwrap();
+    let baggage = headers["baggage"].to_str().unwrap().to_owned();
+    let members: Vec<&str> = baggage.split(',').collect();
+    assert_eq!(
+        members,
+        ["tenant=acme", "tier=silver", "userId=alice"],
+        "{baggage}"
+    );
+}

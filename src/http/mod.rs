@@ -49,7 +49,9 @@
 //! # Pitfalls
 //! - Put `CorrelationLayer` outermost (the last `.layer` call in axum), so that everything
 //!   else runs inside the request span.
-//! - The request span needs the OpenTelemetry layer in the subscriber to have ids.
+//! - The request span needs the OpenTelemetry layer in the subscriber to have ids, and to be
+//!   visible to it (not filtered out) for the caller's trace to continue: a service without the
+//!   OpenTelemetry layer does not pass the caller's `traceparent` on.
 
 mod client;
 mod server;
@@ -67,7 +69,8 @@ pub use server::{
 use trace_context::Propagated;
 
 /// Writes the current span's `traceparent`, `tracestate`, `baggage` and `x-correlation-id`
-/// into `headers`, replacing any already there, so the next service continues the trace.
+/// into `headers`, replacing any already there (baggage members already there are kept, and
+/// the caller's others added), so the next service continues the trace.
 ///
 /// Nothing is written for what the current span does not have (no ids outside a span or
 /// without an OpenTelemetry layer; no correlation id outside a scope). A span the
@@ -222,10 +225,35 @@ fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
             headers.remove("tracestate");
         }
     }
-    if let Some(b) = propagated
-        .and_then(|p| p.baggage.as_deref())
-        .and_then(|b| HeaderValue::from_str(b).ok())
-    {
-        headers.insert("baggage", b);
+    if let Some(incoming) = propagated.and_then(|p| p.baggage.as_deref()) {
+        // Members the request already carries (set by the application) stay, and win over
+        // the caller's members of the same key; the caller's others are added.
+        let own: Vec<&[u8]> = headers
+            .get_all("baggage")
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        let merged = if own.is_empty() {
+            Some(incoming.to_string())
+        } else {
+            let key = |m: &[u8]| -> Vec<u8> {
+                let k = m.split(|&b| b == b'=').next().unwrap_or_default();
+                k.trim_ascii().to_vec()
+            };
+            let own_keys: Vec<Vec<u8>> = own
+                .iter()
+                .flat_map(|v| v.split(|&b| b == b','))
+                .map(key)
+                .collect();
+            let added: Vec<&str> = incoming
+                .split(',')
+                .filter(|m| !own_keys.contains(&key(m.as_bytes())))
+                .collect();
+            let added = added.join(",");
+            trace_context::parse_baggage(own.iter().copied().chain([added.as_bytes()]))
+        };
+        if let Some(b) = merged.and_then(|b| HeaderValue::from_str(&b).ok()) {
+            headers.insert("baggage", b);
+        }
     }
 }
