@@ -219,6 +219,8 @@ pub struct Schema {
     /// Names the store reads as its own, which user fields must not take though this schema
     /// does not write them (Cloud Logging's `time`, Datadog's `host`).
     pub(crate) store_reserved: &'static [&'static str],
+    /// Labels as Cloud Logging takes them: string values, keys as given.
+    pub(crate) string_labels: bool,
 }
 
 impl Default for Schema {
@@ -300,6 +302,7 @@ impl Default for Schema {
             labels: Vec::new(),
             dataset_from_service: false,
             store_reserved: &[],
+            string_labels: false,
         }
     }
 }
@@ -457,7 +460,10 @@ impl Schema {
             .trace_id_prefix(format!("projects/{project_id}/traces/"))
             .rename(Key::SpanId, "logging.googleapis.com/spanId")
             .rename(Key::TraceFlags, "logging.googleapis.com/trace_sampled")
+            .rename(Key::Labels, "logging.googleapis.com/labels")
             .flags_format(FlagsFormat::Bool);
+        // The entry's labels: a map of strings.
+        s.string_labels = true;
         // Cloud Logging's special fields: its agent takes them out of the payload and applies
         // them to the entry (a user `time` would become the entry's time).
         s.store_reserved = &[
@@ -577,7 +583,9 @@ impl Schema {
     }
 
     /// Adds an entry to the `labels` object (ECS `labels`). Keys are sanitised as the
-    /// ecs-logging spec asks: `.`, `*` and `\\` become `_`.
+    /// ecs-logging spec asks: `.`, `*` and `\\` become `_`. With [`Schema::gcp`] the object is
+    /// `logging.googleapis.com/labels` (the log entry's labels), keys are kept as given and
+    /// values written as strings, as Cloud Logging's labels are.
     ///
     /// ```
     /// use traceline::Schema;
@@ -588,7 +596,7 @@ impl Schema {
         let key: String = key
             .chars()
             .map(|c| {
-                if matches!(c, '.' | '*' | '\\') {
+                if !self.string_labels && matches!(c, '.' | '*' | '\\') {
                     '_'
                 } else {
                     c
@@ -1106,8 +1114,15 @@ impl Schema {
         }
         if let (false, Some(key)) = (self.labels.is_empty(), self.key(Key::Labels)) {
             static_fields.extend_from_slice(&frag(key));
-            let object: serde_json::Map<String, serde_json::Value> =
-                self.labels.iter().cloned().collect();
+            let object: serde_json::Map<String, serde_json::Value> = self
+                .labels
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(_) => (k.clone(), v.clone()),
+                    other if self.string_labels => (k.clone(), other.to_string().into()),
+                    other => (k.clone(), other.clone()),
+                })
+                .collect();
             write_value(&mut static_fields, &serde_json::Value::Object(object));
             reserved.add(key);
         }

@@ -455,9 +455,16 @@ fn check(preset: usize, c: &Case) -> Result<(), TestCaseError> {
     if c.full {
         let key = schema.key(Key::ServiceName).expect("on");
         prop_assert_eq!(line.str(key), "svc");
-        let mut labels = line.at("labels").keys();
+        let labels_key = schema.key(Key::Labels).expect("on");
+        let mut labels = line.at(labels_key).keys();
         labels.sort_unstable();
-        prop_assert_eq!(labels, vec!["labels", "team_name"]);
+        // Cloud Logging's labels keep their keys (and are strings); the others follow ECS.
+        let team = if labels_key == "logging.googleapis.com/labels" {
+            "team.name"
+        } else {
+            "team_name"
+        };
+        prop_assert_eq!(labels, vec!["labels", team]);
     }
     if schema.key(Key::Timestamp) == Some("@timestamp") {
         prop_assert_eq!(&line.keys()[..2], &["@timestamp", "log.level"][..]);

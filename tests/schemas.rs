@@ -1165,3 +1165,22 @@ fn ecs_nested_span_object_is_not_ecs_span() {
     assert!(!line.has("span"), "{line:?}");
     assert_eq!(line.at("tracing.span").str("name"), "order", "{line:?}");
 }
+
+/// Cloud Logging takes `logging.googleapis.com/labels` as the entry's labels, a map of
+/// strings: the gcp preset writes labels there, values as strings, keys as given.
+#[test]
+fn gcp_labels_are_the_entrys_string_labels() {
+    let (line, ()) = one(
+        Schema::gcp("p")
+            .label("shard", 3)
+            .label("team.name", "checkout"),
+        outside,
+    );
+    let labels = line.at("logging.googleapis.com/labels");
+    assert_eq!(labels.str("shard"), "3", "{line:?}");
+    assert_eq!(labels.str("team.name"), "checkout", "{line:?}");
+    assert!(!line.has("labels"), "{line:?}");
+    // ECS keeps its own rules.
+    let (line, ()) = one(Schema::ecs().label("team.name", "checkout"), outside);
+    assert_eq!(line.at("labels").str("team_name"), "checkout");
+}
