@@ -39,35 +39,37 @@ impl std::io::Write for Buf {
 /// entered `createOrder` span with `order.customer_id = 42`, at 2026-11-25T10:32:03.123456789Z,
 /// in trace `4bf92f3577b34da6a3ce929d0e0e4736`, service `orders`.
 pub fn sample_line(schema: Schema) -> String {
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_id_generator(FixedIds::default())
-        .build();
-    let buf = Buf::default();
-    let out = buf.clone();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")))
-        .with(
-            crate::layer()
-                .with_schema(schema.service_name("orders"))
-                .with_clock(|| UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789))
-                .with_writer(move || out.clone()),
-        );
-    tracing::subscriber::with_default(subscriber, || {
+    let layer = crate::layer()
+        .with_schema(schema.service_name("orders"))
+        .with_clock(|| UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789));
+    let text = run(layer, || {
         let span = tracing::info_span!(target: "orders", "createOrder", order.customer_id = 42);
         let _entered = span.enter();
         tracing::event!(target: "orders", tracing::Level::INFO, order.item_count = 3, "order created");
     });
-    let bytes = buf.0.lock().expect("not poisoned").clone();
-    String::from_utf8(bytes)
-        .expect("UTF-8")
-        .trim_end()
-        .to_owned()
+    text.trim_end().to_owned()
 }
 
 /// The lines `layer` writes (its writer replaced by a buffer) for what `log` logs, parsed. It
 /// runs in a subscriber with the OpenTelemetry layer (fixed ids), inside an entered
 /// `createOrder` span with `order.customer_id = 42`.
 pub fn lines<W>(layer: crate::Layer<W>, log: impl FnOnce()) -> Vec<serde_json::Value>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    let text = run(layer, || {
+        let span = tracing::info_span!("createOrder", order.customer_id = 42);
+        let _entered = span.enter();
+        log();
+    });
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+/// What `layer` (its writer replaced by a buffer) writes for what `log` logs, in a subscriber
+/// with the OpenTelemetry layer giving fixed ids.
+fn run<W>(layer: crate::Layer<W>, log: impl FnOnce()) -> String
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
@@ -79,15 +81,7 @@ where
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")))
         .with(layer.with_writer(move || out.clone()));
-    tracing::subscriber::with_default(subscriber, || {
-        let span = tracing::info_span!("createOrder", order.customer_id = 42);
-        let _entered = span.enter();
-        log();
-    });
+    tracing::subscriber::with_default(subscriber, log);
     let bytes = buf.0.lock().expect("not poisoned").clone();
-    String::from_utf8(bytes)
-        .expect("UTF-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect()
+    String::from_utf8(bytes).expect("UTF-8")
 }

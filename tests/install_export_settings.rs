@@ -95,6 +95,21 @@ fn closed_port() -> String {
     format!("http://{}", listener.local_addr().unwrap())
 }
 
+/// Runs the `drop` scenario exporting to a real OTLP/HTTP receiver with `env` set besides the
+/// endpoint; returns the headers of every request the receiver got (at least one), and how
+/// many spans it decoded.
+async fn export_requests(
+    env: Vec<(&'static str, String)>,
+) -> (Vec<std::collections::HashMap<String, String>>, usize) {
+    let receiver = support::HttpReceiver::start().await;
+    let mut all = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())];
+    all.extend(env);
+    run("drop", all).await;
+    let requests = receiver.headers();
+    assert!(!requests.is_empty(), "the receiver got no request");
+    (requests, receiver.spans().len())
+}
+
 fn app_lines(out: &std::process::Output) -> Vec<Value> {
     support::json_lines(&out.stdout)
         .into_iter()
@@ -104,21 +119,14 @@ fn app_lines(out: &std::process::Output) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_reach_the_collector_and_an_empty_signal_variable_counts_as_unset() {
-    let receiver = support::HttpReceiver::start().await;
-    run(
-        "drop",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            (
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                "api-key=s3cret, x-team = a%20b".into(),
-            ),
-            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "".into()),
-        ],
-    )
+    let (requests, spans) = export_requests(vec![
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=s3cret, x-team = a%20b".into(),
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "".into()),
+    ])
     .await;
-    let requests = receiver.headers();
-    assert!(!requests.is_empty());
     for h in &requests {
         assert_eq!(
             h.get("api-key").map(String::as_str),
@@ -127,21 +135,14 @@ async fn headers_reach_the_collector_and_an_empty_signal_variable_counts_as_unse
         );
         assert_eq!(h.get("x-team").map(String::as_str), Some("a b"), "{h:?}");
     }
-    assert_eq!(receiver.spans().len(), 3);
+    assert_eq!(spans, 3);
 
     // The signal's own variable wins over the generic one when it is set.
-    let receiver = support::HttpReceiver::start().await;
-    run(
-        "drop",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=generic".into()),
-            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=traces".into()),
-        ],
-    )
+    let (requests, _) = export_requests(vec![
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=generic".into()),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=traces".into()),
+    ])
     .await;
-    let requests = receiver.headers();
-    assert!(!requests.is_empty());
     for h in &requests {
         assert_eq!(
             h.get("api-key").map(String::as_str),
@@ -153,17 +154,8 @@ async fn headers_reach_the_collector_and_an_empty_signal_variable_counts_as_unse
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_compression_is_sent_and_decoded() {
-    let receiver = support::HttpReceiver::start().await;
-    run(
-        "drop",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into()),
-        ],
-    )
-    .await;
-    let requests = receiver.headers();
-    assert!(!requests.is_empty());
+    let (requests, spans) =
+        export_requests(vec![("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into())]).await;
     for h in &requests {
         assert_eq!(
             h.get("content-encoding").map(String::as_str),
@@ -172,7 +164,7 @@ async fn gzip_compression_is_sent_and_decoded() {
         );
     }
     // Decoded by the receiver: the three spans arrived whole.
-    assert_eq!(receiver.spans().len(), 3);
+    assert_eq!(spans, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,19 +332,12 @@ async fn the_otlp_exporter_asked_for_with_no_endpoint_sends_to_localhost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_value_is_percent_decoded_once() {
-    let receiver = support::HttpReceiver::start().await;
-    run(
-        "drop",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr%2541t".into()),
-            // Empty: `opentelemetry-otlp` then adds nothing of its own reading.
-            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "".into()),
-        ],
-    )
+    let (requests, _) = export_requests(vec![
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr%2541t".into()),
+        // Empty: `opentelemetry-otlp` then adds nothing of its own reading.
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "".into()),
+    ])
     .await;
-    let requests = receiver.headers();
-    assert!(!requests.is_empty());
     for h in &requests {
         assert_eq!(
             h.get("api-key").map(String::as_str),
