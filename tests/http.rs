@@ -1340,14 +1340,7 @@ async fn a_grpc_status_in_the_trailers_is_logged_when_the_body_ends() {
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     use tower::Layer as _;
-    let (exporter, provider, _guard) = exporting();
-    let capture = Capture::default();
-    // `exporting()` writes lines to a capture of its own: log to ours as well.
-    let _g = tracing::subscriber::set_default(
-        tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
-            .with(traceline::layer().with_writer(capture.clone())),
-    );
+    let (capture, exporter, provider, _g) = exporting_lines();
     let grpc = |status: Option<&'static str>| {
         tower::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
             let mut frames = vec![Ok::<_, std::convert::Infallible>(Frame::data(
@@ -1522,13 +1515,7 @@ async fn the_client_records_a_grpc_status_in_the_trailers() {
 /// message and the request's ids, and the request span marked as an error; not "abandoned".
 #[tokio::test(flavor = "current_thread")]
 async fn a_panicking_handler_gets_an_error_access_line_with_the_panic() {
-    let (exporter, provider, _guard) = exporting();
-    let capture = Capture::default();
-    let _g = tracing::subscriber::set_default(
-        tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
-            .with(traceline::layer().with_writer(capture.clone())),
-    );
+    let (capture, exporter, provider, _g) = exporting_lines();
     let app = Router::new()
         .route(
             "/panic",
@@ -1587,13 +1574,7 @@ async fn the_server_bodys_edge_cases_are_logged_once_and_right() {
     }
     let _: traceline::http::ResponseBody<axum::body::Body> = default_body();
 
-    let (exporter, provider, _guard) = exporting();
-    let capture = Capture::default();
-    let _g = tracing::subscriber::set_default(
-        tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
-            .with(traceline::layer().with_writer(capture.clone())),
-    );
+    let (capture, exporter, provider, _g) = exporting_lines();
     let answer = |content_type: &'static str| {
         CorrelationLayer::new().layer(tower::service_fn(move |_req: Request<()>| async move {
             let mut resp = http::Response::new(Full::new(Bytes::from_static(b"\0\0\0\0\0")));
