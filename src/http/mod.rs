@@ -108,6 +108,15 @@ fn sent_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
     Some(crate::ids::nearest_tracked_of(span).unwrap_or(cx))
 }
 
+/// The key of a baggage member (`k` of ` k = v;p`).
+fn baggage_key(member: &[u8]) -> &[u8] {
+    member
+        .split(|&b| b == b'=')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
 /// Records a response on its request span: `http.response.status_code`, and
 /// `otel.status_code = "ERROR"` for 5xx, and for 4xx on a client span (OpenTelemetry's HTTP
 /// conventions: a 4xx is the server's answer to a client error, the client's failure); then
@@ -236,18 +245,14 @@ fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
         let merged = if own.is_empty() {
             Some(incoming.to_string())
         } else {
-            let key = |m: &[u8]| -> Vec<u8> {
-                let k = m.split(|&b| b == b'=').next().unwrap_or_default();
-                k.trim_ascii().to_vec()
-            };
-            let own_keys: Vec<Vec<u8>> = own
+            let own_keys: Vec<&[u8]> = own
                 .iter()
                 .flat_map(|v| v.split(|&b| b == b','))
-                .map(key)
+                .map(baggage_key)
                 .collect();
             let added: Vec<&str> = incoming
                 .split(',')
-                .filter(|m| !own_keys.contains(&key(m.as_bytes())))
+                .filter(|m| !own_keys.contains(&baggage_key(m.as_bytes())))
                 .collect();
             let added = added.join(",");
             trace_context::parse_baggage(own.iter().copied().chain([added.as_bytes()]))

@@ -493,6 +493,18 @@ impl Access {
         }
     }
 
+    /// The access line of a request the inner service answered with an error.
+    fn log_error(&self, err: &dyn fmt::Display) {
+        let latency_ms = self.latency_ms();
+        let (method, path) = (self.method.as_str(), &*self.path);
+        tracing::error!(
+            target: ACCESS_TARGET,
+            latency_ms,
+            error = %err,
+            "{method} {path} failed"
+        );
+    }
+
     /// The access line of a request whose handler panicked.
     fn log_panic(&self, message: &str) {
         let latency_ms = self.latency_ms();
@@ -693,14 +705,7 @@ where
             Err(err) => {
                 this.span.record("otel.status_code", "ERROR");
                 if config.access_log {
-                    let latency_ms = access.latency_ms();
-                    let (method, path) = (access.method.as_str(), &*access.path);
-                    tracing::error!(
-                        target: ACCESS_TARGET,
-                        latency_ms,
-                        error = %err,
-                        "{method} {path} failed"
-                    );
+                    access.log_error(&err);
                 }
                 Poll::Ready(Err(err))
             }
