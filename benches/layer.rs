@@ -250,12 +250,12 @@ impl Contender {
             ),
             Contender::Traceline => Dispatch::new(
                 registry
-                    .with(otel())
+                    .with(traceline::otel(otel()))
                     .with(traceline::layer().with_writer(w)),
             ),
             Contender::TracelineSpansOnly => Dispatch::new(
                 registry
-                    .with(otel().with_filter(filter_fn(|m| m.is_span())))
+                    .with(traceline::otel(otel()).with_filter(filter_fn(|m| m.is_span())))
                     .with(traceline::layer().with_writer(w)),
             ),
             Contender::Floor => Dispatch::new(registry.with(otel())),

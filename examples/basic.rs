@@ -30,7 +30,9 @@ fn main() {
     // Real ids, no exporter: the provider only generates trace and span ids.
     let provider = SdkTracerProvider::builder().build();
     tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("basic")))
+        .with(traceline::otel(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("basic")),
+        ))
         .with(
             traceline::layer()
                 .with_service_name("orders")

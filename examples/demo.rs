@@ -73,7 +73,9 @@ fn install(service: &str) -> opentelemetry_sdk::trace::SdkTracerProvider {
         .with(tracing_subscriber::EnvFilter::new(
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,hyper=warn".into()),
         ))
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned())))
+        .with(traceline::otel(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned())),
+        ))
         .with(
             traceline::layer()
                 .with_service_name(service)

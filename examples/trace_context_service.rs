@@ -47,7 +47,9 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("w3c")))
+        .with(traceline::otel(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("w3c")),
+        ))
         .with(traceline::layer().with_service_name("trace-context-service"))
         .init();
     let addr = std::env::args()

@@ -79,7 +79,9 @@ where
     let buf = Buf::default();
     let out = buf.clone();
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")))
+        .with(crate::otel(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")),
+        ))
         .with(layer.with_writer(move || out.clone()));
     tracing::subscriber::with_default(subscriber, log);
     let bytes = buf.0.lock().expect("not poisoned").clone();

@@ -4,9 +4,18 @@
 //! the span's other data: later lines pay a read of the span's extensions and nothing more.
 //! Looking them up starts the OpenTelemetry span, so it is never done when a span is created
 //! (that would make a later `set_parent` fail).
+//!
+//! With the OpenTelemetry layer wrapped in [`otel`], the first line usually needs no lookup:
+//! the ids of the context the layer attached as the span was entered on the thread were noted
+//! then, and are the span's own while it stays entered.
 
 use opentelemetry::trace::TraceContextExt;
-use tracing_core::{Dispatch, span};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tracing_core::{Dispatch, Subscriber, span};
+use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanRef};
 
 /// The OpenTelemetry identity of a span, as written on a line.
@@ -22,11 +31,15 @@ pub(crate) struct Ids {
 
 impl Ids {
     pub(crate) fn new(trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Ids {
-        let word = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+        // A byte at a time from a table: independent loads, shorter than the word-at-a-time
+        // arithmetic once the compiler vectorizes it.
+        let mut bytes = [0; 24];
+        bytes[..16].copy_from_slice(&trace_id);
+        bytes[16..].copy_from_slice(&span_id);
         let mut hex = [0; 48];
-        hex[..16].copy_from_slice(&crate::json::hex16(word(&trace_id[..8])));
-        hex[16..32].copy_from_slice(&crate::json::hex16(word(&trace_id[8..])));
-        hex[32..].copy_from_slice(&crate::json::hex16(word(&span_id)));
+        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&crate::json::HEX_PAIRS[usize::from(b)]);
+        }
         Ids {
             trace_id,
             span_id,
@@ -91,4 +104,139 @@ pub(crate) fn lookup(id: &span::Id, dispatch: &Dispatch) -> Option<Ids> {
         sc.span_id().to_bytes(),
         sc.is_sampled(),
     ))
+}
+
+/// `tracing-opentelemetry`'s layer, watched by traceline: as a span is entered, the ids of the
+/// context the layer attaches for it are noted on the thread, and the span's first line takes
+/// them from there instead of asking the layer for the span's context (which locks the span's
+/// data and clones its context).
+///
+/// Put it where the OpenTelemetry layer would go, with the same filters: it is that layer,
+/// between two that only take a note as a span is entered and exited. Lines are the same with
+/// or without it: a span not seen entered (not tracked by the layer, its context not attached,
+/// or entered on another thread) is asked for, as before. [`init`](crate::init) sets it up this
+/// way.
+///
+/// ```
+/// use opentelemetry::trace::TracerProvider as _;
+/// use tracing_subscriber::prelude::*;
+///
+/// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+/// let subscriber = tracing_subscriber::registry()
+///     .with(traceline::otel(tracing_opentelemetry::layer().with_tracer(provider.tracer("app"))))
+///     .with(traceline::layer());
+/// # let _ = subscriber;
+/// ```
+pub fn otel<S, T>(layer: OpenTelemetryLayer<S, T>) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    T: opentelemetry::trace::Tracer + Send + Sync + 'static,
+    T::Span: Send + Sync,
+{
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let key = NEXT.fetch_add(1, Ordering::Relaxed);
+    EnterStart { key }
+        .and_then(layer)
+        .and_then(EnterEnd { key })
+}
+
+/// Runs before the OpenTelemetry layer of an [`otel`]: notes the thread's current context as
+/// a span is entered.
+struct EnterStart {
+    key: u64,
+}
+
+/// Runs after the OpenTelemetry layer of an [`otel`]: when the thread's current context
+/// changed across the layer's `on_enter`, the layer attached the span's own (nothing else runs
+/// in between), and its ids are noted for the span. Found in a subscriber by its type.
+pub(crate) struct EnterEnd {
+    pub(crate) key: u64,
+}
+
+type Noted = ([u8; 16], [u8; 8], bool);
+
+/// The ids of the context attached when a span was entered on this thread, by the
+/// OpenTelemetry layer of the [`otel`] named `key` (0: none). Valid until the span is exited.
+#[derive(Clone, Copy)]
+struct Entered {
+    key: u64,
+    span: u64,
+    ids: Noted,
+}
+
+impl Entered {
+    const NONE: Entered = Entered {
+        key: 0,
+        span: 0,
+        ids: ([0; 16], [0; 8], false),
+    };
+}
+
+thread_local! {
+    /// The span being entered and the thread's context before the OpenTelemetry layer's
+    /// `on_enter`, then the ids noted for the last span entered.
+    static BEFORE: Cell<(u64, u64, Option<Noted>)> = const { Cell::new((0, 0, None)) };
+    static ENTERED: Cell<Entered> = const { Cell::new(Entered::NONE) };
+}
+
+/// The ids of the thread's current OpenTelemetry context, when it has a valid span.
+#[inline]
+fn current() -> Option<Noted> {
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| {
+            (
+                sc.trace_id().to_bytes(),
+                sc.span_id().to_bytes(),
+                sc.is_sampled(),
+            )
+        })
+    })
+}
+
+/// The ids the [`otel`] layer named `key` noted as the span `id` was entered on this thread, if
+/// it is still entered there.
+#[inline]
+pub(crate) fn entered(key: u64, id: &span::Id) -> Option<Ids> {
+    let e = ENTERED.try_with(Cell::get).ok()?;
+    (key != 0 && e.key == key && e.span == id.into_u64())
+        .then(|| Ids::new(e.ids.0, e.ids.1, e.ids.2))
+}
+
+impl<S: Subscriber> Layer<S> for EnterStart {
+    fn on_enter(&self, id: &span::Id, _ctx: Context<'_, S>) {
+        let before = current();
+        let _ = BEFORE.try_with(|b| b.set((self.key, id.into_u64(), before)));
+    }
+}
+
+impl<S: Subscriber> Layer<S> for EnterEnd {
+    fn on_enter(&self, id: &span::Id, _ctx: Context<'_, S>) {
+        let Ok((key, span, before)) = BEFORE.try_with(|b| b.replace((0, 0, None))) else {
+            return;
+        };
+        if (key, span) != (self.key, id.into_u64()) {
+            return;
+        }
+        if let Some(ids) = current().filter(|now| Some(*now) != before) {
+            let _ = ENTERED.try_with(|e| {
+                e.set(Entered {
+                    key: self.key,
+                    span,
+                    ids,
+                });
+            });
+        }
+    }
+
+    /// Forgets the span's noted ids: they are only known to be its own while it is entered.
+    fn on_exit(&self, id: &span::Id, _ctx: Context<'_, S>) {
+        let _ = ENTERED.try_with(|e| {
+            let noted = e.get();
+            if noted.key == self.key && noted.span == id.into_u64() {
+                e.set(Entered::NONE);
+            }
+        });
+    }
 }

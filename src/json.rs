@@ -717,14 +717,16 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// The 16 lowercase hex digits of `x`, most significant first.
-#[inline]
-pub(crate) fn hex16(x: u64) -> [u8; 16] {
-    let mut out = [0; 16];
-    out[..8].copy_from_slice(&hex8((x >> 32) as u32));
-    out[8..].copy_from_slice(&hex8(x as u32));
-    out
-}
+/// The two lowercase hex digits of each byte value.
+pub(crate) static HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xF]];
+        i += 1;
+    }
+    t
+};
 
 /// The 8 lowercase hex digits of `x`, computed a word at a time: each nibble is spread into a
 /// byte of its own, then turned into `0`–`9` or `a`–`f` without a branch or a table.

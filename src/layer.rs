@@ -96,6 +96,9 @@ pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     max_line: usize,
     /// Identifies this layer's configuration in the per-thread callsite cache.
     id: u64,
+    /// The key of the [`otel`](crate::otel) layer in this layer's subscriber (0: none), whose
+    /// notes give a span's ids as it is entered.
+    watch: AtomicU64,
 }
 
 thread_local! {
@@ -170,6 +173,7 @@ impl<W> Layer<W> {
             max_field: DEFAULT_MAX_FIELD_LEN,
             max_line: DEFAULT_MAX_LINE_LEN,
             id: next_layer_id(),
+            watch: AtomicU64::new(0),
         }
     }
 
@@ -197,6 +201,7 @@ impl<W> Layer<W> {
             max_field: self.max_field,
             max_line: self.max_line,
             id: self.id,
+            watch: self.watch,
         }
     }
 
@@ -685,13 +690,26 @@ impl<W> Layer<W> {
         S: for<'a> LookupSpan<'a>,
     {
         let ext = span.extensions();
-        match ext.get::<SpanSlot>().and_then(|d| d.of(self.id)?.ids.get()) {
-            Some(ids) => (ids, ext),
-            None => {
-                drop(ext);
-                self.look_up_and_cache(span)
-            }
+        let data = ext.get::<SpanSlot>().and_then(|d| d.of(self.id));
+        if let Some(ids) = data.and_then(|d| d.ids.get()) {
+            return (ids, ext);
         }
+        // Noted as the span was entered on this thread: cached with the lock already held.
+        if let Some(ids) = self.entered(&span.id()) {
+            if let Some(d) = data {
+                d.ids.set(Some(ids));
+            }
+            return (Some(ids), ext);
+        }
+        drop(ext);
+        self.look_up_and_cache(span)
+    }
+
+    /// The ids the [`otel`](crate::otel) layer of this layer's subscriber noted as the span
+    /// `id` was entered on this thread, while it is still entered.
+    #[inline]
+    fn entered(&self, id: &span::Id) -> Option<Ids> {
+        ids::entered(self.watch.load(Ordering::Relaxed), id)
     }
 
     /// [`ids_and_extensions`](Self::ids_and_extensions) on a span's first line: the
@@ -821,7 +839,8 @@ impl<W> Layer<W> {
 
     /// The ids of the span `id`, else of its nearest ancestor that has some.
     fn ids_or_ancestors(&self, id: &span::Id) -> Option<Ids> {
-        self.uncached_ids(id)
+        self.entered(id)
+            .or_else(|| self.uncached_ids(id))
             .or_else(|| self.ancestors_ids(id).flatten())
     }
 
@@ -1255,6 +1274,9 @@ where
 {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         let _ = self.dispatch.set(subscriber.downgrade());
+        if let Some(watch) = subscriber.downcast_ref::<ids::EnterEnd>() {
+            self.watch.store(watch.key, Ordering::Relaxed);
+        }
     }
 
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {

@@ -18,7 +18,7 @@
 //!
 //! let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
 //! let subscriber = tracing_subscriber::registry()
-//!     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
+//!     .with(traceline::otel(tracing_opentelemetry::layer().with_tracer(provider.tracer("app"))))
 //!     .with(traceline::layer().with_service_name("orders"));
 //!
 //! tracing::subscriber::with_default(subscriber, || {
@@ -27,6 +27,9 @@
 //!     tracing::info!(order.item_count = 3, "order created");
 //! });
 //! ```
+//!
+//! [`otel`] wraps the OpenTelemetry layer so that each span's first line takes its ids from
+//! the context the layer attached as the span was entered; the bare layer gives the same lines.
 //!
 //! # What every line guarantees
 //! - Exactly one line, one JSON object, whatever the input: strings are escaped completely
@@ -64,6 +67,7 @@ pub mod schema;
 mod timestamp;
 
 pub use error::{record_error, record_error_dyn};
+pub use ids::otel;
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
 pub use layer::{DEFAULT_MAX_FIELD_LEN, DEFAULT_MAX_LINE_LEN, Layer, TRUNCATED_KEY, layer};

@@ -225,7 +225,7 @@ pin_project_lite::pin_project! {
     ///     .build();
     /// let _g = tracing::subscriber::set_default(
     ///     tracing_subscriber::registry()
-    ///         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")))
+    ///         .with(traceline::otel(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc"))))
     ///         .with(traceline::layer().with_writer(std::io::sink)),
     /// );
     /// // A "transport" that answers 503.

@@ -994,8 +994,7 @@ impl Plan {
         }
 
         let otel = provider.as_ref().map(|p| {
-            tracing_opentelemetry::layer()
-                .with_tracer(p.tracer("traceline"))
+            crate::otel(tracing_opentelemetry::layer().with_tracer(p.tracer("traceline")))
                 .with_filter(OtelFilter {
                     events: self.span_events,
                 })
