@@ -210,7 +210,11 @@ pub struct Builder {
     redaction: Option<crate::Redaction>,
     max_field_len: Option<usize>,
     max_line_len: Option<usize>,
+    layers: Vec<UserLayer>,
 }
+
+/// A layer added with [`Builder::layer`].
+type UserLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,6 +228,7 @@ impl std::fmt::Debug for Builder {
             .field("span_events", &self.span_events)
             .field("log_bridge", &self.log_bridge)
             .field("timeout", &self.timeout)
+            .field("layers", &self.layers.len())
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +251,7 @@ impl Default for Builder {
             redaction: None,
             max_field_len: None,
             max_line_len: None,
+            layers: Vec::new(),
         }
     }
 }
@@ -285,6 +291,33 @@ impl Builder {
     /// ```
     pub fn max_line_len(mut self, bytes: usize) -> Self {
         self.max_line_len = Some(bytes);
+        self
+    }
+
+    /// Adds `layer` to the subscriber `init()` installs, beside traceline's: a human-readable
+    /// `fmt` layer on stderr, an error reporter, a metrics layer. It sees the events and spans
+    /// the filter (`RUST_LOG`, [`filter`](Self::filter)) lets through, and the spans kept for
+    /// the trace; give it a per-layer filter (`.with_filter(…)`) to see fewer. Layers run in
+    /// the order they are added, before the OpenTelemetry layer and traceline's.
+    ///
+    /// ```no_run
+    /// use tracing_subscriber::{Layer as _, filter::LevelFilter};
+    ///
+    /// // JSON lines on stdout; WARN and ERROR also as readable text on stderr.
+    /// let _guard = traceline::builder()
+    ///     .layer(
+    ///         tracing_subscriber::fmt::layer()
+    ///             .with_writer(std::io::stderr)
+    ///             .with_filter(LevelFilter::WARN),
+    ///     )
+    ///     .try_init()?;
+    /// # Ok::<(), traceline::InitError>(())
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+    {
+        self.layers.push(Box::new(layer));
         self
     }
 
@@ -689,6 +722,7 @@ impl Builder {
             redaction: self.redaction,
             max_field_len: self.max_field_len,
             max_line_len: self.max_line_len,
+            layers: self.layers,
         })
     }
 }
@@ -873,6 +907,7 @@ struct Plan {
     redaction: Option<crate::Redaction>,
     max_field_len: Option<usize>,
     max_line_len: Option<usize>,
+    layers: Vec<UserLayer>,
 }
 
 impl Plan {
@@ -1000,7 +1035,10 @@ impl Plan {
                 })
         });
         let log_max = self.filter.env.max_level_hint();
+        // No empty list: it would hint that nothing is enabled.
+        let layers = (!self.layers.is_empty()).then_some(self.layers);
         let subscriber = tracing_subscriber::registry()
+            .with(layers)
             .with(self.filter)
             .with(otel)
             .with(json);
