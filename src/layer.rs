@@ -1061,16 +1061,20 @@ impl<W> Layer<W> {
             }
         }
 
-        if let Some(k) = &c.file {
-            if let Some(file) = meta.file() {
-                buf.extend_from_slice(k);
-                json::write_str(buf, file);
+        if let Some(object) = &c.source_location {
+            write_source_location(buf, object, c, meta);
+        } else {
+            if let Some(k) = &c.file {
+                if let Some(file) = meta.file() {
+                    buf.extend_from_slice(k);
+                    json::write_str(buf, file);
+                }
             }
-        }
-        if let Some(k) = &c.line {
-            if let Some(line) = meta.line() {
-                buf.extend_from_slice(k);
-                json::write_u64(buf, line.into());
+            if let Some(k) = &c.line {
+                if let Some(line) = meta.line() {
+                    buf.extend_from_slice(k);
+                    json::write_u64(buf, line.into());
+                }
             }
         }
         if c.thread_name.is_some() || c.thread_id.is_some() {
@@ -1228,6 +1232,31 @@ impl<W> Layer<W> {
         }
         buf.extend_from_slice(&marker);
     }
+}
+
+/// The file and line in their object (`"logging.googleapis.com/sourceLocation":{"file":…,
+/// "line":"42"}`, the line a string as Cloud Logging's `LogEntrySourceLocation` has it).
+#[cold]
+fn write_source_location(
+    buf: &mut Vec<u8>,
+    object: &[u8],
+    c: &Compiled,
+    meta: &tracing_core::Metadata<'_>,
+) {
+    let mark = buf.len();
+    buf.extend_from_slice(object);
+    let start = buf.len();
+    if let (Some(k), Some(file)) = (&c.file, meta.file()) {
+        buf.extend_from_slice(k);
+        json::write_str(buf, file);
+    }
+    if let (Some(k), Some(line)) = (&c.line, meta.line()) {
+        buf.extend_from_slice(k);
+        buf.push(b'"');
+        json::write_u64(buf, line.into());
+        buf.push(b'"');
+    }
+    close_object(buf, mark, start);
 }
 
 /// Turns `,"key":` + `,a,b` at `start` into `"key":{a,b}`, or drops the key when empty.

@@ -221,6 +221,9 @@ pub struct Schema {
     pub(crate) store_reserved: &'static [&'static str],
     /// Labels as Cloud Logging takes them: string values, keys as given.
     pub(crate) string_labels: bool,
+    /// The object the file and line go in, under their own keys (Cloud Logging's
+    /// `logging.googleapis.com/sourceLocation`, the line as a string), instead of the top level.
+    pub(crate) source_location: Option<&'static str>,
 }
 
 impl Default for Schema {
@@ -303,6 +306,7 @@ impl Default for Schema {
             dataset_from_service: false,
             store_reserved: &[],
             string_labels: false,
+            source_location: None,
         }
     }
 }
@@ -432,7 +436,9 @@ impl Schema {
 
     /// Google Cloud Logging's structured logs: `severity` (`DEBUG` for TRACE, `WARNING` for
     /// WARN), `logging.googleapis.com/trace` as `projects/<project_id>/traces/<traceId>`,
-    /// `logging.googleapis.com/spanId`, `logging.googleapis.com/trace_sampled` (a boolean).
+    /// `logging.googleapis.com/spanId`, `logging.googleapis.com/trace_sampled` (a boolean);
+    /// with [`Key::File`] / [`Key::Line`] on, the entry's source location,
+    /// `"logging.googleapis.com/sourceLocation":{"file":"src/main.rs","line":"42"}`.
     ///
     /// ```
     /// # use traceline::{Key, Schema};
@@ -464,6 +470,8 @@ impl Schema {
             .flags_format(FlagsFormat::Bool);
         // The entry's labels: a map of strings.
         s.string_labels = true;
+        // `with_file` / `with_line_number`: the entry's source location.
+        s.source_location = Some("logging.googleapis.com/sourceLocation");
         // Cloud Logging's special fields: its agent takes them out of the payload and applies
         // them to the entry (a user `time` would become the entry's time).
         s.store_reserved = &[
@@ -896,6 +904,8 @@ pub(crate) struct Compiled {
     pub(crate) correlation_id: Option<Box<[u8]>>,
     pub(crate) file: Option<Box<[u8]>>,
     pub(crate) line: Option<Box<[u8]>>,
+    /// `,"<key>":` of the object the file and line go in (the line then as a string).
+    pub(crate) source_location: Option<Box<[u8]>>,
     pub(crate) thread_name: Option<Box<[u8]>>,
     pub(crate) thread_id: Option<Box<[u8]>>,
     /// Service and static fields, ready to copy.
@@ -1078,6 +1088,9 @@ impl Schema {
             if service && self.service[k as usize - Key::ServiceName as usize].is_none() {
                 continue;
             }
+            if matches!(k, Key::File | Key::Line) && self.source_location.is_some() {
+                continue; // inside their object
+            }
             if let Some(name) = self.key(k) {
                 reserved.add(name);
             }
@@ -1220,6 +1233,10 @@ impl Schema {
             correlation_id: on(Key::CorrelationId),
             file: on(Key::File),
             line: on(Key::Line),
+            source_location: self
+                .source_location
+                .filter(|_| self.key(Key::File).is_some() || self.key(Key::Line).is_some())
+                .map(frag),
             thread_name: on(Key::ThreadName),
             thread_id: on(Key::ThreadId),
             static_fields: static_fields.into(),

@@ -612,6 +612,43 @@ fn gcp_with_an_error() {
     assert_error_object(line.at("error"));
 }
 
+/// `with_file` / `with_line_number` on the gcp preset: the entry's source location, an object
+/// with the line as a string (Cloud Logging's `LogEntrySourceLocation`), no top-level `file` or
+/// `line`; user fields named `file` and `line` keep their names.
+#[test]
+fn gcp_file_and_line_are_the_source_location() {
+    let (line, ()) = one(
+        Schema::gcp("my-project")
+            .enable(Key::File)
+            .enable(Key::Line),
+        || {
+            info!(file = "report.csv", line = 3u64, "imported");
+        },
+    );
+    let loc = line.at("logging.googleapis.com/sourceLocation");
+    assert_eq!(loc.keys(), ["file", "line"], "{line:?}");
+    assert_eq!(loc.str("file"), "tests/schemas.rs");
+    let at: u64 = loc
+        .str("line")
+        .parse()
+        .expect("the line as a decimal string");
+    assert!(at > 600, "{at}");
+    assert_eq!(line.str("file"), "report.csv");
+    assert_eq!(line.num("line"), "3");
+
+    // Only the line: the object has just it; neither: no object.
+    let (line, ()) = one(Schema::gcp("p").enable(Key::Line), outside);
+    assert_eq!(
+        line.at("logging.googleapis.com/sourceLocation").keys(),
+        ["line"]
+    );
+    let (line, ()) = one(Schema::gcp("p"), outside);
+    assert!(
+        !line.has("logging.googleapis.com/sourceLocation"),
+        "{line:?}"
+    );
+}
+
 #[test]
 fn gcp_severities() {
     let (lines, ()) = run(Schema::gcp("my-project"), every_level);
