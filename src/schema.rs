@@ -438,7 +438,8 @@ impl Schema {
     /// WARN), `logging.googleapis.com/trace` as `projects/<project_id>/traces/<traceId>`,
     /// `logging.googleapis.com/spanId`, `logging.googleapis.com/trace_sampled` (a boolean);
     /// with [`Key::File`] / [`Key::Line`] on, the entry's source location,
-    /// `"logging.googleapis.com/sourceLocation":{"file":"src/main.rs","line":"42"}`.
+    /// `"logging.googleapis.com/sourceLocation":{"file":"src/main.rs","line":"42"}` (renaming
+    /// either key writes both at the top level instead, under their names).
     ///
     /// ```
     /// # use traceline::{Key, Schema};
@@ -1073,6 +1074,13 @@ fn frag(key: &str) -> Box<[u8]> {
 impl Schema {
     pub(crate) fn compile(&self) -> Compiled {
         let on = |k: Key| self.key(k).map(frag);
+        // The file and line go in their object under the store's own names (`file`, `line`);
+        // renaming either writes both at the top level, as named.
+        let source_location = self.source_location.filter(|_| {
+            matches!(self.key(Key::File), None | Some("file"))
+                && matches!(self.key(Key::Line), None | Some("line"))
+                && (self.key(Key::File).is_some() || self.key(Key::Line).is_some())
+        });
         let mut reserved = Reserved::default();
         let flat = self.fields == FieldLayout::Flatten;
         for k in Key::ALL {
@@ -1088,7 +1096,7 @@ impl Schema {
             if service && self.service[k as usize - Key::ServiceName as usize].is_none() {
                 continue;
             }
-            if matches!(k, Key::File | Key::Line) && self.source_location.is_some() {
+            if matches!(k, Key::File | Key::Line) && source_location.is_some() {
                 continue; // inside their object
             }
             if let Some(name) = self.key(k) {
@@ -1233,10 +1241,7 @@ impl Schema {
             correlation_id: on(Key::CorrelationId),
             file: on(Key::File),
             line: on(Key::Line),
-            source_location: self
-                .source_location
-                .filter(|_| self.key(Key::File).is_some() || self.key(Key::Line).is_some())
-                .map(frag),
+            source_location: source_location.map(frag),
             thread_name: on(Key::ThreadName),
             thread_id: on(Key::ThreadId),
             static_fields: static_fields.into(),

@@ -70,6 +70,21 @@ fn child_entry() {
             tracing::info!("dropped by the filter");
             tracing::warn!("kept");
         }
+        "second_traceline" => {
+            // The same lines with another schema, on stderr.
+            let _guard = traceline::builder()
+                .filter("info")
+                .layer(
+                    traceline::layer()
+                        .with_schema(traceline::Schema::ecs())
+                        .with_writer(std::io::stderr),
+                )
+                .try_init()
+                .unwrap();
+            let span = tracing::info_span!("checkout");
+            let _e = span.enter();
+            tracing::info!("inside");
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -117,4 +132,45 @@ fn an_added_layer_sees_what_the_filter_keeps() {
     let json = lines(&out.stdout);
     assert_eq!(json.len(), 1, "{json:?}");
     assert_eq!(json[0]["message"], "kept");
+}
+
+/// A layer added to `init()` is told its subscriber, as any layer is: a second traceline layer
+/// (ECS lines on stderr) finds the same ids as the first.
+#[test]
+fn an_added_traceline_layer_writes_the_same_ids() {
+    let out = support::run(ENTRY, "second_traceline", &[]);
+    let ours = lines(&out.stdout);
+    let theirs = lines(&out.stderr);
+    assert_eq!((ours.len(), theirs.len()), (1, 1), "{ours:?} {theirs:?}");
+    let trace = ours[0]["traceId"].as_str().expect("a trace id on stdout");
+    assert_eq!(trace.len(), 32);
+    assert_eq!(theirs[0]["trace.id"].as_str(), Some(trace), "{}", theirs[0]);
+    assert_eq!(theirs[0]["span.id"], ours[0]["spanId"]);
+}
+
+/// `init()` has its OpenTelemetry layer: a second one, which would panic on the first span, is
+/// refused with an error naming the method.
+#[test]
+fn an_added_opentelemetry_layer_is_refused() {
+    use opentelemetry::trace::TracerProvider as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let err = traceline::builder()
+        .layer(tracing_opentelemetry::layer().with_tracer(provider.tracer("mine")))
+        .try_init()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            traceline::InitError::InvalidValue {
+                setting: "Builder::layer",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("OpenTelemetry layer already"),
+        "{err}"
+    );
+    assert!(!tracing::dispatcher::has_been_set(), "nothing installed");
 }

@@ -647,6 +647,22 @@ fn gcp_file_and_line_are_the_source_location() {
         !line.has("logging.googleapis.com/sourceLocation"),
         "{line:?}"
     );
+
+    // Renamed: at the top level, under the new name, as before the object (the store's object
+    // only knows `file` and `line`).
+    let (line, ()) = one(
+        Schema::gcp("p")
+            .enable(Key::File)
+            .enable(Key::Line)
+            .rename(Key::File, "code.file"),
+        outside,
+    );
+    assert!(
+        !line.has("logging.googleapis.com/sourceLocation"),
+        "{line:?}"
+    );
+    assert_eq!(line.str("code.file"), "tests/schemas.rs");
+    assert!(line.has("line"), "{line:?}");
 }
 
 #[test]

@@ -211,6 +211,8 @@ pub struct Builder {
     max_field_len: Option<usize>,
     max_line_len: Option<usize>,
     layers: Vec<UserLayer>,
+    /// Why a layer given to [`Builder::layer`] cannot be used.
+    rejected: Option<InitError>,
 }
 
 /// A layer added with [`Builder::layer`].
@@ -252,6 +254,7 @@ impl Default for Builder {
             max_field_len: None,
             max_line_len: None,
             layers: Vec::new(),
+            rejected: None,
         }
     }
 }
@@ -300,6 +303,11 @@ impl Builder {
     /// the trace; give it a per-layer filter (`.with_filter(…)`) to see fewer. Layers run in
     /// the order they are added, before the OpenTelemetry layer and traceline's.
     ///
+    /// `init()` has its OpenTelemetry layer already: a second one would panic on the first
+    /// span (both store their data in the span), so `tracing-opentelemetry`'s layer is refused
+    /// with an error from `try_init`. Configure the trace through the builder and `OTEL_*`, or
+    /// build the subscriber yourself around [`layer()`](crate::layer()).
+    ///
     /// ```no_run
     /// use tracing_subscriber::{Layer as _, filter::LevelFilter};
     ///
@@ -317,6 +325,21 @@ impl Builder {
     where
         L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
     {
+        use std::any::TypeId;
+        type Otel = tracing_opentelemetry::OpenTelemetryLayer<
+            tracing_subscriber::Registry,
+            opentelemetry_sdk::trace::SdkTracer,
+        >;
+        if TypeId::of::<L>() == TypeId::of::<Otel>() {
+            self.rejected.get_or_insert(InitError::invalid(
+                "Builder::layer",
+                "tracing_opentelemetry::OpenTelemetryLayer",
+                "init() has its OpenTelemetry layer already, and a second one panics on the \
+                 first span: configure the trace with the builder and OTEL_* variables, or build \
+                 the subscriber yourself with traceline::layer() and traceline::otel(...)",
+            ));
+            return self;
+        }
         self.layers.push(Box::new(layer));
         self
     }
@@ -507,6 +530,9 @@ impl Builder {
 
     /// Resolves and checks every setting without side effects.
     fn plan(self) -> Result<Plan, InitError> {
+        if let Some(err) = self.rejected {
+            return Err(err);
+        }
         let env = &self.env;
         let get = |name: &str| config::get(env, name);
 
@@ -725,6 +751,30 @@ impl Builder {
             layers: self.layers,
         })
     }
+}
+
+/// `base` (the registry, with the layers added by [`Builder::layer`]) + the filter + the
+/// OpenTelemetry layer (with `tracer`) + traceline's layer.
+fn compose<S>(
+    base: S,
+    filter: InstallFilter,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    span_events: bool,
+    json: crate::Layer<tracing_subscriber::fmt::writer::BoxMakeWriter>,
+) -> tracing::Dispatch
+where
+    S: tracing::Subscriber
+        + for<'a> tracing_subscriber::registry::LookupSpan<'a>
+        + Send
+        + Sync
+        + 'static,
+{
+    let otel = tracer.map(|t| {
+        crate::otel(tracing_opentelemetry::layer().with_tracer(t)).with_filter(OtelFilter {
+            events: span_events,
+        })
+    });
+    tracing::Dispatch::new(base.with(filter).with(otel).with(json))
 }
 
 /// Adds the service fields to the schema unless it already names them.
@@ -1028,20 +1078,31 @@ impl Plan {
             json = json.with_max_line_len(n);
         }
 
-        let otel = provider.as_ref().map(|p| {
-            crate::otel(tracing_opentelemetry::layer().with_tracer(p.tracer("traceline")))
-                .with_filter(OtelFilter {
-                    events: self.span_events,
-                })
-        });
+        let tracer = provider.as_ref().map(|p| p.tracer("traceline"));
         let log_max = self.filter.env.max_level_hint();
-        // No empty list: it would hint that nothing is enabled.
-        let layers = (!self.layers.is_empty()).then_some(self.layers);
-        let subscriber = tracing_subscriber::registry()
-            .with(layers)
-            .with(self.filter)
-            .with(otel)
-            .with(json);
+        // The added layers chained into one (a `Vec` or an `Option` of layers would not pass
+        // `on_register_dispatch` on, which a layer needs to find the ids), and none at all when
+        // there are none.
+        let added = self
+            .layers
+            .into_iter()
+            .reduce(|a, b| Box::new(a.and_then(b)));
+        let subscriber = match added {
+            Some(added) => compose(
+                tracing_subscriber::registry().with(added),
+                self.filter,
+                tracer,
+                self.span_events,
+                json,
+            ),
+            None => compose(
+                tracing_subscriber::registry(),
+                self.filter,
+                tracer,
+                self.span_events,
+                json,
+            ),
+        };
 
         let mut guard = Guard {
             provider,
@@ -1073,7 +1134,7 @@ impl Plan {
                 .init()
                 .map_err(|e| InitError::Install(e.to_string()))?;
         }
-        if tracing::subscriber::set_global_default(subscriber).is_err() {
+        if tracing::dispatcher::set_global_default(subscriber).is_err() {
             // Set by another thread since the check above.
             return Err(InitError::AlreadyInstalled);
         }
