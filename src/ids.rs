@@ -179,10 +179,30 @@ thread_local! {
     static ENTERED: Cell<Entered> = const { Cell::new(Entered::NONE) };
 }
 
-/// The ids of the thread's current OpenTelemetry context, when it has a valid span.
+/// Alive while OpenTelemetry's thread-local context is: made just after that is first used
+/// on the thread, so destroyed before it when the thread ends. A span entered in a later
+/// thread-local destructor (an instrumented future dropped there) then takes no note, instead
+/// of reading a context that is gone (a panic, where the OpenTelemetry layer itself, with
+/// context activation off, reads nothing).
+struct ContextAlive;
+
+impl Drop for ContextAlive {
+    fn drop(&mut self) {}
+}
+
+thread_local! {
+    static CONTEXT_ALIVE: ContextAlive = {
+        opentelemetry::Context::map_current(|_| ());
+        ContextAlive
+    };
+}
+
+/// The ids of the thread's current OpenTelemetry context, when it has a valid span; `Err` when
+/// the thread's thread-locals are being destroyed.
 #[inline]
-fn current() -> Option<Noted> {
-    opentelemetry::Context::map_current(|cx| {
+fn current() -> Result<Option<Noted>, ()> {
+    CONTEXT_ALIVE.try_with(|_| ()).map_err(|_| ())?;
+    Ok(opentelemetry::Context::map_current(|cx| {
         let span = cx.span();
         let sc = span.span_context();
         sc.is_valid().then(|| {
@@ -192,7 +212,7 @@ fn current() -> Option<Noted> {
                 sc.is_sampled(),
             )
         })
-    })
+    }))
 }
 
 /// The ids the [`otel`] layer named `key` noted as the span `id` was entered on this thread, if
@@ -205,8 +225,13 @@ pub(crate) fn entered(key: u64, id: &span::Id) -> Option<Ids> {
 }
 
 impl<S: Subscriber> Layer<S> for EnterStart {
+    /// Makes [`CONTEXT_ALIVE`] while the thread is running, before any span is entered.
+    fn on_new_span(&self, _: &span::Attributes<'_>, _: &span::Id, _: Context<'_, S>) {
+        let _ = CONTEXT_ALIVE.try_with(|_| ());
+    }
+
     fn on_enter(&self, id: &span::Id, _ctx: Context<'_, S>) {
-        let before = current();
+        let Ok(before) = current() else { return };
         let _ = BEFORE.try_with(|b| b.set((self.key, id.into_u64(), before)));
     }
 }
@@ -219,7 +244,7 @@ impl<S: Subscriber> Layer<S> for EnterEnd {
         if (key, span) != (self.key, id.into_u64()) {
             return;
         }
-        if let Some(ids) = current().filter(|now| Some(*now) != before) {
+        if let Some(ids) = current().ok().flatten().filter(|now| Some(*now) != before) {
             let _ = ENTERED.try_with(|e| {
                 e.set(Entered {
                     key: self.key,

@@ -79,8 +79,11 @@ fn stdout_lock() -> io::StdoutLock<'static> {
 /// ```
 ///
 /// To change what is logged at run time, wrap a filter in `tracing_subscriber::reload`, not
-/// this layer: a layer swapped in by `reload` is never registered with its subscriber, so its
-/// lines carry no ids (they keep correlation ids and fields of spans made after the swap).
+/// this layer. A layer swapped in by `reload`, or put in an `Option` or a `Vec` of layers, is
+/// never told its subscriber (`tracing-subscriber` does not pass `on_register_dispatch` on):
+/// it finds it when it is the global default, but under a scoped `with_default` its lines
+/// carry no ids (they keep correlation ids and span fields; a swapped-in layer, those of spans
+/// made after the swap).
 pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     make_writer: W,
     schema: Schema,
@@ -673,7 +676,7 @@ thread_local! {
     };
 }
 
-impl<W> Layer<W> {
+impl<W: 'static> Layer<W> {
     /// The ids of `span`, cached in its [`SpanData`] after the first lookup.
     fn ids<S>(&self, span: &SpanRef<'_, S>) -> Option<Ids>
     where
@@ -765,7 +768,7 @@ impl<W> Layer<W> {
     #[cold]
     #[inline(never)]
     fn ancestors_ids(&self, id: &span::Id) -> Option<Option<Ids>> {
-        let dispatch = self.dispatch()?;
+        let dispatch = self.dispatch(id)?;
         let found = ids::find_ancestor(&dispatch, id, |s| {
             let cached = s
                 .extensions()
@@ -785,7 +788,7 @@ impl<W> Layer<W> {
     #[cold]
     #[inline(never)]
     fn local_root(&self, own: &span::Id, trace_id: &[u8; 16]) -> Option<[u8; 8]> {
-        let dispatch = self.dispatch()?;
+        let dispatch = self.dispatch(own)?;
         let registry = dispatch.downcast_ref::<Registry>()?;
         let mut root = None;
         let mut span = registry.span(own);
@@ -816,7 +819,7 @@ impl<W> Layer<W> {
                 .and_then(|d| d.of(self.id))
                 .is_some_and(|d| d.scope)
         });
-        let Some(dispatch) = self.dispatch() else {
+        let Some(dispatch) = self.dispatch(id) else {
             return;
         };
         if !is_scope || tracing_opentelemetry::get_otel_context(id, &dispatch).is_some() {
@@ -830,11 +833,54 @@ impl<W> Layer<W> {
         }
     }
 
-    /// The subscriber this layer is part of. `None` for a layer swapped in with
-    /// `tracing_subscriber::reload`, which is never told (and inside a subscriber's callbacks
-    /// `tracing` gives no current dispatcher to fall back on).
-    fn dispatch(&self) -> Option<Dispatch> {
-        self.dispatch.get().and_then(WeakDispatch::upgrade)
+    /// The subscriber this layer is part of (`id`: a span of it, in case it has to be found).
+    fn dispatch(&self, id: &span::Id) -> Option<Dispatch>
+    where
+        W: 'static,
+    {
+        match self.dispatch.get() {
+            Some(weak) => weak.upgrade(),
+            None => self.find_dispatch(id),
+        }
+    }
+
+    /// The subscriber of a layer it was never told (one inside an `Option` or a `Vec` of
+    /// layers, which do not pass `on_register_dispatch` on, or swapped in with
+    /// `tracing_subscriber::reload`): the global default, when this layer is part of it.
+    /// Inside a subscriber's callbacks `tracing` gives no other dispatcher (a scoped one is
+    /// out of reach), so such a layer under `with_default` writes no ids. The global default
+    /// is this layer's when its registry holds this layer's data for the span `id` (or an
+    /// ancestor, for a span hidden from this layer).
+    #[cold]
+    #[inline(never)]
+    fn find_dispatch(&self, id: &span::Id) -> Option<Dispatch>
+    where
+        W: 'static,
+    {
+        let found = tracing::dispatcher::get_default(|d| {
+            let registry = d.downcast_ref::<Registry>()?;
+            let mut span = registry.span(id);
+            while let Some(s) = span {
+                if s.extensions()
+                    .get::<SpanSlot>()
+                    .is_some_and(|slot| slot.of(self.id).is_some())
+                {
+                    return Some(d.clone());
+                }
+                span = s.parent();
+            }
+            None
+        })?;
+        self.register(&found);
+        Some(found)
+    }
+
+    /// Keeps `subscriber` (weakly), and the key of its [`otel`](crate::otel) layer.
+    fn register(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+        if let Some(watch) = subscriber.downcast_ref::<ids::EnterEnd>() {
+            self.watch.store(watch.key, Ordering::Relaxed);
+        }
     }
 
     /// The ids of the span `id`, else of its nearest ancestor that has some.
@@ -860,7 +906,7 @@ impl<W> Layer<W> {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let found = self
-            .dispatch()
+            .dispatch(own)
             .and_then(|dispatch| ids::find_ancestor(&dispatch, own, |s| ctx.span(&s.id())));
         match found {
             Some(seen) => seen,
@@ -871,7 +917,7 @@ impl<W> Layer<W> {
     /// The ids of a span, asked of the OpenTelemetry layer (for spans this layer does not see,
     /// hidden by a per-layer filter, without the cache).
     fn uncached_ids(&self, id: &span::Id) -> Option<Ids> {
-        let dispatch = self.dispatch()?;
+        let dispatch = self.dispatch(id)?;
         ids::lookup(id, &dispatch)
     }
 
@@ -1302,10 +1348,7 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
-        let _ = self.dispatch.set(subscriber.downgrade());
-        if let Some(watch) = subscriber.downcast_ref::<ids::EnterEnd>() {
-            self.watch.store(watch.key, Ordering::Relaxed);
-        }
+        self.register(subscriber);
     }
 
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
@@ -1386,7 +1429,7 @@ where
             if attached.is_empty() {
                 return;
             }
-            let Some(key) = self.dispatch().map(|d| subscriber_key(&d)) else {
+            let Some(key) = self.dispatch(id).map(|d| subscriber_key(&d)) else {
                 return;
             };
             // The innermost entry of this scope, wherever it is: spans may be exited in any

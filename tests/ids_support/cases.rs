@@ -1017,3 +1017,52 @@ fn a_span_entered_on_two_threads_logs_its_own_ids_on_both() {
         assert_ne!(line.str("spanId"), sc.span_id().to_string());
     }
 }
+
+#[test]
+fn a_future_instrumented_without_context_activation_dropped_in_a_thread_local_destructor() {
+    // An instrumented future dropped as the thread's thread-locals are destroyed (a task left in
+    // a thread-local executor): `Instrumented` enters its span to drop the future, after
+    // OpenTelemetry's thread-local context is gone. Without context activation the
+    // OpenTelemetry layer does not touch it, and neither may the lines' id lookup.
+    use std::cell::RefCell;
+    use std::sync::Mutex;
+    use tracing::Instrument;
+    use tracing::instrument::Instrumented;
+    static OUTCOME: Mutex<Option<bool>> = Mutex::new(None);
+    struct Task(Option<Instrumented<std::future::Ready<()>>>);
+    impl Drop for Task {
+        fn drop(&mut self) {
+            if let Some(task) = self.0.take() {
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
+                *OUTCOME.lock().unwrap() = Some(ok.is_ok());
+            }
+        }
+    }
+    thread_local! {
+        static TASKS: RefCell<Task> = const { RefCell::new(Task(None)) };
+    }
+    let (_cap, layer) = capture_layer();
+    let provider = provider();
+    let dispatch = tracing::Dispatch::new(without_context_activation_subscriber(&provider, layer));
+    std::thread::spawn(move || {
+        // The registry's per-thread state, then `TASKS`, are set up before OpenTelemetry's
+        // thread-local context: destroyed in the reverse order, `TASKS` after the context.
+        with_default(tracing_subscriber::registry(), || {
+            info_span!("first").in_scope(|| ())
+        });
+        TASKS.with(|_| ());
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = info_span!("task");
+            span.in_scope(|| info!("in task"));
+            let _ = opentelemetry::Context::current();
+            TASKS.with(|t| t.borrow_mut().0 = Some(std::future::ready(()).instrument(span)));
+        });
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        *OUTCOME.lock().unwrap(),
+        Some(true),
+        "dropping the instrumented future in a thread-local destructor panicked"
+    );
+}
