@@ -179,29 +179,39 @@ thread_local! {
     static ENTERED: Cell<Entered> = const { Cell::new(Entered::NONE) };
 }
 
-/// Alive while OpenTelemetry's thread-local context is: made just after that is first used
-/// on the thread, so destroyed before it when the thread ends. A span entered in a later
-/// thread-local destructor (an instrumented future dropped there) then takes no note, instead
-/// of reading a context that is gone (a panic, where the OpenTelemetry layer itself, with
-/// context activation off, reads nothing).
+/// Made when a span is created on the thread through an [`otel`] layer, just after
+/// OpenTelemetry's thread-local context is first used there, so destroyed before that context
+/// when the thread ends; [`ALIVE`] says it lives. A span entered in a later thread-local
+/// destructor (an instrumented future dropped there) then takes no note, instead of reading a
+/// context that is gone (a panic, where the OpenTelemetry layer itself, with context
+/// activation off, reads nothing). A thread that makes no span this way only ever asks the
+/// OpenTelemetry layer for its spans' ids.
 struct ContextAlive;
 
 impl Drop for ContextAlive {
-    fn drop(&mut self) {}
+    fn drop(&mut self) {
+        let _ = ALIVE.try_with(|a| a.set(false));
+    }
 }
 
 thread_local! {
     static CONTEXT_ALIVE: ContextAlive = {
         opentelemetry::Context::map_current(|_| ());
+        let _ = ALIVE.try_with(|a| a.set(true));
         ContextAlive
     };
+    /// Whether [`CONTEXT_ALIVE`] lives: readable at any time (no destructor), so that reading it
+    /// never makes it.
+    static ALIVE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The ids of the thread's current OpenTelemetry context, when it has a valid span; `Err` when
-/// the thread's thread-locals are being destroyed.
+/// it may be gone (or was never known to be there).
 #[inline]
 fn current() -> Result<Option<Noted>, ()> {
-    CONTEXT_ALIVE.try_with(|_| ()).map_err(|_| ())?;
+    if !ALIVE.try_with(Cell::get).unwrap_or(false) {
+        return Err(());
+    }
     Ok(opentelemetry::Context::map_current(|cx| {
         let span = cx.span();
         let sc = span.span_context();

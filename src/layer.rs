@@ -80,10 +80,12 @@ fn stdout_lock() -> io::StdoutLock<'static> {
 ///
 /// To change what is logged at run time, wrap a filter in `tracing_subscriber::reload`, not
 /// this layer. A layer swapped in by `reload`, or put in an `Option` or a `Vec` of layers, is
-/// never told its subscriber (`tracing-subscriber` does not pass `on_register_dispatch` on):
-/// it finds it when it is the global default, but under a scoped `with_default` its lines
-/// carry no ids (they keep correlation ids and span fields; a swapped-in layer, those of spans
-/// made after the swap).
+/// never told its subscriber (`tracing-subscriber` does not pass `on_register_dispatch` on): it
+/// finds it when one of the subscriber's spans is entered, scoped or global. Until then (an
+/// event whose only span was never entered, say) it finds it only while it is the global
+/// default and no scoped one exists in the process, and its lines carry no ids otherwise
+/// (they keep correlation ids and span fields; a swapped-in layer, those of spans made after
+/// the swap).
 pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     make_writer: W,
     schema: Schema,
@@ -846,11 +848,11 @@ impl<W: 'static> Layer<W> {
 
     /// The subscriber of a layer it was never told (one inside an `Option` or a `Vec` of
     /// layers, which do not pass `on_register_dispatch` on, or swapped in with
-    /// `tracing_subscriber::reload`): the global default, when this layer is part of it.
-    /// Inside a subscriber's callbacks `tracing` gives no other dispatcher (a scoped one is
-    /// out of reach), so such a layer under `with_default` writes no ids. The global default
-    /// is this layer's when its registry holds this layer's data for the span `id` (or an
-    /// ancestor, for a span hidden from this layer).
+    /// `tracing_subscriber::reload`): the dispatcher `tracing` gives here, when its registry
+    /// holds this layer's data for the span `id` (or an ancestor, for a span hidden from this
+    /// layer). In `on_enter` that is the thread's dispatcher, scoped or global; inside an
+    /// event's or a new span's dispatch it is the global default while no scoped one exists in
+    /// the process, and none otherwise.
     #[cold]
     #[inline(never)]
     fn find_dispatch(&self, id: &span::Id) -> Option<Dispatch>
@@ -1414,6 +1416,11 @@ where
     }
 
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        // A layer never told its subscriber finds it here, where `tracing` gives the thread's
+        // dispatcher, scoped or global (entering a span is not dispatched through it).
+        if self.dispatch.get().is_none() {
+            self.find_dispatch(id);
+        }
         if crate::fields::SCOPES.load(Ordering::Relaxed) != 0 {
             self.enter_scope(id, &ctx);
         }

@@ -1,7 +1,7 @@
 //! Layers that are never told their subscriber: `tracing-subscriber` does not pass
 //! `on_register_dispatch` through an `Option` or a `Vec` of layers, nor to a layer swapped in
-//! with `reload`. Under the global default (this binary's only test installs one) their lines
-//! still carry the ids.
+//! with `reload`. They find it as one of its spans is entered, under the global default (one
+//! test here installs it) or a scoped one, and their lines carry the ids.
 
 mod common;
 
@@ -29,11 +29,23 @@ fn layers_in_an_option_a_vec_or_swapped_in_by_reload_write_the_ids() {
         .reload(traceline::layer().with_writer(reloaded.clone()))
         .expect("reloaded");
 
+    // Another thread holds a scoped default of its own meanwhile: inside an event's dispatch
+    // `tracing` then gives no dispatcher at all, so the layers find theirs as a span is entered.
+    let (ready, wait) = std::sync::mpsc::channel();
+    let (done, finish) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry());
+        ready.send(()).unwrap();
+        let _ = finish.recv();
+    });
+    wait.recv().unwrap();
     let span = tracing::info_span!("request");
     span.in_scope(|| {
         info!("inside");
         tracing::info_span!("child").in_scope(|| info!("in child"));
     });
+    done.send(()).unwrap();
+    other.join().unwrap();
     let sc = span_context(&span);
     for (name, cap) in [
         ("option", &in_option),
@@ -51,4 +63,23 @@ fn layers_in_an_option_a_vec_or_swapped_in_by_reload_write_the_ids() {
         );
         assert_ne!(lines[1].str("spanId"), sc.span_id().to_string(), "{name}");
     }
+}
+
+/// The same under a scoped default: the layer in an `Option` finds its subscriber as the span
+/// is entered.
+#[test]
+fn a_layer_in_an_option_under_with_default_writes_the_ids() {
+    let provider = common::provider();
+    let cap = Capture::new();
+    let subscriber = tracing_subscriber::registry()
+        .with(traceline::otel(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("t")),
+        ))
+        .with(Some(traceline::layer().with_writer(cap.clone())));
+    let sc = tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("request");
+        span.in_scope(|| info!("inside"));
+        span_context(&span)
+    });
+    assert_ids(&cap.only_line(), &sc);
 }

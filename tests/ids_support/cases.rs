@@ -1066,3 +1066,47 @@ fn a_future_instrumented_without_context_activation_dropped_in_a_thread_local_de
         "dropping the instrumented future in a thread-local destructor panicked"
     );
 }
+
+#[test]
+fn a_span_made_on_another_thread_entered_in_a_thread_local_destructor() {
+    // The thread that drops the instrumented future never made a span itself, and used
+    // OpenTelemetry's context (to inject it into a request, say) before the thread ended.
+    use std::cell::RefCell;
+    use std::sync::Mutex;
+    use tracing::Instrument;
+    use tracing::instrument::Instrumented;
+    static OUTCOME: Mutex<Option<bool>> = Mutex::new(None);
+    struct Task(Option<Instrumented<std::future::Ready<()>>>);
+    impl Drop for Task {
+        fn drop(&mut self) {
+            if let Some(task) = self.0.take() {
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
+                *OUTCOME.lock().unwrap() = Some(ok.is_ok());
+            }
+        }
+    }
+    thread_local! {
+        static TASKS: RefCell<Task> = const { RefCell::new(Task(None)) };
+    }
+    let (_cap, layer) = capture_layer();
+    let provider = provider();
+    let dispatch = tracing::Dispatch::new(without_context_activation_subscriber(&provider, layer));
+    let task = tracing::dispatcher::with_default(&dispatch, || {
+        std::future::ready(()).instrument(info_span!("task"))
+    });
+    std::thread::spawn(move || {
+        with_default(tracing_subscriber::registry(), || {
+            info_span!("first").in_scope(|| ())
+        });
+        TASKS.with(|_| ());
+        let _ = opentelemetry::Context::current();
+        TASKS.with(|t| t.borrow_mut().0 = Some(task));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        *OUTCOME.lock().unwrap(),
+        Some(true),
+        "dropping the instrumented future in a thread-local destructor panicked"
+    );
+}
