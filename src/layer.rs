@@ -520,6 +520,62 @@ impl<W> Layer<W> {
         self.stats.clone()
     }
 
+    /// Writes through an [`install::Writer`](crate::install::Writer), as [`init()`](crate::init)
+    /// does, in a subscriber built by hand: a rotating file, or a non-blocking queue that
+    /// counts what it drops (in [`stats`](Self::stats), with a WARN line each second that
+    /// drops some, sent to the global default). Returns the layer and the guard that writes out
+    /// what is queued when it is dropped.
+    ///
+    /// ```
+    /// use traceline::install::{Rotation, Writer};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let dir = std::env::temp_dir().join("traceline-doc-with-output");
+    /// let (layer, guard) = traceline::layer()
+    ///     .with_output(Writer::file(&dir, "app.log", Rotation::Never).non_blocking())?;
+    /// let subscriber = tracing_subscriber::registry().with(layer);
+    /// tracing::subscriber::with_default(subscriber, || tracing::info!("to the file"));
+    /// drop(guard); // the queued line is written
+    /// let text = std::fs::read_to_string(dir.join("app.log"))?;
+    /// assert!(text.contains(r#""message":"to the file""#));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "install")]
+    pub fn with_output(
+        self,
+        writer: crate::install::Writer,
+    ) -> Result<
+        (
+            Layer<tracing_subscriber::fmt::writer::BoxMakeWriter>,
+            crate::install::OutputGuard,
+        ),
+        crate::InitError,
+    > {
+        let stats = self.stats.clone();
+        let non_blocking = writer.is_non_blocking();
+        let built = writer.build(&stats)?;
+        let monitor = if non_blocking {
+            Some(crate::install::guard::Monitor::start(
+                stats.clone(),
+                std::time::Duration::from_secs(1),
+            )?)
+        } else {
+            None
+        };
+        let guard = crate::install::OutputGuard {
+            worker: built.worker,
+            flush: built.flush,
+            monitor,
+            timeout: std::time::Duration::from_secs(5),
+        };
+        Ok((
+            self.with_writer(built.make)
+                .with_stats(stats, !non_blocking),
+            guard,
+        ))
+    }
+
     /// Counts into `stats`; with `counting` false, lines handed to the writer are not counted
     /// as written here (a queue behind the writer counts them when it writes them).
     #[cfg(feature = "install")]

@@ -235,7 +235,7 @@ impl Monitor {
         Ok(Monitor { stop, thread })
     }
 
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
     }
@@ -317,5 +317,47 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// Keeps the [`Writer`](crate::install::Writer) of a [`Layer::with_output`](crate::Layer::with_output)
+/// running: dropping it writes out what a non-blocking writer has queued (waiting at most 5 s
+/// for the output; lines it could not write by then are counted as dropped) and flushes a
+/// custom blocking one. Drop it after the subscriber's last line.
+///
+/// ```
+/// use traceline::install::Writer;
+/// let (layer, guard) = traceline::layer().with_output(Writer::stderr().non_blocking())?;
+/// # let _ = layer;
+/// drop(guard); // at the end of `main`
+/// # Ok::<(), traceline::InitError>(())
+/// ```
+#[must_use = "dropping the guard at once stops the writer; bind it: `let (layer, _guard) = …`"]
+pub struct OutputGuard {
+    pub(crate) worker: Option<Worker>,
+    pub(crate) flush: Option<Flush>,
+    pub(crate) monitor: Option<Monitor>,
+    pub(crate) timeout: Duration,
+}
+
+impl std::fmt::Debug for OutputGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputGuard")
+            .field("non_blocking", &self.worker.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for OutputGuard {
+    fn drop(&mut self) {
+        if let Some(monitor) = self.monitor.take() {
+            monitor.stop();
+        }
+        if let Some(worker) = self.worker.take() {
+            worker.stop(self.timeout);
+        }
+        if let Some(flush) = self.flush.take() {
+            flush.run();
+        }
     }
 }

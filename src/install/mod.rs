@@ -118,9 +118,9 @@
 
 mod config;
 mod error;
-mod guard;
+pub(crate) mod guard;
 mod runtime;
-mod writer;
+pub(crate) mod writer;
 
 use std::time::Duration;
 
@@ -135,7 +135,7 @@ use tracing_subscriber::layer::{Context, Filter, Layer as _, SubscriberExt as _}
 
 pub use config::Protocol;
 pub use error::InitError;
-pub use guard::{Guard, ShutdownError};
+pub use guard::{Guard, OutputGuard, ShutdownError};
 pub use writer::{DEFAULT_QUEUE_LIMIT, Rotation, Writer};
 
 use config::EnvLookup;
