@@ -200,7 +200,8 @@ impl<W> Layer<W> {
             clock: self.clock,
             dispatch: self.dispatch,
             stats: self.stats,
-            counting: self.counting,
+            // The new writer is not a queue that counts its lines itself.
+            counting: true,
             log_internal_errors: self.log_internal_errors,
             redaction: self.redaction,
             max_field: self.max_field,
@@ -554,7 +555,7 @@ impl<W> Layer<W> {
     > {
         let stats = self.stats.clone();
         let non_blocking = writer.is_non_blocking();
-        let built = writer.build(&stats)?;
+        let built = writer.build(&stats, self.log_internal_errors)?;
         let monitor = if non_blocking {
             Some(crate::install::guard::Monitor::start(
                 stats.clone(),

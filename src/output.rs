@@ -124,10 +124,13 @@ impl Counters {
                      Writer::queue_limit, or use Writer::wait_when_full)"
                     .to_string(),
                 Loss::Closed => {
-                    "the non-blocking writer was shut down (the Guard was dropped)".to_string()
+                    "the non-blocking writer was shut down (its Guard or OutputGuard was \
+                     dropped)"
+                        .to_string()
                 }
                 Loss::Abandoned => "the output was too slow to take the queued lines within \
-                     the Guard's shutdown timeout (Builder::shutdown_timeout)"
+                     the shutdown timeout (Builder::shutdown_timeout for init()'s Guard, 5 s \
+                     for an OutputGuard)"
                     .to_string(),
             };
             let msg = format!(

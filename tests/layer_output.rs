@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{assert_ids, span_context};
+use common::{Capture, assert_ids, span_context};
 use opentelemetry::trace::TracerProvider as _;
 use traceline::install::{Rotation, Writer};
 use tracing_subscriber::prelude::*;
@@ -130,4 +130,93 @@ fn a_full_queue_drops_lines_and_counts_them() {
     for line in &lines {
         common::check_line(line);
     }
+}
+
+/// Fails every write.
+#[derive(Clone, Default)]
+struct Failing;
+
+impl Write for Failing {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk full"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Failing {
+    type Writer = Failing;
+    fn make_writer(&'a self) -> Failing {
+        Failing
+    }
+}
+
+/// `log_internal_errors(false)` with a failing output, in a child process (what it says goes to
+/// the real stderr); `TRACELINE_OUTPUT_CHILD` is `b` for a blocking output, `nb` for a queue.
+#[test]
+fn child_quiet_layer() {
+    let Ok(mode) = std::env::var("TRACELINE_OUTPUT_CHILD") else {
+        return;
+    };
+    let writer = Writer::custom(Failing);
+    let writer = if mode == "nb" {
+        writer.non_blocking()
+    } else {
+        writer
+    };
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(writer)
+        .unwrap();
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info!("lost");
+    });
+    drop(guard);
+    assert_eq!(stats.lines_dropped(), 1);
+}
+
+fn child_stderr(mode: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_quiet_layer", "--test-threads=1"])
+        .env("TRACELINE_OUTPUT_CHILD", mode)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `log_internal_errors(false)` silences the lost-lines message of a queue as of a blocking
+/// output.
+#[test]
+fn log_internal_errors_false_silences_a_non_blocking_output_too() {
+    let blocking = child_stderr("b");
+    assert!(!blocking.contains("log lines are being lost"), "{blocking}");
+    let non_blocking = child_stderr("nb");
+    assert!(
+        !non_blocking.contains("log lines are being lost"),
+        "log_internal_errors(false), non-blocking: stderr got {non_blocking:?}"
+    );
+}
+
+/// A writer set after a non-blocking output is not a queue: the layer counts its lines.
+#[test]
+fn with_writer_after_with_output_still_counts_lines() {
+    let (layer, _guard) = traceline::layer()
+        .with_output(Writer::stdout().non_blocking())
+        .unwrap();
+    let capture = Capture::new();
+    let layer = layer.with_writer(capture.clone());
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info!("one");
+        tracing::info!("two");
+    });
+    assert_eq!(capture.lines().len(), 2);
+    assert_eq!(
+        (stats.lines_written(), stats.lines_dropped()),
+        (2, 0),
+        "two lines written by the layer's own writer"
+    );
 }

@@ -210,6 +210,7 @@ impl Monitor {
         let thread = std::thread::Builder::new()
             .name("traceline-dropped-lines".into())
             .spawn(move || {
+                super::writer::never_wait_on_this_thread();
                 let mut reported = 0;
                 loop {
                     let stopping =

@@ -1055,7 +1055,7 @@ impl Plan {
 
         let stats = crate::Stats::default();
         let non_blocking = self.writer.is_non_blocking();
-        let built = match self.writer.build(&stats) {
+        let built = match self.writer.build(&stats, true) {
             Ok(b) => b,
             Err(err) => {
                 if let Some(rt) = runtime.take() {

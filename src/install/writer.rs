@@ -196,8 +196,9 @@ impl Writer {
 
     /// When the non-blocking queue is full, wait for room instead of dropping the line
     /// (default: drop). Implies [`Writer::non_blocking`]. A line logged by the output itself,
-    /// on the background thread, never waits (that would wait for its own thread): it is
-    /// dropped and counted when the queue is full.
+    /// on the background thread, never waits (that would wait for its own thread), nor does
+    /// the WARN line that reports dropped lines: each is dropped and counted when the queue is
+    /// full.
     ///
     /// ```
     /// let w = traceline::install::Writer::stdout().wait_when_full();
@@ -213,8 +214,9 @@ impl Writer {
         self.non_blocking
     }
 
-    /// Builds the `MakeWriter`, counting into `stats`; the worker exists in non-blocking mode.
-    pub(crate) fn build(self, stats: &Stats) -> Result<Built, InitError> {
+    /// Builds the `MakeWriter`, counting into `stats` (and saying on stderr when lines are
+    /// lost, with `report`); the worker exists in non-blocking mode.
+    pub(crate) fn build(self, stats: &Stats, report: bool) -> Result<Built, InitError> {
         if !self.non_blocking {
             // Locked per line: a line the output takes in pieces is never mixed with another.
             let make = match self.target {
@@ -257,7 +259,7 @@ impl Writer {
             // A custom `MakeWriter` may route by level or target: each line carries them.
             Target::Custom(m) => Out::Routed(m),
         };
-        let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, true)?;
+        let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, report)?;
         Ok(Built {
             make: BoxMakeWriter::new(queue),
             worker: Some(worker),
@@ -382,9 +384,16 @@ fn flush_all(make: &BoxMakeWriter) {
 }
 
 thread_local! {
-    /// Set on the background writer's thread: a line its output logs must not wait for room
-    /// in the queue that only this thread empties.
+    /// Set on the background writer's thread (a line its output logs must not wait for room
+    /// in the queue that only this thread empties) and on the dropped-lines monitor's (its
+    /// WARN line must not keep a guard's shutdown waiting on a stuck output).
     static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lines logged on this thread never wait for room in a full queue: they are dropped and
+/// counted.
+pub(crate) fn never_wait_on_this_thread() {
+    let _ = ON_WRITER_THREAD.try_with(|on| on.set(true));
 }
 
 impl Queue {
