@@ -172,5 +172,27 @@ fn an_added_opentelemetry_layer_is_refused() {
         err.to_string().contains("OpenTelemetry layer already"),
         "{err}"
     );
+    // Filtered, wrapped in `traceline::otel`, or with another tracer: refused too.
+    let filtered = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("mine"))
+        .with_filter(LevelFilter::INFO);
+    let wrapped = traceline::otel(tracing_opentelemetry::layer().with_tracer(provider.tracer("x")));
+    let global = tracing_opentelemetry::layer().with_tracer(opentelemetry::global::tracer("g"));
+    for err in [
+        traceline::builder().layer(filtered).try_init().unwrap_err(),
+        traceline::builder().layer(wrapped).try_init().unwrap_err(),
+        traceline::builder().layer(global).try_init().unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                traceline::InitError::InvalidValue {
+                    setting: "Builder::layer",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
     assert!(!tracing::dispatcher::has_been_set(), "nothing installed");
 }

@@ -304,9 +304,10 @@ impl Builder {
     /// the order they are added, before the OpenTelemetry layer and traceline's.
     ///
     /// `init()` has its OpenTelemetry layer already: a second one would panic on the first
-    /// span (both store their data in the span), so `tracing-opentelemetry`'s layer is refused
-    /// with an error from `try_init`. Configure the trace through the builder and `OTEL_*`, or
-    /// build the subscriber yourself around [`layer()`](crate::layer()).
+    /// span (both store their data in the span), so `tracing-opentelemetry`'s layer, bare,
+    /// filtered or in [`otel`](crate::otel()), is refused with an error from `try_init` (one
+    /// behind a `Box<dyn Layer>` cannot be seen). Configure the trace through the builder and
+    /// `OTEL_*`, or build the subscriber yourself around [`layer()`](crate::layer()).
     ///
     /// ```no_run
     /// use tracing_subscriber::{Layer as _, filter::LevelFilter};
@@ -325,12 +326,10 @@ impl Builder {
     where
         L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
     {
-        use std::any::TypeId;
-        type Otel = tracing_opentelemetry::OpenTelemetryLayer<
-            tracing_subscriber::Registry,
-            opentelemetry_sdk::trace::SdkTracer,
-        >;
-        if TypeId::of::<L>() == TypeId::of::<Otel>() {
+        // `tracing-opentelemetry`'s layer, bare, filtered or wrapped (`traceline::otel`), by the
+        // name of the layer's type: one behind a `Box<dyn Layer>` cannot be seen.
+        if std::any::type_name::<L>().contains("tracing_opentelemetry::layer::OpenTelemetryLayer<")
+        {
             self.rejected.get_or_insert(InitError::invalid(
                 "Builder::layer",
                 "tracing_opentelemetry::OpenTelemetryLayer",
