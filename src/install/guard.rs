@@ -166,16 +166,32 @@ impl Guard {
         if let Some(rt) = self.runtime.take() {
             rt.stop(self.timeout);
         }
-        if let Some(monitor) = self.monitor.take() {
-            monitor.stop();
-        }
-        if let Some(worker) = self.writer.take() {
-            worker.stop(self.timeout);
-        }
-        if let Some(flush) = self.flush_writer.take() {
-            flush.run();
-        }
+        stop_output(
+            self.monitor.take(),
+            self.writer.take(),
+            self.flush_writer.take(),
+            self.timeout,
+        );
         result
+    }
+}
+
+/// Stops the dropped-lines monitor, then the queue's worker (writing out what is queued, within
+/// `timeout`), then flushes a blocking custom writer.
+fn stop_output(
+    monitor: Option<Monitor>,
+    worker: Option<Worker>,
+    flush: Option<Flush>,
+    timeout: Duration,
+) {
+    if let Some(monitor) = monitor {
+        monitor.stop();
+    }
+    if let Some(worker) = worker {
+        worker.stop(timeout);
+    }
+    if let Some(flush) = flush {
+        flush.run();
     }
 }
 
@@ -351,14 +367,11 @@ impl std::fmt::Debug for OutputGuard {
 
 impl Drop for OutputGuard {
     fn drop(&mut self) {
-        if let Some(monitor) = self.monitor.take() {
-            monitor.stop();
-        }
-        if let Some(worker) = self.worker.take() {
-            worker.stop(self.timeout);
-        }
-        if let Some(flush) = self.flush.take() {
-            flush.run();
-        }
+        stop_output(
+            self.monitor.take(),
+            self.worker.take(),
+            self.flush.take(),
+            self.timeout,
+        );
     }
 }

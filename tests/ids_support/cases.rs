@@ -1018,95 +1018,81 @@ fn a_span_entered_on_two_threads_logs_its_own_ids_on_both() {
     }
 }
 
-#[test]
-fn a_future_instrumented_without_context_activation_dropped_in_a_thread_local_destructor() {
-    // An instrumented future dropped as the thread's thread-locals are destroyed (a task left in
-    // a thread-local executor): `Instrumented` enters its span to drop the future, after
-    // OpenTelemetry's thread-local context is gone. Without context activation the
-    // OpenTelemetry layer does not touch it, and neither may the lines' id lookup.
-    use std::cell::RefCell;
-    use std::sync::Mutex;
-    use tracing::Instrument;
-    use tracing::instrument::Instrumented;
-    static OUTCOME: Mutex<Option<bool>> = Mutex::new(None);
-    struct Task(Option<Instrumented<std::future::Ready<()>>>);
-    impl Drop for Task {
-        fn drop(&mut self) {
-            if let Some(task) = self.0.take() {
-                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
-                *OUTCOME.lock().unwrap() = Some(ok.is_ok());
-            }
+/// Keeps an instrumented future in a thread-local, to be dropped as the thread's thread-locals
+/// are destroyed, and reports whether that went without a panic.
+struct DroppedAtExit(
+    Option<tracing::instrument::Instrumented<std::future::Ready<()>>>,
+    Option<std::sync::mpsc::Sender<bool>>,
+);
+
+impl Drop for DroppedAtExit {
+    fn drop(&mut self) {
+        if let (Some(task), Some(report)) = (self.0.take(), self.1.take()) {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
+            let _ = report.send(ok.is_ok());
         }
     }
-    thread_local! {
-        static TASKS: RefCell<Task> = const { RefCell::new(Task(None)) };
-    }
-    let (_cap, layer) = capture_layer();
-    let provider = provider();
-    let dispatch = tracing::Dispatch::new(without_context_activation_subscriber(&provider, layer));
+}
+
+thread_local! {
+    static AT_EXIT: std::cell::RefCell<DroppedAtExit> =
+        const { std::cell::RefCell::new(DroppedAtExit(None, None)) };
+}
+
+/// On a new thread: sets up the registry's per-thread state and `AT_EXIT`, then runs `make`,
+/// then uses OpenTelemetry's thread-local context (to inject it into a request, say), and
+/// keeps the future `make` gives in `AT_EXIT`. Thread-locals are destroyed in the reverse
+/// order, so `Instrumented` enters its span to drop the future after OpenTelemetry's context
+/// is gone. Returns whether that drop went without a panic.
+fn dropped_in_a_thread_local_destructor(
+    make: impl FnOnce() -> tracing::instrument::Instrumented<std::future::Ready<()>>
+    + Send
+    + 'static,
+) -> bool {
+    let (report, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        // The registry's per-thread state, then `TASKS`, are set up before OpenTelemetry's
-        // thread-local context: destroyed in the reverse order, `TASKS` after the context.
         with_default(tracing_subscriber::registry(), || {
             info_span!("first").in_scope(|| ())
         });
-        TASKS.with(|_| ());
-        tracing::dispatcher::with_default(&dispatch, || {
-            let span = info_span!("task");
-            span.in_scope(|| info!("in task"));
-            let _ = opentelemetry::Context::current();
-            TASKS.with(|t| t.borrow_mut().0 = Some(std::future::ready(()).instrument(span)));
-        });
+        AT_EXIT.with(|_| ());
+        let task = make();
+        let _ = opentelemetry::Context::current();
+        AT_EXIT.with(|t| *t.borrow_mut() = DroppedAtExit(Some(task), Some(report)));
     })
     .join()
     .unwrap();
-    assert_eq!(
-        *OUTCOME.lock().unwrap(),
-        Some(true),
-        "dropping the instrumented future in a thread-local destructor panicked"
-    );
+    outcome.recv().expect("the future was dropped at the thread's exit")
 }
 
+// Without context activation the OpenTelemetry layer does not touch its thread-local context as
+// a span is entered, and neither may the lines' id lookup once it is gone.
+
+#[test]
+fn a_future_instrumented_without_context_activation_dropped_in_a_thread_local_destructor() {
+    use tracing::Instrument;
+    let (_cap, layer) = capture_layer();
+    let provider = provider();
+    let dispatch = tracing::Dispatch::new(without_context_activation_subscriber(&provider, layer));
+    let ok = dropped_in_a_thread_local_destructor(move || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = info_span!("task");
+            span.in_scope(|| info!("in task"));
+            std::future::ready(()).instrument(span)
+        })
+    });
+    assert!(ok, "dropping the instrumented future in a thread-local destructor panicked");
+}
+
+/// The same for a span made on another thread: the thread dropping it never made one.
 #[test]
 fn a_span_made_on_another_thread_entered_in_a_thread_local_destructor() {
-    // The thread that drops the instrumented future never made a span itself, and used
-    // OpenTelemetry's context (to inject it into a request, say) before the thread ended.
-    use std::cell::RefCell;
-    use std::sync::Mutex;
     use tracing::Instrument;
-    use tracing::instrument::Instrumented;
-    static OUTCOME: Mutex<Option<bool>> = Mutex::new(None);
-    struct Task(Option<Instrumented<std::future::Ready<()>>>);
-    impl Drop for Task {
-        fn drop(&mut self) {
-            if let Some(task) = self.0.take() {
-                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
-                *OUTCOME.lock().unwrap() = Some(ok.is_ok());
-            }
-        }
-    }
-    thread_local! {
-        static TASKS: RefCell<Task> = const { RefCell::new(Task(None)) };
-    }
     let (_cap, layer) = capture_layer();
     let provider = provider();
     let dispatch = tracing::Dispatch::new(without_context_activation_subscriber(&provider, layer));
     let task = tracing::dispatcher::with_default(&dispatch, || {
         std::future::ready(()).instrument(info_span!("task"))
     });
-    std::thread::spawn(move || {
-        with_default(tracing_subscriber::registry(), || {
-            info_span!("first").in_scope(|| ())
-        });
-        TASKS.with(|_| ());
-        let _ = opentelemetry::Context::current();
-        TASKS.with(|t| t.borrow_mut().0 = Some(task));
-    })
-    .join()
-    .unwrap();
-    assert_eq!(
-        *OUTCOME.lock().unwrap(),
-        Some(true),
-        "dropping the instrumented future in a thread-local destructor panicked"
-    );
+    let ok = dropped_in_a_thread_local_destructor(move || task);
+    assert!(ok, "dropping the instrumented future in a thread-local destructor panicked");
 }
