@@ -1086,23 +1086,6 @@ impl Plan {
             .layers
             .into_iter()
             .reduce(|a, b| Box::new(a.and_then(b)));
-        let subscriber = match added {
-            Some(added) => compose(
-                tracing_subscriber::registry().with(added),
-                self.filter,
-                tracer,
-                self.span_events,
-                json,
-            ),
-            None => compose(
-                tracing_subscriber::registry(),
-                self.filter,
-                tracer,
-                self.span_events,
-                json,
-            ),
-        };
-
         let mut guard = Guard {
             provider,
             runtime,
@@ -1133,6 +1116,24 @@ impl Plan {
                 .init()
                 .map_err(|e| InitError::Install(e.to_string()))?;
         }
+        // Made last: a `Dispatch` registers with `tracing`'s callsites (the max level, the
+        // interest cache) as it is made, which an install that failed must not leave behind.
+        let subscriber = match added {
+            Some(added) => compose(
+                tracing_subscriber::registry().with(added),
+                self.filter,
+                tracer,
+                self.span_events,
+                json,
+            ),
+            None => compose(
+                tracing_subscriber::registry(),
+                self.filter,
+                tracer,
+                self.span_events,
+                json,
+            ),
+        };
         if tracing::dispatcher::set_global_default(subscriber).is_err() {
             // Set by another thread since the check above.
             return Err(InitError::AlreadyInstalled);
