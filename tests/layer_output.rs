@@ -220,3 +220,17 @@ fn with_writer_after_with_output_still_counts_lines() {
         "two lines written by the layer's own writer"
     );
 }
+
+/// The guards can be kept in a `static` (a `OnceLock` there needs them `Send + Sync`), for a
+/// program that sets logging up from a library call and never drops them.
+#[test]
+fn the_guards_can_be_kept_in_a_static() {
+    static KEPT: std::sync::OnceLock<traceline::install::OutputGuard> = std::sync::OnceLock::new();
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<traceline::Guard>();
+    let (layer, guard) = traceline::layer()
+        .with_output(Writer::stderr().non_blocking())
+        .expect("writer built");
+    assert!(KEPT.set(guard).is_ok());
+    drop(layer);
+}

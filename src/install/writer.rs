@@ -475,7 +475,7 @@ impl Queue {
             queue,
             Worker {
                 tx,
-                done,
+                done: std::sync::Mutex::new(done),
                 shared,
                 thread: Some(thread),
             },
@@ -560,7 +560,9 @@ impl Write for QueueWriter<'_> {
 pub(crate) struct Worker {
     tx: mpsc::SyncSender<Msg>,
     shared: Arc<Shared>,
-    done: mpsc::Receiver<()>,
+    /// In a `Mutex` only to make the guards holding the worker `Sync` (a guard kept in a
+    /// `static`): only the thread stopping the worker waits on it.
+    done: std::sync::Mutex<mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -604,7 +606,8 @@ impl Worker {
 
     fn wait(&self, deadline: Instant) -> bool {
         let left = deadline.saturating_duration_since(Instant::now());
-        self.done.recv_timeout(left).is_ok()
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.recv_timeout(left).is_ok()
     }
 }
 
