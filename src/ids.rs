@@ -31,15 +31,11 @@ pub(crate) struct Ids {
 
 impl Ids {
     pub(crate) fn new(trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Ids {
-        // A byte at a time from a table: independent loads, shorter than the word-at-a-time
-        // arithmetic once the compiler vectorizes it.
         let mut bytes = [0; 24];
         bytes[..16].copy_from_slice(&trace_id);
         bytes[16..].copy_from_slice(&span_id);
         let mut hex = [0; 48];
-        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
-            pair.copy_from_slice(&crate::json::HEX_PAIRS[usize::from(b)]);
-        }
+        crate::json::hex_into(&mut hex, &bytes);
         Ids {
             trace_id,
             span_id,

@@ -893,10 +893,7 @@ impl<W: 'static> Layer<W> {
     }
 
     /// The subscriber this layer is part of (`id`: a span of it, in case it has to be found).
-    fn dispatch(&self, id: &span::Id) -> Option<Dispatch>
-    where
-        W: 'static,
-    {
+    fn dispatch(&self, id: &span::Id) -> Option<Dispatch> {
         match self.dispatch.get() {
             Some(weak) => weak.upgrade(),
             None => self.find_dispatch(id),
@@ -912,10 +909,7 @@ impl<W: 'static> Layer<W> {
     /// the process, and none otherwise.
     #[cold]
     #[inline(never)]
-    fn find_dispatch(&self, id: &span::Id) -> Option<Dispatch>
-    where
-        W: 'static,
-    {
+    fn find_dispatch(&self, id: &span::Id) -> Option<Dispatch> {
         let found = tracing::dispatcher::get_default(|d| {
             let registry = d.downcast_ref::<Registry>()?;
             let mut span = registry.span(id);
