@@ -169,9 +169,10 @@ enum Contender {
     Floor,
     FloorSpansOnly,
     IdsOnly,
+    SpanValueOnly,
 }
 
-const CONTENDERS: [Contender; 8] = [
+const CONTENDERS: [Contender; 9] = [
     Contender::FmtJson,
     Contender::JsonSubscriber,
     Contender::Bunyan,
@@ -180,6 +181,7 @@ const CONTENDERS: [Contender; 8] = [
     Contender::Floor,
     Contender::FloorSpansOnly,
     Contender::IdsOnly,
+    Contender::SpanValueOnly,
 ];
 
 impl Contender {
@@ -193,6 +195,7 @@ impl Contender {
             Contender::Floor => "floor",
             Contender::FloorSpansOnly => "floor_spans_only",
             Contender::IdsOnly => "ids_only",
+            Contender::SpanValueOnly => "span_value_only",
         }
     }
 
@@ -206,6 +209,7 @@ impl Contender {
             Contender::Floor => "floor: registry + OTel",
             Contender::FloorSpansOnly => "floor: registry + OTel (spans-only filter)",
             Contender::IdsOnly => "diagnostic: floor + the ids lookup alone",
+            Contender::SpanValueOnly => "diagnostic: floor + one value per span",
         }
     }
 
@@ -260,6 +264,7 @@ impl Contender {
             ),
             Contender::Floor => Dispatch::new(registry.with(otel())),
             Contender::IdsOnly => Dispatch::new(registry.with(otel()).with(IdsOnly::default())),
+            Contender::SpanValueOnly => Dispatch::new(registry.with(otel()).with(SpanValueOnly)),
             Contender::FloorSpansOnly => {
                 Dispatch::new(registry.with(otel().with_filter(filter_fn(|m| m.is_span()))))
             }
@@ -305,6 +310,37 @@ where
         if let Some(cx) = tracing_opentelemetry::get_otel_context(&span.id(), &d) {
             let sc = cx.span().span_context().clone();
             black_box((sc.trace_id(), sc.span_id()));
+        }
+    }
+}
+
+/// What any layer that keeps data of its own for each span pays the registry, and nothing
+/// else: as a span is created, its slot is looked up and one 8-byte value goes into its
+/// extensions (a lock and an allocation); for an event, the event's span is looked up and the
+/// value read back under the lock. No formatting, no line. With one event per span
+/// (`span_per_event`) this is the part of the budget a layer spends before it writes a byte.
+struct SpanValueOnly;
+
+struct SpanValue(u64);
+
+impl<S> tracing_subscriber::Layer<S> for SpanValueOnly
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanValue(id.into_u64()));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(span) = ctx.event_span(event) {
+            black_box(span.extensions().get::<SpanValue>().map(|v| v.0));
         }
     }
 }
@@ -488,7 +524,10 @@ fn check_lines() {
         tracing::dispatcher::with_default(&d, || Workload::NestedSpans.run(1));
         let out = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
         match contender {
-            Contender::Floor | Contender::FloorSpansOnly | Contender::IdsOnly => {
+            Contender::Floor
+            | Contender::FloorSpansOnly
+            | Contender::IdsOnly
+            | Contender::SpanValueOnly => {
                 assert!(out.is_empty())
             }
             _ => {
@@ -613,6 +652,7 @@ fn summary() {
         Contender::Traceline,
         Contender::TracelineSpansOnly,
         Contender::IdsOnly,
+        Contender::SpanValueOnly,
     ] {
         print!("  {:<40}", c.label());
         for (wi, w) in WORKLOADS.iter().enumerate() {
