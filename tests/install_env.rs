@@ -128,7 +128,7 @@ fn invalid_values_are_clear_errors() {
     invalid(
         &[
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
-            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-1"),
         ],
         "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
         "milliseconds",

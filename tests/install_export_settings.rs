@@ -364,6 +364,72 @@ async fn an_endpoint_in_code_keeps_the_environments_protocol() {
     assert_eq!(receiver.finish().await.len(), 3);
 }
 
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is a base URL: `/v1/traces` is appended over HTTP even when
+/// it already ends so (the specification: the variable means the same URL to every SDK), while
+/// the endpoint set in code may be the full URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_base_endpoint_variable_always_gets_v1_traces_appended() {
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "drop",
+        vec![(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("{}/v1/traces", receiver.endpoint()),
+        )],
+    )
+    .await;
+    assert_eq!(
+        receiver.paths().first().map(String::as_str),
+        Some("/v1/traces/v1/traces")
+    );
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "code_endpoint",
+        vec![(
+            "TEST_ENDPOINT",
+            format!("{}/v1/traces", receiver.endpoint()),
+        )],
+    )
+    .await;
+    assert_eq!(
+        receiver.paths().first().map(String::as_str),
+        Some("/v1/traces")
+    );
+    assert_eq!(receiver.spans().len(), 3);
+}
+
+/// An uppercase scheme and an empty port (the scheme's default) are endpoints like any other,
+/// and resource attribute keys are %-decoded, as the specification asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uppercase_scheme_and_encoded_attribute_keys_reach_the_collector() {
+    let receiver = support::HttpReceiver::start().await;
+    let endpoint = receiver.endpoint().replacen("http://", "HTTP://", 1);
+    run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "team%3Dname=orders,a%2Cb=1".into(),
+            ),
+        ],
+    )
+    .await;
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 3);
+    let resource = &spans[0].resource;
+    assert_eq!(
+        resource.get("team=name").map(String::as_str),
+        Some("orders"),
+        "{resource:?}"
+    );
+    assert_eq!(
+        resource.get("a,b").map(String::as_str),
+        Some("1"),
+        "{resource:?}"
+    );
+}
+
 /// A filter naming only the application keeps a dependency's INFO spans off (not exported, no
 /// fields on the lines) and still writes `record_error`'s line; a bare `off` turns the spans
 /// off too.

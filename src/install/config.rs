@@ -158,7 +158,7 @@ pub(crate) fn propagators(value: Option<&str>) -> Result<Propagators, InitError>
     Ok(p)
 }
 
-/// Parses `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs separated by commas, values
+/// Parses `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs separated by commas, keys and values
 /// percent-encoded.
 pub(crate) fn resource_attributes(value: Option<&str>) -> Result<Vec<KeyValue>, InitError> {
     let Some(value) = value else {
@@ -178,13 +178,15 @@ pub(crate) fn resource_attributes(value: Option<&str>) -> Result<Vec<KeyValue>, 
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| bad(&format!("`{pair}` has no `=`")))?;
-        let k = k.trim();
+        // Keys and values alike: `,` and `=` in either are %-encoded (the specification).
+        let k =
+            percent_decode(k.trim()).ok_or_else(|| bad(&format!("`{pair}` has a bad %-escape")))?;
         if k.is_empty() {
             return Err(bad(&format!("`{pair}` has an empty key")));
         }
         let v =
             percent_decode(v.trim()).ok_or_else(|| bad(&format!("`{pair}` has a bad %-escape")))?;
-        out.push(KeyValue::new(k.to_string(), v));
+        out.push(KeyValue::new(k, v));
     }
     Ok(out)
 }
@@ -211,7 +213,8 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Checks an OTLP endpoint: an absolute `http://` URL with a host (`https://` is refused with
-/// a clear message: the exporter is built without TLS).
+/// a clear message: the exporter is built without TLS). The scheme is read in any case, and
+/// given back in lowercase; an empty port is the scheme's default.
 pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, InitError> {
     // First: no other message may repeat a URL that holds credentials.
     let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
@@ -225,7 +228,8 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
              part, and authenticate at a collector or sidecar on a trusted network",
         ));
     }
-    if value.starts_with("https://") {
+    let scheme = value.split_once("://").map(|(scheme, _)| scheme);
+    if scheme.is_some_and(|s| s.eq_ignore_ascii_case("https")) {
         return Err(InitError::invalid(
             setting,
             value,
@@ -234,8 +238,9 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         ));
     }
     let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"))
+        .split_once("://")
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("http"))
+        .map(|(_, rest)| rest)
         .ok_or_else(|| {
             InitError::invalid(
                 setting,
@@ -256,7 +261,9 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
             None => (authority, None),
         }
     };
-    if let Some(port) = port {
+    // `host:` with no digits is the scheme's default port (RFC 3986, and the OTLP exporter
+    // specification).
+    if let Some(port) = port.filter(|p| !p.is_empty()) {
         if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
             return Err(InitError::invalid(
                 setting,
@@ -275,7 +282,7 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
             "the URL has no host or contains spaces; expected e.g. http://collector:4318",
         ));
     }
-    Ok(value.to_string())
+    Ok(format!("http://{rest}"))
 }
 
 /// `OTEL_TRACES_EXPORTER`: whether spans are exported (`otlp`) or not (`none`).
@@ -386,17 +393,24 @@ fn is_header_name(k: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
-/// Parses `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`: a whole number of milliseconds, above 0.
+/// What `0` means for an export timeout: no limit, as the specification says. A year stands
+/// for it: no export outlives it, and no client overflows adding it to the clock.
+pub(crate) const NO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`: a whole number of milliseconds, `0` for no
+/// limit.
 pub(crate) fn timeout_ms(
     setting: &'static str,
     value: &str,
 ) -> Result<std::time::Duration, InitError> {
     match value.parse::<u64>() {
-        Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        Ok(0) => Ok(NO_TIMEOUT),
+        Ok(ms) => Ok(std::time::Duration::from_millis(ms)),
         _ => Err(InitError::invalid(
             setting,
             value,
-            "expected a whole number of milliseconds above 0, e.g. 10000 for 10 s (no unit)",
+            "expected a whole number of milliseconds (0 for no limit), e.g. 10000 for 10 s \
+             (no unit)",
         )),
     }
 }
@@ -426,7 +440,20 @@ mod tests {
             "http://[::1]:4317",
             "http://collector:4318/custom/path",
         ] {
-            assert!(endpoint("X", ok).is_ok(), "{ok}");
+            assert_eq!(endpoint("X", ok).unwrap(), ok);
+        }
+        // The scheme in any case (RFC 3986), given back in lowercase for the exporter.
+        assert_eq!(
+            endpoint("X", "HTTP://Collector:4318/v1/traces").unwrap(),
+            "http://Collector:4318/v1/traces"
+        );
+        // An empty port is the scheme's default.
+        for ok in [
+            "http://127.0.0.1:/v1/traces",
+            "http://[::1]:",
+            "http://collector:",
+        ] {
+            assert_eq!(endpoint("X", ok).unwrap(), ok);
         }
         for bad in [
             "localhost:4317",
@@ -440,8 +467,13 @@ mod tests {
             assert!(endpoint("X", bad).is_err(), "{bad}");
         }
         // No TLS in the exporter: refused up front, not lost at export.
-        let err = endpoint("X", "https://collector.example.com").unwrap_err();
-        assert!(err.to_string().contains("needs TLS"), "{err}");
+        for tls in [
+            "https://collector.example.com",
+            "HTTPS://collector.example.com",
+        ] {
+            let err = endpoint("X", tls).unwrap_err();
+            assert!(err.to_string().contains("needs TLS"), "{err}");
+        }
         // Credentials: refused for what they are, and never repeated.
         for creds in [
             "http://user:s3cret@collector:4318",
@@ -514,6 +546,26 @@ mod tests {
         assert!(resource_attributes(Some("novalue")).is_err());
         assert!(resource_attributes(Some("=x")).is_err());
         assert!(resource_attributes(Some("k=%zz")).is_err());
+        // Keys are %-decoded like values: `,` and `=` in a key are written encoded.
+        let attrs = resource_attributes(Some("team%3Dname=orders, a%2Cb=1")).unwrap();
+        assert_eq!(attrs[0].key.as_str(), "team=name");
+        assert_eq!(attrs[1].key.as_str(), "a,b");
+        assert!(resource_attributes(Some("k%zz=v")).is_err());
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(
+            timeout_ms("X", "2500").unwrap(),
+            std::time::Duration::from_millis(2500)
+        );
+        // `0` is no limit (the specification), not an error and not an instant timeout.
+        assert_eq!(timeout_ms("X", "0").unwrap(), NO_TIMEOUT);
+        assert!(NO_TIMEOUT >= std::time::Duration::from_secs(24 * 3600));
+        for bad in ["", "-1", "1.5", "10s", "ten"] {
+            let err = timeout_ms("X", bad).unwrap_err().to_string();
+            assert!(err.contains("0 for no limit"), "{err}");
+        }
     }
 
     #[test]

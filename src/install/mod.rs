@@ -39,7 +39,7 @@
 //! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
 //! | – | `OTEL_TRACES_EXPORTER` (`otlp`, `none`) | `otlp` when an endpoint is set; `otlp` with no endpoint sends to `http://localhost:4318` (`:4317` for gRPC) |
 //! | – | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, values %-encoded) | none |
-//! | – | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) | `10000` |
+//! | – | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds; `0`: no limit) | `10000` |
 //! | – | `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, `OTEL_EXPORTER_OTLP_COMPRESSION` (`gzip`, `none`) | `none` |
 //! | [`protocol`](Builder::protocol) | `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`) | `http/protobuf` |
 //! | [`sample_ratio`](Builder::sample_ratio), [`sampler`](Builder::sampler) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
@@ -355,9 +355,9 @@ impl Builder {
         self
     }
 
-    /// The OTLP collector's base URL, like `OTEL_EXPORTER_OTLP_ENDPOINT` (over HTTP,
-    /// `/v1/traces` is appended unless the URL already ends with it). Wins over both endpoint
-    /// variables.
+    /// The OTLP collector's URL: a base URL, as in `OTEL_EXPORTER_OTLP_ENDPOINT` (over HTTP,
+    /// `/v1/traces` is appended), or the full traces URL, ending in `/v1/traces`, taken as it
+    /// is. Wins over both endpoint variables.
     ///
     /// ```
     /// let b = traceline::builder().otlp_endpoint("http://localhost:4318");
@@ -644,8 +644,13 @@ impl Builder {
             )?
             .unwrap_or(Protocol::HttpProtobuf),
         };
-        let traces_path = |base: &str| -> String {
-            if protocol == Protocol::Grpc || base.trim_end_matches('/').ends_with("/v1/traces") {
+        // The base URL + `/v1/traces` over HTTP, as the specification builds it from
+        // `OTEL_EXPORTER_OTLP_ENDPOINT` (the same variable means the same URL to every SDK);
+        // `Builder::otlp_endpoint` also takes the full URL.
+        let traces_path = |base: &str, full_taken: bool| -> String {
+            if protocol == Protocol::Grpc
+                || (full_taken && base.trim_end_matches('/').ends_with("/v1/traces"))
+            {
                 base.to_string()
             } else {
                 format!("{}/v1/traces", base.trim_end_matches('/'))
@@ -653,10 +658,10 @@ impl Builder {
         };
         let endpoint = match self.endpoint {
             _ if disabled => None,
-            Some(url) => Some(traces_path(&config::endpoint(
-                "Builder::otlp_endpoint",
-                &url,
-            )?)),
+            Some(url) => Some(traces_path(
+                &config::endpoint("Builder::otlp_endpoint", &url)?,
+                true,
+            )),
             // `none`: ids on every line, nothing sent.
             None if !exporting => None,
             None => match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
@@ -665,10 +670,10 @@ impl Builder {
                     &url,
                 )?),
                 None => match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-                    Some(url) => Some(traces_path(&config::endpoint(
-                        "OTEL_EXPORTER_OTLP_ENDPOINT",
-                        &url,
-                    )?)),
+                    Some(url) => Some(traces_path(
+                        &config::endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", &url)?,
+                        false,
+                    )),
                     // `OTEL_TRACES_EXPORTER=otlp` asks for export: to the specification's
                     // default collector, on this host.
                     None if exported == Some(true) => Some(match protocol {
