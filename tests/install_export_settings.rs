@@ -412,6 +412,8 @@ async fn an_uppercase_scheme_and_encoded_attribute_keys_reach_the_collector() {
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "team%3Dname=orders,a%2Cb=1".into(),
             ),
+            // No limit: the exporter works with it.
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "0".into()),
         ],
     )
     .await;
@@ -428,6 +430,22 @@ async fn an_uppercase_scheme_and_encoded_attribute_keys_reach_the_collector() {
         Some("1"),
         "{resource:?}"
     );
+}
+
+/// A timeout of 0 (no limit) over gRPC: the spans still go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_timeout_exports_over_grpc() {
+    let receiver = support::GrpcReceiver::start().await;
+    run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0".into()),
+        ],
+    )
+    .await;
+    assert_eq!(receiver.finish().await.len(), 3);
 }
 
 /// A filter naming only the application keeps a dependency's INFO spans off (not exported, no
