@@ -18,8 +18,10 @@
 //! # Key collisions
 //! A line never holds the same key twice. The keys a schema writes itself (timestamp, level,
 //! message, ids, static fields…) are reserved: a user field with a reserved name is written
-//! under `fields.<name>` instead (for example `fields.level`). When event and span fields share a
-//! name, the event's own field wins over the innermost span's, which wins over outer spans'.
+//! under `fields.<name>` instead (for example `fields.level`), and so is a field named `fields`
+//! where fields go at the top level (it would be a value beside the renamed keys under it).
+//! When event and span fields share a name, the event's own field wins over the innermost
+//! span's, which wins over outer spans'.
 
 use std::borrow::Cow;
 
@@ -817,6 +819,10 @@ impl Schema {
 pub(crate) struct Reserved {
     keys: Vec<Box<str>>,
     len_mask: u128,
+    /// The collision prefix without its dot (`fields`), with a flat layout: the parent of every
+    /// renamed key, so never a value itself. Only the name itself is taken; its dotted children
+    /// are what renamed keys are.
+    stem: Option<Box<str>>,
 }
 
 impl Reserved {
@@ -838,7 +844,17 @@ impl Reserved {
         {
             return true;
         }
-        depth == 0 && self.keys.iter().any(|k| dotted_kin(k, name))
+        depth == 0
+            && (self.keys.iter().any(|k| dotted_kin(k, name)) || self.stem.as_deref() == Some(name))
+    }
+
+    /// The first depth at which `name` is not reserved: its key is `prefix`×depth + `name`.
+    pub(crate) fn free_depth(&self, prefix: &str, name: &str) -> Depth {
+        let mut depth = 0;
+        while self.contains(prefix, depth, name) {
+            depth += 1;
+        }
+        depth
     }
 }
 
@@ -1106,11 +1122,20 @@ impl Schema {
         for name in self.store_reserved {
             reserved.add(name);
         }
-        // The key of a line cut at the line length limit: never a key of the line's own.
-        let mut truncated = crate::layer::TRUNCATED_KEY.to_string();
-        while reserved.contains("", 0, &truncated) {
-            truncated.insert_str(0, &format!("{}.", self.names[Key::Fields as usize]));
+        // The collision prefix: renamed keys are its dotted children, so where fields go at the
+        // top level a field named like its stem (`fields`) is renamed too; with the nested
+        // layout the stem is the `fields` object's key, reserved above.
+        let prefix = format!("{}.", self.names[Key::Fields as usize]);
+        if flat || self.key(Key::Fields).is_none() {
+            reserved.stem = Some(self.names[Key::Fields as usize].clone().into());
         }
+        let prefixed =
+            |depth: Depth, name: &str| format!("{}{name}", prefix.repeat(depth as usize));
+        // The key of a line cut at the line length limit: never a key of the line's own.
+        let truncated = prefixed(
+            reserved.free_depth(&prefix, crate::layer::TRUNCATED_KEY),
+            crate::layer::TRUNCATED_KEY,
+        );
         reserved.add(&truncated);
         let mut static_fields = Vec::new();
         for (i, k) in [
@@ -1160,11 +1185,7 @@ impl Schema {
                 continue; // the service setting wins; never two keys
             }
             // A static field named like a schema key gets the collision prefix, as user fields do.
-            let prefix = format!("{}.", self.names[Key::Fields as usize]);
-            let mut key = k.to_string();
-            while reserved.contains("", 0, &key) {
-                key.insert_str(0, &prefix);
-            }
+            let key = prefixed(reserved.free_depth(&prefix, k), k);
             static_fields.extend_from_slice(&frag(&key));
             write_value(&mut static_fields, v);
             reserved.add(&key);

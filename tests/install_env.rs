@@ -30,7 +30,7 @@ fn child_entry() {
                 p.fields().map(String::from).collect()
             });
             fields.sort();
-            tracing::info!(fields = fields.join(","), "propagators");
+            tracing::info!(propagated = fields.join(","), "propagators");
         }
         "scoped_directive" => {
             // Run with `RUST_LOG=warn,[correlation]=debug`: debug lines inside a scope only.
@@ -337,7 +337,7 @@ fn propagators_from_environment() {
     let fields = |value: Option<&str>| -> String {
         let env: Vec<(&str, &str)> = value.map(|v| ("OTEL_PROPAGATORS", v)).into_iter().collect();
         let l = lines("propagators", &env);
-        str_of(&l[0], "fields").unwrap().to_string()
+        str_of(&l[0], "propagated").unwrap().to_string()
     };
     assert_eq!(fields(None), "baggage,traceparent,tracestate");
     assert_eq!(fields(Some("tracecontext")), "traceparent,tracestate");

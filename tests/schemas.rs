@@ -1188,6 +1188,112 @@ fn a_field_named_like_the_parent_or_child_of_a_line_key_is_prefixed() {
     }
 }
 
+/// A field named like the collision prefix's stem (`fields`) would be a value beside the keys
+/// renamed under it (`fields.error`, `fields.service`): it is renamed too, for event, span and
+/// static fields alike, and wherever fields go at the top level (also nested with the `fields`
+/// object off).
+#[test]
+fn a_field_named_like_the_collision_prefix_is_prefixed_too() {
+    let no_parent_value = |line: &Json| {
+        let keys = line.keys();
+        for a in &keys {
+            for b in &keys {
+                assert!(
+                    !b.starts_with(&format!("{a}.")),
+                    "{a:?} is a value and the parent of {b:?}: {line:?}"
+                );
+            }
+        }
+        assert!(keys.iter().all(|k| *k != "fields"), "{line:?}");
+    };
+    let schemas = || {
+        [
+            Schema::ecs().service_name("pay"),
+            Schema::datadog().service_name("pay"),
+            Schema::default().service_name("pay"),
+            Schema::default()
+                .service_name("pay")
+                .field_layout(traceline::FieldLayout::Nested)
+                .disable(Key::Fields),
+        ]
+    };
+    for (i, schema) in schemas().into_iter().enumerate() {
+        let flat = i < 3;
+        let (lines, ()) = run(schema, || {
+            let err = chained_error();
+            error!(
+                error = &err as &dyn Error,
+                service = "stripe",
+                fields = "name,email",
+                "update failed"
+            );
+            let span = info_span!("op", fields = "span", service = "s");
+            let _e = span.enter();
+            info!("inside");
+        });
+        assert_eq!(lines.len(), 2);
+        lines.iter().for_each(no_parent_value);
+        assert_eq!(
+            lines[0].str("fields.fields"),
+            "name,email",
+            "{:?}",
+            lines[0]
+        );
+        assert_eq!(lines[0].str("fields.service"), "stripe", "{:?}", lines[0]);
+        if flat {
+            assert_eq!(lines[1].str("fields.fields"), "span", "{:?}", lines[1]);
+        } else {
+            // Nested: span fields are in the span's object, beside its name.
+            assert_eq!(lines[1].at("span").str("fields"), "span", "{:?}", lines[1]);
+        }
+    }
+    for schema in schemas() {
+        let (line, ()) = one(schema.static_field("fields", "static"), || {
+            info!(service = "stripe", "x")
+        });
+        no_parent_value(&line);
+        assert_eq!(line.str("fields.fields"), "static", "{line:?}");
+        assert_eq!(line.str("fields.service"), "stripe", "{line:?}");
+    }
+}
+
+/// A static field named like a line key gets the collision prefix with the nested layout too
+/// (building the schema used to loop for ever: the prefixed key is a child of the reserved
+/// `fields` object's key).
+#[test]
+fn a_static_field_named_like_a_line_key_is_prefixed_with_nested_fields() {
+    for (schema, key) in [
+        (
+            Schema::datadog()
+                .field_layout(traceline::FieldLayout::Nested)
+                .static_field("host", "web-1"),
+            "host",
+        ),
+        (
+            Schema::default()
+                .field_layout(traceline::FieldLayout::Nested)
+                .static_field("level", "web-1"),
+            "level",
+        ),
+        (
+            Schema::ecs()
+                .field_layout(traceline::FieldLayout::Nested)
+                .static_field("log.level", "web-1"),
+            "log.level",
+        ),
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(one(schema, || info!(n = 1, "x")).0);
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the schema is built and the line written");
+        assert_eq!(line.str(&format!("fields.{key}")), "web-1", "{line:?}");
+        assert_eq!(line.at("fields").num("n"), "1", "{line:?}");
+    }
+}
+
 /// Names the store reads as its own, though the preset does not write them: Cloud Logging's
 /// `time`, `httpRequest`, …; Datadog's `host`, `service`, `source`.
 #[test]

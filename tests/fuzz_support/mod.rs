@@ -1220,25 +1220,35 @@ fn spelled(prefix: &str, depth: usize, name: &str) -> String {
     prefix.repeat(depth) + name
 }
 
+/// Keys user fields must not take.
+#[derive(Clone, Default)]
+struct Reserved {
+    keys: Vec<String>,
+    /// The collision prefix's stem (`fields`) where fields go at the top level: taken itself
+    /// (renamed keys are its children), its children are not.
+    stem: Option<String>,
+}
+
 /// The first key `prefix`×k + `name` that is neither reserved nor taken.
-fn free_key(prefix: &str, name: &str, reserved: &[String], taken: &[String]) -> String {
+fn free_key(prefix: &str, name: &str, reserved: &Reserved, taken: &[String]) -> String {
     let mut depth = 0;
     loop {
         let key = spelled(prefix, depth, name);
         // A name with no prefix yet is taken by a reserved key it is the dotted parent or
-        // child of (`error` beside `error.message`).
+        // child of (`error` beside `error.message`), and by the stem itself.
         let kin = depth == 0
-            && reserved.iter().any(|r| {
-                let (short, long) = if r.len() < key.len() {
-                    (r.as_str(), key.as_str())
-                } else {
-                    (key.as_str(), r.as_str())
-                };
-                long.len() > short.len()
-                    && long.starts_with(short)
-                    && long.as_bytes()[short.len()] == b'.'
-            });
-        if !kin && !reserved.contains(&key) && !taken.contains(&key) {
+            && (reserved.stem.as_deref() == Some(name)
+                || reserved.keys.iter().any(|r| {
+                    let (short, long) = if r.len() < key.len() {
+                        (r.as_str(), key.as_str())
+                    } else {
+                        (key.as_str(), r.as_str())
+                    };
+                    long.len() > short.len()
+                        && long.starts_with(short)
+                        && long.as_bytes()[short.len()] == b'.'
+                }));
+        if !kin && !reserved.keys.contains(&key) && !taken.contains(&key) {
             return key;
         }
         depth += 1;
@@ -1260,7 +1270,7 @@ impl<'a> SpanModel<'a> {
         name: &str,
         v: &'a V,
         prefix: &str,
-        reserved: &[String],
+        reserved: &Reserved,
         redaction: &Redaction,
     ) {
         if name == CORRELATION_FIELD {
@@ -1352,9 +1362,19 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
     reserved.extend(preset.static_fields().iter().map(|(k, _)| (*k).to_owned()));
     reserved.extend(preset.store_reserved().iter().map(|k| (*k).to_owned()));
     let (event_reserved, span_reserved) = if flat {
+        let reserved = Reserved {
+            keys: reserved,
+            stem: schema.key(Key::Fields).map(str::to_owned),
+        };
         (reserved.clone(), reserved)
     } else {
-        (Vec::new(), vec!["name".to_owned()])
+        (
+            Reserved::default(),
+            Reserved {
+                keys: vec!["name".to_owned()],
+                stem: None,
+            },
+        )
     };
 
     let mut top: Vec<(String, Exp<'_>)> = Vec::new();
