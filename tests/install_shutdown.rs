@@ -91,8 +91,43 @@ fn child_entry() {
                 // _guard is dropped here, inside the async block.
             });
         }
+        "export_fails" => {
+            // The collector refuses: dropping the guard reports the lost spans on stderr.
+            let guard = traceline::init().expect("init");
+            for i in 0..3 {
+                let span = tracing::info_span!("request", i);
+                let _e = span.enter();
+                tracing::warn!("handled");
+            }
+            drop(guard);
+            println!("AFTER_GUARD");
+        }
         other => panic!("unknown scenario {other}"),
     }
+}
+
+/// The guard's report of spans it could not export goes to stderr; when stderr is a pipe
+/// nobody reads any more (`prog 2>&1 | head -1`), dropping the guard neither panics nor stops
+/// the program.
+#[test]
+fn dropping_the_guard_with_stderr_closed_does_not_panic() {
+    let endpoint = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = support::child(
+        ENTRY,
+        "export_fails",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+    )
+    .stderr(writer)
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("AFTER_GUARD"), "{}: {stdout}", out.status);
+    assert!(out.status.success(), "{}", out.status);
 }
 
 fn count_items(lines: &[Value]) -> usize {

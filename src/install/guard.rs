@@ -198,7 +198,9 @@ fn stop_output(
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Err(err) = self.finish() {
-            eprintln!("traceline: {err}");
+            // Not `eprintln!`: it panics when stderr is a closed pipe (`prog 2>&1 | head`).
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "traceline: {err}");
         }
     }
 }
