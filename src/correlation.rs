@@ -46,12 +46,13 @@ use crate::fields::{CORRELATION_FIELD, SpanSlot};
 pub const MAX_LEN: usize = 128;
 
 /// A validated correlation id: 1 to 128 characters of `A-Z a-z 0-9 . _ : + / = -`, with no
-/// `..` in it.
+/// `..` in it and no `/` in front.
 ///
 /// The rule admits UUIDs, ULIDs, 32-hex ids (nginx `$request_id`, W3C trace ids), Envoy's
 /// `x-request-id` and base64 text, and nothing that could break a header, a log line or a
-/// path: no whitespace, control characters, quotes, `%`, `\`, `;`, `,`, non-ASCII, or `..`
-/// (so the id is safe to use in a file or URL path).
+/// path: no whitespace, control characters, quotes, `%`, `\`, `;`, `,`, non-ASCII, `..`, or a
+/// leading `/` (so the id is safe to use in a file or URL path: joined to a directory, it stays
+/// inside it).
 ///
 /// ```
 /// use traceline::correlation::CorrelationId;
@@ -94,6 +95,8 @@ pub enum InvalidCorrelationId {
         /// The position of the first `..`.
         index: usize,
     },
+    /// The value starts with `/`: an absolute path (joined to a directory, it replaces it).
+    LeadingSlash,
 }
 
 impl fmt::Display for InvalidCorrelationId {
@@ -113,6 +116,10 @@ impl fmt::Display for InvalidCorrelationId {
                 f,
                 "correlation id has `..` at byte {index}; path traversal sequences are not \
                  accepted: remove the `..` (single dots are fine)"
+            ),
+            Self::LeadingSlash => f.write_str(
+                "correlation id starts with `/`, an absolute path; remove the leading `/` \
+                 (a `/` further in is fine)",
             ),
         }
     }
@@ -135,6 +142,9 @@ pub(crate) fn validate(bytes: &[u8]) -> Result<(), InvalidCorrelationId> {
     }
     if let Some(index) = bytes.iter().position(|&b| !allowed(b)) {
         return Err(InvalidCorrelationId::InvalidChar { index });
+    }
+    if bytes[0] == b'/' {
+        return Err(InvalidCorrelationId::LeadingSlash);
     }
     match bytes.windows(2).position(|w| w == b"..") {
         Some(index) => Err(InvalidCorrelationId::DotDot { index }),
@@ -329,6 +339,23 @@ mod tests {
         assert_eq!(
             CorrelationId::parse("a/../b"),
             Err(InvalidCorrelationId::DotDot { index: 2 })
+        );
+        assert_eq!(
+            CorrelationId::parse("/etc/passwd"),
+            Err(InvalidCorrelationId::LeadingSlash)
+        );
+        assert_eq!(
+            CorrelationId::parse("//host/x"),
+            Err(InvalidCorrelationId::LeadingSlash)
+        );
+        assert!(
+            CorrelationId::parse("a/b/c").is_ok(),
+            "a `/` further in is fine"
+        );
+        assert!(
+            InvalidCorrelationId::LeadingSlash
+                .to_string()
+                .contains("remove the leading `/`")
         );
     }
 

@@ -488,6 +488,17 @@ async fn hostile_header_with_dotdot_is_replaced() {
     .await;
 }
 
+/// An absolute path would leave the directory an application joins the id to.
+#[tokio::test(flavor = "current_thread")]
+async fn hostile_header_with_an_absolute_path_is_replaced() {
+    hostile_case(
+        "absolute",
+        b"x-correlation-id: /etc/passwd",
+        &["/etc/passwd"],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn hostile_header_with_esc_is_replaced() {
     hostile_case(
@@ -1713,4 +1724,85 @@ async fn baggage_set_on_an_outgoing_request_is_merged_with_the_callers() {
         ["tenant=acme", "tier=silver", "userId=alice"],
         "{baggage}"
     );
+}
+
+/// A handler that continues another trace (a queued message's, through the propagator, as
+/// OpenTelemetry does it) sends that trace's `tracestate` with its `traceparent`, not the HTTP
+/// caller's: a `tracestate` belongs to the trace it came with.
+#[tokio::test(flavor = "current_thread")]
+async fn a_trace_continued_in_a_handler_goes_out_with_its_own_tracestate() {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    const REQUEST_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const MESSAGE_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let (_capture, _g) = install("front");
+    let downstream = serve(Router::new().route(
+        "/echo",
+        get(|h: HeaderMap| async move {
+            let get = |k: &str| {
+                h.get(k)
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default()
+            };
+            format!("{}\n{}", get("traceparent"), get("tracestate"))
+        }),
+    ))
+    .await;
+    let call = |d: SocketAddr, continue_message: bool| async move {
+        let span = tracing::info_span!("process message");
+        if continue_message {
+            let mut message = std::collections::HashMap::new();
+            message.insert(
+                "traceparent".to_owned(),
+                format!("00-{MESSAGE_TRACE}-b7ad6b7169203331-01"),
+            );
+            message.insert("tracestate".to_owned(), "rojo=msg".to_owned());
+            let cx =
+                opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&message);
+            span.set_parent(cx).unwrap();
+        }
+        async move {
+            let mut client = ServiceBuilder::new()
+                .layer(PropagateLayer::new())
+                .service(client());
+            let req = Request::get(format!("http://{d}/echo"))
+                .body(Empty::new())
+                .unwrap();
+            let resp = client.ready().await.unwrap().call(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8(body.to_vec()).unwrap()
+        }
+        .instrument(span)
+        .await
+    };
+    let front = serve(
+        Router::new()
+            .route(
+                "/message",
+                get(move |State(d): State<SocketAddr>| call(d, true)),
+            )
+            .route(
+                "/request",
+                get(move |State(d): State<SocketAddr>| call(d, false)),
+            )
+            .with_state(downstream)
+            .layer(CorrelationLayer::new()),
+    )
+    .await;
+    let caller = [
+        (
+            "traceparent",
+            HeaderValue::from_str(&format!("00-{REQUEST_TRACE}-00f067aa0ba902b7-01")).unwrap(),
+        ),
+        ("tracestate", HeaderValue::from_static("congo=req")),
+    ];
+    let (_, _, body) = get_with(front, "/message", &caller).await;
+    let (traceparent, tracestate) = body.split_once('\n').unwrap();
+    assert!(traceparent.contains(MESSAGE_TRACE), "{traceparent}");
+    assert_eq!(tracestate, "rojo=msg", "{traceparent}");
+    // In the caller's own trace, the caller's `tracestate` still goes on.
+    let (_, _, body) = get_with(front, "/request", &caller).await;
+    let (traceparent, tracestate) = body.split_once('\n').unwrap();
+    assert!(traceparent.contains(REQUEST_TRACE), "{traceparent}");
+    assert_eq!(tracestate, "congo=req", "{traceparent}");
 }

@@ -222,10 +222,17 @@ fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
     };
     headers.insert("traceparent", HeaderValue::from_str(&tp).expect("ASCII"));
     let propagated = cx.get::<Propagated>();
-    let state = propagated.and_then(|p| p.tracestate.clone()).or_else(|| {
-        let h = cx.span().span_context().trace_state().header();
-        (!h.is_empty()).then_some(h)
-    });
+    // The caller's `tracestate` as it came, with the caller's trace only: a handler that
+    // continues another trace (a queued message's) sends that trace's own state.
+    let trace_id = cx.span().span_context().trace_id();
+    let state = propagated
+        .and_then(|p| p.tracestate.as_ref())
+        .filter(|(t, _)| *t == trace_id)
+        .map(|(_, s)| s.clone())
+        .or_else(|| {
+            let h = cx.span().span_context().trace_state().header();
+            (!h.is_empty()).then_some(h)
+        });
     match state.and_then(|s| HeaderValue::from_str(&s).ok()) {
         Some(v) => {
             headers.insert("tracestate", v);

@@ -266,7 +266,9 @@ pub fn parse_baggage<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<S
 /// What came in with a request and goes out unchanged with the calls it makes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Propagated {
-    pub(crate) tracestate: Option<String>,
+    /// The `tracestate` as it came, and the trace it belongs to: it goes out only with that
+    /// trace's `traceparent` (a handler may continue another trace, a queued message's).
+    pub(crate) tracestate: Option<(TraceId, String)>,
     pub(crate) baggage: Option<String>,
 }
 
@@ -314,10 +316,14 @@ pub fn extract(headers: &HeaderMap) -> Option<opentelemetry::Context> {
         );
         cx = cx.with_remote_span_context(sc);
     }
-    Some(cx.with_value(Propagated {
-        tracestate,
-        baggage,
-    }))
+    Some(
+        cx.with_value(Propagated {
+            tracestate: parent
+                .zip(tracestate)
+                .map(|(p, s)| (TraceId::from_bytes(p.trace_id), s)),
+            baggage,
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -524,8 +530,12 @@ mod tests {
         assert_eq!(cx.span().span_context().trace_id().to_string(), TID);
         assert!(cx.span().span_context().is_remote());
         assert_eq!(
-            cx.get::<Propagated>().unwrap().tracestate.as_deref(),
-            Some("foo=1")
+            cx.get::<Propagated>()
+                .unwrap()
+                .tracestate
+                .as_ref()
+                .map(|(t, s)| (t.to_string(), s.as_str())),
+            Some((TID.to_string(), "foo=1"))
         );
 
         h.append("traceparent", good.parse().unwrap());
