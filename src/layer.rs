@@ -1540,26 +1540,56 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn write(&self, event: &Event<'_>, line: &[u8]) {
+        let counters = self.stats.counters();
+        let report = self.log_internal_errors;
+        let never = &output::NEVER_GIVE_UP;
+        // Whether the line's writer took a byte of it (known after a panic too).
+        let took = std::cell::Cell::new(false);
         // A writer that panics loses its line, counted, not the program.
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut writer = self.make_writer.make_writer_for(event.metadata());
-            if self.counting {
-                output::write_line(
-                    &mut writer,
-                    line,
-                    self.stats.counters(),
-                    self.log_internal_errors,
-                );
-            } else {
+            if !self.counting {
                 // A queue: it takes every line and counts it itself.
-                let _ = writer.write_all(line);
+                let _ = self
+                    .make_writer
+                    .make_writer_for(event.metadata())
+                    .write_all(line);
+                return;
+            }
+            if counters.line_is_broken() {
+                // The newline that ends a cut line goes where the cut line went (a writer that
+                // routes by level or target may give this line another one), made and dropped
+                // before this line's writer is made.
+                let route = match counters.cut_route() {
+                    Some(output::Route::Event(meta)) => meta,
+                    _ => event.metadata(),
+                };
+                let mended = output::mend(
+                    &mut self.make_writer.make_writer_for(route),
+                    counters,
+                    report,
+                    never,
+                );
+                if !mended {
+                    return;
+                }
+            }
+            let mut writer = output::Watch {
+                inner: self.make_writer.make_writer_for(event.metadata()),
+                took: &took,
+            };
+            if output::write_line(&mut writer, line, counters, report, never)
+                == output::Outcome::Cut
+            {
+                counters.line_cut(output::Route::Event(event.metadata()));
             }
         }));
         if written.is_err() {
             let err = io::Error::other("the writer panicked");
-            self.stats
-                .counters()
-                .dropped(output::Loss::Write(&err), self.log_internal_errors);
+            counters.dropped(output::Loss::Write(&err), report);
+            // It took part of the line: the next line starts on a line of its own.
+            if self.counting && took.get() {
+                counters.line_cut(output::Route::Event(event.metadata()));
+            }
         }
     }
 }

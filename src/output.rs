@@ -99,15 +99,50 @@ pub(crate) struct Counters {
     quiet_until: AtomicU64,
     /// The last write stopped inside a line: the next line starts with a newline.
     broken_line: AtomicBool,
+    /// Where the cut line went, when the output routes lines (by level or target) to more than
+    /// one writer: the newline that ends it goes there, not to the next line's writer.
+    cut_route: std::sync::Mutex<Option<Route>>,
     /// A line was dropped after waiting out `WouldBlock` for its first byte: until a line
     /// gets through, lines do not wait for their first byte again.
     stuck: AtomicBool,
+}
+
+/// What a routing output is asked for a writer with: an event's metadata (a layer's own
+/// writer), or a queued line's target and level (the non-blocking writer's).
+#[derive(Clone, Debug)]
+pub(crate) enum Route {
+    Event(&'static tracing_core::Metadata<'static>),
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    Line(String, tracing_core::Level),
 }
 
 impl Counters {
     #[inline]
     pub(crate) fn written(&self) {
         self.written.add(1);
+    }
+
+    /// Whether the last line was left cut (the next one must start with a newline).
+    #[inline]
+    pub(crate) fn line_is_broken(&self) -> bool {
+        self.broken_line.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a line sent along `route` was left cut (or may have been: its writer
+    /// panicked): the next line starts with a newline, written along that route.
+    #[cold]
+    pub(crate) fn line_cut(&self, route: Route) {
+        *self.cut_route.lock().unwrap_or_else(|e| e.into_inner()) = Some(route);
+        self.broken_line.store(true, Ordering::Relaxed);
+    }
+
+    /// Where the cut line went, if known.
+    #[cold]
+    pub(crate) fn cut_route(&self) -> Option<Route> {
+        self.cut_route
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counts a dropped line, saying why on stderr when `report` and the last report is old
@@ -210,44 +245,119 @@ impl Sharded {
     }
 }
 
-/// Writes `line` whole to `w`, counting it as written or dropped.
-pub(crate) fn write_line(w: &mut impl Write, line: &[u8], counters: &Counters, report: bool) {
+/// What became of a line handed to [`write_line`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Written,
+    Dropped,
+    /// Dropped with part of it written: the caller notes where it went
+    /// ([`Counters::line_cut`]).
+    Cut,
+}
+
+/// A writer that notes whether it took a byte: after a panic, whether the line was begun.
+pub(crate) struct Watch<'a, W> {
+    pub(crate) inner: W,
+    pub(crate) took: &'a std::cell::Cell<bool>,
+}
+
+impl<W: Write> Write for Watch<'_, W> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if n > 0 {
+            self.took.set(true);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Never set: for writers no shutdown gives up on.
+pub(crate) static NEVER_GIVE_UP: AtomicBool = AtomicBool::new(false);
+
+/// Ends a line the last write left cut, with a newline through `w` (the writer the cut line
+/// went to). `false` when that fails: then the line about to be written is dropped too, and
+/// counted.
+pub(crate) fn mend(
+    w: &mut impl Write,
+    counters: &Counters,
+    report: bool,
+    give_up: &AtomicBool,
+) -> bool {
+    if !counters.line_is_broken() {
+        return true;
+    }
+    let first_byte = if counters.stuck.load(Ordering::Relaxed) {
+        Duration::ZERO
+    } else {
+        WOULD_BLOCK_WAIT
+    };
+    if let Err((err, _)) = write_whole(w, b"\n", first_byte, give_up) {
+        if err.kind() == io::ErrorKind::WouldBlock {
+            counters.stuck.store(true, Ordering::Relaxed);
+        }
+        counters.dropped(Loss::Write(&err), report);
+        return false;
+    }
+    counters.broken_line.store(false, Ordering::Relaxed);
+    true
+}
+
+/// Writes `line` whole to `w`, counting it as written or dropped (after [`mend`]). A line
+/// left cut sets the broken-line flag; the caller notes its route.
+pub(crate) fn write_line(
+    w: &mut impl Write,
+    line: &[u8],
+    counters: &Counters,
+    report: bool,
+    give_up: &AtomicBool,
+) -> Outcome {
     // A writer that kept a line waiting for its first byte the whole time is not waited for
     // again until a line gets through. A line it has started taking is always given the time to
-    // finish: a slow reader gets whole lines.
+    // finish (unless a shutdown gives up): a slow reader gets whole lines.
     let stuck = counters.stuck.load(Ordering::Relaxed);
     let first_byte = if stuck {
         Duration::ZERO
     } else {
         WOULD_BLOCK_WAIT
     };
-    if counters.broken_line.load(Ordering::Relaxed) {
-        // The last line was cut: end it, so that this one starts a line of its own.
-        if let Err((err, _)) = write_whole(w, b"\n", first_byte) {
-            if err.kind() == io::ErrorKind::WouldBlock {
-                counters.stuck.store(true, Ordering::Relaxed);
-            }
-            counters.dropped(Loss::Write(&err), report);
-            return;
-        }
-        counters.broken_line.store(false, Ordering::Relaxed);
-    }
-    match write_whole(w, line, first_byte) {
+    match write_whole(w, line, first_byte, give_up) {
         Ok(()) => {
             if stuck {
                 counters.stuck.store(false, Ordering::Relaxed);
             }
-            counters.written()
+            counters.written();
+            Outcome::Written
         }
         Err((err, started)) => {
-            if started {
-                counters.broken_line.store(true, Ordering::Relaxed);
-            }
             if !started && err.kind() == io::ErrorKind::WouldBlock {
                 counters.stuck.store(true, Ordering::Relaxed);
             }
             counters.dropped(Loss::Write(&err), report);
+            if started {
+                counters.broken_line.store(true, Ordering::Relaxed);
+                Outcome::Cut
+            } else {
+                Outcome::Dropped
+            }
         }
+    }
+}
+
+/// [`mend`], then [`write_line`], through one writer (an output that does not route).
+#[cfg(test)]
+pub(crate) fn write_line_to(
+    w: &mut impl Write,
+    line: &[u8],
+    counters: &Counters,
+    report: bool,
+    give_up: &AtomicBool,
+) {
+    if mend(w, counters, report, give_up) {
+        write_line(w, line, counters, report, give_up);
     }
 }
 
@@ -259,6 +369,7 @@ fn write_whole(
     w: &mut impl Write,
     line: &[u8],
     first_byte: Duration,
+    give_up: &AtomicBool,
 ) -> Result<(), (io::Error, bool)> {
     let mut left = line;
     let mut failing_since: Option<Instant> = None;
@@ -280,7 +391,8 @@ fn write_whole(
             (false, _) => return Err((err, false)),
         };
         let since = *failing_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= limit {
+        // A shutdown that ran out of time gives up on the line at once.
+        if since.elapsed() >= limit || give_up.load(Ordering::SeqCst) {
             return Err((err, started));
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -337,8 +449,8 @@ mod tests {
     fn short_writes_are_completed() {
         let c = Counters::default();
         let mut w = flaky(3, 0, None);
-        write_line(&mut w, b"{\"a\":1}\n", &c, false);
-        write_line(&mut w, b"{\"b\":2}\n", &c, false);
+        write_line_to(&mut w, b"{\"a\":1}\n", &c, false, &NEVER_GIVE_UP);
+        write_line_to(&mut w, b"{\"b\":2}\n", &c, false, &NEVER_GIVE_UP);
         assert_eq!(w.out, b"{\"a\":1}\n{\"b\":2}\n");
         assert_eq!((c.written.sum(), c.dropped.load(Ordering::Relaxed)), (2, 0));
     }
@@ -347,11 +459,11 @@ mod tests {
     fn would_block_is_retried_then_the_line_is_dropped_whole() {
         let c = Counters::default();
         let mut w = flaky(100, 5, None);
-        write_line(&mut w, b"{}\n", &c, false);
+        write_line_to(&mut w, b"{}\n", &c, false, &NEVER_GIVE_UP);
         assert_eq!(w.out, b"{}\n");
         let mut stuck = flaky(100, usize::MAX, None);
         let start = Instant::now();
-        write_line(&mut stuck, b"{}\n", &c, false);
+        write_line_to(&mut stuck, b"{}\n", &c, false, &NEVER_GIVE_UP);
         let first = start.elapsed();
         assert!(
             first >= WOULD_BLOCK_WAIT && first < WOULD_BLOCK_WAIT * 20,
@@ -360,7 +472,7 @@ mod tests {
         // Still stuck: the next lines are dropped without waiting again.
         let start = Instant::now();
         for _ in 0..100 {
-            write_line(&mut stuck, b"{}\n", &c, false);
+            write_line_to(&mut stuck, b"{}\n", &c, false, &NEVER_GIVE_UP);
         }
         assert!(start.elapsed() < WOULD_BLOCK_WAIT, "{:?}", start.elapsed());
         assert!(stuck.out.is_empty());
@@ -369,10 +481,10 @@ mod tests {
         assert_eq!(c.errors.load(Ordering::Relaxed), 101);
         // A line gets through: lines wait again.
         stuck.blocks = 0;
-        write_line(&mut stuck, b"{}\n", &c, false);
+        write_line_to(&mut stuck, b"{}\n", &c, false, &NEVER_GIVE_UP);
         assert!(!c.stuck.load(Ordering::Relaxed));
         stuck.blocks = 3;
-        write_line(&mut stuck, b"{}\n", &c, false);
+        write_line_to(&mut stuck, b"{}\n", &c, false, &NEVER_GIVE_UP);
         assert_eq!(c.written.sum(), 3);
     }
 
@@ -381,12 +493,12 @@ mod tests {
         let c = Counters::default();
         let mut w = flaky(4, 0, Some(4));
         let start = Instant::now();
-        write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        write_line_to(&mut w, b"{\"a\":1}\n", &c, false, &NEVER_GIVE_UP);
         // The rest of the line was retried for the whole wait before giving up.
         assert!(start.elapsed() >= FINISH_LINE_WAIT);
         assert_eq!(w.out, b"{\"a\"");
         w.fail_after = None;
-        write_line(&mut w, b"{\"b\":2}\n", &c, false);
+        write_line_to(&mut w, b"{\"b\":2}\n", &c, false, &NEVER_GIVE_UP);
         assert_eq!(w.out, b"{\"a\"\n{\"b\":2}\n");
         assert_eq!((c.written.sum(), c.dropped.load(Ordering::Relaxed)), (1, 1));
     }
@@ -396,7 +508,7 @@ mod tests {
         let c = Counters::default();
         let mut w = flaky(4, 0, Some(4));
         w.fail_times = 3;
-        write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        write_line_to(&mut w, b"{\"a\":1}\n", &c, false, &NEVER_GIVE_UP);
         assert_eq!(w.out, b"{\"a\":1}\n");
         assert_eq!((c.written.sum(), c.dropped.load(Ordering::Relaxed)), (1, 0));
     }
@@ -405,10 +517,10 @@ mod tests {
     fn a_writer_dead_inside_a_line_is_waited_for_once() {
         let c = Counters::default();
         let mut w = flaky(4, 0, Some(4));
-        write_line(&mut w, b"{\"a\":1}\n", &c, false);
+        write_line_to(&mut w, b"{\"a\":1}\n", &c, false, &NEVER_GIVE_UP);
         let start = Instant::now();
         for _ in 0..10 {
-            write_line(&mut w, b"{\"b\":2}\n", &c, false);
+            write_line_to(&mut w, b"{\"b\":2}\n", &c, false, &NEVER_GIVE_UP);
         }
         assert!(start.elapsed() < FINISH_LINE_WAIT, "{:?}", start.elapsed());
         assert_eq!(w.out, b"{\"a\"");

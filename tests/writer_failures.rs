@@ -157,8 +157,59 @@ fn child_entry() {
                 bad
             );
         }
+        // A non-blocking output that takes part of every line and then fails for good, and a
+        // shutdown timeout shorter than the time a started line is given.
+        "cut_at_shutdown" => {
+            let guard = traceline::builder()
+                .writer(traceline::install::Writer::custom(|| TakesPartThenFails).non_blocking())
+                .shutdown_timeout(Duration::from_millis(300))
+                .try_init()
+                .unwrap();
+            let stats = guard.stats();
+            for i in 0..10u64 {
+                info!(i, "line");
+            }
+            let start = Instant::now();
+            drop(guard);
+            println!(
+                "STATS {} {} {}",
+                stats.lines_written(),
+                stats.lines_dropped(),
+                start.elapsed().as_millis()
+            );
+        }
         other => panic!("unknown scenario {other}"),
     }
+}
+
+/// Takes the first 20 bytes of a line, then fails on every call.
+struct TakesPartThenFails;
+
+impl io::Write for TakesPartThenFails {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.len() > 20 && data[0] == b'{' {
+            return Ok(20);
+        }
+        Err(io::Error::from_raw_os_error(libc::EIO))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A shutdown that runs out of time gives up on a started line at once, so the guard keeps to
+/// its timeout and, once it is gone, every line is counted: written or dropped.
+#[test]
+fn a_shutdown_out_of_time_gives_up_on_a_started_line_and_counts_every_line() {
+    let out = support::run(ENTRY, "cut_at_shutdown", &[("OTEL_SDK_DISABLED", "true")]);
+    let n = stats_numbers(&out.stdout);
+    let (written, dropped, took_ms) = (n[0], n[1], n[2]);
+    assert_eq!((written, dropped), (0, 10), "took {took_ms} ms");
+    // The timeout, and not the 2 s a started line is otherwise given.
+    assert!(
+        took_ms < 1_500,
+        "the guard took {took_ms} ms (timeout 300 ms)"
+    );
 }
 
 #[test]
@@ -511,4 +562,132 @@ fn a_panicking_writer_loses_its_lines_counted_not_the_program() {
         ),
         (5, 5, 5)
     );
+}
+
+/// Fails inside a line while `broken`: takes its first 20 bytes, then errors.
+#[derive(Clone, Default)]
+struct Routed {
+    out: Capture,
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl io::Write for Routed {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            if data.len() > 20 && data[0] == b'{' {
+                self.out.make_writer().write_all(&data[..20])?;
+                return Ok(20);
+            }
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.out.make_writer().write_all(data)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With a writer that routes by level (WARN and above to one output, the rest to another), the
+/// newline that ends a cut line goes to the output that has the cut line: the next line there
+/// stands on its own, and the other output gets no empty line. Through the layer's own writer
+/// and through the non-blocking queue.
+#[test]
+fn a_line_cut_on_one_routed_writer_is_ended_there() {
+    use std::sync::atomic::Ordering;
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    for non_blocking in [false, true] {
+        let (warns, rest) = (Routed::default(), Routed::default());
+        let (w, r) = (warns.clone(), rest.clone());
+        let make = (move || w.clone())
+            .with_max_level(tracing::Level::WARN)
+            .or_else(move || r.clone());
+        let (dispatch, guard) = if non_blocking {
+            let (layer, guard) = traceline::layer()
+                .log_internal_errors(false)
+                .with_output(traceline::install::Writer::custom(make).non_blocking())
+                .unwrap();
+            (
+                tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
+                Some(guard),
+            )
+        } else {
+            let layer = traceline::layer()
+                .with_writer(make)
+                .log_internal_errors(false);
+            (
+                tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
+                None,
+            )
+        };
+        // The queue's thread writes the line: the writer stays broken past the time a started
+        // line is given, so that the line is cut (as the blocking write's own wait does).
+        let settle = || {
+            if non_blocking {
+                std::thread::sleep(Duration::from_millis(2_600));
+            }
+        };
+        tracing::dispatcher::with_default(&dispatch, || {
+            warns.broken.store(true, Ordering::SeqCst);
+            tracing::warn!("first warning");
+            settle();
+            warns.broken.store(false, Ordering::SeqCst);
+            info!("an info line");
+            tracing::warn!("second warning");
+        });
+        drop(guard);
+        let (warns, rest) = (warns.out.text(), rest.out.text());
+        let lines: Vec<&str> = warns.split_inclusive('\n').collect();
+        assert_eq!(lines.len(), 2, "non-blocking {non_blocking}: {warns:?}");
+        assert_eq!(lines[0].len(), 21, "the cut line, ended: {:?}", lines[0]);
+        assert_eq!(check_line(lines[1]).str("message"), "second warning");
+        assert_eq!(check_line(&rest).str("message"), "an info line", "{rest:?}");
+    }
+}
+
+/// Takes 30 bytes per call; its second call panics.
+#[derive(Clone, Default)]
+struct PanicsMidLine {
+    out: Capture,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl io::Write for PanicsMidLine {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            panic!("the writer panics once, mid-line, on purpose");
+        }
+        let n = data.len().min(30);
+        self.out.make_writer().write_all(&data[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer that panics after taking part of a line leaves it cut: the next line starts on a
+/// line of its own, and the lines counted as written are whole lines.
+#[test]
+fn a_writer_panicking_mid_line_does_not_glue_the_next_line_to_it() {
+    let writer = PanicsMidLine::default();
+    let w = writer.clone();
+    let layer = traceline::layer()
+        .with_writer(move || w.clone())
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info!("first");
+        info!("second");
+        info!("third");
+    });
+    let text = writer.out.text();
+    let raw: Vec<&str> = text.split_inclusive('\n').collect();
+    assert_eq!(raw.len(), 3, "{text:?}");
+    assert_eq!(raw[0].len(), 31, "the cut line, ended: {:?}", raw[0]);
+    assert_eq!(check_line(raw[1]).str("message"), "second");
+    assert_eq!(check_line(raw[2]).str("message"), "third");
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (2, 1));
 }

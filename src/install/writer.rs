@@ -311,23 +311,66 @@ enum Out {
 }
 
 impl Out {
+    /// Writes a queued line (its target in front when routed); `give_up` is set by a shutdown
+    /// that ran out of time, `took` once the line's writer takes a byte of it.
     fn write_line(
         &mut self,
-        bytes: &[u8],
-        target_len: usize,
-        level: Level,
+        (bytes, target_len, level): (&[u8], usize, Level),
         counters: &output::Counters,
         report: bool,
+        give_up: &std::sync::atomic::AtomicBool,
+        took: &std::cell::Cell<bool>,
     ) {
         match self {
-            Out::Plain(out) => output::write_line(out, bytes, counters, report),
+            Out::Plain(out) => {
+                if output::mend(out, counters, report, give_up) {
+                    let mut out = output::Watch { inner: out, took };
+                    output::write_line(&mut out, bytes, counters, report, give_up);
+                }
+            }
             Out::Routed(make) => {
                 let (target, line) = bytes.split_at(target_len);
                 let target = std::str::from_utf8(target).unwrap_or_default();
+                if counters.line_is_broken() {
+                    // The newline that ends a cut line goes where the cut line went.
+                    let mended = match counters.cut_route() {
+                        Some(output::Route::Line(t, l)) => output::mend(
+                            &mut make.make_writer_for(&line_metadata(&t, l)),
+                            counters,
+                            report,
+                            give_up,
+                        ),
+                        _ => output::mend(
+                            &mut make.make_writer_for(&line_metadata(target, level)),
+                            counters,
+                            report,
+                            give_up,
+                        ),
+                    };
+                    if !mended {
+                        return;
+                    }
+                }
                 let meta = line_metadata(target, level);
-                output::write_line(&mut make.make_writer_for(&meta), line, counters, report);
+                let mut writer = output::Watch {
+                    inner: make.make_writer_for(&meta),
+                    took,
+                };
+                let outcome = output::write_line(&mut writer, line, counters, report, give_up);
+                if outcome == output::Outcome::Cut {
+                    counters.line_cut(output::Route::Line(target.to_owned(), level));
+                }
             }
         }
+    }
+
+    /// Notes that the line `bytes` may have been left cut (its writer panicked).
+    fn panicked_in(&self, bytes: &[u8], target_len: usize, level: Level, c: &output::Counters) {
+        let target = match self {
+            Out::Plain(_) => String::new(),
+            Out::Routed(_) => String::from_utf8_lossy(&bytes[..target_len]).into_owned(),
+        };
+        c.line_cut(output::Route::Line(target, level));
     }
 
     fn flush(&mut self) {
@@ -429,12 +472,23 @@ impl Queue {
                             }
                             // A writer that panics loses its line, counted, not the thread
                             // (and with it every later line).
+                            let took = std::cell::Cell::new(false);
                             let written = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                out.write_line(&bytes, target_len, level, counters, report)
+                                out.write_line(
+                                    (&bytes, target_len, level),
+                                    counters,
+                                    report,
+                                    &shared.abandoned,
+                                    &took,
+                                )
                             }));
                             if written.is_err() {
                                 let err = std::io::Error::other("the writer panicked");
                                 counters.dropped(Loss::Write(&err), report);
+                                if took.get() {
+                                    // It took part of the line.
+                                    out.panicked_in(&bytes, target_len, level, counters);
+                                }
                             }
                         }
                     };
