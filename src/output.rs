@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -217,31 +217,61 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// A counter split over cache lines, so that threads counting at once do not contend.
-#[derive(Default)]
-struct Sharded([Shard; SHARDS]);
+/// A counter split over cache lines, so that threads counting at once do not contend: each of
+/// the first [`OWNED`] threads that count has a cache line of its own, which it alone writes (a
+/// load and a store, no read-modify-write); later threads share one, counted atomically.
+struct Sharded {
+    owned: Box<[Shard]>,
+    shared: Shard,
+}
 
-const SHARDS: usize = 8;
+impl Default for Sharded {
+    fn default() -> Self {
+        Sharded {
+            owned: (0..OWNED).map(|_| Shard::default()).collect(),
+            shared: Shard::default(),
+        }
+    }
+}
+
+/// How many threads get a counter of their own (in every [`Sharded`]).
+const OWNED: usize = 64;
 
 #[derive(Default)]
 #[repr(align(128))]
 struct Shard(AtomicU64);
 
+thread_local! {
+    /// This thread's index, given once and never to another thread: below [`OWNED`], the
+    /// thread's own counter in every [`Sharded`].
+    static INDEX: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
 impl Sharded {
     #[inline]
     fn add(&self, n: u64) {
-        thread_local! {
-            static INDEX: usize = {
-                static NEXT: AtomicU64 = AtomicU64::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed) as usize % SHARDS
-            };
+        let i = INDEX.try_with(|i| *i).unwrap_or(usize::MAX);
+        match self.owned.get(i) {
+            // Only this thread writes it: no other write can come between the load and the
+            // store.
+            Some(own) => own
+                .0
+                .store(own.0.load(Ordering::Relaxed) + n, Ordering::Relaxed),
+            None => {
+                self.shared.0.fetch_add(n, Ordering::Relaxed);
+            }
         }
-        let i = INDEX.with(|i| *i);
-        self.0[i].0.fetch_add(n, Ordering::Relaxed);
     }
 
     fn sum(&self) -> u64 {
-        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+        self.owned
+            .iter()
+            .chain([&self.shared])
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -402,6 +432,29 @@ fn write_whole(
 
 #[cfg(test)]
 mod tests {
+    /// Every count arrives, from threads with a counter of their own and from the threads past
+    /// them that share one, counting at the same time.
+    #[test]
+    fn the_sharded_count_is_exact_across_more_threads_than_own_counters() {
+        let c = std::sync::Arc::new(Sharded::default());
+        let threads: Vec<_> = (0..OWNED + 16)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.add(1);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(c.sum(), (OWNED as u64 + 16) * 1000);
+        assert!(
+            c.shared.0.load(Ordering::Relaxed) > 0,
+            "some threads shared"
+        );
+    }
+
     use super::*;
 
     /// Takes at most `chunk` bytes per call, after `blocks` calls answering `WouldBlock`.
