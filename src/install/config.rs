@@ -216,10 +216,12 @@ fn percent_decode(s: &str) -> Option<String> {
 /// a clear message: the exporter is built without TLS). The scheme is read in any case, and
 /// given back in lowercase; an empty port is the scheme's default.
 pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, InitError> {
-    // First: no other message may repeat a URL that holds credentials.
+    // First: no other message may repeat a URL that holds credentials. Any `@` counts, also
+    // past a `/`, `?` or `#` (a password holding one of them, as base64 text may, is read by
+    // URL parsers as the end of the authority).
     let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
-    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
-    if let Some((_, host)) = authority.rsplit_once('@') {
+    if let Some((_, rest)) = after_scheme.rsplit_once('@') {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
         // Never repeated in the message: the credentials are secrets.
         return Err(InitError::invalid(
             setting,
@@ -479,6 +481,10 @@ mod tests {
             "http://user:s3cret@collector:4318",
             "http://s3cret@collector",
             "https://user:s3cret@collector:4318",
+            // A password holding `/`, `?` or `#` ends the authority for a URL parser.
+            "http://user:s3cret/x@collector:4318",
+            "http://user:s3cret?x@collector:4318",
+            "http://user:s3cret#x@collector:4318",
         ] {
             let msg = endpoint("X", creds).unwrap_err().to_string();
             assert!(msg.contains("credentials in the endpoint URL"), "{msg}");
