@@ -1543,52 +1543,56 @@ where
         let counters = self.stats.counters();
         let report = self.log_internal_errors;
         let never = &output::NEVER_GIVE_UP;
-        // Whether the line's writer took a byte of it (known after a panic too).
-        let took = std::cell::Cell::new(false);
+        let meta = event.metadata();
+        let progress = output::Progress::default();
         // A writer that panics loses its line, counted, not the program.
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if !self.counting {
                 // A queue: it takes every line and counts it itself.
-                let _ = self
-                    .make_writer
-                    .make_writer_for(event.metadata())
-                    .write_all(line);
+                progress.counted.set(true);
+                let _ = self.make_writer.make_writer_for(meta).write_all(line);
                 return;
             }
             if counters.line_is_broken() {
                 // The newline that ends a cut line goes where the cut line went (a writer that
                 // routes by level or target may give this line another one), made and dropped
                 // before this line's writer is made.
-                let route = match counters.cut_route() {
-                    Some(output::Route::Event(meta)) => meta,
-                    _ => event.metadata(),
+                let (route, same_place) = match counters.cut_route() {
+                    Some(output::Route::Event(cut)) => (
+                        cut,
+                        cut.level() == meta.level() && cut.target() == meta.target(),
+                    ),
+                    _ => (meta, true),
                 };
-                let mended = output::mend(
+                let go_on = output::mend(
                     &mut self.make_writer.make_writer_for(route),
                     counters,
                     report,
                     never,
+                    same_place,
                 );
-                if !mended {
+                if !go_on {
+                    progress.counted.set(true);
                     return;
                 }
             }
             let mut writer = output::Watch {
-                inner: self.make_writer.make_writer_for(event.metadata()),
-                took: &took,
+                inner: self.make_writer.make_writer_for(meta),
+                progress: &progress,
             };
-            if output::write_line(&mut writer, line, counters, report, never)
-                == output::Outcome::Cut
-            {
-                counters.line_cut(output::Route::Event(event.metadata()));
+            let outcome = output::write_line(&mut writer, line, counters, report, never);
+            progress.counted.set(true);
+            if outcome == output::Outcome::Cut {
+                counters.line_cut(output::Route::Event(meta));
             }
         }));
-        if written.is_err() {
+        // A panic after the line was counted (a writer that panics as it is dropped) changes
+        // nothing; before, the line is lost, and cut if the writer took part of it.
+        if written.is_err() && !progress.counted.get() {
             let err = io::Error::other("the writer panicked");
             counters.dropped(output::Loss::Write(&err), report);
-            // It took part of the line: the next line starts on a line of its own.
-            if self.counting && took.get() {
-                counters.line_cut(output::Route::Event(event.metadata()));
+            if self.counting && progress.took.get() {
+                counters.line_cut(output::Route::Event(meta));
             }
         }
     }

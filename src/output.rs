@@ -288,7 +288,7 @@ pub(crate) enum Outcome {
 /// A writer that notes whether it took a byte: after a panic, whether the line was begun.
 pub(crate) struct Watch<'a, W> {
     pub(crate) inner: W,
-    pub(crate) took: &'a std::cell::Cell<bool>,
+    pub(crate) progress: &'a Progress,
 }
 
 impl<W: Write> Write for Watch<'_, W> {
@@ -296,7 +296,7 @@ impl<W: Write> Write for Watch<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         if n > 0 {
-            self.took.set(true);
+            self.progress.took.set(true);
         }
         Ok(n)
     }
@@ -309,13 +309,16 @@ impl<W: Write> Write for Watch<'_, W> {
 pub(crate) static NEVER_GIVE_UP: AtomicBool = AtomicBool::new(false);
 
 /// Ends a line the last write left cut, with a newline through `w` (the writer the cut line
-/// went to). `false` when that fails: then the line about to be written is dropped too, and
-/// counted.
+/// went to), and says whether to write the next line. When the newline cannot be written, the
+/// cut stays noted; the next line is dropped too (and counted) when it goes `same_place`, and
+/// written where it goes otherwise (a writer that routes by level or target sends it to
+/// another output, which a broken one must not hold up).
 pub(crate) fn mend(
     w: &mut impl Write,
     counters: &Counters,
     report: bool,
     give_up: &AtomicBool,
+    same_place: bool,
 ) -> bool {
     if !counters.line_is_broken() {
         return true;
@@ -329,11 +332,23 @@ pub(crate) fn mend(
         if err.kind() == io::ErrorKind::WouldBlock {
             counters.stuck.store(true, Ordering::Relaxed);
         }
-        counters.dropped(Loss::Write(&err), report);
-        return false;
+        if same_place {
+            counters.dropped(Loss::Write(&err), report);
+            return false;
+        }
+        return true;
     }
     counters.broken_line.store(false, Ordering::Relaxed);
     true
+}
+
+/// How far a line has got: whether its writer took a byte of it, and whether it was counted
+/// (written or dropped). Read after a panic, to count the line once and to tell whether it was
+/// begun.
+#[derive(Default)]
+pub(crate) struct Progress {
+    pub(crate) took: std::cell::Cell<bool>,
+    pub(crate) counted: std::cell::Cell<bool>,
 }
 
 /// Writes `line` whole to `w`, counting it as written or dropped (after [`mend`]). A line
@@ -386,7 +401,7 @@ pub(crate) fn write_line_to(
     report: bool,
     give_up: &AtomicBool,
 ) {
-    if mend(w, counters, report, give_up) {
+    if mend(w, counters, report, give_up, true) {
         write_line(w, line, counters, report, give_up);
     }
 }

@@ -691,3 +691,105 @@ fn a_writer_panicking_mid_line_does_not_glue_the_next_line_to_it() {
     assert_eq!(check_line(raw[2]).str("message"), "third");
     assert_eq!((stats.lines_written(), stats.lines_dropped()), (2, 1));
 }
+
+/// An output that routes by level, whose WARN side breaks for good inside a line: the INFO
+/// side, healthy, still gets every one of its lines (the newline owed to the WARN side does not
+/// hold them up), through the layer's writer and through the non-blocking queue.
+#[test]
+fn a_broken_routed_output_does_not_hold_up_a_healthy_one() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    for non_blocking in [false, true] {
+        let (warns, rest) = (Routed::default(), Routed::default());
+        warns
+            .broken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (w, r) = (warns.clone(), rest.clone());
+        let make = (move || w.clone())
+            .with_max_level(tracing::Level::WARN)
+            .or_else(move || r.clone());
+        let (layer, guard) = if non_blocking {
+            let (layer, guard) = traceline::layer()
+                .log_internal_errors(false)
+                .with_output(traceline::install::Writer::custom(make).non_blocking())
+                .unwrap();
+            (layer, Some(guard))
+        } else {
+            let layer = traceline::layer()
+                .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
+                .log_internal_errors(false);
+            (layer, None)
+        };
+        let stats = layer.stats();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!("a warning");
+            for i in 0..3u64 {
+                info!(i, "an info line");
+            }
+        });
+        drop(guard);
+        let rest = rest.out.text();
+        let seen: Vec<String> = split_lines(&rest)
+            .iter()
+            .map(|l| check_line(l).num("i").to_owned())
+            .collect();
+        assert_eq!(
+            seen,
+            ["0", "1", "2"],
+            "non-blocking {non_blocking}: {rest:?}"
+        );
+        assert_eq!(
+            (stats.lines_written(), stats.lines_dropped()),
+            (3, 1),
+            "non-blocking {non_blocking}"
+        );
+    }
+}
+
+/// Writes whole lines, and panics as it is dropped once (a flush on drop that fails).
+#[derive(Clone, Default)]
+struct PanicsOnDrop {
+    out: Capture,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl io::Write for PanicsOnDrop {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        self.out.make_writer().write_all(data)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("flush on drop failed");
+        }
+    }
+}
+
+/// A writer that panics after the whole line was written (as it is dropped): the line is
+/// counted once, as written, and the next line gets no empty line in front.
+#[test]
+fn a_writer_panicking_after_a_whole_line_counts_it_once() {
+    let writer = PanicsOnDrop::default();
+    let w = writer.clone();
+    let layer = traceline::layer()
+        .with_writer(move || w.clone())
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        writer
+            .armed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        info!("first");
+        info!("second");
+    });
+    let text = writer.out.text();
+    assert!(!text.lines().any(str::is_empty), "an empty line: {text:?}");
+    assert_eq!(split_lines(&text).len(), 2, "{text:?}");
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (2, 0));
+}

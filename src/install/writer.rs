@@ -312,51 +312,55 @@ enum Out {
 
 impl Out {
     /// Writes a queued line (its target in front when routed); `give_up` is set by a shutdown
-    /// that ran out of time, `took` once the line's writer takes a byte of it.
+    /// that ran out of time; `progress` says, after a panic, how far the line got.
     fn write_line(
         &mut self,
         (bytes, target_len, level): (&[u8], usize, Level),
         counters: &output::Counters,
         report: bool,
         give_up: &std::sync::atomic::AtomicBool,
-        took: &std::cell::Cell<bool>,
+        progress: &output::Progress,
     ) {
         match self {
             Out::Plain(out) => {
-                if output::mend(out, counters, report, give_up) {
-                    let mut out = output::Watch { inner: out, took };
+                if output::mend(out, counters, report, give_up, true) {
+                    let mut out = output::Watch {
+                        inner: out,
+                        progress,
+                    };
                     output::write_line(&mut out, bytes, counters, report, give_up);
                 }
+                progress.counted.set(true);
             }
             Out::Routed(make) => {
                 let (target, line) = bytes.split_at(target_len);
                 let target = std::str::from_utf8(target).unwrap_or_default();
                 if counters.line_is_broken() {
                     // The newline that ends a cut line goes where the cut line went.
-                    let mended = match counters.cut_route() {
-                        Some(output::Route::Line(t, l)) => output::mend(
-                            &mut make.make_writer_for(&line_metadata(&t, l)),
-                            counters,
-                            report,
-                            give_up,
-                        ),
-                        _ => output::mend(
-                            &mut make.make_writer_for(&line_metadata(target, level)),
-                            counters,
-                            report,
-                            give_up,
-                        ),
+                    let cut = counters.cut_route();
+                    let (t, l) = match &cut {
+                        Some(output::Route::Line(t, l)) => (t.as_str(), *l),
+                        _ => (target, level),
                     };
-                    if !mended {
+                    let go_on = output::mend(
+                        &mut make.make_writer_for(&line_metadata(t, l)),
+                        counters,
+                        report,
+                        give_up,
+                        (t, l) == (target, level),
+                    );
+                    if !go_on {
+                        progress.counted.set(true);
                         return;
                     }
                 }
                 let meta = line_metadata(target, level);
                 let mut writer = output::Watch {
                     inner: make.make_writer_for(&meta),
-                    took,
+                    progress,
                 };
                 let outcome = output::write_line(&mut writer, line, counters, report, give_up);
+                progress.counted.set(true);
                 if outcome == output::Outcome::Cut {
                     counters.line_cut(output::Route::Line(target.to_owned(), level));
                 }
@@ -472,20 +476,22 @@ impl Queue {
                             }
                             // A writer that panics loses its line, counted, not the thread
                             // (and with it every later line).
-                            let took = std::cell::Cell::new(false);
+                            let progress = output::Progress::default();
                             let written = std::panic::catch_unwind(AssertUnwindSafe(|| {
                                 out.write_line(
                                     (&bytes, target_len, level),
                                     counters,
                                     report,
                                     &shared.abandoned,
-                                    &took,
+                                    &progress,
                                 )
                             }));
-                            if written.is_err() {
+                            // A panic after the line was counted (a writer that panics as it
+                            // is dropped) changes nothing.
+                            if written.is_err() && !progress.counted.get() {
                                 let err = std::io::Error::other("the writer panicked");
                                 counters.dropped(Loss::Write(&err), report);
-                                if took.get() {
+                                if progress.took.get() {
                                     // It took part of the line.
                                     out.panicked_in(&bytes, target_len, level, counters);
                                 }
