@@ -1230,7 +1230,16 @@ impl Schema {
         let event_reserved = if fields_key.is_none() {
             reserved
         } else {
-            Reserved::default()
+            // Inside the `fields` object, the names of top-level keys under its name (a static
+            // field renamed `fields.level`, or named so) are taken: once dotted keys are
+            // expanded, `fields.level` and `"fields":{"level":…}` are one key.
+            let mut inside = Reserved::default();
+            for k in &reserved.keys {
+                if let Some(rest) = k.strip_prefix(prefix.as_str()) {
+                    inside.add(rest);
+                }
+            }
+            inside
         };
         let trace_id = quoted(Key::TraceId, &self.trace_id_prefix);
         let span_id = quoted(Key::SpanId, "");

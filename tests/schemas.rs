@@ -1284,13 +1284,55 @@ fn a_static_field_named_like_a_line_key_is_prefixed_with_nested_fields() {
     ] {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(one(schema, || info!(n = 1, "x")).0);
+            let _ = tx.send(
+                one(schema, || {
+                    info!(
+                        n = 1,
+                        host = "user",
+                        level = "user",
+                        log.level = "user",
+                        "x"
+                    )
+                })
+                .0,
+            );
         });
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("the schema is built and the line written");
         assert_eq!(line.str(&format!("fields.{key}")), "web-1", "{line:?}");
         assert_eq!(line.at("fields").num("n"), "1", "{line:?}");
+        // The event's own field of that name, inside `fields`, takes the prefix there: once
+        // dotted keys are expanded, no path is written twice.
+        assert_eq!(
+            line.at("fields").str(&format!("fields.{key}")),
+            "user",
+            "{line:?}"
+        );
+        let mut paths = Vec::new();
+        leaf_paths("", &line, &mut paths);
+        let mut sorted = paths.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), paths.len(), "a path twice: {paths:?}");
+    }
+}
+
+/// The paths of a line's values once dotted keys are expanded (`a.b` and `{"a":{"b":…}}` are
+/// the same path).
+fn leaf_paths(prefix: &str, v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::Obj(members) => {
+            for (k, v) in members {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_paths(&path, v, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
     }
 }
 
