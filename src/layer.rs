@@ -1553,38 +1553,18 @@ where
                 let _ = self.make_writer.make_writer_for(meta).write_all(line);
                 return;
             }
-            if counters.line_is_broken() {
-                // The newline that ends a cut line goes where the cut line went (a writer that
-                // routes by level or target may give this line another one), made and dropped
-                // before this line's writer is made.
-                let (route, same_place) = match counters.cut_route() {
-                    Some(output::Route::Event(cut)) => (
-                        cut,
-                        cut.level() == meta.level() && cut.target() == meta.target(),
-                    ),
-                    _ => (meta, true),
-                };
-                let go_on = output::mend(
-                    &mut self.make_writer.make_writer_for(route),
-                    counters,
-                    report,
-                    never,
-                    same_place,
-                );
-                if !go_on {
-                    progress.counted.set(true);
-                    return;
-                }
-            }
-            let mut writer = output::Watch {
-                inner: self.make_writer.make_writer_for(meta),
-                progress: &progress,
-            };
-            let outcome = output::write_line(&mut writer, line, counters, report, never);
-            progress.counted.set(true);
-            if outcome == output::Outcome::Cut {
-                counters.line_cut(output::Route::Event(meta));
-            }
+            output::write_routed(
+                line,
+                output::RouteRef::Event(meta),
+                counters,
+                report,
+                never,
+                &progress,
+                |route| match route {
+                    output::RouteRef::Event(m) => self.make_writer.make_writer_for(m),
+                    _ => self.make_writer.make_writer_for(meta),
+                },
+            );
         }));
         // A panic after the line was counted (a writer that panics as it is dropped) changes
         // nothing; before, the line is lost, and cut if the writer took part of it.

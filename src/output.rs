@@ -99,21 +99,57 @@ pub(crate) struct Counters {
     quiet_until: AtomicU64,
     /// The last write stopped inside a line: the next line starts with a newline.
     broken_line: AtomicBool,
-    /// Where the cut line went, when the output routes lines (by level or target) to more than
-    /// one writer: the newline that ends it goes there, not to the next line's writer.
-    cut_route: std::sync::Mutex<Option<Route>>,
+    /// Where the lines left cut went (an output may route lines by level or target to more
+    /// than one writer): the newline that ends each goes there, not to the next line's writer.
+    cut_routes: std::sync::Mutex<Vec<Route>>,
     /// A line was dropped after waiting out `WouldBlock` for its first byte: until a line
     /// gets through, lines do not wait for their first byte again.
     stuck: AtomicBool,
 }
 
 /// What a routing output is asked for a writer with: an event's metadata (a layer's own
-/// writer), or a queued line's target and level (the non-blocking writer's).
+/// writer), a queued line's target and level (the non-blocking writer's), or nothing (an
+/// output with one writer).
 #[derive(Clone, Debug)]
 pub(crate) enum Route {
     Event(&'static tracing_core::Metadata<'static>),
     #[cfg_attr(not(feature = "install"), allow(dead_code))]
     Line(String, tracing_core::Level),
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    Plain,
+}
+
+/// A [`Route`] borrowed, for a line on its way (no allocation unless it is left cut).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RouteRef<'a> {
+    Event(&'static tracing_core::Metadata<'static>),
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    Line(&'a str, tracing_core::Level),
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    Plain,
+}
+
+impl Route {
+    fn is(&self, other: &Route) -> bool {
+        match (self, other) {
+            (Route::Event(a), Route::Event(b)) => {
+                a.level() == b.level() && a.target() == b.target()
+            }
+            (Route::Line(t, l), Route::Line(u, m)) => t == u && l == m,
+            (Route::Plain, Route::Plain) => true,
+            _ => false,
+        }
+    }
+}
+
+impl RouteRef<'_> {
+    fn owned(self) -> Route {
+        match self {
+            RouteRef::Event(m) => Route::Event(m),
+            RouteRef::Line(t, l) => Route::Line(t.to_owned(), l),
+            RouteRef::Plain => Route::Plain,
+        }
+    }
 }
 
 impl Counters {
@@ -122,27 +158,25 @@ impl Counters {
         self.written.add(1);
     }
 
-    /// Whether the last line was left cut (the next one must start with a newline).
+    /// Whether a line was left cut and not ended yet.
     #[inline]
     pub(crate) fn line_is_broken(&self) -> bool {
         self.broken_line.load(Ordering::Relaxed)
     }
 
-    /// Notes that a line sent along `route` was left cut (or may have been: its writer
-    /// panicked): the next line starts with a newline, written along that route.
-    #[cold]
-    pub(crate) fn line_cut(&self, route: Route) {
-        *self.cut_route.lock().unwrap_or_else(|e| e.into_inner()) = Some(route);
-        self.broken_line.store(true, Ordering::Relaxed);
+    fn routes(&self) -> std::sync::MutexGuard<'_, Vec<Route>> {
+        self.cut_routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Where the cut line went, if known.
+    /// Notes that a line sent along `route` was left cut (or its writer panicked after taking
+    /// part of it): a newline is owed there.
     #[cold]
-    pub(crate) fn cut_route(&self) -> Option<Route> {
-        self.cut_route
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub(crate) fn line_cut(&self, route: Route) {
+        let mut routes = self.routes();
+        if !routes.iter().any(|r| r.is(&route)) {
+            routes.push(route);
+        }
+        self.broken_line.store(true, Ordering::Relaxed);
     }
 
     /// Counts a dropped line, saying why on stderr when `report` and the last report is old
@@ -308,38 +342,93 @@ impl<W: Write> Write for Watch<'_, W> {
 /// Never set: for writers no shutdown gives up on.
 pub(crate) static NEVER_GIVE_UP: AtomicBool = AtomicBool::new(false);
 
-/// Ends a line the last write left cut, with a newline through `w` (the writer the cut line
-/// went to), and says whether to write the next line. When the newline cannot be written, the
-/// cut stays noted; the next line is dropped too (and counted) when it goes `same_place`, and
-/// written where it goes otherwise (a writer that routes by level or target sends it to
-/// another output, which a broken one must not hold up).
-pub(crate) fn mend(
-    w: &mut impl Write,
+/// Writes `line` along `route`, counting it once, as written or dropped. First the lines left
+/// cut are ended, each with a newline through the writer it went to (`make` gives the writer
+/// for a route; each is dropped before the next is made). While one of them cannot be ended,
+/// the line goes with a newline in front: its writer may be that one, and the line must not be
+/// glued to the cut one, nor held up by another output that is broken.
+pub(crate) fn write_routed<W: Write>(
+    line: &[u8],
+    route: RouteRef<'_>,
     counters: &Counters,
     report: bool,
     give_up: &AtomicBool,
-    same_place: bool,
-) -> bool {
-    if !counters.line_is_broken() {
-        return true;
+    progress: &Progress,
+    mut make: impl FnMut(RouteRef<'_>) -> W,
+) {
+    let mut owed = false;
+    if counters.line_is_broken() {
+        owed = mend(counters, give_up, &mut make);
     }
-    let first_byte = if counters.stuck.load(Ordering::Relaxed) {
-        Duration::ZERO
-    } else {
-        WOULD_BLOCK_WAIT
+    let mut w = Watch {
+        inner: make(route),
+        progress,
     };
-    if let Err((err, _)) = write_whole(w, b"\n", first_byte, give_up) {
-        if err.kind() == io::ErrorKind::WouldBlock {
-            counters.stuck.store(true, Ordering::Relaxed);
-        }
-        if same_place {
-            counters.dropped(Loss::Write(&err), report);
-            return false;
-        }
-        return true;
+    let outcome = if owed {
+        let mut with_newline = Vec::with_capacity(line.len() + 1);
+        with_newline.push(b'\n');
+        with_newline.extend_from_slice(line);
+        write_line(&mut w, &with_newline, counters, report, give_up)
+    } else {
+        write_line(&mut w, line, counters, report, give_up)
+    };
+    progress.counted.set(true);
+    drop(w);
+    if outcome == Outcome::Cut {
+        counters.line_cut(route.owned());
     }
-    counters.broken_line.store(false, Ordering::Relaxed);
-    true
+}
+
+/// Ends the lines left cut; `true` while one of them cannot be ended.
+#[cold]
+#[inline(never)]
+fn mend<W: Write>(
+    counters: &Counters,
+    give_up: &AtomicBool,
+    make: &mut impl FnMut(RouteRef<'_>) -> W,
+) -> bool {
+    let routes: Vec<Route> = counters.routes().clone();
+    let mut ended = Vec::new();
+    for r in &routes {
+        let borrowed = match r {
+            Route::Event(m) => RouteRef::Event(m),
+            Route::Line(t, l) => RouteRef::Line(t, *l),
+            Route::Plain => RouteRef::Plain,
+        };
+        let first_byte = if counters.stuck.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            WOULD_BLOCK_WAIT
+        };
+        match write_whole(&mut make(borrowed), b"\n", first_byte, give_up) {
+            Ok(()) => ended.push(r.clone()),
+            Err((err, _)) => {
+                if err.kind() == io::ErrorKind::WouldBlock {
+                    counters.stuck.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    let mut left = counters.routes();
+    left.retain(|r| !ended.iter().any(|e| e.is(r)));
+    if left.is_empty() {
+        counters.broken_line.store(false, Ordering::Relaxed);
+    }
+    !left.is_empty()
+}
+
+/// One writer lent anew for each use: the writer of an output with one writer, along every
+/// route (each use ends before the next begins).
+pub(crate) struct Lent<'a, T: Write>(pub(crate) std::cell::RefMut<'a, T>);
+
+impl<T: Write> Write for Lent<'_, T> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// How far a line has got: whether its writer took a byte of it, and whether it was counted
@@ -351,8 +440,8 @@ pub(crate) struct Progress {
     pub(crate) counted: std::cell::Cell<bool>,
 }
 
-/// Writes `line` whole to `w`, counting it as written or dropped (after [`mend`]). A line
-/// left cut sets the broken-line flag; the caller notes its route.
+/// Writes `line` whole to `w`, counting it as written or dropped. A line left cut sets the
+/// broken-line flag; the caller notes its route.
 pub(crate) fn write_line(
     w: &mut impl Write,
     line: &[u8],
@@ -392,7 +481,7 @@ pub(crate) fn write_line(
     }
 }
 
-/// [`mend`], then [`write_line`], through one writer (an output that does not route).
+/// [`write_routed`] through one writer (an output that does not route).
 #[cfg(test)]
 pub(crate) fn write_line_to(
     w: &mut impl Write,
@@ -401,9 +490,17 @@ pub(crate) fn write_line_to(
     report: bool,
     give_up: &AtomicBool,
 ) {
-    if mend(w, counters, report, give_up, true) {
-        write_line(w, line, counters, report, give_up);
-    }
+    let progress = Progress::default();
+    let w = std::cell::RefCell::new(w);
+    write_routed(
+        line,
+        RouteRef::Plain,
+        counters,
+        report,
+        give_up,
+        &progress,
+        |_| Lent(w.borrow_mut()),
+    );
 }
 
 /// Writes all of `line`. Before its first byte is taken, `WouldBlock` is waited out for up to

@@ -1233,7 +1233,11 @@ impl Schema {
             // Inside the `fields` object, the names of top-level keys under its name (a static
             // field renamed `fields.level`, or named so) are taken: once dotted keys are
             // expanded, `fields.level` and `"fields":{"level":…}` are one key.
-            let mut inside = Reserved::default();
+            let mut inside = Reserved {
+                // Keys renamed inside the object are children of the stem there too.
+                stem: Some(self.names[Key::Fields as usize].clone().into()),
+                ..Reserved::default()
+            };
             for k in &reserved.keys {
                 if let Some(rest) = k.strip_prefix(prefix.as_str()) {
                     inside.add(rest);

@@ -1291,6 +1291,7 @@ fn a_static_field_named_like_a_line_key_is_prefixed_with_nested_fields() {
                         host = "user",
                         level = "user",
                         log.level = "user",
+                        fields = "x",
                         "x"
                     )
                 })
@@ -1315,6 +1316,14 @@ fn a_static_field_named_like_a_line_key_is_prefixed_with_nested_fields() {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), paths.len(), "a path twice: {paths:?}");
+        for a in &paths {
+            for b in &paths {
+                assert!(
+                    !b.starts_with(&format!("{a}.")),
+                    "{a:?} is a value and the parent of {b:?}: {line:?}"
+                );
+            }
+        }
     }
 }
 

@@ -693,8 +693,8 @@ fn a_writer_panicking_mid_line_does_not_glue_the_next_line_to_it() {
 }
 
 /// An output that routes by level, whose WARN side breaks for good inside a line: the INFO
-/// side, healthy, still gets every one of its lines (the newline owed to the WARN side does not
-/// hold them up), through the layer's writer and through the non-blocking queue.
+/// side, healthy, still gets every one of its lines, whole (the newline owed to the WARN side
+/// does not hold them up), through the layer's writer and through the non-blocking queue.
 #[test]
 fn a_broken_routed_output_does_not_hold_up_a_healthy_one() {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
@@ -728,8 +728,11 @@ fn a_broken_routed_output_does_not_hold_up_a_healthy_one() {
         });
         drop(guard);
         let rest = rest.out.text();
+        // While the cut line cannot be ended, a line goes with a newline in front (its writer
+        // may be the broken one): empty lines here, no line lost, none glued.
         let seen: Vec<String> = split_lines(&rest)
             .iter()
+            .filter(|l| l.trim() != "")
             .map(|l| check_line(l).num("i").to_owned())
             .collect();
         assert_eq!(
@@ -792,4 +795,148 @@ fn a_writer_panicking_after_a_whole_line_counts_it_once() {
     assert!(!text.lines().any(str::is_empty), "an empty line: {text:?}");
     assert_eq!(split_lines(&text).len(), 2, "{text:?}");
     assert_eq!((stats.lines_written(), stats.lines_dropped()), (2, 0));
+}
+
+const NORMAL: u8 = 0;
+/// Takes 5 bytes of the next write, then panics on the write after (and is normal again).
+const CUT_THEN_PANIC: u8 = 1;
+const FAIL: u8 = 2;
+const FAIL_ONCE: u8 = 3;
+
+/// A writer driven step by step.
+#[derive(Clone, Default)]
+struct Script {
+    out: Capture,
+    mode: std::sync::Arc<std::sync::Mutex<(u8, bool)>>,
+    panic_on_drop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Script {
+    fn set(&self, mode: u8) {
+        *self.mode.lock().unwrap() = (mode, false);
+    }
+}
+
+impl io::Write for Script {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        let mut m = self.mode.lock().unwrap();
+        match *m {
+            (CUT_THEN_PANIC, false) => {
+                m.1 = true;
+                drop(m);
+                let n = data.len().min(5);
+                self.out.make_writer().write_all(&data[..n])?;
+                Ok(n)
+            }
+            (CUT_THEN_PANIC, true) => {
+                *m = (NORMAL, false);
+                drop(m);
+                panic!("the writer panics on purpose");
+            }
+            (FAIL, _) => Err(io::Error::other("failing")),
+            (FAIL_ONCE, _) => {
+                *m = (NORMAL, false);
+                Err(io::Error::other("failing once"))
+            }
+            _ => {
+                drop(m);
+                self.out.make_writer().write_all(data)?;
+                Ok(data.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        if self
+            .panic_on_drop
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("panics as it is dropped, on purpose");
+        }
+    }
+}
+
+/// One writer that does not route: a line cut at WARN, then an INFO line while the newline
+/// owed fails once. The INFO line goes with a newline in front, not glued to the cut one.
+#[test]
+fn a_line_is_never_glued_to_a_cut_one_on_the_same_writer() {
+    let w = Script::default();
+    let w2 = w.clone();
+    let layer = traceline::layer()
+        .with_writer(move || w2.clone())
+        .log_internal_errors(false);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        w.set(CUT_THEN_PANIC);
+        tracing::warn!("first");
+        w.set(FAIL_ONCE);
+        info!("second");
+    });
+    let text = w.out.text();
+    assert_eq!(text.as_bytes().get(5), Some(&b'\n'), "{text:?}");
+    assert_eq!(check_line(&text[6..]).str("message"), "second", "{text:?}");
+}
+
+/// Two routed outputs each left with a cut line: neither is forgotten, and each is ended
+/// before the next line goes there.
+#[test]
+fn every_cut_line_is_ended_where_it_went() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let (warns, rest) = (Script::default(), Script::default());
+    let (w, r) = (warns.clone(), rest.clone());
+    let make = (move || w.clone())
+        .with_max_level(tracing::Level::WARN)
+        .or_else(move || r.clone());
+    let layer = traceline::layer()
+        .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
+        .log_internal_errors(false);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        warns.set(CUT_THEN_PANIC);
+        tracing::warn!("a");
+        warns.set(FAIL);
+        rest.set(CUT_THEN_PANIC);
+        info!("b");
+        warns.set(NORMAL);
+        tracing::warn!("c");
+        info!("d");
+    });
+    let (warns, rest) = (warns.out.text(), rest.out.text());
+    assert_eq!(warns.as_bytes().get(5), Some(&b'\n'), "{warns:?}");
+    assert_eq!(check_line(&warns[6..]).str("message"), "c", "{warns:?}");
+    let whole: Vec<String> = split_lines(&rest)
+        .iter()
+        .filter(|l| l.trim().len() > 6)
+        .map(|l| check_line(l).str("message").to_owned())
+        .collect();
+    assert_eq!(whole, ["d"], "{rest:?}");
+}
+
+/// The writer made to end a cut line fails and then panics as it is dropped: the line logged
+/// meanwhile is counted once, as dropped.
+#[test]
+fn a_line_is_counted_once_when_ending_a_cut_one_panics() {
+    let w = Script::default();
+    let w2 = w.clone();
+    let layer = traceline::layer()
+        .with_writer(move || w2.clone())
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        w.set(CUT_THEN_PANIC);
+        tracing::warn!("first");
+        w.set(FAIL);
+        w.panic_on_drop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("second");
+    });
+    assert_eq!(
+        (stats.lines_written(), stats.lines_dropped()),
+        (0, 2),
+        "two lines logged"
+    );
 }

@@ -216,12 +216,10 @@ fn percent_decode(s: &str) -> Option<String> {
 /// a clear message: the exporter is built without TLS). The scheme is read in any case, and
 /// given back in lowercase; an empty port is the scheme's default.
 pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, InitError> {
-    // First: no other message may repeat a URL that holds credentials. Any `@` counts, also
-    // past a `/`, `?` or `#` (a password holding one of them, as base64 text may, is read by
-    // URL parsers as the end of the authority).
+    // First: no other message may repeat a URL that holds credentials.
     let after_scheme = value.split_once("://").map_or(value, |(_, rest)| rest);
-    if let Some((_, rest)) = after_scheme.rsplit_once('@') {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((_, host)) = authority.rsplit_once('@') {
         // Never repeated in the message: the credentials are secrets.
         return Err(InitError::invalid(
             setting,
@@ -230,11 +228,19 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
              part, and authenticate at a collector or sidecar on a trusted network",
         ));
     }
+    // Past the authority an `@` is allowed (`?tenant=ops@corp`), but a URL holding one is
+    // never repeated: a password holding `/`, `?` or `#` (as base64 text may) ends the
+    // authority early, and would show.
+    let shown = if after_scheme.contains('@') {
+        "(not repeated: the URL holds an `@`)"
+    } else {
+        value
+    };
     let scheme = value.split_once("://").map(|(scheme, _)| scheme);
     if scheme.is_some_and(|s| s.eq_ignore_ascii_case("https")) {
         return Err(InitError::invalid(
             setting,
-            value,
+            shown,
             "https:// needs TLS, which traceline's OTLP exporter is built without: send to an \
              http:// endpoint, e.g. a collector on localhost or a sidecar that forwards over TLS",
         ));
@@ -246,7 +252,7 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         .ok_or_else(|| {
             InitError::invalid(
                 setting,
-                value,
+                shown,
                 "an OTLP endpoint must be a URL starting with http://, \
                  e.g. http://collector:4317 (gRPC) or http://collector:4318 (HTTP)",
             )
@@ -269,8 +275,12 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
             return Err(InitError::invalid(
                 setting,
-                value,
-                format!("`{port}` is not a port number (1-65535)"),
+                shown,
+                if shown == value {
+                    format!("`{port}` is not a port number (1-65535)")
+                } else {
+                    "the port is not a number from 1 to 65535".to_string()
+                },
             ));
         }
     }
@@ -280,7 +290,7 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
     {
         return Err(InitError::invalid(
             setting,
-            value,
+            shown,
             "the URL has no host or contains spaces; expected e.g. http://collector:4318",
         ));
     }
@@ -481,14 +491,28 @@ mod tests {
             "http://user:s3cret@collector:4318",
             "http://s3cret@collector",
             "https://user:s3cret@collector:4318",
-            // A password holding `/`, `?` or `#` ends the authority for a URL parser.
+        ] {
+            let msg = endpoint("X", creds).unwrap_err().to_string();
+            assert!(msg.contains("credentials in the endpoint URL"), "{msg}");
+            assert!(!msg.contains("s3cret"), "{msg}");
+        }
+        // A password holding `/`, `?` or `#` ends the authority for a URL parser: whatever
+        // the error, the URL is not repeated.
+        for creds in [
             "http://user:s3cret/x@collector:4318",
             "http://user:s3cret?x@collector:4318",
             "http://user:s3cret#x@collector:4318",
         ] {
             let msg = endpoint("X", creds).unwrap_err().to_string();
-            assert!(msg.contains("credentials in the endpoint URL"), "{msg}");
             assert!(!msg.contains("s3cret"), "{msg}");
+        }
+        // An `@` past the authority holds no credentials.
+        for ok in [
+            "http://collector:4318/v1/traces?tenant=ops@corp",
+            "http://collector:4318/@v1/traces",
+            "http://collector:4318/v1/traces#a@b",
+        ] {
+            assert_eq!(endpoint("X", ok).unwrap(), ok);
         }
     }
 

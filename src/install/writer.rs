@@ -323,58 +323,45 @@ impl Out {
     ) {
         match self {
             Out::Plain(out) => {
-                if output::mend(out, counters, report, give_up, true) {
-                    let mut out = output::Watch {
-                        inner: out,
-                        progress,
-                    };
-                    output::write_line(&mut out, bytes, counters, report, give_up);
-                }
-                progress.counted.set(true);
+                let out = std::cell::RefCell::new(out);
+                output::write_routed(
+                    bytes,
+                    output::RouteRef::Plain,
+                    counters,
+                    report,
+                    give_up,
+                    progress,
+                    |_| output::Lent(out.borrow_mut()),
+                );
             }
             Out::Routed(make) => {
                 let (target, line) = bytes.split_at(target_len);
                 let target = std::str::from_utf8(target).unwrap_or_default();
-                if counters.line_is_broken() {
-                    // The newline that ends a cut line goes where the cut line went.
-                    let cut = counters.cut_route();
-                    let (t, l) = match &cut {
-                        Some(output::Route::Line(t, l)) => (t.as_str(), *l),
-                        _ => (target, level),
-                    };
-                    let go_on = output::mend(
-                        &mut make.make_writer_for(&line_metadata(t, l)),
-                        counters,
-                        report,
-                        give_up,
-                        (t, l) == (target, level),
-                    );
-                    if !go_on {
-                        progress.counted.set(true);
-                        return;
-                    }
-                }
-                let meta = line_metadata(target, level);
-                let mut writer = output::Watch {
-                    inner: make.make_writer_for(&meta),
+                output::write_routed(
+                    line,
+                    output::RouteRef::Line(target, level),
+                    counters,
+                    report,
+                    give_up,
                     progress,
-                };
-                let outcome = output::write_line(&mut writer, line, counters, report, give_up);
-                progress.counted.set(true);
-                if outcome == output::Outcome::Cut {
-                    counters.line_cut(output::Route::Line(target.to_owned(), level));
-                }
+                    |route| match route {
+                        output::RouteRef::Line(t, l) => make.make_writer_for(&line_metadata(t, l)),
+                        _ => make.make_writer_for(&line_metadata(target, level)),
+                    },
+                );
             }
         }
     }
 
     /// Notes that the line `bytes` may have been left cut (its writer panicked).
     fn panicked_in(&self, bytes: &[u8], target_len: usize, level: Level, c: &output::Counters) {
-        let target = match self {
-            Out::Plain(_) => String::new(),
-            Out::Routed(_) => String::from_utf8_lossy(&bytes[..target_len]).into_owned(),
-        };
-        c.line_cut(output::Route::Line(target, level));
+        c.line_cut(match self {
+            Out::Plain(_) => output::Route::Plain,
+            Out::Routed(_) => output::Route::Line(
+                String::from_utf8_lossy(&bytes[..target_len]).into_owned(),
+                level,
+            ),
+        });
     }
 
     fn flush(&mut self) {

@@ -1369,7 +1369,11 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
         (reserved.clone(), reserved)
     } else {
         (
-            Reserved::default(),
+            // Inside the `fields` object, a field named like the stem is renamed too.
+            Reserved {
+                keys: Vec::new(),
+                stem: schema.key(Key::Fields).map(str::to_owned),
+            },
             Reserved {
                 keys: vec!["name".to_owned()],
                 stem: None,
