@@ -328,11 +328,13 @@ pub(crate) struct Watch<'a, W> {
 impl<W: Write> Write for Watch<'_, W> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        if n > 0 {
-            self.progress.took.set(true);
+        // Set before the call: a writer that panics inside it may have taken part of the line.
+        let before = self.progress.took.replace(true);
+        let written = self.inner.write(buf);
+        if !matches!(written, Ok(n) if n > 0) {
+            self.progress.took.set(before);
         }
-        Ok(n)
+        written
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
@@ -395,18 +397,11 @@ fn mend<W: Write>(
             Route::Line(t, l) => RouteRef::Line(t, *l),
             Route::Plain => RouteRef::Plain,
         };
-        let first_byte = if counters.stuck.load(Ordering::Relaxed) {
-            Duration::ZERO
-        } else {
-            WOULD_BLOCK_WAIT
-        };
-        match write_whole(&mut make(borrowed), b"\n", first_byte, give_up) {
-            Ok(()) => ended.push(r.clone()),
-            Err((err, _)) => {
-                if err.kind() == io::ErrorKind::WouldBlock {
-                    counters.stuck.store(true, Ordering::Relaxed);
-                }
-            }
+        // No wait for a writer that is not ready: the line goes with a newline in front
+        // instead, and the next line tries again (a broken output must not slow a healthy
+        // one down).
+        if write_whole(&mut make(borrowed), b"\n", Duration::ZERO, give_up).is_ok() {
+            ended.push(r.clone());
         }
     }
     let mut left = counters.routes();
