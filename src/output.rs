@@ -143,6 +143,17 @@ impl Route {
 }
 
 impl RouteRef<'_> {
+    fn is(self, r: &Route) -> bool {
+        match (self, r) {
+            (RouteRef::Event(a), Route::Event(b)) => {
+                a.level() == b.level() && a.target() == b.target()
+            }
+            (RouteRef::Line(t, l), Route::Line(u, m)) => t == u && l == *m,
+            (RouteRef::Plain, Route::Plain) => true,
+            _ => false,
+        }
+    }
+
     fn owned(self) -> Route {
         match self {
             RouteRef::Event(m) => Route::Event(m),
@@ -166,6 +177,16 @@ impl Counters {
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Vec<Route>> {
         self.cut_routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the cut line owed along `route` (a newline reached it).
+    #[cold]
+    fn ended(&self, route: RouteRef<'_>) {
+        let mut routes = self.routes();
+        routes.retain(|r| !route.is(r));
+        if routes.is_empty() {
+            self.broken_line.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Notes that a line sent along `route` was left cut (or its writer panicked after taking
@@ -328,11 +349,9 @@ pub(crate) struct Watch<'a, W> {
 impl<W: Write> Write for Watch<'_, W> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // Set before the call: a writer that panics inside it may have taken part of the line.
-        let before = self.progress.took.replace(true);
         let written = self.inner.write(buf);
-        if !matches!(written, Ok(n) if n > 0) {
-            self.progress.took.set(before);
+        if matches!(written, Ok(n) if n > 0) {
+            self.progress.took.set(true);
         }
         written
     }
@@ -378,6 +397,9 @@ pub(crate) fn write_routed<W: Write>(
     drop(w);
     if outcome == Outcome::Cut {
         counters.line_cut(route.owned());
+    } else if owed && outcome == Outcome::Written {
+        // The newline in front ended a cut line on this line's own route, if one was owed.
+        counters.ended(route);
     }
 }
 
@@ -400,7 +422,12 @@ fn mend<W: Write>(
         // No wait for a writer that is not ready: the line goes with a newline in front
         // instead, and the next line tries again (a broken output must not slow a healthy
         // one down).
-        if write_whole(&mut make(borrowed), b"\n", Duration::ZERO, give_up).is_ok() {
+        let mended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_whole(&mut make(borrowed), b"\n", Duration::ZERO, give_up).is_ok()
+        }));
+        // A writer that panics is owed nothing more: its state is unknown, and trying again on
+        // every line would only make every line pay for it.
+        if mended.unwrap_or(true) {
             ended.push(r.clone());
         }
     }

@@ -950,49 +950,6 @@ fn a_line_is_counted_once_when_ending_a_cut_one_panics() {
     );
 }
 
-/// Stores part of a line, then panics, in the same write call.
-#[derive(Clone, Default)]
-struct TakesThenPanics {
-    out: Capture,
-    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl io::Write for TakesThenPanics {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        use tracing_subscriber::fmt::MakeWriter;
-        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            self.out.make_writer().write_all(&data[..10])?;
-            panic!("took 10 bytes, then panicked");
-        }
-        self.out.make_writer().write_all(data)?;
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A writer that takes part of a line and panics in the same call: the next line starts on
-/// a line of its own.
-#[test]
-fn a_write_that_takes_bytes_then_panics_leaves_the_line_cut() {
-    let w = TakesThenPanics::default();
-    let w2 = w.clone();
-    let layer = traceline::layer()
-        .with_writer(move || w2.clone())
-        .log_internal_errors(false);
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        w.armed.store(true, std::sync::atomic::Ordering::SeqCst);
-        info!("first");
-        info!("second");
-    });
-    let text = w.out.text();
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    assert_eq!(lines.len(), 2, "{text:?}");
-    assert_eq!(lines[0].len(), 11, "the cut line, ended: {text:?}");
-    assert_eq!(check_line(lines[1]).str("message"), "second");
-}
-
 /// Answers `WouldBlock` for good after taking part of a line.
 #[derive(Clone, Default)]
 struct Stalls {
@@ -1042,4 +999,116 @@ fn a_stalled_routed_output_does_not_slow_a_healthy_one() {
     assert_eq!(stats.lines_written(), 20);
     // 20 waits for the stalled output would take a second.
     assert!(took < Duration::from_millis(500), "{took:?}");
+}
+
+/// Always panics, before taking a byte.
+#[derive(Clone, Default)]
+struct AlwaysPanics;
+
+impl io::Write for AlwaysPanics {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        panic!("this output always panics, before taking a byte");
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A routed output that panics on every write loses its own lines, counted, and nothing else:
+/// the healthy output gets all of its lines, through the layer's writer and the queue.
+#[test]
+fn a_panicking_routed_output_does_not_take_down_a_healthy_one() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    for non_blocking in [false, true] {
+        let rest = Routed::default();
+        let r = rest.clone();
+        let make = (|| AlwaysPanics)
+            .with_max_level(tracing::Level::WARN)
+            .or_else(move || r.clone());
+        let (layer, guard) = if non_blocking {
+            let (layer, guard) = traceline::layer()
+                .log_internal_errors(false)
+                .with_output(traceline::install::Writer::custom(make).non_blocking())
+                .unwrap();
+            (layer, Some(guard))
+        } else {
+            let layer = traceline::layer()
+                .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
+                .log_internal_errors(false);
+            (layer, None)
+        };
+        let stats = layer.stats();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!("to the panicking output");
+            for i in 0..3u64 {
+                info!(i, "to the healthy output");
+            }
+        });
+        drop(guard);
+        let text = rest.out.text();
+        let seen: Vec<String> = split_lines(&text)
+            .iter()
+            .map(|l| check_line(l).num("i").to_owned())
+            .collect();
+        assert_eq!(
+            seen,
+            ["0", "1", "2"],
+            "non-blocking {non_blocking}: {text:?}"
+        );
+        assert_eq!(
+            (stats.lines_written(), stats.lines_dropped()),
+            (3, 1),
+            "non-blocking {non_blocking}"
+        );
+    }
+}
+
+/// Takes 10 bytes, then panics on the rest of the line; answers `WouldBlock` once; then works.
+#[derive(Clone, Default)]
+struct CutThenBlocksOnce {
+    out: Capture,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl io::Write for CutThenBlocksOnce {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        match self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => {
+                self.out.make_writer().write_all(&data[..10])?;
+                Ok(10)
+            }
+            1 => panic!("took 10 bytes, then panicked on the rest"),
+            2 => Err(io::ErrorKind::WouldBlock.into()),
+            _ => {
+                self.out.make_writer().write_all(data)?;
+                Ok(data.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The newline owed to a cut line meets a passing `WouldBlock`: the next line goes with a
+/// newline in front, which ends the cut one, and no empty line follows.
+#[test]
+fn a_passing_would_block_on_the_owed_newline_leaves_no_empty_line() {
+    let w = CutThenBlocksOnce::default();
+    let w2 = w.clone();
+    let layer = traceline::layer()
+        .with_writer(move || w2.clone())
+        .log_internal_errors(false);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info!("first");
+        info!("second");
+        info!("third");
+        info!("fourth");
+    });
+    let text = w.out.text();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    assert!(!lines.contains(&"\n"), "an empty line: {text:?}");
+    assert_eq!(lines.len(), 4, "{text:?}");
+    assert_eq!(lines[0].len(), 11, "the cut line, ended: {text:?}");
 }
