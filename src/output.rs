@@ -101,7 +101,10 @@ pub(crate) struct Counters {
     broken_line: AtomicBool,
     /// Where the lines left cut went (an output may route lines by level or target to more
     /// than one writer): the newline that ends each goes there, not to the next line's writer.
-    cut_routes: std::sync::Mutex<Vec<Route>>,
+    cut_routes: std::sync::Mutex<Vec<(Route, u64)>>,
+    /// Numbers the cuts, so that a newline written for one cut never ends a later one made
+    /// meanwhile on another thread.
+    cut_count: AtomicU64,
     /// A line was dropped after waiting out `WouldBlock` for its first byte: until a line
     /// gets through, lines do not wait for their first byte again.
     stuck: AtomicBool,
@@ -175,15 +178,16 @@ impl Counters {
         self.broken_line.load(Ordering::Relaxed)
     }
 
-    fn routes(&self) -> std::sync::MutexGuard<'_, Vec<Route>> {
+    fn routes(&self) -> std::sync::MutexGuard<'_, Vec<(Route, u64)>> {
         self.cut_routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets the cut line owed along `route` (a newline reached it).
+    /// Forgets the cuts in `ended` (a newline reached each), unless a line was cut again on
+    /// the same route since.
     #[cold]
-    fn ended(&self, route: RouteRef<'_>) {
+    fn ended(&self, ended: &[(Route, u64)]) {
         let mut routes = self.routes();
-        routes.retain(|r| !route.is(r));
+        routes.retain(|(r, n)| !ended.iter().any(|(e, m)| e.is(r) && m == n));
         if routes.is_empty() {
             self.broken_line.store(false, Ordering::Relaxed);
         }
@@ -193,9 +197,11 @@ impl Counters {
     /// part of it): a newline is owed there.
     #[cold]
     pub(crate) fn line_cut(&self, route: Route) {
+        let n = self.cut_count.fetch_add(1, Ordering::Relaxed) + 1;
         let mut routes = self.routes();
-        if !routes.iter().any(|r| r.is(&route)) {
-            routes.push(route);
+        match routes.iter_mut().find(|(r, _)| r.is(&route)) {
+            Some(entry) => entry.1 = n,
+            None => routes.push((route, n)),
         }
         self.broken_line.store(true, Ordering::Relaxed);
     }
@@ -377,7 +383,7 @@ pub(crate) fn write_routed<W: Write>(
     progress: &Progress,
     mut make: impl FnMut(RouteRef<'_>) -> W,
 ) {
-    let mut owed = false;
+    let mut owed = Vec::new();
     if counters.line_is_broken() {
         owed = mend(counters, give_up, &mut make);
     }
@@ -385,7 +391,7 @@ pub(crate) fn write_routed<W: Write>(
         inner: make(route),
         progress,
     };
-    let outcome = if owed {
+    let outcome = if !owed.is_empty() {
         let mut with_newline = Vec::with_capacity(line.len() + 1);
         with_newline.push(b'\n');
         with_newline.extend_from_slice(line);
@@ -397,24 +403,25 @@ pub(crate) fn write_routed<W: Write>(
     drop(w);
     if outcome == Outcome::Cut {
         counters.line_cut(route.owned());
-    } else if owed && outcome == Outcome::Written {
-        // The newline in front ended a cut line on this line's own route, if one was owed.
-        counters.ended(route);
+    } else if !owed.is_empty() && outcome == Outcome::Written {
+        // The newline in front ended the cut owed on this line's own route, if one was.
+        owed.retain(|(r, _)| route.is(r));
+        counters.ended(&owed);
     }
 }
 
-/// Ends the lines left cut; `true` while one of them cannot be ended.
+/// Ends the lines left cut; gives back the cuts that could not be ended.
 #[cold]
 #[inline(never)]
 fn mend<W: Write>(
     counters: &Counters,
     give_up: &AtomicBool,
     make: &mut impl FnMut(RouteRef<'_>) -> W,
-) -> bool {
-    let routes: Vec<Route> = counters.routes().clone();
-    let mut ended = Vec::new();
-    for r in &routes {
-        let borrowed = match r {
+) -> Vec<(Route, u64)> {
+    let routes: Vec<(Route, u64)> = counters.routes().clone();
+    let (mut ended, mut owed) = (Vec::new(), Vec::new());
+    for (r, n) in routes {
+        let borrowed = match &r {
             Route::Event(m) => RouteRef::Event(m),
             Route::Line(t, l) => RouteRef::Line(t, *l),
             Route::Plain => RouteRef::Plain,
@@ -425,18 +432,15 @@ fn mend<W: Write>(
         let mended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             write_whole(&mut make(borrowed), b"\n", Duration::ZERO, give_up).is_ok()
         }));
-        // A writer that panics is owed nothing more: its state is unknown, and trying again on
-        // every line would only make every line pay for it.
-        if mended.unwrap_or(true) {
-            ended.push(r.clone());
+        // A writer that panics is still owed the newline (it may not have taken it).
+        if mended.unwrap_or(false) {
+            ended.push((r, n));
+        } else {
+            owed.push((r, n));
         }
     }
-    let mut left = counters.routes();
-    left.retain(|r| !ended.iter().any(|e| e.is(r)));
-    if left.is_empty() {
-        counters.broken_line.store(false, Ordering::Relaxed);
-    }
-    !left.is_empty()
+    counters.ended(&ended);
+    owed
 }
 
 /// One writer lent anew for each use: the writer of an output with one writer, along every
@@ -566,6 +570,23 @@ fn write_whole(
 
 #[cfg(test)]
 mod tests {
+    /// A newline written for one cut never ends a later cut on the same route, made meanwhile
+    /// (on another thread): only the cut it was written for is forgotten.
+    #[test]
+    fn an_ended_cut_is_the_one_the_newline_was_written_for() {
+        let c = Counters::default();
+        c.line_cut(Route::Plain);
+        let seen = c.routes().clone();
+        c.line_cut(Route::Plain); // cut again, after the newline was written for the first
+        c.ended(&seen);
+        assert!(c.line_is_broken());
+        assert_eq!(c.routes().len(), 1);
+        let seen = c.routes().clone();
+        c.ended(&seen);
+        assert!(!c.line_is_broken());
+        assert!(c.routes().is_empty());
+    }
+
     /// Every count arrives, from threads with a counter of their own and from the threads past
     /// them that share one, counting at the same time.
     #[test]

@@ -1112,3 +1112,54 @@ fn a_passing_would_block_on_the_owed_newline_leaves_no_empty_line() {
     assert_eq!(lines.len(), 4, "{text:?}");
     assert_eq!(lines[0].len(), 11, "the cut line, ended: {text:?}");
 }
+
+/// Takes 10 bytes, panics on the rest of the line; panics again, before taking a byte, on the
+/// newline owed; then works.
+#[derive(Clone, Default)]
+struct PanicsOnTheNewline {
+    out: Capture,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl io::Write for PanicsOnTheNewline {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        match self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => {
+                self.out.make_writer().write_all(&data[..10])?;
+                Ok(10)
+            }
+            1 => panic!("took 10 bytes, then panicked on the rest"),
+            2 => panic!("panics before taking a byte of the owed newline"),
+            _ => {
+                self.out.make_writer().write_all(data)?;
+                Ok(data.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer that panics on the newline owed to a cut line is still owed it: the next line
+/// starts on a line of its own.
+#[test]
+fn a_panic_on_the_owed_newline_does_not_glue_the_next_line() {
+    let w = PanicsOnTheNewline::default();
+    let w2 = w.clone();
+    let layer = traceline::layer()
+        .with_writer(move || w2.clone())
+        .log_internal_errors(false);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info!("first");
+        info!("second");
+        info!("third");
+    });
+    let text = w.out.text();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    assert_eq!(lines[0].len(), 11, "the cut line, ended: {text:?}");
+    for l in &lines[1..] {
+        assert!(l.starts_with('{'), "a line glued to the cut one: {text:?}");
+    }
+}
