@@ -133,15 +133,17 @@ pub(crate) enum RouteRef<'a> {
 }
 
 impl Route {
-    fn is(&self, other: &Route) -> bool {
-        match (self, other) {
-            (Route::Event(a), Route::Event(b)) => {
-                a.level() == b.level() && a.target() == b.target()
-            }
-            (Route::Line(t, l), Route::Line(u, m)) => t == u && l == m,
-            (Route::Plain, Route::Plain) => true,
-            _ => false,
+    /// The same route, borrowed.
+    fn as_ref(&self) -> RouteRef<'_> {
+        match self {
+            Route::Event(m) => RouteRef::Event(m),
+            Route::Line(t, l) => RouteRef::Line(t, *l),
+            Route::Plain => RouteRef::Plain,
         }
+    }
+
+    fn is(&self, other: &Route) -> bool {
+        self.as_ref().is(other)
     }
 }
 
@@ -421,11 +423,7 @@ fn mend<W: Write>(
     let routes: Vec<(Route, u64)> = counters.routes().clone();
     let (mut ended, mut owed) = (Vec::new(), Vec::new());
     for (r, n) in routes {
-        let borrowed = match &r {
-            Route::Event(m) => RouteRef::Event(m),
-            Route::Line(t, l) => RouteRef::Line(t, *l),
-            Route::Plain => RouteRef::Plain,
-        };
+        let borrowed = r.as_ref();
         // No wait for a writer that is not ready: the line goes with a newline in front
         // instead, and the next line tries again (a broken output must not slow a healthy
         // one down).

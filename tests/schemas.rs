@@ -1175,15 +1175,7 @@ fn a_field_named_like_the_parent_or_child_of_a_line_key_is_prefixed() {
                 "write failed"
             )
         });
-        let keys = line.keys();
-        for a in &keys {
-            for b in &keys {
-                assert!(
-                    !b.starts_with(&format!("{a}.")),
-                    "{a:?} is a value and the parent of {b:?}: {line:?}"
-                );
-            }
-        }
+        no_value_is_a_parent(&line.keys(), &line);
         assert_eq!(line.str("fields.service"), "stripe", "{line:?}");
     }
 }
@@ -1196,14 +1188,7 @@ fn a_field_named_like_the_parent_or_child_of_a_line_key_is_prefixed() {
 fn a_field_named_like_the_collision_prefix_is_prefixed_too() {
     let no_parent_value = |line: &Json| {
         let keys = line.keys();
-        for a in &keys {
-            for b in &keys {
-                assert!(
-                    !b.starts_with(&format!("{a}.")),
-                    "{a:?} is a value and the parent of {b:?}: {line:?}"
-                );
-            }
-        }
+        no_value_is_a_parent(&keys, line);
         assert!(keys.iter().all(|k| *k != "fields"), "{line:?}");
     };
     let schemas = || {
@@ -1316,13 +1301,21 @@ fn a_static_field_named_like_a_line_key_is_prefixed_with_nested_fields() {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), paths.len(), "a path twice: {paths:?}");
-        for a in &paths {
-            for b in &paths {
-                assert!(
-                    !b.starts_with(&format!("{a}.")),
-                    "{a:?} is a value and the parent of {b:?}: {line:?}"
-                );
-            }
+        no_value_is_a_parent(&paths, &line);
+    }
+}
+
+/// Asserts that no key (or path) of `line` is the dotted parent of another: stores that expand
+/// dotted keys refuse a value and an object under one name.
+fn no_value_is_a_parent<K: AsRef<str>>(keys: &[K], line: &Json) {
+    for a in keys {
+        for b in keys {
+            assert!(
+                !b.as_ref().starts_with(&format!("{}.", a.as_ref())),
+                "{:?} is a value and the parent of {:?}: {line:?}",
+                a.as_ref(),
+                b.as_ref()
+            );
         }
     }
 }

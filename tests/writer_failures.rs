@@ -655,20 +655,48 @@ fn a_line_cut_on_one_routed_writer_is_ended_there() {
     }
 }
 
-/// Takes 30 bytes per call; its second call panics.
-#[derive(Clone, Default)]
-struct PanicsMidLine {
-    out: Capture,
-    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// What a [`Steps`] writer does on one call.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Takes at most this many bytes.
+    Take(usize),
+    /// Takes everything.
+    Whole,
+    WouldBlock,
+    /// Panics, before taking a byte.
+    Panic,
 }
 
-impl io::Write for PanicsMidLine {
+/// A writer that does `steps[i]` on its call `i`, then `after` on every later call.
+#[derive(Clone)]
+struct Steps {
+    out: Capture,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    steps: &'static [Step],
+    after: Step,
+}
+
+impl Steps {
+    fn new(steps: &'static [Step], after: Step) -> Steps {
+        Steps {
+            out: Capture::default(),
+            calls: Default::default(),
+            steps,
+            after,
+        }
+    }
+}
+
+impl io::Write for Steps {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         use tracing_subscriber::fmt::MakeWriter;
-        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            panic!("the writer panics once, mid-line, on purpose");
-        }
-        let n = data.len().min(30);
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = match self.steps.get(call).copied().unwrap_or(self.after) {
+            Step::Take(n) => data.len().min(n),
+            Step::Whole => data.len(),
+            Step::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
+            Step::Panic => panic!("the writer panics on purpose"),
+        };
         self.out.make_writer().write_all(&data[..n])?;
         Ok(n)
     }
@@ -681,7 +709,7 @@ impl io::Write for PanicsMidLine {
 /// line of its own, and the lines counted as written are whole lines.
 #[test]
 fn a_writer_panicking_mid_line_does_not_glue_the_next_line_to_it() {
-    let writer = PanicsMidLine::default();
+    let writer = Steps::new(&[Step::Take(30), Step::Panic], Step::Take(30));
     let w = writer.clone();
     let layer = traceline::layer()
         .with_writer(move || w.clone())
@@ -950,35 +978,15 @@ fn a_line_is_counted_once_when_ending_a_cut_one_panics() {
     );
 }
 
-/// Answers `WouldBlock` for good after taking part of a line.
-#[derive(Clone, Default)]
-struct Stalls {
-    out: Capture,
-    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl io::Write for Stalls {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        use tracing_subscriber::fmt::MakeWriter;
-        match self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-            0 => {
-                self.out.make_writer().write_all(&data[..20])?;
-                Ok(20)
-            }
-            _ => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A routed output stalled after cutting a line does not slow the healthy one down: no wait
 /// for the newline it is owed, line after line.
 #[test]
 fn a_stalled_routed_output_does_not_slow_a_healthy_one() {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
-    let (warns, rest) = (Stalls::default(), Routed::default());
+    let (warns, rest) = (
+        Steps::new(&[Step::Take(20)], Step::WouldBlock),
+        Routed::default(),
+    );
     let (w, r) = (warns.clone(), rest.clone());
     let make = (move || w.clone())
         .with_max_level(tracing::Level::WARN)
@@ -1063,39 +1071,14 @@ fn a_panicking_routed_output_does_not_take_down_a_healthy_one() {
     }
 }
 
-/// Takes 10 bytes, then panics on the rest of the line; answers `WouldBlock` once; then works.
-#[derive(Clone, Default)]
-struct CutThenBlocksOnce {
-    out: Capture,
-    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl io::Write for CutThenBlocksOnce {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        use tracing_subscriber::fmt::MakeWriter;
-        match self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-            0 => {
-                self.out.make_writer().write_all(&data[..10])?;
-                Ok(10)
-            }
-            1 => panic!("took 10 bytes, then panicked on the rest"),
-            2 => Err(io::ErrorKind::WouldBlock.into()),
-            _ => {
-                self.out.make_writer().write_all(data)?;
-                Ok(data.len())
-            }
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The newline owed to a cut line meets a passing `WouldBlock`: the next line goes with a
 /// newline in front, which ends the cut one, and no empty line follows.
 #[test]
 fn a_passing_would_block_on_the_owed_newline_leaves_no_empty_line() {
-    let w = CutThenBlocksOnce::default();
+    let w = Steps::new(
+        &[Step::Take(10), Step::Panic, Step::WouldBlock],
+        Step::Whole,
+    );
     let w2 = w.clone();
     let layer = traceline::layer()
         .with_writer(move || w2.clone())
@@ -1113,40 +1096,11 @@ fn a_passing_would_block_on_the_owed_newline_leaves_no_empty_line() {
     assert_eq!(lines[0].len(), 11, "the cut line, ended: {text:?}");
 }
 
-/// Takes 10 bytes, panics on the rest of the line; panics again, before taking a byte, on the
-/// newline owed; then works.
-#[derive(Clone, Default)]
-struct PanicsOnTheNewline {
-    out: Capture,
-    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl io::Write for PanicsOnTheNewline {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        use tracing_subscriber::fmt::MakeWriter;
-        match self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-            0 => {
-                self.out.make_writer().write_all(&data[..10])?;
-                Ok(10)
-            }
-            1 => panic!("took 10 bytes, then panicked on the rest"),
-            2 => panic!("panics before taking a byte of the owed newline"),
-            _ => {
-                self.out.make_writer().write_all(data)?;
-                Ok(data.len())
-            }
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A writer that panics on the newline owed to a cut line is still owed it: the next line
 /// starts on a line of its own.
 #[test]
 fn a_panic_on_the_owed_newline_does_not_glue_the_next_line() {
-    let w = PanicsOnTheNewline::default();
+    let w = Steps::new(&[Step::Take(10), Step::Panic, Step::Panic], Step::Whole);
     let w2 = w.clone();
     let layer = traceline::layer()
         .with_writer(move || w2.clone())
