@@ -281,8 +281,10 @@ fn epoch() -> Instant {
 }
 
 /// A counter split over cache lines, so that threads counting at once do not contend: each of
-/// the first [`OWNED`] threads that count has a cache line of its own, which it alone writes (a
-/// load and a store, no read-modify-write); later threads share one, counted atomically.
+/// up to [`OWNED`] live threads that count has a cache line of its own, which it alone writes (a
+/// load and a store, no read-modify-write); threads past them share one, counted atomically. A
+/// thread's line passes to a later thread when it ends, so a program that starts threads all
+/// along (a pool that lets idle threads go) keeps lines of their own for the threads it has.
 struct Sharded {
     owned: Box<[Shard]>,
     shared: Shard,
@@ -304,19 +306,44 @@ const OWNED: usize = 64;
 #[repr(align(128))]
 struct Shard(AtomicU64);
 
-thread_local! {
-    /// This thread's index, given once and never to another thread: below [`OWNED`], the
-    /// thread's own counter in every [`Sharded`].
-    static INDEX: usize = {
+/// Indexes below [`OWNED`] whose threads ended, for the next threads to take.
+static FREE_INDEXES: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// A thread's index: below [`OWNED`], the thread's own counter in every [`Sharded`], which no
+/// other live thread has. Given back as the thread ends.
+struct ThreadIndex(usize);
+
+impl ThreadIndex {
+    fn take() -> ThreadIndex {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    };
+        let freed = FREE_INDEXES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // The mutex orders the ended thread's last count before this thread's first: the
+        // counter's load and store stay exact.
+        ThreadIndex(freed.unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl Drop for ThreadIndex {
+    fn drop(&mut self) {
+        // Counting later in this thread's end (another thread-local's destructor logging) finds
+        // the index gone and uses the shared counter.
+        if self.0 < OWNED {
+            FREE_INDEXES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.0);
+        }
+    }
+}
+
+thread_local! {
+    static INDEX: ThreadIndex = ThreadIndex::take();
 }
 
 impl Sharded {
     #[inline]
     fn add(&self, n: u64) {
-        let i = INDEX.try_with(|i| *i).unwrap_or(usize::MAX);
+        let i = INDEX.try_with(|i| i.0).unwrap_or(usize::MAX);
         match self.owned.get(i) {
             // Only this thread writes it: no other write can come between the load and the
             // store.
@@ -585,15 +612,24 @@ mod tests {
         assert!(c.routes().is_empty());
     }
 
+    /// The tests that start threads to count, one at a time: each needs the counters of its own
+    /// that the other's threads would hold.
+    static THREAD_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Every count arrives, from threads with a counter of their own and from the threads past
     /// them that share one, counting at the same time.
     #[test]
     fn the_sharded_count_is_exact_across_more_threads_than_own_counters() {
+        let _alone = THREAD_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let c = std::sync::Arc::new(Sharded::default());
+        // All alive at once: more threads than counters of their own.
+        let all = std::sync::Arc::new(std::sync::Barrier::new(OWNED + 16));
         let threads: Vec<_> = (0..OWNED + 16)
             .map(|_| {
-                let c = c.clone();
+                let (c, all) = (c.clone(), all.clone());
                 std::thread::spawn(move || {
+                    INDEX.with(|_| ());
+                    all.wait();
                     for _ in 0..1000 {
                         c.add(1);
                     }
@@ -606,6 +642,32 @@ mod tests {
             c.shared.0.load(Ordering::Relaxed) > 0,
             "some threads shared"
         );
+    }
+
+    /// A thread started after many others have come and gone still gets a counter of its own:
+    /// ended threads give theirs back. Counts made on the old threads stay in the sum.
+    #[test]
+    fn threads_that_end_give_their_counter_to_later_threads() {
+        let _alone = THREAD_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let c = std::sync::Arc::new(Sharded::default());
+        for _ in 0..OWNED * 4 {
+            let c = c.clone();
+            std::thread::spawn(move || c.add(1)).join().unwrap();
+        }
+        let late = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.add(1);
+                INDEX.with(|i| i.0)
+            })
+            .join()
+            .unwrap()
+        };
+        assert!(
+            late < OWNED,
+            "a late thread shares the atomic counter (index {late})"
+        );
+        assert_eq!(c.sum(), OWNED as u64 * 4 + 1);
     }
 
     use super::*;
