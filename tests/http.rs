@@ -1275,6 +1275,35 @@ async fn a_nested_router_with_its_own_layer_joins_the_outer_request() {
     assert_eq!(access[0]["spanId"], line["spanId"]);
 }
 
+/// A `CorrelationId` the application put in a request's extensions (its own middleware, or a
+/// request handed on in-process) is not taken for an outer layer: the only layer still
+/// continues the caller's trace, takes the caller's id, echoes it and writes the access line.
+#[tokio::test(flavor = "current_thread")]
+async fn a_correlation_id_in_the_extensions_does_not_pass_the_request_through() {
+    let (capture, _g) = install("svc");
+    let svc = tower::Layer::layer(
+        &CorrelationLayer::new(),
+        tower::service_fn(|_r: Request<()>| async {
+            tracing::info!("in handler");
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        }),
+    );
+    let mut req = Request::get("/x")
+        .header("x-correlation-id", "caller-1")
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .body(())
+        .unwrap();
+    req.extensions_mut()
+        .insert(CorrelationId::parse("from-extension").unwrap());
+    let resp = svc.oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-correlation-id"], "caller-1");
+    let lines = capture.lines();
+    let handler = lines.iter().find(|l| l["message"] == "in handler").unwrap();
+    assert_eq!(handler["correlationId"], "caller-1", "{handler}");
+    assert_eq!(handler["traceId"], TRACE, "{handler}");
+    assert_eq!(access_lines(&capture).len(), 1, "{lines:?}");
+}
+
 /// `traceline::http::access=warn` quiets the access log and keeps the request spans: the
 /// handler's lines keep the caller's trace and correlation id, and calls out continue it.
 #[tokio::test(flavor = "current_thread")]

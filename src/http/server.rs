@@ -265,6 +265,11 @@ impl<S> Correlation<S> {
     }
 }
 
+/// The mark a [`Correlation`] leaves in the extensions of a request it handles: a nested one
+/// passes the request through, in this request span.
+#[derive(Clone)]
+struct Handled(Span);
+
 /// What the incoming correlation headers held: the first valid id, in the configured order,
 /// and the first header whose value was refused (an invalid value, or several values, of this
 /// many bytes). A refused header does not stop the next one from being read: a client's junk
@@ -334,11 +339,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if req.extensions().get::<CorrelationId>().is_some() {
+        if let Some(Handled(outer)) = req.extensions().get::<Handled>() {
             // Already inside an outer `Correlation` (a nested router with a layer of its own):
             // the request keeps that one's span, trace and id, and gets one access line. The
-            // route this layer knows goes on the outer span.
-            let span = Span::current();
+            // route this layer knows goes on the outer span. (A `CorrelationId` the application
+            // put in the extensions says nothing of that: only the outer layer's own mark does.)
+            let span = outer.clone();
             if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
                 span.record("http.route", route);
                 span.record("otel.name", format!("{} {route}", req.method()));
@@ -410,6 +416,7 @@ where
             });
         }
         req.extensions_mut().insert(id.clone());
+        req.extensions_mut().insert(Handled(span.clone()));
         let access = Access {
             method,
             path,
