@@ -824,13 +824,14 @@ fn client_spans(
 fn recording_client(
     seen: Arc<Mutex<Option<HeaderMap>>>,
     status: StatusCode,
-) -> impl Service<Request<()>, Response = http::Response<()>, Error = std::convert::Infallible> {
+) -> impl Service<Request<()>, Response = http::Response<String>, Error = std::convert::Infallible>
+{
     tower::service_fn(move |req: Request<()>| {
         let seen = seen.clone();
         async move {
             tracing::info!(target: "app", "client transport sending");
             *seen.lock().unwrap() = Some(req.headers().clone());
-            let mut resp = http::Response::new(());
+            let mut resp = http::Response::new(String::new());
             *resp.status_mut() = status;
             Ok::<_, std::convert::Infallible>(resp)
         }
@@ -969,7 +970,7 @@ async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
     }
     // A 503 (from a proxy, say) with a gRPC status: an HTTP failure, logged as one.
     let failing = tower::service_fn(|_req: Request<()>| async {
-        let mut resp = http::Response::new(());
+        let mut resp = http::Response::new(String::new());
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         let headers = resp.headers_mut();
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
@@ -983,7 +984,7 @@ async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
     failing.oneshot(req).await.unwrap();
     // A `grpc-status` header on a response that is not gRPC means nothing.
     let json = tower::service_fn(|_req: Request<()>| async {
-        let mut resp = http::Response::new(());
+        let mut resp = http::Response::new(String::new());
         let headers = resp.headers_mut();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         headers.insert("grpc-status", HeaderValue::from_static("13"));
@@ -1043,7 +1044,7 @@ async fn a_non_ok_grpc_status_marks_the_client_span_as_an_error() {
     ];
     for (code, content_type) in answers {
         let server = tower::service_fn(move |_req: Request<()>| async move {
-            let mut resp = http::Response::new(());
+            let mut resp = http::Response::new(String::new());
             let headers = resp.headers_mut();
             headers.insert("grpc-status", HeaderValue::from_static(code));
             headers.insert("content-type", HeaderValue::from_static(content_type));
@@ -1080,7 +1081,7 @@ async fn status_codes_are_exported_as_ints() {
         .layer(PropagateLayer::new())
         .layer(CorrelationLayer::new())
         .service(tower::service_fn(|_req: Request<()>| async {
-            let mut resp = http::Response::new(());
+            let mut resp = http::Response::new(String::new());
             *resp.status_mut() = StatusCode::NOT_FOUND;
             Ok::<_, std::convert::Infallible>(resp)
         }));
@@ -1304,6 +1305,121 @@ async fn a_correlation_id_in_the_extensions_does_not_pass_the_request_through() 
     assert_eq!(access_lines(&capture).len(), 1, "{lines:?}");
 }
 
+/// A body of `chunks` (each after `gap`), then `end`: `None` ends it, `Some(e)` fails it.
+fn streamed(
+    chunks: usize,
+    gap: std::time::Duration,
+    end: Option<io::Error>,
+) -> http_body_util::StreamBody<
+    futures_util::stream::BoxStream<'static, Result<http_body::Frame<Bytes>, io::Error>>,
+> {
+    use futures_util::StreamExt;
+    let data = futures_util::stream::iter(0..chunks).then(move |i| async move {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        Ok(http_body::Frame::data(Bytes::from_static(b"part")))
+    });
+    let end = futures_util::stream::iter(end.map(Err));
+    http_body_util::StreamBody::new(data.chain(end).boxed())
+}
+
+/// The access line is written when the response's body has ended, not when its head is ready:
+/// its latency is the whole response's.
+#[tokio::test(flavor = "current_thread")]
+async fn the_access_line_waits_for_the_end_of_the_body() {
+    let (capture, _g) = install("svc");
+    let gap = std::time::Duration::from_millis(150);
+    let svc = tower::Layer::layer(
+        &CorrelationLayer::new(),
+        tower::service_fn(move |_r: Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(http::Response::new(streamed(2, gap, None)))
+        }),
+    );
+    let resp = svc
+        .oneshot(Request::get("/dl").body(()).unwrap())
+        .await
+        .unwrap();
+    assert!(access_lines(&capture).is_empty(), "{}", capture.text());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"partpart");
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["level"], "INFO");
+    assert_eq!(access[0]["message"], "GET /dl completed with 200");
+    let latency = access[0]["latency_ms"].as_f64().unwrap();
+    assert!(latency >= 150.0, "latency {latency} ms leaves out the body");
+}
+
+/// A body that fails part-way is not logged as a success: one ERROR access line, with the
+/// status that went out in the head.
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_that_fails_part_way_gets_an_error_access_line() {
+    let (capture, _g) = install("svc");
+    let svc = tower::Layer::layer(
+        &CorrelationLayer::new(),
+        tower::service_fn(|_r: Request<()>| async {
+            let body = streamed(1, Default::default(), Some(io::Error::other("disk gone")));
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        }),
+    );
+    let resp = svc
+        .oneshot(Request::get("/dl").body(()).unwrap())
+        .await
+        .unwrap();
+    assert!(resp.into_body().collect().await.is_err());
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["level"], "ERROR", "{}", access[0]);
+    assert_eq!(
+        access[0]["message"],
+        "GET /dl failed while sending its body"
+    );
+    assert_eq!(access[0]["http.response.status_code"], 200);
+}
+
+/// A body dropped before its end (the client went away mid-download) gets a WARN access line
+/// saying so; a HEAD request, whose body is never sent, gets its line with the head.
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_dropped_before_its_end_gets_a_warn_access_line() {
+    let (capture, _g) = install("svc");
+    let svc = tower::Layer::layer(
+        &CorrelationLayer::new(),
+        tower::service_fn(|_r: Request<()>| async {
+            let body = streamed(3, std::time::Duration::from_secs(3600), None);
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        }),
+    );
+    let resp = svc
+        .clone()
+        .oneshot(Request::get("/dl").body(()).unwrap())
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "part");
+    assert!(access_lines(&capture).is_empty());
+    drop(body);
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["level"], "WARN", "{}", access[0]);
+    assert_eq!(
+        access[0]["message"],
+        "GET /dl abandoned while sending its body"
+    );
+    assert_eq!(access[0]["http.response.status_code"], 200);
+
+    let resp = svc
+        .oneshot(Request::head("/dl").body(()).unwrap())
+        .await
+        .unwrap();
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 2, "{access:?}");
+    assert_eq!(access[1]["message"], "HEAD /dl completed with 200");
+    drop(resp);
+    assert_eq!(access_lines(&capture).len(), 2);
+}
+
 /// `traceline::http::access=warn` quiets the access log and keeps the request spans: the
 /// handler's lines keep the caller's trace and correlation id, and calls out continue it.
 #[tokio::test(flavor = "current_thread")]
@@ -1330,7 +1446,7 @@ async fn quieting_the_access_log_keeps_the_request_spans() {
                         let seen = seen.clone();
                         async move {
                             *seen.lock().unwrap() = Some(req.headers().clone());
-                            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+                            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
                         }
                     });
                     ServiceBuilder::new()
@@ -1698,7 +1814,9 @@ async fn a_service_that_panics_in_call_gets_an_error_access_line() {
         if std::hint::black_box(true) {
             panic!("bad config");
         }
-        std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(())))
+        std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+            String::new(),
+        )))
     }));
     let req = Request::get("/p")
         .header("x-correlation-id", "boom-2")
@@ -1736,7 +1854,7 @@ async fn baggage_set_on_an_outgoing_request_is_merged_with_the_callers() {
                 .oneshot(out)
                 .await
                 .unwrap();
-            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
         }
     }));
     let incoming = Request::get("/orders")

@@ -18,12 +18,13 @@
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
 //!    while handling the request carries; the id is also in the request's extensions;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
-//! 5. writes one access-log line (target [`ACCESS_TARGET`]) when the response is ready:
-//!    method, path, status, `latency_ms`, ids (for a gRPC call, when the status in its
-//!    trailers is); ERROR for a 5xx, for an error from the inner service (`failed`, with
-//!    `error`) and for a handler that panics (`panicked`, with the panic's message in
-//!    `panic`; the span is marked and the panic goes on); WARN for a request abandoned before
-//!    its response;
+//! 5. writes one access-log line (target [`ACCESS_TARGET`]) when the response has been sent
+//!    whole, at the end of its body: method, path, status, `latency_ms` (the whole response's),
+//!    ids (for a gRPC call, with the status in its trailers); ERROR for a 5xx, for an error
+//!    from the inner service (`failed`, with `error`), for a handler that panics (`panicked`,
+//!    with the panic's message in `panic`; the span is marked and the panic goes on) and for
+//!    a body that fails part-way; WARN for a request abandoned before its response, or its
+//!    body dropped before its end;
 //! 6. produces the response body inside the request span ([`ResponseBody`]): lines logged
 //!    while streaming carry the request's ids, and the span ends with the body.
 //!

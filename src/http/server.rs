@@ -174,11 +174,13 @@ impl CorrelationLayer {
         self.map(|c| c.route = Some(route))
     }
 
-    /// Writes one access-log line per request, target [`ACCESS_TARGET`] (on by default): when
-    /// its response is ready, ERROR for a 5xx and for a gRPC server fault (`grpc-status` in
-    /// the headers, or in the trailers, when the line waits for them; recorded as
-    /// `rpc.grpc.status_code`), INFO otherwise; WARN for a request abandoned before its
-    /// response.
+    /// Writes one access-log line per request, target [`ACCESS_TARGET`] (on by default), when
+    /// its response has been sent whole: at the end of its body (with no body, a HEAD request
+    /// or a 204, 304 or 1xx status, with its head), its latency the whole response's. ERROR
+    /// for a 5xx, for a gRPC server fault (`grpc-status` in the headers or the trailers,
+    /// recorded as `rpc.grpc.status_code`) and for a body that fails part-way; INFO otherwise;
+    /// WARN for a request abandoned before its response, or its body dropped before its end
+    /// (the client went away).
     ///
     /// ```
     /// let layer = traceline::http::CorrelationLayer::new().access_log(false);
@@ -208,7 +210,7 @@ impl<S> Layer<S> for CorrelationLayer {
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let svc = CorrelationLayer::new().layer(tower::service_fn(|_req: http::Request<()>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 /// }));
 /// let req = http::Request::get("/").header("x-correlation-id", "req-7").body(()).unwrap();
 /// let resp = svc.oneshot(req).await.unwrap();
@@ -226,7 +228,7 @@ impl<S> Correlation<S> {
     ///
     /// ```
     /// let svc = traceline::http::Correlation::new(tower::service_fn(|_req: http::Request<()>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
     /// }));
     /// # let _ = svc;
     /// ```
@@ -329,6 +331,7 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Correlation<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: fmt::Display,
+    ResBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -524,6 +527,31 @@ impl Access {
         );
     }
 
+    /// The access line of a response whose body failed part-way (the inner body's error).
+    fn log_failed_body(&self, status: u16) {
+        let latency_ms = self.latency_ms();
+        let (method, path) = (self.method.as_str(), &*self.path);
+        tracing::error!(
+            target: ACCESS_TARGET,
+            latency_ms,
+            http.response.status_code = status,
+            "{method} {path} failed while sending its body"
+        );
+    }
+
+    /// The access line of a response whose body stopped before its end, not by its own
+    /// error: `what` says how.
+    fn log_cut(&self, status: u16, what: &str) {
+        let latency_ms = self.latency_ms();
+        let (method, path) = (self.method.as_str(), &*self.path);
+        tracing::warn!(
+            target: ACCESS_TARGET,
+            latency_ms,
+            http.response.status_code = status,
+            "{method} {path} {what}"
+        );
+    }
+
     /// The access line of a request whose outcome is not known: `what` says why.
     fn log_incomplete(&self, what: &str) {
         let latency_ms = self.latency_ms();
@@ -565,11 +593,12 @@ struct RequestInfo {
 pin_project_lite::pin_project! {
     /// The response future of [`Correlation`]. The inner service's future runs inside the
     /// request span (and is dropped inside it: a handler's clean-up logs carry the request's
-    /// ids). When the response is ready it adds the correlation id header, records the status
-    /// on the request span, and writes the access-log line (with the status and the latency):
-    /// nothing is written before. A request whose future is dropped first (the client went
-    /// away, the connection was reset, a gRPC deadline passed) gets a WARN access line saying
-    /// it was abandoned, with its latency. A handler that panics gets an ERROR access line
+    /// ids). When the response is ready it adds the correlation id header and records the
+    /// status on the request span; the access-log line (with the status and the latency)
+    /// follows when the body has been sent ([`ResponseBody`]), or now when there is no body to
+    /// send: nothing is written before. A request whose future is dropped first (the client
+    /// went away, the connection was reset, a gRPC deadline passed) gets a WARN access line
+    /// saying it was abandoned, with its latency. A handler that panics gets an ERROR access line
     /// with the panic's message (`panic`), and the request span is marked as an error; the
     /// panic then goes on as before (to tower-http's `CatchPanicLayer`, or the server).
     ///
@@ -595,7 +624,7 @@ pin_project_lite::pin_project! {
     /// );
     /// let mut svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
     ///     |_req: http::Request<()>| async {
-    ///         let mut resp = http::Response::new(());
+    ///         let mut resp = http::Response::new(String::new());
     ///         *resp.status_mut() = http::StatusCode::NOT_FOUND;
     ///         Ok::<_, std::convert::Infallible>(resp)
     ///     },
@@ -637,6 +666,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
     E: fmt::Display,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
@@ -688,14 +718,27 @@ where
                 // access line waits for them.
                 // (Not for HEAD, whose body is never read, nor gRPC-Web, whose status is in the
                 // body.)
-                let pending = grpc.is_none()
+                let trailers = grpc.is_none()
                     && status == 200
                     && access.method != http::Method::HEAD
                     && super::has_grpc_trailers(response.headers());
+                // Any other line waits for the end of the body: its latency is the whole
+                // response's, and a body that fails or is dropped half-sent is not logged as a
+                // success. Written now when no body follows.
+                let no_body = access.method == http::Method::HEAD
+                    || status < 200
+                    || status == 204
+                    || status == 304
+                    || response.body().is_end_stream();
                 let access = if !config.access_log {
                     None
-                } else if pending {
-                    Some(access)
+                } else if trailers || !no_body {
+                    Some(Pending {
+                        access,
+                        status,
+                        grpc,
+                        trailers,
+                    })
                 } else {
                     access.log(status, grpc);
                     None
@@ -727,6 +770,9 @@ pin_project_lite::pin_project! {
     /// - Lines logged while a streamed body is produced (a download, a gRPC server stream)
     ///   carry the request's ids and correlation id.
     /// - The request's OpenTelemetry span ends when the body does, not when its head is sent.
+    /// - The access line is written when the body ends: its latency counts the whole body. A
+    ///   body that fails part-way gets an ERROR line instead, and one dropped before its end (the
+    ///   client went away) a WARN line, both with the status sent in the head.
     /// - A gRPC status sent in the trailers (after the messages) is recorded on the span as
     ///   `rpc.grpc.status_code`, and the call's access line, which waits for it, gives it. A
     ///   call whose body is dropped before its trailers gets a WARN access line saying so.
@@ -739,7 +785,7 @@ pin_project_lite::pin_project! {
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
     ///     |_req: http::Request<()>| async {
-    ///         Ok::<_, std::convert::Infallible>(http::Response::new("hello"))
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
     ///     },
     /// ));
     /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
@@ -753,19 +799,50 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// The request span of a [`ResponseBody`], and the access line of a gRPC call waiting for the
-/// status in its trailers (written, saying so, if the body is dropped first).
+/// The request span of a [`ResponseBody`], and the access line waiting for the end of the
+/// body (written, saying so, if the body fails or is dropped first).
 #[derive(Debug)]
 struct BodyState {
     span: Span,
-    pending: Option<Box<Access>>,
+    pending: Option<Box<Pending>>,
+}
+
+/// An access line waiting for the end of its response's body.
+#[derive(Debug)]
+struct Pending {
+    access: Access,
+    status: u16,
+    /// The gRPC status in the headers.
+    grpc: Option<u16>,
+    /// A gRPC call whose status comes in the trailers.
+    trailers: bool,
+}
+
+impl Pending {
+    /// The body ended (with or without trailers): the line waiting in `pending` is written.
+    fn ended(pending: &mut Option<Box<Pending>>) {
+        if let Some(p) = pending.take() {
+            if p.trailers {
+                p.access.log_incomplete("ended without a gRPC status");
+            } else {
+                p.access.log(p.status, p.grpc);
+            }
+        }
+    }
 }
 
 impl Drop for BodyState {
     fn drop(&mut self) {
-        if let Some(access) = self.pending.take() {
-            self.span
-                .in_scope(|| access.log_incomplete("abandoned before its gRPC status"));
+        if let Some(p) = self.pending.take() {
+            self.span.in_scope(|| {
+                if p.trailers {
+                    p.access.log_incomplete("abandoned before its gRPC status");
+                } else {
+                    // The client went away, or the server stopped sending.
+                    p.access
+                        .log_cut(p.status, "abandoned while sending its body");
+                }
+            });
         }
     }
 }
@@ -787,35 +864,41 @@ impl<B> ResponseBody<B> {
     /// # use tower::{Layer, ServiceExt};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// # let svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
-    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("7"))) },
     /// # ));
     /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
-    /// assert_eq!(*resp.body().get_ref(), 7);
+    /// assert_eq!(resp.body().get_ref(), "7");
     /// # });
     /// ```
     pub fn get_ref(&self) -> &B {
         &self.inner
     }
 
-    /// Unwraps the inner body. The request span ends here, not with the inner body; a gRPC
-    /// call's access line still waiting for its status is written now, saying so.
+    /// Unwraps the inner body. The request span ends here, not with the inner body, and an
+    /// access line still waiting for the end of the body is written now (a gRPC call's
+    /// saying that its status was not seen).
     ///
     /// ```
     /// # use tower::{Layer, ServiceExt};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// # let svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
-    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("7"))) },
     /// # ));
     /// let resp = svc.oneshot(http::Request::new(())).await.unwrap();
-    /// assert_eq!(resp.into_body().into_inner(), 7);
+    /// assert_eq!(resp.into_body().into_inner(), "7");
     /// # });
     /// ```
     pub fn into_inner(self) -> B {
         let ResponseBody { inner, mut state } = self;
-        if let Some(access) = state.pending.take() {
-            state
-                .span
-                .in_scope(|| access.log_incomplete("unwrapped before its gRPC status"));
+        if let Some(p) = state.pending.take() {
+            state.span.in_scope(|| {
+                if p.trailers {
+                    p.access.log_incomplete("unwrapped before its gRPC status");
+                } else {
+                    // Where the body goes from here is not seen: the line is written now.
+                    p.access.log(p.status, p.grpc);
+                }
+            });
         }
         inner
     }
@@ -842,31 +925,37 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         let state = this.state;
         let _entered = state.span.enter();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     let grpc = super::record_grpc_trailers(&state.span, trailers, false);
-                    if let Some(access) = state.pending.take() {
-                        access.log(200, grpc);
+                    if state.pending.as_ref().is_some_and(|p| p.trailers) {
+                        if let Some(p) = state.pending.take() {
+                            p.access.log(200, grpc);
+                        }
                     }
+                }
+                // A server sends no more once the body says it is at its end.
+                if this.inner.is_end_stream() {
+                    Pending::ended(&mut state.pending);
                 }
             }
             Some(Err(_)) => {
                 // The body failed part-way: the response did not get through whole.
                 state.span.record("otel.status_code", "ERROR");
-                if let Some(access) = state.pending.take() {
-                    access.log_incomplete("failed before its gRPC status");
+                if let Some(p) = state.pending.take() {
+                    if p.trailers {
+                        p.access.log_incomplete("failed before its gRPC status");
+                    } else {
+                        p.access.log_failed_body(p.status);
+                    }
                 }
             }
-            None => {
-                if let Some(access) = state.pending.take() {
-                    access.log_incomplete("ended without a gRPC status");
-                }
-            }
+            None => Pending::ended(&mut state.pending),
         }
         Poll::Ready(frame)
     }
