@@ -706,16 +706,21 @@ fn cached<K>(
 /// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
 /// in use (a field's `Debug` that makes a span).
 fn with_span_scratch<R>(f: impl FnOnce(&mut SpanScratch) -> R) -> R {
-    SPAN_SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => {
-            scratch.values.clear();
-            scratch.raw.clear();
-            scratch.buf.clear();
-            scratch.entries.clear();
-            f(&mut scratch)
-        }
-        Err(_) => f(&mut SpanScratch::new()),
-    })
+    let mut f = Some(f);
+    let done = SPAN_SCRATCH.try_with(|cell| {
+        let mut scratch = cell.try_borrow_mut().ok()?;
+        scratch.values.clear();
+        scratch.raw.clear();
+        scratch.buf.clear();
+        scratch.entries.clear();
+        Some((f.take()?)(&mut scratch))
+    });
+    match (done, f) {
+        (Ok(Some(r)), _) => r,
+        // In use, or gone with the thread (a thread-local's destructor making a span).
+        (_, Some(f)) => f(&mut SpanScratch::new()),
+        (_, None) => unreachable!("the buffers were used, so the closure ran"),
+    }
 }
 
 thread_local! {
@@ -725,14 +730,21 @@ thread_local! {
         fields: Vec::with_capacity(512),
         callsites: Vec::new(),
     });
-    static THREAD: (Box<[u8]>, u64) = {
-        let t = std::thread::current();
-        let mut name = Vec::new();
-        json::write_str(&mut name, t.name().unwrap_or(""));
-        let id = format!("{:?}", t.id());
-        let id = id.trim_start_matches("ThreadId(").trim_end_matches(')').parse().unwrap_or(0);
-        (name.into(), id)
-    };
+    static THREAD: (Box<[u8]>, u64) = this_thread();
+}
+
+/// The current thread's name (as a JSON string) and numeric id.
+fn this_thread() -> (Box<[u8]>, u64) {
+    let t = std::thread::current();
+    let mut name = Vec::new();
+    json::write_str(&mut name, t.name().unwrap_or(""));
+    let id = format!("{:?}", t.id());
+    let id = id
+        .trim_start_matches("ThreadId(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or(0);
+    (name.into(), id)
 }
 
 impl<W: 'static> Layer<W> {
@@ -1177,7 +1189,7 @@ impl<W: 'static> Layer<W> {
             }
         }
         if c.thread_name.is_some() || c.thread_id.is_some() {
-            THREAD.with(|(name, id)| {
+            let mut put = |(name, id): &(Box<[u8]>, u64)| {
                 if let Some(k) = &c.thread_name {
                     buf.extend_from_slice(k);
                     buf.extend_from_slice(name);
@@ -1186,7 +1198,11 @@ impl<W: 'static> Layer<W> {
                     buf.extend_from_slice(k);
                     json::write_u64(buf, *id);
                 }
-            });
+            };
+            if THREAD.try_with(&mut put).is_err() {
+                // Gone with the thread: a thread-local's destructor logging.
+                put(&this_thread());
+            }
         }
         if !c.static_fields.is_empty() {
             buf.extend_from_slice(&c.static_fields);
@@ -1520,18 +1536,21 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        let done = SCRATCH.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
                 self.format(event, &ctx, &mut scratch);
                 self.write(event, &scratch.buf);
+                true
             }
-            // Re-entered (a writer that logs): use a buffer of our own.
-            Err(_) => {
-                let mut scratch = Scratch::default();
-                self.format(event, &ctx, &mut scratch);
-                self.write(event, &scratch.buf);
-            }
+            Err(_) => false,
         });
+        if done != Ok(true) {
+            // Re-entered (a writer that logs), or the buffer is gone with the thread (a
+            // thread-local's destructor logging): use a buffer of our own.
+            let mut scratch = Scratch::default();
+            self.format(event, &ctx, &mut scratch);
+            self.write(event, &scratch.buf);
+        }
     }
 }
 

@@ -610,3 +610,69 @@ async fn exporter_internals_at_trace_level_over_grpc_do_not_deadlock() {
         .collect();
     check_export(&out, received);
 }
+
+/// Logs through `dispatch` when dropped, and reports whether that panicked. (No span: the
+/// registry itself cannot make one there, its own thread-locals being gone.)
+struct LogsOnDrop(Option<(tracing::Dispatch, std::sync::mpsc::Sender<bool>)>);
+
+impl Drop for LogsOnDrop {
+    fn drop(&mut self) {
+        if let Some((dispatch, report)) = self.0.take() {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    info!(step = 1, "thread-local dropped")
+                });
+            }));
+            let _ = report.send(ok.is_ok());
+        }
+    }
+}
+
+thread_local! {
+    static LOGS_ON_DROP: std::cell::RefCell<LogsOnDrop> =
+        const { std::cell::RefCell::new(LogsOnDrop(None)) };
+}
+
+/// A thread-local's destructor that logs, after the layer's own thread-locals (made by the
+/// thread's first line, after it) are gone: the line is written whole, with its field and the
+/// thread's name and id, and nothing panics (a panic in a thread-local's destructor
+/// aborts the process).
+#[test]
+fn a_line_logged_from_a_thread_local_destructor_is_written() {
+    let cap = Capture::new();
+    use tracing_subscriber::prelude::*;
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(
+            traceline::layer()
+                .with_thread_names(true)
+                .with_thread_ids(true)
+                .with_writer(cap.clone()),
+        ),
+    );
+    let (report, outcome) = std::sync::mpsc::channel();
+    let d = dispatch.clone();
+    std::thread::Builder::new()
+        .name("worker-7".into())
+        .spawn(move || {
+            // tracing's own thread state first (it outlives the rest), then the destructor's.
+            tracing::dispatcher::with_default(&d, || ());
+            LOGS_ON_DROP.with(|l| *l.borrow_mut() = LogsOnDrop(Some((d.clone(), report))));
+            tracing::dispatcher::with_default(&d, || {
+                info_span!("running", step = 0).in_scope(|| info!("while the thread runs"))
+            });
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        outcome.recv().expect("the destructor ran"),
+        "logging panicked"
+    );
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 2, "{}", cap.text());
+    let last = &lines[1];
+    assert_eq!(last.str("message"), "thread-local dropped");
+    assert_eq!(last.num("step"), "1");
+    assert_eq!(last.str("threadName"), "worker-7");
+    assert_eq!(last.num("threadId"), lines[0].num("threadId"));
+}
