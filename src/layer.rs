@@ -801,8 +801,12 @@ impl<W: 'static> Layer<W> {
                 .unwrap_or_else(|| span.parent().and_then(|p| self.ids(&p)))
         });
         let ext = span.extensions();
-        if let Some(data) = ext.get::<SpanSlot>().and_then(|d| d.of(self.id)) {
-            data.ids.set(ids);
+        // Without its subscriber (a layer not told it, before it finds it) the layer cannot
+        // ask: "no ids" then is no answer, and is not kept for the span's later lines.
+        if self.dispatch.get().is_some() {
+            if let Some(data) = ext.get::<SpanSlot>().and_then(|d| d.of(self.id)) {
+                data.ids.set(ids);
+            }
         }
         (ids, ext)
     }

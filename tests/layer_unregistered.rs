@@ -83,3 +83,28 @@ fn a_layer_in_an_option_under_with_default_writes_the_ids() {
     });
     assert_ids(&cap.only_line(), &sc);
 }
+
+/// A line written in a span before the layer has found its subscriber (an explicit parent,
+/// before any span is entered) has no ids, and that is not kept as the span's answer: once
+/// the layer finds its subscriber, the span's lines carry its ids, and its child's too.
+#[test]
+fn no_ids_before_the_subscriber_is_found_are_not_kept_for_the_span() {
+    let provider = common::provider();
+    let cap = Capture::new();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(Some(traceline::layer().with_writer(cap.clone())));
+    let (sc, child_sc) = tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("request");
+        info!(parent: &span, "explicit, before any enter");
+        let child = tracing::info_span!(parent: &span, "child");
+        info!(parent: &child, "in the child, before any enter");
+        span.in_scope(|| info!("inside, after enter"));
+        info!(parent: &child, "in the child, after");
+        (span_context(&span), span_context(&child))
+    });
+    let lines = cap.lines();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_ids(&lines[2], &sc);
+    assert_ids(&lines[3], &child_sc);
+}
