@@ -1288,7 +1288,11 @@ impl<W: 'static> Layer<W> {
                     buf.extend_from_slice(k);
                     write_span_object(buf, leaf, self.id);
                 }
-                if let (Some(k), Some(scope)) = (&c.spans_key, ctx.event_scope(event)) {
+                // From the leaf up: the event's own span's ancestors that this layer sees, the
+                // same spans as `span` and as the flat layout's fields (not whatever span is
+                // entered on the thread when a filter hides the event's span).
+                if let (Some(k), Some(leaf)) = (&c.spans_key, &leaf) {
+                    let scope = leaf.scope();
                     buf.extend_from_slice(k);
                     buf.push(b'[');
                     for (i, span) in scope.from_root().enumerate() {

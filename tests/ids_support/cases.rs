@@ -855,6 +855,53 @@ fn a_hidden_span_takes_fields_from_its_own_ancestors_not_the_entered_span() {
     );
 }
 
+/// The nested layout, with spans hidden from traceline: `span` and `spans` are the same spans
+/// the flat layout takes fields from. A hidden explicit parent keeps its ancestors' (`spans`
+/// was missing); a hidden span entered under an unrelated span lists its own ancestors, not
+/// the entered span.
+#[test]
+fn nested_layout_spans_follow_the_events_own_ancestors_past_hidden_spans() {
+    let provider = provider();
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_field_layout(traceline::FieldLayout::Nested);
+    with_default(split_view_subscriber(&provider, layer), || {
+        let request = info_span!("request", user = "alice");
+        let _r = request.enter();
+        let db = info_span!("notl_db");
+        db.in_scope(|| info!("contextual"));
+        info!(parent: &db, "explicit");
+    });
+    let lines = cap.lines();
+    for message in ["contextual", "explicit"] {
+        let line = message_line(&lines, message);
+        assert_eq!(line.at("span").str("name"), "request", "{line:?}");
+        let spans = line.at("spans").as_arr();
+        assert_eq!(spans.len(), 1, "{line:?}");
+        assert_eq!(spans[0].str("name"), "request", "{line:?}");
+        assert_eq!(spans[0].str("user"), "alice", "{line:?}");
+    }
+
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_field_layout(traceline::FieldLayout::Nested);
+    with_default(split_view_subscriber(&provider, layer), || {
+        let job = info_span!(parent: None, "job", job_id = 7);
+        let request = info_span!(parent: None, "request", user = "alice");
+        let _r = request.enter();
+        let step = info_span!(parent: &job, "notl_step");
+        let _s = step.enter();
+        info!("in step");
+    });
+    let line = cap.only_line();
+    assert_eq!(line.at("span").str("name"), "job", "{line:?}");
+    let names: Vec<&str> = line
+        .at("spans")
+        .as_arr()
+        .iter()
+        .map(|s| s.str("name"))
+        .collect();
+    assert_eq!(names, ["job"], "{line:?}");
+}
+
 /// ECS `transaction.id` is the local root of the event's own trace: a span that starts a new
 /// trace inside another span (a request inside a connection span) is its own local root.
 #[test]
