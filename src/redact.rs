@@ -4,7 +4,8 @@
 //! `authorization`, `cookie`, `set-cookie` and `session`. A field is redacted when its name is
 //! one of these or ends with one after a separator or a camelCase hump, ignoring case and
 //! treating `-` and `_` alike: `password`, `db.password`, `user_token`, `accessToken`,
-//! `X-Api-Key`, `Set-Cookie` are redacted; `possession` and `tokens_used` are not.
+//! `DBPassword`, `X-Api-Key`, `Set-Cookie` are redacted; `possession`, `tokens_used` and
+//! `DBPASSWORD` (all capitals, no separator: no word to be told apart) are not.
 //!
 //! It covers event fields, span fields and error fields, in every layout, whatever the value's
 //! type. Its limits: it looks at field *names* only. A secret inside a message, inside a
@@ -179,8 +180,8 @@ impl Redaction {
     }
 }
 
-/// `name` equals `pattern`, or ends with it after a separator or a camelCase hump, ignoring
-/// ASCII case and `-` vs `_`.
+/// `name` equals `pattern`, or ends with it after a separator or a camelCase hump (`dbPassword`,
+/// and after an acronym, `DBPassword`), ignoring ASCII case and `-` vs `_`.
 fn suffix_match(name: &[u8], pattern: &[u8]) -> bool {
     let (n, m) = (name.len(), pattern.len());
     if n < m || m == 0 {
@@ -202,8 +203,11 @@ fn suffix_match(name: &[u8], pattern: &[u8]) -> bool {
         return true;
     }
     let before = name[start - 1];
+    // A hump: an upper-case letter after a lower-case one or a digit, or the upper-case letter
+    // that starts a word after an acronym (the `P` of `DBPassword`, followed by lower case).
+    let starts_word = || name.get(start + 1).is_some_and(u8::is_ascii_lowercase);
     !before.is_ascii_alphanumeric()
-        || (name[start].is_ascii_uppercase() && !before.is_ascii_uppercase())
+        || (name[start].is_ascii_uppercase() && (!before.is_ascii_uppercase() || starts_word()))
 }
 
 #[cfg(test)]
@@ -233,6 +237,12 @@ mod tests {
             "set_cookie",
             "session",
             "user.session",
+            // A word after an acronym.
+            "DBPassword",
+            "SMTPPassword",
+            "XApiKey",
+            "JWTToken",
+            "AWSSecret",
         ] {
             assert!(r.is_denied(yes), "{yes}");
         }
@@ -243,6 +253,8 @@ mod tests {
             "user_id",
             "message",
             "mypassword",
+            "MYPASSWORD",
+            "DBPASSWORD",
             "",
         ] {
             assert!(!r.is_denied(no), "{no}");

@@ -33,6 +33,31 @@ fn run(
         .collect()
 }
 
+/// A denied word after an acronym is a camelCase hump too (`DBPassword` as `dbPassword`), in
+/// event and span fields; an all-capitals name without a separator is not split.
+#[test]
+fn a_denied_word_after_an_acronym_is_redacted() {
+    let lines = run(
+        |l| l,
+        || {
+            tracing::info_span!("conn", SMTPPassword = "hunter2").in_scope(|| {
+                tracing::info!(
+                    DBPassword = "hunter2",
+                    JWTToken = "eyJhbGciOi",
+                    XApiKey = "k-123",
+                    DBPASSWORDS = 3,
+                    "connect"
+                )
+            });
+        },
+    );
+    let line = check_line(&lines[0]);
+    for k in ["SMTPPassword", "DBPassword", "JWTToken", "XApiKey"] {
+        assert_eq!(line.str(k), "[REDACTED]", "{k}");
+    }
+    assert_eq!(line.num("DBPASSWORDS"), "3");
+}
+
 #[test]
 fn event_fields_with_denied_names_are_redacted_whatever_their_type() {
     let lines = run(
