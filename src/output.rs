@@ -470,6 +470,7 @@ fn mend<W: Write>(
 
 /// One writer lent anew for each use: the writer of an output with one writer, along every
 /// route (each use ends before the next begins).
+#[cfg_attr(not(feature = "install"), allow(dead_code))]
 pub(crate) struct Lent<'a, T: Write>(pub(crate) std::cell::RefMut<'a, T>);
 
 impl<T: Write> Write for Lent<'_, T> {

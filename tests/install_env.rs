@@ -31,6 +31,8 @@ fn child_entry() {
             });
             fields.sort();
             tracing::info!(propagated = fields.join(","), "propagators");
+            #[cfg(feature = "http")]
+            http_propagation();
         }
         "scoped_directive" => {
             // Run with `RUST_LOG=warn,[correlation]=debug`: debug lines inside a scope only.
@@ -46,6 +48,50 @@ fn child_entry() {
         }
         other => panic!("unknown scenario {other}"),
     }
+}
+
+/// A request with a caller's `traceparent`, `tracestate` and `baggage` through the
+/// middleware; the handler logs whether it continues the caller's trace and which headers
+/// `inject` writes for a call out.
+#[cfg(feature = "http")]
+fn http_propagation() {
+    use opentelemetry::trace::TraceContextExt;
+    use tower::{Layer, ServiceExt};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let svc = traceline::http::CorrelationLayer::new().layer(tower::service_fn(
+        |_req: http::Request<()>| async {
+            let trace = tracing::Span::current()
+                .context()
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string();
+            let mut headers = http::HeaderMap::new();
+            traceline::http::inject(&mut headers);
+            let mut sent: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+            sent.sort();
+            tracing::info!(
+                continued = trace == "4bf92f3577b34da6a3ce929d0e0e4736",
+                sent = sent.join(","),
+                "handler"
+            );
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        },
+    ));
+    let req = http::Request::get("/")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("tracestate", "vendor=1")
+        .header("baggage", "tenant=7")
+        .body(())
+        .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(svc.oneshot(req))
+        .unwrap();
 }
 
 fn lines(scenario: &str, env: &[(&str, &str)]) -> Vec<Value> {
@@ -343,6 +389,43 @@ fn propagators_from_environment() {
     assert_eq!(fields(Some("tracecontext")), "traceparent,tracestate");
     assert_eq!(fields(Some("baggage")), "baggage");
     assert_eq!(fields(Some("none")), "");
+}
+
+/// `OTEL_PROPAGATORS` governs traceline's own HTTP propagation too, in and out: without
+/// `tracecontext` a request does not continue the caller's trace and calls out send no
+/// `traceparent`/`tracestate`; without `baggage` the caller's baggage is not passed on. The
+/// correlation id, traceline's own header, goes out whatever the setting.
+#[cfg(feature = "http")]
+#[test]
+fn propagators_govern_the_http_middleware() {
+    let handler = |value: Option<&str>| -> (bool, String) {
+        let env: Vec<(&str, &str)> = value.map(|v| ("OTEL_PROPAGATORS", v)).into_iter().collect();
+        let l = lines("propagators", &env);
+        let h = l
+            .iter()
+            .find(|l| str_of(l, "message") == Some("handler"))
+            .unwrap_or_else(|| panic!("no handler line: {l:?}"));
+        (
+            h["continued"].as_bool().unwrap(),
+            str_of(h, "sent").unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        handler(None),
+        (
+            true,
+            "baggage,traceparent,tracestate,x-correlation-id".into()
+        )
+    );
+    assert_eq!(
+        handler(Some("tracecontext")),
+        (true, "traceparent,tracestate,x-correlation-id".into())
+    );
+    assert_eq!(
+        handler(Some("baggage")),
+        (false, "baggage,x-correlation-id".into())
+    );
+    assert_eq!(handler(Some("none")), (false, "x-correlation-id".into()));
 }
 
 #[test]

@@ -69,6 +69,41 @@ pub use server::{
 
 use trace_context::Propagated;
 
+/// Which W3C propagators the middleware uses, for incoming and outgoing requests alike: both
+/// unless [`init()`](crate::init) was told otherwise by `OTEL_PROPAGATORS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Propagators {
+    /// `traceparent` and `tracestate`.
+    pub(crate) trace_context: bool,
+    /// `baggage`.
+    pub(crate) baggage: bool,
+}
+
+impl Propagators {
+    pub(crate) const ALL: Propagators = Propagators {
+        trace_context: true,
+        baggage: true,
+    };
+}
+
+/// [`Propagators`] as bits: 1 trace context, 2 baggage.
+static PROPAGATORS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(3);
+
+/// Sets the propagators the middleware uses (from `OTEL_PROPAGATORS`, by `init()`).
+#[cfg_attr(not(feature = "install"), allow(dead_code))]
+pub(crate) fn set_propagators(p: Propagators) {
+    let bits = u8::from(p.trace_context) | (u8::from(p.baggage) << 1);
+    PROPAGATORS.store(bits, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn propagators() -> Propagators {
+    let bits = PROPAGATORS.load(std::sync::atomic::Ordering::Relaxed);
+    Propagators {
+        trace_context: bits & 1 != 0,
+        baggage: bits & 2 != 0,
+    }
+}
+
 /// Writes the current span's `traceparent`, `tracestate`, `baggage` and `x-correlation-id`
 /// into `headers`, replacing any already there (baggage members already there are kept, and
 /// the caller's others added), so the next service continues the trace.
@@ -217,12 +252,27 @@ fn inject_correlation(headers: &mut HeaderMap) {
 }
 
 fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
-    use opentelemetry::trace::TraceContextExt;
     let Some(tp) = server::traceparent_of(cx) else {
         return;
     };
-    headers.insert("traceparent", HeaderValue::from_str(&tp).expect("ASCII"));
+    let on = propagators();
     let propagated = cx.get::<Propagated>();
+    if on.trace_context {
+        inject_trace_context(cx, &tp, propagated, headers);
+    }
+    if on.baggage {
+        inject_baggage(propagated, headers);
+    }
+}
+
+fn inject_trace_context(
+    cx: &opentelemetry::Context,
+    tp: &str,
+    propagated: Option<&Propagated>,
+    headers: &mut HeaderMap,
+) {
+    use opentelemetry::trace::TraceContextExt;
+    headers.insert("traceparent", HeaderValue::from_str(tp).expect("ASCII"));
     // The caller's `tracestate` as it came, with the caller's trace only: a handler that
     // continues another trace (a queued message's) sends that trace's own state.
     let trace_id = cx.span().span_context().trace_id();
@@ -242,6 +292,9 @@ fn inject_context(cx: &opentelemetry::Context, headers: &mut HeaderMap) {
             headers.remove("tracestate");
         }
     }
+}
+
+fn inject_baggage(propagated: Option<&Propagated>, headers: &mut HeaderMap) {
     if let Some(incoming) = propagated.and_then(|p| p.baggage.as_deref()) {
         // Members the request already carries (set by the application) stay, and win over
         // the caller's members of the same key; the caller's others are added.

@@ -383,7 +383,8 @@ where
         // Before anything reads the span's ids: once started, its parent cannot change. With
         // no valid `traceparent` the request starts a trace of its own, whatever span the
         // server runs in (one per connection, say): unrelated requests are not one trace.
-        let _ = span.set_parent(trace_context::extract(req.headers()).unwrap_or_default());
+        let on = super::propagators();
+        let _ = span.set_parent(trace_context::extract_with(req.headers(), on).unwrap_or_default());
         let incoming = read_incoming(req.headers(), &self.config.headers);
         let id = match &incoming.valid {
             Some(id) => id.clone(),

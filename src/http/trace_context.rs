@@ -286,14 +286,25 @@ pub(crate) struct Propagated {
 /// assert_eq!(cx.span().span_context().trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
 /// ```
 pub fn extract(headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    extract_with(headers, super::Propagators::ALL)
+}
+
+/// [`extract`], reading only what the propagators `on` take.
+pub(crate) fn extract_with(
+    headers: &HeaderMap,
+    on: super::Propagators,
+) -> Option<opentelemetry::Context> {
     let mut tp = headers.get_all("traceparent").iter();
     let parent = match (tp.next(), tp.next()) {
-        (Some(one), None) => parse_traceparent(one.as_bytes()),
+        (Some(one), None) if on.trace_context => parse_traceparent(one.as_bytes()),
         _ => None, // none, or two or more: restart the trace
     };
     let tracestate = parent
         .and_then(|_| parse_tracestate(headers.get_all("tracestate").iter().map(|v| v.as_bytes())));
-    let baggage = parse_baggage(headers.get_all("baggage").iter().map(|v| v.as_bytes()));
+    let baggage = on
+        .baggage
+        .then(|| parse_baggage(headers.get_all("baggage").iter().map(|v| v.as_bytes())))
+        .flatten();
     if parent.is_none() && baggage.is_none() {
         return None;
     }

@@ -44,7 +44,7 @@
 //! | [`protocol`](Builder::protocol) | `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`) | `http/protobuf` |
 //! | [`sample_ratio`](Builder::sample_ratio), [`sampler`](Builder::sampler) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
 //! | [`sdk_disabled`](Builder::sdk_disabled) | `OTEL_SDK_DISABLED` (`true`/`false`) | `false` |
-//! | – | `OTEL_PROPAGATORS` (`tracecontext`, `baggage`, `none`) | `tracecontext,baggage` |
+//! | – | `OTEL_PROPAGATORS` (`tracecontext`, `baggage`, `none`): the global OpenTelemetry propagator, and what the [`http`](crate::http) middleware reads from requests and sends on (`x-correlation-id` goes out whatever the setting) | `tracecontext,baggage` |
 //! | [`schema`](Builder::schema) | `TRACELINE_SCHEMA` (`default`, `otel`, `ecs`, `gcp:<project-id>` or `gcp` with `GOOGLE_CLOUD_PROJECT`, `datadog`) | [`Schema::default`](crate::Schema::default) |
 //! | [`writer`](Builder::writer) | – | stdout, blocking |
 //!
@@ -1153,6 +1153,11 @@ impl Plan {
 }
 
 fn set_propagator(p: config::Propagators) {
+    #[cfg(feature = "http")]
+    crate::http::set_propagators(crate::http::Propagators {
+        trace_context: p.trace_context,
+        baggage: p.baggage,
+    });
     use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
     use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
     let mut list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
