@@ -8,7 +8,7 @@
 //! `DBPASSWORD` (all capitals, no separator: no word to be told apart) are not.
 //!
 //! It covers event fields, span fields and error fields, in every layout, whatever the value's
-//! type. Its limits: it looks at field *names* only. A secret inside a message, inside a
+//! type; with [`init()`](crate::init), the exported spans' attributes too. Its limits: it looks at field *names* only. A secret inside a message, inside a
 //! `Debug` value of another field, or in a field with an innocent name is written as is.
 //!
 //! The decision is made once per callsite, with the callsite's keys, so redaction costs

@@ -37,6 +37,17 @@ fn child_entry() {
                 tracing::info!(i, "job ran");
             }
         }
+        "secrets" => {
+            let span = tracing::info_span!(
+                "login",
+                user = "alice",
+                password = "hunter2",
+                api_key = tracing::field::Empty
+            );
+            span.record("api_key", "k-123");
+            let _e = span.enter();
+            tracing::info!("logged in");
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -230,4 +241,36 @@ async fn ratio_sampling_keeps_ids_on_every_line() {
             "sampled flag matches what was exported: {l}"
         );
     }
+}
+
+/// Span fields the redaction denies leave for the collector as `"[REDACTED]"`, as on the lines
+/// (recorded at creation or later); other fields as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_span_fields_are_redacted_in_the_export_too() {
+    let receiver = support::GrpcReceiver::start().await;
+    let lines = run_child(
+        "secrets",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    let spans = receiver.finish().await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(str_of(&lines[0], "password"), Some("[REDACTED]"));
+    let login = spans.iter().find(|s| s.name == "login").expect("exported");
+    let text = format!("{:?}", login.attributes);
+    assert!(
+        !text.contains("hunter2") && !text.contains("k-123"),
+        "{text}"
+    );
+    for key in ["password", "api_key"] {
+        let v = login
+            .attributes
+            .get(key)
+            .unwrap_or_else(|| panic!("{key}: {text}"));
+        assert!(v.contains("[REDACTED]"), "{key}: {v}");
+    }
+    assert!(login.attributes["user"].contains("alice"), "{text}");
 }

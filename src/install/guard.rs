@@ -293,21 +293,49 @@ impl ExportFailures {
     }
 }
 
-/// The OTLP exporter, counting the spans of the batches it fails to deliver.
+/// The OTLP exporter, counting the spans of the batches it fails to deliver. The attributes
+/// whose names the redaction denies (span fields, recorded by the OpenTelemetry layer under
+/// their names) leave as `"[REDACTED]"`, as on the lines.
 #[derive(Debug)]
 pub(crate) struct Counted<E> {
     inner: E,
     failures: Arc<ExportFailures>,
     endpoint: String,
+    redaction: crate::Redaction,
 }
 
 impl<E> Counted<E> {
-    pub(crate) fn new(inner: E, failures: Arc<ExportFailures>, endpoint: String) -> Self {
+    pub(crate) fn new(
+        inner: E,
+        failures: Arc<ExportFailures>,
+        endpoint: String,
+        redaction: crate::Redaction,
+    ) -> Self {
         Counted {
             inner,
             failures,
             endpoint,
+            redaction,
         }
+    }
+}
+
+/// Replaces the values of the attributes `redaction` denies, on the span, its events and its
+/// links.
+fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace::SpanData) {
+    let redact = |attributes: &mut Vec<opentelemetry::KeyValue>| {
+        for kv in attributes.iter_mut() {
+            if redaction.is_denied(kv.key.as_str()) {
+                kv.value = opentelemetry::Value::from(crate::redact::REDACTED);
+            }
+        }
+    };
+    redact(&mut span.attributes);
+    for event in &mut span.events.events {
+        redact(&mut event.attributes);
+    }
+    for link in &mut span.links.links {
+        redact(&mut link.attributes);
     }
 }
 
@@ -316,8 +344,11 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
 {
     async fn export(
         &self,
-        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        mut batch: Vec<opentelemetry_sdk::trace::SpanData>,
     ) -> opentelemetry_sdk::error::OTelSdkResult {
+        for span in &mut batch {
+            redact_span(&self.redaction, span);
+        }
         let n = batch.len();
         let result = self.inner.export(batch).await;
         if let Err(err) = &result {

@@ -261,7 +261,9 @@ impl Default for Builder {
 
 impl Builder {
     /// Which fields are written as `"[REDACTED]"`, as [`Layer::with_redaction`](crate::Layer::with_redaction)
-    /// (default: [`Redaction::default`](crate::Redaction::default)).
+    /// (default: [`Redaction::default`](crate::Redaction::default)). The OTLP export sends the
+    /// span attributes it denies (span fields, recorded by the OpenTelemetry layer under their
+    /// names) as `"[REDACTED]"` too.
     ///
     /// ```
     /// use traceline::Redaction;
@@ -1052,6 +1054,7 @@ impl Plan {
                     exporter,
                     export_failures.clone(),
                     endpoint.clone(),
+                    self.redaction.clone().unwrap_or_default(),
                 ));
             }
             Some(builder.build())
