@@ -1420,6 +1420,123 @@ async fn a_body_dropped_before_its_end_gets_a_warn_access_line() {
     assert_eq!(access_lines(&capture).len(), 2);
 }
 
+/// The access lines once there are `n` of them (the server's task may finish after the
+/// client has its response), or after 2 s whatever there is.
+async fn access_lines_when(capture: &Capture, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        if access_lines(capture).len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    access_lines(capture)
+}
+
+/// A download as axum's docs and tower-http's `ServeFile` send it, a streamed body with a
+/// `content-length`, over a real HTTP/1.1 connection: hyper stops once that many bytes are out
+/// and drops the body without asking it for its end. The line says the response completed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_streamed_body_of_announced_length_sent_whole_is_completed() {
+    let (capture, _g) = install("svc");
+    let app = Router::new()
+        .route(
+            "/file",
+            get(|| async {
+                let chunks = futures_util::stream::iter([
+                    Ok::<_, io::Error>(Bytes::from_static(b"hello ")),
+                    Ok(Bytes::from_static(b"world")),
+                ]);
+                http::Response::builder()
+                    .header("content-length", "11")
+                    .body(axum::body::Body::from_stream(chunks))
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/empty",
+            get(|| async {
+                let none = futures_util::stream::iter(Vec::<Result<Bytes, io::Error>>::new());
+                http::Response::builder()
+                    .header("content-length", "0")
+                    .body(axum::body::Body::from_stream(none))
+                    .unwrap()
+            }),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let (status, _, body) = get_with(
+        addr,
+        "/file",
+        &[("x-correlation-id", "dl-1".parse().unwrap())],
+    )
+    .await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "hello world"));
+    let (status, _, body) = get_with(addr, "/empty", &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, ""));
+    let access = access_lines_when(&capture, 2).await;
+    assert_eq!(access.len(), 2, "{access:?}");
+    assert_eq!(access[0]["correlationId"], "dl-1");
+    assert_eq!(access[0]["level"], "INFO", "{}", access[0]);
+    assert_eq!(access[0]["message"], "GET /file completed with 200");
+    assert_eq!(access[1]["message"], "GET /empty completed with 200");
+}
+
+/// A plain HTTP response whose body ends with trailers, over a real HTTP/2 connection:
+/// trailers are a body's last frame, and hyper drops the body once it has sent them. The line
+/// says the response completed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_ending_with_trailers_is_completed() {
+    let (capture, _g) = install("svc");
+    let svc = tower::Layer::layer(
+        &CorrelationLayer::new(),
+        tower::service_fn(|_req: Request<hyper::body::Incoming>| async {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+            let frames = vec![
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(
+                    b"data",
+                ))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ];
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::StreamBody::new(
+                futures_util::stream::iter(frames),
+            )))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(svc),
+                )
+                .await;
+        }
+        .instrument(tracing::Span::none()),
+    );
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let resp = client
+        .request(
+            Request::get(format!("http://{addr}/report"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
+    assert_eq!(&collected.to_bytes()[..], b"data");
+    let access = access_lines_when(&capture, 1).await;
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["level"], "INFO", "{}", access[0]);
+    assert_eq!(access[0]["message"], "GET /report completed with 200");
+}
+
 /// `traceline::http::access=warn` quiets the access log and keeps the request spans: the
 /// handler's lines keep the caller's trace and correlation id, and calls out continue it.
 #[tokio::test(flavor = "current_thread")]

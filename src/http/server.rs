@@ -723,6 +723,13 @@ where
                     && status == 200
                     && access.method != http::Method::HEAD
                     && super::has_grpc_trailers(response.headers());
+                // A server stops sending once a body of known length is out, without asking the
+                // body for its end.
+                let length = response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .or_else(|| response.body().size_hint().exact());
                 // Any other line waits for the end of the body: its latency is the whole
                 // response's, and a body that fails or is dropped half-sent is not logged as a
                 // success. Written now when no body follows.
@@ -730,6 +737,7 @@ where
                     || status < 200
                     || status == 204
                     || status == 304
+                    || length == Some(0)
                     || response.body().is_end_stream();
                 let access = if !config.access_log {
                     None
@@ -739,6 +747,7 @@ where
                         status,
                         grpc,
                         trailers,
+                        left: length,
                     })
                 } else {
                     access.log(status, grpc);
@@ -771,7 +780,9 @@ pin_project_lite::pin_project! {
     /// - Lines logged while a streamed body is produced (a download, a gRPC server stream)
     ///   carry the request's ids and correlation id.
     /// - The request's OpenTelemetry span ends when the body does, not when its head is sent.
-    /// - The access line is written when the body ends: its latency counts the whole body. A
+    /// - The access line is written when the body ends (its last frame, its trailers, or the
+    ///   bytes its `content-length` announced, after which a server stops asking): its latency
+    ///   counts the whole body. A
     ///   body that fails part-way gets an ERROR line instead, and one dropped before its end (the
     ///   client went away) a WARN line, both with the status sent in the head.
     /// - A gRPC status sent in the trailers (after the messages) is recorded on the span as
@@ -817,6 +828,8 @@ struct Pending {
     grpc: Option<u16>,
     /// A gRPC call whose status comes in the trailers.
     trailers: bool,
+    /// The bytes of a body of known length still to go.
+    left: Option<u64>,
 }
 
 impl Pending {
@@ -932,6 +945,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
+                let mut end = false;
                 if let Some(trailers) = frame.trailers_ref() {
                     let grpc = super::record_grpc_trailers(&state.span, trailers, false);
                     if state.pending.as_ref().is_some_and(|p| p.trailers) {
@@ -939,9 +953,18 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                             p.access.log(200, grpc);
                         }
                     }
+                    // Trailers are a body's last frame.
+                    end = true;
                 }
-                // A server sends no more once the body says it is at its end.
-                if this.inner.is_end_stream() {
+                if let (Some(data), Some(p)) = (frame.data_ref(), state.pending.as_mut()) {
+                    if let Some(left) = &mut p.left {
+                        *left = left.saturating_sub(bytes::Buf::remaining(data) as u64);
+                        end |= *left == 0 && !p.trailers;
+                    }
+                }
+                // A server sends no more once the body says it is at its end, its trailers are
+                // out, or the length it announced.
+                if end || this.inner.is_end_stream() {
                     Pending::ended(&mut state.pending);
                 }
             }
