@@ -420,6 +420,19 @@ pub(crate) fn write_routed<W: Write>(
         inner: make(route),
         progress,
     };
+    // A line cut while this one waited for its writer (a lock another thread held while its
+    // line failed): the writer is let go for the cut to be ended, then taken again. (A cut is
+    // noted before its writer is let go.)
+    let mut tries = 0;
+    while owed.is_empty() && counters.line_is_broken() && tries < 3 {
+        drop(w);
+        owed = mend(counters, give_up, &mut make);
+        w = Watch {
+            inner: make(route),
+            progress,
+        };
+        tries += 1;
+    }
     let outcome = if !owed.is_empty() {
         let mut with_newline = Vec::with_capacity(line.len() + 1);
         with_newline.push(b'\n');
@@ -429,10 +442,13 @@ pub(crate) fn write_routed<W: Write>(
         write_line(&mut w, line, counters, report, give_up)
     };
     progress.counted.set(true);
-    drop(w);
     if outcome == Outcome::Cut {
+        // Before the writer is let go: a line waiting for it then finds the cut to end, and a
+        // writer that panics as it is dropped cannot leave the cut unnoted.
         counters.line_cut(route.owned());
-    } else if !owed.is_empty() && outcome == Outcome::Written {
+    }
+    drop(w);
+    if outcome != Outcome::Cut && !owed.is_empty() && outcome == Outcome::Written {
         // The newline in front ended the cut owed on this line's own route, if one was.
         owed.retain(|(r, _)| route.is(r));
         counters.ended(&owed);

@@ -12,7 +12,7 @@ mod install_support;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Capture, check_line, split_lines};
@@ -1116,4 +1116,126 @@ fn a_panic_on_the_owed_newline_does_not_glue_the_next_line() {
     for l in &lines[1..] {
         assert!(l.starts_with('{'), "a line glued to the cut one: {text:?}");
     }
+}
+
+/// Takes 4 bytes of the first line, then fails every continuation of it for good (ENOSPC);
+/// whole lines (starting with `{` or `\n`) are taken whole. `cut` hears when the first line
+/// has begun.
+struct CutsFirstLine {
+    out: Arc<Mutex<Vec<u8>>>,
+    begun: bool,
+    cut: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl CutsFirstLine {
+    fn new(out: Arc<Mutex<Vec<u8>>>) -> Self {
+        CutsFirstLine {
+            out,
+            begun: false,
+            cut: None,
+        }
+    }
+}
+
+impl Write for CutsFirstLine {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if !self.begun {
+            self.begun = true;
+            self.out.lock().unwrap().extend_from_slice(&data[..4]);
+            if let Some(tx) = self.cut.take() {
+                let _ = tx.send(());
+            }
+            return Ok(4);
+        }
+        if !matches!(data.first(), Some(b'{') | Some(b'\n')) {
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        self.out.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The 4 bytes of the cut line, a newline, then whole lines: the `messages`, in order.
+fn after_the_cut(out: &Arc<Mutex<Vec<u8>>>, messages: &[&str]) {
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.as_bytes()[4],
+        b'\n',
+        "a line glued to the cut one: {text:?}"
+    );
+    let got: Vec<String> = text[5..]
+        .split_inclusive('\n')
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a whole line, no empty one");
+            v["message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(got, messages, "{text:?}");
+}
+
+/// A line cut by a lasting failure while another thread waits for the same locked writer:
+/// the waiting line does not land glued to the cut one, and no empty line follows.
+#[test]
+fn a_line_waiting_for_the_writer_is_not_glued_to_a_line_cut_meanwhile() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let (tx, begun) = std::sync::mpsc::channel();
+    let mut w = CutsFirstLine::new(out.clone());
+    w.cut = Some(tx);
+    let layer = traceline::layer()
+        .with_writer(Mutex::new(w))
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let d = dispatch.clone();
+    let first = std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&d, || tracing::info!("first"));
+    });
+    // The first line has begun, and holds the writer's lock while it retries.
+    begun.recv().unwrap();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("second"));
+    first.join().unwrap();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("third"));
+    after_the_cut(&out, &["second", "third"]);
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (2, 1));
+}
+
+/// A writer that leaves a line cut and then panics as it is dropped: the cut is still noted,
+/// and the next line starts on its own.
+#[test]
+fn a_writer_panicking_as_it_is_dropped_after_a_cut_leaves_no_glued_line() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::new(Mutex::new(CutsFirstLine::new(out.clone())));
+    // A fresh writer per line, sharing the state; the one that failed panics as it goes.
+    struct Handle(Arc<Mutex<CutsFirstLine>>, bool);
+    impl Write for Handle {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let r = self.0.lock().unwrap().write(data);
+            self.1 |= r.is_err();
+            r
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Drop for Handle {
+        fn drop(&mut self) {
+            if self.1 {
+                panic!("flush on drop failed, on purpose");
+            }
+        }
+    }
+    let s = state.clone();
+    let layer = traceline::layer()
+        .with_writer(move || Handle(s.clone(), false))
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info!("first");
+        tracing::info!("second");
+    });
+    after_the_cut(&out, &["second"]);
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (1, 1));
 }
