@@ -238,7 +238,7 @@ impl Counters {
                 self.errors.load(Ordering::Relaxed),
                 REPORT_EVERY.as_secs()
             );
-            let _ = io::stderr().write_all(msg.as_bytes());
+            report_on_stderr(msg);
         }
     }
 
@@ -392,6 +392,42 @@ impl<W: Write> Write for Watch<'_, W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// The longest a thread waits for a diagnostic to reach stderr.
+const REPORT_WAIT: Duration = Duration::from_millis(100);
+
+/// A diagnostic and where to say it was written.
+type Report = (String, std::sync::mpsc::SyncSender<()>);
+
+/// Writes `msg` on stderr from a thread of its own, waiting at most [`REPORT_WAIT`] for it: a
+/// stderr nobody reads (a pipe into the same stalled collector as the lines) must not hold a
+/// logging thread up. Usually the message is out before this returns. While stderr stays
+/// stalled, a few messages wait their turn and later ones are not written.
+pub(crate) fn report_on_stderr(msg: String) {
+    static REPORTER: OnceLock<Option<std::sync::mpsc::SyncSender<Report>>> = OnceLock::new();
+    let reporter = REPORTER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Report>(4);
+        std::thread::Builder::new()
+            .name("traceline-report".into())
+            .spawn(move || {
+                for (msg, written) in rx {
+                    let _ = io::stderr().write_all(msg.as_bytes());
+                    let _ = written.try_send(());
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(reporter) = reporter else {
+        // No thread to be had: said here, at the risk of waiting.
+        let _ = io::stderr().write_all(msg.as_bytes());
+        return;
+    };
+    let (written, wait) = std::sync::mpsc::sync_channel(1);
+    if reporter.try_send((msg, written)).is_ok() {
+        let _ = wait.recv_timeout(REPORT_WAIT);
     }
 }
 

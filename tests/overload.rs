@@ -51,11 +51,60 @@ fn log_from_threads(per_thread: u64) -> Duration {
         .unwrap()
 }
 
+/// An output that never finishes a write (a stalled reader).
+struct Stalled;
+
+impl Write for Stalled {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Ten lines that are all lost, with the diagnostic on (stderr stalled, see
+/// `the_lost_lines_diagnostic_never_holds_a_logging_thread_on_a_stalled_stderr`).
+fn lose_ten_lines(scenario: &str) {
+    use tracing_subscriber::prelude::*;
+    let ten = || {
+        for i in 0..10u64 {
+            tracing::info!(i, "line");
+        }
+    };
+    match scenario {
+        "stalled_stderr_lossy" => {
+            let (layer, _guard) = traceline::layer()
+                .with_output(Writer::custom(|| Stalled).queue_limit(1))
+                .unwrap();
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), ten);
+            print!("DONE");
+            let _ = io::stdout().flush();
+            // The guard would wait for the stalled output.
+            std::process::exit(0);
+        }
+        _ => {
+            let full = std::fs::File::options()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
+            let layer = traceline::layer().with_writer(std::sync::Mutex::new(full));
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), ten);
+            print!("DONE");
+        }
+    }
+}
+
 #[test]
 fn child_entry() {
     let Some(scenario) = support::scenario() else {
         return;
     };
+    if scenario.starts_with("stalled_stderr") {
+        return lose_ten_lines(&scenario);
+    }
     let writer = Writer::custom(|| Slow).queue_limit(64);
     let (writer, per_thread) = match scenario.as_str() {
         "drop_when_full" | "warn_line" => (writer, PER_THREAD),
@@ -159,4 +208,50 @@ fn dropped_lines_are_reported_in_a_warn_line() {
         "{}",
         warns[0]
     );
+}
+
+/// The diagnostic about lost lines goes to stderr. When stderr is a pipe nobody reads (`2>&1`
+/// into the same stalled collector as the lines), the logging calls still return: with a lossy
+/// non-blocking writer whose output is stalled, and with a writer that fails (`/dev/full`).
+#[test]
+fn the_lost_lines_diagnostic_never_holds_a_logging_thread_on_a_stalled_stderr() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    for scenario in ["stalled_stderr_lossy", "stalled_stderr_failing"] {
+        // A stream whose buffer is full and whose reader never reads.
+        let (stalled, _reader) = UnixStream::pair().unwrap();
+        stalled.set_nonblocking(true).unwrap();
+        while (&stalled).write(&[b'x'; 4096]).is_ok() {}
+        stalled.set_nonblocking(false).unwrap();
+        let mut child = support::child(ENTRY, scenario, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                stalled,
+            )))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(
+            status.is_some() && out.contains("DONE"),
+            "{scenario}: the logging calls did not return (status {status:?}, stdout {out:?})"
+        );
+    }
 }

@@ -198,9 +198,9 @@ fn stop_output(
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Err(err) = self.finish() {
-            // Not `eprintln!`: it panics when stderr is a closed pipe (`prog 2>&1 | head`).
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "traceline: {err}");
+            // Not `eprintln!`: it panics when stderr is a closed pipe (`prog 2>&1 | head`), and
+            // waits for ever on one nobody reads.
+            crate::output::report_on_stderr(format!("traceline: {err}\n"));
         }
     }
 }
