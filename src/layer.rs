@@ -1170,7 +1170,12 @@ impl<W: 'static> Layer<W> {
                 };
                 if let Some(span_id) = root {
                     buf.extend_from_slice(k);
-                    json::write_hex(buf, &span_id);
+                    // Spelled as the span ids are: a local root's own lines carry it twice.
+                    if c.ids_decimal {
+                        json::write_u64(buf, u64::from_be_bytes(span_id));
+                    } else {
+                        json::write_hex(buf, &span_id);
+                    }
                     buf.push(b'"');
                 }
             }

@@ -918,6 +918,8 @@ pub(crate) struct Compiled {
     pub(crate) span_id: Option<Box<[u8]>>,
     pub(crate) flags: Option<Box<[u8]>>,
     pub(crate) transaction_id: Option<Box<[u8]>>,
+    /// Span ids as decimal numbers (the transaction id too), not hex.
+    pub(crate) ids_decimal: bool,
     pub(crate) correlation_id: Option<Box<[u8]>>,
     pub(crate) file: Option<Box<[u8]>>,
     pub(crate) line: Option<Box<[u8]>>,
@@ -1272,6 +1274,7 @@ impl Schema {
             span_id,
             flags,
             transaction_id: quoted(Key::TransactionId, ""),
+            ids_decimal: self.ids != IdFormat::Hex,
             correlation_id: on(Key::CorrelationId),
             file: on(Key::File),
             line: on(Key::Line),

@@ -1387,3 +1387,14 @@ fn gcp_labels_are_the_entrys_string_labels() {
     let (line, ()) = one(Schema::ecs().label("team.name", "checkout"), outside);
     assert_eq!(line.at("labels").str("team_name"), "checkout");
 }
+
+/// The local root's span id (`Key::TransactionId`) is spelled as the span ids are: with
+/// Datadog's decimal ids, on the root span's own line it equals `dd.span_id`.
+#[test]
+fn the_transaction_id_is_spelled_as_the_span_ids() {
+    let (line, sc) = one(Schema::datadog().enable(Key::TransactionId), in_span);
+    assert_eq!(line.str("dd.span_id"), span_u64(&sc));
+    assert_eq!(line.str("transactionId"), span_u64(&sc), "{line:?}");
+    let (line, sc) = one(Schema::default().enable(Key::TransactionId), in_span);
+    assert_eq!(line.str("transactionId"), span_hex(&sc), "{line:?}");
+}
