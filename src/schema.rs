@@ -639,7 +639,9 @@ impl Schema {
         self.enabled[key as usize].then(|| &*self.names[key as usize])
     }
 
-    /// Writes `key` under `name` (and switches it on).
+    /// Writes `key` under `name` (and switches it on). A name another key of the line already
+    /// has (or the dotted parent or child of one) takes the collision prefix, as a user field
+    /// would (`fields.level`): a line never holds one key twice.
     ///
     /// ```
     /// use traceline::{Key, Schema};
@@ -1090,6 +1092,31 @@ fn frag(key: &str) -> Box<[u8]> {
 }
 
 impl Schema {
+    /// The keys this schema writes at the top level of a line (not the structural ones a flat
+    /// layout leaves out, nor the parts of an error written as an object, nor a service key
+    /// without a value, nor the file and line inside their object), with their names.
+    fn line_keys(&self, source_location: bool) -> impl Iterator<Item = (Key, &str)> {
+        let flat = self.fields == FieldLayout::Flatten;
+        Key::ALL.into_iter().filter_map(move |k| {
+            let structural = matches!(k, Key::Fields | Key::Span | Key::Spans);
+            let error = matches!(k, Key::ErrorMessage | Key::ErrorType | Key::ErrorStackTrace);
+            let service = matches!(
+                k,
+                Key::ServiceName | Key::ServiceVersion | Key::ServiceEnvironment
+            );
+            if (structural && flat) || (error && self.errors != ErrorLayout::Flat) {
+                return None;
+            }
+            if service && self.service[k as usize - Key::ServiceName as usize].is_none() {
+                return None;
+            }
+            if matches!(k, Key::File | Key::Line) && source_location {
+                return None; // inside their object
+            }
+            Some((k, self.key(k)?))
+        })
+    }
+
     pub(crate) fn compile(&self) -> Compiled {
         let on = |k: Key| self.key(k).map(frag);
         // The file and line go in their object under the store's own names (`file`, `line`);
@@ -1101,25 +1128,22 @@ impl Schema {
         });
         let mut reserved = Reserved::default();
         let flat = self.fields == FieldLayout::Flatten;
-        for k in Key::ALL {
-            let structural = matches!(k, Key::Fields | Key::Span | Key::Spans);
-            let error = matches!(k, Key::ErrorMessage | Key::ErrorType | Key::ErrorStackTrace);
-            let service = matches!(
-                k,
-                Key::ServiceName | Key::ServiceVersion | Key::ServiceEnvironment
-            );
-            if (structural && flat) || (error && self.errors != ErrorLayout::Flat) {
-                continue;
-            }
-            if service && self.service[k as usize - Key::ServiceName as usize].is_none() {
-                continue;
-            }
-            if matches!(k, Key::File | Key::Line) && source_location.is_some() {
-                continue; // inside their object
-            }
-            if let Some(name) = self.key(k) {
+        let prefix = format!("{}.", self.names[Key::Fields as usize]);
+        let mut renamed = None;
+        for (k, name) in self.line_keys(source_location.is_some()) {
+            // Two keys renamed onto one name, or onto each other's dotted parent: the later one
+            // takes the collision prefix, as a user field would.
+            let depth = reserved.free_depth(&prefix, name);
+            if depth > 0 {
+                let name = format!("{}{name}", prefix.repeat(depth as usize));
+                reserved.add(&name);
+                renamed.get_or_insert_with(|| self.clone()).names[k as usize] = name.into();
+            } else {
                 reserved.add(name);
             }
+        }
+        if let Some(distinct) = renamed {
+            return distinct.compile();
         }
         for name in self.store_reserved {
             reserved.add(name);
@@ -1127,7 +1151,6 @@ impl Schema {
         // The collision prefix: renamed keys are its dotted children, so where fields go at the
         // top level a field named like its stem (`fields`) is renamed too; with the nested
         // layout the stem is the `fields` object's key, reserved above.
-        let prefix = format!("{}.", self.names[Key::Fields as usize]);
         if flat || self.key(Key::Fields).is_none() {
             reserved.stem = Some(self.names[Key::Fields as usize].clone().into());
         }

@@ -1398,3 +1398,21 @@ fn the_transaction_id_is_spelled_as_the_span_ids() {
     let (line, sc) = one(Schema::default().enable(Key::TransactionId), in_span);
     assert_eq!(line.str("transactionId"), span_hex(&sc), "{line:?}");
 }
+
+/// Two keys renamed onto one name, or onto each other's dotted parent: the later key takes the
+/// collision prefix, and the line has no key twice, nor a value that is a parent.
+#[test]
+fn keys_renamed_onto_each_other_are_not_written_twice() {
+    let (line, _) = one(Schema::default().rename(Key::Target, "level"), in_span);
+    assert_eq!(line.str("level"), "INFO");
+    assert_eq!(line.str("fields.level"), "orders", "{line:?}");
+    let (line, _) = one(
+        Schema::default()
+            .rename(Key::Target, "msg")
+            .rename(Key::Message, "msg.text"),
+        in_span,
+    );
+    // The message's key comes first in the line, and keeps its name.
+    assert_eq!(line.str("msg.text"), "order created", "{line:?}");
+    assert_eq!(line.str("fields.msg"), "orders", "{line:?}");
+}
