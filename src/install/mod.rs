@@ -576,7 +576,7 @@ impl Builder {
         }
         // The SDK's diagnostics use the crates' published names as targets
         // (`opentelemetry-otlp`): a directive naming the Rust name applies to them too.
-        for (target, level) in &directives.0 {
+        for (target, level, _) in &directives.0 {
             if let Some(rest) = target.strip_prefix("opentelemetry_") {
                 if rest.starts_with("otlp") || rest.starts_with("http") {
                     let twin = format!("opentelemetry-{rest}={level}");
@@ -836,10 +836,11 @@ fn unknown_service() -> String {
 }
 
 /// The plain directives of a `RUST_LOG` filter: each target with its level (`""` for the
-/// default level). Span-scoped ones (`target[span]=level`) are left out: they are about events
-/// inside such spans.
+/// default level), and the field names it lists (`target[{a,b}]=level`, which `EnvFilter`
+/// ranks above `target=level` for spans, whatever their order). Span-scoped ones
+/// (`target[span]=level`) are left out: they are about events inside such spans.
 #[derive(Debug, Default)]
-struct Directives(Vec<(String, LevelFilter)>);
+struct Directives(Vec<(String, LevelFilter, Vec<String>)>);
 
 impl Directives {
     fn parse(filter: &str) -> Self {
@@ -851,6 +852,7 @@ impl Directives {
             // `target[{field}]=level` (fields, no span name) is `target=level` for spans, as
             // `EnvFilter` reads it; one that names a span is about events inside such spans.
             let owned;
+            let mut fields = Vec::new();
             let d = match d.split_once('[') {
                 Some((target, rest)) => {
                     let Some((inner, level)) = rest.rsplit_once("]=") else {
@@ -859,6 +861,13 @@ impl Directives {
                     if !inner.starts_with('{') || inner.contains('=') {
                         continue;
                     }
+                    fields = inner
+                        .trim_start_matches('{')
+                        .trim_end_matches('}')
+                        .split(',')
+                        .map(|f| f.trim().to_string())
+                        .filter(|f| !f.is_empty())
+                        .collect();
                     owned = format!("{target}={level}");
                     owned.as_str()
                 }
@@ -867,57 +876,57 @@ impl Directives {
             match d.split_once('=') {
                 Some((target, level)) => {
                     if let Ok(level) = level.trim().parse::<LevelFilter>() {
-                        out.push((target.trim().to_string(), level));
+                        out.push((target.trim().to_string(), level, fields));
                     }
                 }
                 None => match d.parse::<LevelFilter>() {
-                    Ok(level) => out.push((String::new(), level)),
+                    Ok(level) => out.push((String::new(), level, fields)),
                     // A target alone: all its levels.
-                    Err(_) => out.push((d.to_string(), LevelFilter::TRACE)),
+                    Err(_) => out.push((d.to_string(), LevelFilter::TRACE, fields)),
                 },
             }
         }
         Directives(out)
     }
 
-    /// The level the filter gives `target` (as `EnvFilter` matches: the longest target that
-    /// starts it, the last one of equal length; else the default level; else off).
+    /// The level the filter gives spans of `target`, as `EnvFilter` ranks its directives: the
+    /// longest target that starts it; of those, the one listing the most field names, then the
+    /// greatest list; of equal ones, the last (else the default level, ranked the same way;
+    /// else off).
     fn level_for(&self, target: &str) -> LevelFilter {
-        let mut best: Option<(usize, LevelFilter)> = None;
-        for (t, level) in &self.0 {
-            if !t.is_empty()
-                && target.starts_with(t.as_str())
-                && best.is_none_or(|(n, _)| t.len() >= n)
-            {
-                best = Some((t.len(), *level));
+        let rank = |t: &String, f: &Vec<String>| (t.len(), f.len(), f.clone());
+        let mut best: Option<(_, LevelFilter)> = None;
+        for (t, level, fields) in &self.0 {
+            if target.starts_with(t.as_str()) {
+                let r = rank(t, fields);
+                if best.as_ref().is_none_or(|(b, _)| r >= *b) {
+                    best = Some((r, *level));
+                }
             }
         }
-        best.map(|(_, l)| l)
-            .or_else(|| self.default_level())
-            .unwrap_or(LevelFilter::OFF)
+        best.map_or(LevelFilter::OFF, |(_, l)| l)
     }
 
     /// Whether a directive (not the default level) applies to `target`.
     fn names(&self, target: &str) -> bool {
         self.0
             .iter()
-            .any(|(t, _)| !t.is_empty() && target.starts_with(t.as_str()))
+            .any(|(t, _, _)| !t.is_empty() && target.starts_with(t.as_str()))
     }
 
     /// Whether a directive that names `target` (not the default level) turns it off.
     fn names_off(&self, target: &str) -> bool {
-        self.0.iter().any(|(t, level)| {
+        self.0.iter().any(|(t, level, _)| {
             !t.is_empty() && target.starts_with(t.as_str()) && *level == LevelFilter::OFF
         }) && self.level_for(target) == LevelFilter::OFF
     }
 
-    /// The default level: the last level given alone.
+    /// The default level: the level given alone (ranked as [`Directives::level_for`] ranks).
     fn default_level(&self) -> Option<LevelFilter> {
         self.0
             .iter()
-            .rev()
-            .find(|(t, _)| t.is_empty())
-            .map(|(_, l)| *l)
+            .any(|(t, _, _)| t.is_empty())
+            .then(|| self.level_for(""))
     }
 
     /// `cap`, or the default level when that is stricter (`error`, `off`).
@@ -1340,6 +1349,54 @@ mod tests {
                 .names("traceline::error")
         );
         assert!(Directives::parse("traceline=warn").names("traceline::error"));
+    }
+
+    /// Spans of `myapp` get the level a real `EnvFilter` gives them, whatever the order of
+    /// the directives (`EnvFilter` ranks one listing field names above a plain one).
+    #[test]
+    fn span_levels_agree_with_env_filter_in_any_order() {
+        use tracing_subscriber::prelude::*;
+        fn env_filter_level(filter: &str) -> LevelFilter {
+            let subscriber =
+                tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new(filter));
+            tracing::subscriber::with_default(subscriber, || {
+                let on = [
+                    !tracing::trace_span!(target: "myapp", "s").is_disabled(),
+                    !tracing::debug_span!(target: "myapp", "s").is_disabled(),
+                    !tracing::info_span!(target: "myapp", "s").is_disabled(),
+                    !tracing::warn_span!(target: "myapp", "s").is_disabled(),
+                    !tracing::error_span!(target: "myapp", "s").is_disabled(),
+                ];
+                let levels = [
+                    LevelFilter::TRACE,
+                    LevelFilter::DEBUG,
+                    LevelFilter::INFO,
+                    LevelFilter::WARN,
+                    LevelFilter::ERROR,
+                ];
+                levels
+                    .into_iter()
+                    .zip(on)
+                    .find_map(|(l, on)| on.then_some(l))
+                    .unwrap_or(LevelFilter::OFF)
+            })
+        }
+        for filter in [
+            "myapp=info,myapp[{noisy}]=off",
+            "myapp[{noisy}]=off,myapp=info",
+            "[{x}]=off,info",
+            "info,[{x}]=off",
+            "myapp=debug,myapp[{a}]=warn,myapp[{b}]=error",
+            "myapp[{b}]=error,myapp[{a}]=warn,myapp=debug",
+            "myapp=warn,myapp=debug",
+            "debug,myapp=error,myapp::db=trace",
+        ] {
+            assert_eq!(
+                Directives::parse(filter).level_for("myapp"),
+                env_filter_level(filter),
+                "{filter}"
+            );
+        }
     }
 
     #[test]
