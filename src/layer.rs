@@ -447,6 +447,8 @@ impl<W> Layer<W> {
     /// ```
     pub fn log_internal_errors(mut self, on: bool) -> Self {
         self.log_internal_errors = on;
+        // The output `with_output` built reports through these counters too.
+        self.stats.counters().silence(!on);
         self
     }
 
@@ -1431,6 +1433,18 @@ where
 {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         self.register(subscriber);
+    }
+
+    /// Notes each event callsite, for a guard's flush to reach every writer a `MakeWriter`
+    /// that routes by target or level gives; the interest is the default one.
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing_core::Metadata<'static>,
+    ) -> tracing_core::subscriber::Interest {
+        if metadata.is_event() {
+            output::note_event_callsite(metadata);
+        }
+        tracing_core::subscriber::Interest::always()
     }
 
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {

@@ -97,6 +97,9 @@ pub(crate) struct Counters {
     errors: AtomicU64,
     /// Milliseconds after [`epoch`] before which no diagnostic is written.
     quiet_until: AtomicU64,
+    /// No diagnostic at all (`log_internal_errors(false)` on a layer counting here, whenever
+    /// it was set: a non-blocking output built before reads it too).
+    silenced: AtomicBool,
     /// The last write stopped inside a line: the next line starts with a newline.
     broken_line: AtomicBool,
     /// Where the lines left cut went (an output may route lines by level or target to more
@@ -176,6 +179,11 @@ impl Counters {
 
     /// Whether a line was left cut and not ended yet.
     #[inline]
+    /// Turns the diagnostics on stderr off, or back on.
+    pub(crate) fn silence(&self, silenced: bool) {
+        self.silenced.store(silenced, Ordering::Relaxed);
+    }
+
     pub(crate) fn line_is_broken(&self) -> bool {
         self.broken_line.load(Ordering::Relaxed)
     }
@@ -215,7 +223,7 @@ impl Counters {
         if matches!(loss, Loss::Write(_)) {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if report && self.claim_report() {
+        if report && !self.silenced.load(Ordering::Relaxed) && self.claim_report() {
             let why = match loss {
                 Loss::Write(err) => format!("the writer failed ({err})"),
                 Loss::QueueFull => "the non-blocking writer's queue is full (raise \
@@ -393,6 +401,34 @@ impl<W: Write> Write for Watch<'_, W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The event callsites the layers of this process have seen (each once), in the order seen.
+static EVENT_CALLSITES: std::sync::Mutex<(
+    Vec<&'static tracing_core::Metadata<'static>>,
+    Option<std::collections::HashSet<usize>>,
+)> = std::sync::Mutex::new((Vec::new(), None));
+
+/// Notes an event callsite (registered once per subscriber that holds a layer).
+pub(crate) fn note_event_callsite(metadata: &'static tracing_core::Metadata<'static>) {
+    let mut seen = EVENT_CALLSITES.lock().unwrap_or_else(|e| e.into_inner());
+    let (list, set) = &mut *seen;
+    if set
+        .get_or_insert_with(Default::default)
+        .insert(metadata as *const _ as usize)
+    {
+        list.push(metadata);
+    }
+}
+
+/// The event callsites seen so far: where a line may have been routed by its metadata.
+#[cfg_attr(not(feature = "install"), allow(dead_code))]
+pub(crate) fn event_callsites() -> Vec<&'static tracing_core::Metadata<'static>> {
+    EVENT_CALLSITES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .clone()
 }
 
 /// The longest a thread waits for a diagnostic to reach stderr.

@@ -153,22 +153,28 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Failing {
 }
 
 /// `log_internal_errors(false)` with a failing output, in a child process (what it says goes to
-/// the real stderr); `TRACELINE_OUTPUT_CHILD` is `b` for a blocking output, `nb` for a queue.
+/// the real stderr); `TRACELINE_OUTPUT_CHILD` is `b` for a blocking output, `nb` for a queue,
+/// and either followed by `-after` sets it on the layer `with_output` gives back.
 #[test]
 fn child_quiet_layer() {
     let Ok(mode) = std::env::var("TRACELINE_OUTPUT_CHILD") else {
         return;
     };
     let writer = Writer::custom(Failing);
-    let writer = if mode == "nb" {
+    let writer = if mode.starts_with("nb") {
         writer.non_blocking()
     } else {
         writer
     };
-    let (layer, guard) = traceline::layer()
-        .log_internal_errors(false)
-        .with_output(writer)
-        .unwrap();
+    let (layer, guard) = if mode.ends_with("-after") {
+        let (layer, guard) = traceline::layer().with_output(writer).unwrap();
+        (layer.log_internal_errors(false), guard)
+    } else {
+        traceline::layer()
+            .log_internal_errors(false)
+            .with_output(writer)
+            .unwrap()
+    };
     let stats = layer.stats();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         tracing::info!("lost");
@@ -188,16 +194,109 @@ fn child_stderr(mode: &str) -> String {
 }
 
 /// `log_internal_errors(false)` silences the lost-lines message of a queue as of a blocking
-/// output.
+/// output, set before `with_output` or on the layer it gives back.
 #[test]
 fn log_internal_errors_false_silences_a_non_blocking_output_too() {
-    let blocking = child_stderr("b");
-    assert!(!blocking.contains("log lines are being lost"), "{blocking}");
-    let non_blocking = child_stderr("nb");
+    for mode in ["b", "nb", "b-after", "nb-after"] {
+        let stderr = child_stderr(mode);
+        assert!(
+            !stderr.contains("log lines are being lost"),
+            "log_internal_errors(false), {mode}: stderr got {stderr:?}"
+        );
+    }
+}
+
+/// Routes by target, as `make_writer_for(meta)` allows: `audit` lines to a buffered file,
+/// every other line nowhere.
+struct ByTarget {
+    audit: Mutex<std::io::BufWriter<std::fs::File>>,
+}
+
+enum Routed<'a> {
+    Audit(std::sync::MutexGuard<'a, std::io::BufWriter<std::fs::File>>),
+    Other,
+}
+
+impl Write for Routed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Routed::Audit(w) => w.write(buf),
+            Routed::Other => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Routed::Audit(w) => w.flush(),
+            Routed::Other => Ok(()),
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ByTarget {
+    type Writer = Routed<'a>;
+    fn make_writer(&'a self) -> Routed<'a> {
+        Routed::Other
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Routed<'a> {
+        if meta.target() == "audit" {
+            Routed::Audit(self.audit.lock().unwrap())
+        } else {
+            Routed::Other
+        }
+    }
+}
+
+/// A buffered file that a custom `MakeWriter` routes lines to by target holds its lines once
+/// the guard is dropped (the subscriber still alive, as a global one is), blocking as
+/// non-blocking.
+#[test]
+fn dropping_the_guard_flushes_a_writer_routed_to_by_target() {
+    let dir = temp_dir("routed-flush");
+    std::fs::create_dir_all(&dir).unwrap();
+    for non_blocking in [true, false] {
+        let path = dir.join(format!("audit-{non_blocking}.log"));
+        let audit = Mutex::new(std::io::BufWriter::new(
+            std::fs::File::create(&path).unwrap(),
+        ));
+        let writer = Writer::custom(ByTarget { audit });
+        let writer = if non_blocking {
+            writer.non_blocking()
+        } else {
+            writer
+        };
+        let (layer, guard) = traceline::layer().with_output(writer).unwrap();
+        let stats = layer.stats();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(target: "audit", "audited");
+        });
+        drop(guard);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(stats.lines_written(), 1);
+        assert!(
+            text.contains(r#""message":"audited""#),
+            "non_blocking={non_blocking}: the file after the guard was dropped: {text:?}"
+        );
+        drop(dispatch);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file needs a name: an empty prefix is an error that says so (tracing-appender would name
+/// the file after the date).
+#[test]
+fn a_file_with_no_name_is_refused() {
+    let dir = temp_dir("empty-prefix");
+    let err = traceline::layer()
+        .with_output(Writer::file(&dir, "", Rotation::Never))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("empty"), "{err}");
     assert!(
-        !non_blocking.contains("log lines are being lost"),
-        "log_internal_errors(false), non-blocking: stderr got {non_blocking:?}"
+        std::fs::read_dir(&dir).map_or(true, |d| d.count() == 0),
+        "a file was made"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A writer set after a non-blocking output is not a queue: the layer counts its lines.

@@ -141,7 +141,12 @@ impl Writer {
     }
 
     /// Files in `dir` named after `prefix`, rotated hourly, daily or never (through
-    /// `tracing-appender`). The directory is created if needed.
+    /// `tracing-appender`). The directory is created if needed; an empty `prefix` is refused.
+    ///
+    /// The file is kept open: one removed while the program runs (an `rm`, `logrotate` without
+    /// `copytruncate`) is not made again, and lines go on into the removed file until the next
+    /// rotation. Rotate with `Rotation::Hourly` or `Daily`, or have `logrotate` copy and
+    /// truncate. Old files are not removed.
     ///
     /// ```
     /// use traceline::install::{Rotation, Writer};
@@ -402,8 +407,9 @@ const fn line_metadata(target: &str, level: Level) -> Metadata<'_> {
     )
 }
 
-/// Flushes every writer `make` gives: the one for no particular line and the one for each
-/// level (a `MakeWriter` that routes by level gives a different one, or none, per level).
+/// Flushes every writer `make` gives: the one for no particular line, the one for each level,
+/// and the one for each event callsite seen (a `MakeWriter` that routes by level or target
+/// gives a different one, or none, for each).
 fn flush_all(make: &BoxMakeWriter) {
     let _ = make.make_writer().flush();
     for level in [
@@ -414,6 +420,9 @@ fn flush_all(make: &BoxMakeWriter) {
         Level::ERROR,
     ] {
         let _ = make.make_writer_for(&line_metadata("", level)).flush();
+    }
+    for metadata in crate::output::event_callsites() {
+        let _ = make.make_writer_for(metadata).flush();
     }
 }
 
@@ -664,6 +673,15 @@ fn appender(
     rotation: Rotation,
 ) -> Result<tracing_appender::rolling::RollingFileAppender, InitError> {
     use tracing_appender::rolling;
+    if prefix.is_empty() {
+        // tracing-appender would name the file after the date, and never rotate it.
+        return Err(InitError::InvalidValue {
+            setting: "Writer::file",
+            value: prefix,
+            reason: "the file name (prefix) is empty; give the file a name, such as \"app.log\""
+                .into(),
+        });
+    }
     let unusable = |source: std::io::Error| InitError::LogDirectory {
         dir: dir.clone(),
         source,
