@@ -66,6 +66,12 @@ pub mod redact;
 pub mod schema;
 mod timestamp;
 
+/// The README's Rust snippets, compiled (and run, but for those that install an exporter or
+/// write under `/var/log`) as doc tests.
+#[cfg(all(doctest, feature = "install", feature = "http"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeSnippets;
+
 pub use error::{record_error, record_error_dyn};
 pub use ids::otel;
 #[cfg(feature = "install")]

@@ -701,6 +701,25 @@ mod tests {
         assert!(c.routes().is_empty());
     }
 
+    /// After a diagnostic, the next waits [`REPORT_EVERY`]: claimed once, then refused until
+    /// then.
+    #[test]
+    fn a_diagnostic_waits_ten_seconds_after_the_last() {
+        let c = Counters::default();
+        assert!(c.claim_report(), "the first is written");
+        assert!(!c.claim_report(), "the next, at once, is not");
+        let until = c.quiet_until.load(Ordering::Relaxed);
+        let now = epoch().elapsed().as_millis() as u64;
+        assert!(
+            until >= now + REPORT_EVERY.as_millis() as u64 - 1_000,
+            "quiet for {} ms",
+            until.saturating_sub(now)
+        );
+        // Once the time is past, the next is written.
+        c.quiet_until.store(now, Ordering::Relaxed);
+        assert!(c.claim_report());
+    }
+
     /// The tests that start threads to count, one at a time: each needs the counters of its own
     /// that the other's threads would hold.
     static THREAD_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
