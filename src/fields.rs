@@ -898,6 +898,8 @@ pub(crate) struct EventVisitor<'a> {
     pub(crate) skip_log_fields: bool,
     pub(crate) flat_error_used: bool,
     pub(crate) message: Option<MessageVisitor<'a>>,
+    /// With no message on the line (`Key::Message` off): the message was met, and left out.
+    pub(crate) message_left_out: bool,
     /// The callsite's keys (fields past 63 are keyed here, field by field).
     pub(crate) keys: &'a CallsiteKeys,
     pub(crate) redaction: &'a Redaction,
@@ -940,7 +942,8 @@ impl EventVisitor<'_> {
                 record(m);
                 true
             }
-            None => true,
+            // The first is the message, left out; a second is a user field.
+            None => !std::mem::replace(&mut self.message_left_out, true),
         }
     }
 

@@ -1091,6 +1091,7 @@ impl<W: 'static> Layer<W> {
                 flat_error_used: false,
                 keys,
                 redaction: &self.redaction,
+                message_left_out: false,
                 message: (c.message_open != 0).then_some(MessageVisitor {
                     buf,
                     found: false,

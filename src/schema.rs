@@ -1117,33 +1117,81 @@ impl Schema {
         })
     }
 
-    pub(crate) fn compile(&self) -> Compiled {
-        let on = |k: Key| self.key(k).map(frag);
-        // The file and line go in their object under the store's own names (`file`, `line`);
-        // renaming either writes both at the top level, as named.
-        let source_location = self.source_location.filter(|_| {
+    /// The key of the object the file and line go in, under the store's own names (`file`,
+    /// `line`); renaming either writes both at the top level, as named.
+    fn source_location_key(&self) -> Option<&'static str> {
+        self.source_location.filter(|_| {
             matches!(self.key(Key::File), None | Some("file"))
                 && matches!(self.key(Key::Line), None | Some("line"))
                 && (self.key(Key::File).is_some() || self.key(Key::Line).is_some())
-        });
+        })
+    }
+
+    pub(crate) fn compile(&self) -> Compiled {
+        match self.distinct_keys(self.source_location_key().is_some()) {
+            Some(distinct) => distinct.compile_distinct(),
+            None => self.compile_distinct(),
+        }
+    }
+
+    /// This schema with the names of its line keys made distinct, when two clash: the same
+    /// name, or one the dotted parent of the other (stores that expand dotted keys would hold a
+    /// value and an object under one name), or the collision prefix's stem where fields go at
+    /// the top level (the renamed fields are its children). The later key takes the collision
+    /// prefix, as a user field would; the fields object's key (the stem) keeps its name.
+    /// `None` when no names clash.
+    fn distinct_keys(&self, source_location: bool) -> Option<Schema> {
+        let stem = &*self.names[Key::Fields as usize];
+        let prefix = format!("{stem}.");
+        let stem_is_key = self.fields == FieldLayout::Nested && self.key(Key::Fields).is_some();
+        let clashes = |taken: &[String], name: &str| {
+            (name == stem && !stem_is_key)
+                || taken.iter().any(|t| {
+                    t == name
+                        // A renamed key is a child of the stem by design: the fields object
+                        // keeps a place for it.
+                        || (dotted_kin(t, name) && !(t == stem && name.starts_with(&prefix)))
+                })
+        };
+        let mut taken: Vec<String> = Vec::new();
+        if stem_is_key {
+            taken.push(stem.to_string());
+        }
+        let mut renamed: Option<Schema> = None;
+        for (k, name) in self.line_keys(source_location) {
+            if k == Key::Fields {
+                continue;
+            }
+            let mut candidate = name.to_string();
+            // A few prefixes settle any real schema; a name that stays a child of another key
+            // whatever the prefix (a key named `fields.fields`) is numbered instead.
+            let mut n = 0;
+            while clashes(&taken, &candidate) {
+                n += 1;
+                candidate = if n <= 4 {
+                    format!("{}{name}", prefix.repeat(n))
+                } else {
+                    format!("{prefix}{name}_{n}")
+                };
+            }
+            if candidate != name {
+                renamed.get_or_insert_with(|| self.clone()).names[k as usize] =
+                    candidate.clone().into();
+            }
+            taken.push(candidate);
+        }
+        renamed
+    }
+
+    /// [`Schema::compile`] for a schema whose line keys are distinct.
+    fn compile_distinct(&self) -> Compiled {
+        let on = |k: Key| self.key(k).map(frag);
+        let source_location = self.source_location_key();
         let mut reserved = Reserved::default();
         let flat = self.fields == FieldLayout::Flatten;
         let prefix = format!("{}.", self.names[Key::Fields as usize]);
-        let mut renamed = None;
-        for (k, name) in self.line_keys(source_location.is_some()) {
-            // Two keys renamed onto one name, or onto each other's dotted parent: the later one
-            // takes the collision prefix, as a user field would.
-            let depth = reserved.free_depth(&prefix, name);
-            if depth > 0 {
-                let name = format!("{}{name}", prefix.repeat(depth as usize));
-                reserved.add(&name);
-                renamed.get_or_insert_with(|| self.clone()).names[k as usize] = name.into();
-            } else {
-                reserved.add(name);
-            }
-        }
-        if let Some(distinct) = renamed {
-            return distinct.compile();
+        for (_, name) in self.line_keys(source_location.is_some()) {
+            reserved.add(name);
         }
         for name in self.store_reserved {
             reserved.add(name);
@@ -1176,7 +1224,8 @@ impl Schema {
                 crate::json::write_str(&mut static_fields, v);
             }
         }
-        if self.dataset_from_service {
+        // ECS's `event.dataset`, unless a key of the line took that name (or its parent's).
+        if self.dataset_from_service && !reserved.contains(&prefix, 0, "event.dataset") {
             if let Some(name) = &self.service[0] {
                 static_fields.extend_from_slice(&frag("event.dataset"));
                 crate::json::write_str(&mut static_fields, name);

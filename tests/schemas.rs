@@ -1416,3 +1416,82 @@ fn keys_renamed_onto_each_other_are_not_written_twice() {
     assert_eq!(line.str("msg.text"), "order created", "{line:?}");
     assert_eq!(line.str("fields.msg"), "orders", "{line:?}");
 }
+
+/// Keys renamed onto the collision prefix's stem, onto each other, or onto the fields object's
+/// key: the schema settles (building it used to recurse without end), and the line has no key
+/// twice nor a path that is a value and a parent, every key's value still on it.
+#[test]
+fn keys_renamed_onto_the_stem_or_each_other_settle() {
+    use traceline::FieldLayout::{Flatten, Nested};
+    let schemas = [
+        Schema::default()
+            .rename(Key::Target, "fields")
+            .rename(Key::ThreadName, "level"),
+        Schema::default()
+            .rename(Key::Fields, "level")
+            .field_layout(Nested),
+        Schema::default()
+            .rename(Key::Level, "fields")
+            .field_layout(Nested),
+        Schema::default()
+            .rename(Key::Level, "fields")
+            .rename(Key::Message, "fields"),
+        Schema::default()
+            .rename(Key::Level, "fields")
+            .rename(Key::Target, "fields.x"),
+        Schema::default()
+            .rename(Key::Target, "fields.fields")
+            .rename(Key::Level, "level")
+            .rename(Key::Message, "level"),
+        Schema::default()
+            .rename(Key::Target, "fields")
+            .field_layout(Flatten),
+    ];
+    for schema in schemas {
+        let (line, _) = one(schema.clone(), || {
+            info_span!("s", job = 7).in_scope(|| info!(target: "orders", message2 = 1, "hello"))
+        });
+        let mut paths = Vec::new();
+        leaf_paths("", &line, &mut paths);
+        let mut sorted = paths.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), paths.len(), "a path twice: {line:?}");
+        no_value_is_a_parent(&paths, &line);
+        let text = format!("{line:?}");
+        for v in ["INFO", "orders", "hello"] {
+            assert!(text.contains(v), "{v} lost: {schema:?} {line:?}");
+        }
+    }
+}
+
+/// ECS writes the service name as `event.dataset` too, unless a key of the line took that name.
+#[test]
+fn a_key_named_event_dataset_is_not_written_twice() {
+    let (line, _) = one(
+        Schema::ecs()
+            .rename(Key::Target, "event.dataset")
+            .service_name("svc"),
+        in_span,
+    );
+    let mut paths = Vec::new();
+    leaf_paths("", &line, &mut paths);
+    assert_eq!(
+        paths.iter().filter(|p| *p == "event.dataset").count(),
+        1,
+        "{line:?}"
+    );
+    assert_eq!(line.str("event.dataset"), "orders");
+}
+
+/// With no message on the line, the message is left out and a second field named `message`,
+/// a user field, is kept.
+#[test]
+fn with_no_message_a_second_message_field_is_kept() {
+    let (line, _) = one(Schema::default().disable(Key::Message), || {
+        info!(message = "first", message = "second")
+    });
+    let text = format!("{line:?}");
+    assert!(!text.contains("first"), "{line:?}");
+    assert!(text.contains("second"), "a user field lost: {line:?}");
+}
