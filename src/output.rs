@@ -192,6 +192,11 @@ impl Counters {
         self.cut_routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the cut numbered `n` on `route` still waits for its newline.
+    fn owes(&self, route: &Route, n: u64) -> bool {
+        self.routes().iter().any(|(r, m)| *m == n && r.is(route))
+    }
+
     /// Forgets the cuts in `ended` (a newline reached each), unless a line was cut again on
     /// the same route since.
     #[cold]
@@ -505,6 +510,10 @@ pub(crate) fn write_routed<W: Write>(
         };
         tries += 1;
     }
+    // With the writer held: a cut another line ended meanwhile is owed nothing more.
+    if !owed.is_empty() {
+        owed.retain(|(r, n)| counters.owes(r, *n));
+    }
     let outcome = if !owed.is_empty() {
         let mut with_newline = Vec::with_capacity(line.len() + 1);
         with_newline.push(b'\n');
@@ -514,17 +523,16 @@ pub(crate) fn write_routed<W: Write>(
         write_line(&mut w, line, counters, report, give_up)
     };
     progress.counted.set(true);
+    // Before the writer is let go, so that a line waiting for it sees where things stand, and a
+    // writer that panics as it is dropped cannot leave them unnoted.
     if outcome == Outcome::Cut {
-        // Before the writer is let go: a line waiting for it then finds the cut to end, and a
-        // writer that panics as it is dropped cannot leave the cut unnoted.
         counters.line_cut(route.owned());
-    }
-    drop(w);
-    if outcome != Outcome::Cut && !owed.is_empty() && outcome == Outcome::Written {
+    } else if !owed.is_empty() && outcome == Outcome::Written {
         // The newline in front ended the cut owed on this line's own route, if one was.
         owed.retain(|(r, _)| route.is(r));
         counters.ended(&owed);
     }
+    drop(w);
 }
 
 /// Ends the lines left cut; gives back the cuts that could not be ended.
@@ -536,23 +544,31 @@ fn mend<W: Write>(
     make: &mut impl FnMut(RouteRef<'_>) -> W,
 ) -> Vec<(Route, u64)> {
     let routes: Vec<(Route, u64)> = counters.routes().clone();
-    let (mut ended, mut owed) = (Vec::new(), Vec::new());
+    let mut owed = Vec::new();
     for (r, n) in routes {
         let borrowed = r.as_ref();
         // No wait for a writer that is not ready: the line goes with a newline in front
         // instead, and the next line tries again (a broken output must not slow a healthy
         // one down).
         let mended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_whole(&mut make(borrowed), b"\n", Duration::ZERO, give_up).is_ok()
+            let mut w = make(borrowed);
+            // With the writer held: another line may have ended this cut while this one
+            // waited for it (lines waiting on one locked writer all find the cut).
+            if !counters.owes(&r, n) {
+                return true;
+            }
+            let done = write_whole(&mut w, b"\n", Duration::ZERO, give_up).is_ok();
+            if done {
+                // Before the writer is let go: the next line to hold it sees the cut ended.
+                counters.ended(std::slice::from_ref(&(r.clone(), n)));
+            }
+            done
         }));
         // A writer that panics is still owed the newline (it may not have taken it).
-        if mended.unwrap_or(false) {
-            ended.push((r, n));
-        } else {
+        if !mended.unwrap_or(false) {
             owed.push((r, n));
         }
     }
-    counters.ended(&ended);
     owed
 }
 

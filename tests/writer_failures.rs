@@ -1239,3 +1239,97 @@ fn a_writer_panicking_as_it_is_dropped_after_a_cut_leaves_no_glued_line() {
     after_the_cut(&out, &["second"]);
     assert_eq!((stats.lines_written(), stats.lines_dropped()), (1, 1));
 }
+
+/// Fails every write of the thread that wrote the line with `CUT` after half of it; takes
+/// every other write whole.
+struct CutsForOneThread {
+    out: Arc<Mutex<Vec<u8>>>,
+    cutter: Option<std::thread::ThreadId>,
+}
+
+impl Write for CutsForOneThread {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let me = std::thread::current().id();
+        if self.cutter == Some(me) {
+            return Err(io::Error::other("broken for the cutting thread"));
+        }
+        if self.cutter.is_none() && buf.windows(3).any(|w| w == b"CUT") {
+            self.cutter = Some(me);
+            let half = buf.len() / 2;
+            self.out.lock().unwrap().extend_from_slice(&buf[..half]);
+            return Ok(half);
+        }
+        self.out.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A locked writer whose `MakeWriter` works a little before taking the lock.
+struct SlowLock(Mutex<CutsForOneThread>);
+
+struct SlowLockGuard<'a>(std::sync::MutexGuard<'a, CutsForOneThread>);
+
+impl Write for SlowLockGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SlowLock {
+    type Writer = SlowLockGuard<'a>;
+    fn make_writer(&'a self) -> SlowLockGuard<'a> {
+        std::thread::sleep(Duration::from_millis(1));
+        SlowLockGuard(self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Lines of eight threads waiting on one locked writer while another thread's line is cut: one
+/// newline ends the cut, and no empty line follows (each waiting line used to write one).
+#[test]
+fn lines_waiting_on_a_locked_writer_end_a_cut_once() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let make = SlowLock(Mutex::new(CutsForOneThread {
+        out: out.clone(),
+        cutter: None,
+    }));
+    let layer = traceline::layer()
+        .with_writer(make)
+        .log_internal_errors(false);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let cutter = {
+        let d = dispatch.clone();
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&d, || tracing::info!("CUT this line"))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let waiting: Vec<_> = (0..8)
+        .map(|i| {
+            let d = dispatch.clone();
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&d, || tracing::info!("ok {i}"))
+            })
+        })
+        .collect();
+    cutter.join().unwrap();
+    for t in waiting {
+        t.join().unwrap();
+    }
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\"ok ")).count(),
+        8,
+        "{text}"
+    );
+    assert!(!text.contains("\n\n"), "an empty line:\n{text}");
+    let after_cut = &text[text.find('\n').unwrap() + 1..];
+    for l in after_cut.lines() {
+        serde_json::from_str::<serde_json::Value>(l).expect("whole lines after the cut");
+    }
+}
