@@ -447,20 +447,27 @@ type Report = (String, std::sync::mpsc::SyncSender<()>);
 /// logging thread up. Usually the message is out before this returns. While stderr stays
 /// stalled, a few messages wait their turn and later ones are not written.
 pub(crate) fn report_on_stderr(msg: String) {
-    static REPORTER: OnceLock<Option<std::sync::mpsc::SyncSender<Report>>> = OnceLock::new();
-    let reporter = REPORTER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Report>(4);
-        std::thread::Builder::new()
-            .name("traceline-report".into())
-            .spawn(move || {
-                for (msg, written) in rx {
-                    let _ = io::stderr().write_all(msg.as_bytes());
-                    let _ = written.try_send(());
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
+    // The process the reporter thread runs in: a forked child has the channel but not the
+    // thread, and makes a reporter of its own.
+    type Reporter = (u32, Option<std::sync::mpsc::SyncSender<Report>>);
+    static REPORTER: std::sync::Mutex<Option<Reporter>> = std::sync::Mutex::new(None);
+    let pid = std::process::id();
+    let reporter = {
+        let mut r = REPORTER.lock().unwrap_or_else(|e| e.into_inner());
+        if r.as_ref().is_none_or(|(p, _)| *p != pid) {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Report>(4);
+            let spawned = std::thread::Builder::new()
+                .name("traceline-report".into())
+                .spawn(move || {
+                    for (msg, written) in rx {
+                        let _ = io::stderr().write_all(msg.as_bytes());
+                        let _ = written.try_send(());
+                    }
+                });
+            *r = Some((pid, spawned.ok().map(|_| tx)));
+        }
+        r.as_ref().and_then(|(_, tx)| tx.clone())
+    };
     let Some(reporter) = reporter else {
         // No thread to be had: said here, at the risk of waiting.
         let _ = io::stderr().write_all(msg.as_bytes());

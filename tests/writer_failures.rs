@@ -74,6 +74,52 @@ fn child_entry() {
         return;
     };
     match scenario.as_str() {
+        // A line lost in this process, then one in a forked child of it, whose stderr is a
+        // pipe read here: the child's diagnostic is printed on stdout.
+        "fork_report" => {
+            struct Failing;
+            impl Write for Failing {
+                fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                    Err(io::Error::other("disk gone"))
+                }
+                fn flush(&mut self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+            let lose_one = || {
+                // A layer of its own: counters that have not reported yet.
+                let layer = traceline::layer().with_writer(|| Failing);
+                tracing::subscriber::with_default(
+                    tracing_subscriber::registry().with(layer),
+                    || tracing::info!("lost"),
+                );
+            };
+            lose_one(); // this process's reporter thread now runs
+            let mut fds = [0; 2];
+            // SAFETY: a pipe, a fork in a process with no other thread of this test running,
+            // and descriptor juggling on descriptors this process owns.
+            unsafe {
+                assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+                let pid = libc::fork();
+                assert!(pid >= 0);
+                if pid == 0 {
+                    libc::dup2(fds[1], 2);
+                    libc::close(fds[0]);
+                    libc::close(fds[1]);
+                    lose_one();
+                    libc::_exit(0);
+                }
+                libc::close(fds[1]);
+                let mut child_stderr = String::new();
+                use std::os::fd::FromRawFd;
+                File::from_raw_fd(fds[0])
+                    .read_to_string(&mut child_stderr)
+                    .unwrap();
+                let mut status = 0;
+                libc::waitpid(pid, &mut status, 0);
+                println!("CHILD_STDERR={child_stderr:?}");
+            }
+        }
         // Standard output is a pipe whose reader has gone: every write is EPIPE.
         "epipe" => {
             let (reader, writer) = io::pipe().unwrap();
@@ -1332,4 +1378,17 @@ fn lines_waiting_on_a_locked_writer_end_a_cut_once() {
     for l in after_cut.lines() {
         serde_json::from_str::<serde_json::Value>(l).expect("whole lines after the cut");
     }
+}
+
+/// A forked child reports its lost lines on stderr too (it has the parent's channel to the
+/// reporter thread, but not the thread).
+#[test]
+fn a_forked_child_reports_lost_lines_too() {
+    let out = support::run(ENTRY, "fork_report", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("CHILD_STDERR="))
+        .unwrap_or_else(|| panic!("no report from the child scenario: {stdout}"));
+    assert!(line.contains("log lines are being lost"), "{line}");
 }
