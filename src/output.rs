@@ -192,9 +192,12 @@ impl Counters {
         self.cut_routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the cut numbered `n` on `route` still waits for its newline.
-    fn owes(&self, route: &Route, n: u64) -> bool {
-        self.routes().iter().any(|(r, m)| *m == n && r.is(route))
+    /// The number of the cut pending on `route`, if one waits for its newline.
+    fn pending(&self, route: &Route) -> Option<u64> {
+        self.routes()
+            .iter()
+            .find(|(r, _)| r.is(route))
+            .map(|(_, n)| *n)
     }
 
     /// Forgets the cuts in `ended` (a newline reached each), unless a line was cut again on
@@ -517,9 +520,14 @@ pub(crate) fn write_routed<W: Write>(
         };
         tries += 1;
     }
-    // With the writer held: a cut another line ended meanwhile is owed nothing more.
+    // With the writer held: the cuts now pending on the routes owed (another line may have
+    // ended one meanwhile, and been cut there itself).
     if !owed.is_empty() {
-        owed.retain(|(r, n)| counters.owes(r, *n));
+        let now = counters.routes().clone();
+        owed = now
+            .into_iter()
+            .filter(|(r, _)| owed.iter().any(|(o, _)| o.is(r)))
+            .collect();
     }
     let outcome = if !owed.is_empty() {
         let mut with_newline = Vec::with_capacity(line.len() + 1);
@@ -560,14 +568,15 @@ fn mend<W: Write>(
         let mended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut w = make(borrowed);
             // With the writer held: another line may have ended this cut while this one
-            // waited for it (lines waiting on one locked writer all find the cut).
-            if !counters.owes(&r, n) {
+            // waited for it (lines waiting on one locked writer all find the cut), and may
+            // have been cut there itself.
+            let Some(now) = counters.pending(&r) else {
                 return true;
-            }
+            };
             let done = write_whole(&mut w, b"\n", Duration::ZERO, give_up).is_ok();
             if done {
                 // Before the writer is let go: the next line to hold it sees the cut ended.
-                counters.ended(std::slice::from_ref(&(r.clone(), n)));
+                counters.ended(std::slice::from_ref(&(r.clone(), now)));
             }
             done
         }));

@@ -1163,15 +1163,17 @@ impl Schema {
                 continue;
             }
             let mut candidate = name.to_string();
-            // A few prefixes settle any real schema; a name that stays a child of another key
-            // whatever the prefix (a key named `fields.fields`) is numbered instead.
+            // A few prefixes settle any real schema. A name that stays a child of another key
+            // whatever the prefix (a key named `fields.fields`, or one named like a dotted
+            // parent of the stem) is numbered, then spelled with no dot at all: only an equal
+            // name clashes with that, and the numbers run out of taken names.
             let mut n = 0;
             while clashes(&taken, &candidate) {
                 n += 1;
-                candidate = if n <= 4 {
-                    format!("{}{name}", prefix.repeat(n))
-                } else {
-                    format!("{prefix}{name}_{n}")
+                candidate = match n {
+                    1..=4 => format!("{}{name}", prefix.repeat(n)),
+                    5..=8 => format!("{prefix}{name}_{n}"),
+                    _ => format!("{}_{n}", name.replace('.', "_")),
                 };
             }
             if candidate != name {

@@ -1495,3 +1495,41 @@ fn with_no_message_a_second_message_field_is_kept() {
     assert!(!text.contains("first"), "{line:?}");
     assert!(text.contains("second"), "a user field lost: {line:?}");
 }
+
+/// Renames that leave every prefixed name a child of a key (the stem's dotted parent is a
+/// key; a name's prefixed parents are all keys): the schema still builds, keys distinct.
+#[test]
+fn renames_no_prefix_can_settle_still_build() {
+    use traceline::FieldLayout::Flatten;
+    let builds = |schema: Schema| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (line, _) = one(schema, in_span);
+            let _ = tx.send(line);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("building the schema never finished")
+    };
+    for schema in [
+        Schema::default()
+            .field_layout(Flatten)
+            .rename(Key::Fields, "a.b")
+            .rename(Key::Timestamp, "a")
+            .rename(Key::Target, "level"),
+        Schema::default()
+            .rename(Key::Timestamp, "x")
+            .rename(Key::Level, "fields.x")
+            .rename(Key::SeverityNumber, "fields.fields.x")
+            .rename(Key::Message, "fields.fields.fields.x")
+            .rename(Key::Target, "fields.fields.fields.fields.x")
+            .rename(Key::TraceId, "x.y"),
+    ] {
+        let line = builds(schema);
+        let mut paths = Vec::new();
+        leaf_paths("", &line, &mut paths);
+        let mut sorted = paths.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), paths.len(), "a path twice: {line:?}");
+    }
+}

@@ -1392,3 +1392,115 @@ fn a_forked_child_reports_lost_lines_too() {
         .unwrap_or_else(|| panic!("no report from the child scenario: {stdout}"));
     assert!(line.contains("log lines are being lost"), "{line}");
 }
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Ok,
+    Fail,
+    /// Takes this many more bytes, then fails every write.
+    Take(usize),
+}
+
+struct Scripted {
+    out: Vec<u8>,
+    mode: Phase,
+}
+
+struct ScriptGuard<'a>(std::sync::MutexGuard<'a, Scripted>);
+
+impl Write for ScriptGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let s = &mut *self.0;
+        match s.mode {
+            Phase::Ok => {
+                s.out.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            Phase::Fail | Phase::Take(0) => Err(io::Error::other("broken")),
+            Phase::Take(n) => {
+                let k = n.min(buf.len());
+                s.out.extend_from_slice(&buf[..k]);
+                s.mode = Phase::Take(n - k);
+                Ok(k)
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+thread_local!(static MAKES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+
+/// A locked writer; on the thread named `B`, its second `make_writer` (the line's own writer,
+/// after the attempt to end the cut) says so and waits to be let go before taking the lock.
+struct HeldBack {
+    script: Arc<Mutex<Scripted>>,
+    reached: Mutex<std::sync::mpsc::Sender<()>>,
+    go: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for HeldBack {
+    type Writer = ScriptGuard<'a>;
+    fn make_writer(&'a self) -> ScriptGuard<'a> {
+        if std::thread::current().name() == Some("B") {
+            let n = MAKES.with(|m| {
+                m.set(m.get() + 1);
+                m.get()
+            });
+            if n == 2 {
+                self.reached.lock().unwrap().send(()).unwrap();
+                self.go.lock().unwrap().recv().unwrap();
+            }
+        }
+        ScriptGuard(self.script.lock().unwrap())
+    }
+}
+
+/// A line that could not end a cut waits for its writer; meanwhile another line ends that cut
+/// and is cut there itself. The waiting line still goes with a newline in front.
+#[test]
+fn a_line_waiting_for_its_writer_is_not_glued_to_a_newer_cut() {
+    let script = Arc::new(Mutex::new(Scripted {
+        out: Vec::new(),
+        mode: Phase::Take(5),
+    }));
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let layer = traceline::layer()
+        .with_writer(HeldBack {
+            script: script.clone(),
+            reached: Mutex::new(reached_tx),
+            go: Mutex::new(go_rx),
+        })
+        .log_internal_errors(false);
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let set = |m| script.lock().unwrap().mode = m;
+    // Cut #1: 5 bytes taken, then broken.
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("first"));
+    // B cannot write the newline owed; it then waits for its writer.
+    set(Phase::Fail);
+    let d = dispatch.clone();
+    let b = std::thread::Builder::new()
+        .name("B".into())
+        .spawn(move || tracing::dispatcher::with_default(&d, || tracing::info!("third")))
+        .unwrap();
+    reached_rx.recv().unwrap();
+    // Another line ends cut #1 and is cut itself (#2).
+    set(Phase::Take(1 + 5));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("second"));
+    set(Phase::Ok);
+    go_tx.send(()).unwrap();
+    b.join().unwrap();
+    let text = String::from_utf8(script.lock().unwrap().out.clone()).unwrap();
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (1, 2));
+    let third = text
+        .lines()
+        .find(|l| l.contains("\"third\""))
+        .expect("the third line");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(third).is_ok(),
+        "the third line is glued to a cut one: {third:?}\nall: {text:?}"
+    );
+}
