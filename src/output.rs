@@ -520,22 +520,41 @@ pub(crate) fn write_routed<W: Write>(
         };
         tries += 1;
     }
-    // With the writer held: the cuts now pending on the routes owed (another line may have
-    // ended one meanwhile, and been cut there itself).
-    if !owed.is_empty() {
+    // With the writer held: the cuts now pending on the routes owed and on this line's own
+    // (another line may have ended one meanwhile, and been cut there itself, or cut this
+    // line's route while this one waited for its writer).
+    if !owed.is_empty() || counters.line_is_broken() {
         let now = counters.routes().clone();
         owed = now
             .into_iter()
-            .filter(|(r, _)| owed.iter().any(|(o, _)| o.is(r)))
+            .filter(|(r, _)| route.is(r) || owed.iter().any(|(o, _)| o.is(r)))
             .collect();
     }
-    let outcome = if !owed.is_empty() {
-        let mut with_newline = Vec::with_capacity(line.len() + 1);
-        with_newline.push(b'\n');
-        with_newline.extend_from_slice(line);
-        write_line(&mut w, &with_newline, counters, report, give_up)
-    } else {
-        write_line(&mut w, line, counters, report, give_up)
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if !owed.is_empty() {
+            let mut with_newline = Vec::with_capacity(line.len() + 1);
+            with_newline.push(b'\n');
+            with_newline.extend_from_slice(line);
+            write_line(&mut w, &with_newline, counters, report, give_up)
+        } else {
+            write_line(&mut w, line, counters, report, give_up)
+        }
+    }));
+    let outcome = match written {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            // A writer that panics: the line is lost, and cut if the writer took part of it,
+            // noted before the writer is let go (a line waiting for it must see the cut).
+            if !progress.counted.get() {
+                let err = io::Error::other("the writer panicked");
+                counters.dropped(Loss::Write(&err), report);
+                progress.counted.set(true);
+                if progress.took.get() {
+                    counters.line_cut(route.owned());
+                }
+            }
+            std::panic::resume_unwind(panic)
+        }
     };
     progress.counted.set(true);
     // Before the writer is let go, so that a line waiting for it sees where things stand, and a
