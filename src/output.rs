@@ -401,8 +401,9 @@ impl<W: Write> Write for Watch<'_, W> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.inner.write(buf);
-        if matches!(written, Ok(n) if n > 0) {
+        if let Ok(n @ 1..) = written {
             self.progress.took.set(true);
+            self.progress.taken.set(self.progress.taken.get() + n);
         }
         written
     }
@@ -540,31 +541,36 @@ pub(crate) fn write_routed<W: Write>(
             write_line(&mut w, line, counters, report, give_up)
         }
     }));
-    let outcome = match written {
-        Ok(outcome) => outcome,
-        Err(panic) => {
-            // A writer that panics: the line is lost, and cut if the writer took part of it,
-            // noted before the writer is let go (a line waiting for it must see the cut).
-            if !progress.counted.get() {
-                let err = io::Error::other("the writer panicked");
-                counters.dropped(Loss::Write(&err), report);
-                progress.counted.set(true);
-                if progress.took.get() {
-                    counters.line_cut(route.owned());
-                }
-            }
-            std::panic::resume_unwind(panic)
-        }
+    // The newline in front, when the line has one: taken alone, it ends the cut owed on this
+    // line's route, and leaves no part of this line behind.
+    let front = usize::from(!owed.is_empty());
+    let (outcome, panic) = match written {
+        Ok(outcome) => (outcome, None),
+        Err(panic) => (Outcome::Dropped, Some(panic)),
     };
+    let panicked = panic.is_some();
+    if panicked && !progress.counted.get() {
+        // A writer that panics: the line is lost (noted before the writer is let go: a line
+        // waiting for it must see where things stand).
+        let err = io::Error::other("the writer panicked");
+        counters.dropped(Loss::Write(&err), report);
+    }
     progress.counted.set(true);
+    let taken = progress.taken.get();
     // Before the writer is let go, so that a line waiting for it sees where things stand, and a
     // writer that panics as it is dropped cannot leave them unnoted.
-    if outcome == Outcome::Cut {
+    if (outcome == Outcome::Cut || panicked) && taken > front {
         counters.line_cut(route.owned());
-    } else if !owed.is_empty() && outcome == Outcome::Written {
+    } else if front == 1 && (outcome == Outcome::Written || taken == 1) {
         // The newline in front ended the cut owed on this line's own route, if one was.
         owed.retain(|(r, _)| route.is(r));
         counters.ended(&owed);
+    }
+    if let Some(panic) = panic {
+        // The writer is let go first, on its own: one that panics again as it is dropped
+        // must not abort the program by panicking while this panic unwinds.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(w)));
+        std::panic::resume_unwind(panic)
     }
     drop(w);
 }
@@ -586,18 +592,24 @@ fn mend<W: Write>(
         // one down).
         let mended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut w = make(borrowed);
-            // With the writer held: another line may have ended this cut while this one
-            // waited for it (lines waiting on one locked writer all find the cut), and may
-            // have been cut there itself.
-            let Some(now) = counters.pending(&r) else {
-                return true;
-            };
-            let done = write_whole(&mut w, b"\n", Duration::ZERO, give_up).is_ok();
-            if done {
-                // Before the writer is let go: the next line to hold it sees the cut ended.
-                counters.ended(std::slice::from_ref(&(r.clone(), now)));
-            }
-            done
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // With the writer held: another line may have ended this cut while this one
+                // waited for it (lines waiting on one locked writer all find the cut), and
+                // may have been cut there itself.
+                let Some(now) = counters.pending(&r) else {
+                    return true;
+                };
+                let done = write_whole(&mut w, b"\n", Duration::ZERO, give_up).is_ok();
+                if done {
+                    // Before the writer is let go: the next line to hold it sees the cut
+                    // ended.
+                    counters.ended(std::slice::from_ref(&(r.clone(), now)));
+                }
+                done
+            }));
+            // Let go on its own: a writer that panics again as it is dropped must not abort.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(w)));
+            done.unwrap_or(false)
         }));
         // A writer that panics is still owed the newline (it may not have taken it).
         if !mended.unwrap_or(false) {
@@ -628,6 +640,8 @@ impl<T: Write> Write for Lent<'_, T> {
 #[derive(Default)]
 pub(crate) struct Progress {
     pub(crate) took: std::cell::Cell<bool>,
+    /// How many bytes the writer took.
+    pub(crate) taken: std::cell::Cell<usize>,
     pub(crate) counted: std::cell::Cell<bool>,
 }
 

@@ -355,3 +355,236 @@ fn a_line_is_not_glued_to_a_cut_made_while_it_waited_a_fourth_time() {
         "B's line glued to a cut one: {b_line:?}\nall: {text:?}"
     );
 }
+
+// ---- Writers that take only the newline in front, panic in flush, or panic twice ----------------
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Takes at most this many bytes.
+    Take(usize),
+    /// Takes everything.
+    Whole,
+    /// Fails with an error, before taking a byte.
+    Fail,
+    /// Panics, before taking a byte.
+    Panic,
+}
+
+/// Does `steps[i]` on its write call `i`, then `Whole`.
+#[derive(Clone)]
+struct Steps {
+    out: Arc<Mutex<Vec<u8>>>,
+    calls: Arc<AtomicUsize>,
+    steps: &'static [Step],
+}
+
+impl Write for Steps {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        let n = match self.steps.get(call).copied().unwrap_or(Step::Whole) {
+            Step::Take(n) => data.len().min(n),
+            Step::Whole => data.len(),
+            Step::Fail => return Err(io::Error::other("failing")),
+            Step::Panic => panic!("the writer panics on purpose"),
+        };
+        self.out.lock().unwrap().extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A line cut (a panic after 10 bytes); the owed newline fails once, so the next line goes
+/// with a newline in front; the writer takes only that newline and then panics. The newline
+/// ended the cut: the line after must not get another newline in front (an empty line).
+/// Through the layer's own writer and through the non-blocking worker.
+#[test]
+fn a_line_whose_writer_took_only_its_leading_newline_leaves_no_empty_line() {
+    static STEPS: &[Step] = &[
+        Step::Take(10), // line 1: 10 bytes
+        Step::Panic,    // line 1: cut
+        Step::Fail,     // line 2: mend's newline fails
+        Step::Take(1),  // line 2: the "\n" in front is taken
+        Step::Panic,    // line 2: lost
+    ];
+    let mut failures = Vec::new();
+    for non_blocking in [false, true] {
+        let w = Steps {
+            out: Default::default(),
+            calls: Default::default(),
+            steps: STEPS,
+        };
+        let w2 = w.clone();
+        let make = move || w2.clone();
+        let (layer, guard) = if non_blocking {
+            let (layer, guard) = traceline::layer()
+                .log_internal_errors(false)
+                .with_output(traceline::install::Writer::custom(make).non_blocking())
+                .unwrap();
+            (layer, Some(guard))
+        } else {
+            let layer = traceline::layer()
+                .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
+                .log_internal_errors(false);
+            (layer, None)
+        };
+        let stats = layer.stats();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!("first");
+            tracing::info!("second");
+            tracing::info!("third");
+        });
+        drop(guard);
+        let text = String::from_utf8(w.out.lock().unwrap().clone()).unwrap();
+        let counts = (stats.lines_written(), stats.lines_dropped());
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        if counts != (1, 2) || lines.contains(&"\n") || lines.len() != 2 {
+            failures.push(format!(
+                "non-blocking {non_blocking}: counts {counts:?}, output {text:?}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "expected the cut line, then the third line, no empty line:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Takes every line; panics when flushed.
+struct PanicsOnFlush;
+
+impl Write for PanicsOnFlush {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        panic!("this output panics when flushed, on purpose");
+    }
+}
+
+/// A handle on one shared `BufWriter` over a shared buffer.
+#[derive(Clone)]
+struct Buffered(Arc<Mutex<io::BufWriter<Sink>>>);
+
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for Buffered {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().write(data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap().flush()
+    }
+}
+
+/// A blocking custom writer routing the "audit" target to a buffered output and every other
+/// line to an output that panics when flushed: dropping the guard flushes the healthy buffered output all the
+/// same (the subscriber itself, global in an application, is never dropped). The line is
+/// counted as written, so it must reach the sink.
+#[test]
+fn a_writer_panicking_in_flush_does_not_keep_a_healthy_one_from_being_flushed() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let mut failures = Vec::new();
+    for non_blocking in [false, true] {
+        let sink = Sink::default();
+        let buffered = Buffered(Arc::new(Mutex::new(io::BufWriter::new(sink.clone()))));
+        let b = buffered.clone();
+        let make = (|| PanicsOnFlush)
+            .with_filter(|m| m.target() != "audit")
+            .or_else(move || b.clone());
+        let writer = traceline::install::Writer::custom(make);
+        let writer = if non_blocking {
+            writer.non_blocking()
+        } else {
+            writer
+        };
+        let (layer, guard) = traceline::layer()
+            .log_internal_errors(false)
+            .with_output(writer)
+            .unwrap();
+        let stats = layer.stats();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(
+            &dispatch,
+            || tracing::info!(target: "audit", "kept in the buffer"),
+        );
+        drop(guard); // flushes the custom writer (the subscriber, `dispatch`, lives on)
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        if stats.lines_written() != 1 || !text.contains("kept in the buffer") {
+            failures.push(format!(
+                "non-blocking {non_blocking}: written {}, the healthy output holds {text:?}",
+                stats.lines_written()
+            ));
+        }
+        drop(dispatch);
+    }
+    assert!(
+        failures.is_empty(),
+        "a line counted as written never reached the healthy output:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// A writer that panics in `write` and panics again as it is dropped: the program goes on
+/// (run in a child process, since a panic while unwinding aborts).
+#[test]
+fn a_writer_panicking_in_write_and_in_drop_does_not_abort_the_program() {
+    if std::env::var_os("TRACELINE_CUT_RACES_CHILD").is_some() {
+        struct Twice;
+        impl Write for Twice {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                panic!("write panics, on purpose");
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Drop for Twice {
+            fn drop(&mut self) {
+                panic!("drop panics, on purpose");
+            }
+        }
+        let layer = traceline::layer()
+            .with_writer(|| Twice)
+            .log_internal_errors(false);
+        let stats = layer.stats();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!("lost");
+        });
+        println!("STATS {} {}", stats.lines_written(), stats.lines_dropped());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_writer_panicking_in_write_and_in_drop_does_not_abort_the_program",
+            "--nocapture",
+        ])
+        .env("TRACELINE_CUT_RACES_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("STATS 0 1"),
+        "status {:?}, stdout {stdout:?}, stderr tail {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+    );
+}

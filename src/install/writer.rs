@@ -411,7 +411,11 @@ const fn line_metadata(target: &str, level: Level) -> Metadata<'_> {
 /// and the one for each event callsite seen (a `MakeWriter` that routes by level or target
 /// gives a different one, or none, for each).
 fn flush_all(make: &BoxMakeWriter) {
-    let _ = make.make_writer().flush();
+    // Each on its own: one that panics keeps none of the others from being flushed.
+    let flush = |w: &mut dyn FnMut() -> std::io::Result<()>| {
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(w));
+    };
+    flush(&mut || make.make_writer().flush());
     for level in [
         Level::TRACE,
         Level::DEBUG,
@@ -419,10 +423,10 @@ fn flush_all(make: &BoxMakeWriter) {
         Level::WARN,
         Level::ERROR,
     ] {
-        let _ = make.make_writer_for(&line_metadata("", level)).flush();
+        flush(&mut || make.make_writer_for(&line_metadata("", level)).flush());
     }
     for metadata in crate::output::event_callsites() {
-        let _ = make.make_writer_for(metadata).flush();
+        flush(&mut || make.make_writer_for(metadata).flush());
     }
 }
 
