@@ -588,3 +588,85 @@ fn a_writer_panicking_in_write_and_in_drop_does_not_abort_the_program() {
             .collect::<Vec<_>>()
     );
 }
+
+// ---- A writer that panics in flush and again as it is dropped -------------------------------------
+
+/// Its drop flushes, as a buffering writer's does.
+struct FlushTwice {
+    flushed: bool,
+}
+
+impl Write for FlushTwice {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.flushed = true;
+        panic!("flush panics, on purpose");
+    }
+}
+
+impl Drop for FlushTwice {
+    fn drop(&mut self) {
+        if self.flushed {
+            panic!("drop panics after a flush, on purpose");
+        }
+    }
+}
+
+fn flush_twice_child(non_blocking: bool) {
+    let writer = traceline::install::Writer::custom(|| FlushTwice { flushed: false });
+    let writer = if non_blocking {
+        writer.non_blocking()
+    } else {
+        writer
+    };
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(writer)
+        .unwrap();
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("one"));
+    drop(guard); // flushes the custom writer
+    println!("STATS {} {}", stats.lines_written(), stats.lines_dropped());
+}
+
+fn run_flush_twice(name: &str, non_blocking: bool) {
+    if std::env::var_os("TRACELINE_CUT_RACES_FLUSH_CHILD").is_some() {
+        flush_twice_child(non_blocking);
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("TRACELINE_CUT_RACES_FLUSH_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("STATS 1 0"),
+        "status {:?}, stdout {stdout:?}, stderr tail {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn blocking_custom_writer_panicking_in_flush_and_drop_does_not_abort() {
+    run_flush_twice(
+        "blocking_custom_writer_panicking_in_flush_and_drop_does_not_abort",
+        false,
+    );
+}
+
+#[test]
+fn non_blocking_custom_writer_panicking_in_flush_and_drop_does_not_abort() {
+    run_flush_twice(
+        "non_blocking_custom_writer_panicking_in_flush_and_drop_does_not_abort",
+        true,
+    );
+}

@@ -411,11 +411,17 @@ const fn line_metadata(target: &str, level: Level) -> Metadata<'_> {
 /// and the one for each event callsite seen (a `MakeWriter` that routes by level or target
 /// gives a different one, or none, for each).
 fn flush_all(make: &BoxMakeWriter) {
-    // Each on its own: one that panics keeps none of the others from being flushed.
-    let flush = |w: &mut dyn FnMut() -> std::io::Result<()>| {
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(w));
-    };
-    flush(&mut || make.make_writer().flush());
+    // Each on its own: one that panics keeps none of the others from being flushed. A writer
+    // is let go apart from its flush: one that panics in both must not abort the program (a
+    // panic while a panic unwinds).
+    fn flush<W: Write>(get: impl FnOnce() -> W) {
+        let Ok(mut w) = std::panic::catch_unwind(AssertUnwindSafe(get)) else {
+            return;
+        };
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| w.flush()));
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(w)));
+    }
+    flush(|| make.make_writer());
     for level in [
         Level::TRACE,
         Level::DEBUG,
@@ -423,10 +429,10 @@ fn flush_all(make: &BoxMakeWriter) {
         Level::WARN,
         Level::ERROR,
     ] {
-        flush(&mut || make.make_writer_for(&line_metadata("", level)).flush());
+        flush(|| make.make_writer_for(&line_metadata("", level)));
     }
     for metadata in crate::output::event_callsites() {
-        flush(&mut || make.make_writer_for(metadata).flush());
+        flush(|| make.make_writer_for(metadata));
     }
 }
 
