@@ -1613,14 +1613,12 @@ where
                 },
             );
         }));
-        // A panic after the line was counted (a writer that panics as it is dropped) changes
-        // nothing; before, the line is lost, and cut if the writer took part of it.
+        // A panic after the line was counted (a writer that panics in or after its write:
+        // `write_routed` counts the line, and notes a cut, itself) changes nothing; before (in
+        // `make_writer`), the line is lost.
         if written.is_err() && !progress.counted.get() {
             let err = io::Error::other("the writer panicked");
             counters.dropped(output::Loss::Write(&err), report);
-            if self.counting && progress.took.get() {
-                counters.line_cut(output::Route::Event(meta));
-            }
         }
     }
 }

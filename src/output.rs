@@ -402,7 +402,6 @@ impl<W: Write> Write for Watch<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.inner.write(buf);
         if let Ok(n @ 1..) = written {
-            self.progress.took.set(true);
             self.progress.taken.set(self.progress.taken.get() + n);
         }
         written
@@ -634,12 +633,10 @@ impl<T: Write> Write for Lent<'_, T> {
     }
 }
 
-/// How far a line has got: whether its writer took a byte of it, and whether it was counted
-/// (written or dropped). Read after a panic, to count the line once and to tell whether it was
-/// begun.
+/// How far a line has got: how many bytes its writer took, and whether it was counted (written
+/// or dropped). Read after a panic, to count the line once and to tell whether it was begun.
 #[derive(Default)]
 pub(crate) struct Progress {
-    pub(crate) took: std::cell::Cell<bool>,
     /// How many bytes the writer took.
     pub(crate) taken: std::cell::Cell<usize>,
     pub(crate) counted: std::cell::Cell<bool>,

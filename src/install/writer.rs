@@ -358,17 +358,6 @@ impl Out {
         }
     }
 
-    /// Notes that the line `bytes` may have been left cut (its writer panicked).
-    fn panicked_in(&self, bytes: &[u8], target_len: usize, level: Level, c: &output::Counters) {
-        c.line_cut(match self {
-            Out::Plain(_) => output::Route::Plain,
-            Out::Routed(_) => output::Route::Line(
-                String::from_utf8_lossy(&bytes[..target_len]).into_owned(),
-                level,
-            ),
-        });
-    }
-
     fn flush(&mut self) {
         match self {
             Out::Plain(out) => {
@@ -492,15 +481,12 @@ impl Queue {
                                     &progress,
                                 )
                             }));
-                            // A panic after the line was counted (a writer that panics as it
-                            // is dropped) changes nothing.
+                            // A panic after the line was counted (`write_routed` counts a line
+                            // whose writer panics, and notes its cut) changes nothing; before
+                            // (in `make_writer`), the line is lost.
                             if written.is_err() && !progress.counted.get() {
                                 let err = std::io::Error::other("the writer panicked");
                                 counters.dropped(Loss::Write(&err), report);
-                                if progress.took.get() {
-                                    // It took part of the line.
-                                    out.panicked_in(&bytes, target_len, level, counters);
-                                }
                             }
                         }
                     };
