@@ -2,12 +2,15 @@
 //! with the interleavings forced by channels: no line glued to a cut one, no empty line, every
 //! line counted once.
 
+mod common;
+
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::{Step, Steps, in_child, output_layer};
 use tracing::Level;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
@@ -358,43 +361,6 @@ fn a_line_is_not_glued_to_a_cut_made_while_it_waited_a_fourth_time() {
 
 // ---- Writers that take only the newline in front, panic in flush, or panic twice ----------------
 
-#[derive(Clone, Copy, Debug)]
-enum Step {
-    /// Takes at most this many bytes.
-    Take(usize),
-    /// Takes everything.
-    Whole,
-    /// Fails with an error, before taking a byte.
-    Fail,
-    /// Panics, before taking a byte.
-    Panic,
-}
-
-/// Does `steps[i]` on its write call `i`, then `Whole`.
-#[derive(Clone)]
-struct Steps {
-    out: Arc<Mutex<Vec<u8>>>,
-    calls: Arc<AtomicUsize>,
-    steps: &'static [Step],
-}
-
-impl Write for Steps {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        let n = match self.steps.get(call).copied().unwrap_or(Step::Whole) {
-            Step::Take(n) => data.len().min(n),
-            Step::Whole => data.len(),
-            Step::Fail => return Err(io::Error::other("failing")),
-            Step::Panic => panic!("the writer panics on purpose"),
-        };
-        self.out.lock().unwrap().extend_from_slice(&data[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A line cut (a panic after 10 bytes); the owed newline fails once, so the next line goes
 /// with a newline in front; the writer takes only that newline and then panics. The newline
 /// ended the cut: the line after must not get another newline in front (an empty line).
@@ -410,25 +376,9 @@ fn a_line_whose_writer_took_only_its_leading_newline_leaves_no_empty_line() {
     ];
     let mut failures = Vec::new();
     for non_blocking in [false, true] {
-        let w = Steps {
-            out: Default::default(),
-            calls: Default::default(),
-            steps: STEPS,
-        };
+        let w = Steps::new(STEPS, Step::Whole);
         let w2 = w.clone();
-        let make = move || w2.clone();
-        let (layer, guard) = if non_blocking {
-            let (layer, guard) = traceline::layer()
-                .log_internal_errors(false)
-                .with_output(traceline::install::Writer::custom(make).non_blocking())
-                .unwrap();
-            (layer, Some(guard))
-        } else {
-            let layer = traceline::layer()
-                .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
-                .log_internal_errors(false);
-            (layer, None)
-        };
+        let (layer, guard) = output_layer(move || w2.clone(), non_blocking);
         let stats = layer.stats();
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             tracing::info!("first");
@@ -436,7 +386,7 @@ fn a_line_whose_writer_took_only_its_leading_newline_leaves_no_empty_line() {
             tracing::info!("third");
         });
         drop(guard);
-        let text = String::from_utf8(w.out.lock().unwrap().clone()).unwrap();
+        let text = w.out.text();
         let counts = (stats.lines_written(), stats.lines_dropped());
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         if counts != (1, 2) || lines.contains(&"\n") || lines.len() != 2 {
@@ -567,25 +517,10 @@ fn a_writer_panicking_in_write_and_in_drop_does_not_abort_the_program() {
         println!("STATS {} {}", stats.lines_written(), stats.lines_dropped());
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_writer_panicking_in_write_and_in_drop_does_not_abort_the_program",
-            "--nocapture",
-        ])
-        .env("TRACELINE_CUT_RACES_CHILD", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("STATS 0 1"),
-        "status {:?}, stdout {stdout:?}, stderr tail {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
+    in_child(
+        "a_writer_panicking_in_write_and_in_drop_does_not_abort_the_program",
+        "TRACELINE_CUT_RACES_CHILD",
+        "STATS 0 1",
     );
 }
 
@@ -637,22 +572,7 @@ fn run_flush_twice(name: &str, non_blocking: bool) {
         flush_twice_child(non_blocking);
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("TRACELINE_CUT_RACES_FLUSH_CHILD", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("STATS 1 0"),
-        "status {:?}, stdout {stdout:?}, stderr tail {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-    );
+    in_child(name, "TRACELINE_CUT_RACES_FLUSH_CHILD", "STATS 1 0");
 }
 
 #[test]

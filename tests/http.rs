@@ -84,6 +84,38 @@ fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// Serves one HTTP/2 connection on loopback with the hyper service `svc`; returns its address.
+async fn serve_h2_once<S, B>(svc: S) -> SocketAddr
+where
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        }
+        .instrument(tracing::Span::none()),
+    );
+    addr
+}
+
+fn h2_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 async fn get_with(
     addr: SocketAddr,
     path: &str,
@@ -1503,24 +1535,8 @@ async fn a_body_ending_with_trailers_is_completed() {
             )))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(stream),
-                    hyper_util::service::TowerToHyperService::new(svc),
-                )
-                .await;
-        }
-        .instrument(tracing::Span::none()),
-    );
-    let client = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Empty<Bytes>>();
-    let resp = client
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let resp = h2_client()
         .request(
             Request::get(format!("http://{addr}/report"))
                 .body(Empty::new())
@@ -1637,25 +1653,9 @@ async fn a_grpc_status_in_the_trailers_is_logged_when_the_body_ends() {
         ("/svc/Broken", Some("13")),
         ("/svc/Cut", None),
     ] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let svc = CorrelationLayer::new().layer(grpc(status));
-        tokio::spawn(
-            async move {
-                let (stream, _) = listener.accept().await.unwrap();
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(
-                        hyper_util::rt::TokioIo::new(stream),
-                        hyper_util::service::TowerToHyperService::new(svc),
-                    )
-                    .await;
-            }
-            .instrument(tracing::Span::none()),
-        );
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http::<Empty<Bytes>>();
-        let resp = client
+        let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+        let resp = h2_client()
             .request(
                 Request::post(format!("http://{addr}{path}"))
                     .header("content-type", "application/grpc")
@@ -1724,8 +1724,6 @@ async fn the_client_records_a_grpc_status_in_the_trailers() {
     use hyper::body::Frame;
     let (exporter, provider, _guard) = exporting();
     for (done, code) in ["0", "14"].into_iter().enumerate() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let server =
             hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
                 let mut trailers = HeaderMap::new();
@@ -1742,20 +1740,10 @@ async fn the_client_records_a_grpc_status_in_the_trailers() {
                     .insert("content-type", HeaderValue::from_static("application/grpc"));
                 Ok::<_, std::convert::Infallible>(resp)
             });
-        tokio::spawn(
-            async move {
-                let (stream, _) = listener.accept().await.unwrap();
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), server)
-                    .await;
-            }
-            .instrument(tracing::Span::none()),
-        );
-        let client = ServiceBuilder::new().layer(PropagateLayer::new()).service(
-            Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build_http::<Empty<Bytes>>(),
-        );
+        let addr = serve_h2_once(server).await;
+        let client = ServiceBuilder::new()
+            .layer(PropagateLayer::new())
+            .service(h2_client());
         let resp = client
             .oneshot(
                 Request::post(format!("http://{addr}/svc/Call"))

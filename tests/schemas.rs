@@ -1295,12 +1295,7 @@ fn a_static_field_named_like_a_line_key_is_prefixed_with_nested_fields() {
             "user",
             "{line:?}"
         );
-        let mut paths = Vec::new();
-        leaf_paths("", &line, &mut paths);
-        let mut sorted = paths.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), paths.len(), "a path twice: {paths:?}");
+        let paths = distinct_paths(&line);
         no_value_is_a_parent(&paths, &line);
     }
 }
@@ -1318,6 +1313,17 @@ fn no_value_is_a_parent<K: AsRef<str>>(keys: &[K], line: &Json) {
             );
         }
     }
+}
+
+/// The paths of `line`'s values once dotted keys are expanded, checked to be written once each.
+fn distinct_paths(line: &Json) -> Vec<String> {
+    let mut paths = Vec::new();
+    leaf_paths("", line, &mut paths);
+    let mut sorted = paths.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), paths.len(), "a path twice: {line:?}");
+    paths
 }
 
 /// The paths of a line's values once dotted keys are expanded (`a.b` and `{"a":{"b":…}}` are
@@ -1451,12 +1457,7 @@ fn keys_renamed_onto_the_stem_or_each_other_settle() {
         let (line, _) = one(schema.clone(), || {
             info_span!("s", job = 7).in_scope(|| info!(target: "orders", message2 = 1, "hello"))
         });
-        let mut paths = Vec::new();
-        leaf_paths("", &line, &mut paths);
-        let mut sorted = paths.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), paths.len(), "a path twice: {line:?}");
+        let paths = distinct_paths(&line);
         no_value_is_a_parent(&paths, &line);
         let text = format!("{line:?}");
         for v in ["INFO", "orders", "hello"] {
@@ -1525,11 +1526,6 @@ fn renames_no_prefix_can_settle_still_build() {
             .rename(Key::TraceId, "x.y"),
     ] {
         let line = builds(schema);
-        let mut paths = Vec::new();
-        leaf_paths("", &line, &mut paths);
-        let mut sorted = paths.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), paths.len(), "a path twice: {line:?}");
+        distinct_paths(&line);
     }
 }

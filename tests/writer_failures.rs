@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Capture, check_line, split_lines};
+use common::{Capture, Step, Steps, check_line, output_layer, split_lines};
 use install_support as support;
 use tracing::{info, info_span};
 use tracing_subscriber::prelude::*;
@@ -658,24 +658,8 @@ fn a_line_cut_on_one_routed_writer_is_ended_there() {
         let make = (move || w.clone())
             .with_max_level(tracing::Level::WARN)
             .or_else(move || r.clone());
-        let (dispatch, guard) = if non_blocking {
-            let (layer, guard) = traceline::layer()
-                .log_internal_errors(false)
-                .with_output(traceline::install::Writer::custom(make).non_blocking())
-                .unwrap();
-            (
-                tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
-                Some(guard),
-            )
-        } else {
-            let layer = traceline::layer()
-                .with_writer(make)
-                .log_internal_errors(false);
-            (
-                tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
-                None,
-            )
-        };
+        let (layer, guard) = output_layer(make, non_blocking);
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         // The queue's thread writes the line: the writer stays broken past the time a started
         // line is given, so that the line is cut (as the blocking write's own wait does).
         let settle = || {
@@ -698,56 +682,6 @@ fn a_line_cut_on_one_routed_writer_is_ended_there() {
         assert_eq!(lines[0].len(), 21, "the cut line, ended: {:?}", lines[0]);
         assert_eq!(check_line(lines[1]).str("message"), "second warning");
         assert_eq!(check_line(&rest).str("message"), "an info line", "{rest:?}");
-    }
-}
-
-/// What a [`Steps`] writer does on one call.
-#[derive(Clone, Copy)]
-enum Step {
-    /// Takes at most this many bytes.
-    Take(usize),
-    /// Takes everything.
-    Whole,
-    WouldBlock,
-    /// Panics, before taking a byte.
-    Panic,
-}
-
-/// A writer that does `steps[i]` on its call `i`, then `after` on every later call.
-#[derive(Clone)]
-struct Steps {
-    out: Capture,
-    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    steps: &'static [Step],
-    after: Step,
-}
-
-impl Steps {
-    fn new(steps: &'static [Step], after: Step) -> Steps {
-        Steps {
-            out: Capture::default(),
-            calls: Default::default(),
-            steps,
-            after,
-        }
-    }
-}
-
-impl io::Write for Steps {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        use tracing_subscriber::fmt::MakeWriter;
-        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let n = match self.steps.get(call).copied().unwrap_or(self.after) {
-            Step::Take(n) => data.len().min(n),
-            Step::Whole => data.len(),
-            Step::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
-            Step::Panic => panic!("the writer panics on purpose"),
-        };
-        self.out.make_writer().write_all(&data[..n])?;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -790,18 +724,7 @@ fn a_broken_routed_output_does_not_hold_up_a_healthy_one() {
         let make = (move || w.clone())
             .with_max_level(tracing::Level::WARN)
             .or_else(move || r.clone());
-        let (layer, guard) = if non_blocking {
-            let (layer, guard) = traceline::layer()
-                .log_internal_errors(false)
-                .with_output(traceline::install::Writer::custom(make).non_blocking())
-                .unwrap();
-            (layer, Some(guard))
-        } else {
-            let layer = traceline::layer()
-                .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
-                .log_internal_errors(false);
-            (layer, None)
-        };
+        let (layer, guard) = output_layer(make, non_blocking);
         let stats = layer.stats();
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             tracing::warn!("a warning");
@@ -1079,18 +1002,7 @@ fn a_panicking_routed_output_does_not_take_down_a_healthy_one() {
         let make = (|| AlwaysPanics)
             .with_max_level(tracing::Level::WARN)
             .or_else(move || r.clone());
-        let (layer, guard) = if non_blocking {
-            let (layer, guard) = traceline::layer()
-                .log_internal_errors(false)
-                .with_output(traceline::install::Writer::custom(make).non_blocking())
-                .unwrap();
-            (layer, Some(guard))
-        } else {
-            let layer = traceline::layer()
-                .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
-                .log_internal_errors(false);
-            (layer, None)
-        };
+        let (layer, guard) = output_layer(make, non_blocking);
         let stats = layer.stats();
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             tracing::warn!("to the panicking output");

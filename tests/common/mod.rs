@@ -511,3 +511,105 @@ pub fn assert_no_ids(line: &Json) {
 pub fn fixed_clock() -> SystemTime {
     UNIX_EPOCH + Duration::new(1_795_602_723, 123_456_789)
 }
+
+/// What a [`Steps`] writer does on one call.
+#[derive(Clone, Copy, Debug)]
+pub enum Step {
+    /// Takes at most this many bytes.
+    Take(usize),
+    /// Takes everything.
+    Whole,
+    WouldBlock,
+    /// Fails with an error, before taking a byte.
+    Fail,
+    /// Panics, before taking a byte.
+    Panic,
+}
+
+/// A writer that does `steps[i]` on its write call `i`, then `after` on every later call; what
+/// it takes goes to `out`.
+#[derive(Clone)]
+pub struct Steps {
+    pub out: Capture,
+    calls: Arc<AtomicUsize>,
+    steps: &'static [Step],
+    after: Step,
+}
+
+impl Steps {
+    pub fn new(steps: &'static [Step], after: Step) -> Steps {
+        Steps {
+            out: Capture::default(),
+            calls: Default::default(),
+            steps,
+            after,
+        }
+    }
+}
+
+impl io::Write for Steps {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        let n = match self.steps.get(call).copied().unwrap_or(self.after) {
+            Step::Take(n) => data.len().min(n),
+            Step::Whole => data.len(),
+            Step::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
+            Step::Fail => return Err(io::Error::other("failing")),
+            Step::Panic => panic!("the writer panics on purpose"),
+        };
+        io::Write::write_all(&mut self.out.make_writer(), &data[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// traceline's layer writing through `make`, with the lost-lines diagnostic off: as a writer
+/// of its own, or behind the non-blocking queue (whose guard comes with it).
+#[cfg(feature = "install")]
+pub fn output_layer<M>(
+    make: M,
+    non_blocking: bool,
+) -> (
+    traceline::Layer<tracing_subscriber::fmt::writer::BoxMakeWriter>,
+    Option<traceline::install::OutputGuard>,
+)
+where
+    M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    if non_blocking {
+        let (layer, guard) = traceline::layer()
+            .log_internal_errors(false)
+            .with_output(traceline::install::Writer::custom(make).non_blocking())
+            .unwrap();
+        (layer, Some(guard))
+    } else {
+        let layer = traceline::layer()
+            .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(make))
+            .log_internal_errors(false);
+        (layer, None)
+    }
+}
+
+/// Runs the test `name` of this test binary again in a child process, with `var` set (the test
+/// then runs its scenario and prints what it found), and checks that the child exited well and
+/// printed `expected`.
+pub fn in_child(name: &str, var: &str, expected: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(var, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(expected),
+        "status {:?}, stdout {stdout:?}, stderr tail {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+    );
+}
