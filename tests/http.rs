@@ -2058,3 +2058,240 @@ async fn a_trace_continued_in_a_handler_goes_out_with_its_own_tracestate() {
     assert!(traceparent.contains(REQUEST_TRACE), "{traceparent}");
     assert_eq!(tracestate, "congo=req", "{traceparent}");
 }
+
+/// Serves one HTTP/1.1 connection on loopback with the hyper service `svc` (upgrades on, as
+/// `axum::serve` and a forward proxy have them); returns its address.
+async fn serve_h1_upgradable_once<S, B>(svc: S) -> SocketAddr
+where
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        }
+        .instrument(tracing::Span::none()),
+    );
+    addr
+}
+
+/// A 2xx answer to CONNECT has no body in HTTP/1.1 (RFC 9110 §9.3.6): hyper sends the head
+/// and drops the body unread, as it does for HEAD, 1xx, 204 and 304. The tunnel was opened,
+/// so the access line says the request completed, not that the client went away.
+#[tokio::test(flavor = "current_thread")]
+async fn a_2xx_answer_to_connect_is_completed_not_abandoned() {
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                Bytes::from_static(b"tunnel open"),
+            )))
+        },
+    ));
+    let addr = serve_h1_upgradable_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.contains("tunnel open"), "hyper sends no body: {head}");
+    let access = access_lines_when(&capture, 1).await;
+    drop(s);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(
+        (
+            access[0]["level"].as_str(),
+            access[0]["message"].as_str(),
+            access[0]["http.response.status_code"].as_u64()
+        ),
+        (
+            Some("INFO"),
+            Some("CONNECT example.com:443 completed with 200"),
+            Some(200)
+        ),
+        "{}",
+        access[0]
+    );
+}
+
+/// A handler that streams its body and panics part-way (a `Body::from_stream` whose stream
+/// panics): a server fault like a handler that panics, so one ERROR access line with the
+/// panic's message and an error span; not a WARN saying that the client went away.
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_that_panics_part_way_gets_an_error_access_line() {
+    use futures_util::StreamExt as _;
+    let (capture, exporter, provider, _g) = exporting_lines();
+    let app = Router::new()
+        .route(
+            "/export",
+            get(|| async {
+                let rows = futures_util::stream::iter(0..2).then(|i| async move {
+                    if i == 1 {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        if std::hint::black_box(true) {
+                            panic!("row decoder broke");
+                        }
+                    }
+                    Ok::<_, io::Error>(Bytes::from_static(b"row\n"))
+                });
+                axum::body::Body::from_stream(rows)
+            }),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let resp = client()
+        .request(
+            Request::get(format!("http://{addr}/export"))
+                .header("x-correlation-id", "boom-3")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.into_body().collect().await.is_err(),
+        "the body was cut"
+    );
+    let access = access_lines_when(&capture, 1).await;
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["correlationId"], "boom-3");
+    assert_eq!(
+        (access[0]["level"].as_str(), access[0]["message"].as_str()),
+        (Some("ERROR"), Some("GET /export panicked")),
+        "{}",
+        access[0]
+    );
+    assert_eq!(access[0]["panic"], "row decoder broke");
+    let _ = provider.force_flush();
+    let server: Vec<_> = exporter
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+        .collect();
+    assert_eq!(server.len(), 1);
+    assert!(
+        matches!(server[0].status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        server[0].status
+    );
+}
+
+/// A gRPC reply whose trailers carry no `grpc-status` (a proxy or a broken handler that sent
+/// other trailers) ended without a gRPC status, as one whose stream ends without trailers
+/// does: the client reads it as a failed call. Not "completed with 200".
+#[tokio::test(flavor = "current_thread")]
+async fn grpc_trailers_without_a_status_are_not_a_success() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-server-load", HeaderValue::from_static("0.3"));
+            let frames = vec![
+                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            let mut resp = http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    ));
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let resp = h2_client()
+        .request(
+            Request::post(format!("http://{addr}/svc/NoStatus"))
+                .header("content-type", "application/grpc")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let collected = resp.into_body().collect().await.unwrap();
+    assert!(collected.trailers().unwrap().get("grpc-status").is_none());
+    let access = access_lines_when(&capture, 1).await;
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(
+        (access[0]["level"].as_str(), access[0]["message"].as_str()),
+        (
+            Some("WARN"),
+            Some("POST /svc/NoStatus ended without a gRPC status")
+        ),
+        "{}",
+        access[0]
+    );
+}
+
+/// Over HTTP/2 hyper keeps polling a body after the bytes its `content-length` announced,
+/// until its end: a body that then fails makes hyper reset the stream, and the client gets
+/// an error, not the response. The access line must not say it completed.
+#[tokio::test(flavor = "current_thread")]
+async fn h2_body_failing_after_its_announced_length_is_not_completed() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            use futures_util::StreamExt as _;
+            let frames = futures_util::stream::iter(0..2).then(|i| async move {
+                if i == 0 {
+                    return Ok::<_, io::Error>(Frame::data(Bytes::from_static(b"data")));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Err(io::Error::other("checksum mismatch"))
+            });
+            let resp = http::Response::builder()
+                .header("content-length", "4")
+                .body(StreamBody::new(frames))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    ));
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let resp = h2_client()
+        .request(
+            Request::get(format!("http://{addr}/blob"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let got = resp.into_body().collect().await;
+    assert!(
+        got.is_err(),
+        "the client saw the failure: {:?}",
+        got.map(|c| c.to_bytes())
+    );
+    let access = access_lines_when(&capture, 1).await;
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(
+        (access[0]["level"].as_str(), access[0]["message"].as_str()),
+        (
+            Some("ERROR"),
+            Some("GET /blob failed while sending its body")
+        ),
+        "{}",
+        access[0]
+    );
+}

@@ -175,12 +175,13 @@ impl CorrelationLayer {
     }
 
     /// Writes one access-log line per request, target [`ACCESS_TARGET`] (on by default), when
-    /// its response has been sent whole: at the end of its body (with no body, a HEAD request
-    /// or a 204, 304 or 1xx status, with its head), its latency the whole response's. ERROR
-    /// for a 5xx, for a gRPC server fault (`grpc-status` in the headers or the trailers,
-    /// recorded as `rpc.grpc.status_code`) and for a body that fails part-way; INFO otherwise;
-    /// WARN for a request abandoned before its response, or its body dropped before its end
-    /// (the client went away).
+    /// its response has been sent whole: at the end of its body (with no body, a HEAD request,
+    /// a 2xx answer to CONNECT or a 204, 304 or 1xx status, with its head), its latency the
+    /// whole response's. ERROR for a 5xx, for a gRPC server fault (`grpc-status` in the
+    /// headers or the trailers, recorded as `rpc.grpc.status_code`), for a body that fails or
+    /// panics part-way; INFO otherwise; WARN for a request abandoned before its response, its
+    /// body dropped before its end (the client went away), or a gRPC call that ends without a
+    /// status.
     ///
     /// ```
     /// let layer = traceline::http::CorrelationLayer::new().access_log(false);
@@ -362,7 +363,11 @@ where
         // The latency counts the inner service's `call` too: some do their work there.
         let start = Instant::now();
         let method = req.method().clone();
-        let path: Box<str> = req.uri().path().into();
+        // A CONNECT request names an authority, not a path: the line says which.
+        let path: Box<str> = match (req.uri().path(), req.uri().authority()) {
+            ("", Some(authority)) => authority.as_str().into(),
+            (path, _) => path.into(),
+        };
         let span = tracing::info_span!(
             target: "traceline::http",
             "HTTP request",
@@ -425,6 +430,7 @@ where
             method,
             path,
             start,
+            version: req.version(),
         };
         let inner = &mut self.inner;
         let called = span.in_scope(|| {
@@ -460,6 +466,9 @@ struct Access {
     method: http::Method,
     path: Box<str>,
     start: Instant,
+    /// The request's HTTP version: an HTTP/1 server stops at a body's announced length, an
+    /// HTTP/2 one reads the body to its end.
+    version: http::Version,
 }
 
 impl Access {
@@ -734,11 +743,15 @@ where
                 // response's, and a body that fails or is dropped half-sent is not logged as a
                 // success. Written now when no body follows.
                 let no_body = access.method == http::Method::HEAD
+                    || (access.method == http::Method::CONNECT && (200..300).contains(&status))
                     || status < 200
                     || status == 204
                     || status == 304
                     || length == Some(0)
                     || response.body().is_end_stream();
+                // Over HTTP/2 the body is read to its end (its last frame, or its error),
+                // whatever length it announced.
+                let left = length.filter(|_| access.version < http::Version::HTTP_2);
                 let access = if !config.access_log {
                     None
                 } else if trailers || !no_body {
@@ -747,7 +760,7 @@ where
                         status,
                         grpc,
                         trailers,
-                        left: length,
+                        left,
                     })
                 } else {
                     access.log(status, grpc);
@@ -780,14 +793,16 @@ pin_project_lite::pin_project! {
     /// - Lines logged while a streamed body is produced (a download, a gRPC server stream)
     ///   carry the request's ids and correlation id.
     /// - The request's OpenTelemetry span ends when the body does, not when its head is sent.
-    /// - The access line is written when the body ends (its last frame, its trailers, or the
-    ///   bytes its `content-length` announced, after which a server stops asking): its latency
-    ///   counts the whole body. A
-    ///   body that fails part-way gets an ERROR line instead, and one dropped before its end (the
+    /// - The access line is written when the body ends (its last frame, its trailers, or, over
+    ///   HTTP/1, the bytes its `content-length` announced, after which the server stops asking;
+    ///   an HTTP/2 server reads a body to its end): its latency counts the whole body. A body
+    ///   that fails or panics part-way gets an ERROR line instead (a panic's with its message
+    ///   in `panic`, the span marked, the panic passed on), and one dropped before its end (the
     ///   client went away) a WARN line, both with the status sent in the head.
     /// - A gRPC status sent in the trailers (after the messages) is recorded on the span as
     ///   `rpc.grpc.status_code`, and the call's access line, which waits for it, gives it. A
-    ///   call whose body is dropped before its trailers gets a WARN access line saying so.
+    ///   call whose body is dropped before its trailers, or whose trailers or stream end
+    ///   without a status, gets a WARN access line saying so.
     ///
     /// It implements [`http_body::Body`] when the inner body does.
     ///
@@ -942,13 +957,29 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
         let mut this = self.project();
         let state = this.state;
         let _entered = state.span.enter();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            this.inner.as_mut().poll_frame(cx)
+        }));
+        let frame = match polled {
+            Ok(poll) => ready!(poll),
+            Err(panic) => {
+                // The body panicked part-way: a server fault, as a handler that panics, not
+                // a client that went away.
+                state.span.record("otel.status_code", "ERROR");
+                if let Some(p) = state.pending.take() {
+                    p.access.log_panic(panic_message(&*panic));
+                }
+                std::panic::resume_unwind(panic)
+            }
+        };
         match &frame {
             Some(Ok(frame)) => {
                 let mut end = false;
                 if let Some(trailers) = frame.trailers_ref() {
                     let grpc = super::record_grpc_trailers(&state.span, trailers, false);
-                    if state.pending.as_ref().is_some_and(|p| p.trailers) {
+                    // Without a `grpc-status` in them, the call ended without a status: said
+                    // below, as for a body that ends without trailers.
+                    if grpc.is_some() && state.pending.as_ref().is_some_and(|p| p.trailers) {
                         if let Some(p) = state.pending.take() {
                             p.access.log(200, grpc);
                         }
