@@ -21,10 +21,16 @@ thread_local! {
 }
 
 /// The causes of `err`, outermost first; at most 64, so a cyclic chain cannot hang the logger.
+/// A `source()` that panics ends the chain there: the panic goes no further.
 pub(crate) fn causes<'e>(
     err: &'e (dyn Error + 'static),
 ) -> impl Iterator<Item = &'e (dyn Error + 'static)> {
-    std::iter::successors(err.source(), |&e| e.source()).take(64)
+    let source = |e: &'e (dyn Error + 'static)| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.source()))
+            .ok()
+            .flatten()
+    };
+    std::iter::successors(source(err), move |&e| source(e)).take(64)
 }
 
 /// The error and its causes, one per line: `message\ncaused by: cause…`.

@@ -1354,7 +1354,12 @@ impl<W> Layer<W> {
                     found: false,
                     max,
                 });
-                if max == 0 || fits(buf.len() - body.len() + text.len()) {
+                if fits(buf.len() - body.len() + text.len()) {
+                    break;
+                }
+                if max == 0 {
+                    // Not even the marker of a cut message fits: no message text at all.
+                    text.clear();
                     break;
                 }
                 max /= 2;

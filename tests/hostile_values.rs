@@ -29,6 +29,49 @@ impl fmt::Display for Panics {
     }
 }
 
+/// An error whose cause panics when asked for: `source()` itself panics.
+#[derive(Debug)]
+struct CauseOfPanic;
+
+impl fmt::Display for CauseOfPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("outer failure")
+    }
+}
+
+impl std::error::Error for CauseOfPanic {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        panic!("source() panicked on purpose");
+    }
+}
+
+#[test]
+fn an_error_whose_source_panics_keeps_its_message_and_the_rest_of_the_line() {
+    let (cap, layer) = capture_layer();
+    with_default(tracing_subscriber::registry().with(layer), || {
+        let err = CauseOfPanic;
+        let span = info_span!(
+            "request",
+            cause = &err as &(dyn std::error::Error + 'static)
+        );
+        let _e = span.enter();
+        error!(
+            before = 1,
+            error = &err as &(dyn std::error::Error + 'static),
+            after = "still here",
+            "failed"
+        );
+    });
+    let line = cap.only_line();
+    for key in ["error", "cause"] {
+        let object = line.at(key);
+        assert_eq!(object.str("message"), "outer failure", "{key}: {object:?}");
+        assert!(object.at("chain").as_arr().is_empty(), "{key}: {object:?}");
+    }
+    assert_eq!(line.num("before"), "1");
+    assert_eq!(line.str("after"), "still here");
+}
+
 #[test]
 fn a_panicking_debug_value_leaves_a_placeholder_and_the_rest_of_the_line() {
     // traceline alone: the OpenTelemetry layer formats span fields too, and does not catch.
@@ -253,5 +296,48 @@ fn the_truncation_key_never_collides_with_a_field_or_a_schema_key() {
             .filter(|k| lines[1].get(k).and_then(|v| v.as_str()).is_none())
             .count();
         assert_eq!(cut_marker, 1, "{:?}", lines[1].keys());
+    }
+}
+
+/// A line cut at the limit whose core keys (without the message) fit with room to spare gets a
+/// message short enough for the whole line to fit: the marker that says the message was cut
+/// must not make the line longer than the message it replaces, nor than the limit.
+#[test]
+fn a_short_message_cut_to_fit_never_pushes_the_line_past_the_limit() {
+    let message = "order 7 charged"; // 15 bytes
+    let big = "x".repeat(1000);
+    // The whole line, uncut, to know the number the cut line carries.
+    let (cap, layer) = capture_layer();
+    let layer = layer.with_clock(common::fixed_clock);
+    with_default(tracing_subscriber::registry().with(layer), || {
+        info!(big = big.as_str(), "{message}");
+    });
+    let whole = cap.text().len();
+    // The cut line with an empty message: its core keys and the truncation key.
+    let target = module_path!();
+    let floor = format!(
+        r#"{{"timestamp":"2026-11-25T10:32:03.123456789Z","level":"INFO","message":"","target":"{target}","{}":{whole}}}"#,
+        traceline::TRUNCATED_KEY
+    )
+    .len()
+        + 1; // the newline
+    for room in 0..message.len() {
+        // Room for `room` bytes of the message, not for all of it.
+        let limit = floor + room;
+        let (cap, layer) = capture_layer();
+        let layer = layer
+            .with_clock(common::fixed_clock)
+            .with_max_line_len(limit);
+        with_default(tracing_subscriber::registry().with(layer), || {
+            info!(big = big.as_str(), "{message}");
+        });
+        let text = cap.text();
+        let line = cap.only_line();
+        assert!(line.has(traceline::TRUNCATED_KEY), "{text}");
+        assert!(
+            text.len() <= limit,
+            "limit {limit} (the core keys take {floor}), line of {} bytes: {text}",
+            text.len()
+        );
     }
 }

@@ -48,6 +48,36 @@ fn child_entry() {
             let _e = span.enter();
             tracing::info!("logged in");
         }
+        "secret_error" => {
+            #[derive(Debug)]
+            struct Expired;
+            impl std::fmt::Display for Expired {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("session s3cr3t-cookie-value expired")
+                }
+            }
+            impl std::error::Error for Expired {}
+            #[derive(Debug)]
+            struct Refused(Expired);
+            impl std::fmt::Display for Refused {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("refused session s3cr3t-cookie-value")
+                }
+            }
+            impl std::error::Error for Refused {
+                fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                    Some(&self.0)
+                }
+            }
+            let err = Refused(Expired);
+            let span = tracing::info_span!(
+                "login",
+                user = "alice",
+                session = &err as &(dyn std::error::Error + 'static)
+            );
+            let _e = span.enter();
+            tracing::info!("logged in");
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -273,4 +303,30 @@ async fn denied_span_fields_are_redacted_in_the_export_too() {
         assert!(v.contains("[REDACTED]"), "{key}: {v}");
     }
     assert!(login.attributes["user"].contains("alice"), "{text}");
+}
+
+/// A denied span field holding an error is written as `"[REDACTED]"` on the line; the export
+/// must not carry its text either (tracing-opentelemetry records an error field under its own
+/// name, under `<name>.chain` and under `exception.message` / `exception.stacktrace`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_span_field_holding_an_error_is_redacted_in_the_export_too() {
+    let receiver = support::GrpcReceiver::start().await;
+    let lines = run_child(
+        "secret_error",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    let spans = receiver.finish().await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(str_of(&lines[0], "session"), Some("[REDACTED]"));
+    assert!(!lines[0].to_string().contains("s3cr3t"), "{}", lines[0]);
+    let login = spans.iter().find(|s| s.name == "login").expect("exported");
+    let text = format!("{:?}", login.attributes);
+    assert!(
+        !text.contains("s3cr3t"),
+        "the secret left in the export: {text}"
+    );
 }

@@ -321,12 +321,23 @@ impl<E> Counted<E> {
 }
 
 /// Replaces the values of the attributes `redaction` denies, on the span, its events and its
-/// links.
+/// links. An error field is recorded by the OpenTelemetry layer under its name, under
+/// `<name>.chain` (its causes) and under `exception.message` / `exception.stacktrace` (on the
+/// span or event it was recorded on, and on the span for an event's error): the copies of a
+/// denied field's error are replaced too.
 fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace::SpanData) {
-    let redact = |attributes: &mut Vec<opentelemetry::KeyValue>| {
+    use opentelemetry::{KeyValue, Value};
+    let mut secrets: Vec<Value> = Vec::new();
+    let mut redact = |attributes: &mut Vec<KeyValue>| {
         for kv in attributes.iter_mut() {
-            if redaction.is_denied(kv.key.as_str()) {
-                kv.value = opentelemetry::Value::from(crate::redact::REDACTED);
+            let key = kv.key.as_str();
+            let denied = redaction.is_denied(key)
+                || key
+                    .strip_suffix(".chain")
+                    .is_some_and(|stem| redaction.is_denied(stem));
+            if denied {
+                let old = std::mem::replace(&mut kv.value, Value::from(crate::redact::REDACTED));
+                secrets.push(old);
             }
         }
     };
@@ -336,6 +347,24 @@ fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace
     }
     for link in &mut span.links.links {
         redact(&mut link.attributes);
+    }
+    if secrets.is_empty() {
+        return;
+    }
+    let copies = |attributes: &mut Vec<KeyValue>| {
+        for kv in attributes.iter_mut() {
+            if matches!(
+                kv.key.as_str(),
+                "exception.message" | "exception.stacktrace"
+            ) && secrets.contains(&kv.value)
+            {
+                kv.value = Value::from(crate::redact::REDACTED);
+            }
+        }
+    };
+    copies(&mut span.attributes);
+    for event in &mut span.events.events {
+        copies(&mut event.attributes);
     }
 }
 
