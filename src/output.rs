@@ -242,6 +242,9 @@ impl Counters {
                      dropped)"
                         .to_string()
                 }
+                Loss::Forked => "the non-blocking writer's thread does not run in this forked \
+                     child process (make the writer after the fork)"
+                    .to_string(),
                 Loss::Abandoned => "the output was too slow to take the queued lines within \
                      the shutdown timeout (Builder::shutdown_timeout for init()'s Guard, 5 s \
                      for an OutputGuard)"
@@ -289,6 +292,9 @@ pub(crate) enum Loss<'a> {
     /// The non-blocking writer's shutdown ran out of time before the output took the line.
     #[cfg_attr(not(feature = "install"), allow(dead_code))]
     Abandoned,
+    /// Logged in a forked child, which has the non-blocking writer's queue but not its thread.
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    Forked,
 }
 
 fn epoch() -> Instant {
@@ -717,6 +723,7 @@ fn write_whole(
 ) -> Result<(), (io::Error, bool)> {
     let mut left = line;
     let mut failing_since: Option<Instant> = None;
+    let mut interrupted_since: Option<Instant> = None;
     while !left.is_empty() {
         let started = left.len() < line.len();
         let err = match w.write(left) {
@@ -724,9 +731,18 @@ fn write_whole(
             Ok(n) => {
                 left = &left[n.min(left.len())..];
                 failing_since = None;
+                interrupted_since = None;
                 continue;
             }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                // Retried at once, but not for ever: a writer that answers nothing else is
+                // failing, and a shutdown that ran out of time gives up on it too.
+                let since = *interrupted_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < FINISH_LINE_WAIT && !give_up.load(Ordering::SeqCst) {
+                    continue;
+                }
+                return Err((err, started));
+            }
             Err(err) => err,
         };
         let limit = match (started, err.kind()) {

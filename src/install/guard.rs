@@ -220,6 +220,8 @@ fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
 pub(crate) struct Monitor {
     stop: mpsc::Sender<()>,
     thread: JoinHandle<()>,
+    /// The process the thread runs in.
+    pid: u32,
 }
 
 impl Monitor {
@@ -251,10 +253,19 @@ impl Monitor {
                     }
                 }
             })?;
-        Ok(Monitor { stop, thread })
+        Ok(Monitor {
+            stop,
+            thread,
+            pid: std::process::id(),
+        })
     }
 
     pub(crate) fn stop(self) {
+        if std::process::id() != self.pid {
+            // A forked child: the thread runs in the parent only (joining it here fails).
+            std::mem::forget(self.thread);
+            return;
+        }
         let _ = self.stop.send(());
         let _ = self.thread.join();
     }

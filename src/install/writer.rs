@@ -231,7 +231,9 @@ impl Writer {
                     dir,
                     prefix,
                     rotation,
-                } => BoxMakeWriter::new(appender(dir, prefix, rotation)?),
+                } => BoxMakeWriter::new(LockedFile(std::sync::Mutex::new(appender(
+                    dir, prefix, rotation,
+                )?))),
                 Target::Custom(m) => {
                     // Kept by the guard too, which flushes it (a `BufWriter` inside, say) when
                     // it is dropped: the global subscriber never is.
@@ -254,8 +256,10 @@ impl Writer {
             });
         }
         let out = match self.target {
-            Target::Stdout => Out::Plain(Box::new(std::io::stdout())),
-            Target::Stderr => Out::Plain(Box::new(std::io::stderr())),
+            // Locked for each whole line, as the blocking writer does: a line the output takes
+            // in pieces is never mixed with another thread's output.
+            Target::Stdout => Out::Std(BoxMakeWriter::new(|| std::io::stdout().lock())),
+            Target::Stderr => Out::Std(BoxMakeWriter::new(|| std::io::stderr().lock())),
             Target::File {
                 dir,
                 prefix,
@@ -286,8 +290,9 @@ struct Queue {
 }
 
 /// What the logging threads and the background writer share besides the channel.
-#[derive(Default)]
 struct Shared {
+    /// The process the background writer runs in: a forked child has the queue, not the thread.
+    pid: u32,
     /// Set when the writer shuts down: lines are refused (and counted) from then on.
     closed: AtomicBool,
     /// Logging threads between their check of `closed` and the end of their send: the writer
@@ -295,6 +300,21 @@ struct Shared {
     sending: AtomicUsize,
     /// Set when the shutdown timeout ran out: queued lines are counted as dropped, not written.
     abandoned: AtomicBool,
+    /// Lines in the queue: put in by the logging threads, taken out by the writer. What a
+    /// forked child, which has the queue but not the writer, counts as lost when it stops.
+    queued: AtomicUsize,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            pid: std::process::id(),
+            closed: AtomicBool::new(false),
+            sending: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+        }
+    }
 }
 
 enum Msg {
@@ -311,6 +331,8 @@ enum Msg {
 enum Out {
     /// An output that takes every line the same way.
     Plain(Box<dyn Write + Send>),
+    /// Standard output or error, locked for each line.
+    Std(BoxMakeWriter),
     /// A custom `MakeWriter`, asked for a writer per line with the line's level and target.
     Routed(BoxMakeWriter),
 }
@@ -339,6 +361,17 @@ impl Out {
                     |_| output::Lent(out.borrow_mut()),
                 );
             }
+            Out::Std(make) => {
+                output::write_routed(
+                    bytes,
+                    output::RouteRef::Plain,
+                    counters,
+                    report,
+                    give_up,
+                    progress,
+                    |_| make.make_writer(),
+                );
+            }
             Out::Routed(make) => {
                 let (target, line) = bytes.split_at(target_len);
                 let target = std::str::from_utf8(target).unwrap_or_default();
@@ -362,6 +395,9 @@ impl Out {
         match self {
             Out::Plain(out) => {
                 let _ = out.flush();
+            }
+            Out::Std(make) => {
+                let _ = make.make_writer().flush();
             }
             Out::Routed(make) => flush_all(make),
         }
@@ -465,6 +501,7 @@ impl Queue {
                             level,
                         } = msg
                         {
+                            shared.queued.fetch_sub(1, Ordering::SeqCst);
                             if shared.abandoned.load(Ordering::SeqCst) {
                                 counters.dropped(Loss::Abandoned, report);
                                 return;
@@ -530,6 +567,8 @@ impl Queue {
                 done: std::sync::Mutex::new(done),
                 shared,
                 thread: Some(thread),
+                stats: stats.clone(),
+                report,
             },
         ))
     }
@@ -585,16 +624,29 @@ impl Write for QueueWriter<'_> {
                 target_len: self.target_len,
                 level: self.level,
             };
-            // On the writer's own thread (its output logging), waiting for room would wait
-            // for this thread.
-            if q.lossy || ON_WRITER_THREAD.with(std::cell::Cell::get) {
-                q.tx.try_send(msg).map_err(|e| match e {
-                    mpsc::TrySendError::Full(_) => Loss::QueueFull,
-                    mpsc::TrySendError::Disconnected(_) => Loss::Closed,
-                })
-            } else {
-                q.tx.send(msg).map_err(|_| Loss::Closed)
+            q.shared.queued.fetch_add(1, Ordering::SeqCst);
+            let sent = match q.tx.try_send(msg) {
+                Ok(()) => Ok(()),
+                Err(mpsc::TrySendError::Disconnected(_)) => Err(Loss::Closed),
+                // A full queue in a forked child stays full: the thread that empties it runs in
+                // the parent only (asked only here, where the queue is full: the process id is
+                // a system call).
+                Err(mpsc::TrySendError::Full(_)) if std::process::id() != q.shared.pid => {
+                    Err(Loss::Forked)
+                }
+                // On the writer's own thread (its output logging), waiting for room would wait
+                // for this thread.
+                Err(mpsc::TrySendError::Full(_))
+                    if q.lossy || ON_WRITER_THREAD.with(std::cell::Cell::get) =>
+                {
+                    Err(Loss::QueueFull)
+                }
+                Err(mpsc::TrySendError::Full(msg)) => q.tx.send(msg).map_err(|_| Loss::Closed),
+            };
+            if sent.is_err() {
+                q.shared.queued.fetch_sub(1, Ordering::SeqCst);
             }
+            sent
         };
         q.shared.sending.fetch_sub(1, Ordering::SeqCst);
         if let Err(loss) = sent {
@@ -616,6 +668,9 @@ pub(crate) struct Worker {
     /// `static`): only the thread stopping the worker waits on it.
     done: std::sync::Mutex<mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Where the lines a forked child cannot write are counted.
+    stats: Stats,
+    report: bool,
 }
 
 /// How long a shut-down writer that ran out of time is given to count what it could not write.
@@ -626,6 +681,16 @@ impl Worker {
     /// output has not taken by then are counted as dropped, so that the counts are complete
     /// when this returns (unless a single write of the output never returns).
     pub(crate) fn stop(mut self, timeout: Duration) {
+        if std::process::id() != self.shared.pid {
+            // A forked child: the thread runs in the parent only (joining it here fails), and
+            // nothing here takes the queued lines out: in this process they are lost, counted.
+            std::mem::forget(self.thread.take());
+            let counters = self.stats.counters();
+            for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
+                counters.dropped(Loss::Forked, self.report);
+            }
+            return;
+        }
         let deadline = Instant::now() + timeout;
         let sent = self.send_shutdown(deadline);
         let finished = sent && self.wait(deadline);
@@ -693,6 +758,33 @@ fn appender(
         .filename_prefix(prefix)
         .build(&dir)
         .map_err(|e| unusable(std::io::Error::other(e)))
+}
+
+/// A file locked for the whole line, as standard output is: `tracing-appender`'s own writer
+/// holds only a shared lock, so a line the file takes in pieces (a full disk, a file size
+/// limit) would be mixed with another thread's.
+struct LockedFile(std::sync::Mutex<tracing_appender::rolling::RollingFileAppender>);
+
+struct LockedFileWriter<'a>(
+    std::sync::MutexGuard<'a, tracing_appender::rolling::RollingFileAppender>,
+);
+
+impl<'a> MakeWriter<'a> for LockedFile {
+    type Writer = LockedFileWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LockedFileWriter(self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Write for LockedFileWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A custom `MakeWriter` shared between the layer and the guard, which flushes it.
