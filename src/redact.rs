@@ -105,6 +105,16 @@ impl Default for Redaction {
 }
 
 impl Redaction {
+    /// Whether no name at all is denied.
+    #[cfg(feature = "install")]
+    pub(crate) fn is_off(&self) -> bool {
+        match &self.rule {
+            Rule::Off => true,
+            Rule::List(list) => list.is_empty(),
+            Rule::Fn(_) => false,
+        }
+    }
+
     /// Redacts nothing.
     ///
     /// ```

@@ -18,8 +18,57 @@ fn child_entry() {
     let Some(scenario) = support::scenario() else {
         return;
     };
-    let _guard = traceline::init().expect("init from the environment");
+    let _guard = if scenario.starts_with("events_") {
+        traceline::builder().span_events(true).try_init()
+    } else {
+        traceline::init()
+    }
+    .expect("init from the environment");
     match scenario.as_str() {
+        "secret_and_public_errors" => {
+            #[derive(Debug)]
+            struct Expired;
+            impl std::fmt::Display for Expired {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("session s3cr3t-cookie-value expired")
+                }
+            }
+            impl std::error::Error for Expired {}
+            let secret = Expired;
+            let public = std::io::Error::other("disk full");
+            let span = tracing::info_span!(
+                "login",
+                session = &secret as &(dyn std::error::Error + 'static),
+                error = &public as &(dyn std::error::Error + 'static)
+            );
+            let _e = span.enter();
+        }
+        "events_secret_error_after_many_events" | "events_secret_error" => {
+            #[derive(Debug)]
+            struct Expired;
+            impl std::fmt::Display for Expired {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("session s3cr3t-cookie-value expired")
+                }
+            }
+            impl std::error::Error for Expired {}
+            let span = tracing::info_span!("batch");
+            let _e = span.enter();
+            // A long-running span: more events than the SDK keeps (128 by default).
+            let many = if scenario == "events_secret_error" {
+                0
+            } else {
+                128
+            };
+            for i in 0..many {
+                tracing::info!(i, "row done");
+            }
+            let err = Expired;
+            tracing::error!(
+                session = &err as &(dyn std::error::Error + 'static),
+                "login refused"
+            );
+        }
         "nested" => {
             for i in 0..20 {
                 let root = tracing::info_span!("request", i);
@@ -328,5 +377,91 @@ async fn a_denied_span_field_holding_an_error_is_redacted_in_the_export_too() {
     assert!(
         !text.contains("s3cr3t"),
         "the secret left in the export: {text}"
+    );
+}
+
+/// With span events on, an error in an event under a denied name is redacted in the event,
+/// and tracing-opentelemetry also copies it onto the span (`exception.message` /
+/// `exception.stacktrace`, its `error_records_to_exceptions`). When the event itself is
+/// dropped by the SDK's span limits (128 events per span by default), the span's copies are
+/// still exported: they must not carry the secret either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_event_error_is_redacted_on_the_span_even_when_its_event_was_dropped() {
+    let receiver = support::GrpcReceiver::start().await;
+    let lines = run_child(
+        "events_secret_error_after_many_events",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    let spans = receiver.finish().await;
+    let last = lines.last().expect("lines");
+    assert!(!last.to_string().contains("s3cr3t"), "{last}");
+    let batch = spans.iter().find(|s| s.name == "batch").expect("exported");
+    assert_eq!(batch.dropped_events_count, 1, "{batch:?}");
+    let text = format!(
+        "{:?} {:?} {:?}",
+        batch.attributes, batch.events, batch.status
+    );
+    assert!(
+        !text.contains("s3cr3t"),
+        "the secret left in the export: {:?}",
+        batch.attributes
+    );
+}
+
+/// Only the copies of a denied field's error are redacted: the `exception.stacktrace` of an
+/// error under an innocent name, which has no causes (`[]`) just like the denied one, is not a
+/// secret and keeps its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_innocent_errors_exception_copies_are_not_redacted_for_a_denied_ones() {
+    let receiver = support::GrpcReceiver::start().await;
+    run_child(
+        "secret_and_public_errors",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    let spans = receiver.finish().await;
+    let login = spans.iter().find(|s| s.name == "login").expect("exported");
+    let text = format!("{:?}", login.attributes);
+    assert!(!text.contains("s3cr3t"), "{text}");
+    // The innocent error's copies come last, so the collector's map shows them.
+    assert!(
+        login.attributes["exception.message"].contains("disk full"),
+        "{text}"
+    );
+    assert!(
+        !login.attributes["exception.stacktrace"].contains("REDACTED"),
+        "the innocent error's (empty) chain was redacted: {text}"
+    );
+    assert!(login.attributes["error"].contains("disk full"), "{text}");
+}
+
+/// With span events on, an event's denied error is redacted in the event and in its copies on
+/// the span (the event kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_event_error_is_redacted_in_its_event_and_on_the_span() {
+    let receiver = support::GrpcReceiver::start().await;
+    run_child(
+        "events_secret_error",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    let spans = receiver.finish().await;
+    let batch = spans.iter().find(|s| s.name == "batch").expect("exported");
+    assert_eq!(batch.events.len(), 1, "{batch:?}");
+    let text = format!("{:?} {:?}", batch.attributes, batch.events);
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(
+        batch.events[0].attributes["session"].contains("REDACTED"),
+        "{text}"
     );
 }

@@ -332,50 +332,85 @@ impl<E> Counted<E> {
 }
 
 /// Replaces the values of the attributes `redaction` denies, on the span, its events and its
-/// links. An error field is recorded by the OpenTelemetry layer under its name, under
-/// `<name>.chain` (its causes) and under `exception.message` / `exception.stacktrace` (on the
-/// span or event it was recorded on, and on the span for an event's error): the copies of a
-/// denied field's error are replaced too.
+/// links. An error field is recorded by the OpenTelemetry layer as `exception.message`,
+/// `exception.stacktrace`, `<name>`, `<name>.chain`, in that order (on the span for a span
+/// field, on the event for an event field), and an event's error is copied onto the span as
+/// the first two alone: the copies of a denied field's error are replaced too, found by where
+/// they stand, not by their value (an innocent error's empty chain equals a secret one's).
 fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace::SpanData) {
     use opentelemetry::{KeyValue, Value};
-    let mut secrets: Vec<Value> = Vec::new();
-    let mut redact = |attributes: &mut Vec<KeyValue>| {
-        for kv in attributes.iter_mut() {
+    let redacted = || Value::from(crate::redact::REDACTED);
+    let is_pair = |attrs: &[KeyValue], i: usize| {
+        attrs[i].key.as_str() == "exception.message"
+            && attrs
+                .get(i + 1)
+                .is_some_and(|kv| kv.key.as_str() == "exception.stacktrace")
+    };
+    // The name of the error field at `i` (`<name>` then `<name>.chain`), if one is.
+    let error_field = |attrs: &[KeyValue], i: usize| -> Option<String> {
+        let (name, chain) = (attrs.get(i)?, attrs.get(i + 1)?);
+        (chain.key.as_str().strip_suffix(".chain") == Some(name.key.as_str()))
+            .then(|| name.key.as_str().to_owned())
+    };
+    // Redacts the denied attributes of `attrs` and the exception pairs standing before a
+    // denied error field; returns the messages of the denied error fields.
+    let redact = |attrs: &mut Vec<KeyValue>| -> Vec<Value> {
+        let mut messages = Vec::new();
+        let mut i = 0;
+        while i < attrs.len() {
+            if is_pair(attrs, i) {
+                if let Some(name) = error_field(attrs, i + 2) {
+                    if redaction.is_denied(&name) {
+                        attrs[i].value = redacted();
+                        attrs[i + 1].value = redacted();
+                    }
+                }
+                i += 2;
+                continue;
+            }
+            if let Some(name) = error_field(attrs, i) {
+                if redaction.is_denied(&name) {
+                    messages.push(attrs[i].value.clone());
+                }
+            }
+            i += 1;
+        }
+        for kv in attrs.iter_mut() {
             let key = kv.key.as_str();
             let denied = redaction.is_denied(key)
                 || key
                     .strip_suffix(".chain")
                     .is_some_and(|stem| redaction.is_denied(stem));
             if denied {
-                let old = std::mem::replace(&mut kv.value, Value::from(crate::redact::REDACTED));
-                secrets.push(old);
+                kv.value = redacted();
             }
         }
+        messages
     };
-    redact(&mut span.attributes);
+    let mut from_events = Vec::new();
     for event in &mut span.events.events {
-        redact(&mut event.attributes);
+        from_events.extend(redact(&mut event.attributes));
     }
     for link in &mut span.links.links {
         redact(&mut link.attributes);
     }
-    if secrets.is_empty() {
-        return;
-    }
-    let copies = |attributes: &mut Vec<KeyValue>| {
-        for kv in attributes.iter_mut() {
-            if matches!(
-                kv.key.as_str(),
-                "exception.message" | "exception.stacktrace"
-            ) && secrets.contains(&kv.value)
-            {
-                kv.value = Value::from(crate::redact::REDACTED);
-            }
+    redact(&mut span.attributes);
+    // The span's copies of an event's error: redacted when that error was a denied field's,
+    // or when the SDK dropped events (the one that named it may be gone).
+    let unverifiable = span.events.dropped_count > 0 && !redaction.is_off();
+    let attrs = &mut span.attributes;
+    let mut i = 0;
+    while i < attrs.len() {
+        if !is_pair(attrs, i) {
+            i += 1;
+            continue;
         }
-    };
-    copies(&mut span.attributes);
-    for event in &mut span.events.events {
-        copies(&mut event.attributes);
+        let of_span_field = error_field(attrs, i + 2).is_some();
+        if !of_span_field && (unverifiable || from_events.contains(&attrs[i].value)) {
+            attrs[i].value = redacted();
+            attrs[i + 1].value = redacted();
+        }
+        i += 2;
     }
 }
 
