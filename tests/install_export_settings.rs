@@ -604,3 +604,45 @@ async fn directives_are_read_per_target_as_env_filter_reads_them() {
         assert!(handled.get("pool.hint").is_none(), "{filter}: {handled}");
     }
 }
+
+/// A base URL with a query (a tenant or a key some collectors take there) keeps its query, and
+/// `/v1/traces` goes on its path, not into the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_endpoint_with_a_query_gets_v1_traces_on_its_path() {
+    for (base, path) in [
+        ("/otlp?tenant=a", "/otlp/v1/traces"),
+        ("/?tenant=a", "/v1/traces"),
+    ] {
+        let receiver = support::HttpReceiver::start().await;
+        run(
+            "drop",
+            vec![(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("{}{base}", receiver.endpoint()),
+            )],
+        )
+        .await;
+        assert_eq!(
+            receiver.paths().first().map(String::as_str),
+            Some(path),
+            "{base}"
+        );
+        assert_eq!(receiver.spans().len(), 3, "{base}");
+    }
+}
+
+/// `OTEL_TRACES_EXPORTER` is a comma-separated list, read like `OTEL_PROPAGATORS` and the
+/// headers: an empty entry (a trailing comma) is skipped, not an error that stops the program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_entry_in_the_traces_exporter_list_is_skipped() {
+    let receiver = support::HttpReceiver::start().await;
+    run(
+        "drop",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_TRACES_EXPORTER", "otlp,".into()),
+        ],
+    )
+    .await;
+    assert_eq!(receiver.spans().len(), 3);
+}

@@ -292,7 +292,13 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
 /// `OTEL_TRACES_EXPORTER`: whether spans are exported (`otlp`) or not (`none`).
 pub(crate) fn traces_exported(value: &str) -> Result<bool, InitError> {
     let mut otlp = false;
+    let mut named = false;
+    // Empty entries (`otlp,`) are skipped, as in `OTEL_PROPAGATORS`; no entry at all is not.
     for name in value.split(',').map(str::trim) {
+        if name.is_empty() && !value.trim().is_empty() {
+            continue;
+        }
+        named = true;
         match name.to_ascii_lowercase().as_str() {
             "otlp" => otlp = true,
             "none" => {}
@@ -304,6 +310,13 @@ pub(crate) fn traces_exported(value: &str) -> Result<bool, InitError> {
                 ));
             }
         }
+    }
+    if !named {
+        return Err(InitError::invalid(
+            "OTEL_TRACES_EXPORTER",
+            value,
+            "expected otlp or none (console, zipkin and others are not built in)",
+        ));
     }
     Ok(otlp)
 }

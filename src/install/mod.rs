@@ -649,13 +649,15 @@ impl Builder {
         // The base URL + `/v1/traces` over HTTP, as the specification builds it from
         // `OTEL_EXPORTER_OTLP_ENDPOINT` (the same variable means the same URL to every SDK);
         // `Builder::otlp_endpoint` also takes the full URL.
+        // The path goes on the URL's path: a query (or fragment) stays after it.
         let traces_path = |base: &str, full_taken: bool| -> String {
+            let (head, tail) = base.split_at(base.find(['?', '#']).unwrap_or(base.len()));
             if protocol == Protocol::Grpc
-                || (full_taken && base.trim_end_matches('/').ends_with("/v1/traces"))
+                || (full_taken && head.trim_end_matches('/').ends_with("/v1/traces"))
             {
                 base.to_string()
             } else {
-                format!("{}/v1/traces", base.trim_end_matches('/'))
+                format!("{}/v1/traces{tail}", head.trim_end_matches('/'))
             }
         };
         let endpoint = match self.endpoint {
