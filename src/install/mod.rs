@@ -556,6 +556,13 @@ impl Builder {
                 .collect::<Vec<_>>()
                 .join(","),
         );
+        // Nothing but commas and spaces (`RUST_LOG=" , "`) says no more than an empty
+        // variable: the default, not a filter that lets only errors through.
+        let filter_src = if filter_src.1.is_empty() {
+            (filter_src.0, "info".to_string())
+        } else {
+            filter_src
+        };
         let mut filter = EnvFilter::builder().parse(&filter_src.1).map_err(|err| {
             InitError::invalid(
                 filter_src.0,
@@ -1320,6 +1327,28 @@ impl<S> Filter<S> for OtelFilter {
 mod tests {
     use super::Directives;
     use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn a_filter_of_only_commas_and_spaces_is_the_default_as_an_empty_one_is() {
+        let plan = |value: &'static str| {
+            super::builder()
+                .env(move |name| (name == "RUST_LOG").then(|| value.to_string()))
+                .plan()
+                .expect("plan")
+        };
+        for value in ["", " , ", ",", "info"] {
+            let filter = plan(value).filter;
+            assert_eq!(
+                filter.env.max_level_hint(),
+                Some(LevelFilter::INFO),
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            plan("warn").filter.env.max_level_hint(),
+            Some(LevelFilter::WARN)
+        );
+    }
 
     #[test]
     fn a_targets_level_is_found_as_env_filter_finds_it() {
