@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How long a writer that answers `WouldBlock` is given to take a line's first byte.
 pub(crate) const WOULD_BLOCK_WAIT: Duration = Duration::from_millis(50);
+/// How many `Interrupted` answers in a row are retried at once, before the writer is waited
+/// for as one that is not ready.
+const INTERRUPTED_RETRIES: u32 = 64;
 /// How long it is given to take the rest of a line it has started taking.
 pub(crate) const FINISH_LINE_WAIT: Duration = Duration::from_secs(2);
 /// The shortest time between two diagnostics on stderr.
@@ -626,9 +629,10 @@ fn mend<W: Write>(
 
 /// One writer lent anew for each use: the writer of an output with one writer, along every
 /// route (each use ends before the next begins).
-#[cfg_attr(not(feature = "install"), allow(dead_code))]
+#[cfg(test)]
 pub(crate) struct Lent<'a, T: Write>(pub(crate) std::cell::RefMut<'a, T>);
 
+#[cfg(test)]
 impl<T: Write> Write for Lent<'_, T> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -675,7 +679,12 @@ pub(crate) fn write_line(
             Outcome::Written
         }
         Err((err, started)) => {
-            if !started && err.kind() == io::ErrorKind::WouldBlock {
+            if !started
+                && matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                )
+            {
                 counters.stuck.store(true, Ordering::Relaxed);
             }
             counters.dropped(Loss::Write(&err), report);
@@ -723,7 +732,11 @@ fn write_whole(
 ) -> Result<(), (io::Error, bool)> {
     let mut left = line;
     let mut failing_since: Option<Instant> = None;
-    let mut interrupted_since: Option<Instant> = None;
+    // `Interrupted` answers in a row: retried at once a few times (a signal), then handled as
+    // a writer that is not ready (the budgets of `WouldBlock` before the line's first byte, of
+    // any error after it), so that one answering nothing else never holds a line, or the
+    // newline owed to a cut one, longer than another failing writer would.
+    let mut interrupted = 0u32;
     while !left.is_empty() {
         let started = left.len() < line.len();
         let err = match w.write(left) {
@@ -731,23 +744,21 @@ fn write_whole(
             Ok(n) => {
                 left = &left[n.min(left.len())..];
                 failing_since = None;
-                interrupted_since = None;
+                interrupted = 0;
                 continue;
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                // Retried at once, but not for ever: a writer that answers nothing else is
-                // failing, and a shutdown that ran out of time gives up on it too.
-                let since = *interrupted_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < FINISH_LINE_WAIT && !give_up.load(Ordering::SeqCst) {
+                interrupted += 1;
+                if interrupted <= INTERRUPTED_RETRIES && !give_up.load(Ordering::SeqCst) {
                     continue;
                 }
-                return Err((err, started));
+                err
             }
             Err(err) => err,
         };
         let limit = match (started, err.kind()) {
             (true, _) => FINISH_LINE_WAIT,
-            (false, io::ErrorKind::WouldBlock) => first_byte,
+            (false, io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => first_byte,
             (false, _) => return Err((err, false)),
         };
         let since = *failing_since.get_or_insert_with(Instant::now);

@@ -305,3 +305,187 @@ fn lines_logged_in_a_forked_child_through_a_queue_are_written_or_counted() {
     }
     drop(guard);
 }
+
+/// In a forked child, a line logged after the non-blocking writer's guard was dropped is
+/// counted (as dropped), as it is in the parent: the child's stop closes the queue too.
+#[test]
+fn lines_logged_in_a_forked_child_after_its_guard_dropped_are_counted() {
+    if std::env::var_os("TRACELINE_TEST_FORK_AFTER_CHILD").is_none() {
+        in_child(
+            "lines_logged_in_a_forked_child_after_its_guard_dropped_are_counted",
+            "TRACELINE_TEST_FORK_AFTER_CHILD",
+            "CHILD written+dropped=5",
+        );
+        return;
+    }
+    let cap = Capture::new();
+    let (layer, guard) = output_layer(cap.clone(), true);
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let mut fds = [0; 2];
+    // SAFETY: a pipe and a fork; the child logs, drops its guard, logs again and reports
+    // through the pipe.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::close(fds[0]);
+            tracing::dispatcher::with_default(&dispatch, || {
+                for i in 0..3 {
+                    tracing::info!(i, "from the child");
+                }
+            });
+            drop(guard);
+            // After the guard: refused, and counted (the parent counts them as `Closed`).
+            tracing::dispatcher::with_default(&dispatch, || {
+                for i in 0..2 {
+                    tracing::info!(i, "from the child, after its guard");
+                }
+            });
+            let msg = format!(
+                "CHILD written+dropped={} (written {}, dropped {})",
+                stats.lines_written() + stats.lines_dropped(),
+                stats.lines_written(),
+                stats.lines_dropped(),
+            );
+            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut report = String::new();
+        File::from_raw_fd(fds[0])
+            .read_to_string(&mut report)
+            .unwrap();
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        println!("{report}");
+    }
+    // The parent, for comparison: the same sequence counts every line.
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("from the parent"));
+    drop(guard);
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("after the guard"));
+    assert_eq!(stats.lines_written() + stats.lines_dropped(), 2);
+}
+
+/// Takes the first `n` bytes it is given, then answers `Interrupted` to every write.
+#[derive(Clone)]
+struct InterruptedAfter {
+    out: Capture,
+    left: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl io::Write for InterruptedAfter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        let left = self.left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let n = data.len().min(left);
+        self.left.fetch_sub(n, Ordering::SeqCst);
+        self.out.make_writer().write_all(&data[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An output routed by level whose WARN side takes part of a line, then answers nothing but
+/// `Interrupted`: its line is left cut, and the INFO side, healthy, is not held up by the
+/// newline owed to the WARN side (as with any other lasting error there).
+#[test]
+fn a_routed_output_stuck_on_interrupted_does_not_hold_up_a_healthy_one() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let warns = InterruptedAfter {
+        out: Capture::new(),
+        left: Arc::new(5.into()),
+    };
+    let rest = Capture::new();
+    let (w, r) = (warns.clone(), rest.clone());
+    let make = (move || w.clone())
+        .with_max_level(tracing::Level::WARN)
+        .or_else(move || tracing_subscriber::fmt::MakeWriter::make_writer(&r));
+    let (layer, _) = output_layer(make, false);
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::warn!("a warning"); // cut after 2 s
+        let start = Instant::now();
+        for i in 0..3u64 {
+            tracing::info!(i, "an info line");
+        }
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "3 lines to the healthy writer took {took:?} (written {}, dropped {})",
+            stats.lines_written(),
+            stats.lines_dropped()
+        );
+    });
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (3, 1));
+}
+
+/// Writes whole lines, slowly (10 ms each).
+#[derive(Clone, Default)]
+struct Slow(Capture);
+
+impl io::Write for Slow {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use tracing_subscriber::fmt::MakeWriter;
+        std::thread::sleep(Duration::from_millis(10));
+        self.0.make_writer().write_all(data)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Lines the parent queued before the fork are written by the parent: a child that logs
+/// nothing and drops its guard does not count them as lost (nor says so on stderr).
+#[test]
+fn a_forked_child_does_not_count_the_parents_queued_lines_as_lost() {
+    if std::env::var_os("TRACELINE_TEST_FORK_QUEUED_CHILD").is_none() {
+        in_child(
+            "a_forked_child_does_not_count_the_parents_queued_lines_as_lost",
+            "TRACELINE_TEST_FORK_QUEUED_CHILD",
+            "CHILD dropped=0",
+        );
+        return;
+    }
+    let out = Slow::default();
+    let (layer, guard) = output_layer(move || out.clone(), true);
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..20 {
+            tracing::info!(i, "from the parent");
+        }
+    });
+    let mut fds = [0; 2];
+    // SAFETY: a pipe and a fork; the child drops its guard and reports through the pipe.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::close(fds[0]);
+            drop(guard);
+            let msg = format!("CHILD dropped={}", stats.lines_dropped());
+            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut report = String::new();
+        File::from_raw_fd(fds[0])
+            .read_to_string(&mut report)
+            .unwrap();
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        println!("{report}");
+    }
+    drop(guard);
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (20, 0));
+}

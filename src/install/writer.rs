@@ -231,9 +231,7 @@ impl Writer {
                     dir,
                     prefix,
                     rotation,
-                } => BoxMakeWriter::new(LockedFile(std::sync::Mutex::new(appender(
-                    dir, prefix, rotation,
-                )?))),
+                } => BoxMakeWriter::new(LockedFile::new(appender(dir, prefix, rotation)?)),
                 Target::Custom(m) => {
                     // Kept by the guard too, which flushes it (a `BufWriter` inside, say) when
                     // it is dropped: the global subscriber never is.
@@ -258,13 +256,14 @@ impl Writer {
         let out = match self.target {
             // Locked for each whole line, as the blocking writer does: a line the output takes
             // in pieces is never mixed with another thread's output.
-            Target::Stdout => Out::Std(BoxMakeWriter::new(|| std::io::stdout().lock())),
-            Target::Stderr => Out::Std(BoxMakeWriter::new(|| std::io::stderr().lock())),
+            Target::Stdout => Out::PerLine(BoxMakeWriter::new(|| std::io::stdout().lock())),
+            Target::Stderr => Out::PerLine(BoxMakeWriter::new(|| std::io::stderr().lock())),
             Target::File {
                 dir,
                 prefix,
                 rotation,
-            } => Out::Plain(Box::new(appender(dir, prefix, rotation)?)),
+                // Asked for its writer once per line: it rotates between lines, never inside one.
+            } => Out::PerLine(BoxMakeWriter::new(appender(dir, prefix, rotation)?)),
             // A custom `MakeWriter` may route by level or target: each line carries them.
             Target::Custom(m) => Out::Routed(m),
         };
@@ -291,8 +290,9 @@ struct Queue {
 
 /// What the logging threads and the background writer share besides the channel.
 struct Shared {
-    /// The process the background writer runs in: a forked child has the queue, not the thread.
-    pid: u32,
+    /// Made in the process the background writer runs in: tells a forked child, which has the
+    /// queue but not the thread, at the cost of one atomic load (no system call per line).
+    fork: forkguard::Guard,
     /// Set when the writer shuts down: lines are refused (and counted) from then on.
     closed: AtomicBool,
     /// Logging threads between their check of `closed` and the end of their send: the writer
@@ -300,20 +300,24 @@ struct Shared {
     sending: AtomicUsize,
     /// Set when the shutdown timeout ran out: queued lines are counted as dropped, not written.
     abandoned: AtomicBool,
-    /// Lines in the queue: put in by the logging threads, taken out by the writer. What a
-    /// forked child, which has the queue but not the writer, counts as lost when it stops.
-    queued: AtomicUsize,
 }
 
 impl Default for Shared {
     fn default() -> Self {
         Shared {
-            pid: std::process::id(),
+            fork: forkguard::new(),
             closed: AtomicBool::new(false),
             sending: AtomicUsize::new(0),
             abandoned: AtomicBool::new(false),
-            queued: AtomicUsize::new(0),
         }
+    }
+}
+
+impl Shared {
+    /// Whether this is a child forked from the process the background writer runs in.
+    #[inline]
+    fn forked(&self) -> bool {
+        self.fork.clone().detected_fork()
     }
 }
 
@@ -329,10 +333,9 @@ enum Msg {
 
 /// Where the background thread writes.
 enum Out {
-    /// An output that takes every line the same way.
-    Plain(Box<dyn Write + Send>),
-    /// Standard output or error, locked for each line.
-    Std(BoxMakeWriter),
+    /// An output asked for a writer once per line: standard output or error, locked for the
+    /// line; a file, which then rotates between lines, never inside one.
+    PerLine(BoxMakeWriter),
     /// A custom `MakeWriter`, asked for a writer per line with the line's level and target.
     Routed(BoxMakeWriter),
 }
@@ -349,19 +352,7 @@ impl Out {
         progress: &output::Progress,
     ) {
         match self {
-            Out::Plain(out) => {
-                let out = std::cell::RefCell::new(out);
-                output::write_routed(
-                    bytes,
-                    output::RouteRef::Plain,
-                    counters,
-                    report,
-                    give_up,
-                    progress,
-                    |_| output::Lent(out.borrow_mut()),
-                );
-            }
-            Out::Std(make) => {
+            Out::PerLine(make) => {
                 output::write_routed(
                     bytes,
                     output::RouteRef::Plain,
@@ -393,10 +384,7 @@ impl Out {
 
     fn flush(&mut self) {
         match self {
-            Out::Plain(out) => {
-                let _ = out.flush();
-            }
-            Out::Std(make) => {
+            Out::PerLine(make) => {
                 let _ = make.make_writer().flush();
             }
             Out::Routed(make) => flush_all(make),
@@ -501,7 +489,6 @@ impl Queue {
                             level,
                         } = msg
                         {
-                            shared.queued.fetch_sub(1, Ordering::SeqCst);
                             if shared.abandoned.load(Ordering::SeqCst) {
                                 counters.dropped(Loss::Abandoned, report);
                                 return;
@@ -567,8 +554,6 @@ impl Queue {
                 done: std::sync::Mutex::new(done),
                 shared,
                 thread: Some(thread),
-                stats: stats.clone(),
-                report,
             },
         ))
     }
@@ -613,7 +598,11 @@ impl Write for QueueWriter<'_> {
         let q = self.queue;
         let counters = q.stats.counters();
         q.shared.sending.fetch_add(1, Ordering::SeqCst);
-        let sent = if q.shared.closed.load(Ordering::SeqCst) {
+        let sent = if q.shared.forked() {
+            // Nothing would ever take the line out of the queue: the thread that empties it
+            // runs in the parent only.
+            Err(Loss::Forked)
+        } else if q.shared.closed.load(Ordering::SeqCst) {
             Err(Loss::Closed)
         } else {
             let mut bytes = std::mem::take(&mut self.line);
@@ -624,29 +613,16 @@ impl Write for QueueWriter<'_> {
                 target_len: self.target_len,
                 level: self.level,
             };
-            q.shared.queued.fetch_add(1, Ordering::SeqCst);
-            let sent = match q.tx.try_send(msg) {
-                Ok(()) => Ok(()),
-                Err(mpsc::TrySendError::Disconnected(_)) => Err(Loss::Closed),
-                // A full queue in a forked child stays full: the thread that empties it runs in
-                // the parent only (asked only here, where the queue is full: the process id is
-                // a system call).
-                Err(mpsc::TrySendError::Full(_)) if std::process::id() != q.shared.pid => {
-                    Err(Loss::Forked)
-                }
-                // On the writer's own thread (its output logging), waiting for room would wait
-                // for this thread.
-                Err(mpsc::TrySendError::Full(_))
-                    if q.lossy || ON_WRITER_THREAD.with(std::cell::Cell::get) =>
-                {
-                    Err(Loss::QueueFull)
-                }
-                Err(mpsc::TrySendError::Full(msg)) => q.tx.send(msg).map_err(|_| Loss::Closed),
-            };
-            if sent.is_err() {
-                q.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            // On the writer's own thread (its output logging), waiting for room would wait
+            // for this thread.
+            if q.lossy || ON_WRITER_THREAD.with(std::cell::Cell::get) {
+                q.tx.try_send(msg).map_err(|e| match e {
+                    mpsc::TrySendError::Full(_) => Loss::QueueFull,
+                    mpsc::TrySendError::Disconnected(_) => Loss::Closed,
+                })
+            } else {
+                q.tx.send(msg).map_err(|_| Loss::Closed)
             }
-            sent
         };
         q.shared.sending.fetch_sub(1, Ordering::SeqCst);
         if let Err(loss) = sent {
@@ -668,9 +644,6 @@ pub(crate) struct Worker {
     /// `static`): only the thread stopping the worker waits on it.
     done: std::sync::Mutex<mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Where the lines a forked child cannot write are counted.
-    stats: Stats,
-    report: bool,
 }
 
 /// How long a shut-down writer that ran out of time is given to count what it could not write.
@@ -681,14 +654,11 @@ impl Worker {
     /// output has not taken by then are counted as dropped, so that the counts are complete
     /// when this returns (unless a single write of the output never returns).
     pub(crate) fn stop(mut self, timeout: Duration) {
-        if std::process::id() != self.shared.pid {
+        if self.shared.forked() {
             // A forked child: the thread runs in the parent only (joining it here fails), and
-            // nothing here takes the queued lines out: in this process they are lost, counted.
+            // the lines in the queue are the parent's, which writes them. Lines logged in this
+            // process were refused and counted.
             std::mem::forget(self.thread.take());
-            let counters = self.stats.counters();
-            for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
-                counters.dropped(Loss::Forked, self.report);
-            }
             return;
         }
         let deadline = Instant::now() + timeout;
@@ -762,28 +732,48 @@ fn appender(
 
 /// A file locked for the whole line, as standard output is: `tracing-appender`'s own writer
 /// holds only a shared lock, so a line the file takes in pieces (a full disk, a file size
-/// limit) would be mixed with another thread's.
-struct LockedFile(std::sync::Mutex<tracing_appender::rolling::RollingFileAppender>);
+/// limit) would be mixed with another thread's. The file is chosen (rotated) once per line,
+/// when the line takes the lock: the appender's own `Write` would rotate between two pieces of
+/// a line, leaving its start in one file and its end in the next.
+struct LockedFile {
+    lock: std::sync::Mutex<()>,
+    file: tracing_appender::rolling::RollingFileAppender,
+}
 
-struct LockedFileWriter<'a>(
-    std::sync::MutexGuard<'a, tracing_appender::rolling::RollingFileAppender>,
-);
+impl LockedFile {
+    fn new(file: tracing_appender::rolling::RollingFileAppender) -> Self {
+        LockedFile {
+            lock: std::sync::Mutex::new(()),
+            file,
+        }
+    }
+}
+
+/// The file of one line, then the lock (let go in that order).
+struct LockedFileWriter<'a> {
+    file: tracing_appender::rolling::RollingWriter<'a>,
+    _lock: std::sync::MutexGuard<'a, ()>,
+}
 
 impl<'a> MakeWriter<'a> for LockedFile {
     type Writer = LockedFileWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LockedFileWriter(self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        LockedFileWriter {
+            file: self.file.make_writer(),
+            _lock: lock,
+        }
     }
 }
 
 impl Write for LockedFileWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.file.flush()
     }
 }
 
@@ -856,9 +846,17 @@ mod tests {
             for _ in 0..60 {
                 let sink = Sink::default();
                 let stats = Stats::default();
-                let (queue, worker) =
-                    Queue::start(Out::Plain(Box::new(sink.clone())), 4, lossy, &stats, false)
-                        .unwrap();
+                let (queue, worker) = Queue::start(
+                    Out::PerLine(BoxMakeWriter::new({
+                        let sink = sink.clone();
+                        move || sink.clone()
+                    })),
+                    4,
+                    lossy,
+                    &stats,
+                    false,
+                )
+                .unwrap();
                 let queue = Arc::new(queue);
                 let emitted = Arc::new(AtomicU64::new(0));
                 let stop = Arc::new(AtomicBool::new(false));
@@ -892,7 +890,10 @@ mod tests {
         };
         let stats = Stats::default();
         let (queue, worker) = Queue::start(
-            Out::Plain(Box::new(sink.clone())),
+            Out::PerLine(BoxMakeWriter::new({
+                let sink = sink.clone();
+                move || sink.clone()
+            })),
             2000,
             true,
             &stats,

@@ -1,0 +1,135 @@
+//! A `Writer::file` line taken in pieces while the hour turns stays in one file: the rotation
+//! happens between lines, never inside one.
+//!
+//! The wall clock of this test binary is moved forward on demand: `clock_gettime` is defined
+//! here (the standard library's reference to it resolves to this definition at link time), and
+//! adds `SHIFT` seconds to `CLOCK_REALTIME` (what `tracing-appender` rotates by). The monotonic
+//! clocks are untouched.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use common::in_child;
+use traceline::install::{Rotation, Writer};
+use tracing_subscriber::prelude::*;
+
+static SHIFT: AtomicI64 = AtomicI64::new(0);
+
+/// # Safety
+/// As `clock_gettime(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clock_gettime(clock: libc::clockid_t, tp: *mut libc::timespec) -> i32 {
+    let r = unsafe { libc::syscall(libc::SYS_clock_gettime, clock, tp) } as i32;
+    if r == 0 && clock == libc::CLOCK_REALTIME && !tp.is_null() {
+        unsafe { (*tp).tv_sec += SHIFT.load(Ordering::SeqCst) as libc::time_t };
+    }
+    r
+}
+
+fn set_fsize(limit: libc::rlim_t) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut r), 0);
+        r.rlim_cur = limit;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &r), 0);
+    }
+}
+
+#[test]
+fn a_file_line_taken_in_pieces_across_a_rotation_stays_in_one_file() {
+    if std::env::var_os("TRACELINE_TEST_ROTATION_CHILD").is_none() {
+        in_child(
+            "a_file_line_taken_in_pieces_across_a_rotation_stays_in_one_file",
+            "TRACELINE_TEST_ROTATION_CHILD",
+            "ALL LINES WHOLE",
+        );
+        return;
+    }
+    // The clock override works: the wall clock moves, the monotonic one does not.
+    let before = std::time::SystemTime::now();
+    SHIFT.store(7200, Ordering::SeqCst);
+    let moved = std::time::SystemTime::now().duration_since(before).unwrap();
+    SHIFT.store(0, Ordering::SeqCst);
+    assert!(
+        moved >= Duration::from_secs(7200),
+        "the clock override is not in effect"
+    );
+
+    // Child process: a file size limit (RLIMIT_FSIZE) makes the file take part of a line, then
+    // refuse (EFBIG) until the limit is raised.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let dir = std::env::temp_dir().join(format!("traceline-rotation-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(Writer::file(&dir, "app.log", Rotation::Hourly))
+        .unwrap();
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("before"));
+    let files = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let first = files();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let path = first[0].clone();
+    let size = std::fs::metadata(&path).unwrap().len();
+    set_fsize(size + 10);
+    // Its line is taken 10 bytes, then refused; it retries (for up to 2 s).
+    let d = dispatch.clone();
+    let a = std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&d, || tracing::info!(pad = "a".repeat(200), "A"))
+    });
+    while std::fs::metadata(&path).unwrap().len() < size + 10 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    // The hour turns while the line waits for room; then there is room again.
+    SHIFT.store(3600, Ordering::SeqCst);
+    set_fsize(libc::RLIM_INFINITY);
+    a.join().unwrap();
+    drop(guard);
+    let mut report = Vec::new();
+    let mut bad = 0;
+    for f in files() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for l in text.lines() {
+            if serde_json::from_str::<serde_json::Value>(l).is_err() {
+                bad += 1;
+                report.push(format!(
+                    "{}: {:?}",
+                    f.file_name().unwrap().to_string_lossy(),
+                    l.chars().take(80).collect::<String>()
+                ));
+            }
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            bad += 1;
+            report.push(format!(
+                "{} ends inside a line",
+                f.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "written {} dropped {}",
+        stats.lines_written(),
+        stats.lines_dropped()
+    );
+    if bad == 0 {
+        println!("ALL LINES WHOLE");
+    } else {
+        println!("BROKEN LINES: {bad}: {report:?}");
+    }
+}
