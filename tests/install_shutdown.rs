@@ -102,8 +102,209 @@ fn child_entry() {
             drop(guard);
             println!("AFTER_GUARD");
         }
+        "fork_drop" | "fork_drop_non_blocking" => {
+            // init() (with whatever protocol the test set), a span, then a fork: the child logs,
+            // drops its copy of the guard and reports how that went; the parent goes on.
+            let guard = traceline::builder()
+                .writer(writer(non_blocking))
+                .try_init()
+                .unwrap();
+            {
+                let span = tracing::info_span!("before_fork");
+                let _e = span.enter();
+                tracing::info!("parent, before the fork");
+            }
+            println!("FORK_REPORT {}", fork_and_drop(guard_in_child(guard)));
+        }
         other => panic!("unknown scenario {other}"),
     }
+}
+
+/// Hands the guard to [`fork_and_drop`]: the child drops it, the parent keeps it (returned).
+struct GuardInChild(Option<traceline::Guard>);
+
+fn guard_in_child(guard: traceline::Guard) -> GuardInChild {
+    GuardInChild(Some(guard))
+}
+
+/// Forks; the child logs a line in a span, drops the guard (timed, a panic caught) and exits
+/// with 0 when the drop returned, 3 when it panicked; it is killed after 10 s. The parent then
+/// logs a span of its own and drops the guard. Returns what the parent saw of the child.
+fn fork_and_drop(mut guard: GuardInChild) -> String {
+    use std::time::Instant;
+    let mut fds = [0; 2];
+    // SAFETY: a pipe and a fork; the child only logs, drops the guard, writes to the pipe and
+    // leaves with `_exit`.
+    let report = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::close(fds[0]);
+            {
+                let span = tracing::info_span!("in_child");
+                let _e = span.enter();
+                tracing::info!("child, after the fork");
+            }
+            let g = guard.0.take();
+            let start = Instant::now();
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(g)));
+            let msg = format!(
+                "drop {} after {} ms",
+                if dropped.is_ok() {
+                    "returned"
+                } else {
+                    "PANICKED"
+                },
+                start.elapsed().as_millis()
+            );
+            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(if dropped.is_ok() { 0 } else { 3 });
+        }
+        libc::close(fds[1]);
+        let start = Instant::now();
+        let mut status = 0;
+        let exited = loop {
+            if libc::waitpid(pid, &mut status, libc::WNOHANG) == pid {
+                break true;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = start.elapsed().as_millis();
+        let mut said = String::new();
+        std::fs::File::from(std::os::fd::OwnedFd::from_raw_fd(fds[0]))
+            .read_to_string(&mut said)
+            .unwrap();
+        let code = if exited && libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status).to_string()
+        } else {
+            "none".to_string()
+        };
+        format!("exited={exited} code={code} took_ms={took} child_said=[{said}]")
+    };
+    {
+        let span = tracing::info_span!("after_fork");
+        let _e = span.enter();
+        tracing::info!("parent, after the fork");
+    }
+    drop(guard.0.take());
+    report
+}
+
+use std::os::fd::FromRawFd as _;
+
+/// The child's report: (exited, exit code, how long the parent waited for it in ms).
+fn parse_fork_report(stdout: &str) -> (bool, String, u64, String) {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("FORK_REPORT "))
+        .unwrap_or_else(|| panic!("no FORK_REPORT in {stdout}"));
+    let field = |k: &str| {
+        line.split(' ')
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        field("exited=") == "true",
+        field("code="),
+        field("took_ms=").parse().unwrap_or(u64::MAX),
+        line.to_string(),
+    )
+}
+
+/// A `Guard` dropped in a forked child (whose exporter threads, runtime and batch processor
+/// live in the parent only) returns at once, without a panic, and the child exits 0 within
+/// 2 s; the parent still exports its spans, from before and after the fork.
+fn fork_then_drop_in_child(protocol: &str, scenario: &str, endpoint: &str) -> Vec<String> {
+    let out = support::run_limited(
+        ENTRY,
+        scenario,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ],
+        Duration::from_secs(60),
+    )
+    .expect("the scenario did not finish");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stdout}\n{stderr}", out.status);
+    let (exited, code, took, line) = parse_fork_report(&stdout);
+    assert!(
+        exited && code == "0" && took < 2_000,
+        "the forked child did not exit promptly with 0: {line}\nstderr: {}",
+        support::tail(&stderr)
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = support::json_lines(&out.stdout);
+    for msg in ["parent, before the fork", "parent, after the fork"] {
+        assert!(
+            lines.iter().any(|l| str_of(l, "message") == Some(msg)),
+            "{msg}: {stdout}"
+        );
+    }
+    lines
+        .iter()
+        .filter(|l| str_of(l, "message").is_some_and(|m| m.starts_with("parent")))
+        .map(|l| str_of(l, "spanId").unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_in_a_forked_child_returns_at_once_over_grpc() {
+    let receiver = support::GrpcReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let ids = tokio::task::spawn_blocking(move || {
+        fork_then_drop_in_child("grpc", "fork_drop", &endpoint)
+    })
+    .await
+    .unwrap();
+    let received: BTreeSet<String> = receiver
+        .finish()
+        .await
+        .into_iter()
+        .map(|s| s.span_id)
+        .collect();
+    for id in ids {
+        assert!(
+            received.contains(&id),
+            "span {id} not exported: {received:?}"
+        );
+    }
+}
+
+async fn over_http(scenario: &'static str) {
+    let receiver = support::HttpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let ids = tokio::task::spawn_blocking(move || {
+        fork_then_drop_in_child("http/protobuf", scenario, &endpoint)
+    })
+    .await
+    .unwrap();
+    let received: BTreeSet<String> = receiver.spans().into_iter().map(|s| s.span_id).collect();
+    for id in ids {
+        assert!(
+            received.contains(&id),
+            "span {id} not exported: {received:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_in_a_forked_child_returns_at_once_over_http() {
+    over_http("fork_drop").await;
+}
+
+/// The same with the non-blocking writer (its worker and the dropped-lines monitor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_blocking_guard_dropped_in_a_forked_child_returns_at_once_over_http() {
+    over_http("fork_drop_non_blocking").await;
 }
 
 /// The guard's report of spans it could not export goes to stderr; when stderr is a pipe

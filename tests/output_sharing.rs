@@ -489,3 +489,57 @@ fn a_forked_child_does_not_count_the_parents_queued_lines_as_lost() {
     drop(guard);
     assert_eq!((stats.lines_written(), stats.lines_dropped()), (20, 0));
 }
+
+/// A child made without `fork()`'s handlers (glibc's `_Fork`, or the raw system call: a
+/// crash handler forking from a signal handler, say) is a forked child all the same: its
+/// lines are refused and counted, and dropping its guard returns at once, as for `fork()`.
+#[test]
+fn a_child_forked_without_the_atfork_handlers_is_told_too() {
+    if std::env::var_os("TRACELINE_TEST_RAW_FORK_CHILD").is_none() {
+        in_child(
+            "a_child_forked_without_the_atfork_handlers_is_told_too",
+            "TRACELINE_TEST_RAW_FORK_CHILD",
+            "CHILD written+dropped=3",
+        );
+        return;
+    }
+    let cap = Capture::new();
+    let (layer, guard) = output_layer(cap.clone(), true);
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let mut fds = [0; 2];
+    // SAFETY: a pipe and a fork by the system call; the child logs, drops its guard and
+    // reports through the pipe.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::syscall(libc::SYS_fork) as libc::pid_t;
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::close(fds[0]);
+            tracing::dispatcher::with_default(&dispatch, || {
+                for i in 0..3 {
+                    tracing::info!(i, "from the child");
+                }
+            });
+            let start = Instant::now();
+            drop(guard);
+            let msg = format!(
+                "CHILD written+dropped={} (written {}, dropped {}); guard drop took {:?}",
+                stats.lines_written() + stats.lines_dropped(),
+                stats.lines_written(),
+                stats.lines_dropped(),
+                start.elapsed()
+            );
+            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut report = String::new();
+        File::from_raw_fd(fds[0])
+            .read_to_string(&mut report)
+            .unwrap();
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        println!("{report}");
+    }
+    drop(guard);
+}

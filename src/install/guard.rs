@@ -47,6 +47,10 @@ pub struct Guard {
     pub(crate) timeout: Duration,
     /// Spans the exporter could not deliver.
     pub(crate) export_failures: Arc<ExportFailures>,
+    /// The process `init()` ran in: a forked child has this guard but not the exporter's
+    /// threads (the batch span processor's, the exporter runtime's). Asked only when the guard
+    /// flushes or stops (a system call), so that any child is told, however it was forked.
+    pub(crate) pid: u32,
 }
 
 impl std::fmt::Debug for Guard {
@@ -116,7 +120,7 @@ impl Guard {
     /// # Ok::<(), traceline::InitError>(())
     /// ```
     pub fn flush(&self) {
-        if let Some(provider) = &self.provider {
+        if let Some(provider) = self.provider.as_ref().filter(|_| !self.forked()) {
             let _ = blocking_ok(|| provider.force_flush());
         }
         if let Some(flush) = &self.flush_writer {
@@ -151,7 +155,29 @@ impl Guard {
         self.provider.as_ref()
     }
 
+    /// Whether this is a child forked from the process `init()` ran in.
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
     fn finish(&mut self) -> Result<(), ShutdownError> {
+        if self.forked() {
+            // A forked child: the batch span processor's thread and the exporter runtime's run
+            // in the parent only. Asking them to shut down would wait out the timeout for an
+            // answer that never comes, and joining them fails; the spans ended in this process
+            // cannot be exported from here. Nothing is shut down (the provider, also the
+            // global one, is left as it is); the output is stopped as in the parent (the
+            // worker and the monitor tell a child themselves).
+            std::mem::forget(self.provider.take());
+            std::mem::forget(self.runtime.take());
+            stop_output(
+                self.monitor.take(),
+                self.writer.take(),
+                self.flush_writer.take(),
+                self.timeout,
+            );
+            return Ok(());
+        }
         let mut result = Ok(());
         if let Some(provider) = self.provider.take() {
             let timeout = self.timeout;

@@ -1121,6 +1121,7 @@ impl Plan {
             stats,
             timeout: self.timeout,
             export_failures,
+            pid: std::process::id(),
         };
         // Everything that can fail runs before anything global is set: an error leaves
         // nothing installed, and the call can be retried (with `.log_bridge(false)`, say).

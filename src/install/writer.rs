@@ -293,6 +293,13 @@ struct Shared {
     /// Made in the process the background writer runs in: tells a forked child, which has the
     /// queue but not the thread, at the cost of one atomic load (no system call per line).
     fork: forkguard::Guard,
+    /// The process the background writer runs in: a child made without `fork()`'s handlers
+    /// (glibc's `_Fork`, the raw system call), which the counter misses, is told by its process
+    /// id, asked only where it matters (a full queue, the shutdown: it is a system call).
+    pid: u32,
+    /// Lines in the queue: put in by the logging threads, taken out by the writer. What such a
+    /// child, whose lines went into the queue, counts as lost when it stops.
+    queued: AtomicUsize,
     /// Set when the writer shuts down: lines are refused (and counted) from then on.
     closed: AtomicBool,
     /// Logging threads between their check of `closed` and the end of their send: the writer
@@ -306,6 +313,8 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             fork: forkguard::new(),
+            pid: std::process::id(),
+            queued: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             sending: AtomicUsize::new(0),
             abandoned: AtomicBool::new(false),
@@ -489,6 +498,7 @@ impl Queue {
                             level,
                         } = msg
                         {
+                            shared.queued.fetch_sub(1, Ordering::SeqCst);
                             if shared.abandoned.load(Ordering::SeqCst) {
                                 counters.dropped(Loss::Abandoned, report);
                                 return;
@@ -554,6 +564,8 @@ impl Queue {
                 done: std::sync::Mutex::new(done),
                 shared,
                 thread: Some(thread),
+                stats: stats.clone(),
+                report,
             },
         ))
     }
@@ -613,16 +625,28 @@ impl Write for QueueWriter<'_> {
                 target_len: self.target_len,
                 level: self.level,
             };
-            // On the writer's own thread (its output logging), waiting for room would wait
-            // for this thread.
-            if q.lossy || ON_WRITER_THREAD.with(std::cell::Cell::get) {
-                q.tx.try_send(msg).map_err(|e| match e {
-                    mpsc::TrySendError::Full(_) => Loss::QueueFull,
-                    mpsc::TrySendError::Disconnected(_) => Loss::Closed,
-                })
-            } else {
-                q.tx.send(msg).map_err(|_| Loss::Closed)
+            q.shared.queued.fetch_add(1, Ordering::SeqCst);
+            let sent = match q.tx.try_send(msg) {
+                Ok(()) => Ok(()),
+                Err(mpsc::TrySendError::Disconnected(_)) => Err(Loss::Closed),
+                // A full queue in a child the fork counter missed stays full: the thread that
+                // empties it runs in the parent only.
+                Err(mpsc::TrySendError::Full(_)) if std::process::id() != q.shared.pid => {
+                    Err(Loss::Forked)
+                }
+                // On the writer's own thread (its output logging), waiting for room would wait
+                // for this thread.
+                Err(mpsc::TrySendError::Full(_))
+                    if q.lossy || ON_WRITER_THREAD.with(std::cell::Cell::get) =>
+                {
+                    Err(Loss::QueueFull)
+                }
+                Err(mpsc::TrySendError::Full(msg)) => q.tx.send(msg).map_err(|_| Loss::Closed),
+            };
+            if sent.is_err() {
+                q.shared.queued.fetch_sub(1, Ordering::SeqCst);
             }
+            sent
         };
         q.shared.sending.fetch_sub(1, Ordering::SeqCst);
         if let Err(loss) = sent {
@@ -644,6 +668,9 @@ pub(crate) struct Worker {
     /// `static`): only the thread stopping the worker waits on it.
     done: std::sync::Mutex<mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Where the lines a child the fork counter missed cannot write are counted.
+    stats: Stats,
+    report: bool,
 }
 
 /// How long a shut-down writer that ran out of time is given to count what it could not write.
@@ -659,6 +686,18 @@ impl Worker {
             // the lines in the queue are the parent's, which writes them. Lines logged in this
             // process were refused and counted.
             std::mem::forget(self.thread.take());
+            return;
+        }
+        if std::process::id() != self.shared.pid {
+            // A child made without `fork()`'s handlers: its lines went into the queue, which
+            // nothing here empties. They are counted as lost (with the parent's still queued
+            // at the fork, which cannot be told apart), and later ones are refused, counted.
+            std::mem::forget(self.thread.take());
+            self.shared.closed.store(true, Ordering::SeqCst);
+            let counters = self.stats.counters();
+            for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
+                counters.dropped(Loss::Forked, self.report);
+            }
             return;
         }
         let deadline = Instant::now() + timeout;
