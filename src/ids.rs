@@ -85,14 +85,17 @@ pub(crate) fn nearest_tracked_of(span: &tracing::Span) -> Option<opentelemetry::
 }
 
 /// Asks the OpenTelemetry layer in `dispatch` for the span's context. `None` when there is no
-/// such layer, the span is not known to it, or the ids are all zero (no SDK tracer provider).
+/// such layer, the span is not known to it, or it has no ids of its own: all zero, or a
+/// caller's remote ones handed on (no SDK tracer provider).
 ///
 /// Must not be called while holding the span's extensions.
 pub(crate) fn lookup(id: &span::Id, dispatch: &Dispatch) -> Option<Ids> {
     let cx = tracing_opentelemetry::get_otel_context(id, dispatch)?;
     let span = cx.span();
     let sc = span.span_context();
-    if !sc.is_valid() {
+    // A span's own context is never remote: a remote one is a caller's, handed on unchanged by
+    // a tracer that makes no span of its own (the no-op tracer), and not this span's ids.
+    if !sc.is_valid() || sc.is_remote() {
         return None;
     }
     Some(Ids::new(
@@ -211,7 +214,9 @@ fn current() -> Result<Option<Noted>, ()> {
     Ok(opentelemetry::Context::map_current(|cx| {
         let span = cx.span();
         let sc = span.span_context();
-        sc.is_valid().then(|| {
+        // Remote: a caller's context (attached by the code, or handed on by a no-op tracer),
+        // never a span's own.
+        (sc.is_valid() && !sc.is_remote()).then(|| {
             (
                 sc.trace_id().to_bytes(),
                 sc.span_id().to_bytes(),

@@ -1143,3 +1143,42 @@ fn a_span_made_on_another_thread_entered_in_a_thread_local_destructor() {
     let ok = dropped_in_a_thread_local_destructor(move || task);
     assert!(ok, "dropping the instrumented future in a thread-local destructor panicked");
 }
+
+/// A no-op tracer (no SDK tracer provider, as `tracing_opentelemetry::layer()` has by default,
+/// or `opentelemetry::global::tracer` before a provider is set) makes no span of its own: it
+/// hands each span its parent's span context. Continued from a caller's `traceparent`, every
+/// span then "has" the caller's remote ids. Nothing is exported for them, and the span id is
+/// the caller's span, not the event's: the line has no ids, as with no caller.
+#[test]
+fn noop_tracer_continuing_a_remote_parent_gives_no_id_keys() {
+    use opentelemetry::trace::noop::NoopTracerProvider;
+    fn run<L>(otel: L)
+    where
+        L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+    {
+        let (cap, layer) = capture_layer();
+        let subscriber = tracing_subscriber::registry().with(otel).with(layer);
+        with_default(subscriber, || {
+            let server = info_span!("server");
+            server
+                .set_parent(remote_context("01"))
+                .expect("set_parent right after creating the span");
+            server.in_scope(|| {
+                info!("in server");
+                info_span!("child").in_scope(|| info!("in child"));
+            });
+            info!(parent: &server, "explicit parent");
+            // What the OpenTelemetry layer holds for the span is the caller's context.
+            let sc = span_context(&server);
+            assert!(sc.is_remote() && sc.span_id().to_string() == REMOTE_SPAN, "{sc:?}");
+        });
+        let lines = cap.lines();
+        assert_eq!(lines.len(), 3);
+        for line in &lines {
+            assert_no_ids(line);
+        }
+    }
+    let tracer = || NoopTracerProvider::new().tracer("noop");
+    run(tracing_opentelemetry::layer().with_tracer(tracer()));
+    run(traceline::otel(tracing_opentelemetry::layer().with_tracer(tracer())));
+}
