@@ -116,7 +116,87 @@ fn child_entry() {
             }
             println!("FORK_REPORT {}", fork_and_drop(guard_in_child(guard)));
         }
+        "pidns_fork_drop" | "pidns_fork_drop_non_blocking" => {
+            // As `fork_drop`, in a process that is PID 1 of its PID namespace (the program of a
+            // container, say) and forks its child into a new one, where the child is PID 1
+            // too: the same process id, another process.
+            in_pid_namespace_as_pid_1(|| {
+                let guard = traceline::builder()
+                    .writer(writer(non_blocking))
+                    .try_init()
+                    .unwrap();
+                // Later children go into a new PID namespace (and this process makes no more
+                // threads: it cannot, until it has made one).
+                // SAFETY: a system call with no pointer.
+                assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWPID) }, 0, "unshare");
+                {
+                    let span = tracing::info_span!("before_fork");
+                    let _e = span.enter();
+                    tracing::info!("parent, before the fork");
+                }
+                println!("FORK_REPORT {}", fork_and_drop(guard_in_child(guard)));
+            });
+        }
         other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// Whether a process may make a user namespace and a PID namespace (unprivileged).
+fn user_namespaces_available() -> bool {
+    // SAFETY: the child only makes the system calls `unshare` and `_exit`.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) == 0;
+            libc::_exit(if ok { 0 } else { 1 });
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+}
+
+/// Runs `f` in a process that is PID 1 of a new PID namespace (in a new user namespace, so
+/// that it may make PID namespaces of its own), and exits with its status; `f`'s process exits
+/// 0 when `f` returns.
+fn in_pid_namespace_as_pid_1(f: impl FnOnce()) {
+    use std::io::Write as _;
+    // SAFETY: forks; the first child is single-threaded when it unshares, and only forks and
+    // waits; the second runs `f` and leaves with `_exit`.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) != 0 {
+                libc::_exit(42);
+            }
+            let inner = libc::fork();
+            if inner == 0 {
+                assert_eq!(libc::getpid(), 1);
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                let _ = std::io::stdout().flush();
+                libc::_exit(if ran.is_ok() { 0 } else { 1 });
+            }
+            let mut status = 0;
+            libc::waitpid(inner, &mut status, 0);
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                1
+            });
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            1
+        };
+        assert_eq!(
+            code, 0,
+            "the process in the PID namespace failed (42: no namespaces)"
+        );
     }
 }
 
@@ -305,6 +385,40 @@ async fn a_guard_dropped_in_a_forked_child_returns_at_once_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_blocking_guard_dropped_in_a_forked_child_returns_at_once_over_http() {
     over_http("fork_drop_non_blocking").await;
+}
+
+/// A child forked into a new PID namespace by a process that is PID 1 of its own (a container's
+/// program) has the parent's process id: it is a forked child all the same, and its guard
+/// returns at once, as `fork()`'s handlers (which the writer already listens to) say.
+async fn over_http_in_a_pid_namespace(scenario: &'static str) {
+    if !user_namespaces_available() {
+        eprintln!("skipped: no unprivileged user and PID namespaces here");
+        return;
+    }
+    let receiver = support::HttpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let ids = tokio::task::spawn_blocking(move || {
+        fork_then_drop_in_child("http/protobuf", scenario, &endpoint)
+    })
+    .await
+    .unwrap();
+    let received: BTreeSet<String> = receiver.spans().into_iter().map(|s| s.span_id).collect();
+    for id in ids {
+        assert!(
+            received.contains(&id),
+            "span {id} not exported: {received:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_in_a_child_with_the_parents_pid_returns_at_once() {
+    over_http_in_a_pid_namespace("pidns_fork_drop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_blocking_guard_dropped_in_a_child_with_the_parents_pid_returns_at_once() {
+    over_http_in_a_pid_namespace("pidns_fork_drop_non_blocking").await;
 }
 
 /// The guard's report of spans it could not export goes to stderr; when stderr is a pipe

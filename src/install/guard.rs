@@ -51,6 +51,9 @@ pub struct Guard {
     /// threads (the batch span processor's, the exporter runtime's). Asked only when the guard
     /// flushes or stops (a system call), so that any child is told, however it was forked.
     pub(crate) pid: u32,
+    /// `fork()`'s handlers, as the writer's: they tell a child whose process id is its
+    /// parent's (PID 1 of a new PID namespace, forked by the PID 1 of another).
+    pub(crate) fork: forkguard::Guard,
 }
 
 impl std::fmt::Debug for Guard {
@@ -157,7 +160,7 @@ impl Guard {
 
     /// Whether this is a child forked from the process `init()` ran in.
     fn forked(&self) -> bool {
-        std::process::id() != self.pid
+        self.fork.clone().detected_fork() || std::process::id() != self.pid
     }
 
     fn finish(&mut self) -> Result<(), ShutdownError> {
@@ -248,6 +251,8 @@ pub(crate) struct Monitor {
     thread: JoinHandle<()>,
     /// The process the thread runs in.
     pid: u32,
+    /// `fork()`'s handlers: a child with the parent's process id (see [`Guard`]).
+    fork: forkguard::Guard,
 }
 
 impl Monitor {
@@ -283,11 +288,12 @@ impl Monitor {
             stop,
             thread,
             pid: std::process::id(),
+            fork: forkguard::new(),
         })
     }
 
     pub(crate) fn stop(self) {
-        if std::process::id() != self.pid {
+        if self.fork.clone().detected_fork() || std::process::id() != self.pid {
             // A forked child: the thread runs in the parent only (joining it here fails).
             std::mem::forget(self.thread);
             return;

@@ -1122,6 +1122,7 @@ impl Plan {
             timeout: self.timeout,
             export_failures,
             pid: std::process::id(),
+            fork: forkguard::new(),
         };
         // Everything that can fail runs before anything global is set: an error leaves
         // nothing installed, and the call can be retried (with `.log_bridge(false)`, say).
