@@ -198,6 +198,37 @@ async fn spans_lost_to_a_refused_collector_are_reported_at_shutdown() {
     assert!(err.contains("SHUTDOWN=ok"), "{err}");
 }
 
+/// A key in the endpoint's query (some collectors take one there) is not repeated in what a
+/// failed export writes: the shutdown report, the SDK's own lines, stdout or stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_the_endpoints_query_is_kept_out_of_export_failure_messages() {
+    let endpoint = closed_port();
+    let out = run(
+        "shutdown",
+        vec![(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("{endpoint}/otlp?api-key=s3cr3t-key"),
+        )],
+    )
+    .await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("3 span(s) could not be exported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{endpoint}/otlp/v1/traces?…")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cr3t") && !stdout.contains("s3cr3t"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_errors_are_lines_while_the_program_runs() {
     let out = run("drop", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", closed_port())]).await;

@@ -343,7 +343,10 @@ impl ExportFailures {
 pub(crate) struct Counted<E> {
     inner: E,
     failures: Arc<ExportFailures>,
+    /// The endpoint as messages show it: its query (which may hold a key) left out.
     endpoint: String,
+    /// The endpoint's query, kept out of every message about a failed export.
+    query: Option<String>,
     redaction: crate::Redaction,
 }
 
@@ -354,11 +357,30 @@ impl<E> Counted<E> {
         endpoint: String,
         redaction: crate::Redaction,
     ) -> Self {
+        let (shown, query) = match endpoint.split_once('?') {
+            Some((base, rest)) => {
+                let query = rest.split('#').next().unwrap_or_default();
+                (
+                    format!("{base}?…"),
+                    (!query.is_empty()).then(|| query.to_string()),
+                )
+            }
+            None => (endpoint, None),
+        };
         Counted {
             inner,
             failures,
-            endpoint,
+            endpoint: shown,
+            query,
             redaction,
+        }
+    }
+
+    /// `text` with the endpoint's query left out (an exporter's error may quote the URL).
+    fn scrub(&self, text: String) -> String {
+        match &self.query {
+            Some(q) if text.contains(q.as_str()) => text.replace(q.as_str(), "…"),
+            _ => text,
         }
     }
 }
@@ -457,7 +479,13 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
             redact_span(&self.redaction, span);
         }
         let n = batch.len();
-        let result = self.inner.export(batch).await;
+        let result = self.inner.export(batch).await.map_err(|err| match err {
+            // The SDK logs this error too: it must not quote the endpoint's query either.
+            opentelemetry_sdk::error::OTelSdkError::InternalFailure(text) => {
+                opentelemetry_sdk::error::OTelSdkError::InternalFailure(self.scrub(text))
+            }
+            other => other,
+        });
         if let Err(err) = &result {
             self.failures.record(n, &self.endpoint, err);
         }
