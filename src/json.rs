@@ -1,9 +1,11 @@
 //! The JSON writer: escaping and number formatting on the hot path.
 //!
 //! Everything here appends to a `Vec<u8>` and never allocates beyond growing it. Escaping is
-//! complete: `"`, `\`, every control character (U+0000–U+001F, so ESC cannot reach a terminal)
-//! and U+2028 / U+2029 (which break JavaScript-based consumers that split on them) are escaped,
-//! so a logged string can never end a line or forge a key.
+//! complete: `"`, `\`, every control character (C0, U+0000–U+001F, so ESC cannot reach a
+//! terminal; DEL, U+007F; C1, U+0080–U+009F, among them the one-character CSI that starts a
+//! terminal colour code and NEL, which Python's `splitlines` takes for a line break) and
+//! U+2028 / U+2029 (which break JavaScript-based consumers that split on them) are escaped, so
+//! a logged string can never end a line or forge a key.
 //!
 //! These functions are public so that the micro-benchmarks can measure them against
 //! `serde_json`; they are not needed to use the crate.
@@ -21,6 +23,7 @@ const NN: u8 = b'n';
 const FF: u8 = b'f';
 const RR: u8 = b'r';
 const E2: u8 = 1; // first byte of U+2028 / U+2029: look ahead
+const C2: u8 = 2; // first byte of U+0080–U+00BF: look ahead for a C1 control
 
 static ESCAPE: [u8; 256] = {
     let mut t = [__; 256];
@@ -36,6 +39,8 @@ static ESCAPE: [u8; 256] = {
     t[0x0D] = RR;
     t[b'"' as usize] = QU;
     t[b'\\' as usize] = BS;
+    t[0x7F] = UU;
+    t[0xC2] = C2;
     t[0xE2] = E2;
     t
 };
@@ -45,7 +50,8 @@ const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// One bit (the high bit of the byte) for each byte of the little-endian word `w` that may need
-/// attention: a control character, `"`, `\\`, or `0xE2` (the first byte of U+2028 / U+2029).
+/// attention: a control character, `"`, `\\`, DEL, `0xC2` (the first byte of a C1 control) or
+/// `0xE2` (the first byte of U+2028 / U+2029).
 /// Other non-ASCII bytes are copied as they are.
 ///
 /// Bits above a set bit can be false positives (borrows move upward), but the lowest set bit is
@@ -59,7 +65,11 @@ fn attention_mask(w: u64) -> u64 {
     let backslash = b.wrapping_sub(LO) & !b;
     let e = w ^ (LO * 0xE2);
     let e2 = e.wrapping_sub(LO) & !e;
-    (lt_space | quote | backslash | e2) & HI
+    let c = w ^ (LO * 0xC2);
+    let c2 = c.wrapping_sub(LO) & !c;
+    let d = w ^ (LO * 0x7F);
+    let del = d.wrapping_sub(LO) & !d;
+    (lt_space | quote | backslash | e2 | c2 | del) & HI
 }
 
 /// Appends the first `len` bytes of `block` with one copy of constant size (no call for a
@@ -155,6 +165,8 @@ fn exact_mask(w: u64) -> u64 {
         | zero_bytes(w ^ (LO * b'"' as u64))
         | zero_bytes(w ^ (LO * b'\\' as u64))
         | zero_bytes(w ^ (LO * 0xE2))
+        | zero_bytes(w ^ (LO * 0xC2))
+        | zero_bytes(w ^ (LO * 0x7F))
 }
 
 /// The escape sequence for each byte that needs one (length 0: none).
@@ -165,7 +177,7 @@ static SEQUENCES: [([u8; 6], u8); 256] = {
         let e = ESCAPE[i];
         if e == UU {
             t[i] = ([b'\\', b'u', b'0', b'0', HEX[i >> 4], HEX[i & 0xF]], 6);
-        } else if e != __ && e != E2 {
+        } else if e != __ && e != E2 && e != C2 {
             t[i] = ([b'\\', e, 0, 0, 0, 0], 2);
         }
         i += 1;
@@ -203,6 +215,21 @@ fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
                     out.extend_from_slice(seq);
                 }
                 start = pos + 1;
+            } else if b == 0xC2 {
+                // U+0080–U+009F (the C1 controls) are C2 80 to C2 9F; other characters
+                // starting with C2 stay. The byte after C2 is never flagged itself.
+                if let Some(&next @ 0x80..=0x9F) = bytes.get(pos + 1) {
+                    copy_run(out, bytes, start, pos);
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(next >> 4)],
+                        HEX[usize::from(next & 0xF)],
+                    ]);
+                    start = pos + 2;
+                }
             } else if bytes.get(pos + 1) == Some(&0x80)
                 && matches!(bytes.get(pos + 2), Some(0xA8 | 0xA9))
             {
@@ -761,7 +788,24 @@ mod tests {
             assert_eq!(back, s);
         }
         assert_eq!(esc("\u{1b}"), r#""\u001b""#);
-        assert_eq!(esc("\u{7f}"), "\"\u{7f}\"");
+        // DEL and the C1 controls (two bytes each in UTF-8: C2 80 to C2 9F).
+        for c in [0x7Fu32].into_iter().chain(0x80..0xA0) {
+            let s = char::from_u32(c).unwrap().to_string();
+            for text in [
+                s.clone(),
+                format!("ab{s}cd"),
+                format!("0123456789{s}abcdef"),
+            ] {
+                let out = esc(&text);
+                assert!(out.contains(&format!("\\u{c:04x}")), "{c:#x} -> {out}");
+                assert!(!out.contains(s.as_str()), "{c:#x} -> {out}");
+                let back: String = serde_json::from_str(&out).unwrap();
+                assert_eq!(back, text);
+            }
+        }
+        assert_eq!(esc("\u{85}\u{9b}31m"), r#""\u0085\u009b31m""#);
+        // Other characters starting with C2 stay as they are.
+        assert_eq!(esc("\u{a0}©°£\u{bf}"), "\"\u{a0}©°£\u{bf}\"");
     }
 
     #[test]
@@ -815,7 +859,9 @@ mod tests {
                 '\u{c}' => out.push_str("\\f"),
                 '\u{2028}' => out.push_str("\\u2028"),
                 '\u{2029}' => out.push_str("\\u2029"),
-                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c if (c as u32) < 0x20 || (0x7F..0xA0).contains(&(c as u32)) => {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                }
                 c => out.push(c),
             }
         }
@@ -834,6 +880,11 @@ mod tests {
             "\u{1b}",
             " ",
             "\u{7f}",
+            "\u{80}",
+            "\u{85}",
+            "\u{9f}",
+            "\u{a0}",
+            "©",
             "\u{2028}",
             "\u{2029}",
             "\u{2027}",
@@ -868,7 +919,7 @@ mod tests {
         // across word boundaries.
         let pieces = [
             "\"", "\\", "\n", "\t", "\u{1}", "\u{1b}", "a", "é", "\u{2028}", "\u{2029}",
-            "\u{2027}", "日",
+            "\u{2027}", "日", "\u{7f}", "\u{85}", "\u{9b}", "\u{a0}",
         ];
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for round in 0..20_000 {

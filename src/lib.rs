@@ -33,8 +33,8 @@
 //!
 //! # What every line guarantees
 //! - Exactly one line, one JSON object, whatever the input: strings are escaped completely
-//!   (every control character, `"`, `\`, U+2028, U+2029), non-finite floats become strings,
-//!   128-bit integers keep every digit.
+//!   (every control character: C0, DEL and C1; `"`, `\`, U+2028, U+2029), non-finite floats
+//!   become strings, 128-bit integers keep every digit.
 //! - Never the same key twice: see [`schema`](crate::schema#key-collisions).
 //! - `traceId` / `spanId` / `traceFlags` only when the event is inside a span that has real
 //!   OpenTelemetry ids; never zeros.

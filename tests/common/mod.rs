@@ -98,13 +98,17 @@ pub fn split_lines(text: &str) -> Vec<String> {
     text.split_inclusive('\n').map(str::to_owned).collect()
 }
 
-/// Checks one raw line (with its trailing `\n`): exactly one line, no raw control characters or
-/// U+2028/U+2029, a JSON object without duplicate keys that `serde_json` accepts too.
+/// Checks one raw line (with its trailing `\n`): exactly one line, no raw control characters
+/// (C0, DEL, C1) or U+2028/U+2029, a JSON object without duplicate keys that `serde_json`
+/// accepts too.
 pub fn check_line(raw: &str) -> Json {
     assert!(raw.ends_with('\n'), "line does not end with \\n: {raw:?}");
     let body = &raw[..raw.len() - 1];
     assert!(!body.contains('\n'), "line holds a raw newline: {raw:?}");
-    if let Some(c) = body.chars().find(|&c| (c as u32) < 0x20) {
+    if let Some(c) = body
+        .chars()
+        .find(|&c| (c as u32) < 0x20 || (0x7F..0xA0).contains(&(c as u32)))
+    {
         panic!("raw control character {:#x} in line: {raw:?}", c as u32);
     }
     assert!(
