@@ -23,7 +23,7 @@
 //! The scope is a span with target `traceline::correlation` at level `INFO`. In a subscriber
 //! you build yourself, a filter that turns that target off (for example an `EnvFilter` of
 //! `myapp=debug` alone) disables the scope, and the id with it: add `traceline=info` to such
-//! filters. [`crate::install`] keeps the scope (and the HTTP spans) on unless a directive
+//! filters. `traceline::install` keeps the scope (and the HTTP spans) on unless a directive
 //! naming their target turns it `off` (`traceline=off`), and keeps the scope span out of
 //! exported traces.
 

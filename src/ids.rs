@@ -113,7 +113,7 @@ pub(crate) fn lookup(id: &span::Id, dispatch: &Dispatch) -> Option<Ids> {
 /// Put it where the OpenTelemetry layer would go, with the same filters: it is that layer,
 /// between two that only take a note as a span is entered and exited. Lines are the same with
 /// or without it: a span not seen entered (not tracked by the layer, its context not attached,
-/// or entered on another thread) is asked for, as before. [`init`](crate::init) sets it up this
+/// or entered on another thread) is asked for, as before. `traceline::init` sets it up this
 /// way.
 ///
 /// ```

@@ -27,11 +27,11 @@ pub(crate) const FINISH_LINE_WAIT: Duration = Duration::from_secs(2);
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// What happened to the lines of a [`Layer`](crate::Layer) (or of
-/// [`init()`](crate::init)'s writer): how many were written, how many were dropped, and how
+/// `init()`'s writer): how many were written, how many were dropped, and how
 /// many writes failed. Cheap to clone; every clone reads the same counters.
 ///
-/// Once the writer is flushed (for [`init()`](crate::init), once the
-/// [`Guard`](crate::Guard) is dropped), `lines_written() + lines_dropped()` is exactly the
+/// Once the writer is flushed (for `init()`, once the
+/// `Guard` is dropped), `lines_written() + lines_dropped()` is exactly the
 /// number of lines logged.
 ///
 /// ```

@@ -1,14 +1,17 @@
 //! Redaction: fields whose names say they hold a secret are written as `"[REDACTED]"`.
 //!
 //! The default deny list is `password`, `passwd`, `secret`, `token`, `api_key`, `apikey`,
-//! `authorization`, `cookie`, `set-cookie` and `session`. A field is redacted when its name is
-//! one of these or ends with one after a separator or a camelCase hump, ignoring case and
-//! treating `-` and `_` alike: `password`, `db.password`, `user_token`, `accessToken`,
-//! `DBPassword`, `X-Api-Key`, `Set-Cookie` are redacted; `possession`, `tokens_used` and
-//! `DBPASSWORD` (all capitals, no separator: no word to be told apart) are not.
+//! `authorization`, `cookie`, `set-cookie`, `session`, `session_id`, `sessionid`,
+//! `connection_string`, `connectionstring`, `database_url`, `databaseurl`, `private_key` and
+//! `privatekey` (session ids and connection strings hold secrets too). A field is redacted when
+//! its name is one of these or ends with one after a separator or a camelCase hump, ignoring
+//! case and treating `-` and `_` alike: `password`, `db.password`, `user_token`,
+//! `accessToken`, `DBPassword`, `X-Api-Key`, `Set-Cookie`, `http.session_id`, `sessionId`,
+//! `DATABASE_URL` are redacted; `possession`, `tokens_used` and `DBPASSWORD` (all capitals, no
+//! separator: no word to be told apart) are not.
 //!
 //! It covers event fields, span fields and error fields, in every layout, whatever the value's
-//! type; with [`init()`](crate::init), the exported spans' attributes too. Its limits: it looks at field *names* only. A secret inside a message, inside a
+//! type; with `init()`, the exported spans' attributes too. Its limits: it looks at field *names* only. A secret inside a message, inside a
 //! `Debug` value of another field, or in a field with an innocent name is written as is.
 //!
 //! The decision is made once per callsite, with the callsite's keys, so redaction costs
@@ -40,7 +43,7 @@ pub const REDACTED: &str = "[REDACTED]";
 /// let r = traceline::Redaction::default();
 /// assert!(traceline::redact::DEFAULT_DENY_LIST.iter().all(|name| r.is_denied(name)));
 /// ```
-pub const DEFAULT_DENY_LIST: [&str; 10] = [
+pub const DEFAULT_DENY_LIST: [&str; 18] = [
     "password",
     "passwd",
     "secret",
@@ -51,6 +54,14 @@ pub const DEFAULT_DENY_LIST: [&str; 10] = [
     "cookie",
     "set-cookie",
     "session",
+    "session_id",
+    "sessionid",
+    "connection_string",
+    "connectionstring",
+    "database_url",
+    "databaseurl",
+    "private_key",
+    "privatekey",
 ];
 
 #[derive(Clone)]
@@ -61,6 +72,15 @@ enum Rule {
 }
 
 /// Which field names are redacted. See the [module docs](self).
+///
+/// ```
+/// use traceline::Redaction;
+///
+/// let redaction = Redaction::default().deny("ssn");
+/// assert!(redaction.is_denied("customer.ssn") && redaction.is_denied("sessionId"));
+/// let layer = traceline::layer().with_redaction(redaction);
+/// # let _ = layer;
+/// ```
 #[derive(Clone)]
 pub struct Redaction {
     rule: Rule,
@@ -253,6 +273,17 @@ mod tests {
             "XApiKey",
             "JWTToken",
             "AWSSecret",
+            // Session ids and connection strings.
+            "session_id",
+            "http.session_id",
+            "sessionId",
+            "SESSION_ID",
+            "connection_string",
+            "db.connectionString",
+            "DATABASE_URL",
+            "databaseUrl",
+            "tls.private_key",
+            "privateKey",
         ] {
             assert!(r.is_denied(yes), "{yes}");
         }

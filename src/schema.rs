@@ -202,6 +202,16 @@ pub enum ErrorLayout {
 }
 
 /// The names and spellings of one output format. See the [module docs](self).
+///
+/// ```
+/// use traceline::schema::{Key, Schema};
+///
+/// let schema = Schema::ecs().rename(Key::Message, "msg");
+/// assert_eq!(schema.key(Key::TraceId), Some("trace.id"));
+/// assert_eq!(schema.key(Key::Message), Some("msg"));
+/// let layer = traceline::layer().with_schema(schema);
+/// # let _ = layer;
+/// ```
 #[derive(Clone, Debug)]
 pub struct Schema {
     pub(crate) names: [Cow<'static, str>; Key::COUNT],

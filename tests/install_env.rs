@@ -488,26 +488,32 @@ fn span_scoped_directives_apply_to_traceline_spans() {
 fn an_unusable_log_directory_is_named_in_the_error() {
     let file = std::env::temp_dir().join(format!("traceline_not_a_dir_{}", std::process::id()));
     std::fs::write(&file, b"").unwrap();
-    let dir = file.join("logs");
-    let err = traceline::builder()
-        .env(|_| None)
-        .writer(traceline::install::Writer::file(
-            &dir,
-            "app.log",
-            traceline::install::Rotation::Never,
-        ))
-        .try_init()
-        .expect_err("a directory under a file cannot be made");
+    // A directory under a file, and the file itself given as the directory.
+    for dir in [file.join("logs"), file.clone()] {
+        let err = traceline::builder()
+            .env(|_| None)
+            .writer(traceline::install::Writer::file(
+                &dir,
+                "app.log",
+                traceline::install::Rotation::Never,
+            ))
+            .try_init()
+            .expect_err("a directory under a file cannot be made");
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, InitError::LogDirectory { dir: d, .. } if *d == dir),
+            "{err:?}"
+        );
+        assert!(
+            msg.contains("Writer::file cannot use the directory"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("is a file: give Writer::file the path of a directory"),
+            "{msg}"
+        );
+        assert!(!msg.contains("create it"), "{msg}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
     let _ = std::fs::remove_file(&file);
-    let msg = err.to_string();
-    assert!(
-        matches!(&err, InitError::LogDirectory { dir: d, .. } if *d == dir),
-        "{err:?}"
-    );
-    assert!(
-        msg.contains("Writer::file cannot use the directory"),
-        "{msg}"
-    );
-    assert!(msg.contains("create it"), "{msg}");
-    assert!(std::error::Error::source(&err).is_some());
 }

@@ -392,7 +392,10 @@ async fn a_non_blocking_guard_dropped_in_a_forked_child_returns_at_once_over_htt
 /// returns at once, as `fork()`'s handlers (which the writer already listens to) say.
 async fn over_http_in_a_pid_namespace(scenario: &'static str) {
     if !user_namespaces_available() {
-        eprintln!("skipped: no unprivileged user and PID namespaces here");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: no unprivileged user and PID namespaces here\n",
+        );
         return;
     }
     let receiver = support::HttpReceiver::start().await;

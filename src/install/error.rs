@@ -85,6 +85,18 @@ impl fmt::Display for InitError {
                 "could not start a background thread: {err}; the process may be at its \
                  thread or memory limit (ulimit -u, container limits)"
             ),
+            InitError::LogDirectory { dir, source }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                write!(
+                    f,
+                    "Writer::file cannot use the directory {dir:?}: {source}; it, or a \
+                     directory above it, is a file: give Writer::file the path of a directory"
+                )
+            }
             InitError::LogDirectory { dir, source } => write!(
                 f,
                 "Writer::file cannot use the directory {dir:?}: {source}; create it, or \
