@@ -1167,6 +1167,11 @@ impl Schema {
         if stem_is_key {
             taken.push(stem.to_string());
         }
+        // The object the file and line go in (Cloud Logging's source location) is a key of
+        // the line too: a key renamed to its name takes the prefix.
+        if let Some(object) = self.source_location_key().filter(|_| source_location) {
+            taken.push(object.to_owned());
+        }
         let mut renamed: Option<Schema> = None;
         for (k, name) in self.line_keys(source_location) {
             if k == Key::Fields {
@@ -1207,6 +1212,9 @@ impl Schema {
         }
         for name in self.store_reserved {
             reserved.add(name);
+        }
+        if let Some(object) = source_location {
+            reserved.add(object);
         }
         // The collision prefix: renamed keys are its dotted children, so where fields go at the
         // top level a field named like its stem (`fields`) is renamed too; with the nested
