@@ -2,8 +2,9 @@
 //!
 //! The default deny list is `password`, `passwd`, `secret`, `token`, `api_key`, `apikey`,
 //! `authorization`, `cookie`, `set-cookie`, `session`, `session_id`, `sessionid`,
-//! `connection_string`, `connectionstring`, `database_url`, `databaseurl`, `private_key` and
-//! `privatekey` (session ids and connection strings hold secrets too). A field is redacted when
+//! `session.id` (OpenTelemetry's attribute), `connection_string`, `connectionstring`,
+//! `database_url`, `databaseurl`, `private_key` and `privatekey` (session ids and connection
+//! strings hold secrets too). A field is redacted when
 //! its name is one of these or ends with one after a separator or a camelCase hump, ignoring
 //! case and treating `-` and `_` alike: `password`, `db.password`, `user_token`,
 //! `accessToken`, `DBPassword`, `X-Api-Key`, `Set-Cookie`, `http.session_id`, `sessionId`,
@@ -43,7 +44,7 @@ pub const REDACTED: &str = "[REDACTED]";
 /// let r = traceline::Redaction::default();
 /// assert!(traceline::redact::DEFAULT_DENY_LIST.iter().all(|name| r.is_denied(name)));
 /// ```
-pub const DEFAULT_DENY_LIST: [&str; 18] = [
+pub const DEFAULT_DENY_LIST: [&str; 19] = [
     "password",
     "passwd",
     "secret",
@@ -56,6 +57,7 @@ pub const DEFAULT_DENY_LIST: [&str; 18] = [
     "session",
     "session_id",
     "sessionid",
+    "session.id",
     "connection_string",
     "connectionstring",
     "database_url",
@@ -278,6 +280,8 @@ mod tests {
             "http.session_id",
             "sessionId",
             "SESSION_ID",
+            "session.id",
+            "http.session.id",
             "connection_string",
             "db.connectionString",
             "DATABASE_URL",

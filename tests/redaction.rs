@@ -220,3 +220,20 @@ fn an_empty_name_in_the_deny_list_is_ignored() {
     assert_eq!(line.num("user_id"), "42");
     assert_eq!(line.str("token"), "[REDACTED]");
 }
+
+/// Session ids are on the default list (`session_id`, `sessionId`), but OpenTelemetry's own
+/// attribute for one, `session.id` (semantic conventions, "session" namespace), is written as is.
+#[test]
+fn the_opentelemetry_session_id_attribute_is_redacted() {
+    let r = Redaction::default();
+    assert!(r.is_denied("session_id") && r.is_denied("sessionId"));
+    assert!(r.is_denied("session.id"), "session.id is not redacted");
+    let lines = run(
+        |l| l,
+        || {
+            tracing::info!(session.id = "s3cr3t-session", "login");
+        },
+    );
+    let line = check_line(&lines[0]);
+    assert_eq!(line.str("session.id"), "[REDACTED]", "{}", lines[0]);
+}
