@@ -2295,3 +2295,133 @@ async fn h2_body_failing_after_its_announced_length_is_not_completed() {
         access[0]
     );
 }
+
+// ---- review: outgoing side ----
+
+/// The client span ends when the response body ends (its last frame read), not when the
+/// caller happens to drop the body value: "keeps the client span open until the body ends
+/// (the span's duration is the whole exchange)".
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_span_ends_when_the_response_body_ends() {
+    let (exporter, provider, _g) = exporting();
+    let addr = serve(Router::new().route("/data", get(|| async { "payload" }))).await;
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(client());
+    let resp = client
+        .oneshot(
+            Request::get(format!("http://{addr}/data"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut read = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            read.extend_from_slice(&data);
+        }
+    }
+    assert_eq!(read, b"payload");
+    // The body is at its end; the value is still held (as a response kept for later is).
+    assert_eq!(
+        client_spans(&exporter, &provider).len(),
+        1,
+        "the exchange is over, the client span should have ended"
+    );
+    drop(body);
+}
+
+/// A transport whose response future panics: the client span is marked as an error, as the
+/// server side marks its request span for a handler that panics, and the panic goes on.
+#[tokio::test(flavor = "current_thread")]
+async fn a_transport_that_panics_marks_the_client_span_as_an_error() {
+    use futures_util::FutureExt as _;
+    use tower::Layer as _;
+    let (exporter, provider, _g) = exporting();
+    let client = PropagateLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+        if std::hint::black_box(true) {
+            panic!("connection pool poisoned");
+        }
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    }));
+    let sent = std::panic::AssertUnwindSafe(client.oneshot(Request::new(())))
+        .catch_unwind()
+        .await;
+    assert!(sent.is_err(), "the panic goes on");
+    let spans = client_spans(&exporter, &provider);
+    assert_eq!(spans.len(), 1);
+    assert!(
+        matches!(spans[0].status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        spans[0].status
+    );
+}
+
+/// A transport that panics in `call` (before any future): the same.
+#[tokio::test(flavor = "current_thread")]
+async fn a_transport_that_panics_in_call_marks_the_client_span_as_an_error() {
+    #[derive(Clone)]
+    struct Boom;
+    impl Service<Request<()>> for Boom {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            panic!("no connection slot");
+        }
+    }
+    use tower::Layer as _;
+    let (exporter, provider, _g) = exporting();
+    let mut client = PropagateLayer::new().layer(Boom);
+    let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        client.call(Request::new(()))
+    }));
+    assert!(called.is_err(), "the panic goes on");
+    let spans = client_spans(&exporter, &provider);
+    assert_eq!(spans.len(), 1);
+    assert!(
+        matches!(spans[0].status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        spans[0].status
+    );
+}
+
+/// A response body that panics part-way: the client span is marked as an error.
+#[tokio::test(flavor = "current_thread")]
+async fn a_response_body_that_panics_marks_the_client_span_as_an_error() {
+    use futures_util::FutureExt as _;
+    use futures_util::StreamExt as _;
+    use tower::Layer as _;
+    let (exporter, provider, _g) = exporting();
+    let client = PropagateLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+        let frames = futures_util::stream::iter(0..2).map(|i| {
+            if i == 1 && std::hint::black_box(true) {
+                panic!("decoder broke");
+            }
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(b"x")))
+        });
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::StreamBody::new(
+            frames,
+        )))
+    }));
+    let resp = client.oneshot(Request::new(())).await.unwrap();
+    let read = std::panic::AssertUnwindSafe(resp.into_body().collect())
+        .catch_unwind()
+        .await;
+    assert!(read.is_err(), "the panic goes on");
+    let spans = client_spans(&exporter, &provider);
+    assert_eq!(spans.len(), 1);
+    assert!(
+        matches!(spans[0].status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        spans[0].status
+    );
+}

@@ -161,7 +161,19 @@ where
             super::inject_context(&cx, req.headers_mut());
         }
         super::inject_correlation(req.headers_mut());
-        let inner = span.in_scope(|| self.inner.call(req));
+        let inner = &mut self.inner;
+        let called = span.in_scope(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.call(req)))
+        });
+        let inner = match called {
+            Ok(inner) => inner,
+            // A transport that panics in `call`: the exchange failed, as one whose future
+            // panics; the panic goes on.
+            Err(panic) => {
+                span.record("otel.status_code", "ERROR");
+                std::panic::resume_unwind(panic)
+            }
+        };
         ClientFuture { inner, span }
     }
 }
@@ -209,8 +221,8 @@ const SIGNATURE_PARAMS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Go
 pin_project_lite::pin_project! {
     /// The response future of [`Propagate`]. When the response (or the error) is ready it
     /// records the status on the client span, and marks the span as an error for a 4xx, a 5xx,
-    /// a gRPC status other than OK, or a transport error; the span ends when the future is
-    /// dropped.
+    /// a gRPC status other than OK, a transport error, or a transport that panics; with a
+    /// response the span goes on in its [`ClientBody`], else it ends when the future is dropped.
     ///
     /// ```
     /// use opentelemetry::trace::TracerProvider as _;
@@ -264,9 +276,22 @@ where
     type Output = Result<Response<ClientBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let _entered = this.span.enter();
-        let result = ready!(this.inner.poll(cx));
+        let mut this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                this.inner.as_mut().poll(cx)
+            }));
+            match polled {
+                Ok(poll) => ready!(poll),
+                // The transport panicked: the span is marked, as the server marks its request
+                // span for a handler that panics, and the panic goes on.
+                Err(panic) => {
+                    this.span.record("otel.status_code", "ERROR");
+                    std::panic::resume_unwind(panic)
+                }
+            }
+        };
         match &result {
             Ok(resp) => {
                 super::record_response(this.span, resp, true);
@@ -275,14 +300,16 @@ where
                 this.span.record("otel.status_code", "ERROR");
             }
         }
-        let span = this.span.clone();
+        // The body holds the span from here on: it ends with the body, not with this future.
+        let span = std::mem::replace(this.span, Span::none());
         Poll::Ready(result.map(|resp| resp.map(|inner| ClientBody { inner, span })))
     }
 }
 
 pin_project_lite::pin_project! {
     /// The response body of [`Propagate`]. It keeps the client span open until the body ends
-    /// (the span's duration is the whole exchange), and records a gRPC status sent in the
+    /// (its last frame, an error, a panic, or this value dropped: the span's duration is the
+    /// whole exchange), and records a gRPC status sent in the
     /// trailers, after the messages, on it (`rpc.grpc.status_code`; any code but OK marks
     /// the client span as an error). It implements [`http_body::Body`] when the inner body
     /// does.
@@ -366,18 +393,37 @@ impl<B: http_body::Body> http_body::Body for ClientBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
+        let mut this = self.project();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            this.inner.as_mut().poll_frame(cx)
+        }));
+        let frame = match polled {
+            Ok(poll) => ready!(poll),
+            // The body panicked part-way: the exchange failed; the panic goes on.
+            Err(panic) => {
+                this.span.record("otel.status_code", "ERROR");
+                *this.span = Span::none();
+                std::panic::resume_unwind(panic)
+            }
+        };
+        let end = match &frame {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     super::record_grpc_trailers(this.span, trailers, true);
                 }
+                // Trailers are a body's last frame.
+                frame.is_trailers() || this.inner.is_end_stream()
             }
             Some(Err(_)) => {
                 this.span.record("otel.status_code", "ERROR");
+                true
             }
-            None => {}
+            None => true,
+        };
+        if end {
+            // The exchange is over: the client span ends now, not when the body value is
+            // dropped (the caller may keep it).
+            *this.span = Span::none();
         }
         Poll::Ready(frame)
     }
