@@ -25,7 +25,11 @@
 //! `myapp=debug` alone) disables the scope, and the id with it: add `traceline=info` to such
 //! filters. `traceline::install` keeps the scope (and the HTTP spans) on unless a directive
 //! naming their target turns it `off` (`traceline=off`), and keeps the scope span out of
-//! exported traces.
+//! exported traces. Spans made while such a hidden scope is entered still join the trace the
+//! scope was made in; a span given the scope as its explicit parent
+//! (`info_span!(parent: &scope, ..)`) does not: `tracing-opentelemetry` 0.34 takes a parent
+//! hidden from it for no parent, and starts a new trace (its lines keep the correlation id).
+//! Enter the scope instead of naming it as the parent.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

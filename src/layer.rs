@@ -890,12 +890,11 @@ impl<W: 'static> Layer<W> {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let is_scope = ctx.span(id).is_some_and(|span| {
-            span.extensions()
-                .get::<SpanSlot>()
-                .and_then(|d| d.of(self.id))
-                .is_some_and(|d| d.scope)
-        });
+        // By its callsite, not by this layer's data: a scope made before this layer was
+        // swapped in with `reload` has only the data of the layer it replaced.
+        let is_scope = ctx
+            .span(id)
+            .is_some_and(|span| span.metadata().target() == crate::correlation::TARGET);
         let Some(dispatch) = self.dispatch(id) else {
             return;
         };

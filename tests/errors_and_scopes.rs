@@ -416,3 +416,30 @@ fn record_error_in_a_hidden_scope_marks_the_enclosing_span() {
         assert_eq!(line.at("error").has("type"), typed, "{text}");
     }
 }
+
+/// A correlation scope made before a traceline layer is swapped in with `reload`, hidden from
+/// OpenTelemetry (as under `init()`), and entered after the swap on its own (as in a task
+/// spawned into it): spans created inside join the trace the scope was made in.
+#[test]
+fn a_scope_made_before_a_reload_keeps_spans_inside_in_the_trace() {
+    let (cap, layer) = capture_layer();
+    let (reloadable, handle) = tracing_subscriber::reload::Layer::new(layer);
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("t"))
+        .with_filter(filter_fn(|m| m.target() != "traceline::correlation"));
+    let subscriber = tracing_subscriber::registry().with(otel).with(reloadable);
+    let _g = tracing::subscriber::set_default(subscriber);
+    let job = tracing::info_span!("job");
+    let job_trace = span_context(&job).trace_id().to_string();
+    let scope = job.in_scope(|| correlation::scope(CorrelationId::parse("rl-1").unwrap()));
+    handle
+        .reload(traceline::layer().with_writer(cap.clone()))
+        .unwrap();
+    // A span made after the swap is entered first: the new layer has found its subscriber.
+    tracing::info_span!("after_reload").in_scope(|| {});
+    scope.in_scope(|| tracing::info_span!("step").in_scope(|| tracing::info!("in step")));
+    let line = cap.only_line();
+    assert_eq!(line.str("correlationId"), "rl-1");
+    assert_eq!(line.str("traceId"), job_trace, "{line:?}");
+}
