@@ -85,7 +85,9 @@ fn stdout_lock() -> io::StdoutLock<'static> {
 /// event whose only span was never entered, say) it finds it only while it is the global
 /// default and no scoped one exists in the process, and its lines carry no ids otherwise
 /// (they keep correlation ids and span fields; a swapped-in layer, those of spans made after
-/// the swap).
+/// the swap). A swapped-in layer finds it through spans made after the swap: a correlation
+/// scope made before the swap and entered before any such span (hidden from OpenTelemetry, as
+/// `init()` has it) does not yet keep the spans made inside it in its trace.
 pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     make_writer: W,
     schema: Schema,
@@ -895,10 +897,13 @@ impl<W: 'static> Layer<W> {
         let is_scope = ctx
             .span(id)
             .is_some_and(|span| span.metadata().target() == crate::correlation::TARGET);
+        if !is_scope {
+            return;
+        }
         let Some(dispatch) = self.dispatch(id) else {
             return;
         };
-        if !is_scope || tracing_opentelemetry::get_otel_context(id, &dispatch).is_some() {
+        if tracing_opentelemetry::get_otel_context(id, &dispatch).is_some() {
             return;
         }
         if let Some(cx) = ids::nearest_tracked(&dispatch, id) {

@@ -2296,8 +2296,6 @@ async fn h2_body_failing_after_its_announced_length_is_not_completed() {
     );
 }
 
-// ---- review: outgoing side ----
-
 /// The client span ends when the response body ends (its last frame read), not when the
 /// caller happens to drop the body value: "keeps the client span open until the body ends
 /// (the span's duration is the whole exchange)".
@@ -2424,4 +2422,34 @@ async fn a_response_body_that_panics_marks_the_client_span_as_an_error() {
         "{:?}",
         spans[0].status
     );
+}
+
+/// A response whose body is at its end from the start (204 No Content: `is_end_stream()` is
+/// true before any frame is read, and callers do not read it): the exchange is over when the
+/// response arrives, so the client span ends then, not when the caller drops the response.
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_span_of_an_empty_response_ends_with_the_response() {
+    use http_body::Body as _;
+    let (exporter, provider, _g) = exporting();
+    let addr = serve(Router::new().route("/gone", get(|| async { StatusCode::NO_CONTENT }))).await;
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(client());
+    let resp = client
+        .oneshot(
+            Request::get(format!("http://{addr}/gone"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(resp.body().is_end_stream(), "the body is at its end");
+    // The response is kept (as a response kept for later is).
+    assert_eq!(
+        client_spans(&exporter, &provider).len(),
+        1,
+        "the exchange is over, the client span should have ended"
+    );
+    drop(resp);
 }

@@ -61,8 +61,8 @@ impl<S> Layer<S> for PropagateLayer {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// // A "transport" that answers with the correlation id it was sent.
 /// let svc = PropagateLayer::new().layer(tower::service_fn(|req: http::Request<()>| async move {
-///     let sent = req.headers().get("x-correlation-id").cloned();
-///     Ok::<_, std::convert::Infallible>(http::Response::new(sent))
+///     let sent = req.headers().get("x-correlation-id").map(|v| v.to_str().unwrap().to_owned());
+///     Ok::<_, std::convert::Infallible>(http::Response::new(sent.unwrap_or_default()))
 /// }));
 /// let id = traceline::correlation::CorrelationId::parse("job-1").unwrap();
 /// let _g = tracing::subscriber::set_default(
@@ -75,7 +75,7 @@ impl<S> Layer<S> for PropagateLayer {
 ///     .instrument(traceline::correlation::scope(id))
 ///     .await
 ///     .unwrap();
-/// assert_eq!(resp.into_body().into_inner().unwrap(), "job-1");
+/// assert_eq!(resp.into_body().into_inner(), "job-1");
 /// # });
 /// ```
 #[derive(Clone, Debug)]
@@ -129,6 +129,7 @@ impl<S> Propagate<S> {
 impl<S, B, ResB> Service<Request<B>> for Propagate<S>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: http_body::Body,
 {
     type Response = Response<ClientBody<ResB>>;
     type Error = S::Error;
@@ -243,7 +244,7 @@ pin_project_lite::pin_project! {
     /// // A "transport" that answers 503.
     /// let svc = traceline::http::PropagateLayer::new().layer(tower::service_fn(
     ///     |_req: http::Request<()>| async {
-    ///         let mut resp = http::Response::new(());
+    ///         let mut resp = http::Response::new(String::new());
     ///         *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
     ///         Ok::<_, std::convert::Infallible>(resp)
     ///     },
@@ -272,6 +273,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for ClientFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
 {
     type Output = Result<Response<ClientBody<B>>, E>;
 
@@ -302,6 +304,12 @@ where
         }
         // The body holds the span from here on: it ends with the body, not with this future.
         let span = std::mem::replace(this.span, Span::none());
+        // A body already at its end (204, 304, a HEAD response, a trailers-only gRPC answer)
+        // is often never read: the exchange is over now, and the span ends here.
+        let span = match &result {
+            Ok(resp) if resp.body().is_end_stream() => Span::none(),
+            _ => span,
+        };
         Poll::Ready(result.map(|resp| resp.map(|inner| ClientBody { inner, span })))
     }
 }
@@ -320,7 +328,7 @@ pin_project_lite::pin_project! {
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let client = traceline::http::PropagateLayer::new().layer(tower::service_fn(
     ///     |_req: http::Request<()>| async {
-    ///         Ok::<_, std::convert::Infallible>(http::Response::new("pong"))
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("pong")))
     ///     },
     /// ));
     /// let resp = client.oneshot(http::Request::new(())).await.unwrap();
@@ -343,10 +351,10 @@ impl<B> ClientBody<B> {
     /// # use tower::{Layer, ServiceExt};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// # let client = traceline::http::PropagateLayer::new().layer(tower::service_fn(
-    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("7"))) },
     /// # ));
     /// let resp = client.oneshot(http::Request::new(())).await.unwrap();
-    /// assert_eq!(*resp.body().get_ref(), 7);
+    /// assert_eq!(*resp.body().get_ref(), "7");
     /// # });
     /// ```
     pub fn get_ref(&self) -> &B {
@@ -359,10 +367,10 @@ impl<B> ClientBody<B> {
     /// # use tower::{Layer, ServiceExt};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// # let client = traceline::http::PropagateLayer::new().layer(tower::service_fn(
-    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(7)) },
+    /// #     |_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("7"))) },
     /// # ));
     /// let resp = client.oneshot(http::Request::new(())).await.unwrap();
-    /// assert_eq!(resp.into_body().into_inner(), 7);
+    /// assert_eq!(resp.into_body().into_inner(), "7");
     /// # });
     /// ```
     pub fn into_inner(self) -> B {
