@@ -11,9 +11,8 @@ mod common;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use common::in_child;
-use traceline::install::{Rotation, Writer};
-use tracing_subscriber::prelude::*;
+use common::{StalledFileLine, in_child, lift_file_size_limit, stall_a_file_line};
+use traceline::install::Rotation;
 
 static SHIFT: AtomicI64 = AtomicI64::new(0);
 
@@ -26,18 +25,6 @@ pub unsafe extern "C" fn clock_gettime(clock: libc::clockid_t, tp: *mut libc::ti
         unsafe { (*tp).tv_sec += SHIFT.load(Ordering::SeqCst) as libc::time_t };
     }
     r
-}
-
-fn set_fsize(limit: libc::rlim_t) {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut r), 0);
-        r.rlim_cur = limit;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &r), 0);
-    }
 }
 
 #[test]
@@ -60,18 +47,14 @@ fn a_file_line_taken_in_pieces_across_a_rotation_stays_in_one_file() {
         "the clock override is not in effect"
     );
 
-    // Child process: a file size limit (RLIMIT_FSIZE) makes the file take part of a line, then
-    // refuse (EFBIG) until the limit is raised.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let dir = std::env::temp_dir().join(format!("traceline-rotation-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (layer, guard) = traceline::layer()
-        .log_internal_errors(false)
-        .with_output(Writer::file(&dir, "app.log", Rotation::Hourly))
-        .unwrap();
-    let stats = layer.stats();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, || tracing::info!("before"));
+    // Its line is taken 10 bytes, then refused; it retries (for up to 2 s).
+    let StalledFileLine {
+        dir,
+        guard,
+        stats,
+        line: a,
+        ..
+    } = stall_a_file_line("traceline-rotation", Rotation::Hourly);
     let files = || -> Vec<std::path::PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -80,23 +63,10 @@ fn a_file_line_taken_in_pieces_across_a_rotation_stays_in_one_file() {
         v.sort();
         v
     };
-    let first = files();
-    assert_eq!(first.len(), 1, "{first:?}");
-    let path = first[0].clone();
-    let size = std::fs::metadata(&path).unwrap().len();
-    set_fsize(size + 10);
-    // Its line is taken 10 bytes, then refused; it retries (for up to 2 s).
-    let d = dispatch.clone();
-    let a = std::thread::spawn(move || {
-        tracing::dispatcher::with_default(&d, || tracing::info!(pad = "a".repeat(200), "A"))
-    });
-    while std::fs::metadata(&path).unwrap().len() < size + 10 {
-        std::thread::yield_now();
-    }
     std::thread::sleep(Duration::from_millis(20));
     // The hour turns while the line waits for room; then there is room again.
     SHIFT.store(3600, Ordering::SeqCst);
-    set_fsize(libc::RLIM_INFINITY);
+    lift_file_size_limit();
     a.join().unwrap();
     drop(guard);
     let mut report = Vec::new();

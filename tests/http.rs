@@ -96,14 +96,27 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    accept_once(|io| async move {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await;
+    })
+    .await
+}
+
+/// Accepts one connection on a loopback port and hands it to `serve` (outside every span);
+/// returns the port's address.
+async fn accept_once<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(hyper_util::rt::TokioIo<tokio::net::TcpStream>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+            serve(hyper_util::rt::TokioIo::new(stream)).await;
         }
         .instrument(tracing::Span::none()),
     );
@@ -850,6 +863,20 @@ fn client_spans(
     let mut spans = exporter.get_finished_spans().unwrap();
     spans.retain(|s| s.span_kind == opentelemetry::trace::SpanKind::Client);
     spans
+}
+
+/// Exactly one client span was exported, with status ERROR.
+fn assert_one_failed_client_span(
+    exporter: &opentelemetry_sdk::trace::InMemorySpanExporter,
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+) {
+    let spans = client_spans(exporter, provider);
+    assert_eq!(spans.len(), 1);
+    assert!(
+        matches!(spans[0].status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        spans[0].status
+    );
 }
 
 /// A tower "client" that records the headers of the request it gets, and answers `status`.
@@ -2072,19 +2099,13 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
-        }
-        .instrument(tracing::Span::none()),
-    );
-    addr
+    accept_once(|io| async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .with_upgrades()
+            .await;
+    })
+    .await
 }
 
 /// A 2xx answer to CONNECT has no body in HTTP/1.1 (RFC 9110 §9.3.6): hyper sends the head
@@ -2348,13 +2369,7 @@ async fn a_transport_that_panics_marks_the_client_span_as_an_error() {
         .catch_unwind()
         .await;
     assert!(sent.is_err(), "the panic goes on");
-    let spans = client_spans(&exporter, &provider);
-    assert_eq!(spans.len(), 1);
-    assert!(
-        matches!(spans[0].status, opentelemetry::trace::Status::Error { .. }),
-        "{:?}",
-        spans[0].status
-    );
+    assert_one_failed_client_span(&exporter, &provider);
 }
 
 /// A transport that panics in `call` (before any future): the same.
@@ -2383,13 +2398,7 @@ async fn a_transport_that_panics_in_call_marks_the_client_span_as_an_error() {
         client.call(Request::new(()))
     }));
     assert!(called.is_err(), "the panic goes on");
-    let spans = client_spans(&exporter, &provider);
-    assert_eq!(spans.len(), 1);
-    assert!(
-        matches!(spans[0].status, opentelemetry::trace::Status::Error { .. }),
-        "{:?}",
-        spans[0].status
-    );
+    assert_one_failed_client_span(&exporter, &provider);
 }
 
 /// A response body that panics part-way: the client span is marked as an error.
@@ -2415,13 +2424,7 @@ async fn a_response_body_that_panics_marks_the_client_span_as_an_error() {
         .catch_unwind()
         .await;
     assert!(read.is_err(), "the panic goes on");
-    let spans = client_spans(&exporter, &provider);
-    assert_eq!(spans.len(), 1);
-    assert!(
-        matches!(spans[0].status, opentelemetry::trace::Status::Error { .. }),
-        "{:?}",
-        spans[0].status
-    );
+    assert_one_failed_client_span(&exporter, &provider);
 }
 
 /// A response whose body is at its end from the start (204 No Content: `is_end_stream()` is

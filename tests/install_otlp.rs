@@ -145,6 +145,23 @@ fn ids_of_lines(lines: &[Value]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// Runs `scenario` exporting over gRPC to a real receiver; returns its lines and the spans the
+/// receiver got.
+async fn exported_over_grpc(
+    scenario: &'static str,
+) -> (Vec<Value>, Vec<fake_opentelemetry_collector::ExportedSpan>) {
+    let receiver = support::GrpcReceiver::start().await;
+    let lines = run_child(
+        scenario,
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    (lines, receiver.finish().await)
+}
+
 async fn run_child(scenario: &'static str, env: Vec<(&'static str, String)>) -> Vec<Value> {
     let out = tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -326,16 +343,7 @@ async fn ratio_sampling_keeps_ids_on_every_line() {
 /// (recorded at creation or later); other fields as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_span_fields_are_redacted_in_the_export_too() {
-    let receiver = support::GrpcReceiver::start().await;
-    let lines = run_child(
-        "secrets",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
-        ],
-    )
-    .await;
-    let spans = receiver.finish().await;
+    let (lines, spans) = exported_over_grpc("secrets").await;
     assert_eq!(lines.len(), 1);
     assert_eq!(str_of(&lines[0], "password"), Some("[REDACTED]"));
     let login = spans.iter().find(|s| s.name == "login").expect("exported");
@@ -359,16 +367,7 @@ async fn denied_span_fields_are_redacted_in_the_export_too() {
 /// name, under `<name>.chain` and under `exception.message` / `exception.stacktrace`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_span_field_holding_an_error_is_redacted_in_the_export_too() {
-    let receiver = support::GrpcReceiver::start().await;
-    let lines = run_child(
-        "secret_error",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
-        ],
-    )
-    .await;
-    let spans = receiver.finish().await;
+    let (lines, spans) = exported_over_grpc("secret_error").await;
     assert_eq!(lines.len(), 1);
     assert_eq!(str_of(&lines[0], "session"), Some("[REDACTED]"));
     assert!(!lines[0].to_string().contains("s3cr3t"), "{}", lines[0]);
@@ -387,16 +386,7 @@ async fn a_denied_span_field_holding_an_error_is_redacted_in_the_export_too() {
 /// still exported: they must not carry the secret either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_event_error_is_redacted_on_the_span_even_when_its_event_was_dropped() {
-    let receiver = support::GrpcReceiver::start().await;
-    let lines = run_child(
-        "events_secret_error_after_many_events",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
-        ],
-    )
-    .await;
-    let spans = receiver.finish().await;
+    let (lines, spans) = exported_over_grpc("events_secret_error_after_many_events").await;
     let last = lines.last().expect("lines");
     assert!(!last.to_string().contains("s3cr3t"), "{last}");
     let batch = spans.iter().find(|s| s.name == "batch").expect("exported");
@@ -417,16 +407,7 @@ async fn a_denied_event_error_is_redacted_on_the_span_even_when_its_event_was_dr
 /// secret and keeps its value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_innocent_errors_exception_copies_are_not_redacted_for_a_denied_ones() {
-    let receiver = support::GrpcReceiver::start().await;
-    run_child(
-        "secret_and_public_errors",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
-        ],
-    )
-    .await;
-    let spans = receiver.finish().await;
+    let (_, spans) = exported_over_grpc("secret_and_public_errors").await;
     let login = spans.iter().find(|s| s.name == "login").expect("exported");
     let text = format!("{:?}", login.attributes);
     assert!(!text.contains("s3cr3t"), "{text}");
@@ -446,16 +427,7 @@ async fn an_innocent_errors_exception_copies_are_not_redacted_for_a_denied_ones(
 /// the span (the event kept).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_event_error_is_redacted_in_its_event_and_on_the_span() {
-    let receiver = support::GrpcReceiver::start().await;
-    run_child(
-        "events_secret_error",
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
-        ],
-    )
-    .await;
-    let spans = receiver.finish().await;
+    let (_, spans) = exported_over_grpc("events_secret_error").await;
     let batch = spans.iter().find(|s| s.name == "batch").expect("exported");
     assert_eq!(batch.events.len(), 1, "{batch:?}");
     let text = format!("{:?} {:?}", batch.attributes, batch.events);

@@ -14,21 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use common::{Capture, in_child, output_layer};
+use common::{
+    Capture, StalledFileLine, Step, Steps, in_child, lift_file_size_limit, output_layer,
+    stall_a_file_line,
+};
 use traceline::install::{Rotation, Writer};
 use tracing_subscriber::prelude::*;
-
-fn set_fsize(limit: libc::rlim_t) {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut r), 0);
-        r.rlim_cur = limit;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &r), 0);
-    }
-}
 
 #[test]
 fn a_file_line_taken_in_pieces_is_not_mixed_with_another_threads_line() {
@@ -40,29 +31,15 @@ fn a_file_line_taken_in_pieces_is_not_mixed_with_another_threads_line() {
         );
         return;
     }
-    // Child process: a file size limit (RLIMIT_FSIZE) makes the file take part of a line, then
-    // refuse (EFBIG) until the limit is raised.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let dir = std::env::temp_dir().join(format!("traceline-file-pieces-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (layer, guard) = traceline::layer()
-        .log_internal_errors(false)
-        .with_output(Writer::file(&dir, "app.log", Rotation::Never))
-        .unwrap();
-    let stats = layer.stats();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let path = dir.join("app.log");
-    tracing::dispatcher::with_default(&dispatch, || tracing::info!("before"));
-    let size = std::fs::metadata(&path).unwrap().len();
-    set_fsize(size + 10);
     // A: its line is taken 10 bytes, then refused; it retries (for up to 2 s).
-    let d = dispatch.clone();
-    let a = std::thread::spawn(move || {
-        tracing::dispatcher::with_default(&d, || tracing::info!(pad = "a".repeat(200), "A"))
-    });
-    while std::fs::metadata(&path).unwrap().len() < size + 10 {
-        std::thread::yield_now();
-    }
+    let StalledFileLine {
+        dir,
+        path,
+        dispatch,
+        guard,
+        stats,
+        line: a,
+    } = stall_a_file_line("traceline-file-pieces", Rotation::Never);
     // B: logs meanwhile (refused whole while the limit holds).
     let stop = Arc::new(AtomicBool::new(false));
     let d = dispatch.clone();
@@ -76,7 +53,7 @@ fn a_file_line_taken_in_pieces_is_not_mixed_with_another_threads_line() {
     });
     std::thread::sleep(Duration::from_millis(20));
     // Room again: A finishes its line; B's next line goes too.
-    set_fsize(libc::RLIM_INFINITY);
+    lift_file_size_limit();
     std::thread::sleep(Duration::from_millis(50));
     stop.store(true, Ordering::Relaxed);
     a.join().unwrap();
@@ -200,21 +177,15 @@ fn stdout_lines_taken_in_pieces_are_not_mixed_with_other_output() {
     assert!(failures.is_empty(), "{failures:?}");
 }
 
-/// Answers `Interrupted` to every write.
-struct AlwaysInterrupted;
-
-impl io::Write for AlwaysInterrupted {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::Interrupted.into())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_writer_that_keeps_answering_interrupted_does_not_hold_a_logging_call_for_ever() {
-    let (layer, _) = output_layer(|| AlwaysInterrupted, false);
+    let (layer, _) = output_layer(
+        {
+            let w = Steps::new(&[], Step::Interrupted);
+            move || w.clone()
+        },
+        false,
+    );
     let stats = layer.stats();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     let (done_tx, done) = channel();
@@ -234,7 +205,13 @@ fn a_writer_that_keeps_answering_interrupted_does_not_hold_a_logging_call_for_ev
 
 #[test]
 fn a_non_blocking_shutdown_counts_a_line_its_output_keeps_interrupting() {
-    let (layer, guard) = output_layer(|| AlwaysInterrupted, true);
+    let (layer, guard) = output_layer(
+        {
+            let w = Steps::new(&[], Step::Interrupted);
+            move || w.clone()
+        },
+        true,
+    );
     let stats = layer.stats();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("one"));
@@ -248,6 +225,38 @@ fn a_non_blocking_shutdown_counts_a_line_its_output_keeps_interrupting() {
     );
 }
 
+/// Forks (through `fork()`, or through the raw system call when `raw`, which runs no fork
+/// handlers); the child runs `child`, sends back the text it returns and leaves with `_exit`.
+/// Returns that text (also printed, for the test that runs this one in a child process).
+fn report_from_forked_child(raw: bool, child: impl FnOnce() -> String) -> String {
+    let mut fds = [0; 2];
+    // SAFETY: a pipe and a fork; the child runs `child`, writes its report and leaves with
+    // `_exit`; the parent reads the report and waits for the child.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = if raw {
+            libc::syscall(libc::SYS_fork) as libc::pid_t
+        } else {
+            libc::fork()
+        };
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::close(fds[0]);
+            let msg = child();
+            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut report = String::new();
+        File::from_raw_fd(fds[0])
+            .read_to_string(&mut report)
+            .unwrap();
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        println!("{report}");
+        report
+    }
+}
+
 #[test]
 fn lines_logged_in_a_forked_child_through_a_queue_are_written_or_counted() {
     if std::env::var_os("TRACELINE_TEST_FORK_CHILD").is_none() {
@@ -259,50 +268,32 @@ fn lines_logged_in_a_forked_child_through_a_queue_are_written_or_counted() {
         return;
     }
     let cap = Capture::new();
-    let (layer, guard) = output_layer(cap.clone(), true);
+    let (layer, mut guard) = output_layer(cap.clone(), true);
     let stats = layer.stats();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let mut fds = [0; 2];
-    // SAFETY: a pipe and a fork; the child logs, drops its guard and reports through the pipe.
-    unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        let pid = libc::fork();
-        assert!(pid >= 0);
-        if pid == 0 {
-            libc::close(fds[0]);
-            tracing::dispatcher::with_default(&dispatch, || {
-                for i in 0..3 {
-                    tracing::info!(i, "from the child");
-                }
-            });
-            let start = std::time::Instant::now();
-            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(guard)));
-            let msg = format!(
-                "CHILD guard drop {} after {:?}; CHILD written+dropped={} (written {}, dropped {}, captured {} bytes)",
-                if dropped.is_ok() {
-                    "returned"
-                } else {
-                    "PANICKED"
-                },
-                start.elapsed(),
-                stats.lines_written() + stats.lines_dropped(),
-                stats.lines_written(),
-                stats.lines_dropped(),
-                cap.bytes().len()
-            );
-            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
-            libc::_exit(0);
-        }
-        libc::close(fds[1]);
-        let mut report = String::new();
-        File::from_raw_fd(fds[0])
-            .read_to_string(&mut report)
-            .unwrap();
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-        println!("{report}");
-        assert!(report.contains("CHILD written+dropped=3"), "{report}");
-    }
+    let report = report_from_forked_child(false, || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..3 {
+                tracing::info!(i, "from the child");
+            }
+        });
+        let start = std::time::Instant::now();
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(guard.take())));
+        format!(
+            "CHILD guard drop {} after {:?}; CHILD written+dropped={} (written {}, dropped {}, captured {} bytes)",
+            if dropped.is_ok() {
+                "returned"
+            } else {
+                "PANICKED"
+            },
+            start.elapsed(),
+            stats.lines_written() + stats.lines_dropped(),
+            stats.lines_written(),
+            stats.lines_dropped(),
+            cap.bytes().len()
+        )
+    });
+    assert!(report.contains("CHILD written+dropped=3"), "{report}");
     drop(guard);
 }
 
@@ -319,77 +310,34 @@ fn lines_logged_in_a_forked_child_after_its_guard_dropped_are_counted() {
         return;
     }
     let cap = Capture::new();
-    let (layer, guard) = output_layer(cap.clone(), true);
+    let (layer, mut guard) = output_layer(cap.clone(), true);
     let stats = layer.stats();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let mut fds = [0; 2];
-    // SAFETY: a pipe and a fork; the child logs, drops its guard, logs again and reports
-    // through the pipe.
-    unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        let pid = libc::fork();
-        assert!(pid >= 0);
-        if pid == 0 {
-            libc::close(fds[0]);
-            tracing::dispatcher::with_default(&dispatch, || {
-                for i in 0..3 {
-                    tracing::info!(i, "from the child");
-                }
-            });
-            drop(guard);
-            // After the guard: refused, and counted (the parent counts them as `Closed`).
-            tracing::dispatcher::with_default(&dispatch, || {
-                for i in 0..2 {
-                    tracing::info!(i, "from the child, after its guard");
-                }
-            });
-            let msg = format!(
-                "CHILD written+dropped={} (written {}, dropped {})",
-                stats.lines_written() + stats.lines_dropped(),
-                stats.lines_written(),
-                stats.lines_dropped(),
-            );
-            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
-            libc::_exit(0);
-        }
-        libc::close(fds[1]);
-        let mut report = String::new();
-        File::from_raw_fd(fds[0])
-            .read_to_string(&mut report)
-            .unwrap();
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-        println!("{report}");
-    }
+    report_from_forked_child(false, || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..3 {
+                tracing::info!(i, "from the child");
+            }
+        });
+        drop(guard.take());
+        // After the guard: refused, and counted (the parent counts them as `Closed`).
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..2 {
+                tracing::info!(i, "from the child, after its guard");
+            }
+        });
+        format!(
+            "CHILD written+dropped={} (written {}, dropped {})",
+            stats.lines_written() + stats.lines_dropped(),
+            stats.lines_written(),
+            stats.lines_dropped(),
+        )
+    });
     // The parent, for comparison: the same sequence counts every line.
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("from the parent"));
     drop(guard);
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("after the guard"));
     assert_eq!(stats.lines_written() + stats.lines_dropped(), 2);
-}
-
-/// Takes the first `n` bytes it is given, then answers `Interrupted` to every write.
-#[derive(Clone)]
-struct InterruptedAfter {
-    out: Capture,
-    left: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl io::Write for InterruptedAfter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        use tracing_subscriber::fmt::MakeWriter;
-        let left = self.left.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(io::ErrorKind::Interrupted.into());
-        }
-        let n = data.len().min(left);
-        self.left.fetch_sub(n, Ordering::SeqCst);
-        self.out.make_writer().write_all(&data[..n])?;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// An output routed by level whose WARN side takes part of a line, then answers nothing but
@@ -398,10 +346,8 @@ impl io::Write for InterruptedAfter {
 #[test]
 fn a_routed_output_stuck_on_interrupted_does_not_hold_up_a_healthy_one() {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
-    let warns = InterruptedAfter {
-        out: Capture::new(),
-        left: Arc::new(5.into()),
-    };
+    // Takes the first 5 bytes it is given, then answers `Interrupted` to every write.
+    let warns = Steps::new(&[Step::Take(5)], Step::Interrupted);
     let rest = Capture::new();
     let (w, r) = (warns.clone(), rest.clone());
     let make = (move || w.clone())
@@ -456,7 +402,7 @@ fn a_forked_child_does_not_count_the_parents_queued_lines_as_lost() {
         return;
     }
     let out = Slow::default();
-    let (layer, guard) = output_layer(move || out.clone(), true);
+    let (layer, mut guard) = output_layer(move || out.clone(), true);
     let stats = layer.stats();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || {
@@ -464,28 +410,10 @@ fn a_forked_child_does_not_count_the_parents_queued_lines_as_lost() {
             tracing::info!(i, "from the parent");
         }
     });
-    let mut fds = [0; 2];
-    // SAFETY: a pipe and a fork; the child drops its guard and reports through the pipe.
-    unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        let pid = libc::fork();
-        assert!(pid >= 0);
-        if pid == 0 {
-            libc::close(fds[0]);
-            drop(guard);
-            let msg = format!("CHILD dropped={}", stats.lines_dropped());
-            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
-            libc::_exit(0);
-        }
-        libc::close(fds[1]);
-        let mut report = String::new();
-        File::from_raw_fd(fds[0])
-            .read_to_string(&mut report)
-            .unwrap();
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-        println!("{report}");
-    }
+    report_from_forked_child(false, || {
+        drop(guard.take());
+        format!("CHILD dropped={}", stats.lines_dropped())
+    });
     drop(guard);
     assert_eq!((stats.lines_written(), stats.lines_dropped()), (20, 0));
 }
@@ -504,42 +432,24 @@ fn a_child_forked_without_the_atfork_handlers_is_told_too() {
         return;
     }
     let cap = Capture::new();
-    let (layer, guard) = output_layer(cap.clone(), true);
+    let (layer, mut guard) = output_layer(cap.clone(), true);
     let stats = layer.stats();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let mut fds = [0; 2];
-    // SAFETY: a pipe and a fork by the system call; the child logs, drops its guard and
-    // reports through the pipe.
-    unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        let pid = libc::syscall(libc::SYS_fork) as libc::pid_t;
-        assert!(pid >= 0);
-        if pid == 0 {
-            libc::close(fds[0]);
-            tracing::dispatcher::with_default(&dispatch, || {
-                for i in 0..3 {
-                    tracing::info!(i, "from the child");
-                }
-            });
-            let start = Instant::now();
-            drop(guard);
-            let msg = format!(
-                "CHILD written+dropped={} (written {}, dropped {}); guard drop took {:?}",
-                stats.lines_written() + stats.lines_dropped(),
-                stats.lines_written(),
-                stats.lines_dropped(),
-                start.elapsed()
-            );
-            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
-            libc::_exit(0);
-        }
-        libc::close(fds[1]);
-        let mut report = String::new();
-        File::from_raw_fd(fds[0])
-            .read_to_string(&mut report)
-            .unwrap();
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
-        println!("{report}");
-    }
+    report_from_forked_child(true, || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..3 {
+                tracing::info!(i, "from the child");
+            }
+        });
+        let start = Instant::now();
+        drop(guard.take());
+        format!(
+            "CHILD written+dropped={} (written {}, dropped {}); guard drop took {:?}",
+            stats.lines_written() + stats.lines_dropped(),
+            stats.lines_written(),
+            stats.lines_dropped(),
+            start.elapsed()
+        )
+    });
     drop(guard);
 }

@@ -9,75 +9,21 @@
 mod common;
 
 use std::error::Error;
-use std::fmt;
 use std::sync::OnceLock;
 
-use common::{Capture, check_line, provider, split_lines};
+use common::{Capture, Failure, check_line, dyn_callsite, provider, split_lines};
 use opentelemetry::trace::TracerProvider as _;
 use proptest::prelude::*;
 use traceline::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema, TimestampFormat};
-use tracing::callsite::{Callsite, Identifier};
-use tracing::field::{FieldSet, Value};
+use tracing::Level;
+use tracing::field::Value;
 use tracing::metadata::Kind;
-use tracing::subscriber::{Interest, with_default};
-use tracing::{Level, Metadata};
+use tracing::subscriber::with_default;
 use tracing_subscriber::prelude::*;
 
 // ===== Dynamic callsites =====
 
-struct DynCallsite(OnceLock<Metadata<'static>>);
-
-impl Callsite for DynCallsite {
-    fn set_interest(&self, _: Interest) {}
-    fn metadata(&self) -> &Metadata<'_> {
-        self.0.get().expect("metadata set at creation")
-    }
-}
-
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_owned().into_boxed_str())
-}
-
-fn dyn_callsite(
-    kind: Kind,
-    name: &str,
-    fields: &[String],
-    level: Level,
-) -> &'static Metadata<'static> {
-    let cs: &'static DynCallsite = Box::leak(Box::new(DynCallsite(OnceLock::new())));
-    let names: Vec<&'static str> = fields.iter().map(|f| leak(f)).collect();
-    let names: &'static [&'static str] = Box::leak(names.into_boxed_slice());
-    let meta = Metadata::new(
-        leak(name),
-        "custom::dynamic",
-        level,
-        Some(file!()),
-        Some(line!()),
-        Some("custom"),
-        FieldSet::new(names, Identifier(cs)),
-        kind,
-    );
-    assert!(cs.0.set(meta).is_ok());
-    tracing::callsite::register(cs);
-    cs.0.get().expect("just set")
-}
-
 // ===== Values =====
-
-#[derive(Debug, Clone)]
-struct Failure(String, Option<Box<Failure>>);
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Error for Failure {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.1.as_deref().map(|e| e as &(dyn Error + 'static))
-    }
-}
 
 #[derive(Debug, Clone)]
 enum V {
@@ -627,7 +573,7 @@ fn run(c: &Case) -> Vec<(String, usize)> {
         let mut entered = Vec::new();
         for s in &c.spans {
             let names: Vec<String> = s.fields.iter().map(|(n, _)| n.clone()).collect();
-            let meta = dyn_callsite(Kind::SPAN, &s.name, &names, Level::INFO);
+            let meta = dyn_callsite("custom", Kind::SPAN, &s.name, &names, Level::INFO);
             let values: Vec<Option<V>> = s.fields.iter().map(|(_, v)| v.clone()).collect();
             let span = with_values(&values, |vals| {
                 tracing::Span::new(meta, &meta.fields().value_set_all(vals))
@@ -651,7 +597,7 @@ fn run(c: &Case) -> Vec<(String, usize)> {
             names.push("message".to_owned());
         }
         names.extend(c.event.iter().map(|(n, _)| n.clone()));
-        let meta = dyn_callsite(Kind::EVENT, "event", &names, Level::WARN);
+        let meta = dyn_callsite("custom", Kind::EVENT, "event", &names, Level::WARN);
         let mut values: Vec<Option<V>> = Vec::new();
         if let Some(m) = &c.message {
             values.push(Some(V::Str(m.clone())));

@@ -9,51 +9,18 @@
 mod common;
 
 use std::error::Error;
-use std::fmt;
 use std::sync::OnceLock;
 
-use common::{capture_layer, check_line, otel_subscriber, provider, span_context};
+use common::{
+    Failure, capture_layer, check_line, dyn_callsite, otel_subscriber, provider, span_context,
+};
 use opentelemetry::trace::SpanContext;
 use proptest::prelude::*;
 use traceline::{FieldLayout, Key, Schema};
-use tracing::callsite::{Callsite, Identifier};
-use tracing::field::{FieldSet, Value};
+use tracing::Level;
+use tracing::field::Value;
 use tracing::metadata::Kind;
-use tracing::subscriber::{Interest, with_default};
-use tracing::{Level, Metadata};
-
-/// A callsite whose field names are chosen at run time (leaked: a few per test case).
-struct DynCallsite(OnceLock<Metadata<'static>>);
-
-impl Callsite for DynCallsite {
-    fn set_interest(&self, _: Interest) {}
-    fn metadata(&self) -> &Metadata<'_> {
-        self.0.get().expect("metadata set at creation")
-    }
-}
-
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_owned().into_boxed_str())
-}
-
-fn dyn_callsite(kind: Kind, name: &str, fields: &[String]) -> &'static Metadata<'static> {
-    let cs: &'static DynCallsite = Box::leak(Box::new(DynCallsite(OnceLock::new())));
-    let names: Vec<&'static str> = fields.iter().map(|f| leak(f)).collect();
-    let names: &'static [&'static str] = Box::leak(names.into_boxed_slice());
-    let meta = Metadata::new(
-        leak(name),
-        "presets::dynamic",
-        Level::INFO,
-        Some(file!()),
-        Some(line!()),
-        Some("presets"),
-        FieldSet::new(names, Identifier(cs)),
-        kind,
-    );
-    assert!(cs.0.set(meta).is_ok());
-    tracing::callsite::register(cs);
-    cs.0.get().expect("just set")
-}
+use tracing::subscriber::with_default;
 
 /// Every key the presets can write (opt-ins and renamable parts included), as user field names.
 fn preset_keys() -> Vec<String> {
@@ -133,22 +100,7 @@ fn field_name() -> impl Strategy<Value = String> {
     ]
 }
 
-#[derive(Debug)]
-struct Failure(String, Option<Box<Failure>>);
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Error for Failure {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.1.as_deref().map(|e| e as &(dyn Error + 'static))
-    }
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum V {
     Str(String),
     I64(i64),
@@ -316,7 +268,7 @@ fn case() -> impl Strategy<Value = Case> {
 
 fn span_with(name: &str, fields: &[(String, Option<V>)]) -> tracing::Span {
     let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
-    let meta = dyn_callsite(Kind::SPAN, name, &names);
+    let meta = dyn_callsite("presets", Kind::SPAN, name, &names, Level::INFO);
     let vals = Values::new(fields);
     let values: Vec<Option<&dyn Value>> = (0..fields.len()).map(|i| vals.get(fields, i)).collect();
     tracing::Span::new(meta, &meta.fields().value_set_all(&values))
@@ -340,7 +292,7 @@ fn log(schema: Schema, c: &Case) -> (String, Option<SpanContext>) {
                 names.push("message".to_owned());
             }
             names.extend(c.event.iter().map(|(n, _)| n.clone()));
-            let meta = dyn_callsite(Kind::EVENT, "event", &names);
+            let meta = dyn_callsite("presets", Kind::EVENT, "event", &names, Level::INFO);
             let vals = Values::new(&c.event);
             let mut values: Vec<Option<&dyn Value>> = Vec::new();
             if let Some(m) = &c.message {
@@ -357,7 +309,7 @@ fn log(schema: Schema, c: &Case) -> (String, Option<SpanContext>) {
                 for (i, v) in &c.recorded {
                     // Fields recorded after creation, when the span has that many.
                     if let Some((name, _)) = c.inner.get(*i) {
-                        let one = [(name.clone(), Some(clone_v(v)))];
+                        let one = [(name.clone(), Some(v.clone()))];
                         let vals = Values::new(&one);
                         if let Some(value) = vals.get(&one, 0) {
                             inner.record(name.as_str(), value);
@@ -374,27 +326,6 @@ fn log(schema: Schema, c: &Case) -> (String, Option<SpanContext>) {
         },
     );
     (cap.text(), sc)
-}
-
-fn clone_v(v: &V) -> V {
-    match v {
-        V::Str(s) => V::Str(s.clone()),
-        V::I64(n) => V::I64(*n),
-        V::U64(n) => V::U64(*n),
-        V::F64(n) => V::F64(*n),
-        V::Bool(b) => V::Bool(*b),
-        V::U128(n) => V::U128(*n),
-        V::I128(n) => V::I128(*n),
-        V::Debug(s) => V::Debug(s.clone()),
-        V::Error(e) => V::Error(clone_failure(e)),
-    }
-}
-
-fn clone_failure(f: &Failure) -> Failure {
-    Failure(
-        f.0.clone(),
-        f.1.as_deref().map(|s| Box::new(clone_failure(s))),
-    )
 }
 
 fn level_name(schema: &Schema) -> &'static str {

@@ -49,11 +49,8 @@ pub struct Guard {
     pub(crate) export_failures: Arc<ExportFailures>,
     /// The process `init()` ran in: a forked child has this guard but not the exporter's
     /// threads (the batch span processor's, the exporter runtime's). Asked only when the guard
-    /// flushes or stops (a system call), so that any child is told, however it was forked.
-    pub(crate) pid: u32,
-    /// `fork()`'s handlers, as the writer's: they tell a child whose process id is its
-    /// parent's (PID 1 of a new PID namespace, forked by the PID 1 of another).
-    pub(crate) fork: forkguard::Guard,
+    /// flushes or stops, so that any child is told, however it was forked.
+    pub(crate) origin: Origin,
 }
 
 impl std::fmt::Debug for Guard {
@@ -160,7 +157,7 @@ impl Guard {
 
     /// Whether this is a child forked from the process `init()` ran in.
     fn forked(&self) -> bool {
-        self.fork.clone().detected_fork() || std::process::id() != self.pid
+        self.origin.forked()
     }
 
     fn finish(&mut self) -> Result<(), ShutdownError> {
@@ -244,15 +241,50 @@ fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// The process a part of the output with threads of its own was made in: a forked child has
+/// the part but not the threads, so it must neither wait for them nor join them.
+#[derive(Debug)]
+pub(crate) struct Origin {
+    pid: u32,
+    /// `fork()`'s handlers bump a counter in the child: one atomic load tells it.
+    fork: forkguard::Guard,
+}
+
+impl Origin {
+    /// This process.
+    pub(crate) fn here() -> Self {
+        Origin {
+            pid: std::process::id(),
+            fork: forkguard::new(),
+        }
+    }
+
+    /// A child made by `fork()` (its handlers ran): one atomic load, cheap enough per line.
+    #[inline]
+    pub(crate) fn forked_with_handlers(&self) -> bool {
+        self.fork.clone().detected_fork()
+    }
+
+    /// A process of another id: a child made without `fork()`'s handlers (glibc's `_Fork`, the
+    /// raw system call), which the counter misses. A system call: asked only where it matters.
+    pub(crate) fn pid_changed(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
+    /// Any child: by the counter (also one with its parent's process id, PID 1 of a new PID
+    /// namespace forked by the PID 1 of another) or by its process id.
+    pub(crate) fn forked(&self) -> bool {
+        self.forked_with_handlers() || self.pid_changed()
+    }
+}
+
 /// A thread that turns the dropped-lines counter into WARN lines, from outside any logging
 /// call (an event cannot be logged from inside the writer).
 pub(crate) struct Monitor {
     stop: mpsc::Sender<()>,
     thread: JoinHandle<()>,
     /// The process the thread runs in.
-    pid: u32,
-    /// `fork()`'s handlers: a child with the parent's process id (see [`Guard`]).
-    fork: forkguard::Guard,
+    origin: Origin,
 }
 
 impl Monitor {
@@ -287,13 +319,12 @@ impl Monitor {
         Ok(Monitor {
             stop,
             thread,
-            pid: std::process::id(),
-            fork: forkguard::new(),
+            origin: Origin::here(),
         })
     }
 
     pub(crate) fn stop(self) {
-        if self.fork.clone().detected_fork() || std::process::id() != self.pid {
+        if self.origin.forked() {
             // A forked child: the thread runs in the parent only (joining it here fails).
             std::mem::forget(self.thread);
             return;

@@ -1121,8 +1121,7 @@ impl Plan {
             stats,
             timeout: self.timeout,
             export_failures,
-            pid: std::process::id(),
-            fork: forkguard::new(),
+            origin: guard::Origin::here(),
         };
         // Everything that can fail runs before anything global is set: an error leaves
         // nothing installed, and the call can be retried (with `.log_bridge(false)`, say).

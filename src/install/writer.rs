@@ -18,6 +18,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use super::InitError;
+use super::guard::Origin;
 use crate::Stats;
 use crate::output::{self, Loss};
 
@@ -290,13 +291,10 @@ struct Queue {
 
 /// What the logging threads and the background writer share besides the channel.
 struct Shared {
-    /// Made in the process the background writer runs in: tells a forked child, which has the
-    /// queue but not the thread, at the cost of one atomic load (no system call per line).
-    fork: forkguard::Guard,
-    /// The process the background writer runs in: a child made without `fork()`'s handlers
-    /// (glibc's `_Fork`, the raw system call), which the counter misses, is told by its process
-    /// id, asked only where it matters (a full queue, the shutdown: it is a system call).
-    pid: u32,
+    /// The process the background writer runs in: a forked child has the queue but not the
+    /// thread. Asked per line by the fork counter only; by process id (a system call) where it
+    /// matters, on a full queue and at the shutdown.
+    origin: Origin,
     /// Lines in the queue: put in by the logging threads, taken out by the writer. What such a
     /// child, whose lines went into the queue, counts as lost when it stops.
     queued: AtomicUsize,
@@ -312,8 +310,7 @@ struct Shared {
 impl Default for Shared {
     fn default() -> Self {
         Shared {
-            fork: forkguard::new(),
-            pid: std::process::id(),
+            origin: Origin::here(),
             queued: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             sending: AtomicUsize::new(0),
@@ -326,7 +323,7 @@ impl Shared {
     /// Whether this is a child forked from the process the background writer runs in.
     #[inline]
     fn forked(&self) -> bool {
-        self.fork.clone().detected_fork()
+        self.origin.forked_with_handlers()
     }
 }
 
@@ -631,7 +628,7 @@ impl Write for QueueWriter<'_> {
                 Err(mpsc::TrySendError::Disconnected(_)) => Err(Loss::Closed),
                 // A full queue in a child the fork counter missed stays full: the thread that
                 // empties it runs in the parent only.
-                Err(mpsc::TrySendError::Full(_)) if std::process::id() != q.shared.pid => {
+                Err(mpsc::TrySendError::Full(_)) if q.shared.origin.pid_changed() => {
                     Err(Loss::Forked)
                 }
                 // On the writer's own thread (its output logging), waiting for room would wait
@@ -688,7 +685,7 @@ impl Worker {
             std::mem::forget(self.thread.take());
             return;
         }
-        if std::process::id() != self.shared.pid {
+        if self.shared.origin.pid_changed() {
             // A child made without `fork()`'s handlers: its lines went into the queue, which
             // nothing here empties. They are counted as lost (with the parent's still queued
             // at the fork, which cannot be told apart), and later ones are refused, counted.

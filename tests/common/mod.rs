@@ -524,6 +524,7 @@ pub enum Step {
     /// Takes everything.
     Whole,
     WouldBlock,
+    Interrupted,
     /// Fails with an error, before taking a byte.
     Fail,
     /// Panics, before taking a byte.
@@ -558,6 +559,7 @@ impl io::Write for Steps {
             Step::Take(n) => data.len().min(n),
             Step::Whole => data.len(),
             Step::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
+            Step::Interrupted => return Err(io::ErrorKind::Interrupted.into()),
             Step::Fail => return Err(io::Error::other("failing")),
             Step::Panic => panic!("the writer panics on purpose"),
         };
@@ -616,4 +618,146 @@ pub fn in_child(name: &str, var: &str, expected: &str) {
             .take(4)
             .collect::<Vec<_>>()
     );
+}
+
+/// A line `Writer::file` has taken part of, then stalls on (see [`stall_a_file_line`]).
+#[cfg(feature = "install")]
+pub struct StalledFileLine {
+    pub dir: std::path::PathBuf,
+    /// The file the layer writes to.
+    pub path: std::path::PathBuf,
+    pub dispatch: tracing::Dispatch,
+    pub guard: traceline::install::OutputGuard,
+    pub stats: traceline::Stats,
+    /// The thread logging the stalled line (it retries for up to 2 s).
+    pub line: std::thread::JoinHandle<()>,
+}
+
+/// In a child process only (it sets the process's file size limit, and ignores `SIGXFSZ`): a
+/// layer writing to `Writer::file(<temp dir named after dir_name>, "app.log", rotation)` writes
+/// one line, then a file size limit (`RLIMIT_FSIZE`) lets the file take 10 bytes of the next
+/// line, logged on a thread of its own, and refuses the rest (`EFBIG`) until
+/// [`lift_file_size_limit`]. Returns once the file holds those 10 bytes.
+///
+/// (Behind the `install` feature as `Writer::file` is; the fuzz target, which shares this
+/// module, has neither it nor `libc`.)
+#[cfg(feature = "install")]
+pub fn stall_a_file_line(
+    dir_name: &str,
+    rotation: traceline::install::Rotation,
+) -> StalledFileLine {
+    // SAFETY: ignoring a signal; this is a child process of a test.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let dir = std::env::temp_dir().join(format!("{dir_name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(traceline::install::Writer::file(&dir, "app.log", rotation))
+        .unwrap();
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("before"));
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = files[0].clone();
+    let size = std::fs::metadata(&path).unwrap().len();
+    set_file_size_limit(size + 10);
+    let d = dispatch.clone();
+    let line = std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&d, || tracing::info!(pad = "a".repeat(200), "A"))
+    });
+    while std::fs::metadata(&path).unwrap().len() < size + 10 {
+        std::thread::yield_now();
+    }
+    StalledFileLine {
+        dir,
+        path,
+        dispatch,
+        guard,
+        stats,
+        line,
+    }
+}
+
+/// Room again for a [`stall_a_file_line`] file.
+#[cfg(feature = "install")]
+pub fn lift_file_size_limit() {
+    set_file_size_limit(libc::RLIM_INFINITY);
+}
+
+#[cfg(feature = "install")]
+fn set_file_size_limit(limit: libc::rlim_t) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reading and setting this process's own limit, through valid pointers.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut r), 0);
+        r.rlim_cur = limit;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &r), 0);
+    }
+}
+
+/// A callsite whose name and field names are chosen at run time (leaked: a few per test
+/// case), for generated events and spans.
+struct DynCallsite(std::sync::OnceLock<tracing::Metadata<'static>>);
+
+impl tracing::callsite::Callsite for DynCallsite {
+    fn set_interest(&self, _: tracing::subscriber::Interest) {}
+    fn metadata(&self) -> &tracing::Metadata<'_> {
+        self.0.get().expect("metadata set at creation")
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// The metadata of a new, registered callsite: `kind`, `name`, `fields`, `level`, in module
+/// `module` (its target `<module>::dynamic`).
+pub fn dyn_callsite(
+    module: &str,
+    kind: tracing::metadata::Kind,
+    name: &str,
+    fields: &[String],
+    level: tracing::Level,
+) -> &'static tracing::Metadata<'static> {
+    let cs: &'static DynCallsite = Box::leak(Box::new(DynCallsite(std::sync::OnceLock::new())));
+    let names: Vec<&'static str> = fields.iter().map(|f| leak(f)).collect();
+    let names: &'static [&'static str] = Box::leak(names.into_boxed_slice());
+    let meta = tracing::Metadata::new(
+        leak(name),
+        leak(&format!("{module}::dynamic")),
+        level,
+        Some(file!()),
+        Some(line!()),
+        Some(leak(module)),
+        tracing::field::FieldSet::new(names, tracing::callsite::Identifier(cs)),
+        kind,
+    );
+    assert!(cs.0.set(meta).is_ok());
+    tracing::callsite::register(cs);
+    cs.0.get().expect("just set")
+}
+
+/// An error with a message and an optional cause, for generated error fields.
+#[derive(Debug, Clone)]
+pub struct Failure(pub String, pub Option<Box<Failure>>);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
