@@ -17,6 +17,8 @@ use time::format_description::well_known::Rfc3339;
 fn inputs() -> Vec<(&'static str, String)> {
     vec![
         ("short_ascii", "order created".to_owned()),
+        ("short_with_quotes", "user \"alice\" not found".to_owned()),
+        ("short_with_newline", "line one\nline two".to_owned()),
         (
             "long_ascii",
             "GET /api/v1/orders/42/items?page=3&per_page=50 completed in 12ms for customer alice@example.com "

@@ -12,6 +12,10 @@
 
 use std::fmt;
 
+#[cfg(target_arch = "x86_64")]
+mod ssse3;
+mod tail;
+
 /// What to write for each byte: 0 means copy as is.
 const __: u8 = 0;
 const UU: u8 = b'u'; // \u00XX
@@ -185,9 +189,138 @@ static SEQUENCES: [([u8; 6], u8); 256] = {
     t
 };
 
-/// Escapes `bytes`, of which `bytes[..i]` are known to be clean.
+/// Escapes `bytes`, of which `bytes[..i]` are known to be clean: 16 bytes at a time with byte
+/// shuffles where the CPU has them (x86-64 with SSSE3), else a word at a time.
 #[inline(never)]
-fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
+fn escape_from(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
+    if bytes.len() - i <= 16 {
+        return escape_short(out, bytes, i);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ssse3::available() {
+        // SAFETY: the CPU has SSSE3, checked just above; the function is safe code otherwise.
+        #[allow(unsafe_code)]
+        unsafe {
+            ssse3::escape_from(out, bytes, i)
+        };
+        return;
+    }
+    escape_from_scalar(out, bytes, i);
+}
+
+/// [`escape_from`] for a string with at most 16 bytes left to look at: a word at a time, the
+/// clean runs and the escapes each stored as one word through a cursor (no copy calls).
+#[inline]
+fn escape_short(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
+    let len = bytes.len();
+    tail::append(out, i + 6 * (len - i) + 16, |t| {
+        // The clean start, a word at a time when short (no call).
+        if i <= 64 {
+            let mut k = 0;
+            while k + 8 <= i {
+                t.put_block(&load(bytes, k).to_le_bytes(), 8);
+                k += 8;
+            }
+            run(t, bytes, k, i);
+        } else {
+            t.put(&bytes[..i]);
+        }
+        let mut start = i;
+        let mut k = i;
+        while k < len {
+            let mut m = exact_mask(if k + 8 <= len {
+                load(bytes, k)
+            } else {
+                last_word(bytes, k)
+            });
+            while m != 0 {
+                let pos = k + (m.trailing_zeros() / 8) as usize;
+                m &= m - 1;
+                let b = bytes[pos];
+                let (seq, n) = &SEQUENCES[usize::from(b)];
+                if *n != 0 {
+                    run(t, bytes, start, pos);
+                    t.put_block(seq, usize::from(*n));
+                    start = pos + 1;
+                } else if b == 0xC2 {
+                    // U+0080–U+009F (the C1 controls) are C2 80 to C2 9F; other characters
+                    // starting with C2 stay. The byte after C2 is never flagged itself.
+                    if let Some(&next @ 0x80..=0x9F) = bytes.get(pos + 1) {
+                        run(t, bytes, start, pos);
+                        t.put_block(
+                            &[
+                                b'\\',
+                                b'u',
+                                b'0',
+                                b'0',
+                                HEX[usize::from(next >> 4)],
+                                HEX[usize::from(next & 0xF)],
+                            ],
+                            6,
+                        );
+                        start = pos + 2;
+                    }
+                } else if bytes.get(pos + 1) == Some(&0x80)
+                    && matches!(bytes.get(pos + 2), Some(0xA8 | 0xA9))
+                {
+                    // U+2028 is E2 80 A8, U+2029 is E2 80 A9; other characters starting with
+                    // E2 stay. The two bytes after E2 are never flagged themselves.
+                    run(t, bytes, start, pos);
+                    t.put_block(
+                        if bytes[pos + 2] == 0xA8 {
+                            b"\\u2028"
+                        } else {
+                            b"\\u2029"
+                        },
+                        6,
+                    );
+                    start = pos + 3;
+                }
+            }
+            k += 8;
+        }
+        run(t, bytes, start.min(len), len);
+    });
+}
+
+/// The bytes of `bytes` from `k` (fewer than 8) as a word padded with spaces, put together in
+/// registers: a word loaded from bytes just stored one by one would wait for them.
+#[inline(always)]
+fn last_word(bytes: &[u8], k: usize) -> u64 {
+    let len = bytes.len();
+    let n = len - k;
+    debug_assert!(n < 8);
+    let spaces = (LO * 0x20) << (8 * n);
+    if len >= 8 {
+        (load(bytes, len - 8) >> (8 * (8 - n))) | spaces
+    } else {
+        let mut w = spaces;
+        for (j, &b) in bytes[k..].iter().enumerate() {
+            w |= u64::from(b) << (8 * j);
+        }
+        w
+    }
+}
+
+/// Appends the clean run `bytes[start..end]`: up to 8 bytes as one word stored and cut back
+/// to length, no call.
+#[inline(always)]
+fn run(t: &mut tail::Tail<'_>, bytes: &[u8], start: usize, end: usize) {
+    let n = end - start;
+    if n == 0 {
+    } else if n <= 8 && start + 8 <= bytes.len() {
+        t.put_block(&load(bytes, start).to_le_bytes(), n);
+    } else if n <= 8 && end >= 8 {
+        // The word ending with the run, moved down to it.
+        let w = load(bytes, end - 8) >> (8 * (8 - n));
+        t.put_block(&w.to_le_bytes(), n);
+    } else {
+        t.put(&bytes[start..end]);
+    }
+}
+
+/// [`escape_from`], a word at a time.
+fn escape_from_scalar(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
     let len = bytes.len();
     out.reserve(len + 16);
     let mut start = 0;
@@ -938,6 +1071,94 @@ mod tests {
                     format!("{prefix}{}", reference(&s)).as_bytes(),
                     "{s:?}"
                 );
+            }
+        }
+    }
+
+    /// Every way a string can be escaped once it is known to need it (the word-at-a-time
+    /// code for short rests, the vector code where the CPU has it, the word loop elsewhere),
+    /// each given every clean start it can be: the same bytes as the reference.
+    #[test]
+    fn every_escape_path_matches_reference() {
+        let pieces = [
+            "\"",
+            "\\",
+            "\n",
+            "\t",
+            "\r",
+            "\u{8}",
+            "\u{c}",
+            "\u{0}",
+            "\u{1}",
+            "\u{1b}",
+            "\u{1f}",
+            "a",
+            "bc",
+            "defgh",
+            "é",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{2027}",
+            "—",
+            "日",
+            "\u{7f}",
+            "\u{80}",
+            "\u{85}",
+            "\u{9b}",
+            "\u{9f}",
+            "\u{a0}",
+            "©",
+            "\u{10ffff}",
+            " ",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        type Path = fn(&mut Vec<u8>, &[u8], usize);
+        let mut paths: Vec<(&str, Path)> =
+            vec![("short", escape_short), ("scalar", escape_from_scalar)];
+        #[cfg(target_arch = "x86_64")]
+        if ssse3::available() {
+            #[allow(unsafe_code)]
+            fn vector(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
+                // SAFETY: only pushed when the CPU has SSSE3.
+                unsafe { ssse3::escape_from(out, bytes, i) }
+            }
+            paths.push(("ssse3", vector));
+        }
+        for round in 0..30_000 {
+            // A clean start of any length, then pieces (few or many escapes), up to ~90 bytes.
+            let clean = "abcdefgh".repeat(5)[..next(41)].to_owned();
+            let mut s = clean.clone();
+            let dense = round % 3 != 0;
+            for _ in 0..next(60) {
+                if dense || next(8) == 0 {
+                    s.push_str(pieces[next(pieces.len())]);
+                } else {
+                    s.push('x');
+                }
+            }
+            let want = reference(&s);
+            let want = &want.as_bytes()[1..want.len() - 1];
+            // Every clean start the callers can give: whole words of the clean start.
+            for i in (0..=clean.len()).step_by(8) {
+                for (name, path) in &paths {
+                    for prefix in [&b""[..], b"{\"k\":\""] {
+                        let mut out = prefix.to_vec();
+                        path(&mut out, s.as_bytes(), i);
+                        assert_eq!(
+                            &out[prefix.len()..],
+                            want,
+                            "{name} from {i}: {s:?} gave {:?}",
+                            String::from_utf8_lossy(&out)
+                        );
+                        assert_eq!(&out[..prefix.len()], prefix);
+                    }
+                }
             }
         }
     }

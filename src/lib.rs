@@ -46,7 +46,7 @@
 //!   (a span field's value is also formatted by the OpenTelemetry layer, which does not catch
 //!   a panic).
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod correlation;
 #[cfg(feature = "install")]
