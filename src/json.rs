@@ -7,6 +7,20 @@
 //! U+2028 / U+2029 (which break JavaScript-based consumers that split on them) are escaped, so
 //! a logged string can never end a line or forge a key.
 //!
+//! A string is first checked a word at a time; a clean one (the common case) is copied whole.
+//! One that needs escaping takes one of three paths from its first dirty word on:
+//! - at most 16 bytes left: a word at a time, each clean run and each escape stored as one
+//!   word through a cursor into the line's free capacity (no copy calls);
+//! - longer, on x86-64 with SSSE3 (checked once at run time): 16 bytes at a time, classified
+//!   with vector compares and written with byte shuffles from tables indexed by which bytes
+//!   escape, no branch per escape;
+//! - longer, elsewhere: a word at a time.
+//!
+//! The crate's only `unsafe` code is in these paths, in two places: the call into the SSSE3
+//! code once the CPU is known to have it, and setting a line's length over bytes written into
+//! its free capacity. `benches/primitives.rs` measures what each pays (see
+//! `benches/README.md`).
+//!
 //! These functions are public so that the micro-benchmarks can measure them against
 //! `serde_json`; they are not needed to use the crate.
 
@@ -1119,6 +1133,7 @@ mod tests {
             (state % n as u64) as usize
         };
         type Path = fn(&mut Vec<u8>, &[u8], usize);
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut paths: Vec<(&str, Path)> =
             vec![("short", escape_short), ("scalar", escape_from_scalar)];
         #[cfg(target_arch = "x86_64")]

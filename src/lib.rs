@@ -46,6 +46,7 @@
 //!   (a span field's value is also formatted by the OpenTelemetry layer, which does not catch
 //!   a panic).
 #![warn(missing_docs)]
+// Allowed in two places of the JSON writer, each measured to pay (see `json`).
 #![deny(unsafe_code)]
 
 pub mod correlation;

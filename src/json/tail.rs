@@ -15,12 +15,14 @@ pub(crate) struct Tail<'a> {
 impl Tail<'_> {
     /// Bytes free past what was written.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn free(&self) -> usize {
         self.room.len() - self.written
     }
 
     /// Appends one byte.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn push(&mut self, b: u8) {
         self.room[self.written].write(b);
         self.written += 1;
@@ -38,6 +40,7 @@ impl Tail<'_> {
 
     /// Takes back the last `n` bytes written.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn cut(&mut self, n: usize) {
         self.written -= n;
     }
