@@ -9,12 +9,12 @@
 //!
 //! A string is first checked a word at a time; a clean one (the common case) is copied whole.
 //! One that needs escaping takes one of three paths from its first dirty word on:
-//! - at most 16 bytes left: a word at a time, each clean run and each escape stored as one
-//!   word through a cursor into the line's free capacity (no copy calls);
-//! - longer, on x86-64 with SSSE3 (checked once at run time): 16 bytes at a time, classified
-//!   with vector compares and written with byte shuffles from tables indexed by which bytes
-//!   escape, no branch per escape;
-//! - longer, elsewhere: a word at a time.
+//! - on x86-64 with SSSE3 (checked once at run time): 16 bytes at a time, classified with
+//!   vector compares and written with byte shuffles from tables indexed by which bytes escape,
+//!   no branch per escape;
+//! - elsewhere, at most 16 bytes left: a word at a time, each clean run and each escape stored
+//!   as one word through a cursor into the line's free capacity (no copy calls);
+//! - elsewhere, longer: a word at a time.
 //!
 //! The crate's only `unsafe` code is in these paths, in two places: the call into the SSSE3
 //! code once the CPU is known to have it, and setting a line's length over bytes written into
@@ -207,9 +207,6 @@ static SEQUENCES: [([u8; 6], u8); 256] = {
 /// shuffles where the CPU has them (x86-64 with SSSE3), else a word at a time.
 #[inline(never)]
 fn escape_from(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
-    if bytes.len() - i <= 16 {
-        return escape_short(out, bytes, i);
-    }
     #[cfg(target_arch = "x86_64")]
     if ssse3::available() {
         // SAFETY: the CPU has SSSE3, checked just above; the function is safe code otherwise.
@@ -219,11 +216,15 @@ fn escape_from(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
         };
         return;
     }
+    if bytes.len() - i <= 16 {
+        return escape_short(out, bytes, i);
+    }
     escape_from_scalar(out, bytes, i);
 }
 
-/// [`escape_from`] for a string with at most 16 bytes left to look at: a word at a time, the
-/// clean runs and the escapes each stored as one word through a cursor (no copy calls).
+/// [`escape_from`] for a string with at most 16 bytes left to look at, where the CPU has no
+/// byte shuffles: a word at a time, the clean runs and the escapes each stored as one word
+/// through a cursor (no copy calls).
 #[inline]
 fn escape_short(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
     let len = bytes.len();
@@ -1089,6 +1090,31 @@ mod tests {
         }
     }
 
+    /// An escaping path: the line, the string, its clean start.
+    type Path = fn(&mut Vec<u8>, &[u8], usize);
+
+    /// Every way a string is escaped once it is known to need it, by name: the word loop for
+    /// short rests, the word loop, the vector code where the CPU has it, and the dispatch
+    /// between them.
+    fn escape_paths() -> Vec<(&'static str, Path)> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut paths: Vec<(&str, Path)> = vec![
+            ("short", escape_short),
+            ("scalar", escape_from_scalar),
+            ("dispatch", escape_from),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        if ssse3::available() {
+            #[allow(unsafe_code)]
+            fn vector(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
+                // SAFETY: only listed when the CPU has SSSE3.
+                unsafe { ssse3::escape_from(out, bytes, i) }
+            }
+            paths.push(("ssse3", vector));
+        }
+        paths
+    }
+
     /// Every way a string can be escaped once it is known to need it (the word-at-a-time
     /// code for short rests, the vector code where the CPU has it, the word loop elsewhere),
     /// each given every clean start it can be: the same bytes as the reference.
@@ -1132,19 +1158,7 @@ mod tests {
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        type Path = fn(&mut Vec<u8>, &[u8], usize);
-        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-        let mut paths: Vec<(&str, Path)> =
-            vec![("short", escape_short), ("scalar", escape_from_scalar)];
-        #[cfg(target_arch = "x86_64")]
-        if ssse3::available() {
-            #[allow(unsafe_code)]
-            fn vector(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
-                // SAFETY: only pushed when the CPU has SSSE3.
-                unsafe { ssse3::escape_from(out, bytes, i) }
-            }
-            paths.push(("ssse3", vector));
-        }
+        let paths = escape_paths();
         for round in 0..30_000 {
             // A clean start of any length, then pieces (few or many escapes), up to ~90 bytes.
             let clean = "abcdefgh".repeat(5)[..next(41)].to_owned();
@@ -1514,5 +1528,266 @@ mod tests {
         write_display(&mut out, &Stubborn, 15);
         let back: String = serde_json::from_slice(&out).unwrap();
         assert_eq!(back, format!("abcdefghijabcde{TRUNCATED}"));
+    }
+
+    /// Differential test of every escape path against [`reference`]: random strings mixing
+    /// ASCII, every C0 control, DEL, C1 controls, U+00A0–U+00BF, U+2027–U+2029, other
+    /// characters of 2, 3 and 4 bytes (lengths 0–300, a few of 70 000 bytes), every clean
+    /// start a caller can give, and lines with various contents and capacities (none, exactly
+    /// full, exactly the output's size, spare capacity holding leftover bytes).
+    /// `TRACELINE_ESCAPE_ROUNDS` sets the number of strings (default 3 000).
+    #[test]
+    fn escape_paths_match_reference_on_random_strings() {
+        let rounds: u64 = std::env::var("TRACELINE_ESCAPE_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3_000);
+        let mut state = std::env::var("TRACELINE_ESCAPE_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x2545_f491_4f6c_dd1du64)
+            | 1;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        };
+        fn char_in(lo: u32, hi: u32, r: u64) -> char {
+            let c = lo + (r % u64::from(hi - lo + 1)) as u32;
+            char::from_u32(c).unwrap_or('\u{fffd}')
+        }
+        // One character of class `class`, `r` picking within it.
+        fn pick(class: u64, r: u64) -> char {
+            match class {
+                0 => char_in(0x20, 0x7E, r),
+                1 => char_in(0, 0x1F, r),
+                2 => ['"', '\\', '\n', '\t', '\r', '\u{8}', '\u{c}', '\u{0}'][(r % 8) as usize],
+                3 => '\u{7f}',
+                4 => char_in(0x80, 0x9F, r),
+                5 => char_in(0xA0, 0xBF, r),
+                6 => char_in(0xC0, 0x7FF, r),
+                7 => [
+                    '\u{2028}', '\u{2029}', '\u{2027}', '\u{202a}', '\u{2000}', '\u{20ac}',
+                ][(r % 6) as usize],
+                8 => char_in(0x2000, 0x2FFF, r),
+                9 => char_in(0x800, 0xFFFF, r),
+                10 => char_in(0x10000, 0x10FFFF, r),
+                _ => 'x',
+            }
+        }
+        const CLASSES: u64 = 12;
+        // Whether a byte may be in a clean start (what `escape_into` checks a word at a time).
+        let clean_byte =
+            |b: u8| !(b < 0x20 || b == b'"' || b == b'\\' || b == 0x7F || b == 0xC2 || b == 0xE2);
+        let paths = escape_paths();
+        let mut cases = 0u64;
+        for round in 0..rounds {
+            // A clean start (ASCII and characters without C2 / E2 lead bytes), then a body whose
+            // characters come from a few classes, weighted.
+            let mut s = String::new();
+            let clean_len = if next(3) == 0 { 0 } else { next(150) };
+            while s.len() < clean_len as usize {
+                s.push(match next(10) {
+                    0 => 'é',
+                    1 => '日',
+                    2 => '\u{1f600}',
+                    3 => '\u{ff}',
+                    _ => char_in(0x20, 0x7E, next(95)),
+                });
+                if s.ends_with(['"', '\\']) {
+                    s.pop();
+                }
+            }
+            let target = if round % 500 == 499 {
+                70_000
+            } else {
+                next(301)
+            } as usize;
+            let weights: Vec<u64> = (0..CLASSES)
+                .map(|_| if next(3) == 0 { 0 } else { 1 + next(10) })
+                .collect();
+            let total: u64 = weights.iter().sum::<u64>().max(1);
+            let body_start = s.len();
+            while s.len() - body_start < target {
+                let mut w = next(total);
+                let mut class = CLASSES - 1;
+                for (c, &cw) in weights.iter().enumerate() {
+                    if w < cw {
+                        class = c as u64;
+                        break;
+                    }
+                    w -= cw;
+                }
+                s.push(pick(class, next(1 << 32)));
+            }
+            let bytes = s.as_bytes();
+            let want = reference(&s);
+            let want = &want.as_bytes()[1..want.len() - 1];
+            // Every clean start: 0, and each multiple of 8 with only clean bytes before it.
+            let mut starts = vec![0];
+            let mut i = 8;
+            while i <= bytes.len() && bytes[..i].iter().all(|&b| clean_byte(b)) {
+                starts.push(i);
+                i += 8;
+            }
+            // The lines the output is appended to.
+            let out_len = want.len();
+            let prefix: Vec<u8> = (0..next(3) * next(80))
+                .map(|k| b'a' + (k % 26) as u8)
+                .collect();
+            let lines = |prefix: &[u8], pick: u64| -> Vec<u8> {
+                match pick {
+                    0 => Vec::new(),
+                    1 => Vec::with_capacity(0),
+                    2 => {
+                        let mut v = Vec::with_capacity(prefix.len());
+                        v.extend_from_slice(prefix);
+                        v
+                    }
+                    3 => {
+                        let mut v = Vec::with_capacity(prefix.len() + out_len);
+                        v.extend_from_slice(prefix);
+                        v
+                    }
+                    4 => {
+                        let mut v = Vec::with_capacity(prefix.len() + bytes.len());
+                        v.extend_from_slice(prefix);
+                        v
+                    }
+                    5 => {
+                        let mut v = Vec::with_capacity(prefix.len() + out_len.saturating_sub(1));
+                        v.extend_from_slice(prefix);
+                        v
+                    }
+                    _ => {
+                        // Spare capacity holding bytes no valid output has (0xFF).
+                        let cap = prefix.len() + (pick as usize * 37) % (2 * out_len + 300);
+                        let mut v = vec![0xFF; cap];
+                        v.truncate(0);
+                        v.extend_from_slice(prefix);
+                        v
+                    }
+                }
+            };
+            for &i in &starts {
+                for (name, path) in &paths {
+                    let pick = next(9);
+                    let mut out = lines(&prefix, pick);
+                    let p = if pick < 2 { 0 } else { prefix.len() };
+                    path(&mut out, bytes, i);
+                    cases += 1;
+                    if &out[p..] != want || out[..p] != prefix[..p] {
+                        panic!(
+                            "{name} from {i} (line {pick}, prefix {p}): {s:?}\n gave {:?}\n want {:?}",
+                            String::from_utf8_lossy(&out[p..]),
+                            String::from_utf8_lossy(want)
+                        );
+                    }
+                }
+            }
+            // The public entry points from the start.
+            let mut out = lines(&prefix, next(9));
+            let p = out.len();
+            escape_into(&mut out, &s);
+            assert_eq!(&out[p..], want, "escape_into: {s:?}");
+            let mut out = Vec::new();
+            write_str(&mut out, &s);
+            assert_eq!(&out[1..out.len() - 1], want, "write_str: {s:?}");
+            cases += 2;
+        }
+        eprintln!(
+            "escape_paths_match_reference_on_random_strings: {rounds} strings, {cases} cases"
+        );
+    }
+
+    /// Strings of 1 MiB made of one escape (or a few, alternating), through every path from
+    /// a few clean starts, into an empty line and a line whose capacity is exactly its length.
+    #[test]
+    fn huge_dense_strings_match_reference() {
+        let mib = 1 << 20;
+        let fill = |piece: &str| piece.repeat(mib / piece.len());
+        let strings = [
+            fill("\u{1}"),
+            fill("\u{85}"),
+            fill("\u{2028}"),
+            fill("\""),
+            fill("\u{1}\u{85}\u{2029}\n"),
+            format!("{}{}", "a".repeat(64), fill("\u{0}")),
+        ];
+        let paths = escape_paths();
+        for s in &strings {
+            let want = reference(s);
+            let want = &want.as_bytes()[1..want.len() - 1];
+            let starts: &[usize] = if s.starts_with('a') {
+                &[0, 8, 56, 64]
+            } else {
+                &[0]
+            };
+            for &i in starts {
+                for (name, path) in &paths {
+                    for mut out in [Vec::new(), b"{\"k\":\"".to_vec()] {
+                        let p = out.len();
+                        path(&mut out, s.as_bytes(), i);
+                        assert!(&out[p..] == want, "{name} from {i} on {:?}", &s[..8]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Two characters placed at every pair of positions in 'x' padding (so every chunk and
+    /// word boundary, a string ending right after a multi-byte character, a C2 or E2 lead at
+    /// the last bytes of a chunk), through every path from every clean start.
+    /// `TRACELINE_ESCAPE_PAIRS_LEN` sets the longest padding (default 20).
+    #[test]
+    fn two_characters_at_every_pair_of_positions_match_reference() {
+        let max: usize = std::env::var("TRACELINE_ESCAPE_PAIRS_LEN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        let specials = [
+            "\"",
+            "\n",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{80}",
+            "\u{9f}",
+            "\u{a0}",
+            "\u{bf}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{2027}",
+            "é",
+            "\u{10ffff}",
+            "x",
+        ];
+        let paths = escape_paths();
+        for n in 0..=max {
+            for p in 0..=n {
+                for q in 0..=n - p {
+                    for a in specials {
+                        for b in specials {
+                            let s = format!(
+                                "{}{a}{}{b}{}",
+                                "x".repeat(p),
+                                "x".repeat(q),
+                                "x".repeat(n - p - q)
+                            );
+                            let want = reference(&s);
+                            let want = &want.as_bytes()[1..want.len() - 1];
+                            for i in (0..=p).step_by(8) {
+                                for (name, path) in &paths {
+                                    let mut out = Vec::new();
+                                    path(&mut out, s.as_bytes(), i);
+                                    assert!(out == want, "{name} from {i}: {s:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -42,6 +42,8 @@ impl Tail<'_> {
     #[inline(always)]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn cut(&mut self, n: usize) {
+        // Checked even in release builds: `written` must never wrap (the length set from it).
+        assert!(n <= self.written, "cut past the start of the written bytes");
         self.written -= n;
     }
 
