@@ -64,6 +64,27 @@ static SHORT_SHUFFLE: [[u8; 16]; 256] = {
     t
 };
 
+/// The backslashes [`SHORT_SHUFFLE`]'s entry leaves room for (in its zero lanes).
+static SHORT_BACKSLASHES: [[u8; 16]; 256] = {
+    let mut t = [[0u8; 16]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let mut at = 0;
+        let mut j = 0;
+        while j < 8 {
+            if m & (1 << j) != 0 {
+                t[m][at] = b'\\';
+                at += 2;
+            } else {
+                at += 1;
+            }
+            j += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
 /// How many bytes [`SHORT_SHUFFLE`]'s entry writes.
 static SHORT_LEN: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -222,8 +243,9 @@ pub(super) fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
         clean = 0;
     }
     while i < len {
-        // Room for the chunks and, in one go, for the rest were it to double.
-        append(out, clean + ROOM + 2 * (len - i), |t| {
+        // Room for the chunks and, in one go, for the rest were a fifth of it to escape (more
+        // room is made as it runs out: the line grows as a `Vec` does, at least doubling).
+        append(out, clean + ROOM + (len - i) + (len - i) / 4, |t| {
             for k in (0..clean).step_by(16) {
                 t.put_block(&bytes_of(window(bytes, k)), (clean - k).min(16));
             }
@@ -420,10 +442,10 @@ fn chunk(t: &mut Tail<'_>, bytes: &[u8], i: usize) -> usize {
 #[inline]
 #[target_feature(enable = "ssse3")]
 fn short_half(t: &mut Tail<'_>, pair: __m128i, mask: usize) {
-    let v = _mm_shuffle_epi8(pair, constant(&SHORT_SHUFFLE[mask]));
-    // The zero lanes are the backslashes (no byte written here is zero: NUL takes `\u0000`).
-    let zero = _mm_cmpeq_epi8(v, _mm_setzero_si128());
-    let v = _mm_or_si128(v, _mm_and_si128(zero, splat(b'\\')));
+    let v = _mm_or_si128(
+        _mm_shuffle_epi8(pair, constant(&SHORT_SHUFFLE[mask])),
+        constant(&SHORT_BACKSLASHES[mask]),
+    );
     t.put_block(&bytes_of(v), usize::from(SHORT_LEN[mask]));
 }
 
