@@ -11,15 +11,16 @@
 //! One that needs escaping takes one of three paths from its first dirty word on:
 //! - on x86-64 with SSSE3 (checked once at run time): 16 bytes at a time, classified with
 //!   vector compares and written with byte shuffles from tables indexed by which bytes escape,
-//!   no branch per escape;
-//! - elsewhere, at most 16 bytes left: a word at a time, each clean run and each escape stored
-//!   as one word through a cursor into the line's free capacity (no copy calls);
-//! - elsewhere, longer: a word at a time.
+//!   no branch per escape (a chunk with a C1 control or U+2028/U+2029 goes byte by byte);
+//! - without SSSE3 (other CPUs and architectures), at most 16 bytes left: a word at a time,
+//!   each clean run and each escape stored as one word through a cursor into the line's free
+//!   capacity (no copy calls);
+//! - without SSSE3, longer: a word at a time.
 //!
-//! The crate's only `unsafe` code is in these paths, in two places: the call into the SSSE3
-//! code once the CPU is known to have it, and setting a line's length over bytes written into
-//! its free capacity. `benches/primitives.rs` measures what each pays (see
-//! `benches/README.md`).
+//! The crate's only `unsafe` code outside its tests is in these paths, in two places: the call
+//! into the SSSE3 code once the CPU is known to have it, and setting a line's length over bytes
+//! written into its free capacity. What each gains, measured with `benches/primitives.rs`, is
+//! in `benches/README.md` ("Escaping 16 bytes at a time").
 //!
 //! These functions are public so that the micro-benchmarks can measure them against
 //! `serde_json`; they are not needed to use the crate.
@@ -1532,9 +1533,10 @@ mod tests {
 
     /// Differential test of every escape path against [`reference`]: random strings mixing
     /// ASCII, every C0 control, DEL, C1 controls, U+00A0–U+00BF, U+2027–U+2029, other
-    /// characters of 2, 3 and 4 bytes (lengths 0–300, a few of 70 000 bytes), every clean
-    /// start a caller can give, and lines with various contents and capacities (none, exactly
-    /// full, exactly the output's size, spare capacity holding leftover bytes).
+    /// characters of 2, 3 and 4 bytes (a clean start of 0–149 bytes, then a body of 0–300
+    /// bytes, or of 70 000 bytes every 500th string), every clean start a caller can give, and
+    /// lines with various contents and capacities (none, exactly full, exactly the output's
+    /// size, spare capacity holding leftover bytes).
     /// `TRACELINE_ESCAPE_ROUNDS` sets the number of strings (default 3 000).
     #[test]
     fn escape_paths_match_reference_on_random_strings() {

@@ -2,12 +2,15 @@
 //!
 //! Scalar code spends 1.5–2 cycles per byte on text whose every word holds an escape: each
 //! escape is a branch, a copy of the clean run before it and a store of its sequence. Here a
-//! chunk of 16 bytes is classified with a handful of vector compares (clean, a two-byte escape
-//! such as `\n`, a six-byte `\u00XX`), and each half of it is written with one shuffle from a
-//! table indexed by which of its bytes escape: no branch per escape.
+//! chunk of 16 bytes is classified with a dozen vector compares (clean, a two-byte escape such
+//! as `\n`, a six-byte `\u00XX`). Each half whose escapes are all two-byte is written with one
+//! shuffle and one OR from tables indexed by which of its bytes escape; a half with a six-byte
+//! escape, 4 bytes at a time with two shuffles each, from an 81-entry table: no branch per
+//! escape.
 //!
-//! Used only where the running CPU has SSSE3 (every x86-64 CPU since 2006; checked once), and
-//! only once a string is known to need escaping: clean strings never get here. The output is
+//! Used only where the running CPU has SSSE3 (checked once; Intel since Core 2 in 2006, AMD
+//! since Bobcat and Bulldozer in 2011), and only once a string is known to need escaping: clean
+//! strings never get here. The output is
 //! byte for byte the scalar code's (the tests compare both with a plain reference).
 
 use super::tail::{Tail, append};
@@ -243,8 +246,9 @@ pub(super) fn escape_from(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
         clean = 0;
     }
     while i < len {
-        // Room for the chunks and, in one go, for the rest were a fifth of it to escape (more
-        // room is made as it runs out: the line grows as a `Vec` does, at least doubling).
+        // Room for the chunks and, in one go, for the rest were a quarter of it to take a
+        // two-byte escape (more room is made as it runs out: the line grows as a `Vec` does,
+        // at least doubling).
         append(out, clean + ROOM + (len - i) + (len - i) / 4, |t| {
             for k in (0..clean).step_by(16) {
                 t.put_block(&bytes_of(window(bytes, k)), (clean - k).min(16));
@@ -349,9 +353,9 @@ fn padded_word(bytes: &[u8]) -> u64 {
     }
 }
 
-/// Writes the escaped form of the 16 bytes of `bytes` from `i` (padded with spaces) at the
-/// start of `out`, and of up to 2 bytes more when a character that needs escaping starts in
-/// the last two. Returns the bytes written and read.
+/// Writes through `t` the escaped form of the 16 bytes of `bytes` from `i` (padded with
+/// spaces), and of up to 2 bytes more when a character that needs escaping starts in the last
+/// two. Returns how many bytes of `bytes` it took: 16, 17 or 18.
 #[inline]
 #[target_feature(enable = "ssse3")]
 fn chunk(t: &mut Tail<'_>, bytes: &[u8], i: usize) -> usize {
