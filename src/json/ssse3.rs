@@ -10,8 +10,8 @@
 //!
 //! Used only where the running CPU has SSSE3 (checked once; Intel since Core 2 in 2006, AMD
 //! since Bobcat and Bulldozer in 2011), and only once a string is known to need escaping: clean
-//! strings never get here. The output is
-//! byte for byte the scalar code's (the tests compare both with a plain reference).
+//! strings never get here. The output is byte for byte the scalar code's (the tests compare
+//! both with a plain reference).
 
 use super::tail::{Tail, append};
 use super::{__ as CLEAN, C2, E2, ESCAPE, HEX, SEQUENCES, UU};
@@ -43,8 +43,8 @@ const SHORT_CONTROLS: [u8; 16] = {
 };
 
 /// For each set of two-byte escapes in 8 bytes (bit `j`: byte `j` escapes), the shuffle that
-/// writes them from `[byte 0..8, escape letter 0..8]`: byte `j`, or a zero lane (turned into
-/// the backslash) then letter `j`. Lanes past the end are zero.
+/// writes them from `[byte 0..8, escape letter 0..8]`: byte `j`, or a zero lane (the backslash
+/// from [`SHORT_BACKSLASHES`] goes there) then letter `j`. Lanes past the end are zero.
 static SHORT_SHUFFLE: [[u8; 16]; 256] = {
     let mut t = [[0x80u8; 16]; 256];
     let mut m = 0;
