@@ -2456,3 +2456,181 @@ async fn the_client_span_of_an_empty_response_ends_with_the_response() {
     );
     drop(resp);
 }
+
+/// A body that ends before the `content-length` it announced: over HTTP/1 hyper closes the
+/// connection, over HTTP/2 the client resets the stream; either way the client gets an error,
+/// not the response. The access line must not say it completed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_shorter_than_its_announced_length_is_not_completed() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            let frames = futures_util::stream::iter([Ok::<_, io::Error>(Frame::data(
+                Bytes::from_static(b"data"),
+            ))]);
+            let resp = http::Response::builder()
+                .header("content-length", "10")
+                .body(StreamBody::new(frames))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    ));
+    let h1 = accept_once({
+        let svc = svc.clone();
+        |io| async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, hyper_util::service::TowerToHyperService::new(svc))
+                .await;
+        }
+    })
+    .await;
+    let got = async {
+        let resp = client()
+            .request(
+                Request::get(format!("http://{h1}/h1"))
+                    .body(Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        resp.into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    assert!(got.is_err(), "the client saw the failure: {got:?}");
+
+    let h2 = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let resp = h2_client()
+        .request(
+            Request::get(format!("http://{h2}/h2"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let got = resp.into_body().collect().await;
+    assert!(
+        got.is_err(),
+        "the client saw the failure: {:?}",
+        got.map(|c| c.to_bytes())
+    );
+
+    let access = access_lines_when(&capture, 2).await;
+    let said: Vec<(&str, &str)> = access
+        .iter()
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("ERROR", "GET /h1 failed while sending its body"),
+            ("ERROR", "GET /h2 failed while sending its body"),
+        ],
+        "{access:?}"
+    );
+}
+
+/// Over HTTP/2, bytes past the announced `content-length` make the response malformed: the
+/// client resets the stream and never gets it. The access line must not say it completed.
+#[tokio::test(flavor = "current_thread")]
+async fn h2_body_longer_than_its_announced_length_is_not_completed() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |req: Request<hyper::body::Incoming>| async move {
+            let frames = futures_util::stream::iter([
+                Ok::<_, io::Error>(Frame::data(Bytes::from_static(b"data"))),
+                Ok(Frame::data(Bytes::from_static(b"more"))),
+            ]);
+            let announced = if req.uri().path() == "/zero" {
+                "0"
+            } else {
+                "4"
+            };
+            let resp = http::Response::builder()
+                .header("content-length", announced)
+                .body(StreamBody::new(frames))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    ));
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let client = h2_client();
+    for path in ["/blob", "/zero"] {
+        let resp = client
+            .request(
+                Request::get(format!("http://{addr}{path}"))
+                    .body(Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let got = resp.into_body().collect().await;
+        assert!(
+            got.is_err(),
+            "{path}: the client saw the failure: {:?}",
+            got.map(|c| c.to_bytes())
+        );
+    }
+    let access = access_lines_when(&capture, 2).await;
+    let said: Vec<(&str, &str)> = access
+        .iter()
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("ERROR", "GET /blob failed while sending its body"),
+            ("ERROR", "GET /zero failed while sending its body"),
+        ],
+        "{access:?}"
+    );
+}
+
+/// A gRPC answer with neither a status in its headers nor a body: hyper ends the stream with
+/// the head, and no trailers follow. The call ended without a status (the client did not go
+/// away), and the access line says so.
+#[tokio::test(flavor = "current_thread")]
+async fn a_grpc_answer_ending_with_its_head_without_a_status_says_so() {
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            let mut resp = http::Response::new(Empty::<Bytes>::new());
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    ));
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let resp = h2_client()
+        .request(
+            Request::post(format!("http://{addr}/svc/Empty"))
+                .header("content-type", "application/grpc")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let collected = resp.into_body().collect().await.unwrap();
+    assert!(collected.trailers().is_none());
+    let access = access_lines_when(&capture, 1).await;
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(
+        (access[0]["level"].as_str(), access[0]["message"].as_str()),
+        (
+            Some("WARN"),
+            Some("POST /svc/Empty ended without a gRPC status")
+        ),
+        "{}",
+        access[0]
+    );
+}

@@ -742,17 +742,21 @@ where
                 // Any other line waits for the end of the body: its latency is the whole
                 // response's, and a body that fails or is dropped half-sent is not logged as a
                 // success. Written now when no body follows.
+                // Over HTTP/2 the body is read to its end (its last frame, or its error),
+                // whatever length it announced.
+                let stops_at_length = access.version < http::Version::HTTP_2;
                 let no_body = access.method == http::Method::HEAD
                     || (access.method == http::Method::CONNECT && (200..300).contains(&status))
                     || status < 200
                     || status == 204
                     || status == 304
-                    || length == Some(0)
+                    || (length == Some(0) && stops_at_length)
                     || response.body().is_end_stream();
-                // Over HTTP/2 the body is read to its end (its last frame, or its error),
-                // whatever length it announced.
-                let left = length.filter(|_| access.version < http::Version::HTTP_2);
                 let access = if !config.access_log {
+                    None
+                } else if trailers && response.body().is_end_stream() {
+                    // The head ends the stream: no trailers, so no status, follow.
+                    access.log_incomplete("ended without a gRPC status");
                     None
                 } else if trailers || !no_body {
                     Some(Pending {
@@ -760,7 +764,8 @@ where
                         status,
                         grpc,
                         trailers,
-                        left,
+                        left: length,
+                        stops_at_length,
                     })
                 } else {
                     access.log(status, grpc);
@@ -796,9 +801,11 @@ pin_project_lite::pin_project! {
     /// - The access line is written when the body ends (its last frame, its trailers, or, over
     ///   HTTP/1, the bytes its `content-length` announced, after which the server stops asking;
     ///   an HTTP/2 server reads a body to its end): its latency counts the whole body. A body
-    ///   that fails or panics part-way gets an ERROR line instead (a panic's with its message
-    ///   in `panic`, the span marked, the panic passed on), and one dropped before its end (the
-    ///   client went away) a WARN line, both with the status sent in the head.
+    ///   that fails or panics part-way, or that does not match the `content-length` it
+    ///   announced (shorter; over HTTP/2 also longer: the client gets an error, not the
+    ///   response), gets an ERROR line instead (a panic's with its message in `panic`, the span
+    ///   marked, the panic passed on), and one dropped before its end (the client went away) a
+    ///   WARN line, both with the status sent in the head.
     /// - A gRPC status sent in the trailers (after the messages) is recorded on the span as
     ///   `rpc.grpc.status_code`, and the call's access line, which waits for it, gives it. A
     ///   call whose body is dropped before its trailers, or whose trailers or stream end
@@ -845,13 +852,21 @@ struct Pending {
     trailers: bool,
     /// The bytes of a body of known length still to go.
     left: Option<u64>,
+    /// Whether the server stops at the announced length (HTTP/1), rather than reading the body
+    /// to its end (HTTP/2).
+    stops_at_length: bool,
 }
 
 impl Pending {
     /// The body ended (with or without trailers): the line waiting in `pending` is written.
-    fn ended(pending: &mut Option<Box<Pending>>) {
+    /// A body that ends short of the length it announced did not get through whole: the
+    /// client gets an error, not the response.
+    fn ended(pending: &mut Option<Box<Pending>>, span: &Span) {
         if let Some(p) = pending.take() {
-            if p.trailers {
+            if p.left.is_some_and(|left| left > 0) {
+                span.record("otel.status_code", "ERROR");
+                p.access.log_failed_body(p.status);
+            } else if p.trailers {
                 p.access.log_incomplete("ended without a gRPC status");
             } else {
                 p.access.log(p.status, p.grpc);
@@ -987,16 +1002,27 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                     // Trailers are a body's last frame.
                     end = true;
                 }
+                let mut overrun = false;
                 if let (Some(data), Some(p)) = (frame.data_ref(), state.pending.as_mut()) {
                     if let Some(left) = &mut p.left {
-                        *left = left.saturating_sub(bytes::Buf::remaining(data) as u64);
-                        end |= *left == 0 && !p.trailers;
+                        let len = bytes::Buf::remaining(data) as u64;
+                        // Over HTTP/2 bytes past the announced length make the response
+                        // malformed: the stream is reset. (An HTTP/1 server cuts them off.)
+                        overrun = len > *left && !p.stops_at_length;
+                        *left = left.saturating_sub(len);
+                        end |= *left == 0 && p.stops_at_length && !p.trailers;
+                    }
+                }
+                if overrun {
+                    state.span.record("otel.status_code", "ERROR");
+                    if let Some(p) = state.pending.take() {
+                        p.access.log_failed_body(p.status);
                     }
                 }
                 // A server sends no more once the body says it is at its end, its trailers are
                 // out, or the length it announced.
                 if end || this.inner.is_end_stream() {
-                    Pending::ended(&mut state.pending);
+                    Pending::ended(&mut state.pending, &state.span);
                 }
             }
             Some(Err(_)) => {
@@ -1010,7 +1036,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                     }
                 }
             }
-            None => Pending::ended(&mut state.pending),
+            None => Pending::ended(&mut state.pending, &state.span),
         }
         Poll::Ready(frame)
     }
