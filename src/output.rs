@@ -111,9 +111,13 @@ pub(crate) struct Counters {
     /// Numbers the cuts, so that a newline written for one cut never ends a later one made
     /// meanwhile on another thread.
     cut_count: AtomicU64,
-    /// A line was dropped after waiting out `WouldBlock` for its first byte: until a line
-    /// gets through, lines do not wait for their first byte again.
+    /// A line was dropped after waiting out `WouldBlock` for its first byte on one of the
+    /// routes in `stuck_routes`.
     stuck: AtomicBool,
+    /// The routes whose writer kept a line waiting for its first byte the whole time: until a
+    /// line gets through there, lines along them do not wait for their first byte again.
+    /// Lines along other routes (another writer of a routing output) still wait.
+    stuck_routes: std::sync::Mutex<Vec<Route>>,
 }
 
 /// What a routing output is asked for a writer with: an event's metadata (a layer's own
@@ -212,6 +216,33 @@ impl Counters {
         if routes.is_empty() {
             self.broken_line.store(false, Ordering::Relaxed);
         }
+    }
+
+    fn stuck_routes(&self) -> std::sync::MutexGuard<'_, Vec<Route>> {
+        self.stuck_routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the writer along `route` kept a line waiting for its first byte the whole time,
+    /// and no line got through there since.
+    #[inline]
+    fn is_stuck(&self, route: RouteRef<'_>) -> bool {
+        self.stuck.load(Ordering::Relaxed) && self.stuck_routes().iter().any(|r| route.is(r))
+    }
+
+    /// Notes that the writer along `route` is stuck, or (`stuck` false) that a line got
+    /// through there.
+    #[cold]
+    fn set_stuck(&self, route: RouteRef<'_>, stuck: bool) {
+        let mut routes = self.stuck_routes();
+        let known = routes.iter().position(|r| route.is(r));
+        match (known, stuck) {
+            (None, true) => routes.push(route.owned()),
+            (Some(i), false) => {
+                routes.swap_remove(i);
+            }
+            _ => {}
+        }
+        self.stuck.store(!routes.is_empty(), Ordering::Relaxed);
     }
 
     /// Notes that a line sent along `route` was left cut (or its writer panicked after taking
@@ -544,9 +575,9 @@ pub(crate) fn write_routed<W: Write>(
             let mut with_newline = Vec::with_capacity(line.len() + 1);
             with_newline.push(b'\n');
             with_newline.extend_from_slice(line);
-            write_line(&mut w, &with_newline, counters, report, give_up)
+            write_line(&mut w, &with_newline, route, counters, report, give_up)
         } else {
-            write_line(&mut w, line, counters, report, give_up)
+            write_line(&mut w, line, route, counters, report, give_up)
         }
     }));
     // The newline in front, when the line has one: taken alone, it ends the cut owed on this
@@ -657,14 +688,15 @@ pub(crate) struct Progress {
 pub(crate) fn write_line(
     w: &mut impl Write,
     line: &[u8],
+    route: RouteRef<'_>,
     counters: &Counters,
     report: bool,
     give_up: &AtomicBool,
 ) -> Outcome {
     // A writer that kept a line waiting for its first byte the whole time is not waited for
-    // again until a line gets through. A line it has started taking is always given the time to
-    // finish (unless a shutdown gives up): a slow reader gets whole lines.
-    let stuck = counters.stuck.load(Ordering::Relaxed);
+    // again until a line gets through to it. A line it has started taking is always given the
+    // time to finish (unless a shutdown gives up): a slow reader gets whole lines.
+    let stuck = counters.is_stuck(route);
     let first_byte = if stuck {
         Duration::ZERO
     } else {
@@ -673,7 +705,7 @@ pub(crate) fn write_line(
     match write_whole(w, line, first_byte, give_up) {
         Ok(()) => {
             if stuck {
-                counters.stuck.store(false, Ordering::Relaxed);
+                counters.set_stuck(route, false);
             }
             counters.written();
             Outcome::Written
@@ -685,7 +717,7 @@ pub(crate) fn write_line(
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 )
             {
-                counters.stuck.store(true, Ordering::Relaxed);
+                counters.set_stuck(route, true);
             }
             counters.dropped(Loss::Write(&err), report);
             if started {

@@ -103,3 +103,61 @@ fn a_file_line_taken_in_pieces_across_a_rotation_stays_in_one_file() {
         println!("BROKEN LINES: {bad}: {report:?}");
     }
 }
+
+/// A `Writer::file` line left cut by a lasting failure (a full disk) just before the hour
+/// turns is ended in its own file: the older file does not end inside a line, and the newer
+/// one does not start with an empty line.
+#[test]
+fn a_file_line_cut_before_a_rotation_is_ended_in_its_own_file() {
+    if std::env::var_os("TRACELINE_TEST_ROTATION_CUT_CHILD").is_none() {
+        in_child(
+            "a_file_line_cut_before_a_rotation_is_ended_in_its_own_file",
+            "TRACELINE_TEST_ROTATION_CUT_CHILD",
+            "EVERY FILE ENDS ITS LINES",
+        );
+        return;
+    }
+    let StalledFileLine {
+        dir,
+        dispatch,
+        guard,
+        stats,
+        line: a,
+        ..
+    } = stall_a_file_line("traceline-rotation-cut", Rotation::Hourly);
+    // The file stays full past the 2 s the line is given: it is left cut.
+    a.join().unwrap();
+    // The hour turns, then there is room again.
+    SHIFT.store(3600, Ordering::SeqCst);
+    lift_file_size_limit();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
+    drop(guard);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut report = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if !text.ends_with('\n') {
+            report.push(format!("{name} ends inside a line: {text:?}"));
+        }
+        if text.lines().any(str::is_empty) {
+            report.push(format!("{name} has an empty line: {text:?}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (stats.lines_written(), stats.lines_dropped()),
+        (2, 1),
+        "before, B written; A cut"
+    );
+    assert_eq!(files.len(), 2, "{files:?}");
+    if report.is_empty() {
+        println!("EVERY FILE ENDS ITS LINES");
+    } else {
+        println!("{report:?}");
+    }
+}

@@ -1416,3 +1416,71 @@ fn a_line_waiting_for_its_writer_is_not_glued_to_a_newer_cut() {
         "the third line is glued to a cut one: {third:?}\nall: {text:?}"
     );
 }
+
+/// An output routed by level whose WARN side stays `WouldBlock` (a pipe nobody reads) is
+/// waited for once: lines to the healthy INFO side in between do not make every later WARN
+/// line wait for its first byte again.
+#[test]
+fn a_stuck_routed_output_is_waited_for_once_while_a_healthy_one_keeps_writing() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    for non_blocking in [false, true] {
+        let warns = Steps::new(&[], Step::WouldBlock);
+        let rest = Capture::new();
+        let (w, r) = (warns.clone(), rest.clone());
+        let make = (move || w.clone())
+            .with_max_level(tracing::Level::WARN)
+            .or_else(move || tracing_subscriber::fmt::MakeWriter::make_writer(&r));
+        let (layer, guard) = output_layer(make, non_blocking);
+        let stats = layer.stats();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let took = tracing::dispatcher::with_default(&dispatch, || {
+            let start = Instant::now();
+            for i in 0..20u64 {
+                tracing::warn!(i, "to the stuck output");
+                info!(i, "to the healthy output");
+            }
+            start.elapsed()
+        });
+        drop(guard);
+        assert_eq!(
+            (stats.lines_written(), stats.lines_dropped()),
+            (20, 20),
+            "non-blocking: {non_blocking}"
+        );
+        assert_eq!(split_lines(&rest.text()).len(), 20);
+        // 20 waits of 50 ms for the stuck output would take a second.
+        assert!(
+            took < Duration::from_millis(500),
+            "non-blocking: {non_blocking}: {took:?}"
+        );
+    }
+}
+
+/// A passing `WouldBlock` on the healthy side of an output routed by level is waited out as
+/// usual while the WARN side stays stuck: its line is written, not dropped at once.
+#[test]
+fn a_passing_would_block_on_a_healthy_routed_output_is_waited_out_while_another_is_stuck() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    for non_blocking in [false, true] {
+        let warns = Steps::new(&[], Step::WouldBlock);
+        let rest = Steps::new(&[Step::WouldBlock], Step::Whole);
+        let (w, r) = (warns.clone(), rest.clone());
+        let make = (move || w.clone())
+            .with_max_level(tracing::Level::WARN)
+            .or_else(move || r.clone());
+        let (layer, guard) = output_layer(make, non_blocking);
+        let stats = layer.stats();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::warn!("to the stuck output");
+            info!("to the healthy output, which is not ready at once");
+        });
+        drop(guard);
+        assert_eq!(
+            (stats.lines_written(), stats.lines_dropped()),
+            (1, 1),
+            "non-blocking: {non_blocking}"
+        );
+        assert_eq!(split_lines(&rest.out.text()).len(), 1);
+    }
+}

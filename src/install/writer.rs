@@ -232,7 +232,7 @@ impl Writer {
                     dir,
                     prefix,
                     rotation,
-                } => BoxMakeWriter::new(LockedFile::new(appender(dir, prefix, rotation)?)),
+                } => BoxMakeWriter::new(LockedFile::new(dir, prefix, rotation)?),
                 Target::Custom(m) => {
                     // Kept by the guard too, which flushes it (a `BufWriter` inside, say) when
                     // it is dropped: the global subscriber never is.
@@ -264,7 +264,7 @@ impl Writer {
                 prefix,
                 rotation,
                 // Asked for its writer once per line: it rotates between lines, never inside one.
-            } => Out::PerLine(BoxMakeWriter::new(appender(dir, prefix, rotation)?)),
+            } => Out::PerLine(BoxMakeWriter::new(LockedFile::new(dir, prefix, rotation)?)),
             // A custom `MakeWriter` may route by level or target: each line carries them.
             Target::Custom(m) => Out::Routed(m),
         };
@@ -735,8 +735,8 @@ impl Worker {
 }
 
 fn appender(
-    dir: PathBuf,
-    prefix: String,
+    dir: &std::path::Path,
+    prefix: &str,
     rotation: Rotation,
 ) -> Result<tracing_appender::rolling::RollingFileAppender, InitError> {
     use tracing_appender::rolling;
@@ -744,16 +744,16 @@ fn appender(
         // tracing-appender would name the file after the date, and never rotate it.
         return Err(InitError::InvalidValue {
             setting: "Writer::file",
-            value: prefix,
+            value: prefix.to_string(),
             reason: "the file name (prefix) is empty; give the file a name, such as \"app.log\""
                 .into(),
         });
     }
     let unusable = |source: std::io::Error| InitError::LogDirectory {
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(unusable)?;
+    std::fs::create_dir_all(dir).map_err(unusable)?;
     let rotation = match rotation {
         Rotation::Hourly => rolling::Rotation::HOURLY,
         Rotation::Daily => rolling::Rotation::DAILY,
@@ -762,8 +762,35 @@ fn appender(
     rolling::RollingFileAppender::builder()
         .rotation(rotation)
         .filename_prefix(prefix)
-        .build(&dir)
+        .build(dir)
         .map_err(|e| unusable(std::io::Error::other(e)))
+}
+
+/// The period (hour or day since the epoch, UTC, as `tracing-appender` rotates) `t` falls in;
+/// `None` for a file never rotated.
+fn period(rotation: Rotation, t: std::time::SystemTime) -> Option<u64> {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match rotation {
+        Rotation::Hourly => Some(secs / 3600),
+        Rotation::Daily => Some(secs / 86_400),
+        Rotation::Never => None,
+    }
+}
+
+/// The name `tracing-appender` gives the file of `period`: `prefix.YYYY-MM-DD-HH` (hourly) or
+/// `prefix.YYYY-MM-DD` (daily).
+fn period_file_name(prefix: &str, rotation: Rotation, period: u64) -> String {
+    let (days, hour) = match rotation {
+        Rotation::Hourly => (period / 24, Some(period % 24)),
+        _ => (period, None),
+    };
+    let (y, m, d) = crate::timestamp::civil_from_days(days as i64);
+    match hour {
+        Some(h) => format!("{prefix}.{y:04}-{m:02}-{d:02}-{h:02}"),
+        None => format!("{prefix}.{y:04}-{m:02}-{d:02}"),
+    }
 }
 
 /// A file locked for the whole line, as standard output is: `tracing-appender`'s own writer
@@ -771,41 +798,91 @@ fn appender(
 /// limit) would be mixed with another thread's. The file is chosen (rotated) once per line,
 /// when the line takes the lock: the appender's own `Write` would rotate between two pieces of
 /// a line, leaving its start in one file and its end in the next.
+///
+/// A line left cut in a file is ended there: when the file rotates before the newline it is
+/// owed could be written, the newline goes to the file that holds the cut line, and the newer
+/// file, which starts on a line of its own, is not given an empty line.
 struct LockedFile {
-    lock: std::sync::Mutex<()>,
+    lock: std::sync::Mutex<FileState>,
     file: tracing_appender::rolling::RollingFileAppender,
+    dir: PathBuf,
+    prefix: String,
+    rotation: Rotation,
+}
+
+/// Where the file written last stands.
+struct FileState {
+    /// The period of the file written last, when known.
+    period: Option<u64>,
+    /// Whether that file ends with a whole line (or nothing was written to it yet).
+    at_line_start: bool,
 }
 
 impl LockedFile {
-    fn new(file: tracing_appender::rolling::RollingFileAppender) -> Self {
-        LockedFile {
-            lock: std::sync::Mutex::new(()),
-            file,
-        }
+    fn new(dir: PathBuf, prefix: String, rotation: Rotation) -> Result<Self, InitError> {
+        Ok(LockedFile {
+            file: appender(&dir, &prefix, rotation)?,
+            lock: std::sync::Mutex::new(FileState {
+                period: period(rotation, std::time::SystemTime::now()),
+                at_line_start: true,
+            }),
+            dir,
+            prefix,
+            rotation,
+        })
     }
 }
 
 /// The file of one line, then the lock (let go in that order).
 struct LockedFileWriter<'a> {
     file: tracing_appender::rolling::RollingWriter<'a>,
-    _lock: std::sync::MutexGuard<'a, ()>,
+    state: std::sync::MutexGuard<'a, FileState>,
 }
 
 impl<'a> MakeWriter<'a> for LockedFile {
     type Writer = LockedFileWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        LockedFileWriter {
-            file: self.file.make_writer(),
-            _lock: lock,
+        let mut state = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let before = period(self.rotation, std::time::SystemTime::now());
+        // The appender rotates forward only, when a later period begins.
+        if let Some(old) = state.period.filter(|old| before.is_some_and(|b| b > *old)) {
+            // The file rotates now: a line left cut in the older one is ended there.
+            if !state.at_line_start {
+                let path = self
+                    .dir
+                    .join(period_file_name(&self.prefix, self.rotation, old));
+                let _ = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(b"\n"));
+            }
+            state.at_line_start = true;
         }
+        let file = self.file.make_writer();
+        let after = period(self.rotation, std::time::SystemTime::now());
+        // The hour turned while the appender chose the file: which one it is stays unknown.
+        state.period = if after == before {
+            before.max(state.period)
+        } else {
+            None
+        };
+        LockedFileWriter { file, state }
     }
 }
 
 impl Write for LockedFileWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write(buf)
+        if self.state.at_line_start && buf.first() == Some(&b'\n') {
+            // The newline owed to a line cut in the file before this one, which ended it: none
+            // is owed here.
+            return Ok(1);
+        }
+        let n = self.file.write(buf)?;
+        if n > 0 {
+            self.state.at_line_start = buf.get(n - 1) == Some(&b'\n');
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -916,6 +993,22 @@ mod tests {
                 assert_eq!(lines_in(&sink), written);
             }
         }
+    }
+
+    #[test]
+    fn the_older_file_of_a_rotation_is_named_as_the_appender_names_it() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_602_723);
+        let hour = period(Rotation::Hourly, t).unwrap();
+        let day = period(Rotation::Daily, t).unwrap();
+        assert_eq!(
+            period_file_name("app.log", Rotation::Hourly, hour),
+            "app.log.2026-11-25-10"
+        );
+        assert_eq!(
+            period_file_name("app.log", Rotation::Daily, day),
+            "app.log.2026-11-25"
+        );
+        assert_eq!(period(Rotation::Never, t), None);
     }
 
     #[test]
