@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -111,13 +111,14 @@ pub(crate) struct Counters {
     /// Numbers the cuts, so that a newline written for one cut never ends a later one made
     /// meanwhile on another thread.
     cut_count: AtomicU64,
-    /// A line was dropped after waiting out `WouldBlock` for its first byte on one of the
-    /// routes in `stuck_routes`.
-    stuck: AtomicBool,
-    /// The routes whose writer kept a line waiting for its first byte the whole time: until a
-    /// line gets through there, lines along them do not wait for their first byte again.
-    /// Lines along other routes (another writer of a routing output) still wait.
-    stuck_routes: std::sync::Mutex<Vec<Route>>,
+    /// The levels (one bit each, and one for lines with none) along which a writer kept a line
+    /// waiting for its first byte the whole time: until a line of that level gets through,
+    /// lines of it do not wait for their first byte again. Lines of other levels (another
+    /// writer of an output that routes by level) still wait. Kept by level, not by level and
+    /// target, so that a stuck writer every line reaches (one that does not route) is waited
+    /// for once per level, not once per target; an output that routes by target shares the
+    /// state of its writers of one level.
+    stuck: AtomicU8,
 }
 
 /// What a routing output is asked for a writer with: an event's metadata (a layer's own
@@ -166,6 +167,22 @@ impl RouteRef<'_> {
             (RouteRef::Line(t, l), Route::Line(u, m)) => t == u && l == *m,
             (RouteRef::Plain, Route::Plain) => true,
             _ => false,
+        }
+    }
+
+    /// One bit for the route's level, one for a line with none.
+    fn level_bit(self) -> u8 {
+        let level = match self {
+            RouteRef::Event(m) => *m.level(),
+            RouteRef::Line(_, l) => l,
+            RouteRef::Plain => return 1 << 5,
+        };
+        1 << match level {
+            tracing_core::Level::TRACE => 0,
+            tracing_core::Level::DEBUG => 1,
+            tracing_core::Level::INFO => 2,
+            tracing_core::Level::WARN => 3,
+            tracing_core::Level::ERROR => 4,
         }
     }
 
@@ -218,31 +235,22 @@ impl Counters {
         }
     }
 
-    fn stuck_routes(&self) -> std::sync::MutexGuard<'_, Vec<Route>> {
-        self.stuck_routes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether the writer along `route` kept a line waiting for its first byte the whole time,
-    /// and no line got through there since.
+    /// Whether a writer along `route`'s level kept a line waiting for its first byte the whole
+    /// time, and no line of that level got through since.
     #[inline]
     fn is_stuck(&self, route: RouteRef<'_>) -> bool {
-        self.stuck.load(Ordering::Relaxed) && self.stuck_routes().iter().any(|r| route.is(r))
+        self.stuck.load(Ordering::Relaxed) & route.level_bit() != 0
     }
 
     /// Notes that the writer along `route` is stuck, or (`stuck` false) that a line got
     /// through there.
     #[cold]
     fn set_stuck(&self, route: RouteRef<'_>, stuck: bool) {
-        let mut routes = self.stuck_routes();
-        let known = routes.iter().position(|r| route.is(r));
-        match (known, stuck) {
-            (None, true) => routes.push(route.owned()),
-            (Some(i), false) => {
-                routes.swap_remove(i);
-            }
-            _ => {}
+        if stuck {
+            self.stuck.fetch_or(route.level_bit(), Ordering::Relaxed);
+        } else {
+            self.stuck.fetch_and(!route.level_bit(), Ordering::Relaxed);
         }
-        self.stuck.store(!routes.is_empty(), Ordering::Relaxed);
     }
 
     /// Notes that a line sent along `route` was left cut (or its writer panicked after taking
@@ -979,7 +987,7 @@ mod tests {
         // A line gets through: lines wait again.
         stuck.blocks = 0;
         write_line_to(&mut stuck, b"{}\n", &c, false, &NEVER_GIVE_UP);
-        assert!(!c.stuck.load(Ordering::Relaxed));
+        assert_eq!(c.stuck.load(Ordering::Relaxed), 0);
         stuck.blocks = 3;
         write_line_to(&mut stuck, b"{}\n", &c, false, &NEVER_GIVE_UP);
         assert_eq!(c.written.sum(), 3);

@@ -13,8 +13,16 @@ use std::time::Duration;
 
 use common::{StalledFileLine, in_child, lift_file_size_limit, stall_a_file_line};
 use traceline::install::Rotation;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 static SHIFT: AtomicI64 = AtomicI64::new(0);
+
+thread_local! {
+    /// How many times this thread read `CLOCK_REALTIME`.
+    static READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The read of this thread at which the hour turns (0: none).
+    static TURN_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 /// # Safety
 /// As `clock_gettime(2)`.
@@ -22,6 +30,13 @@ static SHIFT: AtomicI64 = AtomicI64::new(0);
 pub unsafe extern "C" fn clock_gettime(clock: libc::clockid_t, tp: *mut libc::timespec) -> i32 {
     let r = unsafe { libc::syscall(libc::SYS_clock_gettime, clock, tp) } as i32;
     if r == 0 && clock == libc::CLOCK_REALTIME && !tp.is_null() {
+        let read = READS.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        });
+        if TURN_AT.with(|t| t.get()) == read {
+            SHIFT.fetch_add(3600, Ordering::SeqCst);
+        }
         unsafe { (*tp).tv_sec += SHIFT.load(Ordering::SeqCst) as libc::time_t };
     }
     r
@@ -159,5 +174,120 @@ fn a_file_line_cut_before_a_rotation_is_ended_in_its_own_file() {
         println!("EVERY FILE ENDS ITS LINES");
     } else {
         println!("{report:?}");
+    }
+}
+
+/// A `Writer::file` line left cut by a lasting failure, then the hour turns just as the next
+/// line's file is chosen (after the layer read the clock, before the file did): the cut line
+/// is still ended in its own file, and the newer file does not start with an empty line.
+#[test]
+fn a_file_line_cut_is_ended_in_its_own_file_when_the_hour_turns_as_the_next_file_is_chosen() {
+    if std::env::var_os("TRACELINE_TEST_ROTATION_RACE_CHILD").is_none() {
+        in_child(
+            "a_file_line_cut_is_ended_in_its_own_file_when_the_hour_turns_as_the_next_file_is_chosen",
+            "TRACELINE_TEST_ROTATION_RACE_CHILD",
+            "EVERY FILE ENDS ITS LINES",
+        );
+        return;
+    }
+    // The clock reads of one line before its file is chosen.
+    let plain = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(traceline::layer().with_writer(std::io::sink)),
+    );
+    let start = READS.with(|n| n.get());
+    tracing::dispatcher::with_default(&plain, || tracing::info!("B"));
+    let per_line = READS.with(|n| n.get()) - start;
+    let StalledFileLine {
+        dir,
+        dispatch,
+        guard,
+        stats,
+        line: a,
+        ..
+    } = stall_a_file_line("traceline-rotation-race", Rotation::Hourly);
+    // The file stays full past the 2 s the line is given: it is left cut.
+    a.join().unwrap();
+    lift_file_size_limit();
+    // The hour turns at the second read of the clock after the line's own: the one the file
+    // is chosen with.
+    TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 2));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
+    drop(guard);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut report = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if !text.ends_with('\n') {
+            report.push(format!("{name} ends inside a line: {text:?}"));
+        }
+        if text.lines().any(str::is_empty) {
+            report.push(format!("{name} has an empty line: {text:?}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (stats.lines_written(), stats.lines_dropped()),
+        (2, 1),
+        "before, B written; A cut"
+    );
+    assert_eq!(files.len(), 2, "{files:?}");
+    if report.is_empty() {
+        println!("EVERY FILE ENDS ITS LINES");
+    } else {
+        println!("{report:?}");
+    }
+}
+
+/// A `Writer::file` line left cut by a lasting failure, then the hour turns while the older
+/// file still takes nothing and the newer one cannot be made (so the file stays the older
+/// one): when there is room again, the next line does not go on the end of the cut one.
+#[test]
+fn a_file_line_cut_before_a_failed_rotation_is_not_glued_to_the_next_line() {
+    if std::env::var_os("TRACELINE_TEST_ROTATION_FAILED_CHILD").is_none() {
+        in_child(
+            "a_file_line_cut_before_a_failed_rotation_is_not_glued_to_the_next_line",
+            "TRACELINE_TEST_ROTATION_FAILED_CHILD",
+            "NO LINE GLUED",
+        );
+        return;
+    }
+    let StalledFileLine {
+        dir,
+        path,
+        dispatch,
+        guard,
+        line: a,
+        ..
+    } = stall_a_file_line("traceline-rotation-failed", Rotation::Hourly);
+    // The file stays full past the 2 s the line is given: it is left cut.
+    a.join().unwrap();
+    SHIFT.store(3600, Ordering::SeqCst);
+    // The newer file cannot be made: a directory has its name.
+    let hour = time::format_description::parse("[year]-[month]-[day]-[hour]").unwrap();
+    let newer = format!(
+        "app.log.{}",
+        time::OffsetDateTime::now_utc().format(&hour).unwrap()
+    );
+    std::fs::create_dir(dir.join(&newer)).unwrap();
+    // Still full: this line is dropped.
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
+    lift_file_size_limit();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("C"));
+    drop(guard);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = text
+        .lines()
+        .find(|l| l.contains(r#""message":"C""#))
+        .expect("C is in the file");
+    if serde_json::from_str::<serde_json::Value>(c).is_ok() {
+        println!("NO LINE GLUED");
+    } else {
+        println!("C is glued: {c:?}");
     }
 }

@@ -2634,3 +2634,93 @@ async fn a_grpc_answer_ending_with_its_head_without_a_status_says_so() {
         access[0]
     );
 }
+
+/// Over HTTP/2 a head that ends the stream while announcing a `content-length` other than 0
+/// is malformed (RFC 9113 §8.1.1): the client resets the stream and never gets the response.
+/// The access line must not say it completed.
+#[tokio::test(flavor = "current_thread")]
+async fn h2_head_ending_the_stream_with_a_nonzero_length_is_not_completed() {
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            let resp = http::Response::builder()
+                .header("content-length", "4")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    ));
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let got = h2_client()
+        .request(
+            Request::get(format!("http://{addr}/gone"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await;
+    assert!(got.is_err(), "the client saw the failure: {got:?}");
+    let access = access_lines_when(&capture, 1).await;
+    let said: Vec<(&str, &str)> = access
+        .iter()
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [("ERROR", "GET /gone failed while sending its body")],
+        "{access:?}"
+    );
+}
+
+/// A gRPC answer whose messages are shorter than the `content-length` it announced, then
+/// trailers with a status: over HTTP/2 the client resets the stream at the trailers and the
+/// call fails. The access line must not say it completed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_grpc_answer_shorter_than_its_announced_length_is_not_completed() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::Layer as _;
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let frames = vec![
+                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            let resp = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("content-length", "10")
+                .body(StreamBody::new(futures_util::stream::iter(frames)))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    ));
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let resp = h2_client()
+        .request(
+            Request::post(format!("http://{addr}/svc/Short"))
+                .header("content-type", "application/grpc")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let got = resp.into_body().collect().await;
+    assert!(
+        got.is_err(),
+        "the client saw the failure: {:?}",
+        got.map(|c| c.to_bytes())
+    );
+    let access = access_lines_when(&capture, 1).await;
+    let said: Vec<(&str, &str)> = access
+        .iter()
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [("ERROR", "POST /svc/Short failed while sending its body")],
+        "{access:?}"
+    );
+}

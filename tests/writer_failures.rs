@@ -1456,6 +1456,44 @@ fn a_stuck_routed_output_is_waited_for_once_while_a_healthy_one_keeps_writing() 
     }
 }
 
+/// A writer every line reaches (one that does not route) and that stays `WouldBlock` is waited
+/// for once per level, not once per target: lines from many targets are then dropped without
+/// waiting.
+#[test]
+fn a_stuck_writer_is_waited_for_once_per_level_not_once_per_target() {
+    macro_rules! from_targets {
+        ($($t:literal)*) => {
+            $(
+                tracing::warn!(target: $t, "warn");
+                info!(target: $t, "info");
+            )*
+        };
+    }
+    for non_blocking in [false, true] {
+        let stuck = Steps::new(&[], Step::WouldBlock);
+        let w = stuck.clone();
+        let (layer, guard) = output_layer(move || w.clone(), non_blocking);
+        let stats = layer.stats();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let took = tracing::dispatcher::with_default(&dispatch, || {
+            let start = Instant::now();
+            from_targets!("t0" "t1" "t2" "t3" "t4" "t5" "t6" "t7" "t8" "t9");
+            start.elapsed()
+        });
+        drop(guard);
+        assert_eq!(
+            (stats.lines_written(), stats.lines_dropped()),
+            (0, 20),
+            "non-blocking: {non_blocking}"
+        );
+        // Two levels: two waits of 50 ms. One per target and level would take a second.
+        assert!(
+            took < Duration::from_millis(400),
+            "non-blocking: {non_blocking}: {took:?}"
+        );
+    }
+}
+
 /// A passing `WouldBlock` on the healthy side of an output routed by level is waited out as
 /// usual while the WARN side stays stuck: its line is written, not dropped at once.
 #[test]

@@ -752,7 +752,21 @@ where
                     || status == 304
                     || (length == Some(0) && stops_at_length)
                     || response.body().is_end_stream();
+                // Over HTTP/2 a head that ends the stream while announcing a length other
+                // than 0 is malformed (but for HEAD, 204 and 304): the client resets it.
+                let malformed = !stops_at_length
+                    && response.body().is_end_stream()
+                    && length.is_some_and(|len| len > 0)
+                    && access.method != http::Method::HEAD
+                    && status != 204
+                    && status != 304;
+                if malformed {
+                    this.span.record("otel.status_code", "ERROR");
+                }
                 let access = if !config.access_log {
+                    None
+                } else if malformed {
+                    access.log_failed_body(status);
                     None
                 } else if trailers && response.body().is_end_stream() {
                     // The head ends the stream: no trailers, so no status, follow.
@@ -994,7 +1008,15 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                     let grpc = super::record_grpc_trailers(&state.span, trailers, false);
                     // Without a `grpc-status` in them, the call ended without a status: said
                     // below, as for a body that ends without trailers.
-                    if grpc.is_some() && state.pending.as_ref().is_some_and(|p| p.trailers) {
+                    // A body short of the length it announced fails, whatever its status
+                    // (said below).
+                    let whole = |p: &Pending| p.left.is_none_or(|left| left == 0);
+                    if grpc.is_some()
+                        && state
+                            .pending
+                            .as_ref()
+                            .is_some_and(|p| p.trailers && whole(p))
+                    {
                         if let Some(p) = state.pending.take() {
                             p.access.log(200, grpc);
                         }

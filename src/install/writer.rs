@@ -845,22 +845,29 @@ impl<'a> MakeWriter<'a> for LockedFile {
     fn make_writer(&'a self) -> Self::Writer {
         let mut state = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let before = period(self.rotation, std::time::SystemTime::now());
-        // The appender rotates forward only, when a later period begins.
-        if let Some(old) = state.period.filter(|old| before.is_some_and(|b| b > *old)) {
-            // The file rotates now: a line left cut in the older one is ended there.
+        let file = self.file.make_writer();
+        let after = period(self.rotation, std::time::SystemTime::now());
+        // The appender rotates forward only, when a later period begins. When the period
+        // turned while it chose the file, it may or may not have rotated: either way a line
+        // left cut in the older file is ended there (which is where its newline is owed, also
+        // when that file is still the current one).
+        let latest = before.max(after);
+        if let Some(old) = state.period.filter(|old| latest.is_some_and(|l| l > *old)) {
+            // The file rotates: a line left cut in the older one is ended there. When that
+            // fails, the newline stays owed through the file chosen (an empty line at the
+            // start of a newer file, rather than the next line glued to the cut one if the
+            // appender could not make the newer file and kept the older one).
             if !state.at_line_start {
                 let path = self
                     .dir
                     .join(period_file_name(&self.prefix, self.rotation, old));
-                let _ = std::fs::OpenOptions::new()
+                state.at_line_start = std::fs::OpenOptions::new()
                     .append(true)
                     .open(path)
-                    .and_then(|mut f| f.write_all(b"\n"));
+                    .and_then(|mut f| f.write_all(b"\n"))
+                    .is_ok();
             }
-            state.at_line_start = true;
         }
-        let file = self.file.make_writer();
-        let after = period(self.rotation, std::time::SystemTime::now());
         // The hour turned while the appender chose the file: which one it is stays unknown.
         state.period = if after == before {
             before.max(state.period)
