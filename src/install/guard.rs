@@ -325,8 +325,10 @@ impl Monitor {
 
     pub(crate) fn stop(self) {
         if self.origin.forked() {
-            // A forked child: the thread runs in the parent only (joining it here fails).
-            std::mem::forget(self.thread);
+            // A forked child: the thread runs in the parent only (joining it here fails). Its
+            // channel is left alone too: dropping the sender takes the channel's lock, which
+            // the parent's thread may have held at the fork, and nothing here would let it go.
+            std::mem::forget(self);
             return;
         }
         let _ = self.stop.send(());

@@ -681,20 +681,22 @@ impl Worker {
         if self.shared.forked() {
             // A forked child: the thread runs in the parent only (joining it here fails), and
             // the lines in the queue are the parent's, which writes them. Lines logged in this
-            // process were refused and counted.
-            std::mem::forget(self.thread.take());
+            // process were refused and counted. The channels are left alone too: dropping
+            // them takes their locks, which the parent's thread may have held at the fork.
+            std::mem::forget(self);
             return;
         }
         if self.shared.origin.pid_changed() {
             // A child made without `fork()`'s handlers: its lines went into the queue, which
             // nothing here empties. They are counted as lost (with the parent's still queued
             // at the fork, which cannot be told apart), and later ones are refused, counted.
-            std::mem::forget(self.thread.take());
             self.shared.closed.store(true, Ordering::SeqCst);
             let counters = self.stats.counters();
             for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
                 counters.dropped(Loss::Forked, self.report);
             }
+            // As above: the thread and the channels are the parent's.
+            std::mem::forget(self);
             return;
         }
         let deadline = Instant::now() + timeout;
