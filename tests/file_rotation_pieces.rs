@@ -11,7 +11,9 @@ mod common;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use common::{StalledFileLine, in_child, lift_file_size_limit, stall_a_file_line};
+use common::{
+    StalledFileLine, in_child, lift_file_size_limit, set_file_size_limit, stall_a_file_line,
+};
 use traceline::install::Rotation;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -289,5 +291,97 @@ fn a_file_line_cut_before_a_failed_rotation_is_not_glued_to_the_next_line() {
         println!("NO LINE GLUED");
     } else {
         println!("C is glued: {c:?}");
+    }
+}
+
+/// The hour turns just after the appender chose the file of a line (it kept the older one),
+/// and that line is then left cut by a lasting failure: the cut line is ended in its own
+/// file, and the newer file does not start with an empty line.
+#[test]
+fn a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file() {
+    if std::env::var_os("TRACELINE_TEST_ROTATION_CHOSEN_CHILD").is_none() {
+        in_child(
+            "a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file",
+            "TRACELINE_TEST_ROTATION_CHOSEN_CHILD",
+            "EVERY FILE ENDS ITS LINES",
+        );
+        return;
+    }
+    // SAFETY: ignoring a signal; this is a child process of a test.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let dir =
+        std::env::temp_dir().join(format!("traceline-rotation-chosen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(traceline::install::Writer::file(
+            &dir,
+            "app.log",
+            Rotation::Hourly,
+        ))
+        .unwrap();
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("before"));
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let plain = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(traceline::layer().with_writer(std::io::sink)),
+    );
+    let d = dispatch.clone();
+    std::thread::spawn(move || {
+        // The clock reads of one line before its file is chosen, on this thread.
+        tracing::dispatcher::with_default(&plain, || tracing::info!("warm"));
+        tracing::dispatcher::with_default(&d, || tracing::info!("warm"));
+        let start = READS.with(|n| n.get());
+        tracing::dispatcher::with_default(&plain, || tracing::info!("B"));
+        let per_line = READS.with(|n| n.get()) - start;
+        // The file takes 10 more bytes of the next line, then refuses the rest for longer
+        // than the 2 s the line is given: it is left cut.
+        let taken = std::fs::metadata(&path).unwrap().len();
+        set_file_size_limit(taken + 10);
+        // The hour turns at the read of the clock just after the one the file is chosen
+        // with.
+        TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 3));
+        tracing::dispatcher::with_default(&d, || tracing::info!(pad = "a".repeat(200), "A"));
+    })
+    .join()
+    .unwrap();
+    assert!(size > 0);
+    lift_file_size_limit();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
+    drop(guard);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut report = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if !text.ends_with('\n') {
+            report.push(format!("{name} ends inside a line: {text:?}"));
+        }
+        if text.lines().any(str::is_empty) {
+            report.push(format!("{name} has an empty line: {text:?}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (stats.lines_written(), stats.lines_dropped()),
+        (3, 1),
+        "before, warm and B written; A cut"
+    );
+    assert_eq!(files.len(), 2, "{files:?}");
+    if report.is_empty() {
+        println!("EVERY FILE ENDS ITS LINES");
+    } else {
+        println!("{report:?}");
     }
 }

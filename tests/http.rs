@@ -2724,3 +2724,58 @@ async fn a_grpc_answer_shorter_than_its_announced_length_is_not_completed() {
         "{access:?}"
     );
 }
+
+/// A body that says it has ended, and whose size hint alone gives a length of 4: over HTTP/2
+/// the head ends the stream without a `content-length` (the server takes the length from the
+/// size hint only for a body still to come), and the client gets the response. The access
+/// line says it completed.
+#[tokio::test(flavor = "current_thread")]
+async fn h2_head_ending_the_stream_without_a_length_header_is_completed_whatever_the_size_hint() {
+    use tower::Layer as _;
+    struct EndedWithAHint;
+    impl http_body::Body for EndedWithAHint {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Ready(None)
+        }
+        fn is_end_stream(&self) -> bool {
+            true
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(4)
+        }
+    }
+    let (capture, _g) = install("svc");
+    let svc = CorrelationLayer::new().layer(tower::service_fn(
+        |_req: Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(EndedWithAHint))
+        },
+    ));
+    let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
+    let resp = h2_client()
+        .request(
+            Request::get(format!("http://{addr}/hinted"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("content-length").is_none());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
+    let access = access_lines_when(&capture, 1).await;
+    let said: Vec<(&str, &str)> = access
+        .iter()
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [("INFO", "GET /hinted completed with 200")],
+        "{access:?}"
+    );
+}

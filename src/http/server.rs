@@ -734,11 +734,11 @@ where
                     && super::has_grpc_trailers(response.headers());
                 // A server stops sending once a body of known length is out, without asking the
                 // body for its end.
-                let length = response
+                let announced = response
                     .headers()
                     .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    .or_else(|| response.body().size_hint().exact());
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                let length = announced.or_else(|| response.body().size_hint().exact());
                 // Any other line waits for the end of the body: its latency is the whole
                 // response's, and a body that fails or is dropped half-sent is not logged as a
                 // success. Written now when no body follows.
@@ -753,10 +753,12 @@ where
                     || (length == Some(0) && stops_at_length)
                     || response.body().is_end_stream();
                 // Over HTTP/2 a head that ends the stream while announcing a length other
-                // than 0 is malformed (but for HEAD, 204 and 304): the client resets it.
+                // than 0 is malformed (but for HEAD, 204 and 304): the client resets it. (A
+                // server takes the length from the body's size only for a body still to come:
+                // a head that ends the stream announces only the length in its headers.)
                 let malformed = !stops_at_length
                     && response.body().is_end_stream()
-                    && length.is_some_and(|len| len > 0)
+                    && announced.is_some_and(|len| len > 0)
                     && access.method != http::Method::HEAD
                     && status != 204
                     && status != 304;

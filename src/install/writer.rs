@@ -846,13 +846,22 @@ impl<'a> MakeWriter<'a> for LockedFile {
 
     fn make_writer(&'a self) -> Self::Writer {
         let mut state = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let before = period(self.rotation, std::time::SystemTime::now());
-        let file = self.file.make_writer();
-        let after = period(self.rotation, std::time::SystemTime::now());
-        // The appender rotates forward only, when a later period begins. When the period
-        // turned while it chose the file, it may or may not have rotated: either way a line
-        // left cut in the older file is ended there (which is where its newline is owed, also
-        // when that file is still the current one).
+        let mut before = period(self.rotation, std::time::SystemTime::now());
+        let mut file = self.file.make_writer();
+        let mut after = period(self.rotation, std::time::SystemTime::now());
+        if after > before {
+            // The period began while the appender chose the file, which may be the older one:
+            // asked again, it chooses the file of the newer period (the line goes there, and
+            // which file holds it is known).
+            drop(file);
+            file = self.file.make_writer();
+            before = after;
+            after = period(self.rotation, std::time::SystemTime::now());
+        }
+        // The appender rotates forward only, when a later period begins. When the clock
+        // moved between periods while it chose the file, it may or may not have rotated:
+        // either way a line left cut in the older file is ended there (which is where its
+        // newline is owed, also when that file is still the current one).
         let latest = before.max(after);
         if let Some(old) = state.period.filter(|old| latest.is_some_and(|l| l > *old)) {
             // The file rotates: a line left cut in the older one is ended there. When that
@@ -870,7 +879,8 @@ impl<'a> MakeWriter<'a> for LockedFile {
                     .is_ok();
             }
         }
-        // The hour turned while the appender chose the file: which one it is stays unknown.
+        // The clock moved between periods while the appender chose the file: which one it is
+        // stays unknown.
         state.period = if after == before {
             before.max(state.period)
         } else {

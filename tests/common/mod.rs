@@ -689,7 +689,7 @@ pub fn lift_file_size_limit() {
 }
 
 #[cfg(feature = "install")]
-fn set_file_size_limit(limit: libc::rlim_t) {
+pub fn set_file_size_limit(limit: libc::rlim_t) {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
