@@ -239,7 +239,9 @@ impl Counters {
     /// time, and no line of that level got through since.
     #[inline]
     fn is_stuck(&self, route: RouteRef<'_>) -> bool {
-        self.stuck.load(Ordering::Relaxed) & route.level_bit() != 0
+        let stuck = self.stuck.load(Ordering::Relaxed);
+        // Nothing stuck (the usual case): no more to look at.
+        stuck != 0 && stuck & route.level_bit() != 0
     }
 
     /// Notes that the writer along `route` is stuck, or (`stuck` false) that a line got
