@@ -1,6 +1,7 @@
 //! Lines cut by a failing or panicking writer while other threads wait for the same writer,
 //! with the interleavings forced by channels: no line glued to a cut one, no empty line, every
 //! line counted once.
+#![cfg(feature = "install")]
 
 mod common;
 

@@ -154,6 +154,7 @@ fn lines_in_a_scope_hidden_from_opentelemetry_carry_the_enclosing_span_ids() {
 }
 
 #[test]
+#[cfg(feature = "http")]
 fn inject_in_a_scope_hidden_from_opentelemetry_sends_the_enclosing_trace() {
     // A handler that wraps its work in a scope and calls another service: the outgoing
     // request continues the request span's trace and carries the scope's correlation id.
@@ -215,6 +216,7 @@ fn a_small_field_limit_never_cuts_the_correlation_id() {
 /// scopes out of exported traces): spans created inside join the trace the scope was created
 /// in, and a request sent from there carries it.
 #[test]
+#[cfg(feature = "http")]
 fn spans_in_a_task_spawned_into_a_hidden_scope_stay_in_the_trace() {
     use opentelemetry::trace::TraceContextExt;
     use tracing::Instrument;

@@ -5,6 +5,7 @@
 //! here (the standard library's reference to it resolves to this definition at link time), and
 //! adds `SHIFT` seconds to `CLOCK_REALTIME` (what `tracing-appender` rotates by). The monotonic
 //! clocks are untouched.
+#![cfg(feature = "install")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Values that try to break a line: a `Debug` or `Display` impl that panics, values past the
 //! field length limit, lines past the line length limit. The program goes on and every line
 //! is still one valid JSON object with its ids.
+#![cfg(feature = "install")]
 
 mod common;
 mod install_support;

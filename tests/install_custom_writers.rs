@@ -1,6 +1,7 @@
 //! Custom and non-blocking writers under `init()`: a writer that panics, one that routes by
 //! level, one that buffers, one that logs. Each scenario runs in a child process (`init()`
 //! installs a global subscriber).
+#![cfg(feature = "install")]
 
 mod install_support;
 

@@ -1,6 +1,7 @@
 //! Every environment variable `init()` reads: an invalid value gives a clear `InitError` (checked
 //! in-process, nothing is installed), and a valid one has its effect (checked in a child
 //! process per case, since `init()` installs a global subscriber).
+#![cfg(feature = "install")]
 
 mod install_support;
 

@@ -1,6 +1,7 @@
 //! `init()`'s export settings as a user sets them in a deployment, each in a child process
 //! against a real OTLP/HTTP receiver on loopback: headers, timeout, compression, the default
 //! collector, what `RUST_LOG` does to spans, and what the guard says when spans were lost.
+#![cfg(feature = "install")]
 
 mod install_support;
 

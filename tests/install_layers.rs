@@ -1,6 +1,7 @@
 //! Layers added to `init()`'s subscriber with `Builder::layer`: they see what the filter lets
 //! through, their own per-layer filters apply, and traceline's lines are unchanged. Each
 //! scenario runs in a child process (`init()` installs a global subscriber).
+#![cfg(feature = "install")]
 
 mod install_support;
 

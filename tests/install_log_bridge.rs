@@ -1,4 +1,5 @@
 //! `log` records bridged by `init()` keep the record's own target, file and line on the line.
+#![cfg(feature = "install")]
 
 mod common;
 

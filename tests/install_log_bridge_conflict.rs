@@ -1,6 +1,7 @@
 //! Another `log` logger already set: `init()` with the bridge fails with a clear error and
 //! installs nothing (nor changes `tracing`'s max level), so that the retry its message suggests
 //! (`.log_bridge(false)`) works.
+#![cfg(feature = "install")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `init()` exporting to real OTLP receivers on loopback: the spans received carry exactly the
 //! ids the JSON lines carried, over gRPC and HTTP/protobuf, and ratio sampling keeps the ids on
 //! every line.
+#![cfg(feature = "install")]
 
 mod install_support;
 

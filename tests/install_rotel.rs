@@ -1,6 +1,7 @@
 //! `init()` exporting to rotel, a real OpenTelemetry collector (from PyPI: `rotel`), over
 //! gRPC and HTTP/protobuf: the spans it prints carry exactly the ids the JSON lines carried.
 //! `.ci/run` installs rotel; without it this test fails in CI and is skipped elsewhere.
+#![cfg(feature = "install")]
 
 mod install_support;
 

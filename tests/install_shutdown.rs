@@ -2,6 +2,7 @@
 //! or through SIGTERM with the documented pattern, blocking and non-blocking; and a `Guard`
 //! dropped inside async code (current-thread and multi-thread runtimes) neither panics nor
 //! loses the spans sent over gRPC.
+#![cfg(feature = "install")]
 
 mod install_support;
 

@@ -1,5 +1,6 @@
 //! One process, one test: `init()` twice is an error, not a panic; and `log` records come out
 //! as lines inside the current span, filtered by the same filter.
+#![cfg(feature = "install")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! `Layer::with_output`: `init()`'s writers in a subscriber built by hand.
+#![cfg(feature = "install")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The dropped-lines WARN of a `wait_when_full` output is logged through the global default,
 //! here into that output's own full queue: it must not hold the guard's drop past its 5 s
 //! bound (this binary's only test installs the global default).
+#![cfg(feature = "install")]
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,6 +3,7 @@
 //! standard output behind the non-blocking writer while other code prints, a writer that keeps
 //! answering `Interrupted`, and a non-blocking writer used in a forked child (which has the
 //! queue but not the thread that empties it).
+#![cfg(feature = "install")]
 
 mod common;
 

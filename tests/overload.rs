@@ -1,6 +1,7 @@
 //! Overload: a non-blocking writer in front of a slow output. Logging threads never wait for
 //! the output, and the counts are exact: written + dropped = emitted, and the output holds
 //! exactly the lines counted as written.
+#![cfg(feature = "install")]
 
 mod install_support;
 

@@ -2,6 +2,7 @@
 //! logs, and the OTLP exporter's own tracing at TRACE level. Under a scoped dispatcher the
 //! nested events go nowhere (tracing-core hands them to a no-op subscriber); under the global
 //! one they reach the layer. Either way: no deadlock, no panic, every line whole.
+#![cfg(feature = "install")]
 
 mod common;
 mod install_support;

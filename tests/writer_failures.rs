@@ -3,6 +3,7 @@
 //! short writes and interrupted writes. Every line is counted as written or dropped, a line is
 //! never left half-written in the output, and one diagnostic goes to stderr however many lines
 //! are lost.
+#![cfg(feature = "install")]
 // `std::io::pipe` is newer than the library's minimum Rust version; these tests need it.
 #![allow(clippy::incompatible_msrv)]
 
