@@ -223,6 +223,45 @@ fn escape_from(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
     escape_from_scalar(out, bytes, i);
 }
 
+/// The escape for the byte at `pos`: its sequence (padded to 6 bytes), the sequence's length,
+/// and how many bytes of `bytes` it stands for. `None` for a byte that stays as it is, among
+/// them a C2 or E2 that starts a character other than a C1 control or U+2028 / U+2029.
+#[inline(always)]
+fn escape_at(bytes: &[u8], pos: usize) -> Option<([u8; 6], usize, usize)> {
+    let b = bytes[pos];
+    let (seq, n) = SEQUENCES[usize::from(b)];
+    if n != 0 {
+        return Some((seq, usize::from(n), 1));
+    }
+    match (b, bytes.get(pos + 1), bytes.get(pos + 2)) {
+        // U+0080–U+009F (the C1 controls) are C2 80 to C2 9F; other characters starting with
+        // C2 stay.
+        (0xC2, Some(&next @ 0x80..=0x9F), _) => Some((
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(next >> 4)],
+                HEX[usize::from(next & 0xF)],
+            ],
+            6,
+            2,
+        )),
+        // U+2028 is E2 80 A8, U+2029 is E2 80 A9; other characters starting with E2 stay.
+        (0xE2, Some(0x80), Some(&last @ (0xA8 | 0xA9))) => Some((
+            if last == 0xA8 {
+                *b"\\u2028"
+            } else {
+                *b"\\u2029"
+            },
+            6,
+            3,
+        )),
+        _ => None,
+    }
+}
+
 /// [`escape_from`] for a string with at most 16 bytes left to look at, where the CPU has no
 /// byte shuffles: a word at a time, the clean runs and the escapes each stored as one word
 /// through a cursor (no copy calls).
@@ -252,45 +291,11 @@ fn escape_short(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
             while m != 0 {
                 let pos = k + (m.trailing_zeros() / 8) as usize;
                 m &= m - 1;
-                let b = bytes[pos];
-                let (seq, n) = &SEQUENCES[usize::from(b)];
-                if *n != 0 {
+                // The bytes after a C2 or E2 are never flagged themselves.
+                if let Some((seq, n, used)) = escape_at(bytes, pos) {
                     run(t, bytes, start, pos);
-                    t.put_block(seq, usize::from(*n));
-                    start = pos + 1;
-                } else if b == 0xC2 {
-                    // U+0080–U+009F (the C1 controls) are C2 80 to C2 9F; other characters
-                    // starting with C2 stay. The byte after C2 is never flagged itself.
-                    if let Some(&next @ 0x80..=0x9F) = bytes.get(pos + 1) {
-                        run(t, bytes, start, pos);
-                        t.put_block(
-                            &[
-                                b'\\',
-                                b'u',
-                                b'0',
-                                b'0',
-                                HEX[usize::from(next >> 4)],
-                                HEX[usize::from(next & 0xF)],
-                            ],
-                            6,
-                        );
-                        start = pos + 2;
-                    }
-                } else if bytes.get(pos + 1) == Some(&0x80)
-                    && matches!(bytes.get(pos + 2), Some(0xA8 | 0xA9))
-                {
-                    // U+2028 is E2 80 A8, U+2029 is E2 80 A9; other characters starting with
-                    // E2 stay. The two bytes after E2 are never flagged themselves.
-                    run(t, bytes, start, pos);
-                    t.put_block(
-                        if bytes[pos + 2] == 0xA8 {
-                            b"\\u2028"
-                        } else {
-                            b"\\u2029"
-                        },
-                        6,
-                    );
-                    start = pos + 3;
+                    t.put_block(&seq, n);
+                    start = pos + used;
                 }
             }
             k += 8;
@@ -341,56 +346,24 @@ fn escape_from_scalar(out: &mut Vec<u8>, bytes: &[u8], mut i: usize) {
     out.reserve(len + 16);
     let mut start = 0;
     while i < len {
-        let mut m = if i + 8 <= len {
-            exact_mask(load(bytes, i))
+        let mut m = exact_mask(if i + 8 <= len {
+            load(bytes, i)
         } else {
-            let mut word = [b' '; 8];
-            word[..len - i].copy_from_slice(&bytes[i..]);
-            exact_mask(u64::from_le_bytes(word))
-        };
+            last_word(bytes, i)
+        });
         while m != 0 {
             let pos = i + (m.trailing_zeros() / 8) as usize;
             m &= m - 1;
-            let b = bytes[pos];
-            let (seq, n) = &SEQUENCES[b as usize];
-            if *n != 0 {
-                if pos > start {
-                    copy_run(out, bytes, start, pos);
-                }
+            // The bytes after a C2 or E2 are never flagged themselves.
+            if let Some((seq, n, used)) = escape_at(bytes, pos) {
+                copy_run(out, bytes, start, pos);
                 // Constant lengths: copied inline, no call.
-                if *n == 2 {
+                if n == 2 {
                     out.extend_from_slice(&seq[..2]);
                 } else {
-                    out.extend_from_slice(seq);
+                    out.extend_from_slice(&seq);
                 }
-                start = pos + 1;
-            } else if b == 0xC2 {
-                // U+0080–U+009F (the C1 controls) are C2 80 to C2 9F; other characters
-                // starting with C2 stay. The byte after C2 is never flagged itself.
-                if let Some(&next @ 0x80..=0x9F) = bytes.get(pos + 1) {
-                    copy_run(out, bytes, start, pos);
-                    out.extend_from_slice(&[
-                        b'\\',
-                        b'u',
-                        b'0',
-                        b'0',
-                        HEX[usize::from(next >> 4)],
-                        HEX[usize::from(next & 0xF)],
-                    ]);
-                    start = pos + 2;
-                }
-            } else if bytes.get(pos + 1) == Some(&0x80)
-                && matches!(bytes.get(pos + 2), Some(0xA8 | 0xA9))
-            {
-                // U+2028 is E2 80 A8, U+2029 is E2 80 A9; other characters starting with E2
-                // stay. The two bytes after E2 are never flagged themselves.
-                copy_run(out, bytes, start, pos);
-                out.extend_from_slice(if bytes[pos + 2] == 0xA8 {
-                    b"\\u2028"
-                } else {
-                    b"\\u2029"
-                });
-                start = pos + 3;
+                start = pos + used;
             }
         }
         i += 8;

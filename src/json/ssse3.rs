@@ -14,7 +14,7 @@
 //! both with a plain reference).
 
 use super::tail::{Tail, append};
-use super::{__ as CLEAN, C2, E2, ESCAPE, HEX, SEQUENCES, UU};
+use super::{ESCAPE, HEX, UU, escape_at};
 use core::arch::x86_64::*;
 
 /// Whether the running CPU can run [`escape_from`].
@@ -42,58 +42,39 @@ const SHORT_CONTROLS: [u8; 16] = {
     t
 };
 
-/// For each set of two-byte escapes in 8 bytes (bit `j`: byte `j` escapes), the shuffle that
-/// writes them from `[byte 0..8, escape letter 0..8]`: byte `j`, or a zero lane (the backslash
-/// from [`SHORT_BACKSLASHES`] goes there) then letter `j`. Lanes past the end are zero.
-static SHORT_SHUFFLE: [[u8; 16]; 256] = {
-    let mut t = [[0x80u8; 16]; 256];
+/// How 8 bytes are written when those that escape take two bytes: one shuffle of
+/// `[byte 0..8, escape letter 0..8]` (byte `j`, or a zero lane then letter `j`), the
+/// backslashes put into the zero lanes, and how many bytes that makes.
+#[derive(Clone, Copy)]
+struct Short {
+    shuffle: [u8; 16],
+    backslashes: [u8; 16],
+    len: u8,
+}
+
+/// One [`Short`] for each set of two-byte escapes in 8 bytes (bit `j`: byte `j` escapes).
+static SHORTS: [Short; 256] = {
+    let mut t = [Short {
+        shuffle: [0x80; 16],
+        backslashes: [0; 16],
+        len: 0,
+    }; 256];
     let mut m = 0;
     while m < 256 {
         let mut at = 0;
         let mut j = 0;
         while j < 8 {
             if m & (1 << j) != 0 {
-                t[m][at] = 0x80;
-                t[m][at + 1] = 8 + j as u8;
+                t[m].backslashes[at] = b'\\';
+                t[m].shuffle[at + 1] = 8 + j as u8;
                 at += 2;
             } else {
-                t[m][at] = j as u8;
+                t[m].shuffle[at] = j as u8;
                 at += 1;
             }
             j += 1;
         }
-        m += 1;
-    }
-    t
-};
-
-/// The backslashes [`SHORT_SHUFFLE`]'s entry leaves room for (in its zero lanes).
-static SHORT_BACKSLASHES: [[u8; 16]; 256] = {
-    let mut t = [[0u8; 16]; 256];
-    let mut m = 0;
-    while m < 256 {
-        let mut at = 0;
-        let mut j = 0;
-        while j < 8 {
-            if m & (1 << j) != 0 {
-                t[m][at] = b'\\';
-                at += 2;
-            } else {
-                at += 1;
-            }
-            j += 1;
-        }
-        m += 1;
-    }
-    t
-};
-
-/// How many bytes [`SHORT_SHUFFLE`]'s entry writes.
-static SHORT_LEN: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut m = 0;
-    while m < 256 {
-        t[m] = 8 + (m as u32).count_ones() as u8;
+        t[m].len = at as u8;
         m += 1;
     }
     t
@@ -446,11 +427,12 @@ fn chunk(t: &mut Tail<'_>, bytes: &[u8], i: usize) -> usize {
 #[inline]
 #[target_feature(enable = "ssse3")]
 fn short_half(t: &mut Tail<'_>, pair: __m128i, mask: usize) {
+    let short = &SHORTS[mask];
     let v = _mm_or_si128(
-        _mm_shuffle_epi8(pair, constant(&SHORT_SHUFFLE[mask])),
-        constant(&SHORT_BACKSLASHES[mask]),
+        _mm_shuffle_epi8(pair, constant(&short.shuffle)),
+        constant(&short.backslashes),
     );
-    t.put_block(&bytes_of(v), usize::from(SHORT_LEN[mask]));
+    t.put_block(&bytes_of(v), usize::from(short.len));
 }
 
 /// Writes 4 bytes from `[bytes, escape letters, high hex digits, low hex digits]`; `classes`
@@ -476,33 +458,14 @@ fn group(t: &mut Tail<'_>, source: __m128i, classes: usize) {
 fn byte_by_byte(t: &mut Tail<'_>, bytes: &[u8; 32]) -> usize {
     let mut j = 0;
     while j < 16 {
-        let b = bytes[j];
-        j += 1;
-        match ESCAPE[usize::from(b)] {
-            C2 if (0x80..=0x9F).contains(&bytes[j]) => {
-                let next = bytes[j];
-                t.put(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(next >> 4)],
-                    HEX[usize::from(next & 0xF)],
-                ]);
+        match escape_at(bytes, j) {
+            Some((seq, n, used)) => {
+                t.put(&seq[..n]);
+                j += used;
+            }
+            None => {
+                t.push(bytes[j]);
                 j += 1;
-            }
-            E2 if bytes[j] == 0x80 && matches!(bytes[j + 1], 0xA8 | 0xA9) => {
-                t.put(if bytes[j + 1] == 0xA8 {
-                    b"\\u2028"
-                } else {
-                    b"\\u2029"
-                });
-                j += 2;
-            }
-            CLEAN | C2 | E2 => t.push(b),
-            _ => {
-                let (seq, n) = &SEQUENCES[usize::from(b)];
-                t.put(&seq[..usize::from(*n)]);
             }
         }
     }
