@@ -1491,6 +1491,19 @@ async fn access_lines_when(capture: &Capture, n: usize) -> Vec<Value> {
     access_lines(capture)
 }
 
+/// The level and message of each access line, once there are `n` of them (see
+/// [`access_lines_when`]).
+async fn access_said(capture: &Capture, n: usize) -> Vec<(String, String)> {
+    access_lines_when(capture, n)
+        .await
+        .iter()
+        .map(|l| {
+            let said = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (said("level"), said("message"))
+        })
+        .collect()
+}
+
 /// A download as axum's docs and tower-http's `ServeFile` send it, a streamed body with a
 /// `content-length`, over a real HTTP/1.1 connection: hyper stops once that many bytes are out
 /// and drops the body without asking it for its end. The line says the response completed.
@@ -2250,16 +2263,12 @@ async fn grpc_trailers_without_a_status_are_not_a_success() {
         .unwrap();
     let collected = resp.into_body().collect().await.unwrap();
     assert!(collected.trailers().unwrap().get("grpc-status").is_none());
-    let access = access_lines_when(&capture, 1).await;
-    assert_eq!(access.len(), 1, "{access:?}");
     assert_eq!(
-        (access[0]["level"].as_str(), access[0]["message"].as_str()),
-        (
-            Some("WARN"),
-            Some("POST /svc/NoStatus ended without a gRPC status")
-        ),
-        "{}",
-        access[0]
+        access_said(&capture, 1).await,
+        [(
+            "WARN".to_owned(),
+            "POST /svc/NoStatus ended without a gRPC status".to_owned()
+        )]
     );
 }
 
@@ -2304,16 +2313,12 @@ async fn h2_body_failing_after_its_announced_length_is_not_completed() {
         "the client saw the failure: {:?}",
         got.map(|c| c.to_bytes())
     );
-    let access = access_lines_when(&capture, 1).await;
-    assert_eq!(access.len(), 1, "{access:?}");
     assert_eq!(
-        (access[0]["level"].as_str(), access[0]["message"].as_str()),
-        (
-            Some("ERROR"),
-            Some("GET /blob failed while sending its body")
-        ),
-        "{}",
-        access[0]
+        access_said(&capture, 1).await,
+        [(
+            "ERROR".to_owned(),
+            "GET /blob failed while sending its body".to_owned()
+        )]
     );
 }
 
@@ -2521,18 +2526,18 @@ async fn a_body_shorter_than_its_announced_length_is_not_completed() {
         got.map(|c| c.to_bytes())
     );
 
-    let access = access_lines_when(&capture, 2).await;
-    let said: Vec<(&str, &str)> = access
-        .iter()
-        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        said,
+        access_said(&capture, 2).await,
         [
-            ("ERROR", "GET /h1 failed while sending its body"),
-            ("ERROR", "GET /h2 failed while sending its body"),
-        ],
-        "{access:?}"
+            (
+                "ERROR".to_owned(),
+                "GET /h1 failed while sending its body".to_owned()
+            ),
+            (
+                "ERROR".to_owned(),
+                "GET /h2 failed while sending its body".to_owned()
+            ),
+        ]
     );
 }
 
@@ -2580,18 +2585,18 @@ async fn h2_body_longer_than_its_announced_length_is_not_completed() {
             got.map(|c| c.to_bytes())
         );
     }
-    let access = access_lines_when(&capture, 2).await;
-    let said: Vec<(&str, &str)> = access
-        .iter()
-        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        said,
+        access_said(&capture, 2).await,
         [
-            ("ERROR", "GET /blob failed while sending its body"),
-            ("ERROR", "GET /zero failed while sending its body"),
-        ],
-        "{access:?}"
+            (
+                "ERROR".to_owned(),
+                "GET /blob failed while sending its body".to_owned()
+            ),
+            (
+                "ERROR".to_owned(),
+                "GET /zero failed while sending its body".to_owned()
+            ),
+        ]
     );
 }
 
@@ -2622,16 +2627,12 @@ async fn a_grpc_answer_ending_with_its_head_without_a_status_says_so() {
         .unwrap();
     let collected = resp.into_body().collect().await.unwrap();
     assert!(collected.trailers().is_none());
-    let access = access_lines_when(&capture, 1).await;
-    assert_eq!(access.len(), 1, "{access:?}");
     assert_eq!(
-        (access[0]["level"].as_str(), access[0]["message"].as_str()),
-        (
-            Some("WARN"),
-            Some("POST /svc/Empty ended without a gRPC status")
-        ),
-        "{}",
-        access[0]
+        access_said(&capture, 1).await,
+        [(
+            "WARN".to_owned(),
+            "POST /svc/Empty ended without a gRPC status".to_owned()
+        )]
     );
 }
 
@@ -2660,15 +2661,12 @@ async fn h2_head_ending_the_stream_with_a_nonzero_length_is_not_completed() {
         )
         .await;
     assert!(got.is_err(), "the client saw the failure: {got:?}");
-    let access = access_lines_when(&capture, 1).await;
-    let said: Vec<(&str, &str)> = access
-        .iter()
-        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        said,
-        [("ERROR", "GET /gone failed while sending its body")],
-        "{access:?}"
+        access_said(&capture, 1).await,
+        [(
+            "ERROR".to_owned(),
+            "GET /gone failed while sending its body".to_owned()
+        )]
     );
 }
 
@@ -2713,15 +2711,12 @@ async fn a_grpc_answer_shorter_than_its_announced_length_is_not_completed() {
         "the client saw the failure: {:?}",
         got.map(|c| c.to_bytes())
     );
-    let access = access_lines_when(&capture, 1).await;
-    let said: Vec<(&str, &str)> = access
-        .iter()
-        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        said,
-        [("ERROR", "POST /svc/Short failed while sending its body")],
-        "{access:?}"
+        access_said(&capture, 1).await,
+        [(
+            "ERROR".to_owned(),
+            "POST /svc/Short failed while sending its body".to_owned()
+        )]
     );
 }
 
@@ -2768,14 +2763,11 @@ async fn h2_head_ending_the_stream_without_a_length_header_is_completed_whatever
     assert!(resp.headers().get("content-length").is_none());
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(body.is_empty());
-    let access = access_lines_when(&capture, 1).await;
-    let said: Vec<(&str, &str)> = access
-        .iter()
-        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        said,
-        [("INFO", "GET /hinted completed with 200")],
-        "{access:?}"
+        access_said(&capture, 1).await,
+        [(
+            "INFO".to_owned(),
+            "GET /hinted completed with 200".to_owned()
+        )]
     );
 }
