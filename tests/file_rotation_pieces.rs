@@ -150,23 +150,7 @@ fn a_file_line_cut_before_a_rotation_is_ended_in_its_own_file() {
     lift_file_size_limit();
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
     drop(guard);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut report = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap();
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        if !text.ends_with('\n') {
-            report.push(format!("{name} ends inside a line: {text:?}"));
-        }
-        if text.lines().any(str::is_empty) {
-            report.push(format!("{name} has an empty line: {text:?}"));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let (files, report) = files_and_broken_lines(&dir);
     assert_eq!(
         (stats.lines_written(), stats.lines_dropped()),
         (2, 1),
@@ -216,23 +200,7 @@ fn a_file_line_cut_is_ended_in_its_own_file_when_the_hour_turns_as_the_next_file
     TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 2));
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
     drop(guard);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut report = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap();
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        if !text.ends_with('\n') {
-            report.push(format!("{name} ends inside a line: {text:?}"));
-        }
-        if text.lines().any(str::is_empty) {
-            report.push(format!("{name} has an empty line: {text:?}"));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let (files, report) = files_and_broken_lines(&dir);
     assert_eq!(
         (stats.lines_written(), stats.lines_dropped()),
         (2, 1),
@@ -357,7 +325,24 @@ fn a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file
     lift_file_size_limit();
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
     drop(guard);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+    let (files, report) = files_and_broken_lines(&dir);
+    assert_eq!(
+        (stats.lines_written(), stats.lines_dropped()),
+        (3, 1),
+        "before, warm and B written; A cut"
+    );
+    assert_eq!(files.len(), 2, "{files:?}");
+    if report.is_empty() {
+        println!("EVERY FILE ENDS ITS LINES");
+    } else {
+        println!("{report:?}");
+    }
+}
+
+/// The files in `dir` (sorted, then removed with it), and what is wrong with their lines: a
+/// file that ends inside a line, or holds an empty one.
+fn files_and_broken_lines(dir: &std::path::Path) -> (Vec<std::path::PathBuf>, Vec<String>) {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -373,16 +358,6 @@ fn a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file
             report.push(format!("{name} has an empty line: {text:?}"));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(
-        (stats.lines_written(), stats.lines_dropped()),
-        (3, 1),
-        "before, warm and B written; A cut"
-    );
-    assert_eq!(files.len(), 2, "{files:?}");
-    if report.is_empty() {
-        println!("EVERY FILE ENDS ITS LINES");
-    } else {
-        println!("{report:?}");
-    }
+    let _ = std::fs::remove_dir_all(dir);
+    (files, report)
 }
