@@ -9,9 +9,10 @@
 //! escape.
 //!
 //! Used only where the running CPU has SSSE3 (checked once; Intel since Core 2 in 2006, AMD
-//! since Bobcat and Bulldozer in 2011), and only once a string is known to need escaping: clean
-//! strings never get here. The output is byte for byte the scalar code's (the tests compare
-//! both with a plain reference).
+//! since Bobcat and Bulldozer in 2011), and only for a string known to need escaping with more
+//! than 32 bytes left to look at: clean strings never get here, and short rests take the byte
+//! loop in `json.rs`. The output is byte for byte the scalar code's (the tests compare both
+//! with a plain reference).
 
 use super::tail::{Tail, append};
 use super::{ESCAPE, HEX, UU, escape_at};
