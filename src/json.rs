@@ -265,7 +265,7 @@ static PACKED: [u64; 256] = {
 /// stretches go four bytes per branch, the clean runs between escapes are copied as one or
 /// two words (no copy call), and each escape is one word from [`PACKED`]. The vector code's
 /// fixed costs (a whole chunk classified, a chain of tables behind each escape) do not pay off
-/// on a handful of bytes: it is 30–50 % slower on strings of 17 to 22 bytes with an escape or
+/// on a handful of bytes: it takes 7–50 % longer on strings of 17 to 22 bytes with an escape or
 /// two.
 #[inline(always)]
 fn escape_scan<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8], padded: u64, i: usize) {
