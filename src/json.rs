@@ -9,13 +9,14 @@
 //!
 //! A string is first checked a word at a time; a clean one (the common case) is copied whole.
 //! One that needs escaping takes one of three paths from its first dirty word on:
-//! - on x86-64 with SSSE3 (checked once at run time): 16 bytes at a time, classified with
-//!   vector compares and written with byte shuffles from tables indexed by which bytes escape,
-//!   no branch per escape (a chunk with a C1 control or U+2028/U+2029 goes byte by byte);
-//! - without SSSE3 (other CPUs and architectures), at most 16 bytes left: a word at a time,
-//!   each clean run and each escape stored as one word through a cursor into the line's free
-//!   capacity (no copy calls);
-//! - without SSSE3, longer: a word at a time.
+//! - at most 32 bytes left (on every CPU): a byte at a time with a table, clean stretches four
+//!   bytes per branch, each clean run and each escape stored as one or two words (no copy
+//!   calls);
+//! - longer, on x86-64 with SSSE3 (checked once at run time): 16 bytes at a time, classified
+//!   with vector compares and written with byte shuffles from tables indexed by which bytes
+//!   escape, no branch per escape (a chunk with a C1 control or U+2028/U+2029 goes byte by
+//!   byte);
+//! - longer, without SSSE3 (other CPUs and architectures): a word at a time.
 //!
 //! The crate's only `unsafe` code outside its tests is in these paths, in two places: the call
 //! into the SSSE3 code once the CPU is known to have it, and setting a line's length over bytes
@@ -1882,6 +1883,164 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Checks one string through every public and internal entry: quoted and unquoted, after
+    /// existing content, into a line with no spare capacity, and through the `fmt::Write` paths.
+    fn check_all_entries(s: &str) {
+        use std::fmt::Write as _;
+        let want = reference(s);
+        let body = &want[1..want.len() - 1];
+        for prefix in ["", "{\"k\":"] {
+            // Spare capacity and exactly full.
+            for exact in [false, true] {
+                let mut out = Vec::with_capacity(if exact { prefix.len() } else { 200 });
+                out.extend_from_slice(prefix.as_bytes());
+                write_str(&mut out, s);
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    format!("{prefix}{want}"),
+                    "write_str {s:?}"
+                );
+                let mut out = Vec::with_capacity(if exact { prefix.len() } else { 200 });
+                out.extend_from_slice(prefix.as_bytes());
+                escape_into(&mut out, s);
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    format!("{prefix}{body}"),
+                    "escape_into {s:?}"
+                );
+            }
+            let mut out = prefix.as_bytes().to_vec();
+            Escaper(&mut out).write_str(s).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                format!("{prefix}{body}"),
+                "Escaper {s:?}"
+            );
+            let mut out = prefix.as_bytes().to_vec();
+            write!(Escaper(&mut out), "{s}|{s:?}").unwrap();
+            let dbg = reference(&format!("{s}|{s:?}"));
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                format!("{prefix}{}", &dbg[1..dbg.len() - 1]),
+                "Escaper fmt {s:?}"
+            );
+            let mut out = prefix.as_bytes().to_vec();
+            write_fmt_body(&mut out, format_args!("{s:?}{s}"), 10_000, b"F", b"P");
+            let dbg = reference(&format!("{s:?}{s}"));
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                format!("{prefix}{}", &dbg[1..dbg.len() - 1]),
+                "write_fmt_body {s:?}"
+            );
+        }
+        let mut out = Vec::new();
+        for c in s.chars() {
+            Escaper(&mut out).write_char(c).unwrap();
+        }
+        assert_eq!(String::from_utf8_lossy(&out), body, "Escaper chars {s:?}");
+        // The byte loop and the longer paths from every whole-word clean start.
+        let bytes = s.as_bytes();
+        let padded = if bytes.len() < 8 {
+            last_word(bytes, 0)
+        } else {
+            0
+        };
+        let clean_words = bytes
+            .chunks(8)
+            .take_while(|c| c.iter().all(|&b| ESCAPE[usize::from(b)] == __))
+            .count();
+        let mut i = 0;
+        while i <= bytes.len() && i / 8 <= clean_words {
+            if i == 0 || i < bytes.len() {
+                let mut out = b"xy".to_vec();
+                escape_rest::<true>(&mut out, bytes, padded, i);
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    format!("xy{want}"),
+                    "escape_rest from {i}: {s:?}"
+                );
+                if bytes.len() - i <= SCAN {
+                    let mut out = Vec::new();
+                    escape_scan::<false>(&mut out, bytes, padded, i);
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        body,
+                        "escape_scan from {i}: {s:?}"
+                    );
+                }
+            }
+            i += 8;
+        }
+    }
+
+    /// Every string of up to `DEPTH` pieces over an alphabet of specials, between clean runs of
+    /// every length that moves it across the 4-byte groups, the word boundaries and the
+    /// 32-byte limit of the byte loop.
+    #[test]
+    fn brute_force_short_strings_match_reference() {
+        const ALPHABET: [&str; 11] = [
+            "a", "\"", "\\", "\n", "\u{1}", "\u{7f}", "\u{85}", "é", "\u{2028}", "€", "\u{a1}",
+        ];
+        const DEPTH: usize = if cfg!(debug_assertions) { 4 } else { 5 };
+        let mut count = 0u64;
+        let mut idx = [0usize; DEPTH + 1];
+        for depth in 0..=DEPTH {
+            let total = ALPHABET.len().pow(depth as u32);
+            for mut n in 0..total {
+                let mut core = String::new();
+                for slot in idx.iter_mut().take(depth) {
+                    *slot = n % ALPHABET.len();
+                    n /= ALPHABET.len();
+                    core.push_str(ALPHABET[*slot]);
+                }
+                let lead_max = if depth <= 3 { 36 } else { 12 };
+                let trail_max = if depth <= 3 { 9 } else { 4 };
+                for lead in 0..=lead_max {
+                    for trail in 0..=trail_max {
+                        let s = format!(
+                            "{}{core}{}",
+                            &"bcdefghijk".repeat(4)[..lead],
+                            &"xyzwvutsrq"[..trail]
+                        );
+                        check_all_entries(&s);
+                        count += 1;
+                    }
+                }
+            }
+        }
+        assert!(count > 100_000, "{count}");
+    }
+
+    /// Random strings of up to ~40 bytes drawn from specials and plain bytes.
+    #[test]
+    fn random_short_strings_match_reference() {
+        const PIECES: [&str; 22] = [
+            "a", "b", " ", "\"", "\\", "\n", "\t", "\r", "\u{8}", "\u{c}", "\u{0}", "\u{1f}",
+            "\u{7f}", "\u{80}", "\u{9f}", "\u{a0}", "\u{c2}", "é", "\u{2028}", "\u{2029}",
+            "\u{2027}", "€",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let rounds = if cfg!(debug_assertions) {
+            200_000
+        } else {
+            2_000_000
+        };
+        for _ in 0..rounds {
+            let mut s = String::new();
+            let target = next(42);
+            while s.len() < target {
+                s.push_str(PIECES[next(PIECES.len())]);
+            }
+            check_all_entries(&s);
         }
     }
 }

@@ -30,6 +30,7 @@ impl Tail<'_> {
 
     /// Appends `bytes`.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn put(&mut self, bytes: &[u8]) {
         write(
             &mut self.room[self.written..self.written + bytes.len()],
