@@ -54,11 +54,13 @@ pub const MAX_LEN: usize = 128;
 ///
 /// The rule admits UUIDs, ULIDs, 32-hex ids (nginx `$request_id`, W3C trace ids), Envoy's
 /// `x-request-id` and base64 text, and nothing that could break a header, a log line or a
-/// path: no whitespace, control characters, quotes, `%`, `\`, `;`, `,`, non-ASCII, `..`, or a
-/// leading `/` (so the id is safe to use in a file path: joined to a directory, it stays inside
-/// it; and appended to a URL path as text). It is not a safe URL reference to resolve against
-/// a base URL: `:` is allowed (base64, `urn:uuid:` ids), so an id like `https://host/x` would
-/// replace the base. Percent-encode it, or append it as text, when building URLs.
+/// Unix path: no whitespace, control characters, quotes, `%`, `\`, `;`, `,`, non-ASCII, `..`,
+/// or a leading `/` (so on Unix the id is safe to use in a file path: joined to a directory, it
+/// stays inside it; and appended to a URL path as text). On Windows it is not: `:` is allowed,
+/// and an id like `C:x` joined to a directory is a path on drive `C:` instead. Nor is it a safe
+/// URL reference to resolve against a base URL: `:` is allowed (base64, `urn:uuid:` ids), so an
+/// id like `https://host/x` would replace the base. Percent-encode it, or append it as text,
+/// when building URLs.
 ///
 /// ```
 /// use traceline::correlation::CorrelationId;
