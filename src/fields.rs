@@ -460,6 +460,9 @@ pub(crate) struct SpanVisitor<'a> {
     /// For a new span whose callsite's keys need no collision prefix: each value is written
     /// behind its key, so `values` and `raw` are the span's fragments as they are.
     pub(crate) keys: Option<&'a SpanKeys>,
+    /// With [`keys`](Self::keys), the cached fields already written: a value set that gives a
+    /// field twice keeps its first value, not two fragments with one key.
+    pub(crate) done: u64,
 }
 
 impl SpanVisitor<'_> {
@@ -475,6 +478,19 @@ impl SpanVisitor<'_> {
             write(&mut v);
             *self.correlation = Some(v.into());
             return;
+        }
+        if self.keys.is_some() {
+            let i = field.index();
+            let again = if i < CACHED_FIELDS {
+                let again = self.done & (1 << i) != 0;
+                self.done |= 1 << i;
+                again
+            } else {
+                self.raw.iter().any(|e| e.field as usize == i)
+            };
+            if again {
+                return;
+            }
         }
         let start = self.values.len() as u32;
         let denied = match self.keys {
@@ -766,6 +782,15 @@ pub(crate) struct CallsiteKeys {
     pub(crate) from_log: bool,
     /// The [`key_bit`]s of every key the callsite's fields may take (of the cached fields).
     pub(crate) key_bits: u64,
+    /// Whether values given out of the declared order can make a cached key unusable (see
+    /// [`EventVisitor::taken_already`]): a callsite with two fields named `message`, or more
+    /// fields than are cached.
+    reorderable: bool,
+    /// Whether the callsite has more fields than are cached.
+    wide: bool,
+    /// For a [`reorderable`](Self::reorderable) callsite, the keys of the cached fields (but
+    /// the first `message`), which a cached field keyed on the line avoids.
+    cached_keys: Vec<(Depth, &'static str)>,
 }
 
 /// One field's key in [`CallsiteKeys`].
@@ -793,7 +818,7 @@ impl CallsiteKeys {
         let prefix = &*c.prefix;
         let mut key = Vec::new();
         let mut places = Vec::new();
-        let mut seen: Vec<(Depth, &str)> = Vec::new();
+        let mut seen: Vec<(Depth, &'static str)> = Vec::new();
         let mut denied = 0u64;
         let mut messages = 0u64;
         let mut log_fields = 0u64;
@@ -833,6 +858,8 @@ impl CallsiteKeys {
                 denied |= 1 << i;
             }
         }
+        let wide = meta.fields().len() > CACHED_FIELDS;
+        let reorderable = messages.count_ones() > 1 || wide;
         let mut target = Vec::new();
         if let (Some(k), false) = (&c.target, from_log) {
             target.extend_from_slice(k);
@@ -848,6 +875,9 @@ impl CallsiteKeys {
             target: Piece::new(&target),
             from_log,
             key_bits,
+            reorderable,
+            wide,
+            cached_keys: if reorderable { seen } else { Vec::new() },
         }
     }
 
@@ -869,6 +899,11 @@ impl CallsiteKeys {
     /// when `skip_log_fields`.
     #[inline]
     pub(crate) fn plain(&self, skip_log_fields: bool) -> u64 {
+        if self.wide {
+            // Past the cached fields a key is worked out on the line, which a cached key
+            // given later must then be checked against.
+            return 0;
+        }
         let skipped = if skip_log_fields { self.log_fields } else { 0 };
         !(self.messages | self.denied | skipped)
     }
@@ -905,6 +940,9 @@ pub(crate) struct EventVisitor<'a> {
     pub(crate) redaction: &'a Redaction,
     /// The field length limit, in bytes of text.
     pub(crate) max: usize,
+    /// The cached fields already written (or taken as the message): a value set that gives a
+    /// field twice has its first value on the line, not two keys.
+    pub(crate) done: u64,
 }
 
 impl EventVisitor<'_> {
@@ -913,7 +951,9 @@ impl EventVisitor<'_> {
     #[inline(always)]
     fn plain_key(&mut self, field: &Field) -> bool {
         let i = field.index();
-        if i < CACHED_FIELDS && self.plain & (1 << i) != 0 {
+        // A field met already (a value set that gives it twice) is not plain: `key` skips it.
+        if i < CACHED_FIELDS && self.plain & !self.done & (1 << i) != 0 {
+            self.done |= 1 << i;
             let depth = self.keys.write_key(i, self.buf);
             if self.track {
                 self.seen.push((depth, field.name()));
@@ -936,14 +976,27 @@ impl EventVisitor<'_> {
         if !named_message {
             return false;
         }
+        if i < CACHED_FIELDS && self.done & (1 << i) != 0 {
+            // The message given twice: the first is on the line, and `key` skips this.
+            return false;
+        }
         match &mut self.message {
             Some(m) if m.found => false,
             Some(m) => {
+                if i < CACHED_FIELDS {
+                    self.done |= 1 << i;
+                }
                 record(m);
                 true
             }
             // The first is the message, left out; a second is a user field.
-            None => !std::mem::replace(&mut self.message_left_out, true),
+            None => {
+                let first = !std::mem::replace(&mut self.message_left_out, true);
+                if first && i < CACHED_FIELDS {
+                    self.done |= 1 << i;
+                }
+                first
+            }
         }
     }
 
@@ -951,9 +1004,17 @@ impl EventVisitor<'_> {
     fn key(&mut self, field: &Field) -> bool {
         let i = field.index();
         if i < CACHED_FIELDS {
+            if self.done & (1 << i) != 0 {
+                // Given twice: its first value is on the line.
+                return false;
+            }
+            self.done |= 1 << i;
             let keys = self.keys;
             if self.skip_log_fields && keys.log_fields & (1 << i) != 0 {
                 return false;
+            }
+            if keys.reorderable && self.taken_already(field) {
+                return self.uncached_key(field);
             }
             let depth = keys.write_key(i, self.buf);
             if self.track {
@@ -968,6 +1029,25 @@ impl EventVisitor<'_> {
         self.uncached_key(field)
     }
 
+    /// Whether the cached key of `field` cannot be used on this line: the callsite's keys are
+    /// worked out for values given in the order the fields are declared, as the `tracing`
+    /// macros give them. A value set may give them in another order: the first field named
+    /// `message` can then come after another one that became the line's message (its cached
+    /// key is the bare name), and past the cached fields a field keyed on the line may have
+    /// taken the key of a cached one that comes later.
+    #[cold]
+    #[inline(never)]
+    fn taken_already(&self, field: &Field) -> bool {
+        let i = field.index();
+        let keys = self.keys;
+        if keys.messages.trailing_zeros() as usize == i {
+            return true;
+        }
+        let place = (keys.places[i].depth, field.name());
+        let prefix = &*self.c.prefix;
+        self.seen.iter().any(|&s| same_key(prefix, s, place))
+    }
+
     /// [`key`](Self::key) for fields past the cached ones: worked out field by field.
     #[cold]
     #[inline(never)]
@@ -978,8 +1058,14 @@ impl EventVisitor<'_> {
         }
         let prefix = &*self.c.prefix;
         let seen = &*self.seen;
+        // A cached field keyed here (given out of order) avoids every cached key too.
+        let cached: &[(Depth, &str)] = if field.index() < CACHED_FIELDS {
+            &self.keys.cached_keys
+        } else {
+            &[]
+        };
         let depth = free_depth(&self.c.event_reserved, prefix, name, |k| {
-            seen.iter().any(|&s| same_key(prefix, s, k))
+            seen.iter().chain(cached).any(|&s| same_key(prefix, s, k))
         });
         self.seen.push((depth, name));
         write_prefixed_key(self.buf, prefix, depth, name);

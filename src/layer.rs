@@ -655,6 +655,7 @@ impl SpanScratch {
             redaction,
             max,
             keys: None,
+            done: 0,
         }
     }
 
@@ -1102,6 +1103,7 @@ impl<W: 'static> Layer<W> {
                     max: self.max_field,
                 }),
                 max: self.max_field,
+                done: 0,
             };
             event.record(&mut v);
             if v.message.is_some_and(|m| m.found) {
@@ -1487,6 +1489,7 @@ where
                     redaction: &self.redaction,
                     max: self.max_field,
                     keys: direct.then_some(keys),
+                    done: 0,
                 });
                 if direct {
                     data.buf.set(values);

@@ -1,0 +1,477 @@
+//! Hostile field names and value sets, every preset and layout: each line is one JSON object
+//! with no key twice, whatever names the fields have and whatever order (or how many times) a
+//! value set gives them in.
+
+mod common;
+
+use common::{Capture, dyn_callsite, split_lines};
+use opentelemetry::trace::TracerProvider as _;
+use traceline::{ErrorLayout, FieldLayout, Key, Schema};
+use tracing::Level;
+use tracing::field::Value;
+use tracing::metadata::Kind;
+use tracing::subscriber::with_default;
+use tracing_subscriber::prelude::*;
+
+fn presets() -> Vec<(&'static str, Schema)> {
+    vec![
+        ("default", Schema::default()),
+        ("otel", Schema::otel()),
+        ("ecs", Schema::ecs()),
+        ("gcp", Schema::gcp("p")),
+        ("datadog", Schema::datadog()),
+    ]
+}
+
+/// Every key name the presets write, and names that stress the rules.
+fn hostile_names() -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for (_, s) in presets() {
+        for k in Key::ALL {
+            if let Some(n) = s.clone().enable(k).key(k) {
+                v.push(n.to_owned());
+                v.push(format!("fields.{n}"));
+            }
+        }
+    }
+    for n in [
+        "fields",
+        "fields.",
+        "",
+        ".",
+        "a\"b",
+        "a\\b",
+        "\n",
+        "\u{0}",
+        "name",
+        "message",
+        "r#type",
+        "type",
+        "chain",
+        "traceline.truncated",
+        "traceline",
+        "event.dataset",
+        "event",
+        "ecs.version",
+        "labels",
+        "time",
+        "host",
+        "service",
+        "dd",
+        "error",
+        "exception",
+        "log",
+        "log.target",
+        "trace",
+        "span",
+        "spans",
+        "otel.name",
+        "traceline.correlation_id",
+        "password",
+        "x.y",
+        "x",
+    ] {
+        v.push(n.to_owned());
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Strict check: returns an error text for a bad line, instead of panicking.
+fn bad(line: &str) -> Option<String> {
+    let body = line.strip_suffix('\n')?;
+    if let Err(e) = common::parse_strict(body) {
+        return Some(format!("{e}: {line:?}"));
+    }
+    if serde_json::from_str::<serde_json::Value>(body).is_err() {
+        return Some(format!("serde_json rejects: {line:?}"));
+    }
+    None
+}
+
+fn check_all(what: &str, text: &str, expect: usize, failures: &mut Vec<String>) {
+    let lines = split_lines(text);
+    if lines.len() != expect {
+        failures.push(format!(
+            "{what}: {} lines, want {expect}: {text:?}",
+            lines.len()
+        ));
+    }
+    for l in &lines {
+        if let Some(e) = bad(l) {
+            failures.push(format!("{what}: {e}"));
+        }
+    }
+}
+
+fn str_values(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("v{i}")).collect()
+}
+
+fn event_with(names: &[String]) {
+    let meta = dyn_callsite("hostile", Kind::EVENT, "event", names, Level::WARN);
+    let vals = str_values(names.len());
+    let vals: Vec<Option<&dyn Value>> = vals.iter().map(|v| Some(v as &dyn Value)).collect();
+    tracing::Event::dispatch(meta, &meta.fields().value_set_all(&vals));
+}
+
+fn span_with(names: &[String]) -> tracing::Span {
+    let meta = dyn_callsite("hostile", Kind::SPAN, "span", names, Level::INFO);
+    let vals = str_values(names.len());
+    let vals: Vec<Option<&dyn Value>> = vals.iter().map(|v| Some(v as &dyn Value)).collect();
+    tracing::Span::new(meta, &meta.fields().value_set_all(&vals))
+}
+
+fn setups() -> Vec<(String, Schema)> {
+    let mut out = Vec::new();
+    for (name, s) in presets() {
+        for nested in [false, true] {
+            let mut s = s.clone();
+            if nested {
+                s = s.field_layout(FieldLayout::Nested);
+            }
+            out.push((format!("{name} nested={nested}"), s.clone()));
+            let full = s
+                .clone()
+                .enable(Key::File)
+                .enable(Key::Line)
+                .enable(Key::ThreadName)
+                .enable(Key::ThreadId)
+                .enable(Key::TransactionId)
+                .enable(Key::SeverityNumber)
+                .service_name("svc")
+                .service_version("1")
+                .environment("prod")
+                .static_field("region", "eu")
+                .static_field("level", "static-level")
+                .static_field("fields.level", 1)
+                .label("team", "x");
+            out.push((format!("{name} nested={nested} full"), full.clone()));
+            out.push((
+                format!("{name} nested={nested} full flat-errors"),
+                full.error_layout(ErrorLayout::Flat),
+            ));
+            out.push((
+                format!("{name} nested={nested} no fields key"),
+                s.disable(Key::Fields),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_names_in_events_and_spans_every_schema() {
+    let names = hostile_names();
+    let mut failures = Vec::new();
+    for (what, schema) in setups() {
+        for max_line in [usize::MAX, 300] {
+            let cap = Capture::new();
+            let provider = common::provider();
+            let layer = traceline::layer()
+                .with_schema(schema.clone())
+                .with_writer(cap.clone())
+                .with_max_line_len(max_line)
+                .with_max_field_len(8);
+            let sub = tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("h")))
+                .with(layer);
+            let mut n = 0;
+            with_default(sub, || {
+                // Events alone.
+                let mut with_msg = vec!["message".to_owned()];
+                with_msg.extend(names.iter().cloned());
+                event_with(&with_msg);
+                n += 1;
+                // Spans with the same names, nested, and events inside.
+                let outer = span_with(&names).entered();
+                let mut rev = names.clone();
+                rev.reverse();
+                let inner = span_with(&rev).entered();
+                event_with(&with_msg);
+                n += 1;
+                event_with(&["message".to_owned(), "x".to_owned()]);
+                n += 1;
+                event_with(&[]);
+                n += 1;
+                drop(inner);
+                drop(outer);
+            });
+            check_all(
+                &format!("{what} max_line={max_line}"),
+                &cap.text(),
+                n,
+                &mut failures,
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn run_default(schema: Schema, f: impl FnOnce()) -> String {
+    let cap = Capture::new();
+    let layer = traceline::layer()
+        .with_schema(schema)
+        .with_writer(cap.clone());
+    with_default(tracing_subscriber::registry().with(layer), f);
+    cap.text()
+}
+
+#[test]
+fn two_message_fields_recorded_out_of_order() {
+    let names = vec!["message".to_owned(), "message".to_owned()];
+    let meta = dyn_callsite("hostile", Kind::EVENT, "event", &names, Level::INFO);
+    let text = run_default(Schema::default(), || {
+        let f: Vec<_> = meta.fields().iter().collect();
+        let (a, b) = ("first", "second");
+        tracing::Event::dispatch(
+            meta,
+            &meta.fields().value_set(&[
+                (&f[1], Some(&b as &dyn Value)),
+                (&f[0], Some(&a as &dyn Value)),
+            ]),
+        );
+    });
+    let mut failures = Vec::new();
+    check_all("out of order messages", &text, 1, &mut failures);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The first `message` given is the line's message; the other is a field of its own.
+    let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+    assert_eq!(v["message"], "second", "{text}");
+    assert_eq!(v["fields.fields.message"], "first", "{text}");
+}
+
+#[test]
+fn many_fields_recorded_out_of_order() {
+    // 64 fillers, then one field named like the prefixed key of field 0.
+    let mut names = vec!["level".to_owned()];
+    names.extend((1..64).map(|i| format!("f{i}")));
+    names.push("fields.level".to_owned());
+    let meta = dyn_callsite("hostile", Kind::EVENT, "event", &names, Level::INFO);
+    let text = run_default(Schema::default(), || {
+        let f: Vec<_> = meta.fields().iter().collect();
+        let v = 1u64;
+        let mut vs: Vec<(&tracing::field::Field, Option<&dyn Value>)> =
+            f.iter().map(|f| (f, Some(&v as &dyn Value))).collect();
+        vs.reverse();
+        // value_set takes arrays; go through the dispatcher with a ValueSet built from a slice.
+        let arr: [(&tracing::field::Field, Option<&dyn Value>); 65] = vs.try_into().ok().unwrap();
+        tracing::Event::dispatch(meta, &meta.fields().value_set(&arr));
+    });
+    let mut failures = Vec::new();
+    check_all("many out of order", &text, 1, &mut failures);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn many_fields_in_order_in_spans() {
+    let mut failures = Vec::new();
+    for (what, schema) in setups() {
+        let mut names = vec!["level".to_owned()];
+        names.extend((1..70).map(|i| format!("f{i}")));
+        names.push("fields.level".to_owned());
+        names.push("level".to_owned());
+        names.push("message".to_owned());
+        names.push("fields.fields.level".to_owned());
+        let cap = Capture::new();
+        let layer = traceline::layer()
+            .with_schema(schema)
+            .with_writer(cap.clone());
+        with_default(tracing_subscriber::registry().with(layer), || {
+            let s1 = span_with(&names).entered();
+            let s2 = span_with(&names).entered();
+            event_with(&names);
+            let mut short = vec!["message".to_owned()];
+            short.extend(names.iter().take(3).cloned());
+            event_with(&short);
+            drop(s2);
+            drop(s1);
+        });
+        check_all(&what, &cap.text(), 2, &mut failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn span_record_all_with_repeats() {
+    let mut failures = Vec::new();
+    for (what, schema) in setups() {
+        let text = run_default(schema, || {
+            let span = tracing::info_span!(
+                "s",
+                a = tracing::field::Empty,
+                a = tracing::field::Empty,
+                level = tracing::field::Empty,
+                fields.level = tracing::field::Empty
+            )
+            .entered();
+            tracing::record_all!(span, a = 1, a = 2, level = 3, fields.level = 4);
+            tracing::record_all!(span, fields.level = 5, level = 6, a = 7);
+            span.record("level", 8);
+            tracing::info!(a = 0, "in span");
+            tracing::info!(fields.level = 0, "in span");
+            tracing::info!(level = 0, "in span");
+        });
+        check_all(&what, &text, 3, &mut failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[derive(Debug)]
+struct E(&'static str, Option<Box<E>>);
+impl std::fmt::Display for E {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+impl std::error::Error for E {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1.as_deref().map(|e| e as _)
+    }
+}
+
+#[test]
+fn two_layers_log_bridge_errors_and_filters() {
+    use tracing_subscriber::filter::filter_fn;
+    let mut failures = Vec::new();
+    let all = setups();
+    for (i, (wa, a)) in all.iter().enumerate() {
+        let (wb, b) = &all[(i * 7 + 3) % all.len()];
+        let (ca, cb) = (Capture::new(), Capture::new());
+        let provider = common::provider();
+        let la = traceline::layer()
+            .with_schema(a.clone())
+            .with_writer(ca.clone())
+            .with_max_field_len(5);
+        let lb = traceline::layer()
+            .with_schema(b.clone())
+            .with_writer(cb.clone())
+            .with_filter(filter_fn(|m| !m.name().contains("hidden")));
+        let sub = tracing_subscriber::registry()
+            .with(la)
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("h")))
+            .with(lb);
+        let mut n = 0;
+        with_default(sub, || {
+            let err = E("outer", Some(Box::new(E("inner", None))));
+            let s = tracing::info_span!(
+                "outer",
+                error = "span error",
+                error.message = "m",
+                error.type = "t",
+                exception.message = "x",
+                labels = 1,
+                labels.team = 2,
+                ecs.version = 3,
+                event.dataset = 4,
+                time = 5,
+                dd.trace_id = 6,
+                traceline.correlation_id = 7,
+            )
+            .entered();
+            let h = tracing::info_span!("hidden", level = 1, message = 2, a = 3).entered();
+            let c = traceline::correlation::scope(
+                traceline::correlation::CorrelationId::parse("req-1").unwrap(),
+            )
+            .entered();
+            traceline::record_error(&err);
+            n += 1;
+            traceline::record_error_dyn(&err);
+            n += 1;
+            tracing::error!(
+                error = &err as &(dyn std::error::Error + 'static),
+                error2 = &err as &(dyn std::error::Error + 'static),
+                error.message = "dup",
+                otel.status_code = "x",
+                "{}",
+                "msg"
+            );
+            n += 1;
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .args(format_args!("from log"))
+                    .level(log::Level::Warn)
+                    .target("log.level")
+                    .module_path(Some("m"))
+                    .file(Some("f\"ile.rs"))
+                    .line(Some(7))
+                    .build(),
+            )
+            .unwrap();
+            n += 1;
+            tracing::info!(parent: None, a = 1, "root");
+            n += 1;
+            tracing::info!(parent: &s, level = 1, "explicit");
+            n += 1;
+            drop(c);
+            drop(h);
+            drop(s);
+        });
+        check_all(&format!("A {wa}"), &ca.text(), n, &mut failures);
+        check_all(&format!("B {wb}"), &cb.text(), n, &mut failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn one_field_given_twice_in_a_value_set() {
+    let names = vec!["a".to_owned()];
+    let ev = dyn_callsite("hostile", Kind::EVENT, "event", &names, Level::INFO);
+    let sp = dyn_callsite("hostile", Kind::SPAN, "span", &names, Level::INFO);
+    let text = run_default(Schema::default().field_layout(FieldLayout::Nested), || {
+        let (x, y) = (1u64, 2u64);
+        let f = sp.fields().field("a").unwrap();
+        let span = tracing::Span::new(
+            sp,
+            &sp.fields()
+                .value_set(&[(&f, Some(&x as &dyn Value)), (&f, Some(&y as &dyn Value))]),
+        );
+        let _e = span.enter();
+        tracing::info!("span only");
+        let f = ev.fields().field("a").unwrap();
+        tracing::Event::dispatch(
+            ev,
+            &ev.fields()
+                .value_set(&[(&f, Some(&x as &dyn Value)), (&f, Some(&y as &dyn Value))]),
+        );
+    });
+    let mut failures = Vec::new();
+    check_all("one field twice", &text, 2, &mut failures);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The first value given wins, in the span and in the event.
+    let lines: Vec<serde_json::Value> = split_lines(&text)
+        .iter()
+        .map(|l| serde_json::from_str(l.trim_end()).unwrap())
+        .collect();
+    assert_eq!(lines[0]["span"]["a"], 1, "{text}");
+    assert_eq!(lines[1]["fields"]["a"], 1, "{text}");
+}
+
+/// A span callsite whose keys need the collision prefix records through the merge, which
+/// keeps one value per field too.
+#[test]
+fn one_field_given_twice_in_a_span_with_a_prefixed_key() {
+    let names = vec!["level".to_owned(), "a".to_owned()];
+    let sp = dyn_callsite("hostile", Kind::SPAN, "span", &names, Level::INFO);
+    for layout in [FieldLayout::Nested, FieldLayout::Flatten] {
+        let text = run_default(Schema::default().field_layout(layout), || {
+            let (x, y, l) = (1u64, 2u64, "lvl");
+            let a = sp.fields().field("a").unwrap();
+            let level = sp.fields().field("level").unwrap();
+            let span = tracing::Span::new(
+                sp,
+                &sp.fields().value_set(&[
+                    (&a, Some(&x as &dyn Value)),
+                    (&level, Some(&l as &dyn Value)),
+                    (&a, Some(&y as &dyn Value)),
+                ]),
+            );
+            let _e = span.enter();
+            tracing::info!("in the span");
+        });
+        let mut failures = Vec::new();
+        check_all(&format!("{layout:?}"), &text, 1, &mut failures);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
