@@ -460,8 +460,8 @@ pub(crate) struct SpanVisitor<'a> {
     /// For a new span whose callsite's keys need no collision prefix: each value is written
     /// behind its key, so `values` and `raw` are the span's fragments as they are.
     pub(crate) keys: Option<&'a SpanKeys>,
-    /// With [`keys`](Self::keys), the cached fields already written: a value set that gives a
-    /// field twice keeps its first value, not two fragments with one key.
+    /// The cached fields already recorded: a value set that gives a field twice keeps its
+    /// first value, not two fragments with one key.
     pub(crate) done: u64,
 }
 
@@ -479,18 +479,17 @@ impl SpanVisitor<'_> {
             *self.correlation = Some(v.into());
             return;
         }
-        if self.keys.is_some() {
-            let i = field.index();
-            let again = if i < CACHED_FIELDS {
-                let again = self.done & (1 << i) != 0;
-                self.done |= 1 << i;
-                again
-            } else {
-                self.raw.iter().any(|e| e.field as usize == i)
-            };
-            if again {
-                return;
-            }
+        // A value set that gives a field twice: its first value is kept.
+        let i = field.index();
+        let again = if i < CACHED_FIELDS {
+            let again = self.done & (1 << i) != 0;
+            self.done |= 1 << i;
+            again
+        } else {
+            self.raw.iter().any(|e| e.field as usize == i)
+        };
+        if again {
+            return;
         }
         let start = self.values.len() as u32;
         let denied = match self.keys {
@@ -785,7 +784,7 @@ pub(crate) struct CallsiteKeys {
     /// Whether values given out of the declared order can make a cached key unusable (see
     /// [`EventVisitor::taken_already`]): a callsite with two fields named `message`, or more
     /// fields than are cached.
-    reorderable: bool,
+    pub(crate) reorderable: bool,
     /// Whether the callsite has more fields than are cached.
     wide: bool,
     /// For a [`reorderable`](Self::reorderable) callsite, the keys of the cached fields (but
@@ -943,6 +942,8 @@ pub(crate) struct EventVisitor<'a> {
     /// The cached fields already written (or taken as the message): a value set that gives a
     /// field twice has its first value on the line, not two keys.
     pub(crate) done: u64,
+    /// The same for the fields past the cached ones (callsites that have them are rare).
+    pub(crate) done_wide: &'a mut Vec<usize>,
 }
 
 impl EventVisitor<'_> {
@@ -976,7 +977,12 @@ impl EventVisitor<'_> {
         if !named_message {
             return false;
         }
-        if i < CACHED_FIELDS && self.done & (1 << i) != 0 {
+        let met = if i < CACHED_FIELDS {
+            self.done & (1 << i) != 0
+        } else {
+            self.done_wide.contains(&i)
+        };
+        if met {
             // The message given twice: the first is on the line, and `key` skips this.
             return false;
         }
@@ -985,6 +991,8 @@ impl EventVisitor<'_> {
             Some(m) => {
                 if i < CACHED_FIELDS {
                     self.done |= 1 << i;
+                } else {
+                    self.done_wide.push(i);
                 }
                 record(m);
                 true
@@ -994,6 +1002,8 @@ impl EventVisitor<'_> {
                 let first = !std::mem::replace(&mut self.message_left_out, true);
                 if first && i < CACHED_FIELDS {
                     self.done |= 1 << i;
+                } else if first {
+                    self.done_wide.push(i);
                 }
                 first
             }
@@ -1052,6 +1062,14 @@ impl EventVisitor<'_> {
     #[cold]
     #[inline(never)]
     fn uncached_key(&mut self, field: &Field) -> bool {
+        let i = field.index();
+        if i >= CACHED_FIELDS {
+            if self.done_wide.contains(&i) {
+                // Given twice: its first value is on the line.
+                return false;
+            }
+            self.done_wide.push(i);
+        }
         let name = field.name();
         if self.skip_log_fields && name.starts_with("log.") {
             return false;
@@ -1163,6 +1181,16 @@ impl EventVisitor<'_> {
         value: &(dyn Error + 'static),
         ty: Option<&'static str>,
     ) {
+        let i = field.index();
+        let met = if i < CACHED_FIELDS {
+            self.done & (1 << i) != 0
+        } else {
+            self.done_wide.contains(&i)
+        };
+        if met {
+            // Given twice: its first value is on the line.
+            return;
+        }
         // Flat error keys are top-level keys: with nested fields, errors stay objects inside
         // `fields`.
         let c = self.c;
@@ -1174,10 +1202,14 @@ impl EventVisitor<'_> {
             && !self.is_denied(field)
         {
             self.flat_error_used = true;
+            if i < CACHED_FIELDS {
+                self.done |= 1 << i;
+            } else {
+                self.done_wide.push(i);
+            }
             if self.track {
                 // The field's own key is not written, but it still shadows span fields of
                 // its name: the event's value wins.
-                let i = field.index();
                 let depth = self.keys.places.get(i).map_or(0, |p| p.depth);
                 self.seen.push((depth, field.name()));
             }

@@ -610,6 +610,8 @@ struct Scratch {
     fields: Vec<u8>,
     /// Keys per callsite, direct-mapped by the callsite's address.
     callsites: Vec<Option<CallsiteKeys>>,
+    /// The fields past the cached ones already met in the event (those before are in a mask).
+    wide: Vec<usize>,
 }
 
 const CALLSITE_SLOTS: usize = 256;
@@ -734,6 +736,7 @@ thread_local! {
         seen: Vec::with_capacity(16),
         fields: Vec::with_capacity(512),
         callsites: Vec::new(),
+        wide: Vec::new(),
     });
     static THREAD: (Box<[u8]>, u64) = this_thread();
 }
@@ -1040,10 +1043,12 @@ impl<W: 'static> Layer<W> {
             seen,
             fields,
             callsites,
+            wide,
         } = s;
         buf.clear();
         seen.clear();
         fields.clear();
+        wide.clear();
         // Events bridged from the `log` crate carry their real target, file and line in
         // `log.*` fields; the normalized metadata has them.
         let keys = self.callsite_keys(callsites, event);
@@ -1104,6 +1109,7 @@ impl<W: 'static> Layer<W> {
                 }),
                 max: self.max_field,
                 done: 0,
+                done_wide: wide,
             };
             event.record(&mut v);
             if v.message.is_some_and(|m| m.found) {
@@ -1234,8 +1240,7 @@ impl<W: 'static> Layer<W> {
                 // is not shadowed, with no comparison.
                 let prefix = &*c.prefix;
                 let mut taken = keys.key_bits;
-                if leaf.is_some() && event.metadata().fields().len() > crate::fields::CACHED_FIELDS
-                {
+                if leaf.is_some() && keys.reorderable {
                     taken |= seen
                         .iter()
                         .fold(0, |m, &(d, n)| m | crate::fields::key_bit(prefix, d, n));
