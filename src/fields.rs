@@ -947,6 +947,26 @@ pub(crate) struct EventVisitor<'a> {
 }
 
 impl EventVisitor<'_> {
+    /// Whether the field at index `i` was written (or taken as the message) already.
+    #[inline(always)]
+    fn met(&self, i: usize) -> bool {
+        if i < CACHED_FIELDS {
+            self.done & (1 << i) != 0
+        } else {
+            self.done_wide.contains(&i)
+        }
+    }
+
+    /// Notes the field at index `i` as written (or taken as the message).
+    #[inline(always)]
+    fn meet(&mut self, i: usize) {
+        if i < CACHED_FIELDS {
+            self.done |= 1 << i;
+        } else {
+            self.done_wide.push(i);
+        }
+    }
+
     /// Writes `field`'s key and returns `true` when it is one of the [`plain`](Self::plain)
     /// fields, whose value then follows.
     #[inline(always)]
@@ -977,48 +997,34 @@ impl EventVisitor<'_> {
         if !named_message {
             return false;
         }
-        let met = if i < CACHED_FIELDS {
-            self.done & (1 << i) != 0
-        } else {
-            self.done_wide.contains(&i)
-        };
-        if met {
+        if self.met(i) {
             // The message given twice: the first is on the line, and `key` skips this.
             return false;
         }
-        match &mut self.message {
+        let taken = match &mut self.message {
             Some(m) if m.found => false,
             Some(m) => {
-                if i < CACHED_FIELDS {
-                    self.done |= 1 << i;
-                } else {
-                    self.done_wide.push(i);
-                }
                 record(m);
                 true
             }
             // The first is the message, left out; a second is a user field.
-            None => {
-                let first = !std::mem::replace(&mut self.message_left_out, true);
-                if first && i < CACHED_FIELDS {
-                    self.done |= 1 << i;
-                } else if first {
-                    self.done_wide.push(i);
-                }
-                first
-            }
+            None => !std::mem::replace(&mut self.message_left_out, true),
+        };
+        if taken {
+            self.meet(i);
         }
+        taken
     }
 
     #[inline(always)]
     fn key(&mut self, field: &Field) -> bool {
         let i = field.index();
         if i < CACHED_FIELDS {
-            if self.done & (1 << i) != 0 {
+            if self.met(i) {
                 // Given twice: its first value is on the line.
                 return false;
             }
-            self.done |= 1 << i;
+            self.meet(i);
             let keys = self.keys;
             if self.skip_log_fields && keys.log_fields & (1 << i) != 0 {
                 return false;
@@ -1064,11 +1070,11 @@ impl EventVisitor<'_> {
     fn uncached_key(&mut self, field: &Field) -> bool {
         let i = field.index();
         if i >= CACHED_FIELDS {
-            if self.done_wide.contains(&i) {
+            if self.met(i) {
                 // Given twice: its first value is on the line.
                 return false;
             }
-            self.done_wide.push(i);
+            self.meet(i);
         }
         let name = field.name();
         if self.skip_log_fields && name.starts_with("log.") {
@@ -1077,7 +1083,7 @@ impl EventVisitor<'_> {
         let prefix = &*self.c.prefix;
         let seen = &*self.seen;
         // A cached field keyed here (given out of order) avoids every cached key too.
-        let cached: &[(Depth, &str)] = if field.index() < CACHED_FIELDS {
+        let cached: &[(Depth, &str)] = if i < CACHED_FIELDS {
             &self.keys.cached_keys
         } else {
             &[]
@@ -1182,12 +1188,7 @@ impl EventVisitor<'_> {
         ty: Option<&'static str>,
     ) {
         let i = field.index();
-        let met = if i < CACHED_FIELDS {
-            self.done & (1 << i) != 0
-        } else {
-            self.done_wide.contains(&i)
-        };
-        if met {
+        if self.met(i) {
             // Given twice: its first value is on the line.
             return;
         }
@@ -1202,11 +1203,7 @@ impl EventVisitor<'_> {
             && !self.is_denied(field)
         {
             self.flat_error_used = true;
-            if i < CACHED_FIELDS {
-                self.done |= 1 << i;
-            } else {
-                self.done_wide.push(i);
-            }
+            self.meet(i);
             if self.track {
                 // The field's own key is not written, but it still shadows span fields of
                 // its name: the event's value wins.
