@@ -150,18 +150,7 @@ fn a_file_line_cut_before_a_rotation_is_ended_in_its_own_file() {
     lift_file_size_limit();
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
     drop(guard);
-    let (files, report) = files_and_broken_lines(&dir);
-    assert_eq!(
-        (stats.lines_written(), stats.lines_dropped()),
-        (2, 1),
-        "before, B written; A cut"
-    );
-    assert_eq!(files.len(), 2, "{files:?}");
-    if report.is_empty() {
-        println!("EVERY FILE ENDS ITS LINES");
-    } else {
-        println!("{report:?}");
-    }
+    two_files_each_ending_its_lines(&dir, &stats);
 }
 
 /// A `Writer::file` line left cut by a lasting failure, then the hour turns just as the next
@@ -200,18 +189,7 @@ fn a_file_line_cut_is_ended_in_its_own_file_when_the_hour_turns_as_the_next_file
     TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 2));
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
     drop(guard);
-    let (files, report) = files_and_broken_lines(&dir);
-    assert_eq!(
-        (stats.lines_written(), stats.lines_dropped()),
-        (2, 1),
-        "before, B written; A cut"
-    );
-    assert_eq!(files.len(), 2, "{files:?}");
-    if report.is_empty() {
-        println!("EVERY FILE ENDS ITS LINES");
-    } else {
-        println!("{report:?}");
-    }
+    two_files_each_ending_its_lines(&dir, &stats);
 }
 
 /// A `Writer::file` line left cut by a lasting failure, then the hour turns while the older
@@ -330,6 +308,23 @@ fn a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file
         (stats.lines_written(), stats.lines_dropped()),
         (3, 1),
         "before, warm and B written; A cut"
+    );
+    assert_eq!(files.len(), 2, "{files:?}");
+    if report.is_empty() {
+        println!("EVERY FILE ENDS ITS LINES");
+    } else {
+        println!("{report:?}");
+    }
+}
+
+/// After a line cut before the hour turned and one written after: A cut, B written, in two
+/// files; the child's marker says whether each file ends its lines (the parent checks it).
+fn two_files_each_ending_its_lines(dir: &std::path::Path, stats: &traceline::Stats) {
+    let (files, report) = files_and_broken_lines(dir);
+    assert_eq!(
+        (stats.lines_written(), stats.lines_dropped()),
+        (2, 1),
+        "before, B written; A cut"
     );
     assert_eq!(files.len(), 2, "{files:?}");
     if report.is_empty() {

@@ -129,6 +129,22 @@ fn h2_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Emp
         .build_http()
 }
 
+/// Sends `req` through `client` and asserts that the client did not get the whole body (the
+/// stream was reset or closed before its end).
+async fn body_fails(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    req: Request<Empty<Bytes>>,
+) {
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let resp = client.request(req).await.unwrap();
+    let got = resp.into_body().collect().await;
+    assert!(
+        got.is_err(),
+        "{what}: the client saw the failure: {:?}",
+        got.map(|c| c.to_bytes())
+    );
+}
+
 async fn get_with(
     addr: SocketAddr,
     path: &str,
@@ -2299,20 +2315,13 @@ async fn h2_body_failing_after_its_announced_length_is_not_completed() {
         },
     ));
     let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
-    let resp = h2_client()
-        .request(
-            Request::get(format!("http://{addr}/blob"))
-                .body(Empty::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let got = resp.into_body().collect().await;
-    assert!(
-        got.is_err(),
-        "the client saw the failure: {:?}",
-        got.map(|c| c.to_bytes())
-    );
+    body_fails(
+        &h2_client(),
+        Request::get(format!("http://{addr}/blob"))
+            .body(Empty::new())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(
         access_said(&capture, 1).await,
         [(
@@ -2511,20 +2520,13 @@ async fn a_body_shorter_than_its_announced_length_is_not_completed() {
     assert!(got.is_err(), "the client saw the failure: {got:?}");
 
     let h2 = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
-    let resp = h2_client()
-        .request(
-            Request::get(format!("http://{h2}/h2"))
-                .body(Empty::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let got = resp.into_body().collect().await;
-    assert!(
-        got.is_err(),
-        "the client saw the failure: {:?}",
-        got.map(|c| c.to_bytes())
-    );
+    body_fails(
+        &h2_client(),
+        Request::get(format!("http://{h2}/h2"))
+            .body(Empty::new())
+            .unwrap(),
+    )
+    .await;
 
     assert_eq!(
         access_said(&capture, 2).await,
@@ -2570,20 +2572,13 @@ async fn h2_body_longer_than_its_announced_length_is_not_completed() {
     let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
     let client = h2_client();
     for path in ["/blob", "/zero"] {
-        let resp = client
-            .request(
-                Request::get(format!("http://{addr}{path}"))
-                    .body(Empty::new())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let got = resp.into_body().collect().await;
-        assert!(
-            got.is_err(),
-            "{path}: the client saw the failure: {:?}",
-            got.map(|c| c.to_bytes())
-        );
+        body_fails(
+            &client,
+            Request::get(format!("http://{addr}{path}"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await;
     }
     assert_eq!(
         access_said(&capture, 2).await,
@@ -2696,21 +2691,14 @@ async fn a_grpc_answer_shorter_than_its_announced_length_is_not_completed() {
         },
     ));
     let addr = serve_h2_once(hyper_util::service::TowerToHyperService::new(svc)).await;
-    let resp = h2_client()
-        .request(
-            Request::post(format!("http://{addr}/svc/Short"))
-                .header("content-type", "application/grpc")
-                .body(Empty::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let got = resp.into_body().collect().await;
-    assert!(
-        got.is_err(),
-        "the client saw the failure: {:?}",
-        got.map(|c| c.to_bytes())
-    );
+    body_fails(
+        &h2_client(),
+        Request::post(format!("http://{addr}/svc/Short"))
+            .header("content-type", "application/grpc")
+            .body(Empty::new())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(
         access_said(&capture, 1).await,
         [(

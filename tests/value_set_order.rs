@@ -49,8 +49,9 @@ fn span_field(name: &str) -> tracing::Span {
 }
 
 /// Two `message` fields given second first: the first-declared one is keyed on the line
-/// (`fields.fields.message`), a key whose bit the callsite's cached keys do not have, so a span
-/// field with that key was not checked for shadowing.
+/// (`fields.fields.message`; `fields.message` with the message key switched off), a key whose
+/// bit the callsite's cached keys do not have, so a span field with that key was not checked
+/// for shadowing.
 #[test]
 fn a_message_keyed_on_the_line_shadows_span_fields() {
     let ev = dyn_callsite(
@@ -60,47 +61,25 @@ fn a_message_keyed_on_the_line_shadows_span_fields() {
         &names(&["message", "message"]),
         Level::INFO,
     );
-    let text = run(Schema::default(), None, || {
-        let _s = span_field("fields.fields.message").entered();
-        let f: Vec<Field> = ev.fields().iter().collect();
-        let (a, b) = ("first", "second");
-        tracing::Event::dispatch(
-            ev,
-            &ev.fields().value_set(&[
-                (&f[1], Some(&b as &dyn Value)),
-                (&f[0], Some(&a as &dyn Value)),
-            ]),
-        );
-    });
-    let v = strict(&text);
-    assert_eq!(v[0]["fields.fields.message"], "first", "{text}");
-}
-
-/// The same with the message key switched off: the first-declared `message` is keyed
-/// `fields.message` on the line.
-#[test]
-fn a_message_keyed_on_the_line_shadows_span_fields_message_off() {
-    let ev = dyn_callsite(
-        "vso",
-        Kind::EVENT,
-        "event",
-        &names(&["message", "message"]),
-        Level::INFO,
-    );
-    let text = run(Schema::default().disable(Key::Message), None, || {
-        let _s = span_field("fields.message").entered();
-        let f: Vec<Field> = ev.fields().iter().collect();
-        let (a, b) = ("first", "second");
-        tracing::Event::dispatch(
-            ev,
-            &ev.fields().value_set(&[
-                (&f[1], Some(&b as &dyn Value)),
-                (&f[0], Some(&a as &dyn Value)),
-            ]),
-        );
-    });
-    let v = strict(&text);
-    assert_eq!(v[0]["fields.message"], "first", "{text}");
+    for (schema, key) in [
+        (Schema::default(), "fields.fields.message"),
+        (Schema::default().disable(Key::Message), "fields.message"),
+    ] {
+        let text = run(schema, None, || {
+            let _s = span_field(key).entered();
+            let f: Vec<Field> = ev.fields().iter().collect();
+            let (a, b) = ("first", "second");
+            tracing::Event::dispatch(
+                ev,
+                &ev.fields().value_set(&[
+                    (&f[1], Some(&b as &dyn Value)),
+                    (&f[0], Some(&a as &dyn Value)),
+                ]),
+            );
+        });
+        let v = strict(&text);
+        assert_eq!(v[0][key], "first", "{text}");
+    }
 }
 
 /// An error field given twice with flat errors: the first value is on the line (as the flat
