@@ -292,25 +292,25 @@ fn escape_scan<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8], padded: u64,
             k += 1;
             continue;
         }
-        // The sequence as one word, its length, and how many bytes it stands for.
-        let (seq, n, used) = match (e >> 56) as usize {
-            0 => match escape_lead(bytes, k) {
-                Some((seq, n, used)) => {
-                    let mut word = [0; 8];
-                    word[..6].copy_from_slice(&seq);
-                    (u64::from_le_bytes(word), n, used)
-                }
-                None => {
-                    k += 1;
-                    continue;
-                }
-            },
-            n => (e, n, 1),
-        };
-        scan_run(out, bytes, padded, start, k);
-        put_block(out, &seq.to_le_bytes(), n);
-        k += used;
-        start = k;
+        let n = (e >> 56) as usize;
+        if n == 2 {
+            scan_run(out, bytes, padded, start, k);
+            out.extend_from_slice(&e.to_le_bytes()[..2]);
+            k += 1;
+            start = k;
+        } else if n != 0 {
+            scan_run(out, bytes, padded, start, k);
+            out.extend_from_slice(&e.to_le_bytes()[..6]);
+            k += 1;
+            start = k;
+        } else if let Some((seq, n, used)) = escape_lead(bytes, k) {
+            scan_run(out, bytes, padded, start, k);
+            out.extend_from_slice(&seq[..n]);
+            k += used;
+            start = k;
+        } else {
+            k += 1;
+        }
     }
     scan_run(out, bytes, padded, start, len);
     if QUOTED {
