@@ -67,8 +67,8 @@ fn jq(filter: &str, input: &[u8]) -> String {
 
 #[test]
 fn example_output_piped_through_jq_select() {
-    if !jq_installed() {
-        return missing_tool("jq", "run `apt-get install -y jq`");
+    if !common::tool_installed("jq", "--version") {
+        return common::missing_tool("jq", "run `apt-get install -y jq`");
     }
     let mut example = Command::new(example_binary())
         .stdout(Stdio::piped())
@@ -116,8 +116,8 @@ fn example_output_piped_through_jq_select() {
 
 #[test]
 fn every_line_of_the_example_is_valid() {
-    if !jq_installed() {
-        return missing_tool("jq", "run `apt-get install -y jq`");
+    if !common::tool_installed("jq", "--version") {
+        return common::missing_tool("jq", "run `apt-get install -y jq`");
     }
     let out = Command::new(example_binary()).output().unwrap();
     assert!(out.status.success(), "the example failed: {out:?}");
@@ -158,27 +158,4 @@ fn every_line_of_the_example_is_valid() {
         .map(Json::as_str)
         .collect();
     assert_eq!(chain, [Some("card network timed out")]);
-}
-
-/// `tool` is missing: in CI (where `.ci/run` installs it) that fails the test; elsewhere the
-/// test is skipped with a notice, so `cargo test` runs on a machine with only the Rust
-/// toolchain.
-fn missing_tool(tool: &str, install: &str) {
-    let msg = format!("{tool} is not installed: {install} (.ci/run does this)");
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{msg}");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of a passing test, and this
-    // notice is for whoever runs the tests.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("skipped: {msg}\n").as_bytes(),
-    );
-}
-
-fn jq_installed() -> bool {
-    Command::new("jq")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }

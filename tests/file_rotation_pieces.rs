@@ -3,7 +3,7 @@
 //!
 //! The wall clock of this test binary is moved forward on demand: `clock_gettime` is defined
 //! here (the standard library's reference to it resolves to this definition at link time), and
-//! adds `SHIFT` seconds to `CLOCK_REALTIME` (what `tracing-appender` rotates by). The monotonic
+//! adds `SHIFT` seconds to `CLOCK_REALTIME` (what the file writer rotates by). The monotonic
 //! clocks are untouched.
 #![cfg(feature = "install")]
 
@@ -241,9 +241,9 @@ fn a_file_line_cut_before_a_failed_rotation_is_not_glued_to_the_next_line() {
     }
 }
 
-/// The hour turns just after the appender chose the file of a line (it kept the older one),
-/// and that line is then left cut by a lasting failure: the cut line is ended in its own
-/// file, and the newer file does not start with an empty line.
+/// The hour turns at the very read of the clock a line's file is chosen with, after the line's
+/// timestamp was read: the line goes to the newer file. Left cut there by a lasting failure, it
+/// is ended in that file; the older file ends its lines too.
 #[test]
 fn a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file() {
     if std::env::var_os("TRACELINE_TEST_ROTATION_CHOSEN_CHILD").is_none() {
@@ -292,9 +292,9 @@ fn a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file
         // than the 2 s the line is given: it is left cut.
         let taken = std::fs::metadata(&path).unwrap().len();
         set_file_size_limit(taken + 10);
-        // The hour turns at the read of the clock just after the one the file is chosen
-        // with.
-        TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 3));
+        // The hour turns at the read of the clock the file is chosen with: the one after the
+        // line's own.
+        TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 1));
         tracing::dispatcher::with_default(&d, || tracing::info!(pad = "a".repeat(200), "A"));
     })
     .join()

@@ -171,36 +171,9 @@ fn produce() -> (String, BTreeMap<u64, Expected>) {
     (text, expected)
 }
 
-/// Where rsyslogd is, if installed.
-fn find_rsyslogd() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("rsyslogd"))
-        .find(|p| p.is_file())
-}
-
 /// Where rsyslogd is (the test checked it is there).
 fn rsyslogd() -> PathBuf {
-    find_rsyslogd().expect("checked at the start of the test")
-}
-
-/// `tool` is missing: in CI (where `.ci/run` installs it) that fails the test; elsewhere the
-/// test is skipped with a notice, so `cargo test` runs on a machine with only the Rust
-/// toolchain.
-fn missing_tool(tool: &str, install: &str) {
-    let msg = format!("{tool} is not installed: {install} (.ci/run does this)");
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{msg}");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of a passing test, and this
-    // notice is for whoever runs the tests.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("skipped: {msg}\n").as_bytes(),
-    );
+    common::find_tool("rsyslogd").expect("checked at the start of the test")
 }
 
 /// A private directory that is removed at the end, and a running rsyslogd that is killed at the
@@ -366,8 +339,8 @@ fn field<'a>(v: &'a serde_json::Value, key: &str, raw: &str) -> &'a str {
 
 #[test]
 fn rsyslog_extracts_trace_id_correlation_id_and_level_from_every_line() {
-    if find_rsyslogd().is_none() {
-        return missing_tool("rsyslogd", "run `apt-get install -y rsyslog`");
+    if common::find_tool("rsyslogd").is_none() {
+        return common::missing_tool("rsyslogd", "run `apt-get install -y rsyslog`");
     }
     let bin = rsyslogd();
     assert!(Path::new(&bin).exists());

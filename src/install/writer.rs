@@ -2,10 +2,10 @@
 //! in place (blocking) or handed to a background thread through a bounded queue.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use std::panic::AssertUnwindSafe;
 
@@ -141,13 +141,14 @@ impl Writer {
         Writer::new(Target::Stderr)
     }
 
-    /// Files in `dir` named after `prefix`, rotated hourly, daily or never (through
-    /// `tracing-appender`). The directory is created if needed; an empty `prefix` is refused.
+    /// Files in `dir` named after `prefix`, rotated hourly, daily or never, and named as
+    /// `tracing-appender` names them (`app.log.2026-11-27-09`, `app.log.2026-11-27`, or
+    /// `app.log`). The directory is created if needed; an empty `prefix` is refused.
     ///
-    /// The file is kept open: one removed while the program runs (an `rm`, `logrotate` without
-    /// `copytruncate`) is not made again, and lines go on into the removed file until the next
-    /// rotation. Rotate with `Rotation::Hourly` or `Daily`, or have `logrotate` copy and
-    /// truncate. Old files are not removed.
+    /// A file removed or renamed while the program runs (an `rm`, `logrotate` without
+    /// `copytruncate`) is made again, under its name, from the first line of the next second
+    /// on: lines logged in the meantime go to the renamed file (or, when it was removed, to
+    /// the removed one). `logrotate` needs no `postrotate` signal. Old files are not removed.
     ///
     /// ```
     /// use traceline::install::{Rotation, Writer};
@@ -736,14 +737,10 @@ impl Worker {
     }
 }
 
-fn appender(
-    dir: &std::path::Path,
-    prefix: &str,
-    rotation: Rotation,
-) -> Result<tracing_appender::rolling::RollingFileAppender, InitError> {
-    use tracing_appender::rolling;
+/// Checks the name of a [`Writer::file`] file and makes its directory.
+fn file_dir(dir: &Path, prefix: &str) -> Result<(), InitError> {
     if prefix.is_empty() {
-        // tracing-appender would name the file after the date, and never rotate it.
+        // A file named after the date alone, a rotated file with an empty name: refused.
         return Err(InitError::InvalidValue {
             setting: "Writer::file",
             value: prefix.to_string(),
@@ -751,26 +748,15 @@ fn appender(
                 .into(),
         });
     }
-    let unusable = |source: std::io::Error| InitError::LogDirectory {
+    std::fs::create_dir_all(dir).map_err(|source| InitError::LogDirectory {
         dir: dir.to_path_buf(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(unusable)?;
-    let rotation = match rotation {
-        Rotation::Hourly => rolling::Rotation::HOURLY,
-        Rotation::Daily => rolling::Rotation::DAILY,
-        Rotation::Never => rolling::Rotation::NEVER,
-    };
-    rolling::RollingFileAppender::builder()
-        .rotation(rotation)
-        .filename_prefix(prefix)
-        .build(dir)
-        .map_err(|e| unusable(std::io::Error::other(e)))
+    })
 }
 
-/// The period (hour or day since the epoch, UTC, as `tracing-appender` rotates) `t` falls in;
-/// `None` for a file never rotated.
-fn period(rotation: Rotation, t: std::time::SystemTime) -> Option<u64> {
+/// The period (hour or day since the epoch, UTC) `t` falls in; `None` for a file never
+/// rotated.
+fn period(rotation: Rotation, t: SystemTime) -> Option<u64> {
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -781,9 +767,12 @@ fn period(rotation: Rotation, t: std::time::SystemTime) -> Option<u64> {
     }
 }
 
-/// The name `tracing-appender` gives the file of `period`: `prefix.YYYY-MM-DD-HH` (hourly) or
-/// `prefix.YYYY-MM-DD` (daily).
-fn period_file_name(prefix: &str, rotation: Rotation, period: u64) -> String {
+/// The name of the file of `period`: `prefix.YYYY-MM-DD-HH` (hourly), `prefix.YYYY-MM-DD`
+/// (daily), or `prefix` (never rotated), as `tracing-appender` names them.
+fn period_file_name(prefix: &str, rotation: Rotation, period: Option<u64>) -> String {
+    let Some(period) = period else {
+        return prefix.to_string();
+    };
     let (days, hour) = match rotation {
         Rotation::Hourly => (period / 24, Some(period % 24)),
         _ => (period, None),
@@ -795,49 +784,145 @@ fn period_file_name(prefix: &str, rotation: Rotation, period: u64) -> String {
     }
 }
 
-/// A file locked for the whole line, as standard output is: `tracing-appender`'s own writer
-/// holds only a shared lock, so a line the file takes in pieces (a full disk, a file size
-/// limit) would be mixed with another thread's. The file is chosen (rotated) once per line,
-/// when the line takes the lock: the appender's own `Write` would rotate between two pieces of
-/// a line, leaving its start in one file and its end in the next.
+/// A log file, locked for the whole line, as standard output is: a line the file takes in
+/// pieces (a full disk, a file size limit) is never mixed with another thread's. The file is
+/// chosen once per line, when the line takes the lock, with one read of the clock: a rotation
+/// happens between lines, never inside one.
 ///
-/// A line left cut in a file is ended there: when the file rotates before the newline it is
+/// A file removed or renamed while the program runs (an `rm`, `logrotate` without
+/// `copytruncate`) is noticed on the first line of each second of the wall clock, by its name
+/// no longer naming the open file, and made again.
+///
+/// A line left cut in a file is ended there: when the file is replaced before the newline it is
 /// owed could be written, the newline goes to the file that holds the cut line, and the newer
 /// file, which starts on a line of its own, is not given an empty line.
 struct LockedFile {
     lock: std::sync::Mutex<FileState>,
-    file: tracing_appender::rolling::RollingFileAppender,
     dir: PathBuf,
     prefix: String,
     rotation: Rotation,
 }
 
-/// Where the file written last stands.
+/// The file lines go to.
 struct FileState {
-    /// The period of the file written last, when known.
+    file: std::fs::File,
+    /// Its period.
     period: Option<u64>,
-    /// Whether that file ends with a whole line (or nothing was written to it yet).
+    path: PathBuf,
+    /// Who it is on its file system (device and inode), to tell that its name was given to
+    /// another file; `None` where that is not known.
+    identity: Option<(u64, u64)>,
+    /// Whether it ends with a whole line (or nothing was written to it yet).
     at_line_start: bool,
+    /// The second of the wall clock (since the epoch) in which the name was last checked, or
+    /// a newer file last failed to open: each is done at most once a second.
+    checked: u64,
+    failed: Option<u64>,
+}
+
+/// A file's device and inode.
+fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
 }
 
 impl LockedFile {
     fn new(dir: PathBuf, prefix: String, rotation: Rotation) -> Result<Self, InitError> {
+        file_dir(&dir, &prefix)?;
+        let now = SystemTime::now();
+        let period = period(rotation, now);
+        let path = dir.join(period_file_name(&prefix, rotation, period));
+        let (file, identity) = open_log(&dir, &path).map_err(|source| InitError::LogDirectory {
+            dir: dir.clone(),
+            source,
+        })?;
         Ok(LockedFile {
-            file: appender(&dir, &prefix, rotation)?,
             lock: std::sync::Mutex::new(FileState {
-                period: period(rotation, std::time::SystemTime::now()),
+                file,
+                period,
+                path,
+                identity,
                 at_line_start: true,
+                checked: seconds(now),
+                failed: None,
             }),
             dir,
             prefix,
             rotation,
         })
     }
+
+    /// Opens the file of `period` in place of the one in `state`, which is kept when that
+    /// fails (and tried again in a later second).
+    fn replace(&self, state: &mut FileState, period: Option<u64>, second: u64) {
+        if state.failed == Some(second) {
+            return;
+        }
+        let path = self
+            .dir
+            .join(period_file_name(&self.prefix, self.rotation, period));
+        let Ok((file, identity)) = open_log(&self.dir, &path) else {
+            state.failed = Some(second);
+            return;
+        };
+        // A line left cut in the older file is ended there. When that fails, the newline stays
+        // owed through the newer file (an empty line at its start, rather than the next line
+        // glued to the cut one).
+        if !state.at_line_start {
+            state.at_line_start = (&state.file).write_all(b"\n").is_ok();
+        }
+        state.file = file;
+        state.period = period;
+        state.path = path;
+        state.identity = identity;
+        state.failed = None;
+    }
 }
 
-/// The file of one line, then the lock (let go in that order).
+/// Whole seconds since the epoch.
+fn seconds(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Opens (creates) the log file at `path` for appending, making `dir` again if it is gone.
+fn open_log(dir: &Path, path: &Path) -> std::io::Result<(std::fs::File, Option<(u64, u64)>)> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+    };
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            open()?
+        }
+        other => other?,
+    };
+    let identity = file.metadata().ok().as_ref().and_then(identity);
+    Ok((file, identity))
+}
+
+/// Whether the name of the file in `state` still names it: `false` when the file was removed
+/// or renamed (and, where files have an identity, when another file took its name).
+fn still_named(state: &FileState) -> bool {
+    match std::fs::metadata(&state.path) {
+        Ok(meta) => state.identity.is_none() || identity(&meta) == state.identity,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+/// The file of one line, locked.
 struct LockedFileWriter<'a> {
-    file: tracing_appender::rolling::RollingWriter<'a>,
     state: std::sync::MutexGuard<'a, FileState>,
 }
 
@@ -846,47 +931,20 @@ impl<'a> MakeWriter<'a> for LockedFile {
 
     fn make_writer(&'a self) -> Self::Writer {
         let mut state = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut before = period(self.rotation, std::time::SystemTime::now());
-        let mut file = self.file.make_writer();
-        let mut after = period(self.rotation, std::time::SystemTime::now());
-        if after > before {
-            // The period began while the appender chose the file, which may be the older one:
-            // asked again, it chooses the file of the newer period (the line goes there, and
-            // which file holds it is known).
-            drop(file);
-            file = self.file.make_writer();
-            before = after;
-            after = period(self.rotation, std::time::SystemTime::now());
-        }
-        // The appender rotates forward only, when a later period begins. When the clock
-        // moved between periods while it chose the file, it may or may not have rotated:
-        // either way a line left cut in the older file is ended there (which is where its
-        // newline is owed, also when that file is still the current one).
-        let latest = before.max(after);
-        if let Some(old) = state.period.filter(|old| latest.is_some_and(|l| l > *old)) {
-            // The file rotates: a line left cut in the older one is ended there. When that
-            // fails, the newline stays owed through the file chosen (an empty line at the
-            // start of a newer file, rather than the next line glued to the cut one if the
-            // appender could not make the newer file and kept the older one).
-            if !state.at_line_start {
-                let path = self
-                    .dir
-                    .join(period_file_name(&self.prefix, self.rotation, old));
-                state.at_line_start = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(path)
-                    .and_then(|mut f| f.write_all(b"\n"))
-                    .is_ok();
+        let now = SystemTime::now();
+        let second = seconds(now);
+        let period = period(self.rotation, now);
+        // Forward only: a clock set back keeps the newer file.
+        if period > state.period {
+            self.replace(&mut state, period, second);
+        } else if second != state.checked {
+            state.checked = second;
+            if !still_named(&state) {
+                let same = state.period;
+                self.replace(&mut state, same, second);
             }
         }
-        // The clock moved between periods while the appender chose the file: which one it is
-        // stays unknown.
-        state.period = if after == before {
-            before.max(state.period)
-        } else {
-            None
-        };
-        LockedFileWriter { file, state }
+        LockedFileWriter { state }
     }
 }
 
@@ -897,7 +955,7 @@ impl Write for LockedFileWriter<'_> {
             // is owed here.
             return Ok(1);
         }
-        let n = self.file.write(buf)?;
+        let n = (&self.state.file).write(buf)?;
         if n > 0 {
             self.state.at_line_start = buf.get(n - 1) == Some(&b'\n');
         }
@@ -905,7 +963,7 @@ impl Write for LockedFileWriter<'_> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        (&self.state.file).flush()
     }
 }
 
@@ -1015,19 +1073,23 @@ mod tests {
     }
 
     #[test]
-    fn the_older_file_of_a_rotation_is_named_as_the_appender_names_it() {
+    fn files_are_named_as_tracing_appender_names_them() {
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_602_723);
         let hour = period(Rotation::Hourly, t).unwrap();
         let day = period(Rotation::Daily, t).unwrap();
         assert_eq!(
-            period_file_name("app.log", Rotation::Hourly, hour),
+            period_file_name("app.log", Rotation::Hourly, Some(hour)),
             "app.log.2026-11-25-10"
         );
         assert_eq!(
-            period_file_name("app.log", Rotation::Daily, day),
+            period_file_name("app.log", Rotation::Daily, Some(day)),
             "app.log.2026-11-25"
         );
         assert_eq!(period(Rotation::Never, t), None);
+        assert_eq!(
+            period_file_name("app.log", Rotation::Never, None),
+            "app.log"
+        );
     }
 
     #[test]

@@ -761,3 +761,37 @@ impl std::error::Error for Failure {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+/// Whether `tool` runs (`tool <arg>` exits 0).
+pub fn tool_installed(tool: &str, arg: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `tool` is missing: in CI (where `.ci/run` installs it) that fails the test; elsewhere the
+/// test is skipped with a notice, so `cargo test` runs on a machine with only the Rust
+/// toolchain.
+pub fn missing_tool(tool: &str, install: &str) {
+    let msg = format!("{tool} is not installed: {install} (.ci/run does this)");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{msg}");
+    }
+    // Straight to stderr: the test harness captures `eprintln!` of a passing test, and this
+    // notice is for whoever runs the tests.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("skipped: {msg}\n").as_bytes(),
+    );
+}
+
+/// Where the program `name` is, if installed: on the `PATH`, or in an `sbin` directory (where
+/// Debian puts daemons and `logrotate`, and which may not be on the `PATH`).
+pub fn find_tool(name: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(std::path::PathBuf::from));
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
