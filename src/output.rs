@@ -201,13 +201,19 @@ impl Counters {
         self.written.add(1);
     }
 
-    /// Whether a line was left cut and not ended yet.
-    #[inline]
+    /// Whether a diagnostic may go on stderr: `report`, and not silenced.
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
+    pub(crate) fn may_report(&self, report: bool) -> bool {
+        report && !self.silenced.load(Ordering::Relaxed)
+    }
+
     /// Turns the diagnostics on stderr off, or back on.
     pub(crate) fn silence(&self, silenced: bool) {
         self.silenced.store(silenced, Ordering::Relaxed);
     }
 
+    /// Whether a line was left cut and not ended yet.
+    #[inline]
     pub(crate) fn line_is_broken(&self) -> bool {
         self.broken_line.load(Ordering::Relaxed)
     }

@@ -1,7 +1,10 @@
-//! A `Writer::file` file removed or renamed while the program runs is made again under its name,
-//! from the first line of the next second on, and no line is lost on the way: by `rm`, by a
-//! rename, by a rename with a new file put in its place, by removing the whole directory, and by
-//! the real `logrotate` in its default mode (`create`, no `postrotate` script).
+//! A `Writer::file` file removed or renamed while the program runs is made again under its name
+//! by the first line logged 0.1 s or more after its name was last checked, and no line is lost
+//! on the way: by `rm`, by a rename, by a rename with a new file put in its place, by removing
+//! the whole directory, and by the real `logrotate` in its default mode (`create`, no
+//! `postrotate` script). Also: a relative directory stays where it was when the working
+//! directory changes, a file left ending inside a line is ended before the first new line, a
+//! flush makes no file, and a file that cannot be made again is said on stderr.
 //!
 //! The `logrotate` test needs `logrotate` (Debian package `logrotate`; `.ci/run` installs it).
 #![cfg(feature = "install")]
@@ -89,27 +92,17 @@ fn messages(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the wall clock is in a later second than now: the file's name is checked on
-/// the first line of each second.
-fn next_second() {
-    let secs = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    };
-    let now = secs();
-    while secs() == now {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Waits past the next check of the file's name (at most every 0.1 s, on a line).
+fn past_the_check() {
+    std::thread::sleep(Duration::from_millis(150));
 }
 
 #[test]
-fn a_removed_log_file_is_made_again_by_the_next_seconds_first_line() {
+fn a_removed_log_file_is_made_again_on_a_line_after_the_check() {
     let mut log = LogFile::new("reopen-removed", Rotation::Never, false);
     log.log("one");
     std::fs::remove_file(log.path("app.log")).unwrap();
-    next_second();
+    past_the_check();
     log.log("two");
     log.log("three");
     log.close();
@@ -122,11 +115,11 @@ fn a_removed_log_file_is_made_again_by_the_next_seconds_first_line() {
 }
 
 #[test]
-fn a_renamed_log_file_keeps_its_lines_and_a_new_one_takes_the_next_seconds() {
+fn a_renamed_log_file_keeps_its_lines_and_a_new_one_takes_the_next() {
     let mut log = LogFile::new("reopen-renamed", Rotation::Never, false);
     log.log("one");
     std::fs::rename(log.path("app.log"), log.path("app.log.1")).unwrap();
-    next_second();
+    past_the_check();
     log.log("two");
     log.close();
     assert_eq!(log.names(), ["app.log", "app.log.1"]);
@@ -137,12 +130,12 @@ fn a_renamed_log_file_keeps_its_lines_and_a_new_one_takes_the_next_seconds() {
 /// What `logrotate`'s `create` does by hand: the file renamed, an empty one made in its place.
 /// The name still exists, but names another file: the lines go to the new one.
 #[test]
-fn a_file_put_in_place_of_a_renamed_log_file_gets_the_next_seconds_lines() {
+fn a_file_put_in_place_of_a_renamed_log_file_gets_the_next_lines() {
     let mut log = LogFile::new("reopen-replaced", Rotation::Never, false);
     log.log("one");
     std::fs::rename(log.path("app.log"), log.path("app.log.1")).unwrap();
     std::fs::File::create(log.path("app.log")).unwrap();
-    next_second();
+    past_the_check();
     log.log("two");
     log.close();
     assert_eq!(messages(&log.path("app.log.1")), ["one"]);
@@ -154,7 +147,7 @@ fn a_removed_log_directory_is_made_again_with_its_file() {
     let mut log = LogFile::new("reopen-dir", Rotation::Never, false);
     log.log("one");
     std::fs::remove_dir_all(&log.dir).unwrap();
-    next_second();
+    past_the_check();
     log.log("two");
     log.close();
     assert_eq!(messages(&log.path("app.log")), ["two"]);
@@ -183,13 +176,23 @@ fn a_removed_hourly_file_is_made_again_by_the_non_blocking_output() {
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with("app.log.20"), "{names:?}");
     std::fs::remove_file(log.path(&names[0])).unwrap();
-    next_second();
+    past_the_check();
+    let hour = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 3600
+    };
+    let before = hour();
     log.log("two");
     log.close();
     let after = log.names();
+    if hour() == before {
+        // The same hour's name (rotation did not make this file).
+        assert_eq!(after, names);
+    }
     assert_eq!(after.len(), 1, "{after:?}");
-    // The same hour's name, unless the hour turned meanwhile.
-    assert!(after[0].starts_with("app.log.20"), "{after:?}");
     assert_eq!(messages(&log.path(&after[0])), ["two"]);
     assert_eq!(
         (log.stats.lines_written(), log.stats.lines_dropped()),
@@ -199,7 +202,7 @@ fn a_removed_hourly_file_is_made_again_by_the_non_blocking_output() {
 
 /// The real `logrotate`, in its default mode (`create`: the file renamed, a new empty one made
 /// in its place) and with no `postrotate` script to signal the program. A line logged just
-/// after the rotation goes to one of the two files, never nowhere; from the next second on,
+/// after the rotation goes to one of the two files, never nowhere; once the name is checked,
 /// lines go to the new file.
 #[test]
 fn logrotate_without_copytruncate_loses_no_line() {
@@ -232,14 +235,15 @@ fn logrotate_without_copytruncate_loses_no_line() {
         );
     };
     rotate();
-    // Right after the rotation: to the rotated file, or to the new one if a second began.
+    // Right after the rotation: to the rotated file, or to the new one if the name was
+    // checked.
     log.log("between");
-    next_second();
+    past_the_check();
     log.log("two");
     log.log("three");
     // Once more: the new file is rotated in turn.
     rotate();
-    next_second();
+    past_the_check();
     log.log("four");
     log.close();
     assert_eq!(
@@ -269,4 +273,143 @@ fn logrotate_without_copytruncate_loses_no_line() {
         (log.stats.lines_written(), log.stats.lines_dropped()),
         (5, 0)
     );
+}
+
+/// Runs this binary's test `name` alone in a child process with `var` set; returns its stdout
+/// and stderr (the child checks what it can, the parent what the child said on stderr).
+fn child(name: &str, var: &str) -> (String, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(var, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// A relative directory is the one of the working directory when the writer was built: a
+/// daemon that changes directory (to `/`, say) keeps its file, checked and made again there.
+/// (In a child process: the working directory is the whole process's.)
+#[test]
+fn a_relative_log_directory_stays_put_when_the_working_directory_changes() {
+    const VAR: &str = "TRACELINE_TEST_REOPEN_CHDIR_CHILD";
+    let name = "a_relative_log_directory_stays_put_when_the_working_directory_changes";
+    if std::env::var_os(VAR).is_none() {
+        let (stdout, _) = child(name, VAR);
+        assert!(stdout.contains("STAYED PUT"), "{stdout}");
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("traceline-reopen-chdir-{}", std::process::id()));
+    let (a, b) = (root.join("a"), root.join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::env::set_current_dir(&a).unwrap();
+    let (layer, guard) = traceline::layer()
+        .with_output(Writer::file("logs", "app.log", Rotation::Never))
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("one"));
+    std::env::set_current_dir(&b).unwrap();
+    past_the_check();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("two"));
+    // Removed while the working directory is elsewhere: made again where it was.
+    std::fs::remove_file(a.join("logs/app.log")).unwrap();
+    past_the_check();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("three"));
+    drop((dispatch, guard));
+    assert!(!b.join("logs").exists(), "a second directory was made");
+    assert_eq!(messages(&a.join("logs/app.log")), ["three"]);
+    std::env::set_current_dir(std::env::temp_dir()).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    println!("STAYED PUT");
+}
+
+/// A file an earlier run left ending inside a line (cut by a full disk, then the program
+/// stopped): that line is ended before the first new one, which is not glued to it.
+#[test]
+fn a_file_left_ending_inside_a_line_is_ended_before_the_first_new_line() {
+    let dir = std::env::temp_dir().join(format!("traceline-reopen-cut-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("app.log"), "{\"message\":\"cut").unwrap();
+    let (layer, guard) = traceline::layer()
+        .with_output(Writer::file(&dir, "app.log", Rotation::Never))
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("one"));
+    drop((dispatch, guard));
+    let text = std::fs::read_to_string(dir.join("app.log")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (cut, rest) = text.split_once('\n').expect("the cut line ended");
+    assert_eq!(cut, "{\"message\":\"cut");
+    let lines = common::split_lines(rest);
+    assert_eq!(lines.len(), 1, "{text:?}");
+    assert_eq!(common::check_line(&lines[0]).str("message"), "one");
+}
+
+/// The non-blocking output's shutdown flushes the file: after an `rm`, that makes no new, empty
+/// file (a file is made for a line, not for a flush).
+#[test]
+fn a_flush_after_the_file_was_removed_makes_no_file() {
+    let mut log = LogFile::new("reopen-flush", Rotation::Never, true);
+    log.log("one");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log.stats.lines_written() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the line never went out"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::remove_file(log.path("app.log")).unwrap();
+    past_the_check();
+    log.close();
+    assert_eq!(log.names(), Vec::<String>::new());
+}
+
+/// A file that cannot be made again (a directory took its name): the lines go on into the
+/// file the layer has, nothing is lost, stderr says so once; once the name is free, the file is
+/// made on a later line.
+#[test]
+fn a_file_that_cannot_be_made_again_is_said_once_and_lines_go_on() {
+    const VAR: &str = "TRACELINE_TEST_REOPEN_FAIL_CHILD";
+    let name = "a_file_that_cannot_be_made_again_is_said_once_and_lines_go_on";
+    if std::env::var_os(VAR).is_none() {
+        let (stdout, stderr) = child(name, VAR);
+        assert!(stdout.contains("LINES WENT ON"), "{stdout}");
+        let said: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("cannot open the log file"))
+            .collect();
+        assert_eq!(said.len(), 1, "{stderr}");
+        assert!(said[0].contains("app.log") && said[0].contains("until it can be opened"));
+        return;
+    }
+    let mut log = LogFile::new("reopen-fail", Rotation::Never, false);
+    log.log("one");
+    std::fs::rename(log.path("app.log"), log.path("app.log.1")).unwrap();
+    std::fs::create_dir(log.path("app.log")).unwrap();
+    // Several checks fail: said once.
+    for message in ["two", "three", "four"] {
+        past_the_check();
+        log.log(message);
+    }
+    std::fs::remove_dir(log.path("app.log")).unwrap();
+    past_the_check();
+    log.log("five");
+    log.close();
+    assert_eq!(
+        messages(&log.path("app.log.1")),
+        ["one", "two", "three", "four"]
+    );
+    assert_eq!(messages(&log.path("app.log")), ["five"]);
+    assert_eq!(
+        (log.stats.lines_written(), log.stats.lines_dropped()),
+        (5, 0)
+    );
+    println!("LINES WENT ON");
 }

@@ -146,9 +146,18 @@ impl Writer {
     /// `app.log`). The directory is created if needed; an empty `prefix` is refused.
     ///
     /// A file removed or renamed while the program runs (an `rm`, `logrotate` without
-    /// `copytruncate`) is made again, under its name, from the first line of the next second
-    /// on: lines logged in the meantime go to the renamed file (or, when it was removed, to
-    /// the removed one). `logrotate` needs no `postrotate` signal. Old files are not removed.
+    /// `copytruncate`) is made again under its name: the name is checked on a line at most
+    /// every 0.1 s. Lines logged before that go to the renamed file, so `logrotate` needs no
+    /// `postrotate` signal; with `compress`, add `delaycompress` (those lines would otherwise go
+    /// into a file it compresses and removes), and prefer `copytruncate` to `rotate 0` or
+    /// `renamecopy`. After an `rm`, the lines of that moment go to the removed file. On systems
+    /// other than Unix, only a name that no longer exists is noticed.
+    ///
+    /// A relative `dir` is taken from the working directory when the writer is built. A file
+    /// that already ends inside a line (an earlier run's line left cut) has that line ended
+    /// before the first new one. A file that cannot be opened (at a rotation, or made again)
+    /// leaves lines going to the current one, says so on stderr, and is tried again every
+    /// 0.1 s. Old files are not removed.
     ///
     /// ```
     /// use traceline::install::{Rotation, Writer};
@@ -233,7 +242,7 @@ impl Writer {
                     dir,
                     prefix,
                     rotation,
-                } => BoxMakeWriter::new(LockedFile::new(dir, prefix, rotation)?),
+                } => BoxMakeWriter::new(LockedFile::new(dir, prefix, rotation, stats, report)?),
                 Target::Custom(m) => {
                     // Kept by the guard too, which flushes it (a `BufWriter` inside, say) when
                     // it is dropped: the global subscriber never is.
@@ -265,7 +274,9 @@ impl Writer {
                 prefix,
                 rotation,
                 // Asked for its writer once per line: it rotates between lines, never inside one.
-            } => Out::PerLine(BoxMakeWriter::new(LockedFile::new(dir, prefix, rotation)?)),
+            } => Out::PerLine(BoxMakeWriter::new(LockedFile::new(
+                dir, prefix, rotation, stats, report,
+            )?)),
             // A custom `MakeWriter` may route by level or target: each line carries them.
             Target::Custom(m) => Out::Routed(m),
         };
@@ -784,23 +795,31 @@ fn period_file_name(prefix: &str, rotation: Rotation, period: Option<u64>) -> St
     }
 }
 
+/// How often, at most, the name of a [`Writer::file`] file is checked (and a file that could
+/// not be opened is tried again), in milliseconds of the wall clock.
+const NAME_CHECK_MS: u64 = 100;
+
 /// A log file, locked for the whole line, as standard output is: a line the file takes in
 /// pieces (a full disk, a file size limit) is never mixed with another thread's. The file is
 /// chosen once per line, when the line takes the lock, with one read of the clock: a rotation
 /// happens between lines, never inside one.
 ///
 /// A file removed or renamed while the program runs (an `rm`, `logrotate` without
-/// `copytruncate`) is noticed on the first line of each second of the wall clock, by its name
-/// no longer naming the open file, and made again.
+/// `copytruncate`) is noticed on a line at most [`NAME_CHECK_MS`] after the last check, by its
+/// name no longer naming the open file, and made again. A newer file is opened as the first
+/// byte goes to it, not when a writer is only asked to flush.
 ///
 /// A line left cut in a file is ended there: when the file is replaced before the newline it is
-/// owed could be written, the newline goes to the file that holds the cut line, and the newer
-/// file, which starts on a line of its own, is not given an empty line.
+/// owed could be written, the newline goes to the file that holds the cut line (where it can),
+/// and the newer file, which starts on a line of its own, is not given an empty line.
 struct LockedFile {
     lock: std::sync::Mutex<FileState>,
+    /// Absolute: a later change of the working directory does not move the file.
     dir: PathBuf,
     prefix: String,
     rotation: Rotation,
+    stats: Stats,
+    report: bool,
 }
 
 /// The file lines go to.
@@ -812,11 +831,11 @@ struct FileState {
     /// Who it is on its file system (device and inode), to tell that its name was given to
     /// another file; `None` where that is not known.
     identity: Option<(u64, u64)>,
-    /// Whether it ends with a whole line (or nothing was written to it yet).
+    /// Whether it ends with a whole line (or is empty).
     at_line_start: bool,
-    /// The second of the wall clock (since the epoch) in which the name was last checked, or
-    /// a newer file last failed to open: each is done at most once a second.
+    /// When (milliseconds of the wall clock) the name was last checked.
     checked: u64,
+    /// When a newer file last failed to open, while it does.
     failed: Option<u64>,
 }
 
@@ -834,82 +853,137 @@ fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     }
 }
 
+/// Milliseconds since the epoch (0 before it).
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether [`NAME_CHECK_MS`] have passed since `last` (or the clock was set back past it).
+fn due(now: u64, last: u64) -> bool {
+    now >= last.saturating_add(NAME_CHECK_MS) || now < last
+}
+
 impl LockedFile {
-    fn new(dir: PathBuf, prefix: String, rotation: Rotation) -> Result<Self, InitError> {
+    fn new(
+        dir: PathBuf,
+        prefix: String,
+        rotation: Rotation,
+        stats: &Stats,
+        report: bool,
+    ) -> Result<Self, InitError> {
         file_dir(&dir, &prefix)?;
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         let now = SystemTime::now();
         let period = period(rotation, now);
         let path = dir.join(period_file_name(&prefix, rotation, period));
-        let (file, identity) = open_log(&dir, &path).map_err(|source| InitError::LogDirectory {
+        let opened = open_log(&dir, &path).map_err(|source| InitError::LogDirectory {
             dir: dir.clone(),
             source,
         })?;
         Ok(LockedFile {
             lock: std::sync::Mutex::new(FileState {
-                file,
+                file: opened.file,
                 period,
                 path,
-                identity,
-                at_line_start: true,
-                checked: seconds(now),
+                identity: opened.identity,
+                at_line_start: opened.at_line_start,
+                checked: millis(now),
                 failed: None,
             }),
             dir,
             prefix,
             rotation,
+            stats: stats.clone(),
+            report,
         })
     }
 
     /// Opens the file of `period` in place of the one in `state`, which is kept when that
-    /// fails (and tried again in a later second).
-    fn replace(&self, state: &mut FileState, period: Option<u64>, second: u64) {
-        if state.failed == Some(second) {
-            return;
-        }
+    /// fails (and tried again [`NAME_CHECK_MS`] later; the first failure of a run is said on
+    /// stderr).
+    fn replace(&self, state: &mut FileState, period: Option<u64>, now: u64) {
         let path = self
             .dir
             .join(period_file_name(&self.prefix, self.rotation, period));
-        let Ok((file, identity)) = open_log(&self.dir, &path) else {
-            state.failed = Some(second);
-            return;
+        let opened = match open_log(&self.dir, &path) {
+            Ok(opened) => opened,
+            Err(err) => {
+                if state.failed.is_none() && self.stats.counters().may_report(self.report) {
+                    output::report_on_stderr(format!(
+                        "traceline: cannot open the log file {path:?} ({err}); lines go on \
+                         into {:?} until it can be opened (tried again every {NAME_CHECK_MS} \
+                         ms)\n",
+                        state.path
+                    ));
+                }
+                state.failed = Some(now);
+                return;
+            }
         };
-        // A line left cut in the older file is ended there. When that fails, the newline stays
-        // owed through the newer file (an empty line at its start, rather than the next line
-        // glued to the cut one).
+        // A line left cut in the older file is ended there, where it can be. The older file
+        // is not written again: the newer one starts as it ends.
         if !state.at_line_start {
-            state.at_line_start = (&state.file).write_all(b"\n").is_ok();
+            let _ = (&state.file).write_all(b"\n");
         }
-        state.file = file;
+        state.file = opened.file;
         state.period = period;
         state.path = path;
-        state.identity = identity;
+        state.identity = opened.identity;
+        state.at_line_start = opened.at_line_start;
+        state.checked = now;
         state.failed = None;
     }
 }
 
-/// Whole seconds since the epoch.
-fn seconds(t: SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// A log file opened by [`open_log`].
+struct Opened {
+    file: std::fs::File,
+    identity: Option<(u64, u64)>,
+    /// Whether it ends with a whole line (or is empty).
+    at_line_start: bool,
 }
 
-/// Opens (creates) the log file at `path` for appending, making `dir` again if it is gone.
-fn open_log(dir: &Path, path: &Path) -> std::io::Result<(std::fs::File, Option<(u64, u64)>)> {
-    let open = || {
+/// Opens (creates) the log file at `path` for appending, making `dir` again if it is gone. A
+/// file that ends inside a line (an earlier run's line left cut) has the line ended first, so
+/// that the next line is not glued to it.
+fn open_log(dir: &Path, path: &Path) -> std::io::Result<Opened> {
+    use std::io::{Read, Seek, SeekFrom};
+    let open = |read: bool| {
         std::fs::OpenOptions::new()
+            .read(read)
             .append(true)
             .create(true)
             .open(path)
     };
-    let file = match open() {
+    // Read too, for the last byte; a file that may only be written is taken as it is.
+    let open_any = || match open(true) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => open(false),
+        other => other,
+    };
+    let file = match open_any() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir)?;
-            open()?
+            open_any()?
         }
         other => other?,
     };
-    let identity = file.metadata().ok().as_ref().and_then(identity);
-    Ok((file, identity))
+    let meta = file.metadata().ok();
+    let mut at_line_start = true;
+    if meta.as_ref().is_some_and(|m| m.len() > 0) {
+        let mut last = [0u8];
+        let read = (&file)
+            .seek(SeekFrom::End(-1))
+            .and_then(|_| (&file).read_exact(&mut last));
+        if read.is_ok() && last[0] != b'\n' {
+            at_line_start = (&file).write_all(b"\n").is_ok();
+        }
+    }
+    Ok(Opened {
+        identity: meta.as_ref().and_then(identity),
+        file,
+        at_line_start,
+    })
 }
 
 /// Whether the name of the file in `state` still names it: `false` when the file was removed
@@ -921,9 +995,12 @@ fn still_named(state: &FileState) -> bool {
     }
 }
 
-/// The file of one line, locked.
+/// The file of one line, locked; `pending`: the period of a file to open in place of the one
+/// in `state` as the first byte is written.
 struct LockedFileWriter<'a> {
     state: std::sync::MutexGuard<'a, FileState>,
+    owner: &'a LockedFile,
+    pending: Option<(Option<u64>, u64)>,
 }
 
 impl<'a> MakeWriter<'a> for LockedFile {
@@ -932,24 +1009,34 @@ impl<'a> MakeWriter<'a> for LockedFile {
     fn make_writer(&'a self) -> Self::Writer {
         let mut state = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
-        let second = seconds(now);
+        let ms = millis(now);
         let period = period(self.rotation, now);
+        let retry = state.failed.is_none_or(|failed| due(ms, failed));
+        let mut pending = None;
         // Forward only: a clock set back keeps the newer file.
         if period > state.period {
-            self.replace(&mut state, period, second);
-        } else if second != state.checked {
-            state.checked = second;
-            if !still_named(&state) {
-                let same = state.period;
-                self.replace(&mut state, same, second);
+            if retry {
+                pending = Some((period, ms));
+            }
+        } else if due(ms, state.checked) {
+            state.checked = ms;
+            if retry && !still_named(&state) {
+                pending = Some((state.period, ms));
             }
         }
-        LockedFileWriter { state }
+        LockedFileWriter {
+            state,
+            owner: self,
+            pending,
+        }
     }
 }
 
 impl Write for LockedFileWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((period, now)) = self.pending.take() {
+            self.owner.replace(&mut self.state, period, now);
+        }
         if self.state.at_line_start && buf.first() == Some(&b'\n') {
             // The newline owed to a line cut in the file before this one, which ended it: none
             // is owed here.
