@@ -154,8 +154,10 @@ fn a_file_line_cut_before_a_rotation_is_ended_in_its_own_file() {
 }
 
 /// A `Writer::file` line left cut by a lasting failure, then the hour turns just as the next
-/// line's file is chosen (after the layer read the clock, before the file did): the cut line
-/// is still ended in its own file, and the newer file does not start with an empty line.
+/// line's file is chosen (after the layer read the clock for its timestamp, at the read with
+/// which the file is chosen for the newline the cut line is owed): the newer file is opened
+/// for that newline, the cut line is ended in its own file, and the newer file does not start
+/// with an empty line.
 #[test]
 fn a_file_line_cut_is_ended_in_its_own_file_when_the_hour_turns_as_the_next_file_is_chosen() {
     if std::env::var_os("TRACELINE_TEST_ROTATION_RACE_CHILD").is_none() {
@@ -184,9 +186,9 @@ fn a_file_line_cut_is_ended_in_its_own_file_when_the_hour_turns_as_the_next_file
     // The file stays full past the 2 s the line is given: it is left cut.
     a.join().unwrap();
     lift_file_size_limit();
-    // The hour turns at the second read of the clock after the line's own: the one the file
-    // is chosen with.
-    TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 2));
+    // The hour turns at the first read of the clock after the line's own: the one the file
+    // for the owed newline is chosen with.
+    TURN_AT.with(|t| t.set(READS.with(|n| n.get()) + per_line + 1));
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
     drop(guard);
     two_files_each_ending_its_lines(&dir, &stats);
@@ -315,6 +317,155 @@ fn a_file_line_cut_in_the_file_chosen_as_the_hour_turns_is_ended_in_its_own_file
     } else {
         println!("{report:?}");
     }
+}
+
+/// The clock set back across an hour keeps the newer file: a rotation goes forward only.
+#[test]
+fn a_clock_set_back_keeps_the_newer_file() {
+    if std::env::var_os("TRACELINE_TEST_ROTATION_BACK_CHILD").is_none() {
+        in_child(
+            "a_clock_set_back_keeps_the_newer_file",
+            "TRACELINE_TEST_ROTATION_BACK_CHILD",
+            "FORWARD ONLY",
+        );
+        return;
+    }
+    let (dir, dispatch, guard) = hourly_file("traceline-rotation-back");
+    let log = |m: &str| tracing::dispatcher::with_default(&dispatch, || tracing::info!("{m}"));
+    log("before");
+    SHIFT.store(3600, Ordering::SeqCst);
+    log("B");
+    SHIFT.store(0, Ordering::SeqCst);
+    log("C");
+    drop((dispatch, guard));
+    let files = messages_by_file(&dir);
+    assert_eq!(
+        files.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
+        [vec!["before"], vec!["B", "C"]],
+        "{files:?}"
+    );
+    println!("FORWARD ONLY");
+}
+
+/// The newer file cannot be made as the hour turns (a directory has its name): lines go on into
+/// the older one; once the name is free, a later line makes the newer file.
+#[test]
+fn a_newer_file_that_could_not_be_made_is_made_later() {
+    if std::env::var_os("TRACELINE_TEST_ROTATION_RETRY_CHILD").is_none() {
+        in_child(
+            "a_newer_file_that_could_not_be_made_is_made_later",
+            "TRACELINE_TEST_ROTATION_RETRY_CHILD",
+            "MADE LATER",
+        );
+        return;
+    }
+    let (dir, dispatch, guard) = hourly_file("traceline-rotation-retry");
+    let log = |m: &str| tracing::dispatcher::with_default(&dispatch, || tracing::info!("{m}"));
+    log("before");
+    SHIFT.store(3600, Ordering::SeqCst);
+    let blocked = dir.join(format!("app.log.{}", hour_name()));
+    std::fs::create_dir(&blocked).unwrap();
+    log("B");
+    std::fs::remove_dir(&blocked).unwrap();
+    // Tried again at most every 0.1 s.
+    std::thread::sleep(Duration::from_millis(150));
+    log("C");
+    drop((dispatch, guard));
+    let files = messages_by_file(&dir);
+    assert_eq!(
+        files.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
+        [vec!["before", "B"], vec!["C"]],
+        "{files:?}"
+    );
+    println!("MADE LATER");
+}
+
+/// A line left cut by a lasting failure, then the file is renamed (as `logrotate` does): the
+/// cut line is ended in the renamed file, and the file made again under the name does not start
+/// with an empty line.
+#[test]
+fn a_file_line_cut_before_the_file_is_renamed_is_ended_in_the_renamed_file() {
+    if std::env::var_os("TRACELINE_TEST_RENAME_CUT_CHILD").is_none() {
+        in_child(
+            "a_file_line_cut_before_the_file_is_renamed_is_ended_in_the_renamed_file",
+            "TRACELINE_TEST_RENAME_CUT_CHILD",
+            "EVERY FILE ENDS ITS LINES",
+        );
+        return;
+    }
+    let StalledFileLine {
+        dir,
+        path,
+        dispatch,
+        guard,
+        stats,
+        line: a,
+    } = stall_a_file_line("traceline-rename-cut", Rotation::Never);
+    // The file stays full past the 2 s the line is given: it is left cut.
+    a.join().unwrap();
+    std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+    lift_file_size_limit();
+    std::thread::sleep(Duration::from_millis(150));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("B"));
+    drop(guard);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(r#""message":"B""#) && text.lines().count() == 1,
+        "{text:?}"
+    );
+    two_files_each_ending_its_lines(&dir, &stats);
+}
+
+/// An hourly `Writer::file` in a fresh directory named after `name`.
+fn hourly_file(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    tracing::Dispatch,
+    traceline::install::OutputGuard,
+) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (layer, guard) = traceline::layer()
+        .with_output(traceline::install::Writer::file(
+            &dir,
+            "app.log",
+            Rotation::Hourly,
+        ))
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    (dir, dispatch, guard)
+}
+
+/// The hour of the (shifted) wall clock, as the hourly files are named.
+fn hour_name() -> String {
+    let hour = time::format_description::parse("[year]-[month]-[day]-[hour]").unwrap();
+    time::OffsetDateTime::now_utc().format(&hour).unwrap()
+}
+
+/// The files in `dir` (sorted by name, then removed with it), each with its lines' messages.
+fn messages_by_file(dir: &std::path::Path) -> Vec<(String, Vec<String>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let out = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let messages = common::split_lines(&text)
+                .iter()
+                .map(|l| common::check_line(l).str("message").to_string())
+                .collect();
+            (
+                f.file_name().unwrap().to_string_lossy().into_owned(),
+                messages,
+            )
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(dir);
+    out
 }
 
 /// After a line cut before the hour turned and one written after: A cut, B written, in two
