@@ -54,6 +54,18 @@ impl LogFile {
         });
     }
 
+    /// Waits until `n` lines went out (through a non-blocking output's queue).
+    fn wait_written(&self, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.stats.lines_written() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} lines never went out"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Lets the output finish (the queue of a non-blocking one) and closes the file.
     fn close(&mut self) {
         self.dispatch.take();
@@ -164,14 +176,7 @@ fn a_removed_hourly_file_is_made_again_by_the_non_blocking_output() {
     let mut log = LogFile::new("reopen-hourly", Rotation::Hourly, true);
     log.log("one");
     // Through the queue: the file holds the line before it is removed.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while log.stats.lines_written() < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first line never went out"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    log.wait_written(1);
     let names = log.names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with("app.log.20"), "{names:?}");
@@ -357,14 +362,7 @@ fn a_file_left_ending_inside_a_line_is_ended_before_the_first_new_line() {
 fn a_flush_after_the_file_was_removed_makes_no_file() {
     let mut log = LogFile::new("reopen-flush", Rotation::Never, true);
     log.log("one");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while log.stats.lines_written() < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the line never went out"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    log.wait_written(1);
     std::fs::remove_file(log.path("app.log")).unwrap();
     past_the_check();
     log.close();

@@ -3,6 +3,7 @@
 //! `.ci/run` installs rotel; without it this test fails in CI and is skipped elsewhere.
 #![cfg(feature = "install")]
 
+mod common;
 mod install_support;
 
 use std::collections::BTreeSet;
@@ -48,22 +49,6 @@ fn rotel_agent() -> Option<String> {
         Ok(o) if o.status.success() => Some(String::from_utf8(o.stdout).unwrap().trim().to_owned()),
         _ => None,
     }
-}
-
-/// `tool` is missing: in CI (where `.ci/run` installs it) that fails the test; elsewhere the
-/// test is skipped with a notice, so `cargo test` runs on a machine with only the Rust
-/// toolchain.
-fn missing_tool(tool: &str, install: &str) {
-    let msg = format!("{tool} is not installed: {install} (.ci/run does this)");
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{msg}");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of a passing test, and this
-    // notice is for whoever runs the tests.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("skipped: {msg}\n").as_bytes(),
-    );
 }
 
 fn free_port() -> u16 {
@@ -176,7 +161,7 @@ impl Drop for Rotel {
 #[test]
 fn rotel_receives_the_ids_the_lines_carry_over_grpc_and_http() {
     if rotel_agent().is_none() {
-        return missing_tool(
+        return common::missing_tool(
             "rotel",
             "run `pip install rotel==0.0.1a15` (or set ROTEL_AGENT to the rotel-agent binary)",
         );
