@@ -173,6 +173,14 @@ fn a_removed_log_directory_is_made_again_with_its_file() {
 /// output's background thread.
 #[test]
 fn a_removed_hourly_file_is_made_again_by_the_non_blocking_output() {
+    let hour = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 3600
+    };
+    let before = hour();
     let mut log = LogFile::new("reopen-hourly", Rotation::Hourly, true);
     log.log("one");
     // Through the queue: the file holds the line before it is removed.
@@ -182,14 +190,6 @@ fn a_removed_hourly_file_is_made_again_by_the_non_blocking_output() {
     assert!(names[0].starts_with("app.log.20"), "{names:?}");
     std::fs::remove_file(log.path(&names[0])).unwrap();
     past_the_check();
-    let hour = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            / 3600
-    };
-    let before = hour();
     log.log("two");
     log.close();
     let after = log.names();
@@ -316,7 +316,11 @@ fn a_relative_log_directory_stays_put_when_the_working_directory_changes() {
     let (layer, guard) = traceline::layer()
         .with_output(Writer::file("logs", "app.log", Rotation::Never))
         .unwrap();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    // An empty directory: the working directory (`Path::new("app.log").parent()`).
+    let (here, here_guard) = traceline::layer()
+        .with_output(Writer::file("", "here.log", Rotation::Never))
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer).with(here));
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("one"));
     std::env::set_current_dir(&b).unwrap();
     past_the_check();
@@ -325,9 +329,11 @@ fn a_relative_log_directory_stays_put_when_the_working_directory_changes() {
     std::fs::remove_file(a.join("logs/app.log")).unwrap();
     past_the_check();
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("three"));
-    drop((dispatch, guard));
+    drop((dispatch, guard, here_guard));
     assert!(!b.join("logs").exists(), "a second directory was made");
+    assert!(!b.join("here.log").exists(), "a second file was made");
     assert_eq!(messages(&a.join("logs/app.log")), ["three"]);
+    assert_eq!(messages(&a.join("here.log")), ["one", "two", "three"]);
     std::env::set_current_dir(std::env::temp_dir()).unwrap();
     std::fs::remove_dir_all(&root).unwrap();
     println!("STAYED PUT");
@@ -384,7 +390,12 @@ fn a_file_that_cannot_be_made_again_is_said_once_and_lines_go_on() {
             .filter(|l| l.contains("cannot open the log file"))
             .collect();
         assert_eq!(said.len(), 1, "{stderr}");
-        assert!(said[0].contains("app.log") && said[0].contains("until it can be opened"));
+        assert!(
+            said[0].contains("app.log")
+                && said[0].contains("the file that had that name (renamed or removed)")
+                && said[0].contains("until it can be opened"),
+            "{stderr}"
+        );
         return;
     }
     let mut log = LogFile::new("reopen-fail", Rotation::Never, false);
@@ -410,4 +421,52 @@ fn a_file_that_cannot_be_made_again_is_said_once_and_lines_go_on() {
         (5, 0)
     );
     println!("LINES WENT ON");
+}
+
+/// A FIFO as the log file, whose reader read a little and left: lines are dropped and counted,
+/// and logging goes on; it never waits for room that no reader will make.
+#[cfg(unix)]
+#[test]
+fn a_fifo_whose_reader_left_drops_lines_instead_of_blocking() {
+    let dir = std::env::temp_dir().join(format!("traceline-reopen-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("app.log");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            use std::io::Read;
+            let mut r = std::fs::File::open(fifo).unwrap();
+            let mut some = [0u8; 64];
+            r.read_exact(&mut some).unwrap();
+        }
+    });
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(Writer::file(&dir, "app.log", Rotation::Never))
+        .unwrap();
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..5000 {
+                tracing::info!(i, pad = "x".repeat(100), "line");
+            }
+        });
+        let _ = done.send(());
+    });
+    reader.join().unwrap();
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("logging into a FIFO whose reader left never returned");
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(stats.lines_written() + stats.lines_dropped(), 5000);
+    assert!(stats.lines_dropped() > 4000, "{}", stats.lines_dropped());
 }

@@ -153,11 +153,13 @@ impl Writer {
     /// `renamecopy`. After an `rm`, the lines of that moment go to the removed file. On systems
     /// other than Unix, only a name that no longer exists is noticed.
     ///
-    /// A relative `dir` is taken from the working directory when the writer is built. A file
-    /// that already ends inside a line (an earlier run's line left cut) has that line ended
-    /// before the first new one. A file that cannot be opened (at a rotation, or made again)
-    /// leaves lines going to the current one, says so on stderr, and is tried again every
-    /// 0.1 s. Old files are not removed.
+    /// A relative `dir` (an empty one is the working directory) is taken from the working
+    /// directory when the writer is built. A regular file that already ends inside a line (an
+    /// earlier run's line left cut) has that line ended before the first new one, where the
+    /// file can be read. A file that cannot be opened (at a rotation, or made again) leaves
+    /// lines going to the current one, says so on stderr (unless
+    /// [`log_internal_errors(false)`](crate::Layer::log_internal_errors)), and is tried again
+    /// on a line 0.1 s or more later. Old files are not removed.
     ///
     /// ```
     /// use traceline::install::{Rotation, Writer};
@@ -872,6 +874,12 @@ impl LockedFile {
         stats: &Stats,
         report: bool,
     ) -> Result<Self, InitError> {
+        // `Path::new("app.log").parent()` is an empty path: the working directory.
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         file_dir(&dir, &prefix)?;
         let dir = std::path::absolute(&dir).unwrap_or(dir);
         let now = SystemTime::now();
@@ -910,11 +918,16 @@ impl LockedFile {
             Ok(opened) => opened,
             Err(err) => {
                 if state.failed.is_none() && self.stats.counters().may_report(self.report) {
+                    let now_into = if period == state.period {
+                        // Made again: the name went away from the open file.
+                        "the file that had that name (renamed or removed)".to_string()
+                    } else {
+                        format!("{:?}", state.path)
+                    };
                     output::report_on_stderr(format!(
                         "traceline: cannot open the log file {path:?} ({err}); lines go on \
-                         into {:?} until it can be opened (tried again every {NAME_CHECK_MS} \
-                         ms)\n",
-                        state.path
+                         into {now_into} until it can be opened, tried again on a line \
+                         {NAME_CHECK_MS} ms or more later\n"
                     ));
                 }
                 state.failed = Some(now);
@@ -945,45 +958,54 @@ struct Opened {
 }
 
 /// Opens (creates) the log file at `path` for appending, making `dir` again if it is gone. A
-/// file that ends inside a line (an earlier run's line left cut) has the line ended first, so
-/// that the next line is not glued to it.
+/// regular file that ends inside a line (an earlier run's line left cut) has the line ended
+/// first, where it can be read, so that the next line is not glued to it.
+///
+/// Opened for writing only: a FIFO (or a pipe reached through `/dev/stdout`) opened for reading
+/// too would keep its own reader, and a write would wait for room forever once the real reader
+/// left, instead of failing.
 fn open_log(dir: &Path, path: &Path) -> std::io::Result<Opened> {
-    use std::io::{Read, Seek, SeekFrom};
-    let open = |read: bool| {
+    let open = || {
         std::fs::OpenOptions::new()
-            .read(read)
             .append(true)
             .create(true)
             .open(path)
     };
-    // Read too, for the last byte; a file that may only be written is taken as it is.
-    let open_any = || match open(true) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => open(false),
-        other => other,
-    };
-    let file = match open_any() {
+    let file = match open() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir)?;
-            open_any()?
+            open()?
         }
         other => other?,
     };
     let meta = file.metadata().ok();
+    let identity = meta.as_ref().and_then(identity);
     let mut at_line_start = true;
-    if meta.as_ref().is_some_and(|m| m.len() > 0) {
-        let mut last = [0u8];
-        let read = (&file)
-            .seek(SeekFrom::End(-1))
-            .and_then(|_| (&file).read_exact(&mut last));
-        if read.is_ok() && last[0] != b'\n' {
+    if let Some(meta) = meta.filter(|m| m.is_file() && m.len() > 0) {
+        if last_byte(path, identity, meta.len()).is_some_and(|b| b != b'\n') {
             at_line_start = (&file).write_all(b"\n").is_ok();
         }
     }
     Ok(Opened {
-        identity: meta.as_ref().and_then(identity),
         file,
+        identity,
         at_line_start,
     })
+}
+
+/// The byte at `len - 1` of the regular file at `path`, read through a handle of its own (when
+/// the file it opens is the one of `identity`, where that is known).
+fn last_byte(path: &Path, identity: Option<(u64, u64)>, len: u64) -> Option<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if identity.is_some() && self::identity(&meta) != identity {
+        return None;
+    }
+    file.seek(SeekFrom::Start(len - 1)).ok()?;
+    let mut last = [0u8];
+    file.read_exact(&mut last).ok()?;
+    Some(last[0])
 }
 
 /// Whether the name of the file in `state` still names it: `false` when the file was removed
@@ -1018,9 +1040,13 @@ impl<'a> MakeWriter<'a> for LockedFile {
             if retry {
                 pending = Some((period, ms));
             }
-        } else if due(ms, state.checked) {
-            state.checked = ms;
-            if retry && !still_named(&state) {
+        } else if retry && due(ms, state.checked) {
+            // Noted as checked only when the name is still the file's: a writer dropped
+            // unused (a line that let its writer go to end a cut one first) leaves the
+            // replacement to the next writer.
+            if still_named(&state) {
+                state.checked = ms;
+            } else {
                 pending = Some((state.period, ms));
             }
         }
@@ -1157,6 +1183,32 @@ mod tests {
                 assert_eq!(lines_in(&sink), written);
             }
         }
+    }
+
+    /// A writer let go unused (a line that lets its writer go to end a cut one first) does not
+    /// use up the check of the file's name: the next writer makes the renamed file again.
+    #[test]
+    fn a_writer_let_go_unused_leaves_the_renamed_file_to_the_next() {
+        let dir =
+            std::env::temp_dir().join(format!("traceline-unit-unused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = LockedFile::new(
+            dir.clone(),
+            "app.log".into(),
+            Rotation::Never,
+            &Stats::default(),
+            false,
+        )
+        .unwrap();
+        file.make_writer().write_all(b"one\n").unwrap();
+        std::fs::rename(dir.join("app.log"), dir.join("app.log.1")).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        drop(file.make_writer());
+        file.make_writer().write_all(b"two\n").unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let (renamed, made) = (read("app.log.1"), read("app.log"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((renamed.as_str(), made.as_str()), ("one\n", "two\n"));
     }
 
     #[test]
