@@ -28,6 +28,11 @@ struct LogFile {
 
 impl LogFile {
     fn new(name: &str, rotation: Rotation, non_blocking: bool) -> LogFile {
+        LogFile::build(name, rotation, non_blocking, true)
+    }
+
+    /// [`LogFile::new`], saying the output's own errors on stderr when `report`.
+    fn build(name: &str, rotation: Rotation, non_blocking: bool, report: bool) -> LogFile {
         let dir = std::env::temp_dir().join(format!("traceline-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut writer = Writer::file(&dir, "app.log", rotation);
@@ -35,6 +40,7 @@ impl LogFile {
             writer = writer.non_blocking();
         }
         let (layer, guard) = traceline::layer()
+            .log_internal_errors(report)
             .with_output(writer)
             .expect("writer built");
         let stats = layer.stats();
@@ -283,9 +289,14 @@ fn logrotate_without_copytruncate_loses_no_line() {
 /// Runs this binary's test `name` alone in a child process with `var` set; returns its stdout
 /// and stderr (the child checks what it can, the parent what the child said on stderr).
 fn child(name: &str, var: &str) -> (String, String) {
+    child_with(name, &[(var, "1")])
+}
+
+/// [`child`], with the environment variables `vars` set.
+fn child_with(name: &str, vars: &[(&str, &str)]) -> (String, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(var, "1")
+        .envs(vars.iter().copied())
         .output()
         .unwrap();
     let (stdout, stderr) = (
@@ -376,11 +387,12 @@ fn a_flush_after_the_file_was_removed_makes_no_file() {
 }
 
 /// A file that cannot be made again (a directory took its name): the lines go on into the
-/// file the layer has, nothing is lost, stderr says so once; once the name is free, the file is
-/// made on a later line.
+/// file the layer has, nothing is lost, stderr says so once (and not at all with
+/// `log_internal_errors(false)`); once the name is free, the file is made on a later line.
 #[test]
 fn a_file_that_cannot_be_made_again_is_said_once_and_lines_go_on() {
     const VAR: &str = "TRACELINE_TEST_REOPEN_FAIL_CHILD";
+    const QUIET: &str = "TRACELINE_TEST_REOPEN_FAIL_QUIET";
     let name = "a_file_that_cannot_be_made_again_is_said_once_and_lines_go_on";
     if std::env::var_os(VAR).is_none() {
         let (stdout, stderr) = child(name, VAR);
@@ -396,9 +408,13 @@ fn a_file_that_cannot_be_made_again_is_said_once_and_lines_go_on() {
                 && said[0].contains("until it can be opened"),
             "{stderr}"
         );
+        let (stdout, stderr) = child_with(name, &[(VAR, "1"), (QUIET, "1")]);
+        assert!(stdout.contains("LINES WENT ON"), "{stdout}");
+        assert!(!stderr.contains("cannot open the log file"), "{stderr}");
         return;
     }
-    let mut log = LogFile::new("reopen-fail", Rotation::Never, false);
+    let report = std::env::var_os(QUIET).is_none();
+    let mut log = LogFile::build("reopen-fail", Rotation::Never, false, report);
     log.log("one");
     std::fs::rename(log.path("app.log"), log.path("app.log.1")).unwrap();
     std::fs::create_dir(log.path("app.log")).unwrap();
