@@ -212,9 +212,9 @@ fn a_removed_hourly_file_is_made_again_by_the_non_blocking_output() {
 }
 
 /// The real `logrotate`, in its default mode (`create`: the file renamed, a new empty one made
-/// in its place) and with no `postrotate` script to signal the program. A line logged just
-/// after the rotation goes to one of the two files, never nowhere; once the name is checked,
-/// lines go to the new file.
+/// in its place), compressing with `delaycompress` as the README shows, and with no
+/// `postrotate` script to signal the program. A line logged just after the rotation goes to one
+/// of the two files, never nowhere; once the name is checked, lines go to the new file.
 #[test]
 fn logrotate_without_copytruncate_loses_no_line() {
     let Some(logrotate) = common::find_tool("logrotate") else {
@@ -226,7 +226,7 @@ fn logrotate_without_copytruncate_loses_no_line() {
     std::fs::write(
         &conf,
         format!(
-            "{} {{\n    rotate 3\n    create\n    missingok\n}}\n",
+            "{} {{\n    rotate 3\n    create\n    compress\n    delaycompress\n    missingok\n}}\n",
             log.path("app.log").display()
         ),
     )
@@ -262,13 +262,13 @@ fn logrotate_without_copytruncate_loses_no_line() {
         [
             "app.log",
             "app.log.1",
-            "app.log.2",
+            "app.log.2.gz",
             "logrotate.conf",
             "logrotate.state"
         ]
     );
     let (older, newer, now) = (
-        messages(&log.path("app.log.2")),
+        gz_messages(&log.path("app.log.2.gz")),
         messages(&log.path("app.log.1")),
         messages(&log.path("app.log")),
     );
@@ -284,6 +284,19 @@ fn logrotate_without_copytruncate_loses_no_line() {
         (log.stats.lines_written(), log.stats.lines_dropped()),
         (5, 0)
     );
+}
+
+/// The messages of the lines in a gzip file `logrotate` compressed.
+fn gz_messages(path: &Path) -> Vec<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    common::split_lines(&text)
+        .iter()
+        .map(|l| common::check_line(l).str("message").to_string())
+        .collect()
 }
 
 /// Runs this binary's test `name` alone in a child process with `var` set; returns its stdout
