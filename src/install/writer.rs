@@ -807,8 +807,8 @@ const NAME_CHECK_MS: u64 = 100;
 /// happens between lines, never inside one.
 ///
 /// A file removed or renamed while the program runs (an `rm`, `logrotate` without
-/// `copytruncate`) is noticed on a line at most [`NAME_CHECK_MS`] after the last check, by its
-/// name no longer naming the open file, and made again. A newer file is opened as the first
+/// `copytruncate`) is noticed on the first line [`NAME_CHECK_MS`] or more after the last check
+/// of its name, by the name no longer naming the open file, and made again. A newer file is opened as the first
 /// byte goes to it, not when a writer is only asked to flush.
 ///
 /// A line left cut in a file is ended there: when the file is replaced before the newline it is
@@ -908,8 +908,8 @@ impl LockedFile {
     }
 
     /// Opens the file of `period` in place of the one in `state`, which is kept when that
-    /// fails (and tried again [`NAME_CHECK_MS`] later; the first failure of a run is said on
-    /// stderr).
+    /// fails (and tried again on a line [`NAME_CHECK_MS`] or more later; the first failure of
+    /// a run of them is said on stderr).
     fn replace(&self, state: &mut FileState, period: Option<u64>, now: u64) {
         let path = self
             .dir
