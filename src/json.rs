@@ -407,6 +407,17 @@ fn escape_at(bytes: &[u8], pos: usize) -> Option<([u8; 6], usize, usize)> {
     }
 }
 
+/// What [`escape_scan`] takes as `padded`: a string shorter than a word, in one word padded
+/// with spaces (0 for a longer one, which it does not use).
+#[inline(always)]
+fn padded(bytes: &[u8]) -> u64 {
+    if bytes.len() < 8 {
+        last_word(bytes, 0)
+    } else {
+        0
+    }
+}
+
 /// The bytes of `bytes` from `k` (fewer than 8) as a word padded with spaces, put together in
 /// registers: a word loaded from bytes just stored one by one would wait for them.
 #[inline(always)]
@@ -538,12 +549,7 @@ impl fmt::Write for Escaper<'_> {
             if is_clean(bytes) {
                 self.0.extend_from_slice(bytes);
             } else {
-                let padded = if bytes.len() < 8 {
-                    last_word(bytes, 0)
-                } else {
-                    0
-                };
-                escape_scan::<false>(self.0, bytes, padded, 0);
+                escape_scan::<false>(self.0, bytes, padded(bytes), 0);
             }
         } else {
             escape_into(self.0, s);
@@ -1171,13 +1177,6 @@ mod tests {
     /// short rests (with and without the quotes) and the dispatch to the longer paths, the word
     /// loop, the vector code where the CPU has it, and the dispatch between those two.
     fn escape_paths() -> Vec<(&'static str, Path)> {
-        fn padded(bytes: &[u8]) -> u64 {
-            if bytes.len() < 8 {
-                last_word(bytes, 0)
-            } else {
-                0
-            }
-        }
         /// The byte loop for short rests, else the dispatch to the longer paths.
         fn rest(out: &mut Vec<u8>, bytes: &[u8], i: usize) {
             escape_rest::<false>(out, bytes, padded(bytes), i);
@@ -1943,11 +1942,7 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out), body, "Escaper chars {s:?}");
         // The byte loop and the longer paths from every whole-word clean start.
         let bytes = s.as_bytes();
-        let padded = if bytes.len() < 8 {
-            last_word(bytes, 0)
-        } else {
-            0
-        };
+        let padded = padded(bytes);
         let clean_words = bytes
             .chunks(8)
             .take_while(|c| c.iter().all(|&b| ESCAPE[usize::from(b)] == __))

@@ -202,7 +202,6 @@ impl Counters {
     }
 
     /// Whether a diagnostic may go on stderr: `report`, and not silenced.
-    #[cfg_attr(not(feature = "install"), allow(dead_code))]
     pub(crate) fn may_report(&self, report: bool) -> bool {
         report && !self.silenced.load(Ordering::Relaxed)
     }
@@ -281,7 +280,7 @@ impl Counters {
         if matches!(loss, Loss::Write(_)) {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if report && !self.silenced.load(Ordering::Relaxed) && self.claim_report() {
+        if self.may_report(report) && self.claim_report() {
             let why = match loss {
                 Loss::Write(err) => format!("the writer failed ({err})"),
                 Loss::QueueFull => "the non-blocking writer's queue is full (raise \

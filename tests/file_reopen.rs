@@ -104,10 +104,7 @@ impl Drop for LogFile {
 /// duplicate key).
 fn messages(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    common::split_lines(&text)
-        .iter()
-        .map(|l| common::check_line(l).str("message").to_string())
-        .collect()
+    common::messages(&text)
 }
 
 /// Waits past the next check of the file's name (at most every 0.1 s, on a line).
@@ -293,10 +290,7 @@ fn gz_messages(path: &Path) -> Vec<String> {
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
         .read_to_string(&mut text)
         .unwrap();
-    common::split_lines(&text)
-        .iter()
-        .map(|l| common::check_line(l).str("message").to_string())
-        .collect()
+    common::messages(&text)
 }
 
 /// Runs this binary's test `name` alone in a child process with `var` set; returns its stdout

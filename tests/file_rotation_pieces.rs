@@ -454,13 +454,9 @@ fn messages_by_file(dir: &std::path::Path) -> Vec<(String, Vec<String>)> {
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).unwrap();
-            let messages = common::split_lines(&text)
-                .iter()
-                .map(|l| common::check_line(l).str("message").to_string())
-                .collect();
             (
                 f.file_name().unwrap().to_string_lossy().into_owned(),
-                messages,
+                common::messages(&text),
             )
         })
         .collect();

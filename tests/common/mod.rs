@@ -86,6 +86,15 @@ impl Capture {
     }
 }
 
+/// The messages of the lines of `text`, in order, each line checked ([`check_line`]: one JSON
+/// object, no duplicate key).
+pub fn messages(text: &str) -> Vec<String> {
+    split_lines(text)
+        .iter()
+        .map(|l| check_line(l).str("message").to_string())
+        .collect()
+}
+
 /// Splits output into lines, each keeping its `\n`. Panics if the output does not end with one.
 pub fn split_lines(text: &str) -> Vec<String> {
     if text.is_empty() {
