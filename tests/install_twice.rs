@@ -1,4 +1,5 @@
-//! One process, one test: `init()` twice is an error, not a panic; and `log` records come out
+//! One process, one install: `init()` twice is an error, not a panic (also from two threads at
+//! once, raced in child processes); and `log` records come out
 //! as lines inside the current span, filtered by the same filter.
 #![cfg(feature = "install")]
 
@@ -48,4 +49,56 @@ fn second_init_is_an_error_and_log_records_become_lines() {
     );
     assert!(!text.contains("filtered out"));
     assert!(line.get("log.target").is_none() && line.get("log.file").is_none());
+}
+
+/// Two threads calling `init()` at the same moment: one installs, the other is told the
+/// subscriber is already set (not that another `log` logger is). Each race runs in a child
+/// process of its own, as a process installs once.
+#[test]
+fn two_threads_installing_at_once_get_one_install_and_already_installed() {
+    if std::env::var_os("TRACELINE_RACE_CHILD").is_some() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    traceline::builder()
+                        .writer(Writer::custom(common::Capture::new()))
+                        .try_init()
+                })
+            })
+            .collect();
+        let results: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        let installed = results.iter().filter(|r| r.is_ok()).count();
+        let already = results
+            .iter()
+            .filter(|r| matches!(r, Err(InitError::AlreadyInstalled)))
+            .count();
+        let errors: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+            .collect();
+        println!("\nRACE installed={installed} already={already} {errors:?}");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for _ in 0..20 {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "two_threads_installing_at_once_get_one_install_and_already_installed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TRACELINE_RACE_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let race = stdout
+            .lines()
+            .find(|l| l.starts_with("RACE "))
+            .unwrap_or_else(|| panic!("no result from the child: {stdout}"));
+        assert!(race.starts_with("RACE installed=1 already=1 "), "{race}");
+    }
 }

@@ -255,10 +255,33 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((host, tail)) => (host, tail.strip_prefix(':')),
-            None => ("", None),
+        let Some((host, tail)) = v6.split_once(']') else {
+            return Err(InitError::invalid(
+                setting,
+                value,
+                "the IPv6 address has no closing `]`; expected e.g. http://[::1]:4318",
+            ));
+        };
+        // RFC 6874: a zone id follows `%25`.
+        let address = host.split_once("%25").map_or(host, |(address, _)| address);
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(InitError::invalid(
+                setting,
+                value,
+                format!("`[{host}]` is not an IPv6 address; expected e.g. http://[::1]:4318"),
+            ));
         }
+        if !tail.is_empty() && !tail.starts_with(':') {
+            return Err(InitError::invalid(
+                setting,
+                value,
+                format!(
+                    "`{tail}` after the IPv6 address is not a port (`:` and 1-65535); \
+                     expected e.g. http://[::1]:4318"
+                ),
+            ));
+        }
+        (host, tail.strip_prefix(':'))
     } else {
         match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -266,9 +289,12 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         }
     };
     // `host:` with no digits is the scheme's default port (RFC 3986, and the OTLP exporter
-    // specification).
+    // specification). Digits only: `parse` would take a sign (`+4318`), which the URL does
+    // not.
     if let Some(port) = port.filter(|p| !p.is_empty()) {
-        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        if !port.bytes().all(|b| b.is_ascii_digit())
+            || !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+        {
             return Err(InitError::invalid(
                 setting,
                 value,
@@ -276,9 +302,12 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
             ));
         }
     }
+    // A host name holds letters, digits, `-._~`, `%` escapes and RFC 3986's sub-delimiters.
+    let name_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+    let v6 = authority.starts_with('[');
     if host.is_empty()
         || value.chars().any(|c| c.is_whitespace() || c.is_control())
-        || host.contains('@')
+        || (!v6 && !host.bytes().all(name_char))
     {
         return Err(InitError::invalid(
             setting,
@@ -455,6 +484,9 @@ mod tests {
             "http://localhost:4317",
             "http://127.0.0.1:4318/",
             "http://[::1]:4317",
+            "http://[fe80::1%25eth0]:4317",
+            "http://[::ffff:10.0.0.1]",
+            "http://otel_collector.svc:4318",
             "http://collector:4318/custom/path",
         ] {
             assert_eq!(endpoint("X", ok).unwrap(), ok);
@@ -480,6 +512,15 @@ mod tests {
             "http://host:99999",
             "ftp://host",
             "http://ho st:1",
+            // A sign before the port, an IPv6 address that is none, text after the address,
+            // a character no host name has.
+            "http://host:+4318",
+            "http://host:-1",
+            "http://[zz]:4318",
+            "http://[::1]x:4317",
+            "http://[::1",
+            "http://a<b>:4318",
+            "http://a\"b:4318",
         ] {
             assert!(endpoint("X", bad).is_err(), "{bad}");
         }

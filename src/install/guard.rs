@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 /// (`let _guard = …`, not `let _ = …`, which drops it at once).
 ///
 /// Dropping it is safe anywhere, including at the end of `async fn main` or inside a task: it
-/// blocks the current thread for at most the shutdown timeout and never creates or drops a
-/// tokio runtime there.
+/// blocks the current thread for a bounded time (the shutdown timeout for the exporter, the
+/// same again for a non-blocking writer's queue, plus up to a second for a line whose write is
+/// under way when that runs out) and never creates or drops a tokio runtime there.
 ///
 /// With the gRPC protocol, `init()` called inside a multi-thread tokio runtime exports on that
 /// runtime: drop the guard before the runtime shuts down (at the end of `async fn main` it

@@ -485,7 +485,8 @@ impl Builder {
     /// How long [`Guard`] waits for the exporter, and for a non-blocking writer's output to
     /// take the lines still queued, when shutting down (default 5 s each). Lines the output has
     /// not taken by then are counted as dropped ([`Guard::stats`]), so the counts are complete
-    /// once the guard is gone.
+    /// once the guard is gone (but for a line whose write has not returned a second later).
+    /// `Duration::MAX` waits as long as it takes.
     ///
     /// ```
     /// let b = traceline::builder().shutdown_timeout(std::time::Duration::from_secs(2));
@@ -1131,6 +1132,10 @@ impl Plan {
                 Duration::from_secs(1),
             )?);
         }
+        // One install at a time: of two threads calling `init()` at once, the second waits and
+        // is told the subscriber is set, not that another `log` logger is.
+        static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
         if tracing::dispatcher::has_been_set() {
             return Err(InitError::AlreadyInstalled);
         }

@@ -310,7 +310,10 @@ struct Shared {
     /// matters, on a full queue and at the shutdown.
     origin: Origin,
     /// Lines in the queue: put in by the logging threads, taken out by the writer. What such a
-    /// child, whose lines went into the queue, counts as lost when it stops.
+    /// child, whose lines went into the queue, counts as lost when it stops, and what a
+    /// shutdown that ran out of time counts as dropped. Each line is counted by whoever takes
+    /// it out of this number ([`Shared::claim`]): the writer, a logging thread whose send
+    /// failed, or the shutdown, which takes all at once.
     queued: AtomicUsize,
     /// Set when the writer shuts down: lines are refused (and counted) from then on.
     closed: AtomicBool,
@@ -334,6 +337,15 @@ impl Default for Shared {
 }
 
 impl Shared {
+    /// Takes one line out of [`queued`](Shared::queued), to be counted by the caller; `false`
+    /// when a shutdown that ran out of time took it (and counted it) already.
+    #[inline]
+    fn claim(&self) -> bool {
+        self.queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     /// Whether this is a child forked from the process the background writer runs in.
     #[inline]
     fn forked(&self) -> bool {
@@ -509,7 +521,10 @@ impl Queue {
                             level,
                         } = msg
                         {
-                            shared.queued.fetch_sub(1, Ordering::SeqCst);
+                            if !shared.claim() {
+                                // Counted as dropped by a shutdown that ran out of time.
+                                return;
+                            }
                             if shared.abandoned.load(Ordering::SeqCst) {
                                 counters.dropped(Loss::Abandoned, report);
                                 return;
@@ -654,10 +669,11 @@ impl Write for QueueWriter<'_> {
                 }
                 Err(mpsc::TrySendError::Full(msg)) => q.tx.send(msg).map_err(|_| Loss::Closed),
             };
-            if sent.is_err() {
-                q.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            match sent {
+                // Counted as dropped by a shutdown that ran out of time already.
+                Err(_) if !q.shared.claim() => Ok(()),
+                sent => sent,
             }
-            sent
         };
         q.shared.sending.fetch_sub(1, Ordering::SeqCst);
         if let Err(loss) = sent {
@@ -684,13 +700,24 @@ pub(crate) struct Worker {
     report: bool,
 }
 
-/// How long a shut-down writer that ran out of time is given to count what it could not write.
+/// How long a shutdown that ran out of time waits for a line being written to be counted, and
+/// for logging threads in the middle of a send.
 const ABANDON_GRACE: Duration = Duration::from_secs(1);
+
+/// `timeout` from now; a timeout too long for the clock (`Duration::MAX`) waits as long as
+/// the clock allows.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(now)
+}
 
 impl Worker {
     /// Writes out what is queued and stops, waiting at most `timeout` for the output. Lines the
     /// output has not taken by then are counted as dropped, so that the counts are complete
-    /// when this returns (unless a single write of the output never returns).
+    /// when this returns; a line whose write is still under way is given [`ABANDON_GRACE`] more
+    /// to be counted (a write that never returns leaves that one line uncounted).
     pub(crate) fn stop(mut self, timeout: Duration) {
         if self.shared.forked() {
             // A forked child: the thread runs in the parent only (joining it here fails), and
@@ -713,12 +740,23 @@ impl Worker {
             std::mem::forget(self);
             return;
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let sent = self.send_shutdown(deadline);
         let finished = sent && self.wait(deadline);
         if !finished {
+            // Out of time: what is still queued is counted as dropped here, not left to the
+            // writer, whose output may never return from a write (a reader that stopped
+            // reading); later lines are refused and counted.
             self.shared.abandoned.store(true, Ordering::SeqCst);
-            let grace = Instant::now() + ABANDON_GRACE;
+            self.shared.closed.store(true, Ordering::SeqCst);
+            let grace = deadline_after(ABANDON_GRACE);
+            while self.shared.sending.load(Ordering::SeqCst) != 0 && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let counters = self.stats.counters();
+            for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
+                counters.dropped(Loss::Abandoned, self.report);
+            }
             if !((sent || self.send_shutdown(grace)) && self.wait(grace)) {
                 return;
             }
@@ -1259,5 +1297,91 @@ mod tests {
         assert_eq!(written + dropped, 1000);
         assert!(dropped > 500, "{written} written in 200 ms at 5 ms each?");
         assert_eq!(lines_in(&sink), written);
+    }
+
+    /// An output whose first write waits until `release` is sent (or dropped): a shipper that
+    /// stopped reading its pipe.
+    #[derive(Clone)]
+    struct Hung {
+        release: Arc<Mutex<mpsc::Receiver<()>>>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Hung {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.release.lock().unwrap().recv();
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_queued_behind_a_write_that_does_not_return_are_counted_by_the_timeout() {
+        let (release, wait) = mpsc::channel();
+        let hung = Hung {
+            release: Arc::new(Mutex::new(wait)),
+            out: Arc::default(),
+        };
+        let stats = Stats::default();
+        let (queue, worker) = Queue::start(
+            Out::PerLine(BoxMakeWriter::new({
+                let hung = hung.clone();
+                move || hung.clone()
+            })),
+            2000,
+            true,
+            &stats,
+            false,
+        )
+        .unwrap();
+        for _ in 0..1000 {
+            queue.make_writer().write_all(b"{}\n").unwrap();
+        }
+        let start = Instant::now();
+        worker.stop(Duration::from_millis(200));
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(200) + ABANDON_GRACE + Duration::from_millis(500));
+        // The line the output holds is neither written nor dropped yet; every other one is
+        // counted as dropped.
+        assert_eq!((stats.lines_written(), stats.lines_dropped()), (0, 999));
+        // Later lines are refused and counted.
+        queue.make_writer().write_all(b"{}\n").unwrap();
+        assert_eq!(stats.lines_dropped(), 1000);
+        // The output comes back: its line is counted as written, and the lines counted as
+        // dropped are not written nor counted again.
+        drop(release);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.lines_written() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!((stats.lines_written(), stats.lines_dropped()), (1, 1000));
+        assert_eq!(hung.out.lock().unwrap().as_slice(), b"{}\n");
+    }
+
+    #[test]
+    fn the_longest_shutdown_timeout_waits_instead_of_overflowing_the_clock() {
+        let sink = Sink::default();
+        let stats = Stats::default();
+        let (queue, worker) = Queue::start(
+            Out::PerLine(BoxMakeWriter::new({
+                let sink = sink.clone();
+                move || sink.clone()
+            })),
+            16,
+            true,
+            &stats,
+            false,
+        )
+        .unwrap();
+        for _ in 0..10 {
+            queue.make_writer().write_all(b"{}\n").unwrap();
+        }
+        worker.stop(Duration::MAX);
+        assert_eq!((stats.lines_written(), stats.lines_dropped()), (10, 0));
+        assert_eq!(lines_in(&sink), 10);
     }
 }
