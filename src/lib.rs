@@ -42,9 +42,12 @@
 //! - Bounded: a value longer than 64 KiB and a line longer than 256 KiB are cut, visibly
 //!   ([`Layer::with_max_field_len`], [`Layer::with_max_line_len`]).
 //! - Nothing unaccounted for: every line is counted as written or dropped ([`Stats`]); a
-//!   failing writer, or a panicking `Debug` value in an event field, never panics the program
-//!   (a span field's value is also formatted by the OpenTelemetry layer, which does not catch
-//!   a panic).
+//!   failing writer, or a panicking `Debug` value, never panics the program through traceline,
+//!   which writes `"<Debug panicked>"` for it. The OpenTelemetry layer formats the same values
+//!   without catching a panic: span fields always, and event fields when it records events as
+//!   span events, as `tracing_opentelemetry::layer()` does by default. Under
+//!   `traceline::init()`, which keeps events out of it, a panicking event field is safe and a
+//!   panicking span field is not.
 #![warn(missing_docs)]
 // Allowed in two places of the JSON writer, each measured to pay (see `json`).
 #![deny(unsafe_code)]
