@@ -856,8 +856,16 @@ impl Reserved {
         {
             return true;
         }
-        depth == 0
-            && (self.keys.iter().any(|k| dotted_kin(k, name)) || self.stem.as_deref() == Some(name))
+        if depth == 0 {
+            return self.keys.iter().any(|k| dotted_kin(k, name))
+                || self.stem.as_deref() == Some(name);
+        }
+        // A prefixed key is also taken when it is the dotted parent or child of a reserved key
+        // that took the prefix itself (`fields.level.x` beside a static field `level` written
+        // as `fields.level`).
+        self.keys
+            .iter()
+            .any(|k| prefixed_kin(k, prefix, depth, name))
     }
 
     /// The first depth at which `name` is not reserved: its key is `prefix`×depth + `name`.
@@ -878,6 +886,29 @@ pub(crate) type Depth = u32;
 fn dotted_kin(a: &str, b: &str) -> bool {
     let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
     long.len() > short.len() && long.as_bytes()[short.len()] == b'.' && long.starts_with(short)
+}
+
+/// Whether `key` and `prefix`×`depth` + `name` are dotted kin ([`dotted_kin`]) through `name`:
+/// not when `key` followed by a dot lies within the prefixes (every prefixed key is a dotted
+/// child of the stem, and of a key named like the prefix repeated, by design). Looked at in
+/// place, with no string built.
+fn prefixed_kin(key: &str, prefix: &str, depth: Depth, name: &str) -> bool {
+    let p = prefix.len() * depth as usize;
+    let total = p + name.len();
+    let at = |i: usize| {
+        if i < p {
+            prefix.as_bytes()[i % prefix.len()]
+        } else {
+            name.as_bytes()[i - p]
+        }
+    };
+    let k = key.as_bytes();
+    let (short, dot) = match k.len().cmp(&total) {
+        std::cmp::Ordering::Less => (k.len(), at(k.len())),
+        std::cmp::Ordering::Greater => (total, k[total]),
+        std::cmp::Ordering::Equal => return false,
+    };
+    dot == b'.' && (0..short).all(|i| k[i] == at(i)) && k.len() >= p
 }
 
 /// Whether `prefix`×`depth` + `name` spells `key`.

@@ -475,3 +475,74 @@ fn one_field_given_twice_in_a_span_with_a_prefixed_key() {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }
+
+/// The top-level keys of `line` of which one is the dotted parent of another (`a` and `a.b`):
+/// stores that expand dotted keys into objects (Elasticsearch, Datadog) refuse such a line.
+fn dotted_kin_keys(line: &str) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    let mut kin = Vec::new();
+    for a in &keys {
+        for b in &keys {
+            if b.len() > a.len() && b.starts_with(a.as_str()) && b.as_bytes()[a.len()] == b'.' {
+                kin.push(((*a).clone(), (*b).clone()));
+            }
+        }
+    }
+    kin
+}
+
+/// A static field that took the collision prefix (named like a key of the line) and an event
+/// or span field named like its dotted child or parent: the field takes the prefix once more,
+/// instead of being written as the dotted child or parent of the static field's key.
+#[test]
+fn a_field_is_never_the_dotted_kin_of_a_prefixed_static_field() {
+    let cases: Vec<(Schema, &str, &str)> = vec![
+        (Schema::default(), "level", "level.x"),
+        (Schema::ecs(), "error.message", "error"),
+        (Schema::ecs(), "log.level", "log.level.name"),
+        (Schema::default(), "message", "message.id"),
+        (Schema::datadog(), "dd.trace_id", "dd"),
+    ];
+    let mut failures = Vec::new();
+    for (schema, static_name, field) in cases {
+        for in_span in [false, true] {
+            let cap = Capture::new();
+            let layer = traceline::layer()
+                .with_schema(schema.clone())
+                .with_static_field(static_name, "static")
+                .with_writer(cap.clone());
+            let names = vec![field.to_owned()];
+            with_default(tracing_subscriber::registry().with(layer), || {
+                if in_span {
+                    let span = span_with(&names);
+                    let _e = span.enter();
+                    tracing::info!("in span");
+                } else {
+                    event_with(&names);
+                }
+            });
+            let text = cap.text();
+            let line = text.lines().next().unwrap_or_default();
+            let kin = dotted_kin_keys(line);
+            eprintln!("DBG {line}");
+            if !kin.is_empty() || bad(&format!("{line}\n")).is_some() {
+                failures.push(format!(
+                    "static {static_name:?}, field {field:?} (in span: {in_span}): {kin:?} in {line}"
+                ));
+            }
+            // The field's value is on the line, under some key of its own.
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let values = v
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.ends_with(field))
+                .count();
+            if values == 0 {
+                failures.push(format!("field {field:?} missing: {line}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
