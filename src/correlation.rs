@@ -53,8 +53,9 @@ pub const MAX_LEN: usize = 128;
 /// `..` in it and no `/` in front.
 ///
 /// The rule admits UUIDs, ULIDs, 32-hex ids (nginx `$request_id`, W3C trace ids), Envoy's
-/// `x-request-id` and base64 text, and nothing that could break a header, a log line or a
-/// Unix path: no whitespace, control characters, quotes, `%`, `\`, `;`, `,`, non-ASCII, `..`,
+/// `x-request-id` and base64 text (standard base64 that starts with `/`, about one random id
+/// in 64, is refused: send base64url, or generate another), and nothing that could break a
+/// header, a log line or a Unix path: no whitespace, control characters, quotes, `%`, `\`, `;`, `,`, non-ASCII, `..`,
 /// or a leading `/` (so on Unix the id is safe to use in a file path: joined to a directory, it
 /// stays inside it; and appended to a URL path as text). On Windows it is not: `:` is allowed,
 /// and an id like `C:x` joined to a directory is a path on drive `C:` instead. Nor is it a safe

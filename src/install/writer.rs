@@ -111,6 +111,15 @@ impl Default for Writer {
 /// ```
 pub const DEFAULT_QUEUE_LIMIT: usize = 128_000;
 
+/// The longest non-blocking queue [`Writer::queue_limit`] takes: the queue's slots are made up
+/// front (48 bytes each, about 200 MB at this length), so a longer one is refused with an
+/// [`InitError`] instead of failing to allocate.
+///
+/// ```
+/// assert_eq!(traceline::install::MAX_QUEUE_LIMIT, 1 << 22);
+/// ```
+pub const MAX_QUEUE_LIMIT: usize = 1 << 22;
+
 impl Writer {
     fn new(target: Target) -> Self {
         Writer {
@@ -199,7 +208,8 @@ impl Writer {
         self
     }
 
-    /// How many lines the non-blocking queue holds (default [`DEFAULT_QUEUE_LIMIT`]). Implies
+    /// How many lines the non-blocking queue holds (default [`DEFAULT_QUEUE_LIMIT`], at most
+    /// [`MAX_QUEUE_LIMIT`]: building the writer with more is an [`InitError`]). Implies
     /// [`Writer::non_blocking`].
     ///
     /// ```
@@ -216,7 +226,8 @@ impl Writer {
     /// (default: drop). Implies [`Writer::non_blocking`]. A line logged by the output itself,
     /// on the background thread, never waits (that would wait for its own thread), nor does
     /// the WARN line that reports dropped lines: each is dropped and counted when the queue is
-    /// full.
+    /// full. Nor does a line once a shutdown has run out of time behind an output that stopped
+    /// taking lines: it is dropped and counted, and the logging thread goes on.
     ///
     /// ```
     /// let w = traceline::install::Writer::stdout().wait_when_full();
@@ -282,6 +293,16 @@ impl Writer {
             // A custom `MakeWriter` may route by level or target: each line carries them.
             Target::Custom(m) => Out::Routed(m),
         };
+        if self.queue_limit > MAX_QUEUE_LIMIT {
+            return Err(InitError::invalid(
+                "Writer::queue_limit",
+                self.queue_limit.to_string(),
+                format!(
+                    "the queue's slots are made up front; give at most {MAX_QUEUE_LIMIT} lines \
+                     (the default is {DEFAULT_QUEUE_LIMIT}), or use a blocking writer"
+                ),
+            ));
+        }
         let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, report)?;
         Ok(Built {
             make: BoxMakeWriter::new(queue),
@@ -636,6 +657,10 @@ impl Write for QueueWriter<'_> {
         let q = self.queue;
         let counters = q.stats.counters();
         q.shared.sending.fetch_add(1, Ordering::SeqCst);
+        // The line's place in `queued` is taken before `closed` is looked at, and given back
+        // (claimed) when the line is not queued: a shutdown that closed the queue and counted
+        // what was in it either counted this line too, or is seen closed here.
+        q.shared.queued.fetch_add(1, Ordering::SeqCst);
         let sent = if q.shared.forked() {
             // Nothing would ever take the line out of the queue: the thread that empties it
             // runs in the parent only.
@@ -651,8 +676,7 @@ impl Write for QueueWriter<'_> {
                 target_len: self.target_len,
                 level: self.level,
             };
-            q.shared.queued.fetch_add(1, Ordering::SeqCst);
-            let sent = match q.tx.try_send(msg) {
+            match q.tx.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(mpsc::TrySendError::Disconnected(_)) => Err(Loss::Closed),
                 // A full queue in a child the fork counter missed stays full: the thread that
@@ -667,13 +691,13 @@ impl Write for QueueWriter<'_> {
                 {
                     Err(Loss::QueueFull)
                 }
-                Err(mpsc::TrySendError::Full(msg)) => q.tx.send(msg).map_err(|_| Loss::Closed),
-            };
-            match sent {
-                // Counted as dropped by a shutdown that ran out of time already.
-                Err(_) if !q.shared.claim() => Ok(()),
-                sent => sent,
+                Err(mpsc::TrySendError::Full(msg)) => wait_for_room(q, msg),
             }
+        };
+        let sent = match sent {
+            // Counted as dropped by a shutdown that ran out of time already.
+            Err(_) if !q.shared.claim() => Ok(()),
+            sent => sent,
         };
         q.shared.sending.fetch_sub(1, Ordering::SeqCst);
         if let Err(loss) = sent {
@@ -684,6 +708,25 @@ impl Write for QueueWriter<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// [`Writer::wait_when_full`]: tries again until the queue has room, with pauses growing to a
+/// millisecond; gives up (the line is then dropped) when a shutdown ran out of time, which
+/// would leave the line waiting for an output that may never take it.
+fn wait_for_room(q: &Queue, mut msg: Msg) -> Result<(), Loss<'static>> {
+    let mut pause = Duration::from_micros(10);
+    loop {
+        if q.shared.abandoned.load(Ordering::SeqCst) {
+            return Err(Loss::Abandoned);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
+        match q.tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::TrySendError::Full(m)) => msg = m,
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(Loss::Closed),
+        }
     }
 }
 
@@ -700,8 +743,7 @@ pub(crate) struct Worker {
     report: bool,
 }
 
-/// How long a shutdown that ran out of time waits for a line being written to be counted, and
-/// for logging threads in the middle of a send.
+/// How long a shutdown that ran out of time waits for a line being written to be counted.
 const ABANDON_GRACE: Duration = Duration::from_secs(1);
 
 /// `timeout` from now; a timeout too long for the clock (`Duration::MAX`) waits as long as
@@ -750,9 +792,6 @@ impl Worker {
             self.shared.abandoned.store(true, Ordering::SeqCst);
             self.shared.closed.store(true, Ordering::SeqCst);
             let grace = deadline_after(ABANDON_GRACE);
-            while self.shared.sending.load(Ordering::SeqCst) != 0 && Instant::now() < grace {
-                std::thread::sleep(Duration::from_millis(1));
-            }
             let counters = self.stats.counters();
             for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
                 counters.dropped(Loss::Abandoned, self.report);
@@ -1360,6 +1399,96 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!((stats.lines_written(), stats.lines_dropped()), (1, 1000));
         assert_eq!(hung.out.lock().unwrap().as_slice(), b"{}\n");
+    }
+
+    /// Threads logging all through a shutdown that runs out of time behind a hung output:
+    /// once the threads are done, every line but the one the output holds is counted, and
+    /// that one too once the output comes back; nothing is counted twice.
+    #[test]
+    fn lines_sent_while_a_timed_out_shutdown_counts_the_queue_are_each_counted_once() {
+        for lossy in [true, false] {
+            let (release, wait) = mpsc::channel();
+            let hung = Hung {
+                release: Arc::new(Mutex::new(wait)),
+                out: Arc::default(),
+            };
+            let stats = Stats::default();
+            let (queue, worker) = Queue::start(
+                Out::PerLine(BoxMakeWriter::new({
+                    let hung = hung.clone();
+                    move || hung.clone()
+                })),
+                64,
+                lossy,
+                &stats,
+                false,
+            )
+            .unwrap();
+            let queue = Arc::new(queue);
+            let stop = Arc::new(AtomicBool::new(false));
+            let senders: Vec<_> = (0..3)
+                .map(|_| {
+                    let (queue, stop) = (queue.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let mut sent = 0u64;
+                        while !stop.load(Ordering::SeqCst) {
+                            queue.make_writer().write_all(b"{}\n").unwrap();
+                            sent += 1;
+                        }
+                        sent
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+            worker.stop(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
+            stop.store(true, Ordering::SeqCst);
+            // Waiting senders (`wait_when_full`) give up once the shutdown ran out of time.
+            let sent: u64 = senders.into_iter().map(|t| t.join().unwrap()).sum();
+            let counted = stats.lines_written() + stats.lines_dropped();
+            assert_eq!(
+                counted + 1,
+                sent,
+                "lossy {lossy}: all but the held line counted"
+            );
+            drop(release);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while stats.lines_written() == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(
+                (
+                    stats.lines_written(),
+                    stats.lines_written() + stats.lines_dropped()
+                ),
+                (1, sent),
+                "lossy {lossy}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_queue_longer_than_the_limit_is_refused_not_allocated() {
+        let stats = Stats::default();
+        for lines in [usize::MAX, MAX_QUEUE_LIMIT + 1] {
+            let err = Writer::stdout()
+                .queue_limit(lines)
+                .build(&stats, false)
+                .err()
+                .expect("refused");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("Writer::queue_limit") && msg.contains("at most"),
+                "{msg}"
+            );
+        }
+        assert!(
+            Writer::stdout()
+                .queue_limit(1000)
+                .build(&stats, false)
+                .is_ok()
+        );
     }
 
     #[test]
