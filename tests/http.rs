@@ -2759,3 +2759,54 @@ async fn h2_head_ending_the_stream_without_a_length_header_is_completed_whatever
         )]
     );
 }
+
+/// A call dropped before its answer (a timeout around it) over a real connection: the client
+/// span is marked as an error, `error.type = "cancelled"`; a call answered in time is not.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_call_cancelled_before_its_answer_marks_the_client_span() {
+    let (exporter, provider, _g) = exporting();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                "late"
+            }),
+        )
+        .route("/fast", get(|| async { "now" }));
+    let addr = serve(app).await;
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(client());
+    let get = |path: &str| {
+        Request::get(format!("http://{addr}{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let fast = client.clone().oneshot(get("/fast")).await.unwrap();
+    drop(fast);
+    let slow = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        client.oneshot(get("/slow")),
+    )
+    .await;
+    assert!(slow.is_err(), "timed out");
+    let spans = client_spans(&exporter, &provider);
+    let outcome: Vec<(bool, Option<String>)> = spans
+        .iter()
+        .map(|s| {
+            (
+                matches!(s.status, opentelemetry::trace::Status::Error { .. }),
+                s.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "error.type")
+                    .map(|kv| kv.value.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        [(false, None), (true, Some("cancelled".to_owned()))],
+        "{spans:#?}"
+    );
+}

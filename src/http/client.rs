@@ -147,6 +147,8 @@ where
             otel.name = %method,
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             http.request.method = %method,
             url.full = %UrlFull(req.uri()),
             http.response.status_code = tracing::field::Empty,
@@ -224,6 +226,9 @@ pin_project_lite::pin_project! {
     /// records the status on the client span, and marks the span as an error for a 4xx, a 5xx,
     /// a gRPC status other than OK, a transport error, or a transport that panics; with a
     /// response the span goes on in its [`ClientBody`], else it ends when the future is dropped.
+    /// Dropped before its answer (a timeout around the call, a `select!` that took another
+    /// branch), the future marks the span as an error too, with `error.type = "cancelled"`:
+    /// the caller got no response.
     ///
     /// ```
     /// use opentelemetry::trace::TracerProvider as _;
@@ -266,7 +271,21 @@ pin_project_lite::pin_project! {
     pub struct ClientFuture<F> {
         #[pin]
         inner: F,
+        // `Span::none()` once the answer is ready.
         span: Span,
+    }
+
+    impl<F> PinnedDrop for ClientFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Unwinding from a panic of the transport, which marked the span already.
+            if !this.span.is_none() && !std::thread::panicking() {
+                this.span.record("otel.status_code", "ERROR");
+                this.span
+                    .record("otel.status_description", "cancelled before the response");
+                this.span.record("error.type", "cancelled");
+            }
+        }
     }
 }
 
