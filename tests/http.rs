@@ -2810,3 +2810,41 @@ async fn a_client_call_cancelled_before_its_answer_marks_the_client_span() {
         "{spans:#?}"
     );
 }
+
+/// A handler that answers an interim status (103, 100) as its response: the client gets a 500
+/// (hyper sends one in its place over HTTP/1), and the access line and the span say the
+/// request failed, not that it completed with 103. 101 (an upgrade) stays a final answer.
+#[tokio::test(flavor = "current_thread")]
+async fn an_interim_status_as_the_response_is_logged_as_a_failure() {
+    let (capture, exporter, provider, _g) = exporting_lines();
+    let app = Router::new()
+        .route(
+            "/hint",
+            get(|| async { StatusCode::from_u16(103).unwrap() }),
+        )
+        .route("/continue", get(|| async { StatusCode::CONTINUE }))
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    for (path, code) in [("/hint", 103), ("/continue", 100)] {
+        let (status, _, _) = get_with(addr, path, &[]).await;
+        assert_eq!(status, 500, "{path}: what the client gets");
+        let access = capture
+            .lines()
+            .into_iter()
+            .find(|l| {
+                l["target"] == "traceline::http::access"
+                    && l["message"].as_str().is_some_and(|m| m.contains(path))
+            })
+            .unwrap_or_else(|| panic!("no access line for {path}: {}", capture.text()));
+        assert_eq!(access["level"], "ERROR", "{access}");
+        assert_eq!(access["http.response.status_code"], code, "{access}");
+        assert!(
+            access["message"]
+                .as_str()
+                .unwrap()
+                .contains("interim status"),
+            "{access}"
+        );
+        assert!(server_span_failed(&exporter, &provider, path), "{path}");
+    }
+}

@@ -176,10 +176,11 @@ impl CorrelationLayer {
 
     /// Writes one access-log line per request, target [`ACCESS_TARGET`] (on by default), when
     /// its response has been sent whole: at the end of its body (with no body, a HEAD request,
-    /// a 2xx answer to CONNECT or a 204, 304 or 1xx status, with its head), its latency the
+    /// a 2xx answer to CONNECT or a 204, 304 or 101 status, with its head), its latency the
     /// whole response's. ERROR for a 5xx, for a gRPC server fault (`grpc-status` in the
     /// headers or the trailers, recorded as `rpc.grpc.status_code`), for a body that fails or
-    /// panics part-way; INFO otherwise; WARN for a request abandoned before its response, its
+    /// panics part-way, for a handler that answers an interim status (1xx but 101) as its
+    /// response, which no server sends as such; INFO otherwise; WARN for a request abandoned before its response, its
     /// body dropped before its end (the client went away), or a gRPC call that ends without a
     /// status.
     ///
@@ -549,6 +550,21 @@ impl Access {
         );
     }
 
+    /// The access line of a response whose head has an interim status (1xx, not 101) as its
+    /// final one: servers send no such response (hyper sends a 500 over HTTP/1 in its place,
+    /// and resets the stream over HTTP/2).
+    fn log_not_final(&self, status: u16) {
+        let latency_ms = self.latency_ms();
+        let (method, path) = (self.method.as_str(), &*self.path);
+        tracing::error!(
+            target: ACCESS_TARGET,
+            latency_ms,
+            http.response.status_code = status,
+            "{method} {path} failed: the handler answered {status}, an interim status the server \
+             cannot send as the response (it sends 500 or resets the stream instead)"
+        );
+    }
+
     /// The access line of a response whose body stopped before its end, not by its own
     /// error: `what` says how.
     fn log_cut(&self, status: u16, what: &str) {
@@ -762,10 +778,16 @@ where
                     && access.method != http::Method::HEAD
                     && status != 204
                     && status != 304;
-                if malformed {
+                // An interim status as the final one: never sent as such (101 starts an
+                // upgrade, and is final).
+                let not_final = (100..200).contains(&status) && status != 101;
+                if malformed || not_final {
                     this.span.record("otel.status_code", "ERROR");
                 }
                 let access = if !config.access_log {
+                    None
+                } else if not_final {
+                    access.log_not_final(status);
                     None
                 } else if malformed {
                     access.log_failed_body(status);
