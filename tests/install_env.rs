@@ -518,3 +518,32 @@ fn an_unusable_log_directory_is_named_in_the_error() {
     }
     let _ = std::fs::remove_file(&file);
 }
+
+/// A log directory that is fine but a file that cannot be opened in it (a directory has its
+/// name): the error names the file and says what to do, not the directory.
+#[test]
+fn an_unusable_log_file_is_named_in_the_error() {
+    let dir = std::env::temp_dir().join(format!("traceline_file_is_dir_{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("app.log")).unwrap();
+    let err = traceline::builder()
+        .env(|_| None)
+        .writer(traceline::install::Writer::file(
+            &dir,
+            "app.log",
+            traceline::install::Rotation::Never,
+        ))
+        .try_init()
+        .expect_err("a directory named like the file");
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, InitError::LogFile { path, .. } if *path == dir.join("app.log")),
+        "{err:?}"
+    );
+    assert!(msg.contains("cannot open the log file"), "{msg}");
+    assert!(
+        msg.contains("a directory has that name: give Writer::file another file name"),
+        "{msg}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -44,6 +44,14 @@ pub enum InitError {
         /// Why.
         source: std::io::Error,
     },
+    /// The directory of [`Writer::file`](crate::install::Writer::file) is there, but the log
+    /// file in it could not be opened for writing.
+    LogFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Installing the subscriber or the `log` bridge failed after the checks passed (for example
     /// another `log` logger was set first).
     Install(String),
@@ -102,6 +110,23 @@ impl fmt::Display for InitError {
                 "Writer::file cannot use the directory {dir:?}: {source}; create it, or \
                  choose a directory the process can write to"
             ),
+            InitError::LogFile { path, source } => {
+                let hint = match source.kind() {
+                    std::io::ErrorKind::IsADirectory => {
+                        "a directory has that name: give Writer::file another file name"
+                    }
+                    std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem => {
+                        "the process may not write it: fix its permissions, or choose a \
+                         directory the process can write to"
+                    }
+                    _ => "choose a directory where the process can make and write files",
+                };
+                write!(
+                    f,
+                    "Writer::file cannot open the log file {path:?}: {source}; {hint}"
+                )
+            }
             InitError::Install(msg) => write!(
                 f,
                 "installing the subscriber failed: {msg}; if another `log` logger is set, \
@@ -114,7 +139,9 @@ impl fmt::Display for InitError {
 impl std::error::Error for InitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            InitError::Io(err) | InitError::LogDirectory { source: err, .. } => Some(err),
+            InitError::Io(err)
+            | InitError::LogDirectory { source: err, .. }
+            | InitError::LogFile { source: err, .. } => Some(err),
             _ => None,
         }
     }

@@ -962,8 +962,8 @@ impl LockedFile {
         let now = SystemTime::now();
         let period = period(rotation, now);
         let path = dir.join(period_file_name(&prefix, rotation, period));
-        let opened = open_log(&dir, &path).map_err(|source| InitError::LogDirectory {
-            dir: dir.clone(),
+        let opened = open_log(&dir, &path).map_err(|source| InitError::LogFile {
+            path: path.clone(),
             source,
         })?;
         Ok(LockedFile {
