@@ -14,7 +14,9 @@ use tracing::Span;
 /// (credentials and signatures in it replaced by `REDACTED`) and
 /// `http.response.status_code`), and carries that span's `traceparent`, the caller's
 /// `tracestate` and `baggage`, and the `x-correlation-id` in effect (see [`super::inject`]).
-/// Each call so gets its own parent id, as W3C Trace Context expects.
+/// Each call so gets its own parent id, as W3C Trace Context expects. A client that adds the
+/// origin below this layer (a tonic `Channel`, whose requests carry only the path here) gets
+/// that path as `url.full`: put the layer where requests have their whole URL to have it.
 ///
 /// ```
 /// use tower::ServiceBuilder;
