@@ -1211,6 +1211,24 @@ mod tests {
         }
     }
 
+    /// A queue whose background writer writes to clones of `out`.
+    fn queue_on<W: Write + Clone + Send + Sync + 'static>(
+        out: &W,
+        limit: usize,
+        lossy: bool,
+        stats: &Stats,
+    ) -> (Queue, Worker) {
+        let out = out.clone();
+        Queue::start(
+            Out::PerLine(BoxMakeWriter::new(move || out.clone())),
+            limit,
+            lossy,
+            stats,
+            false,
+        )
+        .unwrap()
+    }
+
     fn lines_in(sink: &Sink) -> u64 {
         sink.out
             .lock()
@@ -1226,17 +1244,7 @@ mod tests {
             for _ in 0..60 {
                 let sink = Sink::default();
                 let stats = Stats::default();
-                let (queue, worker) = Queue::start(
-                    Out::PerLine(BoxMakeWriter::new({
-                        let sink = sink.clone();
-                        move || sink.clone()
-                    })),
-                    4,
-                    lossy,
-                    &stats,
-                    false,
-                )
-                .unwrap();
+                let (queue, worker) = queue_on(&sink, 4, lossy, &stats);
                 let queue = Arc::new(queue);
                 let emitted = Arc::new(AtomicU64::new(0));
                 let stop = Arc::new(AtomicBool::new(false));
@@ -1315,17 +1323,7 @@ mod tests {
             ..Sink::default()
         };
         let stats = Stats::default();
-        let (queue, worker) = Queue::start(
-            Out::PerLine(BoxMakeWriter::new({
-                let sink = sink.clone();
-                move || sink.clone()
-            })),
-            2000,
-            true,
-            &stats,
-            false,
-        )
-        .unwrap();
+        let (queue, worker) = queue_on(&sink, 2000, true, &stats);
         for _ in 0..1000 {
             queue.make_writer().write_all(b"{}\n").unwrap();
         }
@@ -1346,6 +1344,18 @@ mod tests {
         out: Arc<Mutex<Vec<u8>>>,
     }
 
+    impl Hung {
+        /// The output, and what releases its first write (sent or dropped).
+        fn new() -> (Hung, mpsc::Sender<()>) {
+            let (release, wait) = mpsc::channel();
+            let hung = Hung {
+                release: Arc::new(Mutex::new(wait)),
+                out: Arc::default(),
+            };
+            (hung, release)
+        }
+    }
+
     impl Write for Hung {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             let _ = self.release.lock().unwrap().recv();
@@ -1359,23 +1369,9 @@ mod tests {
 
     #[test]
     fn lines_queued_behind_a_write_that_does_not_return_are_counted_by_the_timeout() {
-        let (release, wait) = mpsc::channel();
-        let hung = Hung {
-            release: Arc::new(Mutex::new(wait)),
-            out: Arc::default(),
-        };
+        let (hung, release) = Hung::new();
         let stats = Stats::default();
-        let (queue, worker) = Queue::start(
-            Out::PerLine(BoxMakeWriter::new({
-                let hung = hung.clone();
-                move || hung.clone()
-            })),
-            2000,
-            true,
-            &stats,
-            false,
-        )
-        .unwrap();
+        let (queue, worker) = queue_on(&hung, 2000, true, &stats);
         for _ in 0..1000 {
             queue.make_writer().write_all(b"{}\n").unwrap();
         }
@@ -1407,23 +1403,9 @@ mod tests {
     #[test]
     fn lines_sent_while_a_timed_out_shutdown_counts_the_queue_are_each_counted_once() {
         for lossy in [true, false] {
-            let (release, wait) = mpsc::channel();
-            let hung = Hung {
-                release: Arc::new(Mutex::new(wait)),
-                out: Arc::default(),
-            };
+            let (hung, release) = Hung::new();
             let stats = Stats::default();
-            let (queue, worker) = Queue::start(
-                Out::PerLine(BoxMakeWriter::new({
-                    let hung = hung.clone();
-                    move || hung.clone()
-                })),
-                64,
-                lossy,
-                &stats,
-                false,
-            )
-            .unwrap();
+            let (queue, worker) = queue_on(&hung, 64, lossy, &stats);
             let queue = Arc::new(queue);
             let stop = Arc::new(AtomicBool::new(false));
             let senders: Vec<_> = (0..3)
@@ -1495,17 +1477,7 @@ mod tests {
     fn the_longest_shutdown_timeout_waits_instead_of_overflowing_the_clock() {
         let sink = Sink::default();
         let stats = Stats::default();
-        let (queue, worker) = Queue::start(
-            Out::PerLine(BoxMakeWriter::new({
-                let sink = sink.clone();
-                move || sink.clone()
-            })),
-            16,
-            true,
-            &stats,
-            false,
-        )
-        .unwrap();
+        let (queue, worker) = queue_on(&sink, 16, true, &stats);
         for _ in 0..10 {
             queue.make_writer().write_all(b"{}\n").unwrap();
         }
