@@ -835,6 +835,9 @@ pub(crate) struct Reserved {
     /// renamed key, so never a value itself. Only the name itself is taken; its dotted children
     /// are what renamed keys are.
     stem: Option<Box<str>>,
+    /// Whether the dotted parents of `stem` (`a` for `a.b`) are taken too: at the top level,
+    /// where every renamed key is their child; not inside the `fields` object.
+    stem_parents: bool,
 }
 
 impl Reserved {
@@ -858,7 +861,10 @@ impl Reserved {
         }
         if depth == 0 {
             return self.keys.iter().any(|k| dotted_kin(k, name))
-                || self.stem.as_deref() == Some(name);
+                || self.stem.as_deref().is_some_and(|stem| {
+                    stem == name
+                        || (self.stem_parents && dotted_kin(stem, name) && stem.len() > name.len())
+                });
         }
         // A prefixed key is also taken when it is the dotted parent or child of a reserved key
         // that took the prefix itself (`fields.level.x` beside a static field `level` written
@@ -1186,7 +1192,7 @@ impl Schema {
         let prefix = format!("{stem}.");
         let stem_is_key = self.fields == FieldLayout::Nested && self.key(Key::Fields).is_some();
         let clashes = |taken: &[String], name: &str| {
-            (name == stem && !stem_is_key)
+            ((name == stem || (dotted_kin(stem, name) && stem.len() > name.len())) && !stem_is_key)
                 || taken.iter().any(|t| {
                     t == name
                         // A renamed key is a child of the stem by design: the fields object
@@ -1252,6 +1258,7 @@ impl Schema {
         // layout the stem is the `fields` object's key, reserved above.
         if flat || self.key(Key::Fields).is_none() {
             reserved.stem = Some(self.names[Key::Fields as usize].clone().into());
+            reserved.stem_parents = true;
         }
         let prefixed =
             |depth: Depth, name: &str| format!("{}{name}", prefix.repeat(depth as usize));

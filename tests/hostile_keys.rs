@@ -546,3 +546,40 @@ fn a_field_is_never_the_dotted_kin_of_a_prefixed_static_field() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// With the collision prefix's stem renamed to a dotted name (`a.b`), its dotted parent (`a`)
+/// is the parent of every renamed key: a field named so takes the prefix too.
+#[test]
+fn the_dotted_parent_of_a_renamed_stem_is_taken() {
+    for (schema, what, clash) in [
+        (
+            Schema::default().rename(Key::Fields, "a.b"),
+            "default",
+            "level",
+        ),
+        (Schema::ecs().rename(Key::Fields, "a.b"), "ecs", "log.level"),
+    ] {
+        for in_span in [false, true] {
+            let names = vec![clash.to_owned(), "a".to_owned()];
+            let text = run_default(schema.clone(), || {
+                if in_span {
+                    let span = span_with(&names);
+                    let _e = span.enter();
+                    tracing::info!("in span");
+                } else {
+                    event_with(&names);
+                }
+            });
+            let line = text.lines().next().unwrap();
+            assert!(bad(&format!("{line}\n")).is_none(), "{line}");
+            assert_eq!(
+                dotted_kin_keys(line),
+                Vec::<(String, String)>::new(),
+                "{what}, in span {in_span}: {line}"
+            );
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v[format!("a.b.{clash}").as_str()], "v0", "{line}");
+            assert_eq!(v["a.b.a"], "v1", "{line}");
+        }
+    }
+}
