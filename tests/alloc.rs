@@ -1,7 +1,8 @@
 //! traceline allocates nothing per event in steady state: with a counting global allocator,
 //! 1000 events after a warm-up cost zero heap allocations (registry + traceline), and exactly as
-//! many as the registry + OpenTelemetry layer alone when that layer is installed. A 100 MB
-//! value costs a bounded number of bytes (the field length limit), not 100 MB.
+//! many as the registry + OpenTelemetry layer alone when that layer is installed; with a span
+//! created per event, one allocation per span and none per event. A 100 MB value costs a
+//! bounded number of bytes (the field length limit), not 100 MB.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -93,6 +94,8 @@ fn event(i: u64) {
 enum Workload {
     NestedSpans,
     NoSpan,
+    /// A span created, entered, an event, the span dropped: per event.
+    SpanPerEvent,
 }
 
 const EVENTS: u64 = 1000;
@@ -120,6 +123,19 @@ fn count(dispatch: &Dispatch, workload: Workload) -> u64 {
                 run(EVENTS);
                 run(EVENTS)
             }
+            Workload::SpanPerEvent => {
+                let run = |n: u64| -> u64 {
+                    let before = allocations();
+                    for i in 0..n {
+                        let span = tracing::info_span!("work", job = i);
+                        let _e = span.enter();
+                        event(i);
+                    }
+                    allocations() - before
+                };
+                run(EVENTS);
+                run(EVENTS)
+            }
         }
     })
 }
@@ -128,10 +144,7 @@ fn otel<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(Sampler::AlwaysOn)
-        .build();
-    tracing_opentelemetry::layer().with_tracer(provider.tracer("alloc-test"))
+    otel_layer()
 }
 
 #[test]
@@ -238,4 +251,79 @@ fn a_100_mb_value_costs_memory_bounded_by_the_field_limit() {
         );
         assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     });
+}
+
+/// A span created per event: traceline keeps one allocation per span (its data's place in the
+/// span's extensions, which the registry boxes) and none per event, on top of whatever the
+/// OpenTelemetry layer makes, with the `traceline::otel` wrapper as `init()` sets it up, with
+/// and without `init()`'s spans-only filter.
+#[test]
+fn traceline_allocates_once_per_span_and_nothing_per_event() {
+    use tracing_subscriber::filter::filter_fn;
+    let alone = count(
+        &Dispatch::new(tracing_subscriber::registry().with(traceline::layer().with_writer(Sink))),
+        Workload::SpanPerEvent,
+    );
+    assert_eq!(
+        alone, EVENTS,
+        "registry + traceline: {alone} allocations for {EVENTS} spans"
+    );
+    for spans_only in [false, true] {
+        let floor = || {
+            let registry = tracing_subscriber::registry();
+            let d =
+                if spans_only {
+                    Dispatch::new(registry.with(
+                        traceline::otel(otel_layer()).with_filter(filter_fn(|m| m.is_span())),
+                    ))
+                } else {
+                    Dispatch::new(registry.with(traceline::otel(otel_layer())))
+                };
+            count(&d, Workload::SpanPerEvent)
+        };
+        let before = floor();
+        let registry = tracing_subscriber::registry();
+        let with = if spans_only {
+            count(
+                &Dispatch::new(
+                    registry
+                        .with(traceline::otel(otel_layer()).with_filter(filter_fn(|m| m.is_span())))
+                        .with(traceline::layer().with_writer(Sink)),
+                ),
+                Workload::SpanPerEvent,
+            )
+        } else {
+            count(
+                &Dispatch::new(
+                    registry
+                        .with(traceline::otel(otel_layer()))
+                        .with(traceline::layer().with_writer(Sink)),
+                ),
+                Workload::SpanPerEvent,
+            )
+        };
+        let after = floor();
+        assert_eq!(
+            before, after,
+            "spans only {spans_only}: the floor itself is not stable"
+        );
+        assert_eq!(
+            with,
+            before + EVENTS,
+            "spans only {spans_only}: registry + OTel + traceline made {with} allocations for \
+             {EVENTS} spans, registry + OTel alone {before}"
+        );
+    }
+}
+
+/// The OpenTelemetry layer itself, for `traceline::otel`.
+fn otel_layer<S>()
+-> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::AlwaysOn)
+        .build();
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("alloc-test"))
 }
