@@ -153,6 +153,7 @@ fn values_past_the_field_limit_are_cut_with_a_marker() {
 
 #[test]
 fn default_field_limit_is_64_kib() {
+    assert_eq!(traceline::DEFAULT_MAX_FIELD_LEN, 64 * 1024);
     let (cap, layer) = capture_layer();
     let big = "z".repeat(traceline::DEFAULT_MAX_FIELD_LEN + 5);
     with_default(tracing_subscriber::registry().with(layer), || {
@@ -341,4 +342,42 @@ fn a_short_message_cut_to_fit_never_pushes_the_line_past_the_limit() {
             text.len()
         );
     }
+}
+
+/// A layer left at its defaults cuts a line at 256 KiB: four fields of 60 KiB each (each under
+/// the field limit) make a 240 KiB line, written whole; five make a 300 KiB one, which keeps
+/// its core keys, drops the fields and says how long it would have been.
+#[test]
+fn default_line_limit_is_256_kib() {
+    assert_eq!(traceline::DEFAULT_MAX_LINE_LEN, 256 * 1024);
+    let (cap, layer) = capture_layer();
+    let part = "y".repeat(60 * 1024);
+    let p = part.as_str();
+    with_default(tracing_subscriber::registry().with(layer), || {
+        info!(a = p, b = p, c = p, d = p, "four big fields");
+        info!(a = p, b = p, c = p, d = p, e = p, "five big fields");
+    });
+    let text = cap.text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let (whole, cut) = (&lines[0], &lines[1]);
+    assert!(whole.get(traceline::TRUNCATED_KEY).is_none());
+    assert_eq!(whole["d"].as_str().map(str::len), Some(60 * 1024));
+    let cut_len = text.lines().nth(1).unwrap().len();
+    assert!(
+        cut_len <= traceline::DEFAULT_MAX_LINE_LEN,
+        "{cut_len} bytes"
+    );
+    assert_eq!(cut["message"], "five big fields");
+    assert!(
+        cut.get("a").is_none() && cut.get("e").is_none(),
+        "fields dropped"
+    );
+    let would = cut[traceline::TRUNCATED_KEY]
+        .as_u64()
+        .expect("the length it would have had");
+    assert!(would > 5 * 60 * 1024, "{would}");
 }

@@ -279,6 +279,12 @@ fn assert_one_diagnostic(stderr: &str, reason: &str) {
         .collect();
     assert_eq!(reports.len(), 1, "one diagnostic expected:\n{stderr}");
     assert!(reports[0].contains(reason), "{}", reports[0]);
+    // The counts so far, with the reason.
+    assert!(
+        reports[0].contains(" dropped so far, ") && reports[0].contains(" written, "),
+        "{}",
+        reports[0]
+    );
 }
 
 #[test]
