@@ -476,6 +476,18 @@ fn one_field_given_twice_in_a_span_with_a_prefixed_key() {
     }
 }
 
+/// One line with fields named `names`: an event's own, or (`in_span`) those of the span an
+/// event is logged in.
+fn log_fields(in_span: bool, names: &[String]) {
+    if in_span {
+        let span = span_with(names);
+        let _e = span.enter();
+        tracing::info!("in span");
+    } else {
+        event_with(names);
+    }
+}
+
 /// The top-level keys of `line` of which one is the dotted parent of another (`a` and `a.b`):
 /// stores that expand dotted keys into objects (Elasticsearch, Datadog) refuse such a line.
 fn dotted_kin_keys(line: &str) -> Vec<(String, String)> {
@@ -514,18 +526,11 @@ fn a_field_is_never_the_dotted_kin_of_a_prefixed_static_field() {
                 .with_writer(cap.clone());
             let names = vec![field.to_owned()];
             with_default(tracing_subscriber::registry().with(layer), || {
-                if in_span {
-                    let span = span_with(&names);
-                    let _e = span.enter();
-                    tracing::info!("in span");
-                } else {
-                    event_with(&names);
-                }
+                log_fields(in_span, &names)
             });
             let text = cap.text();
             let line = text.lines().next().unwrap_or_default();
             let kin = dotted_kin_keys(line);
-            eprintln!("DBG {line}");
             if !kin.is_empty() || bad(&format!("{line}\n")).is_some() {
                 failures.push(format!(
                     "static {static_name:?}, field {field:?} (in span: {in_span}): {kin:?} in {line}"
@@ -561,15 +566,7 @@ fn the_dotted_parent_of_a_renamed_stem_is_taken() {
     ] {
         for in_span in [false, true] {
             let names = vec![clash.to_owned(), "a".to_owned()];
-            let text = run_default(schema.clone(), || {
-                if in_span {
-                    let span = span_with(&names);
-                    let _e = span.enter();
-                    tracing::info!("in span");
-                } else {
-                    event_with(&names);
-                }
-            });
+            let text = run_default(schema.clone(), || log_fields(in_span, &names));
             let line = text.lines().next().unwrap();
             assert!(bad(&format!("{line}\n")).is_none(), "{line}");
             assert_eq!(

@@ -773,11 +773,7 @@ impl Worker {
             // A child made without `fork()`'s handlers: its lines went into the queue, which
             // nothing here empties. They are counted as lost (with the parent's still queued
             // at the fork, which cannot be told apart), and later ones are refused, counted.
-            self.shared.closed.store(true, Ordering::SeqCst);
-            let counters = self.stats.counters();
-            for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
-                counters.dropped(Loss::Forked, self.report);
-            }
+            self.close_and_drop_queued(Loss::Forked);
             // As above: the thread and the channels are the parent's.
             std::mem::forget(self);
             return;
@@ -790,18 +786,24 @@ impl Worker {
             // writer, whose output may never return from a write (a reader that stopped
             // reading); later lines are refused and counted.
             self.shared.abandoned.store(true, Ordering::SeqCst);
-            self.shared.closed.store(true, Ordering::SeqCst);
+            self.close_and_drop_queued(Loss::Abandoned);
             let grace = deadline_after(ABANDON_GRACE);
-            let counters = self.stats.counters();
-            for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
-                counters.dropped(Loss::Abandoned, self.report);
-            }
             if !((sent || self.send_shutdown(grace)) && self.wait(grace)) {
                 return;
             }
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+
+    /// Refuses later lines and counts every line still queued as lost for `loss`, taking them
+    /// out of [`Shared::queued`] at once (the writer then leaves them uncounted).
+    fn close_and_drop_queued(&self, loss: Loss<'_>) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let counters = self.stats.counters();
+        for _ in 0..self.shared.queued.swap(0, Ordering::SeqCst) {
+            counters.dropped(loss, self.report);
         }
     }
 
