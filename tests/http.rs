@@ -2848,3 +2848,168 @@ async fn an_interim_status_as_the_response_is_logged_as_a_failure() {
         assert!(server_span_failed(&exporter, &provider, path), "{path}");
     }
 }
+
+/// The finished spans of `provider`'s exporter once `n` have ended (the server span ends when
+/// the server drops the response body, after the client has it).
+async fn finished_spans(
+    exporter: &opentelemetry_sdk::trace::InMemorySpanExporter,
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    n: usize,
+) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    let mut spans = Vec::new();
+    for _ in 0..200 {
+        let _ = provider.force_flush();
+        spans = exporter.get_finished_spans().unwrap();
+        if spans.len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spans
+}
+
+fn span_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
+
+/// The route a nested router's layer knows names the exported span, not only its
+/// `http.route`: the outer span is already started when the inner layer sees the request.
+#[tokio::test(flavor = "current_thread")]
+async fn a_nested_routers_route_names_the_exported_span() {
+    let (exporter, provider, _g) = exporting();
+    let orders = Router::new()
+        .route("/orders/{id}", get(|| async { "ok" }))
+        .layer(
+            CorrelationLayer::new()
+                .route(|ext| ext.get::<axum::extract::MatchedPath>().map(|m| m.as_str())),
+        );
+    let app = Router::new()
+        .nest("/api", orders)
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let (status, _, _) = get_with(addr, "/api/orders/7", &[]).await;
+    assert_eq!(status, 200);
+    let spans = finished_spans(&exporter, &provider, 1).await;
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+        .expect("the server span was exported");
+    assert_eq!(
+        span_attr(server, "http.route").as_deref(),
+        Some("/api/orders/{id}")
+    );
+    assert_eq!(server.name, "GET /api/orders/{id}");
+}
+
+/// A method the conventions do not know is `_OTHER` on the server's and the client's spans,
+/// with the method itself in `http.request.method_original`, and names them `HTTP`: a
+/// caller cannot make up span names. The access line keeps the method as sent.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unknown_method_is_recorded_as_other_on_both_spans() {
+    let (capture, exporter, provider, _g) = exporting_lines();
+    let app = Router::new()
+        .fallback(|| async { "ok" })
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(client());
+    let req = Request::builder()
+        .method(http::Method::from_bytes(b"FOOBAR").unwrap())
+        .uri(format!("http://{addr}/x"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = client.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    let spans = finished_spans(&exporter, &provider, 2).await;
+    assert_eq!(spans.len(), 2, "a server and a client span: {spans:?}");
+    for span in &spans {
+        let kind = &span.span_kind;
+        assert_eq!(
+            span_attr(span, "http.request.method").as_deref(),
+            Some("_OTHER"),
+            "{kind:?}"
+        );
+        assert_eq!(
+            span_attr(span, "http.request.method_original").as_deref(),
+            Some("FOOBAR"),
+            "{kind:?}"
+        );
+        assert_eq!(span.name, "HTTP", "{kind:?}");
+    }
+    let access = access_lines(&capture);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert!(
+        access[0]["message"].as_str().unwrap().contains("FOOBAR"),
+        "{}",
+        access[0]
+    );
+    // A known method is recorded as it is, with no `method_original`.
+    let (status, _, _) = get_with(addr, "/y", &[]).await;
+    assert_eq!(status, 200);
+    let spans = finished_spans(&exporter, &provider, 3).await;
+    let get = spans.last().unwrap();
+    assert_eq!(
+        span_attr(get, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(span_attr(get, "http.request.method_original"), None);
+    assert_eq!(get.name, "GET");
+}
+
+/// `known_methods` replaces the list: a method added is named as it is (with the route), one
+/// left out becomes `_OTHER`.
+#[tokio::test(flavor = "current_thread")]
+async fn known_methods_replace_the_default_list() {
+    let (exporter, provider, _g) = exporting();
+    let purge = http::Method::from_bytes(b"PURGE").unwrap();
+    let app = Router::new()
+        .route("/items/{id}", axum::routing::any(|| async { "ok" }))
+        .layer(
+            CorrelationLayer::new()
+                .known_methods([purge.clone()])
+                .route(|ext| ext.get::<axum::extract::MatchedPath>().map(|m| m.as_str())),
+        );
+    let addr = serve(app).await;
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new().known_methods([purge.clone()]))
+        .service(client());
+    for method in [purge.clone(), http::Method::GET] {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}/items/3"))
+            .body(Empty::new())
+            .unwrap();
+        let resp = client.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap();
+    }
+    let spans = finished_spans(&exporter, &provider, 4).await;
+    assert_eq!(spans.len(), 4, "{spans:?}");
+    let names: Vec<(String, Option<String>, Option<String>)> = spans
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                span_attr(s, "http.request.method"),
+                span_attr(s, "http.request.method_original"),
+            )
+        })
+        .collect();
+    let named = |name: &str, method: &str, original: Option<&str>| {
+        names
+            .iter()
+            .any(|(n, m, o)| n == name && m.as_deref() == Some(method) && o.as_deref() == original)
+    };
+    assert!(named("PURGE /items/{id}", "PURGE", None), "{names:?}");
+    assert!(named("PURGE", "PURGE", None), "{names:?}");
+    assert!(
+        named("HTTP /items/{id}", "_OTHER", Some("GET")),
+        "{names:?}"
+    );
+    assert!(named("HTTP", "_OTHER", Some("GET")), "{names:?}");
+}

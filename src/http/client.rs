@@ -10,7 +10,8 @@ use tower_service::Service;
 use tracing::Span;
 
 /// A [`tower_layer::Layer`] for HTTP clients. Every request runs in a client span (child of
-/// the span that sends it, `otel.kind = "client"`, with `http.request.method`, `url.full`
+/// the span that sends it, `otel.kind = "client"`, with `http.request.method` (`_OTHER` for a
+/// method the conventions do not know: [`PropagateLayer::known_methods`]), `url.full`
 /// (credentials and signatures in it replaced by `REDACTED`) and
 /// `http.response.status_code`), and carries that span's `traceparent`, the caller's
 /// `tracestate` and `baggage`, and the `x-correlation-id` in effect (see [`super::inject`]).
@@ -29,9 +30,15 @@ use tracing::Span;
 /// # let _ = client;
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PropagateLayer {
-    _priv: (),
+    known_methods: super::KnownMethods,
+}
+
+impl Default for PropagateLayer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl PropagateLayer {
@@ -42,7 +49,26 @@ impl PropagateLayer {
     /// # let _ = layer;
     /// ```
     pub fn new() -> Self {
-        Self::default()
+        PropagateLayer {
+            known_methods: super::KnownMethods::from_env(),
+        }
+    }
+
+    /// The request methods the client span names as they are; any other is
+    /// `http.request.method = "_OTHER"` (itself in `http.request.method_original`) and names
+    /// the span `HTTP`. The default and the environment variable are those of
+    /// [`CorrelationLayer::known_methods`](super::CorrelationLayer::known_methods).
+    ///
+    /// ```
+    /// use http::Method;
+    ///
+    /// let layer = traceline::http::PropagateLayer::new()
+    ///     .known_methods([Method::GET, Method::from_bytes(b"PURGE").unwrap()]);
+    /// # let _ = layer;
+    /// ```
+    pub fn known_methods(mut self, methods: impl IntoIterator<Item = http::Method>) -> Self {
+        self.known_methods = super::KnownMethods::list(methods);
+        self
     }
 }
 
@@ -50,7 +76,10 @@ impl<S> Layer<S> for PropagateLayer {
     type Service = Propagate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Propagate { inner }
+        Propagate {
+            inner,
+            known_methods: self.known_methods.clone(),
+        }
     }
 }
 
@@ -83,6 +112,7 @@ impl<S> Layer<S> for PropagateLayer {
 #[derive(Clone, Debug)]
 pub struct Propagate<S> {
     inner: S,
+    known_methods: super::KnownMethods,
 }
 
 impl<S> Propagate<S> {
@@ -95,7 +125,7 @@ impl<S> Propagate<S> {
     /// # let _ = client;
     /// ```
     pub fn new(inner: S) -> Self {
-        Propagate { inner }
+        PropagateLayer::new().layer(inner)
     }
 
     /// The wrapped service.
@@ -142,20 +172,24 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let method = req.method().clone();
+        let known = self.known_methods.name(req.method());
         let span = tracing::info_span!(
             target: "traceline::http",
             "HTTP client request",
-            otel.name = %method,
+            otel.name = known.unwrap_or("HTTP"),
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
             error.type = tracing::field::Empty,
-            http.request.method = %method,
+            http.request.method = known.unwrap_or("_OTHER"),
+            http.request.method_original = tracing::field::Empty,
             url.full = %UrlFull(req.uri()),
             http.response.status_code = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
         );
+        if known.is_none() {
+            span.record("http.request.method_original", req.method().as_str());
+        }
         // The client span's context; when a filter hides it (from every layer, or from the
         // OpenTelemetry layer only), the trace of the span that sends the request.
         let cx = super::sent_context(&span).filter(|cx| {

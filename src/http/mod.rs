@@ -13,8 +13,10 @@
 //!    else a new one. An invalid value is never echoed nor logged: a WARN line says that a
 //!    value was refused and gives its length;
 //! 3. runs the request in a span with OpenTelemetry HTTP semantic-convention fields
-//!    (`http.request.method`, `url.path`, `http.route` when [`CorrelationLayer::route`] says
-//!    where the router keeps it, `http.response.status_code`, `otel.kind = "server"`,
+//!    (`http.request.method`, `_OTHER` for a method the conventions do not know, see
+//!    [`CorrelationLayer::known_methods`]; `url.path`, `http.route` when
+//!    [`CorrelationLayer::route`] says where the router keeps it, `http.response.status_code`,
+//!    `otel.kind = "server"`,
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
 //!    while handling the request carries; the id is also in the request's extensions;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
@@ -68,6 +70,68 @@ pub use server::{
 };
 
 use trace_context::Propagated;
+
+/// The request methods OpenTelemetry's HTTP conventions know by default: the eight of RFC 9110
+/// and PATCH.
+const STANDARD_METHODS: [http::Method; 9] = [
+    http::Method::GET,
+    http::Method::HEAD,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::DELETE,
+    http::Method::CONNECT,
+    http::Method::OPTIONS,
+    http::Method::TRACE,
+    http::Method::PATCH,
+];
+
+/// The environment variable OpenTelemetry's HTTP conventions name for the list of known request
+/// methods: comma-separated, case-sensitive, replacing the default list.
+pub(crate) const KNOWN_METHODS_VAR: &str = "OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS";
+
+/// Which request methods the spans name as they are. Any other method is
+/// `http.request.method = "_OTHER"` (the method itself in `http.request.method_original`) and
+/// names the span `HTTP`, as OpenTelemetry's HTTP conventions say: a client cannot make a new
+/// span name or attribute value in the trace store with each method it invents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KnownMethods(Option<std::sync::Arc<[http::Method]>>);
+
+impl KnownMethods {
+    /// The list in [`KNOWN_METHODS_VAR`] when it is set and not empty, else the default one.
+    /// Entries that are not methods (not HTTP tokens) are left out.
+    pub(crate) fn from_env() -> KnownMethods {
+        KnownMethods::from_var(std::env::var(KNOWN_METHODS_VAR).ok().as_deref())
+    }
+
+    fn from_var(value: Option<&str>) -> KnownMethods {
+        match value {
+            Some(v) if !v.trim().is_empty() => KnownMethods::list(
+                v.split(',')
+                    .filter_map(|m| http::Method::from_bytes(m.trim().as_bytes()).ok()),
+            ),
+            _ => KnownMethods(None),
+        }
+    }
+
+    pub(crate) fn list(methods: impl IntoIterator<Item = http::Method>) -> KnownMethods {
+        KnownMethods(Some(methods.into_iter().collect()))
+    }
+
+    /// `method`'s name when it is known, else `None` (`_OTHER`).
+    pub(crate) fn name<'m>(&self, method: &'m http::Method) -> Option<&'m str> {
+        let list = self.0.as_deref().unwrap_or(&STANDARD_METHODS);
+        list.contains(method).then(|| method.as_str())
+    }
+}
+
+/// The span name for `method` (`HTTP` for one not known), with the route when there is one.
+pub(crate) fn span_name(known: Option<&str>, route: Option<&str>) -> String {
+    let method = known.unwrap_or("HTTP");
+    match route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
+    }
+}
 
 /// Which W3C propagators the middleware uses, for incoming and outgoing requests alike: both
 /// unless [`init()`](crate::init) was told otherwise by `OTEL_PROPAGATORS`.
@@ -321,5 +385,45 @@ fn inject_baggage(propagated: Option<&Propagated>, headers: &mut HeaderMap) {
         if let Some(b) = merged.and_then(|b| HeaderValue::from_str(&b).ok()) {
             headers.insert("baggage", b);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownMethods;
+    use http::Method;
+
+    #[test]
+    fn the_default_known_methods_are_rfc_9110s_and_patch() {
+        let known = KnownMethods::from_var(None);
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(known.name(&m), Some(m.as_str()));
+        }
+        for m in ["PURGE", "get", "PROPFIND", "FOOBAR"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(known.name(&m), None, "{m}");
+        }
+        // Empty or blank means unset.
+        assert_eq!(KnownMethods::from_var(Some("")), known);
+        assert_eq!(KnownMethods::from_var(Some("  ")), known);
+    }
+
+    #[test]
+    fn the_environment_list_replaces_the_default_one() {
+        let known = KnownMethods::from_var(Some("GET, PURGE,,bad method,post"));
+        let name = |m: &str| {
+            known
+                .name(&Method::from_bytes(m.as_bytes()).unwrap())
+                .map(str::to_owned)
+        };
+        assert_eq!(name("GET").as_deref(), Some("GET"));
+        assert_eq!(name("PURGE").as_deref(), Some("PURGE"));
+        // Case-sensitive, and a full replacement of the default list.
+        assert_eq!(name("post").as_deref(), Some("post"));
+        assert_eq!(name("POST"), None);
+        assert_eq!(name("DELETE"), None);
     }
 }

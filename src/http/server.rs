@@ -40,6 +40,7 @@ struct Config {
     server_timing: bool,
     access_log: bool,
     route: Option<RouteFn>,
+    known_methods: super::KnownMethods,
 }
 
 /// Reads the matched route template (`/users/{id}`) from a request's extensions.
@@ -91,6 +92,7 @@ impl CorrelationLayer {
                 server_timing: false,
                 access_log: true,
                 route: None,
+                known_methods: super::KnownMethods::from_env(),
             }),
         }
     }
@@ -190,6 +192,27 @@ impl CorrelationLayer {
     /// ```
     pub fn access_log(self, on: bool) -> Self {
         self.map(|c| c.access_log = on)
+    }
+
+    /// The request methods the span names as they are (by default GET, HEAD, POST, PUT,
+    /// DELETE, CONNECT, OPTIONS, TRACE and PATCH, or the comma-separated list in
+    /// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` when it is set as the layer is made). Any
+    /// other method is recorded as `http.request.method = "_OTHER"`, with the method itself in
+    /// `http.request.method_original`, and names the span `HTTP` (`HTTP /users/{id}` with a
+    /// route), as OpenTelemetry's HTTP conventions say: a client cannot add a span name to the
+    /// trace store with each method it makes up. The access line keeps the method as sent.
+    ///
+    /// ```
+    /// use http::Method;
+    ///
+    /// let purge = Method::from_bytes(b"PURGE").unwrap();
+    /// let layer = traceline::http::CorrelationLayer::new()
+    ///     .known_methods([Method::GET, Method::POST, purge]);
+    /// # let _ = layer;
+    /// ```
+    pub fn known_methods(self, methods: impl IntoIterator<Item = http::Method>) -> Self {
+        let known = super::KnownMethods::list(methods);
+        self.map(|c| c.known_methods = known)
     }
 }
 
@@ -352,7 +375,12 @@ where
             let span = outer.clone();
             if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
                 span.record("http.route", route);
-                span.record("otel.name", format!("{} {route}", req.method()));
+                let name =
+                    super::span_name(self.config.known_methods.name(req.method()), Some(route));
+                // The outer span was entered before this call, so the OpenTelemetry layer has
+                // started it: it takes a new name only through the span itself.
+                span.context().span().update_name(name.clone());
+                span.record("otel.name", name);
             }
             let future = self.inner.call(req);
             return ResponseFuture {
@@ -369,22 +397,27 @@ where
             ("", Some(authority)) => authority.as_str().into(),
             (path, _) => path.into(),
         };
+        let known = self.config.known_methods.name(&method);
         let span = tracing::info_span!(
             target: "traceline::http",
             "HTTP request",
-            otel.name = %method,
+            otel.name = known.unwrap_or("HTTP"),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
-            http.request.method = %method,
+            http.request.method = known.unwrap_or("_OTHER"),
+            http.request.method_original = tracing::field::Empty,
             url.path = req.uri().path(),
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
             { CORRELATION_FIELD } = tracing::field::Empty,
         );
+        if known.is_none() {
+            span.record("http.request.method_original", method.as_str());
+        }
         if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
             span.record("http.route", route);
-            span.record("otel.name", format!("{method} {route}"));
+            span.record("otel.name", super::span_name(known, Some(route)));
         }
         // Before anything reads the span's ids: once started, its parent cannot change. With
         // no valid `traceparent` the request starts a trace of its own, whatever span the
