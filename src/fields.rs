@@ -434,6 +434,37 @@ fn free_depth(
     depth
 }
 
+/// Writes the span field `e` (its fragment in `fragments`) under its key with the collision
+/// prefix once more, or as many more times as it takes for the key to be neither reserved nor
+/// one already on the line (`seen`): the key it has was taken by a field of another name in
+/// another scope (renamed into it). Returns the depth it was written at.
+#[cold]
+pub(crate) fn write_moved(
+    out: &mut Vec<u8>,
+    reserved: &Reserved,
+    prefix: &str,
+    e: &Entry,
+    fragments: &[u8],
+    seen: &[(Depth, &'static str)],
+) -> Depth {
+    let mut depth = e.depth + 1;
+    while reserved.contains(prefix, depth, e.name)
+        || seen
+            .iter()
+            .any(|&k| crate::schema::same_key(prefix, k, (depth, e.name)))
+    {
+        depth += 1;
+    }
+    // The fragment is `,"key":value`: its key, as written, is measured by writing it.
+    let mark = out.len();
+    write_prefixed_key(out, prefix, e.depth, e.name);
+    let key_len = out.len() - mark;
+    out.truncate(mark);
+    write_prefixed_key(out, prefix, depth, e.name);
+    out.extend_from_slice(&e.fragment(fragments)[key_len..]);
+    depth
+}
+
 /// Writes the key for a field, adding the collision prefix while the key is reserved.
 fn write_prefixed_key(out: &mut Vec<u8>, prefix: &str, depth: Depth, name: &str) {
     out.extend_from_slice(b",\"");
@@ -1195,11 +1226,15 @@ impl EventVisitor<'_> {
         // Flat error keys are top-level keys: with nested fields, errors stay objects inside
         // `fields`.
         let c = self.c;
-        let parts = [&c.error_message, &c.error_type, &c.error_stack_trace];
+        // At least one part that this error has switched on: an error with no type of its own
+        // (not given through `record_error`) and only the type key on would leave nothing.
+        let writable = c.error_message.is_some()
+            || c.error_stack_trace.is_some()
+            || (c.error_type.is_some() && ty.is_some());
         if c.errors == ErrorLayout::Flat
             && c.layout == FieldLayout::Flatten
             && !self.flat_error_used
-            && parts.iter().any(|p| p.is_some())
+            && writable
             && !self.is_denied(field)
         {
             self.flat_error_used = true;

@@ -1268,12 +1268,28 @@ impl<W: 'static> Layer<W> {
                         }
                         for e in entries {
                             let key = (e.depth, e.name);
-                            if taken & e.bit != 0
-                                && seen
+                            if taken & e.bit != 0 {
+                                if let Some(&(_, name)) = seen
                                     .iter()
-                                    .any(|&k| crate::schema::same_key(prefix, k, key))
-                            {
-                                continue; // shadowed by the event or an inner span
+                                    .find(|&&k| crate::schema::same_key(prefix, k, key))
+                                {
+                                    if name == e.name {
+                                        continue; // shadowed by the event or an inner span
+                                    }
+                                    // Another field's key (one renamed into this one's): this
+                                    // field takes the collision prefix again.
+                                    let depth = crate::fields::write_moved(
+                                        buf,
+                                        &c.span_reserved,
+                                        prefix,
+                                        e,
+                                        fragments,
+                                        seen,
+                                    );
+                                    taken |= crate::fields::key_bit(prefix, depth, e.name);
+                                    seen.push((depth, e.name));
+                                    continue;
+                                }
                             }
                             taken |= e.bit;
                             seen.push(key);

@@ -87,8 +87,9 @@ pub enum Key {
     /// With [`ErrorLayout::Flat`], the error's type. Default `error.type`.
     ErrorType,
     /// With [`ErrorLayout::Flat`], the error with its causes as text. Default `error.stack_trace`.
-    /// Each of the three flat error parts can be switched off; with all three off, the error is
-    /// written as an object under its field's own key.
+    /// Each of the three flat error parts can be switched off; with all three off (or with only
+    /// the type on, for an error whose type is not known), the error is written as an object
+    /// under its field's own key.
     ErrorStackTrace,
     /// The object holding [`Schema::label`]s. Default `labels`; written only when there are some.
     Labels,
@@ -340,7 +341,8 @@ impl std::fmt::Display for UnknownSchema {
         if self.gcp_without_project {
             write!(
                 f,
-                "schema `gcp` needs a project id: set GOOGLE_CLOUD_PROJECT, or write `gcp:<project-id>`"
+                "schema `gcp` needs a project id (with no space or `/` in it): set \
+                 GOOGLE_CLOUD_PROJECT, or write `gcp:<project-id>`"
             )
         } else {
             write!(
@@ -402,6 +404,9 @@ impl Schema {
     /// `message` first, `ecs.version`, `log.logger`, `trace.id`, `span.id`, `transaction.id`
     /// (the local root span), `service.*`, `event.dataset`, flat `error.*` keys. The
     /// correlation id goes to `http.request.id`, ECS's field for exactly that.
+    /// `event.dataset` is the service name unless configured otherwise, as the ecs-logging spec
+    /// says: a static field `event.dataset` replaces it
+    /// (`.static_field("event.dataset", "orders.access")`).
     ///
     /// ```
     /// # use traceline::{Key, Schema};
@@ -471,7 +476,45 @@ impl Schema {
     /// ```
     ///
     /// Find one trace in the Logs Explorer: `trace="projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736"`.
+    ///
+    /// # Panics
+    ///
+    /// When `project_id` (spaces around it left out) is empty, or has a space, a control
+    /// character or a `/` in it: `projects//traces/…` names no trace Cloud Logging can find.
+    /// [`Schema::try_gcp`] returns an error instead, for an id read from configuration.
     pub fn gcp(project_id: &str) -> Self {
+        match Schema::try_gcp(project_id) {
+            Ok(s) => s,
+            Err(e) => panic!("{e} (got {project_id:?})"),
+        }
+    }
+
+    /// [`Schema::gcp`], or an error when `project_id` (spaces around it left out) is not a
+    /// project id: empty, or with a space, a control character or a `/` in it.
+    ///
+    /// ```
+    /// # use traceline::{Key, Schema};
+    /// assert!(Schema::try_gcp(" my-project ").is_ok());
+    /// let err = Schema::try_gcp("").unwrap_err();
+    /// assert!(err.to_string().contains("needs a project id"));
+    /// assert!(Schema::try_gcp("a/b").is_err());
+    /// ```
+    pub fn try_gcp(project_id: &str) -> Result<Self, UnknownSchema> {
+        let id = project_id.trim();
+        if id.is_empty()
+            || id
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(UnknownSchema {
+                name: format!("gcp:{project_id}"),
+                gcp_without_project: true,
+            });
+        }
+        Ok(Schema::gcp_checked(id))
+    }
+
+    fn gcp_checked(project_id: &str) -> Self {
         let mut s = Schema::default()
             .rename(Key::Level, "severity")
             .level_names(["DEBUG", "DEBUG", "INFO", "WARNING", "ERROR"])
@@ -573,22 +616,19 @@ impl Schema {
             "otel" | "opentelemetry" => Ok(Schema::otel()),
             "ecs" | "elastic" => Ok(Schema::ecs()),
             "datadog" | "dd" => Ok(Schema::datadog()),
-            "gcp" | "google" => match get("GOOGLE_CLOUD_PROJECT") {
-                Some(p) if !p.is_empty() => Ok(Schema::gcp(&p)),
-                _ => Err(UnknownSchema {
+            "gcp" | "google" => Schema::try_gcp(&get("GOOGLE_CLOUD_PROJECT").unwrap_or_default())
+                .map_err(|_| UnknownSchema {
                     name: name.into(),
                     gcp_without_project: true,
                 }),
-            },
             _ => match name.trim().split_once(':') {
-                Some((g, project)) if g.eq_ignore_ascii_case("gcp") && !project.is_empty() => {
-                    Ok(Schema::gcp(project))
-                }
-                // `gcp:` with nothing after it: a known schema missing its project id.
-                Some((g, _)) if g.eq_ignore_ascii_case("gcp") => Err(UnknownSchema {
-                    name: name.into(),
-                    gcp_without_project: true,
-                }),
+                // `gcp:` with no project id after it (or not one): a known schema missing its
+                // project id.
+                Some((g, project)) if g.eq_ignore_ascii_case("gcp") => Schema::try_gcp(project)
+                    .map_err(|_| UnknownSchema {
+                        name: name.into(),
+                        gcp_without_project: true,
+                    }),
                 _ => Err(UnknownSchema {
                     name: name.into(),
                     gcp_without_project: false,
@@ -1282,8 +1322,11 @@ impl Schema {
                 crate::json::write_str(&mut static_fields, v);
             }
         }
-        // ECS's `event.dataset`, unless a key of the line took that name (or its parent's).
-        if self.dataset_from_service && !reserved.contains(&prefix, 0, "event.dataset") {
+        // ECS's `event.dataset`, unless a key of the line took that name (or its parent's), or
+        // a static field gives it explicitly (written with the static fields, under its name).
+        let explicit = self.static_fields.iter().any(|(k, _)| k == "event.dataset");
+        if self.dataset_from_service && !explicit && !reserved.contains(&prefix, 0, "event.dataset")
+        {
             if let Some(name) = &self.service[0] {
                 static_fields.extend_from_slice(&frag("event.dataset"));
                 crate::json::write_str(&mut static_fields, name);
@@ -1445,6 +1488,40 @@ mod tests {
             .to_string();
         assert!(err.starts_with("unknown schema"), "{err}");
         assert!(Schema::from_name_in("gcp:my-project", |_| None).is_ok());
+        // Blank, or no project id (a space or a `/` in it): refused, from either place.
+        for name in ["gcp: ", "gcp:a b", "gcp:a/b", "gcp:\u{7f}"] {
+            let err = Schema::from_name_in(name, |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("needs a project id"), "{name:?}: {err}");
+        }
+        for value in ["", " ", "\t", "my project", "p/traces/x"] {
+            let err = Schema::from_name_in("gcp", |_| Some(value.to_owned()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("needs a project id"), "{value:?}: {err}");
+        }
+        assert!(Schema::from_name_in("gcp", |_| Some("my-project".into())).is_ok());
+        assert!(Schema::try_gcp("").is_err());
+        assert!(Schema::try_gcp("example.com:my-project").is_ok());
+    }
+
+    /// Spaces around a project id are left out of the trace's resource name.
+    #[test]
+    fn a_gcp_project_id_is_trimmed() {
+        for s in [
+            Schema::gcp(" my-project\n"),
+            Schema::from_name_in("gcp: my-project ", |_| None).unwrap(),
+            Schema::from_name_in("gcp", |_| Some(" my-project ".into())).unwrap(),
+        ] {
+            assert_eq!(s.trace_id_prefix, "projects/my-project/traces/");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "needs a project id")]
+    fn a_blank_gcp_project_id_panics_in_the_constructor() {
+        let _ = Schema::gcp(" ");
     }
 
     #[test]

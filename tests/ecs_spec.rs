@@ -490,6 +490,30 @@ fn user_fields_named_like_spec_fields_do_not_break_it() {
     assert_eq!(line.at("labels").keys(), ["l"]);
 }
 
+/// `event.dataset` is the service name "if not explicitly configured otherwise" (the spec): a
+/// static field `event.dataset` replaces it, under its own name, once.
+#[test]
+fn an_explicit_event_dataset_replaces_the_service_name() {
+    let (cap, layer) = capture_layer();
+    let schema = Schema::ecs()
+        .service_name("orders")
+        .static_field("event.dataset", "orders.access");
+    with_default(
+        otel_subscriber(&provider(), layer.with_schema(schema)),
+        || info!(target: "orders", "x"),
+    );
+    let line = cap.only_line();
+    assert_eq!(line.str("service.name"), "orders");
+    assert_eq!(line.str("event.dataset"), "orders.access");
+    assert!(
+        !line
+            .keys()
+            .iter()
+            .any(|k| k.ends_with("fields.event.dataset")),
+        "{line:?}"
+    );
+}
+
 #[test]
 fn nested_field_layout_keeps_the_spec_keys_at_the_top_level() {
     let logged = log_matrix(Schema::ecs().field_layout(FieldLayout::Nested));

@@ -580,3 +580,89 @@ fn the_dotted_parent_of_a_renamed_stem_is_taken() {
         }
     }
 }
+
+/// An event with fields `names` valued `vals`.
+fn event_valued(names: &[String], vals: &[String]) {
+    let meta = dyn_callsite("hostile", Kind::EVENT, "event", names, Level::WARN);
+    let vals: Vec<Option<&dyn Value>> = vals.iter().map(|v| Some(v as &dyn Value)).collect();
+    tracing::Event::dispatch(meta, &meta.fields().value_set_all(&vals));
+}
+
+/// A span with fields `names` valued `vals`.
+fn span_valued(names: &[String], vals: &[String]) -> tracing::Span {
+    let meta = dyn_callsite("hostile", Kind::SPAN, "span", names, Level::INFO);
+    let vals: Vec<Option<&dyn Value>> = vals.iter().map(|v| Some(v as &dyn Value)).collect();
+    tracing::Span::new(meta, &meta.fields().value_set_all(&vals))
+}
+
+/// A field of one scope (the event, a span) whose key is the one a field of another name in
+/// another scope was renamed into (`fields.level` beside `level`, which is a core key) is
+/// written under a key of its own, not dropped as if shadowed: only a field of the same name
+/// in a closer scope shadows one. Every preset, with its own level key.
+#[test]
+fn a_field_renamed_into_another_scopes_key_loses_no_value() {
+    let mut failures = Vec::new();
+    for (preset, schema) in presets() {
+        let level = schema.key(Key::Level).unwrap().to_owned();
+        // The key a field named like the level key is written under, in this preset.
+        let text = run_default(schema.clone(), || {
+            event_valued(std::slice::from_ref(&level), &["probe".to_owned()])
+        });
+        let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let renamed = v
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, v)| *v == "probe")
+            .map(|(k, _)| k.clone())
+            .unwrap();
+        assert_ne!(renamed, level, "{preset}: {text}");
+        // (the event's field, the inner span's, the outer span's)
+        let shapes: Vec<[Option<String>; 3]> = vec![
+            [Some(level.clone()), Some(renamed.clone()), None],
+            [Some(renamed.clone()), Some(level.clone()), None],
+            [None, Some(level.clone()), Some(renamed.clone())],
+            [None, Some(renamed.clone()), Some(level.clone())],
+            [Some(level.clone()), None, Some(renamed.clone())],
+        ];
+        for shape in shapes {
+            let text = run_default(schema.clone(), || {
+                let one = |i: usize| -> (Vec<String>, Vec<String>) {
+                    match &shape[i] {
+                        Some(n) => (vec![n.clone()], vec![format!("value-{i}")]),
+                        None => (vec![], vec![]),
+                    }
+                };
+                let (on, ov) = one(2);
+                let outer = span_valued(&on, &ov);
+                let _o = outer.enter();
+                let (inn, iv) = one(1);
+                let inner = span_valued(&inn, &iv);
+                let _i = inner.enter();
+                let (en, ev) = one(0);
+                event_valued(&en, &ev);
+            });
+            let line = text.lines().next().unwrap();
+            if let Some(e) = bad(&format!("{line}\n")) {
+                failures.push(format!("{preset} {shape:?}: {e}"));
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for (i, name) in shape.iter().enumerate() {
+                if name.is_some() {
+                    let want = format!("value-{i}");
+                    let n = v
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .filter(|v| **v == *want)
+                        .count();
+                    if n != 1 {
+                        failures.push(format!("{preset} {shape:?}: {want} {n} times: {line}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

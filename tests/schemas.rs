@@ -1117,6 +1117,23 @@ fn flat_error_parts_switched_off_are_not_written_and_free_their_names() {
         "{line:?}"
     );
     assert_eq!(line.at("error").str("message"), "payment declined");
+    // Only the type on, and an error whose type is not known (not given through
+    // `record_error`): nothing of it could be written flat, so it is an object too.
+    let type_only = Schema::ecs()
+        .disable(Key::ErrorMessage)
+        .disable(Key::ErrorStackTrace);
+    let line = only_line_with(type_only.clone(), || {
+        error!(error = &chained_error() as &(dyn Error + 'static), "failed");
+    });
+    // (Under the collision prefix: `error` is the dotted parent of `error.type`, still on.)
+    assert!(!line.has("error.type"), "{line:?}");
+    assert_eq!(line.at("fields.error").str("message"), "payment declined");
+    // With its type known, the type is written flat.
+    let line = only_line_with(type_only, || {
+        traceline::record_error(&chained_error());
+    });
+    assert_eq!(line.str("error.type"), "schemas::Failure");
+    assert!(!line.has("fields.error"), "{line:?}");
 }
 
 #[test]
