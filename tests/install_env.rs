@@ -17,6 +17,13 @@ fn child_entry() {
     let Some(scenario) = support::scenario() else {
         return;
     };
+    if scenario == "init_result" {
+        match traceline::init() {
+            Ok(_guard) => println!("INIT=ok"),
+            Err(e) => println!("INIT=err {e}"),
+        }
+        return;
+    }
     let guard = traceline::init().expect("init from the environment");
     match scenario.as_str() {
         "log" => {
@@ -546,4 +553,35 @@ fn an_unusable_log_file_is_named_in_the_error() {
     );
     assert!(std::error::Error::source(&err).is_some());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A variable whose value in the process environment is not UTF-8 is an `InitError` naming
+/// it, not a variable taken as unset (an ignored `RUST_LOG`, an SDK left on, a header not
+/// sent).
+#[test]
+fn a_value_that_is_not_utf8_is_an_error_naming_its_variable() {
+    use std::os::unix::ffi::OsStrExt;
+    for (var, value) in [
+        ("RUST_LOG", &b"warn\xff"[..]),
+        ("OTEL_SDK_DISABLED", &b"tru\xe9"[..]),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &b"http://127.0.0.1:4318/\xff"[..],
+        ),
+        ("OTEL_EXPORTER_OTLP_HEADERS", &b"x-api-key=caf\xe9"[..]),
+    ] {
+        let out = support::child(ENTRY, "init_result", &[])
+            .env(var, std::ffi::OsStr::from_bytes(value))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("INIT="))
+            .unwrap_or("");
+        assert!(
+            line.starts_with("INIT=err") && line.contains(var) && line.contains("UTF-8"),
+            "{var}: {line:?}\n{stdout}"
+        );
+    }
 }

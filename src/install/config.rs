@@ -14,6 +14,49 @@ pub(crate) fn process_env() -> EnvLookup {
     std::sync::Arc::new(|name| std::env::var(name).ok())
 }
 
+/// Every variable `init()` reads from the process environment.
+pub(crate) const VARIABLES: &[&str] = &[
+    "RUST_LOG",
+    "TRACELINE_SCHEMA",
+    "GOOGLE_CLOUD_PROJECT",
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_PROPAGATORS",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+];
+
+/// The first of [`VARIABLES`] whose value in the process environment is not UTF-8: an error
+/// naming it, not a variable taken as unset.
+pub(crate) fn check_unicode(
+    var_os: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(), InitError> {
+    for &name in VARIABLES {
+        if let Some(value) = var_os(name) {
+            if value.to_str().is_none() {
+                return Err(InitError::invalid(
+                    name,
+                    value.to_string_lossy(),
+                    "the value is not valid UTF-8; set it to text, or unset it",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads `name`, treating an empty value as unset (as the OpenTelemetry spec asks).
 pub(crate) fn get(env: &EnvLookup, name: &str) -> Option<String> {
     env(name)
@@ -232,11 +275,14 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
              that is not a credential, in a path or query, is written %40)",
         ));
     }
+    // Past this point messages repeat the URL without its query, which may hold a key
+    // (`?api-key=…`), as export failures do.
+    let shown = without_query(value);
     let scheme = value.split_once("://").map(|(scheme, _)| scheme);
     if scheme.is_some_and(|s| s.eq_ignore_ascii_case("https")) {
         return Err(InitError::invalid(
             setting,
-            value,
+            shown.as_str(),
             "https:// needs TLS, which traceline's OTLP exporter is built without: send to an \
              http:// endpoint, e.g. a collector on localhost or a sidecar that forwards over TLS",
         ));
@@ -248,7 +294,7 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         .ok_or_else(|| {
             InitError::invalid(
                 setting,
-                value,
+                shown.as_str(),
                 "an OTLP endpoint must be a URL starting with http://, \
                  e.g. http://collector:4317 (gRPC) or http://collector:4318 (HTTP)",
             )
@@ -258,23 +304,31 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         let Some((host, tail)) = v6.split_once(']') else {
             return Err(InitError::invalid(
                 setting,
-                value,
+                shown.as_str(),
                 "the IPv6 address has no closing `]`; expected e.g. http://[::1]:4318",
             ));
         };
-        // RFC 6874: a zone id follows `%25`.
-        let address = host.split_once("%25").map_or(host, |(address, _)| address);
-        if address.parse::<std::net::Ipv6Addr>().is_err() {
+        // RFC 6874: a zone id follows `%25`. Neither exporter's client can use one (each
+        // looks the bracketed text up as a host name), so spans would only be lost later.
+        if host.contains('%') {
             return Err(InitError::invalid(
                 setting,
-                value,
+                shown.as_str(),
+                "an IPv6 address with a zone id (`%25…`) cannot be connected to by the OTLP \
+                 exporter: give a global or loopback address, or a host name",
+            ));
+        }
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(InitError::invalid(
+                setting,
+                shown.as_str(),
                 format!("`[{host}]` is not an IPv6 address; expected e.g. http://[::1]:4318"),
             ));
         }
         if !tail.is_empty() && !tail.starts_with(':') {
             return Err(InitError::invalid(
                 setting,
-                value,
+                shown.as_str(),
                 format!(
                     "`{tail}` after the IPv6 address is not a port (`:` and 1-65535); \
                      expected e.g. http://[::1]:4318"
@@ -297,7 +351,7 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
         {
             return Err(InitError::invalid(
                 setting,
-                value,
+                shown.as_str(),
                 format!("`{port}` is not a port number (1-65535)"),
             ));
         }
@@ -311,11 +365,30 @@ pub(crate) fn endpoint(setting: &'static str, value: &str) -> Result<String, Ini
     {
         return Err(InitError::invalid(
             setting,
-            value,
+            shown.as_str(),
             "the URL has no host or contains spaces; expected e.g. http://collector:4318",
         ));
     }
     Ok(format!("http://{rest}"))
+}
+
+/// `url` with its query, if it has one, replaced by `…`: the text errors may show.
+pub(crate) fn without_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((before, _)) => format!("{before}?…"),
+        None => url.to_owned(),
+    }
+}
+
+/// `text` (an error's message) with the query of `url`, if it has one, replaced by `…`.
+pub(crate) fn scrub_query(text: String, url: &str) -> String {
+    match url
+        .split_once('?')
+        .map(|(_, q)| q.split('#').next().unwrap_or(q))
+    {
+        Some(q) if !q.is_empty() && text.contains(q) => text.replace(q, "…"),
+        _ => text,
+    }
 }
 
 /// `OTEL_TRACES_EXPORTER`: whether spans are exported (`otlp`) or not (`none`).
@@ -476,6 +549,45 @@ pub(crate) fn gzip(setting: &'static str, value: &str) -> Result<bool, InitError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_that_is_not_utf8_is_an_error_naming_its_variable() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = |name: &str| {
+            (name == "OTEL_EXPORTER_OTLP_HEADERS")
+                .then(|| std::ffi::OsString::from_vec(b"x-api-key=caf\xe9".to_vec()))
+        };
+        let err = check_unicode(bad).unwrap_err().to_string();
+        assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
+        assert!(err.contains("not valid UTF-8"), "{err}");
+        let fine = |name: &str| (name == "RUST_LOG").then(|| std::ffi::OsString::from("warn"));
+        assert!(check_unicode(fine).is_ok());
+    }
+
+    /// Every variable the install code reads is checked for values that are not UTF-8.
+    #[test]
+    fn every_variable_read_is_in_the_list() {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("config.rs"),
+            include_str!("../schema.rs"),
+        ];
+        let mut missing = Vec::new();
+        for text in sources {
+            for piece in text.split('"').skip(1).step_by(2) {
+                let named = piece.starts_with("OTEL_")
+                    || ["RUST_LOG", "TRACELINE_SCHEMA", "GOOGLE_CLOUD_PROJECT"].contains(&piece);
+                if named
+                    && !piece.ends_with('_')
+                    && piece.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                    && !VARIABLES.contains(&piece)
+                {
+                    missing.push(piece.to_owned());
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{missing:?}");
+    }
+
     use super::*;
 
     #[test]
@@ -484,7 +596,6 @@ mod tests {
             "http://localhost:4317",
             "http://127.0.0.1:4318/",
             "http://[::1]:4317",
-            "http://[fe80::1%25eth0]:4317",
             "http://[::ffff:10.0.0.1]",
             "http://otel_collector.svc:4318",
             "http://collector:4318/custom/path",
@@ -524,6 +635,30 @@ mod tests {
         ] {
             assert!(endpoint("X", bad).is_err(), "{bad}");
         }
+        // A zone id: no exporter client connects to one.
+        for zoned in ["http://[fe80::1%25eth0]:4317", "http://[::1%25lo]:4318"] {
+            let err = endpoint("X", zoned).unwrap_err().to_string();
+            assert!(err.contains("zone id"), "{err}");
+        }
+        // A key in the query is never repeated, whatever the error.
+        for keyed in [
+            "https://collector.example.com/v1/traces?api-key=s3cr3t",
+            "http://collector:431800/otlp?api-key=s3cr3t",
+            "http://collector:4318/otlp?api-key=s3cr3t&x=a b",
+            "ftp://collector/?api-key=s3cr3t",
+            "http://[zz]:4318/?api-key=s3cr3t",
+        ] {
+            let err = endpoint("X", keyed).unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t"), "{err}");
+            assert!(err.contains("?…"), "{err}");
+        }
+        assert_eq!(
+            scrub_query(
+                "error sending to http://c:4318/x?k=s3cr3t".into(),
+                "http://c:4318/x?k=s3cr3t"
+            ),
+            "error sending to http://c:4318/x?…"
+        );
         // No TLS in the exporter: refused up front, not lost at export.
         for tls in [
             "https://collector.example.com",

@@ -196,6 +196,9 @@ pub fn builder() -> Builder {
 /// ```
 pub struct Builder {
     env: EnvLookup,
+    /// `env` is the process environment (not [`Builder::env`]'s): its values that are not
+    /// UTF-8 are checked for.
+    process_env: bool,
     service_name: Option<String>,
     endpoint: Option<String>,
     protocol: Option<Protocol>,
@@ -239,6 +242,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             env: config::process_env(),
+            process_env: true,
             service_name: None,
             endpoint: None,
             protocol: None,
@@ -512,6 +516,7 @@ impl Builder {
     /// ```
     pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
         self.env = std::sync::Arc::new(lookup);
+        self.process_env = false;
         self
     }
 
@@ -534,6 +539,9 @@ impl Builder {
     fn plan(self) -> Result<Plan, InitError> {
         if let Some(err) = self.rejected {
             return Err(err);
+        }
+        if self.process_env {
+            config::check_unicode(|name| std::env::var_os(name))?;
         }
         let env = &self.env;
         let get = |name: &str| config::get(env, name);
@@ -1042,7 +1050,10 @@ impl Plan {
                             }
                             Err(err) => {
                                 rt.stop(self.timeout);
-                                return Err(InitError::Exporter(err.to_string()));
+                                return Err(InitError::Exporter(config::scrub_query(
+                                    err.to_string(),
+                                    endpoint,
+                                )));
                             }
                         }
                     }
@@ -1065,8 +1076,9 @@ impl Plan {
                         if self.gzip {
                             b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
                         }
-                        b.build()
-                            .map_err(|err| InitError::Exporter(err.to_string()))?
+                        b.build().map_err(|err| {
+                            InitError::Exporter(config::scrub_query(err.to_string(), endpoint))
+                        })?
                     }
                 };
                 builder = builder.with_batch_exporter(guard::Counted::new(
