@@ -778,7 +778,7 @@ fn load4(bytes: &[u8], i: usize) -> u32 {
 }
 
 /// The largest `i <= max` that is a character boundary of `s`.
-fn floor_char_boundary(s: &str, max: usize) -> usize {
+pub(crate) fn floor_char_boundary(s: &str, max: usize) -> usize {
     let mut i = max.min(s.len());
     while !s.is_char_boundary(i) {
         i -= 1;

@@ -87,6 +87,22 @@ fn child_entry() {
                 tracing::info!(i, "job ran");
             }
         }
+        "big_span_field" => {
+            // Five small spans, one whose field alone is over a collector's 4 MiB message
+            // limit, five small ones again: one batch.
+            let small = |n: usize| {
+                for i in 0..n {
+                    let span = tracing::info_span!("small", i);
+                    let _e = span.enter();
+                    tracing::info!("handled");
+                }
+            };
+            small(5);
+            let body = "y".repeat(5 << 20);
+            tracing::info_span!("big", body = body.as_str(), name_too = body.as_str())
+                .in_scope(|| tracing::info!("inside the big span"));
+            small(5);
+        }
         "secrets" => {
             let span = tracing::info_span!(
                 "login",
@@ -174,6 +190,25 @@ async fn run_child(scenario: &'static str, env: Vec<(&'static str, String)>) -> 
         .into_iter()
         .filter(|l| str_of(l, "target") == Some("install_otlp"))
         .collect()
+}
+
+/// A span field is cut at the field length limit in the export too, as on the lines: one huge
+/// value would make the collector refuse the whole batch (a 5 MiB field is over the 4 MiB
+/// message limit of most gRPC collectors), losing every other span in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_large_span_field_does_not_lose_the_other_spans_of_its_batch() {
+    let (lines, spans) = exported_over_grpc("big_span_field").await;
+    assert_eq!(lines.len(), 11);
+    let small = spans.iter().filter(|s| s.name == "small").count();
+    assert_eq!(small, 10, "the small spans of the batch were lost");
+    let big = spans.iter().find(|s| s.name == "big").expect("exported");
+    let body = &big.attributes["body"];
+    assert!(
+        body.contains(&format!("…[truncated {} bytes]", (5 << 20) - 65_536)),
+        "{}",
+        &body[body.len().saturating_sub(60)..]
+    );
+    assert!(body.len() < 65_536 + 200, "{}", body.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

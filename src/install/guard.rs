@@ -372,7 +372,9 @@ impl ExportFailures {
 
 /// The OTLP exporter, counting the spans of the batches it fails to deliver. The attributes
 /// whose names the redaction denies (span fields, recorded by the OpenTelemetry layer under
-/// their names) leave as `"[REDACTED]"`, as on the lines.
+/// their names) leave as `"[REDACTED]"`, as on the lines; text longer than the field length
+/// limit is cut there, as on the lines (one huge value would otherwise make the collector
+/// refuse the whole batch, and every other span in it).
 #[derive(Debug)]
 pub(crate) struct Counted<E> {
     inner: E,
@@ -382,6 +384,8 @@ pub(crate) struct Counted<E> {
     /// The endpoint's query, kept out of every message about a failed export.
     query: Option<String>,
     redaction: crate::Redaction,
+    /// The field length limit, in bytes: longer text is cut.
+    max_field: usize,
 }
 
 impl<E> Counted<E> {
@@ -390,6 +394,7 @@ impl<E> Counted<E> {
         failures: Arc<ExportFailures>,
         endpoint: String,
         redaction: crate::Redaction,
+        max_field: usize,
     ) -> Self {
         let (shown, query) = match endpoint.split_once('?') {
             Some((base, rest)) => {
@@ -407,6 +412,7 @@ impl<E> Counted<E> {
             endpoint: shown,
             query,
             redaction,
+            max_field,
         }
     }
 
@@ -502,6 +508,56 @@ fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace
     }
 }
 
+/// `text` cut after `max` bytes (at a character's start), with the marker the lines use.
+fn cut_text(text: &str, max: usize) -> Option<String> {
+    (text.len() > max).then(|| {
+        let head = crate::json::floor_char_boundary(text, max);
+        format!("{}…[truncated {} bytes]", &text[..head], text.len() - head)
+    })
+}
+
+/// Cuts the text of the span's attributes, its events' and its links' (strings, and the
+/// strings of string arrays), its events' names, its name and its status's description, at
+/// `max` bytes each.
+fn cut_span(max: usize, span: &mut opentelemetry_sdk::trace::SpanData) {
+    use opentelemetry::{Array, KeyValue, StringValue, Value};
+    let cut_value = |v: &mut Value| match v {
+        Value::String(s) => {
+            if let Some(c) = cut_text(s.as_str(), max) {
+                *s = StringValue::from(c);
+            }
+        }
+        Value::Array(Array::String(items)) => {
+            for s in items {
+                if let Some(c) = cut_text(s.as_str(), max) {
+                    *s = StringValue::from(c);
+                }
+            }
+        }
+        _ => {}
+    };
+    let cut_attrs =
+        |attrs: &mut Vec<KeyValue>| attrs.iter_mut().for_each(|kv| cut_value(&mut kv.value));
+    cut_attrs(&mut span.attributes);
+    for event in &mut span.events.events {
+        cut_attrs(&mut event.attributes);
+        if let Some(c) = cut_text(&event.name, max) {
+            event.name = c.into();
+        }
+    }
+    for link in &mut span.links.links {
+        cut_attrs(&mut link.attributes);
+    }
+    if let Some(c) = cut_text(&span.name, max) {
+        span.name = c.into();
+    }
+    if let opentelemetry::trace::Status::Error { description } = &mut span.status {
+        if let Some(c) = cut_text(description, max) {
+            *description = c.into();
+        }
+    }
+}
+
 impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
     for Counted<E>
 {
@@ -511,6 +567,7 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
     ) -> opentelemetry_sdk::error::OTelSdkResult {
         for span in &mut batch {
             redact_span(&self.redaction, span);
+            cut_span(self.max_field, span);
         }
         let n = batch.len();
         let result = self.inner.export(batch).await.map_err(|err| match err {
@@ -575,5 +632,68 @@ impl Drop for OutputGuard {
             self.flush.take(),
             self.timeout,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+    use opentelemetry::{Array, KeyValue, StringValue, Value};
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents};
+
+    #[test]
+    fn text_past_the_field_limit_is_cut_everywhere_in_a_span() {
+        let long = "é".repeat(10); // 20 bytes
+        let mut events = SpanEvents::default();
+        events.events.push(opentelemetry::trace::Event::new(
+            long.clone(),
+            std::time::SystemTime::UNIX_EPOCH,
+            vec![KeyValue::new("m", long.clone()), KeyValue::new("n", 7i64)],
+            0,
+        ));
+        let mut span = SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: long.clone().into(),
+            start_time: std::time::SystemTime::UNIX_EPOCH,
+            end_time: std::time::SystemTime::UNIX_EPOCH,
+            attributes: vec![
+                KeyValue::new("a", long.clone()),
+                KeyValue::new("short", "ok"),
+                KeyValue::new(
+                    "list",
+                    Value::Array(Array::String(vec![
+                        StringValue::from(long.clone()),
+                        StringValue::from("x"),
+                    ])),
+                ),
+            ],
+            dropped_attributes_count: 0,
+            events,
+            links: Default::default(),
+            status: Status::error(long.clone()),
+            instrumentation_scope: Default::default(),
+        };
+        cut_span(5, &mut span);
+        // 5 bytes cut back to a character's start: 4 bytes, "éé"; 16 left out.
+        let cut = "éé…[truncated 16 bytes]";
+        assert_eq!(span.name, cut);
+        assert_eq!(span.attributes[0].value.as_str(), cut);
+        assert_eq!(span.attributes[1].value.as_str(), "ok");
+        assert_eq!(
+            span.attributes[2].value,
+            Value::Array(Array::String(vec![
+                StringValue::from(cut),
+                StringValue::from("x")
+            ]))
+        );
+        let event = &span.events.events[0];
+        assert_eq!(event.name, cut);
+        assert_eq!(event.attributes[0].value.as_str(), cut);
+        assert_eq!(event.attributes[1].value, Value::I64(7));
+        assert_eq!(span.status, Status::error(cut));
     }
 }

@@ -1086,6 +1086,7 @@ impl Plan {
                     export_failures.clone(),
                     endpoint.clone(),
                     self.redaction.clone().unwrap_or_default(),
+                    self.max_field_len.unwrap_or(crate::DEFAULT_MAX_FIELD_LEN),
                 ));
             }
             Some(builder.build())
