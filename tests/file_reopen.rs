@@ -493,3 +493,45 @@ fn a_fifo_whose_reader_left_drops_lines_instead_of_blocking() {
     assert_eq!(stats.lines_written() + stats.lines_dropped(), 5000);
     assert!(stats.lines_dropped() > 4000, "{}", stats.lines_dropped());
 }
+
+/// A file left ending inside a line (an earlier run's last line, cut) that cannot be ended when
+/// it is opened (the disk is still full) is ended before the first line written once there is
+/// room again: that line is not glued to the cut one.
+#[test]
+fn a_cut_file_opened_on_a_full_disk_is_ended_before_the_first_line_written_later() {
+    const NAME: &str =
+        "a_cut_file_opened_on_a_full_disk_is_ended_before_the_first_line_written_later";
+    const VAR: &str = "TRACELINE_TEST_CUT_FULL_CHILD";
+    if std::env::var_os(VAR).is_none() {
+        common::in_child(NAME, VAR, "THE CUT LINE IS ENDED");
+        return;
+    }
+    // SAFETY: ignoring a signal; this is a child process of a test.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let dir = std::env::temp_dir().join(format!("traceline-cut-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cut = "{\"message\":\"cut";
+    std::fs::write(dir.join("app.log"), cut).unwrap();
+    // The file can take no byte more: a full disk, as far as the writer can tell.
+    common::set_file_size_limit(cut.len() as libc::rlim_t);
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(Writer::file(&dir, "app.log", Rotation::Never))
+        .unwrap();
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("lost while full"));
+    common::lift_file_size_limit();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("one"));
+    drop((dispatch, guard));
+    let text = std::fs::read_to_string(dir.join("app.log")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!((stats.lines_written(), stats.lines_dropped()), (1, 1));
+    let (first, rest) = text.split_once('\n').expect("a newline");
+    assert_eq!(first, cut, "the new line is glued to the cut one: {text:?}");
+    let line: serde_json::Value = serde_json::from_str(rest.trim_end()).unwrap();
+    assert_eq!(line["message"], "one");
+    assert_eq!(rest.matches('\n').count(), 1, "{text:?}");
+    println!("THE CUT LINE IS ENDED");
+}

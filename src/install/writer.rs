@@ -165,7 +165,8 @@ impl Writer {
     /// A relative `dir` (an empty one is the working directory) is taken from the working
     /// directory when the writer is built. A regular file that already ends inside a line (an
     /// earlier run's line left cut) has that line ended before the first new one, where the
-    /// file can be read. A file that cannot be opened (at a rotation, or made again) leaves
+    /// file can be read (on a full disk, with the first new line once there is room: a line
+    /// that cannot be preceded by the newline is dropped and counted). A file that cannot be opened (at a rotation, or made again) leaves
     /// lines going to the current one, says so on stderr (unless
     /// [`log_internal_errors(false)`](crate::Layer::log_internal_errors)), and is tried again
     /// on a line 0.1 s or more later. Old files are not removed.
@@ -1102,6 +1103,8 @@ struct LockedFileWriter<'a> {
     state: std::sync::MutexGuard<'a, FileState>,
     owner: &'a LockedFile,
     pending: Option<(Option<u64>, u64)>,
+    /// Nothing written through this writer yet: its first bytes start a line.
+    fresh: bool,
 }
 
 impl<'a> MakeWriter<'a> for LockedFile {
@@ -1133,6 +1136,7 @@ impl<'a> MakeWriter<'a> for LockedFile {
             state,
             owner: self,
             pending,
+            fresh: true,
         }
     }
 }
@@ -1145,7 +1149,21 @@ impl Write for LockedFileWriter<'_> {
         if self.state.at_line_start && buf.first() == Some(&b'\n') {
             // The newline owed to a line cut in the file before this one, which ended it: none
             // is owed here.
+            self.fresh = false;
             return Ok(1);
+        }
+        if std::mem::take(&mut self.fresh)
+            && !self.state.at_line_start
+            && buf.first() != Some(&b'\n')
+        {
+            // The file ends inside a line this process did not cut (an earlier run's, which
+            // could not be ended when the file was opened: a full disk): it is ended before
+            // this line starts, or the line is not written (and is counted as lost).
+            if let Err(e) = (&self.state.file).write_all(b"\n") {
+                self.fresh = true;
+                return Err(e);
+            }
+            self.state.at_line_start = true;
         }
         let n = (&self.state.file).write(buf)?;
         if n > 0 {
