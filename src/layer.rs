@@ -97,6 +97,10 @@ pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     stats: Stats,
     /// Whether this layer counts lines as written (false when a queue behind the writer does).
     counting: bool,
+    /// Whether the writer is one output whatever the line's level and target (standard
+    /// output, a file): a line cut there is ended by whichever line comes next. Unknown for a
+    /// writer given with `with_writer`, which may route lines by level or target.
+    plain: bool,
     log_internal_errors: bool,
     redaction: Redaction,
     max_field: usize,
@@ -175,6 +179,8 @@ impl<W> Layer<W> {
             dispatch: OnceLock::new(),
             stats: Stats::default(),
             counting: true,
+            // Standard output.
+            plain: true,
             log_internal_errors: true,
             redaction: Redaction::default(),
             max_field: DEFAULT_MAX_FIELD_LEN,
@@ -186,6 +192,12 @@ impl<W> Layer<W> {
 
     /// Sends lines to another [`MakeWriter`]: `std::io::stderr`, a `Mutex<File>`, a
     /// `tracing_appender` writer, or anything that implements it.
+    ///
+    /// Such a writer may route lines by level or target (`make_writer_for`), so a line it left
+    /// cut is ended with a newline through the writer of its own level and target: on a writer
+    /// that does not route, a line cut at one level and ended after a line of another level
+    /// leaves an empty line. [`with_output`](Self::with_output)'s standard output, standard
+    /// error and files are known not to route, and leave none.
     ///
     /// ```
     /// let layer = traceline::layer().with_writer(std::io::stderr);
@@ -202,8 +214,9 @@ impl<W> Layer<W> {
             clock: self.clock,
             dispatch: self.dispatch,
             stats: self.stats,
-            // The new writer is not a queue that counts its lines itself.
+            // The new writer is not a queue that counts its lines itself, and may route.
             counting: true,
+            plain: false,
             log_internal_errors: self.log_internal_errors,
             redaction: self.redaction,
             max_field: self.max_field,
@@ -559,6 +572,7 @@ impl<W> Layer<W> {
     > {
         let stats = self.stats.clone();
         let non_blocking = writer.is_non_blocking();
+        let plain = writer.is_plain();
         let built = writer.build(&stats, self.log_internal_errors)?;
         let monitor = if non_blocking {
             Some(crate::install::guard::Monitor::start(
@@ -576,7 +590,8 @@ impl<W> Layer<W> {
         };
         Ok((
             self.with_writer(built.make)
-                .with_stats(stats, !non_blocking),
+                .with_stats(stats, !non_blocking)
+                .with_plain(plain),
             guard,
         ))
     }
@@ -587,6 +602,13 @@ impl<W> Layer<W> {
     pub(crate) fn with_stats(mut self, stats: Stats, counting: bool) -> Self {
         self.stats = stats;
         self.counting = counting;
+        self
+    }
+
+    /// Whether the writer is one output along every route (see the field).
+    #[cfg(feature = "install")]
+    pub(crate) fn with_plain(mut self, plain: bool) -> Self {
+        self.plain = plain;
         self
     }
 
@@ -1633,18 +1655,19 @@ where
                 let _ = self.make_writer.make_writer_for(meta).write_all(line);
                 return;
             }
-            output::write_routed(
-                line,
-                output::RouteRef::Event(meta),
-                counters,
-                report,
-                never,
-                &progress,
-                |route| match route {
+            // One output along every route: the cut of a line is ended by the next line,
+            // whatever its level (no cut per route, no newline owed to a route).
+            let route = if self.plain {
+                output::RouteRef::Plain
+            } else {
+                output::RouteRef::Event(meta)
+            };
+            output::write_routed(line, route, counters, report, never, &progress, |route| {
+                match route {
                     output::RouteRef::Event(m) => self.make_writer.make_writer_for(m),
                     _ => self.make_writer.make_writer_for(meta),
-                },
-            );
+                }
+            });
         }));
         // A panic after the line was counted (a writer that panics in or after its write:
         // `write_routed` counts the line, and notes a cut, itself) changes nothing; before (in
@@ -1652,6 +1675,84 @@ where
         if written.is_err() && !progress.counted.get() {
             let err = io::Error::other("the writer panicked");
             counters.dropped(output::Loss::Write(&err), report);
+        }
+    }
+}
+
+#[cfg(all(test, feature = "install"))]
+mod tests {
+    use std::io::{self, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    #[derive(Clone, Copy)]
+    enum Step {
+        Take(usize),
+        WouldBlock,
+        Panic,
+        Whole,
+    }
+
+    /// Does `steps[i]` on its write call `i`, then takes everything.
+    #[derive(Clone)]
+    struct Steps {
+        out: Arc<Mutex<Vec<u8>>>,
+        calls: Arc<AtomicUsize>,
+        steps: &'static [Step],
+    }
+
+    impl Write for Steps {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            let n = match self.steps.get(call).copied().unwrap_or(Step::Whole) {
+                Step::Take(n) => data.len().min(n),
+                Step::Whole => data.len(),
+                Step::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
+                Step::Panic => panic!("the writer panics on purpose"),
+            };
+            self.out.lock().unwrap().extend_from_slice(&data[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A writer that is one output whatever a line's level (standard output, a file): a line
+    /// cut there is ended by the next line, whatever its level, and no later line is preceded
+    /// by an empty one. (A writer given with `with_writer` may route by level: each level's
+    /// output is owed its own newline there.)
+    #[test]
+    fn a_cut_line_on_one_output_is_ended_once_whatever_the_next_lines_level() {
+        for plain in [true, false] {
+            let w = Steps {
+                out: Arc::default(),
+                calls: Arc::default(),
+                steps: &[Step::Take(10), Step::Panic, Step::WouldBlock],
+            };
+            let w2 = w.clone();
+            let layer = crate::layer()
+                .with_writer(move || w2.clone())
+                .log_internal_errors(false)
+                .with_plain(plain);
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                tracing::warn!("first");
+                tracing::info!("second");
+                tracing::info!("third");
+                tracing::info!("fourth");
+            });
+            let text = String::from_utf8(w.out.lock().unwrap().clone()).unwrap();
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            assert_eq!(lines[0].len(), 11, "the cut line, ended: {text:?}");
+            if plain {
+                assert!(!lines.contains(&"\n"), "an empty line: {text:?}");
+                assert_eq!(lines.len(), 4, "{text:?}");
+            } else {
+                // The WARN output is owed its newline apart: one empty line on a writer that
+                // turns out not to route.
+                assert_eq!(lines.iter().filter(|l| **l == "\n").count(), 1, "{text:?}");
+            }
         }
     }
 }

@@ -1094,6 +1094,7 @@ impl Plan {
 
         let stats = crate::Stats::default();
         let non_blocking = self.writer.is_non_blocking();
+        let plain = self.writer.is_plain();
         let built = match self.writer.build(&stats, true) {
             Ok(b) => b,
             Err(err) => {
@@ -1106,7 +1107,8 @@ impl Plan {
         let mut json = crate::layer()
             .with_schema(self.schema)
             .with_writer(built.make)
-            .with_stats(stats.clone(), !non_blocking);
+            .with_stats(stats.clone(), !non_blocking)
+            .with_plain(plain);
         if let Some(r) = self.redaction {
             json = json.with_redaction(r);
         }

@@ -244,6 +244,12 @@ impl Writer {
         self.non_blocking
     }
 
+    /// Whether every line goes to one output, whatever its level and target (not a custom
+    /// `MakeWriter`, which may route).
+    pub(crate) fn is_plain(&self) -> bool {
+        !matches!(self.target, Target::Custom(_))
+    }
+
     /// Builds the `MakeWriter`, counting into `stats` (and saying on stderr when lines are
     /// lost, with `report`); the worker exists in non-blocking mode.
     pub(crate) fn build(self, stats: &Stats, report: bool) -> Result<Built, InitError> {
