@@ -3013,3 +3013,160 @@ async fn known_methods_replace_the_default_list() {
     );
     assert!(named("HTTP", "_OTHER", Some("GET")), "{names:?}");
 }
+
+/// `PropagateLayer` called from a span the OpenTelemetry layer does not see (its filter hides
+/// DEBUG spans), in a task spawned inside it, sends the caller's trace with its `tracestate`
+/// and `baggage`, as `inject` does from the same span: not a trace of its own.
+#[tokio::test(flavor = "current_thread")]
+async fn propagate_layer_in_a_span_hidden_from_opentelemetry_sends_the_callers_trace() {
+    use tracing_subscriber::filter::LevelFilter;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("t"))
+                .with_filter(LevelFilter::INFO),
+        )
+        .with(traceline::layer().with_writer(std::io::sink));
+    let _g = tracing::subscriber::set_default(subscriber);
+    // Answers with the trace headers it received.
+    let downstream = serve(Router::new().route(
+        "/echo",
+        get(|h: HeaderMap| async move {
+            let get = |k: &str| {
+                h.get(k)
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default()
+            };
+            format!(
+                "{}|{}|{}",
+                get("traceparent"),
+                get("tracestate"),
+                get("baggage")
+            )
+        }),
+    ))
+    .await;
+    let upstream = serve(
+        Router::new()
+            .route(
+                "/work",
+                get(move || {
+                    async move {
+                        tokio::spawn(
+                            async move {
+                                let mut injected = HeaderMap::new();
+                                traceline::http::inject(&mut injected);
+                                let client = ServiceBuilder::new()
+                                    .layer(PropagateLayer::new())
+                                    .service(client());
+                                let req = Request::get(format!("http://{downstream}/echo"))
+                                    .body(Empty::new())
+                                    .unwrap();
+                                let resp = client.oneshot(req).await.unwrap();
+                                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                                format!(
+                                    "{}\n{}",
+                                    injected["traceparent"].to_str().unwrap(),
+                                    String::from_utf8_lossy(&body)
+                                )
+                            }
+                            .in_current_span(),
+                        )
+                        .await
+                        .unwrap()
+                    }
+                    .instrument(tracing::debug_span!("work"))
+                }),
+            )
+            .layer(CorrelationLayer::new()),
+    )
+    .await;
+    let (status, _, body) = get_with(
+        upstream,
+        "/work",
+        &[
+            (
+                "traceparent",
+                format!("00-{TRACE}-00f067aa0ba902b7-01").parse().unwrap(),
+            ),
+            ("tracestate", "rojo=00f067aa0ba902b7".parse().unwrap()),
+            ("baggage", "userId=alice".parse().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (injected, sent) = body.split_once('\n').unwrap();
+    assert!(injected.contains(TRACE), "inject: {injected}");
+    let mut sent = sent.split('|');
+    let (traceparent, tracestate, baggage) = (
+        sent.next().unwrap(),
+        sent.next().unwrap(),
+        sent.next().unwrap(),
+    );
+    assert!(
+        traceparent.contains(TRACE),
+        "PropagateLayer sent another trace: {traceparent} (inject sent {injected})"
+    );
+    assert_eq!(tracestate, "rojo=00f067aa0ba902b7");
+    assert_eq!(baggage, "userId=alice");
+}
+
+/// The baggage members the application put in a request itself are kept, their values
+/// percent-encoded where they hold what a baggage value cannot (a space, a non-ASCII letter),
+/// with the caller's baggage and without it; the caller's members of other keys are added.
+#[test]
+fn inject_keeps_the_applications_own_baggage_members_percent_encoded() {
+    let send = |incoming: HeaderMap, own: &str| {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+            .with(traceline::layer().with_writer(std::io::sink));
+        tracing::subscriber::with_default(subscriber, || {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let span = tracing::info_span!("request");
+            span.set_parent(traceline::http::trace_context::extract(&incoming).unwrap())
+                .unwrap();
+            let _e = span.enter();
+            let mut out = HeaderMap::new();
+            out.insert("baggage", HeaderValue::from_bytes(own.as_bytes()).unwrap());
+            traceline::http::inject(&mut out);
+            out.get("baggage")
+                .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap())
+        })
+    };
+    let mut with_baggage = HeaderMap::new();
+    with_baggage.insert(
+        "traceparent",
+        HeaderValue::from_str(&format!("00-{TRACE}-00f067aa0ba902b7-01")).unwrap(),
+    );
+    with_baggage.insert(
+        "baggage",
+        HeaderValue::from_static("userId=alice,tier=bronze"),
+    );
+    let mut without_baggage = with_baggage.clone();
+    without_baggage.remove("baggage");
+    let own = "note=hello world,city=Zürich;src=app x,tier=gold silver";
+    let merged = send(with_baggage.clone(), own).unwrap();
+    assert_eq!(
+        merged,
+        "note=hello%20world,city=Z%C3%BCrich;src=app%20x,tier=gold%20silver,userId=alice"
+    );
+    let alone = send(without_baggage, own).unwrap();
+    assert_eq!(
+        alone,
+        "note=hello%20world,city=Z%C3%BCrich;src=app%20x,tier=gold%20silver"
+    );
+    // A member whose key is not a token cannot be repaired: it is dropped, and a caller's
+    // member is still added; with nothing valid left, no header at all.
+    assert_eq!(
+        send(with_baggage, "bad key=1").unwrap(),
+        "userId=alice,tier=bronze"
+    );
+    let mut only_trace = HeaderMap::new();
+    only_trace.insert(
+        "traceparent",
+        HeaderValue::from_str(&format!("00-{TRACE}-00f067aa0ba902b7-01")).unwrap(),
+    );
+    assert_eq!(send(only_trace, "bad key=1"), None);
+}

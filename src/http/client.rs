@@ -8,6 +8,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// A [`tower_layer::Layer`] for HTTP clients. Every request runs in a client span (child of
 /// the span that sends it, `otel.kind = "client"`, with `http.request.method` (`_OTHER` for a
@@ -189,6 +190,14 @@ where
         );
         if known.is_none() {
             span.record("http.request.method_original", req.method().as_str());
+        }
+        // Sent from a span the OpenTelemetry layer does not track (one its filter hides), in a
+        // task where nothing attached that span's trace, the client span would start a trace
+        // of its own: its parent is the context the sending span's trace goes out with (its
+        // own, else its nearest tracked ancestor's), as `inject` sends it. Set before anything
+        // reads the client span's ids.
+        if let Some(parent) = super::sent_context(&Span::current()) {
+            let _ = span.set_parent(parent);
         }
         // The client span's context; when a filter hides it (from every layer, or from the
         // OpenTelemetry layer only), the trace of the span that sends the request.

@@ -169,8 +169,10 @@ pub(crate) fn propagators() -> Propagators {
 }
 
 /// Writes the current span's `traceparent`, `tracestate`, `baggage` and `x-correlation-id`
-/// into `headers`, replacing any already there (baggage members already there are kept, and
-/// the caller's others added), so the next service continues the trace.
+/// into `headers`, replacing any already there (baggage members already there are kept, their
+/// values percent-encoded where they hold what a baggage value cannot, such as a space or a
+/// non-ASCII letter, and the caller's others added; a member whose key is not a token is
+/// dropped), so the next service continues the trace.
 ///
 /// Nothing is written for what the current span does not have (no ids outside a span or
 /// without an OpenTelemetry layer; no correlation id outside a scope). A span the
@@ -206,15 +208,6 @@ fn sent_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
         return Some(cx);
     }
     Some(crate::ids::nearest_tracked_of(span).unwrap_or(cx))
-}
-
-/// The key of a baggage member (`k` of ` k = v;p`).
-fn baggage_key(member: &[u8]) -> &[u8] {
-    member
-        .split(|&b| b == b'=')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii()
 }
 
 /// Records a response on its request span: `http.response.status_code`, and
@@ -359,31 +352,27 @@ fn inject_trace_context(
 }
 
 fn inject_baggage(propagated: Option<&Propagated>, headers: &mut HeaderMap) {
-    if let Some(incoming) = propagated.and_then(|p| p.baggage.as_deref()) {
-        // Members the request already carries (set by the application) stay, and win over
-        // the caller's members of the same key; the caller's others are added.
-        let own: Vec<&[u8]> = headers
-            .get_all("baggage")
-            .iter()
-            .map(HeaderValue::as_bytes)
-            .collect();
-        let merged = if own.is_empty() {
-            Some(incoming.to_string())
-        } else {
-            let own_keys: Vec<&[u8]> = own
-                .iter()
-                .flat_map(|v| v.split(|&b| b == b','))
-                .map(baggage_key)
-                .collect();
-            let added: Vec<&str> = incoming
-                .split(',')
-                .filter(|m| !own_keys.contains(&baggage_key(m.as_bytes())))
-                .collect();
-            let added = added.join(",");
-            trace_context::parse_baggage(own.iter().copied().chain([added.as_bytes()]))
-        };
-        if let Some(b) = merged.and_then(|b| HeaderValue::from_str(&b).ok()) {
+    let incoming = propagated.and_then(|p| p.baggage.as_deref());
+    if !headers.contains_key("baggage") {
+        if let Some(b) = incoming.and_then(|b| HeaderValue::from_str(b).ok()) {
             headers.insert("baggage", b);
+        }
+        return;
+    }
+    // Members the request already carries (set by the application) stay, made valid where
+    // they can be (their values percent-encoded), and win over the caller's members of the
+    // same key; the caller's others are added.
+    let merged = trace_context::merge_baggage(
+        headers.get_all("baggage").iter().map(HeaderValue::as_bytes),
+        incoming,
+    );
+    match merged.and_then(|b| HeaderValue::from_str(&b).ok()) {
+        Some(b) => {
+            headers.insert("baggage", b);
+        }
+        // Nothing valid in it: no header at all.
+        None => {
+            headers.remove("baggage");
         }
     }
 }

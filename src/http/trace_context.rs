@@ -263,6 +263,78 @@ pub fn parse_baggage<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<S
     String::from_utf8(out).ok().filter(|s| !s.is_empty())
 }
 
+/// A member an application put in a request's `baggage` itself, made valid where it can be:
+/// the bytes of its value and of its properties' values that are not baggage octets (a space,
+/// a quote, a backslash, a control or a non-ASCII byte) are percent-encoded, as W3C Baggage
+/// asks. `None` for an empty member, or one whose key (or a property's key) is not a token,
+/// which nothing can repair.
+fn encode_baggage_member(m: &[u8]) -> Option<Vec<u8>> {
+    fn encode(out: &mut Vec<u8>, value: &[u8]) {
+        for &b in value {
+            if baggage_octet(b) {
+                out.push(b);
+            } else {
+                out.push(b'%');
+                out.push(b"0123456789ABCDEF"[usize::from(b >> 4)]);
+                out.push(b"0123456789ABCDEF"[usize::from(b & 0xF)]);
+            }
+        }
+    }
+    let token = |k: &[u8]| !k.is_empty() && k.iter().all(|&b| tchar(b));
+    let mut parts = trim_ows(m).split(|&b| b == b';');
+    let kv = parts.next()?;
+    let eq = kv.iter().position(|&b| b == b'=')?;
+    let key = trim_ows(&kv[..eq]);
+    if !token(key) {
+        return None;
+    }
+    let mut out = key.to_vec();
+    out.push(b'=');
+    encode(&mut out, trim_ows(&kv[eq + 1..]));
+    for p in parts {
+        let (k, v) = match p.iter().position(|&b| b == b'=') {
+            Some(eq) => (trim_ows(&p[..eq]), Some(trim_ows(&p[eq + 1..]))),
+            None => (trim_ows(p), None),
+        };
+        if !token(k) {
+            return None;
+        }
+        out.push(b';');
+        out.extend_from_slice(k);
+        if let Some(v) = v {
+            out.push(b'=');
+            encode(&mut out, v);
+        }
+    }
+    Some(out)
+}
+
+/// The `baggage` a request sends: the members the application put in it (`own`, the values of
+/// its `baggage` headers), made valid where they can be ([`encode_baggage_member`]), then the
+/// caller's members (`incoming`) of other keys, within the W3C limits. `None` when no member
+/// is left.
+pub(crate) fn merge_baggage<'a>(
+    own: impl IntoIterator<Item = &'a [u8]>,
+    incoming: Option<&str>,
+) -> Option<String> {
+    let own: Vec<Vec<u8>> = own
+        .into_iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(encode_baggage_member)
+        .collect();
+    let key = |m: &[u8]| -> Vec<u8> {
+        trim_ows(m.split(|&b| b == b'=').next().unwrap_or_default()).to_vec()
+    };
+    let own_keys: Vec<Vec<u8>> = own.iter().map(|m| key(m)).collect();
+    let added: Vec<&str> = incoming
+        .unwrap_or_default()
+        .split(',')
+        .filter(|m| !own_keys.contains(&key(m.as_bytes())))
+        .collect();
+    let added = added.join(",");
+    parse_baggage(own.iter().map(Vec::as_slice).chain([added.as_bytes()]))
+}
+
 /// What came in with a request and goes out unchanged with the calls it makes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Propagated {
