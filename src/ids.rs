@@ -195,6 +195,7 @@ impl Drop for ContextAlive {
 
 thread_local! {
     static CONTEXT_ALIVE: ContextAlive = {
+        let _ = MADE.try_with(|m| m.set(true));
         opentelemetry::Context::map_current(|_| ());
         let _ = ALIVE.try_with(|a| a.set(true));
         ContextAlive
@@ -202,6 +203,26 @@ thread_local! {
     /// Whether [`CONTEXT_ALIVE`] lives: readable at any time (no destructor), so that reading it
     /// never makes it.
     static ALIVE: Cell<bool> = const { Cell::new(false) };
+    /// Whether [`CONTEXT_ALIVE`] was ever made on the thread (no destructor).
+    static MADE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether OpenTelemetry's thread-local context can be used on this thread: not while the
+/// thread's thread-locals are being destroyed, after it (a correlation scope entered in a
+/// later thread-local destructor, as an instrumented future dropped there). Makes
+/// [`CONTEXT_ALIVE`] on a thread that has none yet; should the context already be gone then
+/// (the thread's first such use is in a destructor after it), the use of it that fails is
+/// caught, and the answer is no.
+pub(crate) fn context_usable() -> bool {
+    if ALIVE.try_with(Cell::get).unwrap_or(false) {
+        return true;
+    }
+    if MADE.try_with(Cell::get).unwrap_or(true) {
+        // Made and gone: the thread is ending.
+        return false;
+    }
+    std::panic::catch_unwind(|| CONTEXT_ALIVE.try_with(|_| ()).is_ok()).unwrap_or(false)
+        && ALIVE.try_with(Cell::get).unwrap_or(false)
 }
 
 /// The ids of the thread's current OpenTelemetry context, when it has a valid span; `Err` when

@@ -932,6 +932,11 @@ impl<W: 'static> Layer<W> {
         if tracing_opentelemetry::get_otel_context(id, &dispatch).is_some() {
             return;
         }
+        // Not in a thread-local destructor after OpenTelemetry's context is gone (attaching
+        // would panic there, and a panic in a destructor aborts).
+        if !ids::context_usable() {
+            return;
+        }
         if let Some(cx) = ids::nearest_tracked(&dispatch, id) {
             let guard = cx.attach();
             let key = subscriber_key(&dispatch);

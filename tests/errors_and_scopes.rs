@@ -445,3 +445,60 @@ fn a_scope_made_before_a_reload_keeps_spans_inside_in_the_trace() {
     assert_eq!(line.str("correlationId"), "rl-1");
     assert_eq!(line.str("traceId"), job_trace, "{line:?}");
 }
+
+/// A future instrumented with a correlation scope (hidden from the OpenTelemetry layer, as
+/// `init()` has it) and dropped in a thread-local destructor that runs after OpenTelemetry's
+/// context is gone: entering the scope to drop it does not panic (a panic there aborts the
+/// process). (The thread's first use of `tracing` is in that destructor: on a thread that
+/// entered spans before, the registry's own thread-locals are gone by then, and it panics
+/// itself.)
+#[test]
+fn a_scope_entered_in_a_thread_local_destructor_after_the_context_is_gone_does_not_panic() {
+    use tracing::Instrument;
+    type Task = tracing::instrument::Instrumented<std::future::Ready<()>>;
+    struct DroppedAtExit(Option<Task>, Option<std::sync::mpsc::Sender<bool>>);
+    impl Drop for DroppedAtExit {
+        fn drop(&mut self) {
+            if let (Some(task), Some(report)) = (self.0.take(), self.1.take()) {
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
+                let _ = report.send(ok.is_ok());
+            }
+        }
+    }
+    thread_local! {
+        static AT_EXIT: std::cell::RefCell<DroppedAtExit> =
+            const { std::cell::RefCell::new(DroppedAtExit(None, None)) };
+    }
+    let provider = SdkTracerProvider::builder().build();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("t"))
+                    .with_filter(filter_fn(|m| m.target() != "traceline::correlation")),
+            )
+            .with(traceline::layer().with_writer(std::io::sink)),
+    );
+    let task = || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let request = tracing::info_span!("request");
+            let scope =
+                request.in_scope(|| correlation::scope(CorrelationId::parse("c-1").unwrap()));
+            std::future::ready(()).instrument(scope)
+        })
+    };
+    let (report, outcome) = std::sync::mpsc::channel();
+    let t = task();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed after OpenTelemetry's context.
+        AT_EXIT.with(|_| ());
+        let _ = opentelemetry::Context::current();
+        AT_EXIT.with(|slot| *slot.borrow_mut() = DroppedAtExit(Some(t), Some(report)));
+    })
+    .join()
+    .unwrap();
+    assert!(
+        outcome.recv().unwrap(),
+        "entering the scope to drop the future panicked"
+    );
+}
