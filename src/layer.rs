@@ -630,10 +630,14 @@ struct Scratch {
     seen: Vec<(crate::schema::Depth, &'static str)>,
     /// The event's fields, written before the line's ids and copied in after them.
     fields: Vec<u8>,
-    /// Keys per callsite, direct-mapped by the callsite's address.
+    /// Keys per callsite and layer (see [`cached`]).
     callsites: Vec<Option<CallsiteKeys>>,
     /// The fields past the cached ones already met in the event (those before are in a mask).
     wide: Vec<usize>,
+    /// Where each span's object ends in the nested layout's list of spans.
+    marks: Vec<usize>,
+    /// The marker of a line cut at the length limit, and its message formatted again.
+    spare: (Vec<u8>, Vec<u8>),
 }
 
 const CALLSITE_SLOTS: usize = 256;
@@ -650,7 +654,7 @@ struct SpanScratch {
     raw: Vec<Entry>,
     buf: Vec<u8>,
     entries: Vec<Entry>,
-    /// Keys per span callsite, direct-mapped by the callsite's address.
+    /// Keys per span callsite and layer (see [`cached`]).
     keys: Vec<Option<SpanKeys>>,
 }
 
@@ -705,31 +709,79 @@ fn span_keys<'k>(
     cached(
         cache,
         SPAN_CALLSITE_SLOTS,
-        addr,
-        |k| (k.addr, k.layer) == (addr, layer),
+        (addr, layer),
+        |k| (k.addr, k.layer),
         || SpanKeys::build(meta, layer, c, redaction),
     )
 }
 
-/// The entry for the callsite at `addr` in a per-thread cache of `slots` entries, direct-mapped
-/// by the address: `build` makes it when the slot holds none or another one (`is_it` says).
+/// The entry for the callsite at `addr` of the layer `layer` in a per-thread cache: an
+/// open-addressed table (at least `slots` entries, a power of two) that grows and never evicts,
+/// so that callsites whose addresses fall on one slot, and several layers logging the same
+/// callsite, each keep their entry: steady state builds nothing. `build` makes an entry the
+/// first time; `key` gives an entry's callsite and layer back.
 #[inline(always)]
 fn cached<K>(
     cache: &mut Vec<Option<K>>,
     slots: usize,
-    addr: usize,
-    is_it: impl FnOnce(&K) -> bool,
+    (addr, layer): (usize, u64),
+    key: impl Fn(&K) -> (usize, u64),
     build: impl FnOnce() -> K,
 ) -> &K {
     if cache.is_empty() {
         cache.resize_with(slots, || None);
     }
-    let slot = &mut cache[(addr >> 4) % slots];
-    match slot {
-        Some(k) if is_it(k) => {}
-        _ => *slot = Some(build()),
+    let mask = cache.len() - 1;
+    let mut i = cache_index(addr, layer) & mask;
+    loop {
+        match &cache[i] {
+            Some(k) if key(k) == (addr, layer) => return cache[i].as_ref().expect("just seen"),
+            Some(_) => i = (i + 1) & mask,
+            None => break,
+        }
     }
-    slot.as_ref().expect("filled above")
+    cache_insert(cache, i, build(), key)
+}
+
+/// Where the probe for `(addr, layer)` starts: the address's bits above the alignment, mixed
+/// with the layer's id.
+#[inline(always)]
+fn cache_index(addr: usize, layer: u64) -> usize {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let h = ((addr as u64) >> 4).wrapping_add(layer.wrapping_mul(K));
+    (h.wrapping_mul(K) >> 32) as usize
+}
+
+/// Puts `entry` at the free slot `i`; past half full, the table doubles first (and the entry
+/// goes where the doubled table's probe for it ends).
+#[cold]
+#[inline(never)]
+fn cache_insert<K>(
+    cache: &mut Vec<Option<K>>,
+    mut i: usize,
+    entry: K,
+    key: impl Fn(&K) -> (usize, u64),
+) -> &K {
+    let used = cache.iter().filter(|k| k.is_some()).count() + 1;
+    if used * 2 > cache.len() {
+        let old = std::mem::take(cache);
+        cache.resize_with(old.len() * 2, || None);
+        let mask = cache.len() - 1;
+        let free = |cache: &[Option<K>], (a, l): (usize, u64)| {
+            let mut j = cache_index(a, l) & mask;
+            while cache[j].is_some() {
+                j = (j + 1) & mask;
+            }
+            j
+        };
+        for k in old.into_iter().flatten() {
+            let j = free(cache, key(&k));
+            cache[j] = Some(k);
+        }
+        i = free(cache, key(&entry));
+    }
+    cache[i] = Some(entry);
+    cache[i].as_ref().expect("just put")
 }
 
 /// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
@@ -759,6 +811,8 @@ thread_local! {
         fields: Vec::with_capacity(512),
         callsites: Vec::new(),
         wide: Vec::new(),
+        marks: Vec::new(),
+        spare: (Vec::new(), Vec::new()),
     });
     static THREAD: (Box<[u8]>, u64) = this_thread();
 }
@@ -852,8 +906,8 @@ impl<W: 'static> Layer<W> {
         cached(
             cache,
             CALLSITE_SLOTS,
-            addr,
-            |k| (k.addr, k.layer) == (addr, self.id),
+            (addr, self.id),
+            |k| (k.addr, k.layer),
             || {
                 CallsiteKeys::build(
                     meta,
@@ -1071,6 +1125,8 @@ impl<W: 'static> Layer<W> {
             fields,
             callsites,
             wide,
+            marks,
+            spare,
         } = s;
         buf.clear();
         seen.clear();
@@ -1354,22 +1410,16 @@ impl<W: 'static> Layer<W> {
                 // same spans as `span` and as the flat layout's fields (not whatever span is
                 // entered on the thread when a filter hides the event's span).
                 if let (Some(k), Some(leaf)) = (&c.spans_key, &leaf) {
-                    let scope = leaf.scope();
                     buf.extend_from_slice(k);
                     buf.push(b'[');
-                    for (i, span) in scope.from_root().enumerate() {
-                        if i > 0 {
-                            buf.push(b',');
-                        }
-                        write_span_object(buf, &span, self.id);
-                    }
+                    write_spans_from_root(buf, marks, leaf, self.id);
                     buf.push(b']');
                 }
             }
         }
 
         if buf.len() + 2 > self.max_line {
-            self.cut_line(event, buf, core_end, message);
+            self.cut_line(event, buf, core_end, message, spare);
         }
         if buf.is_empty() {
             buf.push(b'{');
@@ -1390,21 +1440,22 @@ impl<W> Layer<W> {
         buf: &mut Vec<u8>,
         core_end: usize,
         message: Option<std::ops::Range<usize>>,
+        (marker, text): &mut (Vec<u8>, Vec<u8>),
     ) {
         let whole = buf.len() + 2;
         buf.truncate(core_end);
-        let mut marker = self.compiled.truncated.to_vec();
-        json::write_u64(&mut marker, whole as u64);
+        marker.clear();
+        marker.extend_from_slice(&self.compiled.truncated);
+        json::write_u64(marker, whole as u64);
         let fits = |len: usize| len + marker.len() + 2 <= self.max_line;
         if let Some(body) = message.filter(|_| !fits(buf.len())) {
             // Format the message again with less room, until the line fits or it is empty.
             let over = buf.len() + marker.len() + 2 - self.max_line;
             let mut max = body.len().saturating_sub(over + json::TRUNCATED.len());
-            let mut text = Vec::new();
             loop {
                 text.clear();
                 event.record(&mut MessageVisitor {
-                    buf: &mut text,
+                    buf: text,
                     found: false,
                     max,
                 });
@@ -1418,9 +1469,9 @@ impl<W> Layer<W> {
                 }
                 max /= 2;
             }
-            buf.splice(body, text);
+            buf.splice(body, text.iter().copied());
         }
-        buf.extend_from_slice(&marker);
+        buf.extend_from_slice(marker);
     }
 }
 
@@ -1456,6 +1507,42 @@ fn close_object(buf: &mut Vec<u8>, mark: usize, start: usize) {
     } else {
         buf[start] = b'{';
         buf.push(b'}');
+    }
+}
+
+/// The objects of `leaf` and of its ancestors this layer sees, from the root down, comma
+/// separated, with no list collected: each is written after the last from the leaf up, then the
+/// run is turned around in place (the whole of it reversed, then each object back), with
+/// `marks` (reused) holding where each object ended.
+fn write_spans_from_root<S>(
+    buf: &mut Vec<u8>,
+    marks: &mut Vec<usize>,
+    leaf: &SpanRef<'_, S>,
+    layer: u64,
+) where
+    S: for<'a> LookupSpan<'a>,
+{
+    let start = buf.len();
+    marks.clear();
+    write_span_object(buf, leaf, layer);
+    marks.push(buf.len());
+    let mut next = leaf.parent();
+    while let Some(span) = next {
+        buf.push(b',');
+        write_span_object(buf, &span, layer);
+        marks.push(buf.len());
+        next = span.parent();
+    }
+    if marks.len() < 2 {
+        return;
+    }
+    let end = buf.len();
+    buf[start..end].reverse();
+    // Object `i` was at `from..to`; reversed, it is at `start + end - to..start + end - from`.
+    let mut from = start;
+    for &to in marks.iter() {
+        buf[start + end - to..start + end - from].reverse();
+        from = to + 1;
     }
 }
 

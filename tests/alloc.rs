@@ -327,3 +327,150 @@ where
         .build();
     tracing_opentelemetry::layer().with_tracer(provider.tracer("alloc-test"))
 }
+
+/// Allocations for `EVENTS` calls of `f` after a warm-up of as many, under `dispatch`.
+fn count_with(dispatch: &Dispatch, f: impl Fn(u64)) -> u64 {
+    tracing::dispatcher::with_default(dispatch, || {
+        for i in 0..EVENTS {
+            f(i);
+        }
+        let before = allocations();
+        for i in 0..EVENTS {
+            f(i);
+        }
+        allocations() - before
+    })
+}
+
+/// Two traceline layers in one subscriber (stdout in one schema, a file in another) each keep
+/// their keys per callsite: no allocation per event, in spans or not.
+#[test]
+fn two_traceline_layers_allocate_nothing_per_event() {
+    let two = || {
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(traceline::layer().with_writer(Sink))
+                .with(
+                    traceline::layer()
+                        .with_schema(traceline::Schema::ecs())
+                        .with_writer(Sink),
+                ),
+        )
+    };
+    for workload in [Workload::NoSpan, Workload::NestedSpans] {
+        let n = count(&two(), workload);
+        assert_eq!(n, 0, "{workload:?}: {n} allocations in {EVENTS} events");
+    }
+    // One allocation per span and layer (each layer's data), none per event.
+    let n = count(&two(), Workload::SpanPerEvent);
+    assert_eq!(
+        n,
+        2 * EVENTS,
+        "span per event: {n} allocations in {EVENTS} events"
+    );
+}
+
+// 300 event callsites: more than the first cache's 256 slots, so that some of them start
+// their probe at one slot.
+macro_rules! callsites {
+    ($($n:literal)*) => {
+        fn at(k: usize, i: u64) {
+            match k {
+                $( $n => tracing::info!(n = i, "callsite {}", $n), )*
+                _ => unreachable!(),
+            }
+        }
+        const SITES: usize = [$($n),*].len();
+    };
+}
+callsites!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127 128 129 130 131 132 133 134 135 136 137 138 139 140 141 142 143 144 145 146 147 148 149 150 151 152 153 154 155 156 157 158 159 160 161 162 163 164 165 166 167 168 169 170 171 172 173 174 175 176 177 178 179 180 181 182 183 184 185 186 187 188 189 190 191 192 193 194 195 196 197 198 199 200 201 202 203 204 205 206 207 208 209 210 211 212 213 214 215 216 217 218 219 220 221 222 223 224 225 226 227 228 229 230 231 232 233 234 235 236 237 238 239 240 241 242 243 244 245 246 247 248 249 250 251 252 253 254 255 256 257 258 259 260 261 262 263 264 265 266 267 268 269 270 271 272 273 274 275 276 277 278 279 280 281 282 283 284 285 286 287 288 289 290 291 292 293 294 295 296 297 298 299);
+
+/// Callsites logged in turn, however their addresses fall, keep their keys: no allocation
+/// per event once each has logged.
+#[test]
+fn many_callsites_logged_in_turn_allocate_nothing_per_event() {
+    let d =
+        Dispatch::new(tracing_subscriber::registry().with(traceline::layer().with_writer(Sink)));
+    let floor = count_with(&Dispatch::new(tracing_subscriber::registry()), |i| {
+        at(i as usize % SITES, i)
+    });
+    assert_eq!(floor, 0);
+    let n = tracing::dispatcher::with_default(&d, || {
+        for i in 0..SITES as u64 {
+            at(i as usize, i);
+        }
+        let before = allocations();
+        for round in 0..3 {
+            for i in 0..SITES {
+                at(i, round);
+            }
+        }
+        allocations() - before
+    });
+    assert_eq!(
+        n,
+        0,
+        "{n} allocations in {} events over {SITES} callsites",
+        3 * SITES
+    );
+}
+
+/// The nested layout's list of spans is walked without collecting them: no allocation per
+/// event, however deep the spans (tracing-subscriber collects a scope into a vector past 16,
+/// or always without its `smallvec` feature).
+#[test]
+fn nested_layout_allocates_nothing_per_event_however_deep() {
+    let d = Dispatch::new(
+        tracing_subscriber::registry().with(
+            traceline::layer()
+                .with_field_layout(traceline::FieldLayout::Nested)
+                .with_writer(Sink),
+        ),
+    );
+    for depth in [2u64, 16, 17, 40] {
+        let n = tracing::dispatcher::with_default(&d, || {
+            let mut entered = Vec::new();
+            for level in 0..depth {
+                entered.push(tracing::info_span!("level", level).entered());
+            }
+            let event = |i: u64| tracing::info!(i, "event");
+            (0..EVENTS).for_each(event);
+            let before = allocations();
+            (0..EVENTS).for_each(event);
+            allocations() - before
+        });
+        assert_eq!(
+            n, 0,
+            "{depth} nested spans: {n} allocations in {EVENTS} events"
+        );
+    }
+}
+
+/// A line cut at the line length limit (a field too long, or a message) is cut in reused
+/// buffers: no allocation per event.
+#[test]
+fn lines_past_the_line_limit_allocate_nothing_per_event() {
+    let body = "x".repeat(20 * 1024);
+    let layer = || {
+        Dispatch::new(
+            tracing_subscriber::registry().with(
+                traceline::layer()
+                    .with_max_line_len(16 * 1024)
+                    .with_writer(Sink),
+            ),
+        )
+    };
+    let field = |i: u64| tracing::info!(i, body = body.as_str(), "upload");
+    let message = |i: u64| tracing::info!(i, "{}", body);
+    assert_eq!(
+        count_with(&Dispatch::new(tracing_subscriber::registry()), field),
+        0
+    );
+    let n = count_with(&layer(), field);
+    assert_eq!(n, 0, "a field too long: {n} allocations in {EVENTS} events");
+    let n = count_with(&layer(), message);
+    assert_eq!(
+        n, 0,
+        "a message too long: {n} allocations in {EVENTS} events"
+    );
+}

@@ -883,3 +883,28 @@ fn static_field_values_are_escaped_like_event_values() {
     assert_eq!(line.at("nested").str("k"), "x\u{2028}y");
     assert_eq!(line.str("service.name"), "svc\u{2028}");
 }
+
+/// The nested layout's list of spans runs from the root to the event's span, each span with
+/// its own fields, however many there are (with text that needs escaping and characters of
+/// several bytes, which the list's assembly must keep whole).
+#[test]
+fn nested_layout_lists_every_span_from_the_root_in_order() {
+    let (cap, layer) = capture_layer();
+    plain(layer.with_field_layout(FieldLayout::Nested), || {
+        let mut entered = Vec::new();
+        for level in 0..20u64 {
+            let note = format!("lévél \"{level}\"\n€");
+            entered.push(info_span!("level", level, note = note.as_str()).entered());
+        }
+        info!("deep");
+    });
+    let line = cap.only_line();
+    let spans = line.at("spans").as_arr();
+    assert_eq!(spans.len(), 20);
+    for (i, span) in spans.iter().enumerate() {
+        assert_eq!(span.str("name"), "level");
+        assert_eq!(span.num("level"), i.to_string(), "{span:?}");
+        assert_eq!(span.str("note"), format!("lévél \"{i}\"\n€"));
+    }
+    assert_eq!(line.at("span").num("level"), "19");
+}
