@@ -1267,15 +1267,15 @@ impl<W: 'static> Layer<W> {
                     }
                 };
                 if let Some(span_id) = root {
-                    buf.extend_from_slice(k);
-                    // Spelled as the span ids are: a local root's own lines carry it twice.
-                    if c.ids_decimal {
-                        json::write_u64(buf, u64::from_be_bytes(span_id));
-                    } else {
-                        json::write_hex(buf, &span_id);
-                    }
-                    buf.push(b'"');
+                    write_transaction_id(buf, k, c, span_id);
                 }
+            }
+        } else if let (None, Some(k), Some(ids), Some(own)) = (&leaf, &c.transaction_id, &ids, &own)
+        {
+            // The event's spans are all hidden from this layer (no data to cache it in): its
+            // local root is still worked out, each time.
+            if let Some(span_id) = self.local_root(own, &ids.trace_id) {
+                write_transaction_id(buf, k, c, span_id);
             }
         }
 
@@ -1508,6 +1508,18 @@ fn close_object(buf: &mut Vec<u8>, mark: usize, start: usize) {
         buf[start] = b'{';
         buf.push(b'}');
     }
+}
+
+/// `,"transaction.id":"<span_id>"`, spelled as the span ids are (a local root's own lines
+/// carry it twice).
+fn write_transaction_id(buf: &mut Vec<u8>, key: &[u8], c: &Compiled, span_id: [u8; 8]) {
+    buf.extend_from_slice(key);
+    if c.ids_decimal {
+        json::write_u64(buf, u64::from_be_bytes(span_id));
+    } else {
+        json::write_hex(buf, &span_id);
+    }
+    buf.push(b'"');
 }
 
 /// The objects of `leaf` and of its ancestors this layer sees, from the root down, comma

@@ -523,3 +523,41 @@ fn nested_field_layout_keeps_the_spec_keys_at_the_top_level() {
         check_logged_in(l, true);
     }
 }
+
+/// `transaction.id` is the event's local root even when a per-layer filter hides every span of
+/// the event from traceline (its `trace.id` and `span.id` are still the hidden span's own).
+#[test]
+fn transaction_id_is_written_when_the_events_spans_are_hidden_from_traceline() {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let (cap, layer) = capture_layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+        .with(
+            layer
+                .with_schema(Schema::ecs())
+                .with_filter(filter_fn(|m| !(m.is_span() && m.name() == "internal"))),
+        );
+    let id = |s: &tracing::Span| s.context().span().span_context().span_id().to_string();
+    let (visible_root, hidden_root, hidden_child) = with_default(subscriber, || {
+        let visible = info_span!("request");
+        visible.in_scope(|| info!("in visible root"));
+        let hidden = info_span!("internal");
+        let child = hidden.in_scope(|| info_span!(parent: &hidden, "internal"));
+        hidden.in_scope(|| info!("in hidden root"));
+        child.in_scope(|| info!("in hidden child"));
+        (id(&visible), id(&hidden), id(&child))
+    });
+    let lines = cap.lines();
+    let find = |m: &str| lines.iter().find(|l| l.str("message") == m).unwrap();
+    assert_eq!(find("in visible root").str("transaction.id"), visible_root);
+    let hidden = find("in hidden root");
+    assert_eq!(hidden.str("span.id"), hidden_root);
+    assert_eq!(hidden.str("transaction.id"), hidden_root, "{hidden:?}");
+    let child = find("in hidden child");
+    assert_eq!(child.str("span.id"), hidden_child);
+    assert_eq!(child.str("transaction.id"), hidden_root, "{child:?}");
+}
