@@ -1352,15 +1352,21 @@ impl<W: 'static> Layer<W> {
                         for e in entries {
                             let key = (e.depth, e.name);
                             if taken & e.bit != 0 {
-                                if let Some(&(_, name)) = seen
-                                    .iter()
-                                    .find(|&&k| crate::schema::same_key(prefix, k, key))
-                                {
-                                    if name == e.name {
-                                        continue; // shadowed by the event or an inner span
+                                let (mut same, mut shadowed) = (false, false);
+                                for &k in seen.iter() {
+                                    if crate::schema::same_key(prefix, k, key) {
+                                        same = true;
+                                        shadowed |= k.1 == e.name;
                                     }
+                                }
+                                if shadowed {
+                                    continue; // by a field of its name in the event or an inner span
+                                }
+                                if same {
                                     // Another field's key (one renamed into this one's): this
-                                    // field takes the collision prefix again.
+                                    // field takes the collision prefix again. Its key as it
+                                    // was is noted too, so that a field of its name in an
+                                    // outer span is shadowed by it.
                                     let depth = crate::fields::write_moved(
                                         buf,
                                         &c.span_reserved,
@@ -1371,6 +1377,7 @@ impl<W: 'static> Layer<W> {
                                     );
                                     taken |= crate::fields::key_bit(prefix, depth, e.name);
                                     seen.push((depth, e.name));
+                                    seen.push(key);
                                     continue;
                                 }
                             }

@@ -666,3 +666,25 @@ fn a_field_renamed_into_another_scopes_key_loses_no_value() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A span field moved past a renamed field of another name still shadows a field of its own
+/// name in an outer span: the event's `level` is written as `fields.level`, both spans have a
+/// field named `fields.level`, and only the inner one's value is on the line.
+#[test]
+fn a_moved_span_field_still_shadows_an_outer_field_of_its_name() {
+    let names = vec!["fields.level".to_owned()];
+    let text = run_default(Schema::default(), || {
+        let outer = span_valued(&names, &["outer-value".to_owned()]);
+        let _o = outer.enter();
+        let inner = span_valued(&names, &["inner-value".to_owned()]);
+        let _i = inner.enter();
+        event_valued(&["level".to_owned()], &["event-value".to_owned()]);
+    });
+    let line = text.lines().next().unwrap();
+    assert!(bad(&format!("{line}\n")).is_none(), "{line}");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let values: Vec<&serde_json::Value> = v.as_object().unwrap().values().collect();
+    assert!(values.contains(&&"event-value".into()), "{line}");
+    assert!(values.contains(&&"inner-value".into()), "{line}");
+    assert!(!values.contains(&&"outer-value".into()), "{line}");
+}

@@ -1231,7 +1231,17 @@ struct Reserved {
 
 /// The first key `prefix`×k + `name` that is neither reserved nor taken.
 fn free_key(prefix: &str, name: &str, reserved: &Reserved, taken: &[String]) -> String {
-    let mut depth = 0;
+    free_key_from(0, prefix, name, reserved, taken)
+}
+
+/// [`free_key`], trying `depth` prefixes first.
+fn free_key_from(
+    mut depth: usize,
+    prefix: &str,
+    name: &str,
+    reserved: &Reserved,
+    taken: &[String],
+) -> String {
     loop {
         let key = spelled(prefix, depth, name);
         // A name with no prefix yet is taken by a reserved key it is the dotted parent or
@@ -1258,8 +1268,8 @@ fn free_key(prefix: &str, name: &str, reserved: &Reserved, taken: &[String]) -> 
 /// A span's recorded state, as traceline keeps it.
 struct SpanModel<'a> {
     name: String,
-    /// `(field index, key, value)`, in the order written.
-    entries: Vec<(usize, String, Exp<'a>)>,
+    /// `(field index, field name, key, value)`, in the order written.
+    entries: Vec<(usize, String, String, Exp<'a>)>,
     correlation: Option<Exp<'a>>,
 }
 
@@ -1283,20 +1293,24 @@ impl<'a> SpanModel<'a> {
         }
         // Recorded again: the new value replaces the field's old one, at the end. Another
         // field of the same name keeps its own.
-        self.entries.retain(|(i, _, _)| *i != index);
-        let taken: Vec<String> = self.entries.iter().map(|(_, k, _)| k.clone()).collect();
+        self.entries.retain(|(i, _, _, _)| *i != index);
+        let taken: Vec<String> = self.entries.iter().map(|(_, _, k, _)| k.clone()).collect();
         let key = free_key(prefix, name, reserved, &taken);
         let exp = if redaction.is_denied(name) {
             redacted()
         } else {
             Exp::Value(v)
         };
-        self.entries.push((index, key, exp));
+        self.entries.push((index, name.to_owned(), key, exp));
     }
 
     fn object(&self) -> Exp<'a> {
         let mut fields = vec![("name".to_owned(), Exp::Text(self.name.clone()))];
-        fields.extend(self.entries.iter().map(|(_, k, e)| (k.clone(), e.clone())));
+        fields.extend(
+            self.entries
+                .iter()
+                .map(|(_, _, k, e)| (k.clone(), e.clone())),
+        );
         Exp::Obj(fields)
     }
 }
@@ -1451,6 +1465,8 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
     // The values as recorded: the first recorded `message` is the message.
     let mut message: Option<String> = None;
     let mut seen: Vec<String> = Vec::new();
+    // The field name behind each key of `seen`.
+    let mut seen_names: Vec<String> = Vec::new();
     let mut event_fields: Vec<(String, Exp<'_>)> = Vec::new();
     let mut flat_error_used = false;
     for (i, (f, v)) in names.iter().zip(&values).enumerate() {
@@ -1471,6 +1487,7 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
                 } else {
                     name.to_owned()
                 });
+                seen_names.push(name.to_owned());
                 top.push((
                     key(Key::ErrorMessage).expect("on"),
                     Exp::Text(chain.0[0].clone()),
@@ -1491,6 +1508,7 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
             free_key(&prefix, name, &event_reserved, &seen)
         };
         seen.push(k.clone());
+        seen_names.push(name.to_owned());
         let exp = if denied {
             redacted()
         } else if let (V::Error(chain), Some(ty)) = (v, error_type) {
@@ -1565,14 +1583,34 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
 
     if flat {
         top.extend(event_fields);
-        // Span fields, innermost span first; a key already written shadows them.
+        // Span fields, innermost span first. A field whose key is already written by a field
+        // of its name is shadowed; by a field of another name (renamed into it), it takes the
+        // collision prefix again, as often as it takes to be free, and its key as it was
+        // still shadows an outer field of its name.
         for m in models.iter().rev() {
-            for (_, k, e) in &m.entries {
-                if seen.contains(k) {
+            for (_, name, k, e) in &m.entries {
+                let same: Vec<&String> = seen
+                    .iter()
+                    .zip(&seen_names)
+                    .filter(|(sk, _)| *sk == k)
+                    .map(|(_, n)| n)
+                    .collect();
+                if same.contains(&name) {
                     continue;
                 }
+                if same.is_empty() {
+                    seen.push(k.clone());
+                    seen_names.push(name.clone());
+                    top.push((k.clone(), e.clone()));
+                    continue;
+                }
+                let depth = (k.len() - name.len()) / prefix.len();
+                let moved = free_key_from(depth + 1, &prefix, name, &span_reserved, &seen);
+                seen.push(moved.clone());
+                seen_names.push(name.clone());
                 seen.push(k.clone());
-                top.push((k.clone(), e.clone()));
+                seen_names.push(name.clone());
+                top.push((moved, e.clone()));
             }
         }
     } else {
