@@ -3170,3 +3170,59 @@ fn inject_keeps_the_applications_own_baggage_members_percent_encoded() {
     );
     assert_eq!(send(only_trace, "bad key=1"), None);
 }
+
+/// A request sent from a span hidden from the OpenTelemetry layer, with no tracked ancestor,
+/// under a remote context the code attached: the client span continues that attached trace,
+/// as the OpenTelemetry layer has it.
+#[test]
+fn a_client_span_keeps_the_attached_remote_parent_when_sent_from_an_untracked_span() {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("t"))
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() != "hidden"
+        }));
+    let subscriber = tracing_subscriber::registry()
+        .with(otel)
+        .with(traceline::layer().with_writer(std::io::sink));
+    let _g = tracing::subscriber::set_default(subscriber);
+    let remote = SpanContext::new(
+        TraceId::from_hex(TRACE).unwrap(),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let _cx = opentelemetry::Context::new()
+        .with_remote_span_context(remote)
+        .attach();
+    let _hidden = tracing::info_span!(target: "hidden", "consume").entered();
+    let seen: Arc<Mutex<Option<HeaderMap>>> = Arc::default();
+    let seen2 = seen.clone();
+    let mut client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(tower::service_fn(move |req: Request<()>| {
+            *seen2.lock().unwrap() = Some(req.headers().clone());
+            std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+                String::new(),
+            )))
+        }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = client.ready().await.unwrap();
+        c.call(Request::new(())).await.unwrap();
+    });
+    let headers = seen.lock().unwrap().clone().unwrap();
+    let tp = headers
+        .get("traceparent")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        tp.as_deref().is_some_and(|tp| tp.contains(TRACE)),
+        "the attached remote trace was not continued: traceparent {tp:?}"
+    );
+}

@@ -196,7 +196,13 @@ where
         // of its own: its parent is the context the sending span's trace goes out with (its
         // own, else its nearest tracked ancestor's), as `inject` sends it. Set before anything
         // reads the client span's ids.
-        if let Some(parent) = super::sent_context(&Span::current()) {
+        // With no such trace (the sending span and its ancestors untracked), the layer's own
+        // choice stands: a context the code attached on the thread, say.
+        let tracked = super::sent_context(&Span::current()).filter(|cx| {
+            use opentelemetry::trace::TraceContextExt;
+            cx.span().span_context().is_valid()
+        });
+        if let Some(parent) = tracked {
             let _ = span.set_parent(parent);
         }
         // The client span's context; when a filter hides it (from every layer, or from the
