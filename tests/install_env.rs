@@ -24,6 +24,17 @@ fn child_entry() {
         }
         return;
     }
+    if scenario == "init_builder_overrides" {
+        let built = traceline::builder()
+            .filter("info")
+            .schema(traceline::Schema::default())
+            .try_init();
+        match built {
+            Ok(_guard) => println!("INIT=ok"),
+            Err(e) => println!("INIT=err {e}"),
+        }
+        return;
+    }
     let guard = traceline::init().expect("init from the environment");
     match scenario.as_str() {
         "log" => {
@@ -566,9 +577,9 @@ fn a_value_that_is_not_utf8_is_an_error_naming_its_variable() {
         ("OTEL_SDK_DISABLED", &b"tru\xe9"[..]),
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
-            &b"http://127.0.0.1:4318/\xff"[..],
+            &b"http://127.0.0.1:4318/?api-key=s3cr3t\xff"[..],
         ),
-        ("OTEL_EXPORTER_OTLP_HEADERS", &b"x-api-key=caf\xe9"[..]),
+        ("OTEL_EXPORTER_OTLP_HEADERS", &b"x-api-key=s3cr3t\xe9"[..]),
     ] {
         let out = support::child(ENTRY, "init_result", &[])
             .env(var, std::ffi::OsStr::from_bytes(value))
@@ -583,5 +594,26 @@ fn a_value_that_is_not_utf8_is_an_error_naming_its_variable() {
             line.starts_with("INIT=err") && line.contains(var) && line.contains("UTF-8"),
             "{var}: {line:?}\n{stdout}"
         );
+        // The value may hold a key: it is not repeated.
+        assert!(!line.contains("s3cr3t"), "{var}: {line:?}");
     }
+}
+
+/// A variable a builder setting overrides is never read: a value of it that is not UTF-8 is
+/// no error.
+#[test]
+fn a_value_that_is_not_utf8_in_a_variable_the_builder_overrides_is_not_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = support::child(ENTRY, "init_builder_overrides", &[])
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("RUST_LOG", std::ffi::OsStr::from_bytes(b"warn\xff"))
+        .env("TRACELINE_SCHEMA", std::ffi::OsStr::from_bytes(b"ecs\xff"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("INIT="))
+        .unwrap_or("");
+    assert_eq!(line, "INIT=ok", "{stdout}");
 }

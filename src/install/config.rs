@@ -10,8 +10,27 @@ use crate::Schema;
 /// Where settings that are not given in code are read from.
 pub(crate) type EnvLookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-pub(crate) fn process_env() -> EnvLookup {
-    std::sync::Arc::new(|name| std::env::var(name).ok())
+/// The names of variables read whose value is not UTF-8.
+pub(crate) type NotUnicode = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The process environment; a variable whose value is not UTF-8 reads as unset, and its name
+/// is noted in the list given back, for `init()` to refuse it (only variables actually read:
+/// one a builder setting overrides is never read).
+pub(crate) fn process_env() -> (EnvLookup, NotUnicode) {
+    let not_unicode = NotUnicode::default();
+    let noted = not_unicode.clone();
+    let lookup: EnvLookup = std::sync::Arc::new(move |name| match std::env::var(name) {
+        Ok(v) => Some(v),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            noted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(name.to_owned());
+            None
+        }
+    });
+    (lookup, not_unicode)
 }
 
 /// Every variable `init()` reads from the process environment.
@@ -38,23 +57,20 @@ pub(crate) const VARIABLES: &[&str] = &[
     "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
 ];
 
-/// The first of [`VARIABLES`] whose value in the process environment is not UTF-8: an error
-/// naming it, not a variable taken as unset.
-pub(crate) fn check_unicode(
-    var_os: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Result<(), InitError> {
-    for &name in VARIABLES {
-        if let Some(value) = var_os(name) {
-            if value.to_str().is_none() {
-                return Err(InitError::invalid(
-                    name,
-                    value.to_string_lossy(),
-                    "the value is not valid UTF-8; set it to text, or unset it",
-                ));
-            }
-        }
-    }
-    Ok(())
+/// The error for the first variable read (`names`) whose value is not UTF-8: it names the
+/// variable, not its value (which may hold a key).
+pub(crate) fn not_unicode_error(names: &[String]) -> Option<InitError> {
+    let name = names.first()?;
+    let setting = VARIABLES
+        .iter()
+        .find(|v| **v == name.as_str())
+        .copied()
+        .unwrap_or("the environment");
+    Some(InitError::invalid(
+        setting,
+        "…",
+        "the value is not valid UTF-8; set it to text, or unset it",
+    ))
 }
 
 /// Reads `name`, treating an empty value as unset (as the OpenTelemetry spec asks).
@@ -550,20 +566,16 @@ pub(crate) fn gzip(setting: &'static str, value: &str) -> Result<bool, InitError
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_value_that_is_not_utf8_is_an_error_naming_its_variable() {
-        use std::os::unix::ffi::OsStringExt;
-        let bad = |name: &str| {
-            (name == "OTEL_EXPORTER_OTLP_HEADERS")
-                .then(|| std::ffi::OsString::from_vec(b"x-api-key=caf\xe9".to_vec()))
-        };
-        let err = check_unicode(bad).unwrap_err().to_string();
+    fn a_value_that_is_not_utf8_is_an_error_naming_its_variable_not_its_value() {
+        let err = not_unicode_error(&["OTEL_EXPORTER_OTLP_HEADERS".to_owned()])
+            .unwrap()
+            .to_string();
         assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
         assert!(err.contains("not valid UTF-8"), "{err}");
-        let fine = |name: &str| (name == "RUST_LOG").then(|| std::ffi::OsString::from("warn"));
-        assert!(check_unicode(fine).is_ok());
+        assert!(not_unicode_error(&[]).is_none());
     }
 
-    /// Every variable the install code reads is checked for values that are not UTF-8.
+    /// Every variable the install code reads has its name in the list (for the error).
     #[test]
     fn every_variable_read_is_in_the_list() {
         let sources = [

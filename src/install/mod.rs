@@ -196,9 +196,9 @@ pub fn builder() -> Builder {
 /// ```
 pub struct Builder {
     env: EnvLookup,
-    /// `env` is the process environment (not [`Builder::env`]'s): its values that are not
-    /// UTF-8 are checked for.
-    process_env: bool,
+    /// With the process environment (not [`Builder::env`]'s lookup): the variables read whose
+    /// values are not UTF-8.
+    not_unicode: Option<config::NotUnicode>,
     service_name: Option<String>,
     endpoint: Option<String>,
     protocol: Option<Protocol>,
@@ -240,9 +240,10 @@ impl std::fmt::Debug for Builder {
 
 impl Default for Builder {
     fn default() -> Self {
+        let (env, not_unicode) = config::process_env();
         Builder {
-            env: config::process_env(),
-            process_env: true,
+            env,
+            not_unicode: Some(not_unicode),
             service_name: None,
             endpoint: None,
             protocol: None,
@@ -516,7 +517,7 @@ impl Builder {
     /// ```
     pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
         self.env = std::sync::Arc::new(lookup);
-        self.process_env = false;
+        self.not_unicode = None;
         self
     }
 
@@ -537,11 +538,21 @@ impl Builder {
 
     /// Resolves and checks every setting without side effects.
     fn plan(self) -> Result<Plan, InitError> {
+        // A variable read whose value is not UTF-8 read as unset: refused, whatever else the
+        // settings gave (it may be why they failed).
+        let not_unicode = self.not_unicode.clone();
+        let plan = self.plan_settings();
+        let names = not_unicode.map(|n| n.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        match names.as_deref().and_then(config::not_unicode_error) {
+            Some(err) => Err(err),
+            None => plan,
+        }
+    }
+
+    /// [`Builder::plan`], reading the settings.
+    fn plan_settings(self) -> Result<Plan, InitError> {
         if let Some(err) = self.rejected {
             return Err(err);
-        }
-        if self.process_env {
-            config::check_unicode(|name| std::env::var_os(name))?;
         }
         let env = &self.env;
         let get = |name: &str| config::get(env, name);
