@@ -3226,3 +3226,14 @@ fn a_client_span_keeps_the_attached_remote_parent_when_sent_from_an_untracked_sp
         "the attached remote trace was not continued: traceparent {tp:?}"
     );
 }
+
+/// `PropagateLayer` is `Copy`, as tower-http's small layers are: one value can be layered
+/// onto several clients.
+#[test]
+fn propagate_layer_is_copy() {
+    fn copy<T: Copy>(t: T) -> (T, T) {
+        (t, t)
+    }
+    let (a, b) = copy(PropagateLayer::new().known_methods([http::Method::GET]));
+    let _ = (a, b);
+}

@@ -31,7 +31,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// # let _ = client;
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct PropagateLayer {
     known_methods: super::KnownMethods,
 }
@@ -79,7 +79,7 @@ impl<S> Layer<S> for PropagateLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Propagate {
             inner,
-            known_methods: self.known_methods.clone(),
+            known_methods: self.known_methods,
         }
     }
 }

@@ -93,8 +93,8 @@ pub(crate) const KNOWN_METHODS_VAR: &str = "OTEL_INSTRUMENTATION_HTTP_KNOWN_METH
 /// `http.request.method = "_OTHER"` (the method itself in `http.request.method_original`) and
 /// names the span `HTTP`, as OpenTelemetry's HTTP conventions say: a client cannot make a new
 /// span name or attribute value in the trace store with each method it invents.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct KnownMethods(Option<std::sync::Arc<[http::Method]>>);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KnownMethods(Option<&'static [http::Method]>);
 
 impl KnownMethods {
     /// The list in [`KNOWN_METHODS_VAR`] when it is set and not empty, else the default one.
@@ -113,13 +113,24 @@ impl KnownMethods {
         }
     }
 
+    /// The list `methods`, kept once per process for each different list (so that the layers
+    /// holding it stay `Copy`).
     pub(crate) fn list(methods: impl IntoIterator<Item = http::Method>) -> KnownMethods {
-        KnownMethods(Some(methods.into_iter().collect()))
+        static LISTS: std::sync::Mutex<Vec<&'static [http::Method]>> =
+            std::sync::Mutex::new(Vec::new());
+        let methods: Vec<http::Method> = methods.into_iter().collect();
+        let mut lists = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&kept) = lists.iter().find(|l| ***l == methods[..]) {
+            return KnownMethods(Some(kept));
+        }
+        let kept: &'static [http::Method] = Box::leak(methods.into_boxed_slice());
+        lists.push(kept);
+        KnownMethods(Some(kept))
     }
 
     /// `method`'s name when it is known, else `None` (`_OTHER`).
     pub(crate) fn name<'m>(&self, method: &'m http::Method) -> Option<&'m str> {
-        let list = self.0.as_deref().unwrap_or(&STANDARD_METHODS);
+        let list = self.0.unwrap_or(&STANDARD_METHODS);
         list.contains(method).then(|| method.as_str())
     }
 }
