@@ -631,7 +631,7 @@ struct Scratch {
     /// The event's fields, written before the line's ids and copied in after them.
     fields: Vec<u8>,
     /// Keys per callsite and layer (see [`cached`]).
-    callsites: Vec<Option<CallsiteKeys>>,
+    callsites: Cache<CallsiteKeys>,
     /// The fields past the cached ones already met in the event (those before are in a mask).
     wide: Vec<usize>,
     /// Where each span's object ends in the nested layout's list of spans.
@@ -655,7 +655,7 @@ struct SpanScratch {
     buf: Vec<u8>,
     entries: Vec<Entry>,
     /// Keys per span callsite and layer (see [`cached`]).
-    keys: Vec<Option<SpanKeys>>,
+    keys: Cache<SpanKeys>,
 }
 
 impl SpanScratch {
@@ -665,7 +665,7 @@ impl SpanScratch {
             raw: Vec::new(),
             buf: Vec::new(),
             entries: Vec::new(),
-            keys: Vec::new(),
+            keys: Cache::new(),
         }
     }
 
@@ -699,7 +699,7 @@ impl SpanScratch {
 
 /// The cached keys of a span callsite, built on its first span.
 fn span_keys<'k>(
-    cache: &'k mut Vec<Option<SpanKeys>>,
+    cache: &'k mut Cache<SpanKeys>,
     meta: &'static tracing_core::Metadata<'static>,
     layer: u64,
     c: &Compiled,
@@ -715,32 +715,60 @@ fn span_keys<'k>(
     )
 }
 
-/// The entry for the callsite at `addr` of the layer `layer` in a per-thread cache: an
-/// open-addressed table (at least `slots` entries, a power of two) that grows and never evicts,
-/// so that callsites whose addresses fall on one slot, and several layers logging the same
-/// callsite, each keep their entry: steady state builds nothing. `build` makes an entry the
-/// first time; `key` gives an entry's callsite and layer back.
+/// A per-thread cache of keys per callsite and layer: an open-addressed table that grows and
+/// does not evict, so that callsites whose addresses fall on one slot, and several layers
+/// logging one callsite, each keep their entry (steady state builds nothing). Past
+/// [`CACHE_LIMIT`] entries (layers made and dropped, each leaving its own) it starts again
+/// empty.
+struct Cache<K> {
+    slots: Vec<Option<K>>,
+    used: usize,
+}
+
+impl<K> Cache<K> {
+    const fn new() -> Self {
+        Cache {
+            slots: Vec::new(),
+            used: 0,
+        }
+    }
+}
+
+impl<K> Default for Cache<K> {
+    fn default() -> Self {
+        Cache::new()
+    }
+}
+
+/// The most entries a [`Cache`] keeps.
+const CACHE_LIMIT: usize = 4096;
+
+/// The entry for the callsite at `addr` of the layer `layer` in `cache` (at least `slots`
+/// slots, a power of two): `build` makes it the first time; `key` gives an entry's callsite
+/// and layer back.
 #[inline(always)]
 fn cached<K>(
-    cache: &mut Vec<Option<K>>,
+    cache: &mut Cache<K>,
     slots: usize,
     (addr, layer): (usize, u64),
     key: impl Fn(&K) -> (usize, u64),
     build: impl FnOnce() -> K,
 ) -> &K {
-    if cache.is_empty() {
-        cache.resize_with(slots, || None);
+    if cache.slots.is_empty() {
+        cache.slots.resize_with(slots, || None);
     }
-    let mask = cache.len() - 1;
+    let mask = cache.slots.len() - 1;
     let mut i = cache_index(addr, layer) & mask;
     loop {
-        match &cache[i] {
-            Some(k) if key(k) == (addr, layer) => return cache[i].as_ref().expect("just seen"),
+        match &cache.slots[i] {
+            Some(k) if key(k) == (addr, layer) => {
+                return cache.slots[i].as_ref().expect("just seen");
+            }
             Some(_) => i = (i + 1) & mask,
             None => break,
         }
     }
-    cache_insert(cache, i, build(), key)
+    cache_insert(cache, slots, i, build(), key)
 }
 
 /// Where the probe for `(addr, layer)` starts: the address's bits above the alignment, mixed
@@ -752,36 +780,43 @@ fn cache_index(addr: usize, layer: u64) -> usize {
     (h.wrapping_mul(K) >> 32) as usize
 }
 
-/// Puts `entry` at the free slot `i`; past half full, the table doubles first (and the entry
-/// goes where the doubled table's probe for it ends).
+/// Puts `entry` at the free slot `i`. Past [`CACHE_LIMIT`] entries the cache starts again
+/// with `slots` slots; past half full, it doubles first (and the entry goes where the new
+/// table's probe for it ends).
 #[cold]
 #[inline(never)]
 fn cache_insert<K>(
-    cache: &mut Vec<Option<K>>,
+    cache: &mut Cache<K>,
+    slots: usize,
     mut i: usize,
     entry: K,
     key: impl Fn(&K) -> (usize, u64),
 ) -> &K {
-    let used = cache.iter().filter(|k| k.is_some()).count() + 1;
-    if used * 2 > cache.len() {
-        let old = std::mem::take(cache);
-        cache.resize_with(old.len() * 2, || None);
-        let mask = cache.len() - 1;
-        let free = |cache: &[Option<K>], (a, l): (usize, u64)| {
-            let mut j = cache_index(a, l) & mask;
-            while cache[j].is_some() {
-                j = (j + 1) & mask;
-            }
-            j
-        };
-        for k in old.into_iter().flatten() {
-            let j = free(cache, key(&k));
-            cache[j] = Some(k);
+    let free = |table: &[Option<K>], (a, l): (usize, u64)| {
+        let mask = table.len() - 1;
+        let mut j = cache_index(a, l) & mask;
+        while table[j].is_some() {
+            j = (j + 1) & mask;
         }
-        i = free(cache, key(&entry));
+        j
+    };
+    if cache.used >= CACHE_LIMIT {
+        cache.slots.clear();
+        cache.slots.resize_with(slots, || None);
+        cache.used = 0;
+        i = free(&cache.slots, key(&entry));
+    } else if (cache.used + 1) * 2 > cache.slots.len() {
+        let old = std::mem::take(&mut cache.slots);
+        cache.slots.resize_with(old.len() * 2, || None);
+        for k in old.into_iter().flatten() {
+            let j = free(&cache.slots, key(&k));
+            cache.slots[j] = Some(k);
+        }
+        i = free(&cache.slots, key(&entry));
     }
-    cache[i] = Some(entry);
-    cache[i].as_ref().expect("just put")
+    cache.used += 1;
+    cache.slots[i] = Some(entry);
+    cache.slots[i].as_ref().expect("just put")
 }
 
 /// Runs `f` with this thread's (emptied) span recording buffers, or fresh ones when they are
@@ -809,7 +844,7 @@ thread_local! {
         buf: Vec::with_capacity(1024),
         seen: Vec::with_capacity(16),
         fields: Vec::with_capacity(512),
-        callsites: Vec::new(),
+        callsites: Cache::new(),
         wide: Vec::new(),
         marks: Vec::new(),
         spare: (Vec::new(), Vec::new()),
@@ -898,7 +933,7 @@ impl<W: 'static> Layer<W> {
     /// The cached keys of the fields of `event`'s callsite, built on the callsite's first event.
     fn callsite_keys<'c>(
         &self,
-        cache: &'c mut Vec<Option<CallsiteKeys>>,
+        cache: &'c mut Cache<CallsiteKeys>,
         event: &Event<'_>,
     ) -> &'c CallsiteKeys {
         let meta = event.metadata();

@@ -20,11 +20,18 @@ thread_local! {
     // Per thread: tests running in parallel do not disturb each other's counts.
     static COUNT: Cell<u64> = const { Cell::new(0) };
     static BYTES: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated less bytes freed, on this thread.
+    static LIVE: Cell<i64> = const { Cell::new(0) };
 }
 
 fn bump(bytes: usize) {
     let _ = COUNT.try_with(|c| c.set(c.get() + 1));
     let _ = BYTES.try_with(|c| c.set(c.get() + bytes as u64));
+    let _ = LIVE.try_with(|c| c.set(c.get() + bytes as i64));
+}
+
+fn freed(bytes: usize) {
+    let _ = LIVE.try_with(|c| c.set(c.get() - bytes as i64));
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -37,10 +44,12 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        freed(layout.size());
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         bump(new_size);
+        freed(layout.size());
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -472,5 +481,31 @@ fn lines_past_the_line_limit_allocate_nothing_per_event() {
     assert_eq!(
         n, 0,
         "a message too long: {n} allocations in {EVENTS} events"
+    );
+}
+
+/// Layers made and dropped one after another (a dispatcher per task, per test, a `reload`)
+/// each leave their keys in the thread's cache: it keeps a bounded number of them, not one set
+/// per layer ever made.
+#[test]
+fn the_callsite_cache_keeps_a_bounded_number_of_dropped_layers_keys() {
+    let live = || LIVE.with(Cell::get);
+    let run = |n: usize| {
+        for _ in 0..n {
+            let d = Dispatch::new(
+                tracing_subscriber::registry().with(traceline::layer().with_writer(Sink)),
+            );
+            tracing::dispatcher::with_default(&d, || {
+                tracing::info!(a = 1, b = "two", c = 3.0, "one callsite")
+            });
+        }
+    };
+    run(5_000);
+    let before = live();
+    run(20_000);
+    let grown = live() - before;
+    assert!(
+        grown < 2 << 20,
+        "{grown} bytes kept by 20000 dropped layers' cache entries"
     );
 }
