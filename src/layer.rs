@@ -974,6 +974,34 @@ impl<W: 'static> Layer<W> {
         found.map(Option::flatten)
     }
 
+    /// [`Layer::local_root`] of a span hidden from this layer (it has none of this layer's
+    /// data): worked out on its first line, then kept with the span in the registry.
+    #[cold]
+    fn hidden_local_root(&self, own: &span::Id, trace_id: &[u8; 16]) -> Option<[u8; 8]> {
+        let dispatch = self.dispatch(own)?;
+        let Some(span) = dispatch
+            .downcast_ref::<Registry>()
+            .and_then(|r| r.span(own))
+        else {
+            return self.local_root(own, trace_id);
+        };
+        let kept = span
+            .extensions()
+            .get::<HiddenRoots>()
+            .and_then(|m| m.0.iter().find(|(l, _)| *l == self.id).map(|&(_, r)| r));
+        if let Some(root) = kept {
+            return root;
+        }
+        // The walk asks the OpenTelemetry layer: no lock held.
+        let root = self.local_root(own, trace_id);
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<HiddenRoots>() {
+            Some(m) => m.0.push((self.id, root)),
+            None => ext.insert(HiddenRoots(vec![(self.id, root)])),
+        }
+        root
+    }
+
     /// The span id of the local root of the span `own`'s part of the trace `trace_id` (ECS
     /// `transaction.id`): the outermost of `own` and its ancestors that OpenTelemetry knows by
     /// ids of its own in that trace, walked in the registry, unfiltered. Spans it does not know
@@ -1307,9 +1335,9 @@ impl<W: 'static> Layer<W> {
             }
         } else if let (None, Some(k), Some(ids), Some(own)) = (&leaf, &c.transaction_id, &ids, &own)
         {
-            // The event's spans are all hidden from this layer (no data to cache it in): its
-            // local root is still worked out, each time.
-            if let Some(span_id) = self.local_root(own, &ids.trace_id) {
+            // The event's spans are all hidden from this layer: its local root is kept with
+            // the event's span in the registry, under this layer's id, on its first line.
+            if let Some(span_id) = self.hidden_local_root(own, &ids.trace_id) {
                 write_transaction_id(buf, k, c, span_id);
             }
         }
@@ -1551,6 +1579,9 @@ fn close_object(buf: &mut Vec<u8>, mark: usize, start: usize) {
         buf.push(b'}');
     }
 }
+
+/// The local roots of a span hidden from the traceline layers that asked, by layer id.
+struct HiddenRoots(Vec<(u64, Option<[u8; 8]>)>);
 
 /// `,"transaction.id":"<span_id>"`, spelled as the span ids are (a local root's own lines
 /// carry it twice).

@@ -561,3 +561,56 @@ fn transaction_id_is_written_when_the_events_spans_are_hidden_from_traceline() {
     assert_eq!(child.str("span.id"), hidden_child);
     assert_eq!(child.str("transaction.id"), hidden_root, "{child:?}");
 }
+
+/// The local root of an event whose spans are all hidden from traceline is worked out on the
+/// span's first line and kept: later lines do not walk the span's ancestors again (counted by
+/// the lookups of layers in the subscriber, which each step of the walk makes).
+#[test]
+fn the_local_root_of_a_hidden_span_is_worked_out_once() {
+    use opentelemetry::trace::TracerProvider as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
+    /// Counts the subscriber's downcasts to a layer (each ids lookup makes some).
+    struct Count(Arc<AtomicUsize>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            (id == std::any::TypeId::of::<Self>()).then_some(self as *const Self as *const ())
+        }
+    }
+    let per_event = |schema: Schema, depth: usize| {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let n = Arc::new(AtomicUsize::new(0));
+        let (_cap, layer) = capture_layer();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")))
+            .with(
+                layer
+                    .with_schema(schema)
+                    .with_filter(filter_fn(|m| !(m.is_span() && m.name() == "internal"))),
+            )
+            .with(Count(n.clone()));
+        with_default(subscriber, || {
+            let mut entered = Vec::new();
+            for _ in 0..depth {
+                entered.push(info_span!("internal").entered());
+            }
+            for _ in 0..10 {
+                info!("warm");
+            }
+            let before = n.load(Ordering::Relaxed);
+            for _ in 0..100 {
+                info!("steady");
+            }
+            (n.load(Ordering::Relaxed) - before) / 100
+        })
+    };
+    let default_20 = per_event(Schema::default(), 20);
+    let ecs_20 = per_event(Schema::ecs(), 20);
+    assert!(
+        ecs_20 <= default_20 + 2,
+        "ECS: {ecs_20} lookups per event at depth 20 (default schema: {default_20})"
+    );
+}
