@@ -19,7 +19,12 @@ fn child_entry() {
     let Some(scenario) = support::scenario() else {
         return;
     };
-    let _guard = if scenario.starts_with("events_") {
+    let _guard = if scenario == "events_error_denied" {
+        traceline::builder()
+            .redaction(traceline::Redaction::default().deny("error"))
+            .span_events(true)
+            .try_init()
+    } else if scenario.starts_with("events_") {
         traceline::builder().span_events(true).try_init()
     } else {
         traceline::init()
@@ -102,6 +107,36 @@ fn child_entry() {
             tracing::info_span!("big", body = body.as_str(), name_too = body.as_str())
                 .in_scope(|| tracing::info!("inside the big span"));
             small(5);
+        }
+        "attribute_limit" => {
+            #[derive(Debug)]
+            struct Expired;
+            impl std::fmt::Display for Expired {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("session s3cr3t-cookie-value expired")
+                }
+            }
+            impl std::error::Error for Expired {}
+            // Spans that recorded a counter 100 to 130 times, then a denied error field: for
+            // some of them the SDK's limit of 128 attributes falls among the error's copies.
+            for n in 100..=130 {
+                let span = tracing::info_span!(
+                    "job",
+                    n,
+                    progress = tracing::field::Empty,
+                    session = tracing::field::Empty
+                );
+                for i in 0..n {
+                    span.record("progress", i);
+                }
+                span.record("session", &Expired as &(dyn std::error::Error + 'static));
+                span.in_scope(|| tracing::info!("done"));
+            }
+        }
+        "events_error_denied" => {
+            let span = tracing::info_span!("login");
+            let _e = span.enter();
+            tracing::error!(error = %"session s3cr3t-cookie-value expired");
         }
         "secrets" => {
             let span = tracing::info_span!(
@@ -190,6 +225,42 @@ async fn run_child(scenario: &'static str, env: Vec<(&'static str, String)>) -> 
         .into_iter()
         .filter(|l| str_of(l, "target") == Some("install_otlp"))
         .collect()
+}
+
+/// A denied error field whose copies the SDK's attribute limit cut apart (the `<name>` that
+/// says whose they are dropped) is still redacted in the export, as on the lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_error_recorded_at_the_attribute_limit_is_redacted_in_the_export() {
+    let (lines, spans) = exported_over_grpc("attribute_limit").await;
+    assert!(lines.iter().all(|l| !l.to_string().contains("s3cr3t")));
+    let jobs: Vec<_> = spans.iter().filter(|s| s.name == "job").collect();
+    assert_eq!(jobs.len(), 31);
+    // The limit was reached (the case this is about).
+    assert!(jobs.iter().any(|s| s.dropped_attributes_count > 0));
+    let leaked: Vec<String> = jobs
+        .iter()
+        .filter(|s| format!("{:?}", s.attributes).contains("s3cr3t"))
+        .map(|s| format!("{:?}", s.attributes.get("exception.message")))
+        .collect();
+    assert!(leaked.is_empty(), "left in clear: {leaked:?}");
+}
+
+/// With `error` denied, an event's `error` field that the OpenTelemetry layer turns into an
+/// `exception` event and the span's status (an event with no message) leaves neither in
+/// clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_error_field_of_an_event_without_a_message_is_redacted_in_the_export() {
+    let (lines, spans) = exported_over_grpc("events_error_denied").await;
+    let text: String = lines.iter().map(|l| l.to_string()).collect();
+    assert!(text.contains(r#""error":"[REDACTED]""#), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+    let login = spans.iter().find(|s| s.name == "login").expect("exported");
+    let exported = format!(
+        "{:?} {:?} {:?}",
+        login.attributes, login.events, login.status
+    );
+    assert!(!exported.contains("s3cr3t"), "left in clear: {exported}");
+    assert!(exported.contains("[REDACTED]"), "{exported}");
 }
 
 /// A span field is cut at the field length limit in the export too, as on the lines: one huge

@@ -481,14 +481,63 @@ fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace
         }
         messages
     };
+    // A list the SDK cut at its attribute limit may have lost the `<name>`, `<name>.chain`
+    // that tell whose error an `exception.*` copy is: every copy not shown to be an allowed
+    // field's is redacted.
+    let cover = |attrs: &mut Vec<KeyValue>| {
+        let mut i = 0;
+        while i < attrs.len() {
+            if is_pair(attrs, i)
+                && error_field(attrs, i + 2).is_some_and(|name| !redaction.is_denied(&name))
+            {
+                i += 2;
+                continue;
+            }
+            if matches!(
+                attrs[i].key.as_str(),
+                "exception.message" | "exception.stacktrace"
+            ) {
+                attrs[i].value = redacted();
+            }
+            i += 1;
+        }
+    };
+    // The text of the errors given as a field named `error` (an event with no message yet),
+    // which `tracing-opentelemetry` turns into an `exception` event of their text alone and
+    // into the span's status: redacted where `error` is denied.
+    let error_denied = redaction.is_denied("error");
+    let mut error_texts = Vec::new();
     let mut from_events = Vec::new();
     for event in &mut span.events.events {
         from_events.extend(redact(&mut event.attributes));
+        if event.dropped_attributes_count > 0 && !redaction.is_off() {
+            cover(&mut event.attributes);
+        }
+        if error_denied && event.name == "exception" {
+            let attrs = &mut event.attributes;
+            for i in 0..attrs.len() {
+                let lone = attrs[i].key.as_str() == "exception.message"
+                    && !is_pair(attrs, i)
+                    && error_field(attrs, i + 1).is_none();
+                if lone {
+                    error_texts.push(attrs[i].value.as_str().into_owned());
+                    attrs[i].value = redacted();
+                }
+            }
+        }
+    }
+    if let opentelemetry::trace::Status::Error { description } = &mut span.status {
+        if error_texts.iter().any(|t| t == description) {
+            *description = crate::redact::REDACTED.into();
+        }
     }
     for link in &mut span.links.links {
         redact(&mut link.attributes);
     }
     redact(&mut span.attributes);
+    if span.dropped_attributes_count > 0 && !redaction.is_off() {
+        cover(&mut span.attributes);
+    }
     // The span's copies of an event's error: redacted when that error was a denied field's,
     // or when the SDK dropped events (the one that named it may be gone).
     let unverifiable = span.events.dropped_count > 0 && !redaction.is_off();
