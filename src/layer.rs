@@ -1412,14 +1412,18 @@ impl<W: 'static> Layer<W> {
                             buf.extend_from_slice(fragments);
                             return;
                         }
+                        // The keys of the event and of the inner spans: only a field of those
+                        // shadows one of this span (two fields of this span with one name are
+                        // both written).
+                        let closer = seen.len();
                         for e in entries {
                             let key = (e.depth, e.name);
                             if taken & e.bit != 0 {
                                 let (mut same, mut shadowed) = (false, false);
-                                for &k in seen.iter() {
+                                for (i, &k) in seen.iter().enumerate() {
                                     if crate::schema::same_key(prefix, k, key) {
                                         same = true;
-                                        shadowed |= k.1 == e.name;
+                                        shadowed |= i < closer && k.1 == e.name;
                                     }
                                 }
                                 if shadowed {

@@ -688,3 +688,23 @@ fn a_moved_span_field_still_shadows_an_outer_field_of_its_name() {
     assert!(values.contains(&&"inner-value".into()), "{line}");
     assert!(!values.contains(&&"outer-value".into()), "{line}");
 }
+
+/// Two fields of one span with one name, the first moved past a renamed event field: the
+/// second is moved again, not taken as shadowed (only the event's and inner spans' fields
+/// shadow a span's).
+#[test]
+fn a_sibling_of_a_moved_span_field_is_not_dropped() {
+    let names = vec!["fields.level".to_owned(), "fields.level".to_owned()];
+    let text = run_default(Schema::default(), || {
+        let span = span_valued(&names, &["first".to_owned(), "second".to_owned()]);
+        let _g = span.enter();
+        event_valued(&["level".to_owned()], &["event-value".to_owned()]);
+    });
+    let line = text.lines().next().unwrap();
+    assert!(bad(&format!("{line}\n")).is_none(), "{line}");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let values: Vec<&serde_json::Value> = v.as_object().unwrap().values().collect();
+    for want in ["event-value", "first", "second"] {
+        assert!(values.contains(&&want.into()), "{want}: {line}");
+    }
+}

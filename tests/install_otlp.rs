@@ -19,7 +19,7 @@ fn child_entry() {
     let Some(scenario) = support::scenario() else {
         return;
     };
-    let _guard = if scenario == "events_error_denied" {
+    let _guard = if scenario.starts_with("events_error_denied") {
         traceline::builder()
             .redaction(traceline::Redaction::default().deny("error"))
             .span_events(true)
@@ -136,6 +136,19 @@ fn child_entry() {
         "events_error_denied" => {
             let span = tracing::info_span!("login");
             let _e = span.enter();
+            tracing::error!(error = %"session s3cr3t-cookie-value expired");
+        }
+        "events_error_denied_message_after" => {
+            let span = tracing::info_span!("login");
+            let _e = span.enter();
+            tracing::error!(error = %"session s3cr3t-cookie-value expired", message = "login failed");
+        }
+        "events_error_denied_many_events" => {
+            let span = tracing::info_span!("login");
+            let _e = span.enter();
+            for i in 0..200 {
+                tracing::info!(i, "step");
+            }
             tracing::error!(error = %"session s3cr3t-cookie-value expired");
         }
         "secrets" => {
@@ -261,6 +274,30 @@ async fn a_denied_error_field_of_an_event_without_a_message_is_redacted_in_the_e
     );
     assert!(!exported.contains("s3cr3t"), "left in clear: {exported}");
     assert!(exported.contains("[REDACTED]"), "{exported}");
+}
+
+/// The same with a `message` field after the `error` one (which names the event after the
+/// error was taken as its exception), and with more events than the SDK keeps (the exception
+/// event dropped, the status kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_error_field_is_redacted_in_the_export_whatever_comes_after_it() {
+    for scenario in [
+        "events_error_denied_message_after",
+        "events_error_denied_many_events",
+    ] {
+        let (lines, spans) = exported_over_grpc(scenario).await;
+        let text: String = lines.iter().map(|l| l.to_string()).collect();
+        assert!(!text.contains("s3cr3t"), "{scenario}: {text}");
+        let login = spans.iter().find(|s| s.name == "login").expect("exported");
+        let exported = format!(
+            "{:?} {:?} {:?}",
+            login.attributes, login.events, login.status
+        );
+        assert!(
+            !exported.contains("s3cr3t"),
+            "{scenario}: left in clear: {exported}"
+        );
+    }
 }
 
 /// A span field is cut at the field length limit in the export too, as on the lines: one huge

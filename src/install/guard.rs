@@ -513,7 +513,8 @@ fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace
         if event.dropped_attributes_count > 0 && !redaction.is_off() {
             cover(&mut event.attributes);
         }
-        if error_denied && event.name == "exception" {
+        // (Whatever the event's name: a `message` after the `error` field renames it.)
+        if error_denied {
             let attrs = &mut event.attributes;
             for i in 0..attrs.len() {
                 let lone = attrs[i].key.as_str() == "exception.message"
@@ -526,8 +527,13 @@ fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace
             }
         }
     }
+    // The status's text: redacted when it is such an error's, or when the SDK dropped events
+    // (the one that would show whose it is may be gone).
+    let events_dropped = span.events.dropped_count > 0;
     if let opentelemetry::trace::Status::Error { description } = &mut span.status {
-        if error_texts.iter().any(|t| t == description) {
+        if error_texts.iter().any(|t| t == description)
+            || (error_denied && events_dropped && !description.is_empty())
+        {
             *description = crate::redact::REDACTED.into();
         }
     }

@@ -1588,14 +1588,17 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
         // collision prefix again, as often as it takes to be free, and its key as it was
         // still shadows an outer field of its name.
         for m in models.iter().rev() {
+            // Only the event's and the inner spans' fields shadow this span's.
+            let closer = seen.len();
             for (_, name, k, e) in &m.entries {
-                let same: Vec<&String> = seen
+                let same: Vec<(usize, &String)> = seen
                     .iter()
                     .zip(&seen_names)
-                    .filter(|(sk, _)| *sk == k)
-                    .map(|(_, n)| n)
+                    .enumerate()
+                    .filter(|(_, (sk, _))| *sk == k)
+                    .map(|(i, (_, n))| (i, n))
                     .collect();
-                if same.contains(&name) {
+                if same.iter().any(|&(i, n)| i < closer && n == name) {
                     continue;
                 }
                 if same.is_empty() {
