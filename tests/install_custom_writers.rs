@@ -127,6 +127,22 @@ fn child_entry() {
             tracing::warn!("app line");
             tracing::info!(target: "audit", "audit line");
         }
+        s @ ("route_or_else_blocking" | "route_or_else_non_blocking") => {
+            // WARN and above to stdout, the rest to stderr: `or_else`.
+            let w = Writer::custom(
+                std::io::stdout
+                    .with_max_level(tracing::Level::WARN)
+                    .or_else(std::io::stderr),
+            );
+            let w = if s.ends_with("non_blocking") {
+                w.non_blocking()
+            } else {
+                w
+            };
+            let _guard = traceline::builder().writer(w).try_init().unwrap();
+            tracing::info!("info line");
+            tracing::warn!("warn line");
+        }
         s @ ("route_blocking" | "route_non_blocking") => {
             // WARN and above to stdout, the rest nowhere: routing by the event's level.
             let w = Writer::custom(std::io::stdout.with_max_level(tracing::Level::WARN));
@@ -232,6 +248,17 @@ fn a_level_routing_make_writer_routes_the_same_when_non_blocking() {
     assert_eq!(messages("route_non_blocking"), ["warn line"]);
     assert_eq!(messages("route_target_blocking"), ["audit line"]);
     assert_eq!(messages("route_target_non_blocking"), ["audit line"]);
+    for scenario in ["route_or_else_blocking", "route_or_else_non_blocking"] {
+        let out = run_limited(scenario, &[], Duration::from_secs(60)).expect("finished");
+        let of = |bytes: &[u8]| -> Vec<String> {
+            support::json_lines(bytes)
+                .iter()
+                .map(|l| l["message"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(of(&out.stdout), ["warn line"], "{scenario}");
+        assert_eq!(of(&out.stderr), ["info line"], "{scenario}");
+    }
 }
 
 /// A custom buffered writer: dropping the guard must leave every line in the file, as it does

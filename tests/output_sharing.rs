@@ -460,3 +460,49 @@ fn a_child_forked_without_the_atfork_handlers_is_told_too() {
     });
     drop(guard);
 }
+
+/// The lines a forked child loses through a queue it has no thread for are said on stderr,
+/// with the reason and what to do: make the writer after the fork.
+#[test]
+fn a_forked_child_says_why_its_queued_lines_are_lost() {
+    const VAR: &str = "TRACELINE_TEST_FORK_DIAGNOSTIC_CHILD";
+    if std::env::var_os(VAR).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_forked_child_says_why_its_queued_lines_are_lost",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(VAR, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(
+                "does not run in this forked child process (make the writer after the fork)"
+            ),
+            "{stderr}"
+        );
+        return;
+    }
+    let cap = Capture::new();
+    // The diagnostic on, as by default.
+    let (layer, guard) = traceline::layer()
+        .with_output(Writer::custom(cap.clone()).non_blocking())
+        .unwrap();
+    let mut guard = Some(guard);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let report = report_from_forked_child(false, || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..3 {
+                tracing::info!(i, "from the child");
+            }
+        });
+        drop(guard.take());
+        "CHILD done".to_owned()
+    });
+    assert!(report.contains("CHILD done"), "{report}");
+    drop(guard);
+}
