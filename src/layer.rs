@@ -196,7 +196,7 @@ impl<W> Layer<W> {
     /// Such a writer may route lines by level or target (`make_writer_for`), so a line it left
     /// cut is ended with a newline through the writer of its own level and target: on a writer
     /// that does not route, a line cut at one level and ended after a line of another level
-    /// leaves an empty line. [`with_output`](Self::with_output)'s standard output, standard
+    /// leaves an empty line. `with_output`'s standard output, standard
     /// error and files are known not to route, and leave none.
     ///
     /// ```
