@@ -527,9 +527,14 @@ fn redact_span(redaction: &crate::Redaction, span: &mut opentelemetry_sdk::trace
             }
         }
     }
-    // The status's text: redacted when it is such an error's, or when the SDK dropped events
-    // (the one that would show whose it is may be gone).
-    let events_dropped = span.events.dropped_count > 0;
+    // The status's text: redacted when it is such an error's, or when the SDK dropped events or
+    // cut an event's attributes (what would show whose it is may be gone).
+    let events_dropped = span.events.dropped_count > 0
+        || span
+            .events
+            .events
+            .iter()
+            .any(|e| e.dropped_attributes_count > 0);
     if let opentelemetry::trace::Status::Error { description } = &mut span.status {
         if error_texts.iter().any(|t| t == description)
             || (error_denied && events_dropped && !description.is_empty())
