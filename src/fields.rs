@@ -427,7 +427,17 @@ fn free_depth(
     name: &str,
     taken: impl Fn((Depth, &str)) -> bool,
 ) -> Depth {
-    let mut depth = 0;
+    free_depth_from(0, reserved, prefix, name, taken)
+}
+
+/// [`free_depth`], trying `depth` prefixes first.
+fn free_depth_from(
+    mut depth: Depth,
+    reserved: &Reserved,
+    prefix: &str,
+    name: &str,
+    taken: impl Fn((Depth, &str)) -> bool,
+) -> Depth {
     while reserved.contains(prefix, depth, name) || taken((depth, name)) {
         depth += 1;
     }
@@ -447,14 +457,10 @@ pub(crate) fn write_moved(
     fragments: &[u8],
     seen: &[(Depth, &'static str)],
 ) -> Depth {
-    let mut depth = e.depth + 1;
-    while reserved.contains(prefix, depth, e.name)
-        || seen
-            .iter()
-            .any(|&k| crate::schema::same_key(prefix, k, (depth, e.name)))
-    {
-        depth += 1;
-    }
+    let depth = free_depth_from(e.depth + 1, reserved, prefix, e.name, |key| {
+        seen.iter()
+            .any(|&k| crate::schema::same_key(prefix, k, key))
+    });
     // The fragment is `,"key":value`: its key, as written, is measured by writing it.
     let mark = out.len();
     write_prefixed_key(out, prefix, e.depth, e.name);

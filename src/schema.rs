@@ -610,25 +610,22 @@ impl Schema {
         name: &str,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, UnknownSchema> {
+        // No project id, or not one: a known schema missing its project id.
+        let gcp = |project: &str| {
+            Schema::try_gcp(project).map_err(|_| UnknownSchema {
+                name: name.into(),
+                gcp_without_project: true,
+            })
+        };
         let lower = name.trim().to_ascii_lowercase();
         match lower.as_str() {
             "" | "default" | "traceline" => Ok(Schema::default()),
             "otel" | "opentelemetry" => Ok(Schema::otel()),
             "ecs" | "elastic" => Ok(Schema::ecs()),
             "datadog" | "dd" => Ok(Schema::datadog()),
-            "gcp" | "google" => Schema::try_gcp(&get("GOOGLE_CLOUD_PROJECT").unwrap_or_default())
-                .map_err(|_| UnknownSchema {
-                    name: name.into(),
-                    gcp_without_project: true,
-                }),
+            "gcp" | "google" => gcp(&get("GOOGLE_CLOUD_PROJECT").unwrap_or_default()),
             _ => match name.trim().split_once(':') {
-                // `gcp:` with no project id after it (or not one): a known schema missing its
-                // project id.
-                Some((g, project)) if g.eq_ignore_ascii_case("gcp") => Schema::try_gcp(project)
-                    .map_err(|_| UnknownSchema {
-                        name: name.into(),
-                        gcp_without_project: true,
-                    }),
+                Some((g, project)) if g.eq_ignore_ascii_case("gcp") => gcp(project),
                 _ => Err(UnknownSchema {
                     name: name.into(),
                     gcp_without_project: false,

@@ -17,19 +17,19 @@ fn child_entry() {
     let Some(scenario) = support::scenario() else {
         return;
     };
-    if scenario == "init_result" {
-        match traceline::init() {
-            Ok(_guard) => println!("INIT=ok"),
-            Err(e) => println!("INIT=err {e}"),
-        }
-        return;
-    }
-    if scenario == "init_builder_overrides" {
-        let built = traceline::builder()
-            .filter("info")
-            .schema(traceline::Schema::default())
-            .try_init();
-        match built {
+    // The outcome of an install, on stdout: `INIT=ok`, or `INIT=err <message>`.
+    let outcome = match scenario.as_str() {
+        "init_result" => Some(traceline::init()),
+        "init_builder_overrides" => Some(
+            traceline::builder()
+                .filter("info")
+                .schema(traceline::Schema::default())
+                .try_init(),
+        ),
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        match outcome {
             Ok(_guard) => println!("INIT=ok"),
             Err(e) => println!("INIT=err {e}"),
         }

@@ -15,6 +15,18 @@ use support::str_of;
 
 const ENTRY: &str = "child_entry";
 
+/// An error whose text holds a secret (a session cookie), for the redaction scenarios.
+#[derive(Debug)]
+struct Expired;
+
+impl std::fmt::Display for Expired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("session s3cr3t-cookie-value expired")
+    }
+}
+
+impl std::error::Error for Expired {}
+
 /// Runs the scenario named by `TRACELINE_CHILD` when this binary is a child process.
 #[test]
 fn child_entry() {
@@ -34,14 +46,6 @@ fn child_entry() {
     .expect("init from the environment");
     match scenario.as_str() {
         "secret_and_public_errors" => {
-            #[derive(Debug)]
-            struct Expired;
-            impl std::fmt::Display for Expired {
-                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("session s3cr3t-cookie-value expired")
-                }
-            }
-            impl std::error::Error for Expired {}
             let secret = Expired;
             let public = std::io::Error::other("disk full");
             let span = tracing::info_span!(
@@ -52,14 +56,6 @@ fn child_entry() {
             let _e = span.enter();
         }
         "events_secret_error_after_many_events" | "events_secret_error" => {
-            #[derive(Debug)]
-            struct Expired;
-            impl std::fmt::Display for Expired {
-                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("session s3cr3t-cookie-value expired")
-                }
-            }
-            impl std::error::Error for Expired {}
             let span = tracing::info_span!("batch");
             let _e = span.enter();
             // A long-running span: more events than the SDK keeps (128 by default).
@@ -111,14 +107,6 @@ fn child_entry() {
             small(5);
         }
         "attribute_limit" => {
-            #[derive(Debug)]
-            struct Expired;
-            impl std::fmt::Display for Expired {
-                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("session s3cr3t-cookie-value expired")
-                }
-            }
-            impl std::error::Error for Expired {}
             // Spans that recorded a counter 100 to 130 times, then a denied error field: for
             // some of them the SDK's limit of 128 attributes falls among the error's copies.
             for n in 100..=130 {
@@ -172,14 +160,6 @@ fn child_entry() {
             tracing::info!("logged in");
         }
         "secret_error" => {
-            #[derive(Debug)]
-            struct Expired;
-            impl std::fmt::Display for Expired {
-                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("session s3cr3t-cookie-value expired")
-                }
-            }
-            impl std::error::Error for Expired {}
             #[derive(Debug)]
             struct Refused(Expired);
             impl std::fmt::Display for Refused {

@@ -204,29 +204,32 @@ fn baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
+/// A token: a baggage member's key, or a property's.
+fn token(k: &[u8]) -> bool {
+    !k.is_empty() && k.iter().all(|&b| tchar(b))
+}
+
+/// `key OWS "=" OWS value`, or `key OWS` (a property with no value): the key and the value,
+/// spaces around them left out.
+fn key_value(part: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match part.iter().position(|&b| b == b'=') {
+        Some(eq) => (trim_ows(&part[..eq]), Some(trim_ows(&part[eq + 1..]))),
+        None => (trim_ows(part), None),
+    }
+}
+
 fn valid_baggage_member(m: &[u8]) -> bool {
     let mut parts = m.split(|&b| b == b';');
-    let Some(kv) = parts.next() else { return false };
-    let Some(eq) = kv.iter().position(|&b| b == b'=') else {
+    let Some((key, Some(value))) = parts.next().map(key_value) else {
         return false;
     };
-    let key = trim_ows(&kv[..eq]);
-    let value = trim_ows(&kv[eq + 1..]);
-    !key.is_empty()
-        && key.iter().all(|&b| tchar(b))
-        && value.iter().all(|&b| baggage_octet(b))
-        && parts.all(valid_baggage_property)
+    token(key) && value.iter().all(|&b| baggage_octet(b)) && parts.all(valid_baggage_property)
 }
 
 /// `property = key OWS "=" OWS value / key OWS` (a token key; a value of baggage octets).
 fn valid_baggage_property(p: &[u8]) -> bool {
-    let (key, value) = match p.iter().position(|&b| b == b'=') {
-        Some(eq) => (trim_ows(&p[..eq]), Some(trim_ows(&p[eq + 1..]))),
-        None => (trim_ows(p), None),
-    };
-    !key.is_empty()
-        && key.iter().all(|&b| tchar(b))
-        && value.is_none_or(|v| v.iter().all(|&b| baggage_octet(b)))
+    let (key, value) = key_value(p);
+    token(key) && value.is_none_or(|v| v.iter().all(|&b| baggage_octet(b)))
 }
 
 /// Combines the `baggage` values of a request: invalid members are dropped, and at most 64
@@ -280,22 +283,18 @@ fn encode_baggage_member(m: &[u8]) -> Option<Vec<u8>> {
             }
         }
     }
-    let token = |k: &[u8]| !k.is_empty() && k.iter().all(|&b| tchar(b));
     let mut parts = trim_ows(m).split(|&b| b == b';');
-    let kv = parts.next()?;
-    let eq = kv.iter().position(|&b| b == b'=')?;
-    let key = trim_ows(&kv[..eq]);
+    let (key, Some(value)) = key_value(parts.next()?) else {
+        return None;
+    };
     if !token(key) {
         return None;
     }
     let mut out = key.to_vec();
     out.push(b'=');
-    encode(&mut out, trim_ows(&kv[eq + 1..]));
+    encode(&mut out, value);
     for p in parts {
-        let (k, v) = match p.iter().position(|&b| b == b'=') {
-            Some(eq) => (trim_ows(&p[..eq]), Some(trim_ows(&p[eq + 1..]))),
-            None => (trim_ows(p), None),
-        };
+        let (k, v) = key_value(p);
         if !token(k) {
             return None;
         }
@@ -322,14 +321,11 @@ pub(crate) fn merge_baggage<'a>(
         .flat_map(|v| v.split(|&b| b == b','))
         .filter_map(encode_baggage_member)
         .collect();
-    let key = |m: &[u8]| -> Vec<u8> {
-        trim_ows(m.split(|&b| b == b'=').next().unwrap_or_default()).to_vec()
-    };
-    let own_keys: Vec<Vec<u8>> = own.iter().map(|m| key(m)).collect();
+    let own_keys: Vec<&[u8]> = own.iter().map(|m| key_value(m).0).collect();
     let added: Vec<&str> = incoming
         .unwrap_or_default()
         .split(',')
-        .filter(|m| !own_keys.contains(&key(m.as_bytes())))
+        .filter(|m| !own_keys.contains(&key_value(m.as_bytes()).0))
         .collect();
     let added = added.join(",");
     parse_baggage(own.iter().map(Vec::as_slice).chain([added.as_bytes()]))

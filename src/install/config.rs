@@ -565,6 +565,8 @@ pub(crate) fn gzip(setting: &'static str, value: &str) -> Result<bool, InitError
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_value_that_is_not_utf8_is_an_error_naming_its_variable_not_its_value() {
         let err = not_unicode_error(&["OTEL_EXPORTER_OTLP_HEADERS".to_owned()])
@@ -599,8 +601,6 @@ mod tests {
         }
         assert!(missing.is_empty(), "{missing:?}");
     }
-
-    use super::*;
 
     #[test]
     fn endpoints() {

@@ -381,8 +381,8 @@ pub(crate) struct Counted<E> {
     failures: Arc<ExportFailures>,
     /// The endpoint as messages show it: its query (which may hold a key) left out.
     endpoint: String,
-    /// The endpoint's query, kept out of every message about a failed export.
-    query: Option<String>,
+    /// The endpoint as given, whose query is kept out of every message about a failed export.
+    url: String,
     redaction: crate::Redaction,
     /// The field length limit, in bytes: longer text is cut.
     max_field: usize,
@@ -396,21 +396,11 @@ impl<E> Counted<E> {
         redaction: crate::Redaction,
         max_field: usize,
     ) -> Self {
-        let (shown, query) = match endpoint.split_once('?') {
-            Some((base, rest)) => {
-                let query = rest.split('#').next().unwrap_or_default();
-                (
-                    format!("{base}?…"),
-                    (!query.is_empty()).then(|| query.to_string()),
-                )
-            }
-            None => (endpoint, None),
-        };
         Counted {
             inner,
             failures,
-            endpoint: shown,
-            query,
+            endpoint: super::config::without_query(&endpoint),
+            url: endpoint,
             redaction,
             max_field,
         }
@@ -418,10 +408,7 @@ impl<E> Counted<E> {
 
     /// `text` with the endpoint's query left out (an exporter's error may quote the URL).
     fn scrub(&self, text: String) -> String {
-        match &self.query {
-            Some(q) if text.contains(q.as_str()) => text.replace(q.as_str(), "…"),
-            _ => text,
-        }
+        super::config::scrub_query(text, &self.url)
     }
 }
 
