@@ -3237,3 +3237,250 @@ fn propagate_layer_is_copy() {
     let (a, b) = copy(PropagateLayer::new().known_methods([http::Method::GET]));
     let _ = (a, b);
 }
+
+/// Every value of `key` among a span's exported attributes, as text.
+fn attribute_values(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Vec<String> {
+    span.attributes
+        .iter()
+        .filter(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+        .collect()
+}
+
+/// The exported server span of the request to `path`.
+fn server_span(
+    exporter: &opentelemetry_sdk::trace::InMemorySpanExporter,
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    path: &str,
+) -> opentelemetry_sdk::trace::SpanData {
+    let _ = provider.force_flush();
+    exporter
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .find(|s| {
+            s.span_kind == opentelemetry::trace::SpanKind::Server
+                && attribute_values(s, "url.path") == [path]
+        })
+        .unwrap_or_else(|| panic!("no server span for {path}"))
+}
+
+/// A failed request's exported server span says why in `error.type`, as OpenTelemetry's HTTP
+/// conventions ask, exactly once: the status for a 5xx (also when its body then fails), the
+/// error's type for an error from the inner service, `panic` for a handler that panics. A
+/// request that succeeds has none, and the lines carry none (it is not a span field).
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_requests_server_span_names_its_error_type_once() {
+    let (capture, exporter, provider, _g) = exporting_lines();
+    let app = Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/fail-then-break",
+            get(|| async {
+                // The head and a first part go out before the body fails.
+                let gap = std::time::Duration::from_millis(50);
+                let body = streamed(2, gap, Some(io::Error::other("disk gone")));
+                (StatusCode::BAD_GATEWAY, axum::body::Body::new(body))
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("no orders table");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let (status, _, _) = get_with(addr, "/ok", &[]).await;
+    assert_eq!(status, 200);
+    let resp = client()
+        .request(
+            Request::get(format!("http://{addr}/fail-then-break"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(resp.into_body().collect().await.is_err(), "the body broke");
+    let panicked = client()
+        .request(
+            Request::get(format!("http://{addr}/panic"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await;
+    assert!(panicked.is_err(), "the server closed the connection");
+    // An error from the inner service (a tower service, not axum, whose handlers cannot fail).
+    let failing = ServiceBuilder::new()
+        .layer(CorrelationLayer::new())
+        .service(tower::service_fn(|_req: Request<()>| async {
+            Err::<http::Response<String>, _>(io::Error::other("backend down"))
+        }));
+    let err = failing
+        .oneshot(Request::get("/inner-error").body(()).unwrap())
+        .await;
+    assert!(err.is_err());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let error_type =
+        |path: &str| attribute_values(&server_span(&exporter, &provider, path), "error.type");
+    assert_eq!(error_type("/ok"), Vec::<String>::new());
+    assert_eq!(error_type("/fail-then-break"), ["502"]);
+    assert_eq!(error_type("/panic"), ["panic"]);
+    assert_eq!(error_type("/inner-error"), ["std::io::error::Error"]);
+    for path in ["/fail-then-break", "/panic", "/inner-error"] {
+        assert!(server_span_failed(&exporter, &provider, path), "{path}");
+    }
+    let lines = capture.lines();
+    assert!(lines.len() >= 4, "{lines:?}");
+    for line in &lines {
+        assert!(line.get("error.type").is_none(), "{line}");
+    }
+}
+
+/// A gRPC server's fault names the exported server span's `error.type` with the code's name,
+/// as OpenTelemetry's RPC conventions do; a caller's error (NOT_FOUND) leaves it unset.
+#[tokio::test(flavor = "current_thread")]
+async fn a_grpc_fault_names_the_error_type_with_the_codes_name() {
+    let (exporter, provider, _g) = exporting();
+    let app = Router::new()
+        .route(
+            "/pkg.Orders/{code}",
+            axum::routing::post(
+                |axum::extract::Path(code): axum::extract::Path<String>| async move {
+                    (
+                        [
+                            ("content-type", "application/grpc".to_owned()),
+                            ("grpc-status", code),
+                        ],
+                        "",
+                    )
+                },
+            ),
+        )
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    for code in ["14", "5"] {
+        let req = Request::post(format!("http://{addr}/pkg.Orders/{code}"))
+            .body(Empty::new())
+            .unwrap();
+        assert_eq!(client().request(req).await.unwrap().status(), 200);
+    }
+    let error_type =
+        |path: &str| attribute_values(&server_span(&exporter, &provider, path), "error.type");
+    assert_eq!(error_type("/pkg.Orders/14"), ["UNAVAILABLE"]);
+    assert_eq!(error_type("/pkg.Orders/5"), Vec::<String>::new());
+}
+
+/// The exported server span carries the protocol's version, and the scheme where the request
+/// names it (HTTP/2's `:scheme`); an HTTP/1.1 request, which does not, has no `url.scheme`.
+#[tokio::test(flavor = "current_thread")]
+async fn the_server_span_has_the_protocol_version_and_the_scheme_when_it_is_known() {
+    let (exporter, provider, _g) = exporting();
+    let app = Router::new()
+        .route("/h1", get(|| async { "ok" }))
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    assert_eq!(get_with(addr, "/h1", &[]).await.0, 200);
+    let svc = hyper_util::service::TowerToHyperService::new(
+        ServiceBuilder::new()
+            .layer(CorrelationLayer::new())
+            .service(tower::service_fn(
+                |_req: Request<hyper::body::Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+                },
+            )),
+    );
+    let h2 = serve_h2_once(svc).await;
+    let resp = h2_client()
+        .request(
+            Request::get(format!("http://{h2}/h2"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    resp.into_body().collect().await.unwrap();
+    let h1 = server_span(&exporter, &provider, "/h1");
+    assert_eq!(attribute_values(&h1, "network.protocol.version"), ["1.1"]);
+    assert_eq!(attribute_values(&h1, "url.scheme"), Vec::<String>::new());
+    let h2 = server_span(&exporter, &provider, "/h2");
+    assert_eq!(attribute_values(&h2, "network.protocol.version"), ["2"]);
+    assert_eq!(attribute_values(&h2, "url.scheme"), ["http"]);
+}
+
+/// A client span carries `server.address` and `server.port` (OpenTelemetry's HTTP conventions
+/// require both), the scheme's port when the URI has none; a failed call names its
+/// `error.type`: the status for a 4xx or 5xx, the transport error's type for a connection
+/// refused. A call that succeeds has none.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_span_has_its_server_and_the_error_type_of_a_failed_call() {
+    let (exporter, provider, _g) = exporting();
+    let app = Router::new().route("/ok", get(|| async { "ok" }));
+    let addr = serve(app).await;
+    // A port with nothing listening: bound, then closed.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let client = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(client());
+    for uri in [
+        format!("http://{addr}/ok"),
+        format!("http://{addr}/missing"),
+        format!("http://{closed}/refused"),
+    ] {
+        let sent = client
+            .clone()
+            .oneshot(Request::get(uri).body(Empty::<Bytes>::new()).unwrap())
+            .await;
+        if let Ok(resp) = sent {
+            resp.into_body().collect().await.unwrap();
+        }
+    }
+    // No request is sent: the span is made with the URI alone.
+    let recording = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(recording_client(Arc::new(Mutex::new(None)), StatusCode::OK));
+    recording
+        .oneshot(Request::get("https://[::1]/v6").body(()).unwrap())
+        .await
+        .unwrap();
+    let spans = client_spans(&exporter, &provider);
+    let seen: Vec<(Vec<String>, Vec<String>, Vec<String>)> = spans
+        .iter()
+        .map(|s| {
+            (
+                attribute_values(s, "server.address"),
+                attribute_values(s, "server.port"),
+                attribute_values(s, "error.type"),
+            )
+        })
+        .collect();
+    let port = |a: SocketAddr| vec![a.port().to_string()];
+    let none = Vec::<String>::new;
+    assert_eq!(
+        seen,
+        [
+            (vec!["127.0.0.1".to_owned()], port(addr), none()),
+            (
+                vec!["127.0.0.1".to_owned()],
+                port(addr),
+                vec!["404".to_owned()]
+            ),
+            (
+                vec!["127.0.0.1".to_owned()],
+                port(closed),
+                vec!["hyper_util::client::legacy::client::Error".to_owned()]
+            ),
+            (vec!["::1".to_owned()], vec!["443".to_owned()], none()),
+        ],
+        "{spans:#?}"
+    );
+}

@@ -181,15 +181,22 @@ where
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
-            error.type = tracing::field::Empty,
             http.request.method = known.unwrap_or("_OTHER"),
             http.request.method_original = tracing::field::Empty,
             url.full = %UrlFull(req.uri()),
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
         );
         if known.is_none() {
             span.record("http.request.method_original", req.method().as_str());
+        }
+        if let Some((address, port)) = super::server_of(req.uri()) {
+            span.record("server.address", address);
+            if let Some(port) = port {
+                span.record("server.port", i64::from(port));
+            }
         }
         // Sent from a span the OpenTelemetry layer does not track (one its filter hides), in a
         // task where nothing attached that span's trace, the client span would start a trace
@@ -224,7 +231,7 @@ where
             // A transport that panics in `call`: the exchange failed, as one whose future
             // panics; the panic goes on.
             Err(panic) => {
-                span.record("otel.status_code", "ERROR");
+                super::fail(&span, super::PANIC);
                 std::panic::resume_unwind(panic)
             }
         };
@@ -331,10 +338,9 @@ pin_project_lite::pin_project! {
             let this = this.project();
             // Unwinding from a panic of the transport, which marked the span already.
             if !this.span.is_none() && !std::thread::panicking() {
-                this.span.record("otel.status_code", "ERROR");
                 this.span
                     .record("otel.status_description", "cancelled before the response");
-                this.span.record("error.type", "cancelled");
+                super::fail(this.span, "cancelled");
             }
         }
     }
@@ -359,7 +365,7 @@ where
                 // The transport panicked: the span is marked, as the server marks its request
                 // span for a handler that panics, and the panic goes on.
                 Err(panic) => {
-                    this.span.record("otel.status_code", "ERROR");
+                    super::fail(this.span, super::PANIC);
                     std::panic::resume_unwind(panic)
                 }
             }
@@ -368,9 +374,7 @@ where
             Ok(resp) => {
                 super::record_response(this.span, resp, true);
             }
-            Err(_) => {
-                this.span.record("otel.status_code", "ERROR");
-            }
+            Err(_) => super::fail(this.span, super::error_type_of::<E>()),
         }
         // The body holds the span from here on: it ends with the body, not with this future.
         let span = std::mem::replace(this.span, Span::none());
@@ -479,7 +483,7 @@ impl<B: http_body::Body> http_body::Body for ClientBody<B> {
             Ok(poll) => ready!(poll),
             // The body panicked part-way: the exchange failed; the panic goes on.
             Err(panic) => {
-                this.span.record("otel.status_code", "ERROR");
+                super::fail(this.span, super::PANIC);
                 *this.span = Span::none();
                 std::panic::resume_unwind(panic)
             }
@@ -493,7 +497,7 @@ impl<B: http_body::Body> http_body::Body for ClientBody<B> {
                 frame.is_trailers() || this.inner.is_end_stream()
             }
             Some(Err(_)) => {
-                this.span.record("otel.status_code", "ERROR");
+                super::fail(this.span, super::error_type_of::<B::Error>());
                 true
             }
             None => true,

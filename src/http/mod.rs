@@ -18,7 +18,10 @@
 //!    [`CorrelationLayer::route`] says where the router keeps it, `http.response.status_code`,
 //!    `otel.kind = "server"`,
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
-//!    while handling the request carries; the id is also in the request's extensions;
+//!    while handling the request carries; the id is also in the request's extensions. The
+//!    exported span also gets `network.protocol.version`, `url.scheme` where the request names
+//!    it (HTTP/2), and for a failed request `error.type` (the status code, the error's type,
+//!    `panic`, or a gRPC code's name); these are not span fields, so lines do not carry them;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
 //! 5. writes one access-log line (target [`ACCESS_TARGET`]) when the response has been sent
 //!    whole, at the end of its body: method, path, status, `latency_ms` (the whole response's),
@@ -221,10 +224,97 @@ fn sent_context(span: &tracing::Span) -> Option<opentelemetry::Context> {
     Some(crate::ids::nearest_tracked_of(span).unwrap_or(cx))
 }
 
-/// Records a response on its request span: `http.response.status_code`, and
-/// `otel.status_code = "ERROR"` for 5xx, and for 4xx on a client span (OpenTelemetry's HTTP
-/// conventions: a 4xx is the server's answer to a client error, the client's failure); then
-/// its gRPC status, if any (see [`record_grpc_status`]), which it returns.
+/// `network.protocol.version` as OpenTelemetry's conventions write it (`1.1`, `2`).
+fn protocol_version(version: http::Version) -> Option<&'static str> {
+    Some(match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => return None,
+    })
+}
+
+/// A client request's `server.address` (an IPv6 address without its brackets) and
+/// `server.port`: the URI's port, else the scheme's (80 for `http`, 443 for `https`). `None`
+/// for a URI without a host.
+fn server_of(uri: &http::Uri) -> Option<(&str, Option<u16>)> {
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    });
+    Some((host, port))
+}
+
+/// `error.type` for a request that failed without an error value or a status to name it (a
+/// body shorter or longer than it announced, an interim status given as the response).
+const OTHER_ERROR: &str = "_OTHER";
+
+/// `error.type` for a handler, transport or body that panicked.
+const PANIC: &str = "panic";
+
+/// `error.type` for an error of type `E`: its type's path (`hyper_util::client::legacy::Error`),
+/// as OpenTelemetry's conventions ask for an exception's type; `_OTHER` for a boxed
+/// `dyn Error`, whose path says nothing of the error.
+fn error_type_of<E>() -> &'static str {
+    let name = std::any::type_name::<E>();
+    if name.contains("dyn ") {
+        OTHER_ERROR
+    } else {
+        name
+    }
+}
+
+/// Marks a request span as failed: `otel.status_code = "ERROR"`, and the exported span's
+/// `error.type`, OpenTelemetry's HTTP conventions' low-cardinality answer to "why" (the status
+/// code, an error's type, [`PANIC`], [`OTHER_ERROR`]).
+///
+/// `error.type` is set once, by the first failure (a 500 whose body then fails stays `"500"`):
+/// each value set on an OpenTelemetry span is exported, so a second would be a duplicate
+/// attribute. It goes to the exported span only, not to the span's fields: those are written on
+/// every line logged in the request, and the access line already says what failed.
+fn fail(span: &tracing::Span, error_type: impl Into<opentelemetry::Value>) {
+    span.record("otel.status_code", "ERROR");
+    if first_failure(span) {
+        span.set_attribute("error.type", error_type);
+    }
+}
+
+/// Whether `span` was not marked by [`fail`] before (kept in the registry's data for the
+/// span). Always `true` under a subscriber that is not built on tracing-subscriber's
+/// `Registry`; `false` for a disabled span.
+fn first_failure(span: &tracing::Span) -> bool {
+    use tracing_subscriber::registry::LookupSpan;
+    struct Failed;
+    span.with_subscriber(|(id, dispatch)| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return true;
+        };
+        let Some(data) = registry.span(id) else {
+            return true;
+        };
+        let mut extensions = data.extensions_mut();
+        if extensions.get_mut::<Failed>().is_some() {
+            return false;
+        }
+        extensions.insert(Failed);
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// Records a response on its request span: `http.response.status_code`, and marks it as
+/// failed ([`fail`], `error.type` the status code) for 5xx, and for 4xx on a client span
+/// (OpenTelemetry's HTTP conventions: a 4xx is the server's answer to a client error, the
+/// client's failure); then its gRPC status, if any (see [`record_grpc_status`]), which it
+/// returns.
 fn record_response<B>(
     span: &tracing::Span,
     response: &http::Response<B>,
@@ -235,7 +325,7 @@ fn record_response<B>(
     // conventions make the status an int.
     span.record("http.response.status_code", i64::from(status));
     if status >= 500 || (client && status >= 400) {
-        span.record("otel.status_code", "ERROR");
+        fail(span, status.to_string());
     }
     record_grpc_status(span, response.headers(), client)
 }
@@ -306,8 +396,33 @@ fn record_grpc_trailers(span: &tracing::Span, trailers: &HeaderMap, client: bool
 fn record_grpc_code(span: &tracing::Span, code: u16, client: bool) {
     span.record("rpc.grpc.status_code", i64::from(code));
     if (client && code != 0) || (!client && grpc_server_fault(code)) {
-        span.record("otel.status_code", "ERROR");
+        fail(span, grpc_code_name(code));
     }
+}
+
+/// A gRPC status code's name (`UNAVAILABLE`), as OpenTelemetry's RPC conventions give it in
+/// `error.type`; [`OTHER_ERROR`] past the 17 codes (never given: unknown values read as 2).
+fn grpc_code_name(code: u16) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES.get(usize::from(code)).copied().unwrap_or(OTHER_ERROR)
 }
 
 fn inject_correlation(headers: &mut HeaderMap) {

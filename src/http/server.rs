@@ -415,6 +415,16 @@ where
         if known.is_none() {
             span.record("http.request.method_original", method.as_str());
         }
+        // For the exported span only (span fields are written on every line of the request):
+        // the protocol version, and the scheme where the request names it (HTTP/2's
+        // `:scheme`, an absolute-form target). An HTTP/1.1 request does not say whether it
+        // came over TLS, and is left without one.
+        if let Some(version) = super::protocol_version(req.version()) {
+            span.set_attribute("network.protocol.version", version);
+        }
+        if let Some(scheme) = req.uri().scheme_str() {
+            span.set_attribute("url.scheme", scheme.to_owned());
+        }
         if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
             span.record("http.route", route);
             span.record("otel.name", super::span_name(known, Some(route)));
@@ -475,7 +485,7 @@ where
             // A service that panics in `call`, before any future: the same line as a handler
             // that panics while running.
             Err(panic) => {
-                span.record("otel.status_code", "ERROR");
+                super::fail(&span, super::PANIC);
                 if self.config.access_log {
                     span.in_scope(|| access.log_panic(panic_message(&*panic)));
                 }
@@ -741,7 +751,7 @@ where
                 // The handler panicked: a server fault, logged with the request's ids (the
                 // panic message, otherwise on stderr only), then passed on unchanged.
                 if let Some(request) = this.request.take() {
-                    this.span.record("otel.status_code", "ERROR");
+                    super::fail(this.span, super::PANIC);
                     if request.config.access_log {
                         let message = panic_message(&*panic);
                         this.span.in_scope(|| request.access.log_panic(message));
@@ -815,7 +825,7 @@ where
                 // upgrade, and is final).
                 let not_final = (100..200).contains(&status) && status != 101;
                 if malformed || not_final {
-                    this.span.record("otel.status_code", "ERROR");
+                    super::fail(this.span, super::OTHER_ERROR);
                 }
                 let access = if !config.access_log {
                     None
@@ -852,7 +862,7 @@ where
                 })))
             }
             Err(err) => {
-                this.span.record("otel.status_code", "ERROR");
+                super::fail(this.span, super::error_type_of::<E>());
                 if config.access_log {
                     access.log_error(&err);
                 }
@@ -935,7 +945,7 @@ impl Pending {
     fn ended(pending: &mut Option<Box<Pending>>, span: &Span) {
         if let Some(p) = pending.take() {
             if p.left.is_some_and(|left| left > 0) {
-                span.record("otel.status_code", "ERROR");
+                super::fail(span, super::OTHER_ERROR);
                 p.access.log_failed_body(p.status);
             } else if p.trailers {
                 p.access.log_incomplete("ended without a gRPC status");
@@ -1051,7 +1061,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
             Err(panic) => {
                 // The body panicked part-way: a server fault, as a handler that panics, not
                 // a client that went away.
-                state.span.record("otel.status_code", "ERROR");
+                super::fail(&state.span, super::PANIC);
                 if let Some(p) = state.pending.take() {
                     p.access.log_panic(panic_message(&*panic));
                 }
@@ -1093,7 +1103,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                     }
                 }
                 if overrun {
-                    state.span.record("otel.status_code", "ERROR");
+                    super::fail(&state.span, super::OTHER_ERROR);
                     if let Some(p) = state.pending.take() {
                         p.access.log_failed_body(p.status);
                     }
@@ -1106,7 +1116,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
             }
             Some(Err(_)) => {
                 // The body failed part-way: the response did not get through whole.
-                state.span.record("otel.status_code", "ERROR");
+                super::fail(&state.span, super::error_type_of::<B::Error>());
                 if let Some(p) = state.pending.take() {
                     if p.trailers {
                         p.access.log_incomplete("failed before its gRPC status");
