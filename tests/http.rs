@@ -3484,3 +3484,45 @@ async fn a_client_span_has_its_server_and_the_error_type_of_a_failed_call() {
         "{spans:#?}"
     );
 }
+
+/// The exported server span carries the caller's `User-Agent` as `user_agent.original`: as
+/// sent when short, cut to 512 bytes at a character boundary when long, left out when it is
+/// not UTF-8 text; and it is not a field on the lines.
+#[tokio::test(flavor = "current_thread")]
+async fn the_server_span_exports_the_user_agent_within_a_bound() {
+    let (capture, exporter, provider, _g) = exporting_lines();
+    let app = Router::new()
+        .route("/{name}", get(|| async { "ok" }))
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    // 511 ASCII bytes, then characters of 3 bytes: the cut falls inside the first of them.
+    let long = format!("{}{}", "a".repeat(511), "€".repeat(600));
+    let agents = [
+        (
+            "short",
+            HeaderValue::from_static("orders-client/1.4 (rust)"),
+        ),
+        ("long", HeaderValue::from_str(&long).unwrap()),
+        (
+            "binary",
+            HeaderValue::from_bytes(b"agent \xff\xfe").unwrap(),
+        ),
+    ];
+    for (path, agent) in &agents {
+        let (status, _, _) =
+            get_with(addr, &format!("/{path}"), &[("user-agent", agent.clone())]).await;
+        assert_eq!(status, 200);
+    }
+    let agent = |path: &str| {
+        attribute_values(
+            &server_span(&exporter, &provider, path),
+            "user_agent.original",
+        )
+    };
+    assert_eq!(agent("/short"), ["orders-client/1.4 (rust)"]);
+    assert_eq!(agent("/long"), ["a".repeat(511)]);
+    assert_eq!(agent("/binary"), Vec::<String>::new());
+    for line in capture.lines() {
+        assert!(line.get("user_agent.original").is_none(), "{line}");
+    }
+}

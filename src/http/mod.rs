@@ -20,7 +20,7 @@
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
 //!    while handling the request carries; the id is also in the request's extensions. The
 //!    exported span also gets `network.protocol.version`, `url.scheme` where the request names
-//!    it (HTTP/2), and for a failed request `error.type` (the status code, the error's type,
+//!    it (HTTP/2), `user_agent.original` (up to 512 bytes), and for a failed request `error.type` (the status code, the error's type,
 //!    `panic`, or a gRPC code's name); these are not span fields, so lines do not carry them;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
 //! 5. writes one access-log line (target [`ACCESS_TARGET`]) when the response has been sent
@@ -234,6 +234,18 @@ fn protocol_version(version: http::Version) -> Option<&'static str> {
         http::Version::HTTP_3 => "3",
         _ => return None,
     })
+}
+
+/// Longest `user_agent.original` exported, in bytes: a header of any length (up to the
+/// server's limit on a request's head) is the caller's to choose.
+const USER_AGENT_MAX: usize = 512;
+
+/// A request's `User-Agent`, as `user_agent.original` is exported: text only (a value that is
+/// not UTF-8 is left out), cut to [`USER_AGENT_MAX`] bytes at a character boundary.
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::USER_AGENT)?;
+    let text = std::str::from_utf8(value.as_bytes()).ok()?;
+    Some(text[..crate::json::floor_char_boundary(text, USER_AGENT_MAX)].to_owned())
 }
 
 /// A client request's `server.address` (an IPv6 address without its brackets) and

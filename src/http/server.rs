@@ -425,6 +425,9 @@ where
         if let Some(scheme) = req.uri().scheme_str() {
             span.set_attribute("url.scheme", scheme.to_owned());
         }
+        if let Some(agent) = super::user_agent(req.headers()) {
+            span.set_attribute("user_agent.original", agent);
+        }
         if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
             span.record("http.route", route);
             span.record("otel.name", super::span_name(known, Some(route)));
