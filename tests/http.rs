@@ -3526,3 +3526,179 @@ async fn the_server_span_exports_the_user_agent_within_a_bound() {
         assert!(line.get("user_agent.original").is_none(), "{line}");
     }
 }
+
+/// A subscriber that looks spans up as the registry does, but is not `Registry` to a downcast
+/// (a subscriber of the application's own, with span storage of its own).
+struct NotRegistry(tracing_subscriber::Registry);
+
+impl tracing::Subscriber for NotRegistry {
+    fn register_callsite(
+        &self,
+        m: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        self.0.register_callsite(m)
+    }
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.0.new_span(attrs)
+    }
+    fn record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        self.0.record(id, values)
+    }
+    fn record_follows_from(&self, id: &tracing::span::Id, follows: &tracing::span::Id) {
+        self.0.record_follows_from(id, follows)
+    }
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.0.event(event)
+    }
+    fn enter(&self, id: &tracing::span::Id) {
+        self.0.enter(id)
+    }
+    fn exit(&self, id: &tracing::span::Id) {
+        self.0.exit(id)
+    }
+    fn clone_span(&self, id: &tracing::span::Id) -> tracing::span::Id {
+        self.0.clone_span(id)
+    }
+    fn try_close(&self, id: tracing::span::Id) -> bool {
+        self.0.try_close(id)
+    }
+    fn current_span(&self) -> tracing_core::span::Current {
+        self.0.current_span()
+    }
+}
+
+impl<'a> tracing_subscriber::registry::LookupSpan<'a> for NotRegistry {
+    type Data =
+        <tracing_subscriber::Registry as tracing_subscriber::registry::LookupSpan<'a>>::Data;
+    fn span_data(&'a self, id: &tracing::span::Id) -> Option<Self::Data> {
+        self.0.span_data(id)
+    }
+}
+
+/// `error.type` is set once whatever the subscriber is built on: a 502 whose body then fails,
+/// under a subscriber that is not tracing-subscriber's `Registry`, is exported with `"502"`
+/// alone.
+#[tokio::test(flavor = "current_thread")]
+async fn error_type_is_set_once_under_a_subscriber_that_is_not_the_registry() {
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = NotRegistry(tracing_subscriber::Registry::default())
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")));
+    let _g = tracing::subscriber::set_default(subscriber);
+    for client in [false, true] {
+        let path = if client { "/client" } else { "/server" };
+        let answer = tower::service_fn(|_r: Request<()>| async {
+            let body = streamed(1, Default::default(), Some(io::Error::other("gone")));
+            let mut resp = http::Response::new(body);
+            *resp.status_mut() = StatusCode::BAD_GATEWAY;
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let req = Request::get(path).body(()).unwrap();
+        let body = if client {
+            let svc = ServiceBuilder::new()
+                .layer(PropagateLayer::new())
+                .service(answer);
+            svc.oneshot(req).await.unwrap().into_body().collect().await
+        } else {
+            let svc = ServiceBuilder::new()
+                .layer(CorrelationLayer::new())
+                .service(answer);
+            svc.oneshot(req).await.unwrap().into_body().collect().await
+        };
+        assert!(body.is_err(), "{path}: the body broke");
+    }
+    assert_eq!(
+        attribute_values(&server_span(&exporter, &provider, "/server"), "error.type"),
+        ["502"]
+    );
+    let client = client_spans(&exporter, &provider);
+    assert_eq!(client.len(), 1);
+    assert_eq!(attribute_values(&client[0], "error.type"), ["502"]);
+}
+
+/// The scheme of an HTTP/1.1 request's absolute-form target is whatever the client wrote (here
+/// one that names no protocol, over plain TCP): it is not exported as `url.scheme`.
+#[tokio::test(flavor = "current_thread")]
+async fn an_http1_absolute_form_scheme_is_not_exported() {
+    let (exporter, provider, _g) = exporting();
+    let app = Router::new()
+        .route("/abs", get(|| async { "ok" }))
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    for target in ["made-up-scheme-1234://x/abs", "https://x/abs"] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{target}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let _ = provider.force_flush();
+    let spans: Vec<_> = exporter
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+        .collect();
+    assert_eq!(spans.len(), 2);
+    for span in &spans {
+        assert_eq!(
+            attribute_values(span, "url.scheme"),
+            Vec::<String>::new(),
+            "{span:?}"
+        );
+    }
+}
+
+/// A router nested with a `CorrelationLayer` of its own, both layers giving the route: the
+/// request's one span is exported with one `http.route`, one `rpc.grpc.status_code` (a status
+/// in the trailers of a gRPC answer) and one `error.type`, each value set once.
+#[tokio::test(flavor = "current_thread")]
+async fn a_nested_layer_sets_each_attribute_of_the_request_span_once() {
+    let (exporter, provider, _g) = exporting();
+    let route: traceline::http::RouteFn =
+        |ext| ext.get::<axum::extract::MatchedPath>().map(|m| m.as_str());
+    let grpc = || async {
+        use futures_util::StreamExt;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("13"));
+        let frames = futures_util::stream::iter([
+            Ok::<_, io::Error>(http_body::Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+            Ok(http_body::Frame::trailers(trailers)),
+        ]);
+        let body = http_body_util::StreamBody::new(frames.boxed());
+        (
+            [("content-type", "application/grpc")],
+            axum::body::Body::new(body),
+        )
+    };
+    let orders = Router::new()
+        .route("/pkg.Orders/Get", axum::routing::post(grpc))
+        .layer(CorrelationLayer::new().route(route));
+    let app = Router::new()
+        .nest("/api", orders)
+        .layer(CorrelationLayer::new().route(route));
+    let addr = serve(app).await;
+    let req = Request::post(format!("http://{addr}/api/pkg.Orders/Get"))
+        .header("content-type", "application/grpc")
+        .body(Empty::new())
+        .unwrap();
+    let resp = h2_client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let whole = resp.into_body().collect().await.unwrap();
+    assert_eq!(whole.trailers().unwrap()["grpc-status"], "13");
+    let span = server_span(&exporter, &provider, "/api/pkg.Orders/Get");
+    for key in ["http.route", "rpc.grpc.status_code", "error.type"] {
+        assert_eq!(attribute_values(&span, key).len(), 1, "{key}: {span:#?}");
+    }
+    assert_eq!(attribute_values(&span, "error.type"), ["INTERNAL"]);
+}

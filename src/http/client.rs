@@ -231,11 +231,15 @@ where
             // A transport that panics in `call`: the exchange failed, as one whose future
             // panics; the panic goes on.
             Err(panic) => {
-                super::fail(&span, super::PANIC);
+                super::fail(&span, &mut false, super::PANIC);
                 std::panic::resume_unwind(panic)
             }
         };
-        ClientFuture { inner, span }
+        ClientFuture {
+            inner,
+            span,
+            failed: false,
+        }
     }
 }
 
@@ -331,6 +335,8 @@ pin_project_lite::pin_project! {
         inner: F,
         // `Span::none()` once the answer is ready.
         span: Span,
+        // Whether the span was marked as failed (its `error.type` set).
+        failed: bool,
     }
 
     impl<F> PinnedDrop for ClientFuture<F> {
@@ -340,7 +346,7 @@ pin_project_lite::pin_project! {
             if !this.span.is_none() && !std::thread::panicking() {
                 this.span
                     .record("otel.status_description", "cancelled before the response");
-                super::fail(this.span, "cancelled");
+                super::fail(this.span, this.failed, "cancelled");
             }
         }
     }
@@ -365,16 +371,16 @@ where
                 // The transport panicked: the span is marked, as the server marks its request
                 // span for a handler that panics, and the panic goes on.
                 Err(panic) => {
-                    super::fail(this.span, super::PANIC);
+                    super::fail(this.span, this.failed, super::PANIC);
                     std::panic::resume_unwind(panic)
                 }
             }
         };
         match &result {
             Ok(resp) => {
-                super::record_response(this.span, resp, true);
+                super::record_response(this.span, this.failed, resp, true);
             }
-            Err(_) => super::fail(this.span, super::error_type_of::<E>()),
+            Err(_) => super::fail(this.span, this.failed, super::error_type_of::<E>()),
         }
         // The body holds the span from here on: it ends with the body, not with this future.
         let span = std::mem::replace(this.span, Span::none());
@@ -384,7 +390,14 @@ where
             Ok(resp) if resp.body().is_end_stream() => Span::none(),
             _ => span,
         };
-        Poll::Ready(result.map(|resp| resp.map(|inner| ClientBody { inner, span })))
+        let failed = *this.failed;
+        Poll::Ready(result.map(|resp| {
+            resp.map(|inner| ClientBody {
+                inner,
+                span,
+                failed,
+            })
+        }))
     }
 }
 
@@ -415,6 +428,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         span: Span,
+        // Whether the span was marked as failed (its `error.type` set).
+        failed: bool,
     }
 }
 
@@ -463,6 +478,7 @@ impl<B: Default> Default for ClientBody<B> {
         ClientBody {
             inner: B::default(),
             span: Span::none(),
+            failed: false,
         }
     }
 }
@@ -483,7 +499,7 @@ impl<B: http_body::Body> http_body::Body for ClientBody<B> {
             Ok(poll) => ready!(poll),
             // The body panicked part-way: the exchange failed; the panic goes on.
             Err(panic) => {
-                super::fail(this.span, super::PANIC);
+                super::fail(this.span, this.failed, super::PANIC);
                 *this.span = Span::none();
                 std::panic::resume_unwind(panic)
             }
@@ -491,13 +507,13 @@ impl<B: http_body::Body> http_body::Body for ClientBody<B> {
         let end = match &frame {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    super::record_grpc_trailers(this.span, trailers, true);
+                    super::record_grpc_trailers(this.span, this.failed, trailers, true);
                 }
                 // Trailers are a body's last frame.
                 frame.is_trailers() || this.inner.is_end_stream()
             }
             Some(Err(_)) => {
-                super::fail(this.span, super::error_type_of::<B::Error>());
+                super::fail(this.span, this.failed, super::error_type_of::<B::Error>());
                 true
             }
             None => true,

@@ -19,9 +19,10 @@
 //!    `otel.kind = "server"`,
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
 //!    while handling the request carries; the id is also in the request's extensions. The
-//!    exported span also gets `network.protocol.version`, `url.scheme` where the request names
-//!    it (HTTP/2), `user_agent.original` (up to 512 bytes), and for a failed request `error.type` (the status code, the error's type,
-//!    `panic`, or a gRPC code's name); these are not span fields, so lines do not carry them;
+//!    exported span also gets `network.protocol.version`, `url.scheme` over HTTP/2 (`http` or
+//!    `https`; HTTP/1.x requests do not say), `user_agent.original` (up to 512 bytes), and for
+//!    a failed request `error.type` (the status code, the error's type, `panic`, a gRPC code's
+//!    name, or `_OTHER`); these are not span fields, so lines do not carry them;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
 //! 5. writes one access-log line (target [`ACCESS_TARGET`]) when the response has been sent
 //!    whole, at the end of its body: method, path, status, `latency_ms` (the whole response's),
@@ -236,6 +237,20 @@ fn protocol_version(version: http::Version) -> Option<&'static str> {
     })
 }
 
+/// A server request's `url.scheme`: `http` or `https` from HTTP/2's (or HTTP/3's) `:scheme`;
+/// `None` for HTTP/1.x, whose requests do not say how they came (the scheme of an
+/// absolute-form target is the client's to write), and for any other scheme.
+fn url_scheme<B>(req: &http::Request<B>) -> Option<&'static str> {
+    if req.version() < http::Version::HTTP_2 {
+        return None;
+    }
+    match req.uri().scheme_str()? {
+        "http" => Some("http"),
+        "https" => Some("https"),
+        _ => None,
+    }
+}
+
 /// Longest `user_agent.original` exported, in bytes: a header of any length (up to the
 /// server's limit on a request's head) is the caller's to choose.
 const USER_AGENT_MAX: usize = 512;
@@ -272,7 +287,8 @@ const OTHER_ERROR: &str = "_OTHER";
 /// `error.type` for a handler, transport or body that panicked.
 const PANIC: &str = "panic";
 
-/// `error.type` for an error of type `E`: its type's path (`hyper_util::client::legacy::Error`),
+/// `error.type` for an error of type `E`: its type's path
+/// (`hyper_util::client::legacy::client::Error`),
 /// as OpenTelemetry's conventions ask for an exception's type; `_OTHER` for a boxed
 /// `dyn Error`, whose path says nothing of the error.
 fn error_type_of<E>() -> &'static str {
@@ -290,36 +306,15 @@ fn error_type_of<E>() -> &'static str {
 ///
 /// `error.type` is set once, by the first failure (a 500 whose body then fails stays `"500"`):
 /// each value set on an OpenTelemetry span is exported, so a second would be a duplicate
-/// attribute. It goes to the exported span only, not to the span's fields: those are written on
-/// every line logged in the request, and the access line already says what failed.
-fn fail(span: &tracing::Span, error_type: impl Into<opentelemetry::Value>) {
+/// attribute. `failed` says whether the request's span was marked before; it goes with the
+/// span from the response future to the body. `error.type` goes to the exported span only,
+/// not to the span's fields: those are written on every line logged in the request, and the
+/// access line already says what failed.
+fn fail(span: &tracing::Span, failed: &mut bool, error_type: impl Into<opentelemetry::Value>) {
     span.record("otel.status_code", "ERROR");
-    if first_failure(span) {
+    if !std::mem::replace(failed, true) {
         span.set_attribute("error.type", error_type);
     }
-}
-
-/// Whether `span` was not marked by [`fail`] before (kept in the registry's data for the
-/// span). Always `true` under a subscriber that is not built on tracing-subscriber's
-/// `Registry`; `false` for a disabled span.
-fn first_failure(span: &tracing::Span) -> bool {
-    use tracing_subscriber::registry::LookupSpan;
-    struct Failed;
-    span.with_subscriber(|(id, dispatch)| {
-        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
-            return true;
-        };
-        let Some(data) = registry.span(id) else {
-            return true;
-        };
-        let mut extensions = data.extensions_mut();
-        if extensions.get_mut::<Failed>().is_some() {
-            return false;
-        }
-        extensions.insert(Failed);
-        true
-    })
-    .unwrap_or(false)
 }
 
 /// Records a response on its request span: `http.response.status_code`, and marks it as
@@ -329,6 +324,7 @@ fn first_failure(span: &tracing::Span) -> bool {
 /// returns.
 fn record_response<B>(
     span: &tracing::Span,
+    failed: &mut bool,
     response: &http::Response<B>,
     client: bool,
 ) -> Option<u16> {
@@ -337,9 +333,9 @@ fn record_response<B>(
     // conventions make the status an int.
     span.record("http.response.status_code", i64::from(status));
     if status >= 500 || (client && status >= 400) {
-        fail(span, status.to_string());
+        fail(span, failed, status.to_string());
     }
-    record_grpc_status(span, response.headers(), client)
+    record_grpc_status(span, failed, response.headers(), client)
 }
 
 /// The gRPC status of a gRPC response (`content-type: application/grpc…`) that carries it in
@@ -392,23 +388,33 @@ fn grpc_server_fault(code: u16) -> bool {
 /// Records a response's gRPC status, when its headers carry one, on its request span:
 /// `rpc.grpc.status_code`, and `otel.status_code = "ERROR"` for a server's fault (a server
 /// span) or any non-OK code (a client span). Returns the code.
-fn record_grpc_status(span: &tracing::Span, headers: &HeaderMap, client: bool) -> Option<u16> {
+fn record_grpc_status(
+    span: &tracing::Span,
+    failed: &mut bool,
+    headers: &HeaderMap,
+    client: bool,
+) -> Option<u16> {
     let code = grpc_status(headers)?;
-    record_grpc_code(span, code, client);
+    record_grpc_code(span, failed, code, client);
     Some(code)
 }
 
 /// [`record_grpc_status`] for the status in a gRPC response's trailers.
-fn record_grpc_trailers(span: &tracing::Span, trailers: &HeaderMap, client: bool) -> Option<u16> {
+fn record_grpc_trailers(
+    span: &tracing::Span,
+    failed: &mut bool,
+    trailers: &HeaderMap,
+    client: bool,
+) -> Option<u16> {
     let code = grpc_code(trailers)?;
-    record_grpc_code(span, code, client);
+    record_grpc_code(span, failed, code, client);
     Some(code)
 }
 
-fn record_grpc_code(span: &tracing::Span, code: u16, client: bool) {
+fn record_grpc_code(span: &tracing::Span, failed: &mut bool, code: u16, client: bool) {
     span.record("rpc.grpc.status_code", i64::from(code));
     if (client && code != 0) || (!client && grpc_server_fault(code)) {
-        fail(span, grpc_code_name(code));
+        fail(span, failed, grpc_code_name(code));
     }
 }
 

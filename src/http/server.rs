@@ -293,9 +293,14 @@ impl<S> Correlation<S> {
 }
 
 /// The mark a [`Correlation`] leaves in the extensions of a request it handles: a nested one
-/// passes the request through, in this request span.
+/// passes the request through, in this request span. `route`: the `http.route` recorded on the
+/// span so far (a nested layer records its own only when it differs: each value recorded is
+/// exported).
 #[derive(Clone)]
-struct Handled(Span);
+struct Handled {
+    span: Span,
+    route: Option<Box<str>>,
+}
 
 /// What the incoming correlation headers held: the first valid id, in the configured order,
 /// and the first header whose value was refused (an invalid value, or several values, of this
@@ -367,13 +372,15 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if let Some(Handled(outer)) = req.extensions().get::<Handled>() {
+        if let Some(outer) = req.extensions().get::<Handled>() {
             // Already inside an outer `Correlation` (a nested router with a layer of its own):
             // the request keeps that one's span, trace and id, and gets one access line. The
             // route this layer knows goes on the outer span. (A `CorrelationId` the application
             // put in the extensions says nothing of that: only the outer layer's own mark does.)
-            let span = outer.clone();
-            if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
+            // The outer layer's future and body record the outcome; this one's pass through.
+            let span = outer.span.clone();
+            let route = self.config.route.and_then(|f| f(req.extensions()));
+            if let Some(route) = route.filter(|r| outer.route.as_deref() != Some(*r)) {
                 span.record("http.route", route);
                 let name =
                     super::span_name(self.config.known_methods.name(req.method()), Some(route));
@@ -381,12 +388,18 @@ where
                 // started it: it takes a new name only through the span itself.
                 span.context().span().update_name(name.clone());
                 span.record("otel.name", name);
+                let route = Some(route.into());
+                req.extensions_mut().insert(Handled {
+                    span: span.clone(),
+                    route,
+                });
             }
             let future = self.inner.call(req);
             return ResponseFuture {
                 inner: future.instrument(span.clone()),
                 span,
                 request: None,
+                failed: false,
             };
         }
         // The latency counts the inner service's `call` too: some do their work there.
@@ -416,22 +429,25 @@ where
             span.record("http.request.method_original", method.as_str());
         }
         // For the exported span only (span fields are written on every line of the request):
-        // the protocol version, and the scheme where the request names it (HTTP/2's
-        // `:scheme`, an absolute-form target). An HTTP/1.1 request does not say whether it
-        // came over TLS, and is left without one.
+        // the protocol version, and the scheme where the protocol gives it (HTTP/2's
+        // `:scheme`, `http` or `https`). An HTTP/1.x request does not say whether it came over
+        // TLS (the scheme of an absolute-form target is whatever the client wrote), and is left
+        // without one.
         if let Some(version) = super::protocol_version(req.version()) {
             span.set_attribute("network.protocol.version", version);
         }
-        if let Some(scheme) = req.uri().scheme_str() {
-            span.set_attribute("url.scheme", scheme.to_owned());
+        if let Some(scheme) = super::url_scheme(&req) {
+            span.set_attribute("url.scheme", scheme);
         }
         if let Some(agent) = super::user_agent(req.headers()) {
             span.set_attribute("user_agent.original", agent);
         }
-        if let Some(route) = self.config.route.and_then(|f| f(req.extensions())) {
+        let route = self.config.route.and_then(|f| f(req.extensions()));
+        if let Some(route) = route {
             span.record("http.route", route);
             span.record("otel.name", super::span_name(known, Some(route)));
         }
+        let route: Option<Box<str>> = route.map(Into::into);
         // Before anything reads the span's ids: once started, its parent cannot change. With
         // no valid `traceparent` the request starts a trace of its own, whatever span the
         // server runs in (one per connection, say): unrelated requests are not one trace.
@@ -472,7 +488,10 @@ where
             });
         }
         req.extensions_mut().insert(id.clone());
-        req.extensions_mut().insert(Handled(span.clone()));
+        req.extensions_mut().insert(Handled {
+            span: span.clone(),
+            route,
+        });
         let access = Access {
             method,
             path,
@@ -488,7 +507,7 @@ where
             // A service that panics in `call`, before any future: the same line as a handler
             // that panics while running.
             Err(panic) => {
-                super::fail(&span, super::PANIC);
+                super::fail(&span, &mut false, super::PANIC);
                 if self.config.access_log {
                     span.in_scope(|| access.log_panic(panic_message(&*panic)));
                 }
@@ -498,6 +517,7 @@ where
         ResponseFuture {
             inner: future.instrument(span.clone()),
             span,
+            failed: false,
             request: Some(Box::new(RequestInfo {
                 id,
                 access,
@@ -720,6 +740,8 @@ pin_project_lite::pin_project! {
         // `None` once the response is ready, and for a request passed through to an outer
         // `Correlation`.
         request: Option<Box<RequestInfo>>,
+        // Whether the span was marked as failed (its `error.type` set).
+        failed: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -754,7 +776,7 @@ where
                 // The handler panicked: a server fault, logged with the request's ids (the
                 // panic message, otherwise on stderr only), then passed on unchanged.
                 if let Some(request) = this.request.take() {
-                    super::fail(this.span, super::PANIC);
+                    super::fail(this.span, this.failed, super::PANIC);
                     if request.config.access_log {
                         let message = panic_message(&*panic);
                         this.span.in_scope(|| request.access.log_panic(message));
@@ -774,7 +796,7 @@ where
         match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                let grpc = super::record_response(this.span, &response, false);
+                let grpc = super::record_response(this.span, this.failed, &response, false);
                 let headers = response.headers_mut();
                 headers.insert(
                     config.response_header.clone(),
@@ -828,7 +850,7 @@ where
                 // upgrade, and is final).
                 let not_final = (100..200).contains(&status) && status != 101;
                 if malformed || not_final {
-                    super::fail(this.span, super::OTHER_ERROR);
+                    super::fail(this.span, this.failed, super::OTHER_ERROR);
                 }
                 let access = if !config.access_log {
                     None
@@ -856,16 +878,19 @@ where
                     None
                 };
                 let span = this.span.clone();
+                let failed = *this.failed;
                 Poll::Ready(Ok(response.map(|body| ResponseBody {
                     inner: body,
                     state: BodyState {
                         span,
                         pending: access.map(Box::new),
+                        failed,
+                        joined: false,
                     },
                 })))
             }
             Err(err) => {
-                super::fail(this.span, super::error_type_of::<E>());
+                super::fail(this.span, this.failed, super::error_type_of::<E>());
                 if config.access_log {
                     access.log_error(&err);
                 }
@@ -923,6 +948,11 @@ pin_project_lite::pin_project! {
 struct BodyState {
     span: Span,
     pending: Option<Box<Pending>>,
+    /// Whether the span was marked as failed (its `error.type` set).
+    failed: bool,
+    /// The body of a request passed through to an outer [`Correlation`], whose own body wraps
+    /// this one and records the outcome: this one only produces the body in the span.
+    joined: bool,
 }
 
 /// An access line waiting for the end of its response's body.
@@ -945,10 +975,10 @@ impl Pending {
     /// The body ended (with or without trailers): the line waiting in `pending` is written.
     /// A body that ends short of the length it announced did not get through whole: the
     /// client gets an error, not the response.
-    fn ended(pending: &mut Option<Box<Pending>>, span: &Span) {
+    fn ended(pending: &mut Option<Box<Pending>>, span: &Span, failed: &mut bool) {
         if let Some(p) = pending.take() {
             if p.left.is_some_and(|left| left > 0) {
-                super::fail(span, super::OTHER_ERROR);
+                super::fail(span, failed, super::OTHER_ERROR);
                 p.access.log_failed_body(p.status);
             } else if p.trailers {
                 p.access.log_incomplete("ended without a gRPC status");
@@ -982,6 +1012,8 @@ impl<B> ResponseBody<B> {
             state: BodyState {
                 span,
                 pending: None,
+                failed: false,
+                joined: true,
             },
         }
     }
@@ -1056,6 +1088,9 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
         let mut this = self.project();
         let state = this.state;
         let _entered = state.span.enter();
+        if state.joined {
+            return this.inner.poll_frame(cx);
+        }
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             this.inner.as_mut().poll_frame(cx)
         }));
@@ -1064,7 +1099,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
             Err(panic) => {
                 // The body panicked part-way: a server fault, as a handler that panics, not
                 // a client that went away.
-                super::fail(&state.span, super::PANIC);
+                super::fail(&state.span, &mut state.failed, super::PANIC);
                 if let Some(p) = state.pending.take() {
                     p.access.log_panic(panic_message(&*panic));
                 }
@@ -1075,7 +1110,12 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
             Some(Ok(frame)) => {
                 let mut end = false;
                 if let Some(trailers) = frame.trailers_ref() {
-                    let grpc = super::record_grpc_trailers(&state.span, trailers, false);
+                    let grpc = super::record_grpc_trailers(
+                        &state.span,
+                        &mut state.failed,
+                        trailers,
+                        false,
+                    );
                     // Without a `grpc-status` in them, the call ended without a status: said
                     // below, as for a body that ends without trailers.
                     // A body short of the length it announced fails, whatever its status
@@ -1106,7 +1146,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                     }
                 }
                 if overrun {
-                    super::fail(&state.span, super::OTHER_ERROR);
+                    super::fail(&state.span, &mut state.failed, super::OTHER_ERROR);
                     if let Some(p) = state.pending.take() {
                         p.access.log_failed_body(p.status);
                     }
@@ -1114,12 +1154,16 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                 // A server sends no more once the body says it is at its end, its trailers are
                 // out, or the length it announced.
                 if end || this.inner.is_end_stream() {
-                    Pending::ended(&mut state.pending, &state.span);
+                    Pending::ended(&mut state.pending, &state.span, &mut state.failed);
                 }
             }
             Some(Err(_)) => {
                 // The body failed part-way: the response did not get through whole.
-                super::fail(&state.span, super::error_type_of::<B::Error>());
+                super::fail(
+                    &state.span,
+                    &mut state.failed,
+                    super::error_type_of::<B::Error>(),
+                );
                 if let Some(p) = state.pending.take() {
                     if p.trailers {
                         p.access.log_incomplete("failed before its gRPC status");
@@ -1128,7 +1172,7 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
                     }
                 }
             }
-            None => Pending::ended(&mut state.pending, &state.span),
+            None => Pending::ended(&mut state.pending, &state.span, &mut state.failed),
         }
         Poll::Ready(frame)
     }
