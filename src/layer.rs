@@ -45,6 +45,9 @@ fn stdout_lock() -> io::StdoutLock<'static> {
     io::stdout().lock()
 }
 
+/// A layer setting that changes the schema, kept to be applied again by `with_schema`.
+type SchemaEdit = std::sync::Arc<dyn Fn(Schema) -> Schema + Send + Sync>;
+
 /// A [`tracing_subscriber::Layer`] that writes every event as one line of JSON carrying the
 /// OpenTelemetry `traceId` and `spanId` of the event's span. Made by [`layer()`].
 ///
@@ -107,6 +110,10 @@ pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
     max_line: usize,
     /// Identifies this layer's configuration in the per-thread callsite cache.
     id: u64,
+    /// The layer's own settings that change the schema (`with_file`, `with_service_name`, …),
+    /// in order: [`Layer::with_schema`] applies them again on top of a new schema, so they hold
+    /// whether they come before it or after.
+    edits: Vec<SchemaEdit>,
     /// The key of the [`otel`](crate::otel) layer in this layer's subscriber (0: none), whose
     /// notes give a span's ids as it is entered.
     watch: AtomicU64,
@@ -186,6 +193,7 @@ impl<W> Layer<W> {
             max_field: DEFAULT_MAX_FIELD_LEN,
             max_line: DEFAULT_MAX_LINE_LEN,
             id: next_layer_id(),
+            edits: Vec::new(),
             watch: AtomicU64::new(0),
         }
     }
@@ -222,12 +230,20 @@ impl<W> Layer<W> {
             max_field: self.max_field,
             max_line: self.max_line,
             id: self.id,
+            edits: self.edits,
             watch: self.watch,
         }
     }
 
-    /// Uses `schema` for key names and spellings. Call it before the other `with_*` settings
-    /// that change the schema (they apply to the schema in place).
+    /// Uses `schema` for key names and spellings.
+    ///
+    /// The layer's own settings that change what a line holds (`with_file`, `with_line_number`,
+    /// `with_thread_names`, `with_thread_ids`, `with_target`, `with_trace_flags`,
+    /// `with_timestamp_format`, `with_field_layout`, `with_service_name`,
+    /// `with_service_version`, `with_environment`, `with_static_field`) apply on top of it,
+    /// whether they come before this call or after: `layer().with_service_name("orders")
+    /// .with_schema(Schema::ecs())` writes ECS lines with `service.name`. Where such a setting
+    /// and `schema` both set something, the setting wins.
     ///
     /// ```
     /// use traceline::{Key, Schema};
@@ -239,20 +255,27 @@ impl<W> Layer<W> {
     /// # assert!(line.get("traceId").is_none());
     /// # }
     /// ```
-    pub fn with_schema(mut self, schema: Schema) -> Self {
+    pub fn with_schema(self, schema: Schema) -> Self {
+        let schema = self.edits.iter().fold(schema, |s, edit| edit(s));
+        self.set_schema(schema)
+    }
+
+    fn set_schema(mut self, schema: Schema) -> Self {
         self.schema = schema;
         self.compiled = self.schema.compile();
         self.id = next_layer_id();
         self
     }
 
-    fn map_schema(self, f: impl FnOnce(Schema) -> Schema) -> Self {
+    /// Applies a setting to the schema, and keeps it for [`Layer::with_schema`].
+    fn map_schema(mut self, f: impl Fn(Schema) -> Schema + Send + Sync + 'static) -> Self {
         let schema = f(self.schema.clone());
-        self.with_schema(schema)
+        self.edits.push(std::sync::Arc::new(f));
+        self.set_schema(schema)
     }
 
     fn toggle(self, key: Key, on: bool) -> Self {
-        self.map_schema(|s| if on { s.enable(key) } else { s.disable(key) })
+        self.map_schema(move |s| if on { s.enable(key) } else { s.disable(key) })
     }
 
     /// Writes the callsite's source file (off by default).
@@ -356,7 +379,7 @@ impl<W> Layer<W> {
     /// # }
     /// ```
     pub fn with_timestamp_format(self, format: TimestampFormat) -> Self {
-        self.map_schema(|s| s.timestamp_format(format))
+        self.map_schema(move |s| s.timestamp_format(format))
     }
 
     /// Sets where event and span fields go: top level (default) or nested objects.
@@ -372,7 +395,7 @@ impl<W> Layer<W> {
     /// # }
     /// ```
     pub fn with_field_layout(self, layout: FieldLayout) -> Self {
-        self.map_schema(|s| s.field_layout(layout))
+        self.map_schema(move |s| s.field_layout(layout))
     }
 
     /// Writes `service.name` on every line.
@@ -386,7 +409,8 @@ impl<W> Layer<W> {
     /// # }
     /// ```
     pub fn with_service_name(self, name: impl Into<String>) -> Self {
-        self.map_schema(|s| s.service_name(name))
+        let name = name.into();
+        self.map_schema(move |s| s.service_name(name.clone()))
     }
 
     /// Writes `service.version` on every line.
@@ -400,7 +424,8 @@ impl<W> Layer<W> {
     /// # }
     /// ```
     pub fn with_service_version(self, version: impl Into<String>) -> Self {
-        self.map_schema(|s| s.service_version(version))
+        let version = version.into();
+        self.map_schema(move |s| s.service_version(version.clone()))
     }
 
     /// Writes `deployment.environment` on every line.
@@ -414,7 +439,8 @@ impl<W> Layer<W> {
     /// # }
     /// ```
     pub fn with_environment(self, env: impl Into<String>) -> Self {
-        self.map_schema(|s| s.environment(env))
+        let env = env.into();
+        self.map_schema(move |s| s.environment(env.clone()))
     }
 
     /// Writes `key: value` on every line (after the ids, before event fields).
@@ -433,7 +459,8 @@ impl<W> Layer<W> {
         key: impl Into<std::borrow::Cow<'static, str>>,
         value: impl Into<serde_json::Value>,
     ) -> Self {
-        self.map_schema(|s| s.static_field(key, value))
+        let (key, value) = (key.into(), value.into());
+        self.map_schema(move |s| s.static_field(key.clone(), value.clone()))
     }
 
     /// Reads the time from `clock` instead of [`SystemTime::now`] (for tests with a fixed clock).

@@ -1546,3 +1546,76 @@ fn renames_no_prefix_can_settle_still_build() {
         distinct_paths(&line);
     }
 }
+
+/// The layer's own settings that change a line hold whatever their order around
+/// `with_schema`: set before it or after, the ECS line is the same (exact keys, in order, and
+/// values), and a setting wins over what the schema set itself.
+#[test]
+fn layer_settings_hold_before_or_after_with_schema() {
+    use traceline::{FieldLayout, TimestampFormat};
+    type Settings = fn(traceline::Layer<common::Capture>) -> traceline::Layer<common::Capture>;
+    let settings: Settings = |l| {
+        l.with_service_name("orders")
+            .with_service_version("1.4.2")
+            .with_environment("staging")
+            .with_static_field("region", "eu-west-1")
+            .with_file(true)
+            .with_line_number(true)
+            .with_thread_names(true)
+            .with_target(false)
+            .with_trace_flags(true)
+            .with_timestamp_format(TimestampFormat::Rfc3339Millis)
+            .with_field_layout(FieldLayout::Nested)
+    };
+    let provider = provider();
+    let line = |settings_first: bool| {
+        let (cap, layer) = capture_layer();
+        let schema = Schema::ecs().service_name("from-the-schema");
+        let layer = if settings_first {
+            settings(layer).with_schema(schema)
+        } else {
+            settings(layer.with_schema(schema))
+        };
+        let layer = layer.with_clock(fixed_clock);
+        with_default(otel_subscriber(&provider, layer), || {
+            info_span!(target: "orders", "createOrder", order.customer_id = 42).in_scope(|| {
+                // One call site for both runs: the same file and line.
+                event!(target: "orders", Level::INFO, order.item_count = 3, "order created");
+            })
+        });
+        let mut lines = cap.lines();
+        assert_eq!(lines.len(), 1);
+        // Each run has a trace of its own: the ids are left out.
+        match lines.remove(0) {
+            Json::Obj(members) => Json::Obj(
+                members
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        !["trace.id", "span.id", "transaction.id"].contains(&k.as_str())
+                    })
+                    .collect(),
+            ),
+            other => panic!("not an object: {other:?}"),
+        }
+    };
+    let after = line(false);
+    let before = line(true);
+    assert_eq!(before.keys(), after.keys());
+    assert_eq!(before, after);
+    assert_eq!(before.str("service.name"), "orders", "{before:?}");
+    assert_eq!(before.str("service.version"), "1.4.2");
+    assert_eq!(before.str("region"), "eu-west-1");
+    assert_eq!(before.str("@timestamp"), MILLIS);
+    for key in [
+        "log.origin.file.name",
+        "log.origin.file.line",
+        "process.thread.name",
+    ] {
+        assert!(before.has(key), "{key}: {before:?}");
+    }
+    assert!(!before.has("log.logger"), "{before:?}");
+    assert!(
+        before.keys().iter().any(|k| k.ends_with("environment")),
+        "{before:?}"
+    );
+}
