@@ -443,7 +443,9 @@ impl<W> Layer<W> {
         self.map_schema(move |s| s.environment(env.clone()))
     }
 
-    /// Writes `key: value` on every line (after the ids, before event fields).
+    /// Writes `key: value` on every line (after the ids, before event fields). Under the key of
+    /// the service name, version or environment, `with_service_name` & co win when both are
+    /// given (a line never holds one key twice).
     ///
     /// ```
     /// let layer = traceline::layer().with_static_field("region", "eu-west-1");

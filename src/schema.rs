@@ -844,7 +844,9 @@ impl Schema {
     }
 
     /// Adds a field written on every line, after the ids. A later field with the same key
-    /// replaces an earlier one.
+    /// replaces an earlier one. A field under the key of the service name, version or
+    /// environment (`service.name`, …) is that setting's value, as `service_name` & co set
+    /// it; where both are given, `service_name` & co win (a line never holds one key twice).
     ///
     /// ```
     /// use traceline::Schema;
@@ -860,6 +862,26 @@ impl Schema {
         self.static_fields.retain(|(k, _)| *k != key);
         self.static_fields.push((key, value.into()));
         self
+    }
+
+    /// The service name (`0`), version (`1`) or environment (`2`) this schema writes: the one
+    /// set with `service_name` & co, else a static field's text under that setting's key.
+    #[cfg(feature = "install")]
+    pub(crate) fn service_setting(&self, i: usize) -> Option<String> {
+        const KEYS: [Key; 3] = [
+            Key::ServiceName,
+            Key::ServiceVersion,
+            Key::ServiceEnvironment,
+        ];
+        if let Some(set) = &self.service[i] {
+            return Some(set.clone());
+        }
+        let key = self.key(KEYS[i])?;
+        self.static_fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_str().map(str::to_owned))
     }
 }
 

@@ -3702,3 +3702,51 @@ async fn a_nested_layer_sets_each_attribute_of_the_request_span_once() {
     }
     assert_eq!(attribute_values(&span, "error.type"), ["INTERNAL"]);
 }
+
+/// A router nested with a `CorrelationLayer` of its own names the request's one span with the
+/// outer layer's method list, the list that recorded its method: the span's name and its
+/// `http.request.method` always agree, and a nested layer that knows more methods cannot let a
+/// caller make up span names.
+#[tokio::test(flavor = "current_thread")]
+async fn a_nested_layer_names_the_span_with_the_outer_layers_methods() {
+    let purge = || http::Method::from_bytes(b"PURGE").unwrap();
+    let route: traceline::http::RouteFn =
+        |ext| ext.get::<axum::extract::MatchedPath>().map(|m| m.as_str());
+    for outer_knows_purge in [true, false] {
+        let (exporter, provider, _g) = exporting();
+        let (outer, inner) = if outer_knows_purge {
+            (
+                CorrelationLayer::new().known_methods([http::Method::GET, purge()]),
+                CorrelationLayer::new().route(route),
+            )
+        } else {
+            (
+                CorrelationLayer::new(),
+                CorrelationLayer::new()
+                    .route(route)
+                    .known_methods([http::Method::GET, purge()]),
+            )
+        };
+        let items = Router::new()
+            .route("/items/{id}", axum::routing::any(|| async { "ok" }))
+            .layer(inner);
+        let app = Router::new().nest("/api", items).layer(outer);
+        let addr = serve(app).await;
+        let req = Request::builder()
+            .method(purge())
+            .uri(format!("http://{addr}/api/items/3"))
+            .body(Empty::new())
+            .unwrap();
+        let resp = client().request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap();
+        let span = server_span(&exporter, &provider, "/api/items/3");
+        let (name, method) = if outer_knows_purge {
+            ("PURGE /api/items/{id}", "PURGE")
+        } else {
+            ("HTTP /api/items/{id}", "_OTHER")
+        };
+        assert_eq!(span.name, name, "outer knows PURGE: {outer_knows_purge}");
+        assert_eq!(attribute_values(&span, "http.request.method"), [method]);
+    }
+}

@@ -295,11 +295,13 @@ impl<S> Correlation<S> {
 /// The mark a [`Correlation`] leaves in the extensions of a request it handles: a nested one
 /// passes the request through, in this request span. `route`: the `http.route` recorded on the
 /// span so far (a nested layer records its own only when it differs: each value recorded is
-/// exported).
+/// exported); `known_methods`: the outer layer's, which named the span and recorded its
+/// method (a nested layer names the span with the same list).
 #[derive(Clone)]
 struct Handled {
     span: Span,
     route: Option<Box<str>>,
+    known_methods: super::KnownMethods,
 }
 
 /// What the incoming correlation headers held: the first valid id, in the configured order,
@@ -382,17 +384,17 @@ where
             let route = self.config.route.and_then(|f| f(req.extensions()));
             if let Some(route) = route.filter(|r| outer.route.as_deref() != Some(*r)) {
                 span.record("http.route", route);
-                let name =
-                    super::span_name(self.config.known_methods.name(req.method()), Some(route));
+                let name = super::span_name(outer.known_methods.name(req.method()), Some(route));
                 // The outer span was entered before this call, so the OpenTelemetry layer has
                 // started it: it takes a new name only through the span itself.
                 span.context().span().update_name(name.clone());
                 span.record("otel.name", name);
-                let route = Some(route.into());
-                req.extensions_mut().insert(Handled {
+                let handled = Handled {
                     span: span.clone(),
-                    route,
-                });
+                    route: Some(route.into()),
+                    known_methods: outer.known_methods,
+                };
+                req.extensions_mut().insert(handled);
             }
             let future = self.inner.call(req);
             return ResponseFuture {
@@ -491,6 +493,7 @@ where
         req.extensions_mut().insert(Handled {
             span: span.clone(),
             route,
+            known_methods: self.config.known_methods,
         });
         let access = Access {
             method,

@@ -202,7 +202,7 @@ pub struct Builder {
     service_name: Option<String>,
     endpoint: Option<String>,
     protocol: Option<Protocol>,
-    sampler: Option<Result<Sampler, InitError>>,
+    sampler: Option<Sampler>,
     sdk_disabled: Option<bool>,
     schema: Option<Schema>,
     writer: Option<Writer>,
@@ -214,7 +214,8 @@ pub struct Builder {
     max_field_len: Option<usize>,
     max_line_len: Option<usize>,
     layers: Vec<UserLayer>,
-    /// Why a layer given to [`Builder::layer`] cannot be used.
+    /// The first setting that cannot be used (a layer given to [`Builder::layer`], a ratio
+    /// out of range): an error from `try_init` whatever settings come after it.
     rejected: Option<InitError>,
 }
 
@@ -350,8 +351,9 @@ impl Builder {
         self
     }
 
-    /// The service name, on the resource and on every line (`service.name`). Wins over
-    /// `OTEL_SERVICE_NAME`.
+    /// The service name, on the resource and on every line (`service.name`). Wins over a name
+    /// the schema sets ([`Builder::schema`]), which wins over `OTEL_SERVICE_NAME` and
+    /// `OTEL_RESOURCE_ATTRIBUTES`: lines and resource always carry the same name.
     ///
     /// ```
     /// let b = traceline::builder().service_name("orders");
@@ -396,10 +398,17 @@ impl Builder {
     /// # let _ = b;
     /// ```
     pub fn sample_ratio(mut self, ratio: f64) -> Self {
-        self.sampler = Some(
-            config::check_ratio("Builder::sample_ratio", ratio)
-                .map(|r| Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))),
-        );
+        match config::check_ratio("Builder::sample_ratio", ratio) {
+            Ok(r) => {
+                self.sampler = Some(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                    r,
+                ))));
+            }
+            // Kept whatever comes after: a later `sampler` does not make it right.
+            Err(err) => {
+                self.rejected.get_or_insert(err);
+            }
+        }
         self
     }
 
@@ -411,7 +420,7 @@ impl Builder {
     /// # let _ = b;
     /// ```
     pub fn sampler(mut self, sampler: Sampler) -> Self {
-        self.sampler = Some(Ok(sampler));
+        self.sampler = Some(sampler);
         self
     }
 
@@ -427,8 +436,10 @@ impl Builder {
         self
     }
 
-    /// The line format. Wins over `TRACELINE_SCHEMA`. A service name set on the schema is
-    /// kept; otherwise the resolved service name is added.
+    /// The line format. Wins over `TRACELINE_SCHEMA`. A service name, version or environment
+    /// set on the schema (or as its static field under that key) goes on the resource too,
+    /// and wins over the environment's (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`); a
+    /// name set with [`Builder::service_name`] wins over the schema's.
     ///
     /// ```
     /// use traceline::{Key, Schema};
@@ -640,17 +651,35 @@ impl Builder {
                 .find(|kv| kv.key.as_str() == key)
                 .map(|kv| kv.value.as_str().into_owned())
         };
+        let schema = match self.schema {
+            Some(s) => s,
+            None => match get("TRACELINE_SCHEMA") {
+                Some(name) => config::schema_preset(&name, get)?,
+                None => Schema::default(),
+            },
+        };
+        // One name, version and environment for the lines and the resource, code first:
+        // `Builder::service_name`, then the schema's own, then the environment's.
         let service_name = self
             .service_name
+            .or_else(|| schema.service_setting(0))
             .or_else(|| get("OTEL_SERVICE_NAME"))
             .or_else(|| attr("service.name"));
-        let service_version = attr("service.version");
-        let environment =
-            attr("deployment.environment.name").or_else(|| attr("deployment.environment"));
+        let from_schema = [schema.service_setting(1), schema.service_setting(2)];
+        let service_version = from_schema[0].clone().or_else(|| attr("service.version"));
+        let environment = from_schema[1].clone().or_else(|| {
+            attr("deployment.environment.name").or_else(|| attr("deployment.environment"))
+        });
         match &service_name {
             Some(name) => attributes.push(KeyValue::new("service.name", name.clone())),
             // As the OpenTelemetry resource spec says for a service with no name.
             None => attributes.push(KeyValue::new("service.name", unknown_service())),
+        }
+        if let Some(version) = &from_schema[0] {
+            attributes.push(KeyValue::new("service.version", version.clone()));
+        }
+        if let Some(env) = &from_schema[1] {
+            attributes.push(KeyValue::new("deployment.environment.name", env.clone()));
         }
 
         // With the SDK off, or nothing exported, the exporter's settings are never used: they
@@ -742,7 +771,7 @@ impl Builder {
         .unwrap_or(false);
 
         let sampler = match self.sampler {
-            Some(s) => s?,
+            Some(s) => s,
             None if disabled => Sampler::AlwaysOff,
             None => config::sampler(
                 get("OTEL_TRACES_SAMPLER").as_deref(),
@@ -752,13 +781,6 @@ impl Builder {
         };
         let propagators = config::propagators(get("OTEL_PROPAGATORS").as_deref())?;
 
-        let schema = match self.schema {
-            Some(s) => s,
-            None => match get("TRACELINE_SCHEMA") {
-                Some(name) => config::schema_preset(&name, get)?,
-                None => Schema::default(),
-            },
-        };
         let schema = with_service(schema, service_name, service_version, environment);
 
         Ok(Plan {
@@ -812,22 +834,21 @@ where
     tracing::Dispatch::new(base.with(filter).with(otel).with(json))
 }
 
-/// Adds the service fields to the schema unless it already names them.
+/// Sets the resolved service fields on the schema (the schema's own, where it had them, are
+/// among what was resolved: see [`Builder::service_name`]).
 fn with_service(
     mut schema: Schema,
     name: Option<String>,
     version: Option<String>,
     environment: Option<String>,
 ) -> Schema {
-    let [n, v, e] = &schema.service;
-    let (set_n, set_v, set_e) = (n.is_none(), v.is_none(), e.is_none());
-    if let (true, Some(name)) = (set_n, name) {
+    if let Some(name) = name {
         schema = schema.service_name(name);
     }
-    if let (true, Some(version)) = (set_v, version) {
+    if let Some(version) = version {
         schema = schema.service_version(version);
     }
-    if let (true, Some(env)) = (set_e, environment) {
+    if let Some(env) = environment {
         schema = schema.environment(env);
     }
     schema
@@ -1359,6 +1380,110 @@ impl<S> Filter<S> for OtelFilter {
 mod tests {
     use super::Directives;
     use tracing::level_filters::LevelFilter;
+
+    /// The plan of a builder given these variables (and nothing else from the process).
+    fn plan_with(
+        builder: super::Builder,
+        vars: &'static [(&'static str, &'static str)],
+    ) -> Result<super::Plan, crate::InitError> {
+        builder
+            .env(move |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .plan()
+    }
+
+    /// The resource's last value for `key` (the one the SDK keeps), and the schema's.
+    fn resource_and_lines(
+        plan: &super::Plan,
+        key: &str,
+        i: usize,
+    ) -> (Option<String>, Option<String>) {
+        let resource = plan
+            .attributes
+            .iter()
+            .rev()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned());
+        (resource, plan.schema.service_setting(i))
+    }
+
+    /// Lines and resource carry one service name, version and environment, code first:
+    /// `Builder::service_name`, then the schema's (set with `service_name` & co or as a static
+    /// field under that key), then `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
+    #[test]
+    fn lines_and_resource_carry_one_service_name_version_and_environment() {
+        use crate::Schema;
+        let env: &[(&str, &str)] = &[
+            ("OTEL_SERVICE_NAME", "from-env"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.version=0.0.1-env,deployment.environment.name=env-staging",
+            ),
+        ];
+        let name = |plan: &super::Plan| resource_and_lines(plan, "service.name", 0);
+        let both = |v: &str| (Some(v.to_owned()), Some(v.to_owned()));
+
+        let plan = plan_with(
+            super::builder()
+                .service_name("orders")
+                .schema(Schema::ecs().service_name("billing")),
+            env,
+        )
+        .unwrap();
+        assert_eq!(name(&plan), both("orders"));
+
+        let plan = plan_with(
+            super::builder().schema(Schema::ecs().service_name("billing")),
+            env,
+        )
+        .unwrap();
+        assert_eq!(name(&plan), both("billing"));
+
+        let coded = Schema::default()
+            .static_field("service.name", "from-code")
+            .static_field("service.version", "2.0.0")
+            .static_field("deployment.environment", "prod");
+        let plan = plan_with(super::builder().schema(coded), env).unwrap();
+        assert_eq!(name(&plan), both("from-code"));
+        assert_eq!(
+            resource_and_lines(&plan, "service.version", 1),
+            both("2.0.0")
+        );
+        assert_eq!(
+            resource_and_lines(&plan, "deployment.environment.name", 2),
+            both("prod")
+        );
+
+        let plan = plan_with(super::builder(), env).unwrap();
+        assert_eq!(name(&plan), both("from-env"));
+        assert_eq!(
+            resource_and_lines(&plan, "service.version", 1),
+            both("0.0.1-env")
+        );
+        assert_eq!(
+            resource_and_lines(&plan, "deployment.environment.name", 2),
+            both("env-staging")
+        );
+    }
+
+    /// An invalid setting stays an error whatever settings come after it.
+    #[test]
+    fn an_invalid_sample_ratio_is_an_error_even_when_a_sampler_follows() {
+        use opentelemetry_sdk::trace::Sampler;
+        for builder in [
+            super::builder()
+                .sample_ratio(1.5)
+                .sampler(Sampler::AlwaysOn),
+            super::builder().sample_ratio(-0.1).sample_ratio(0.5),
+        ] {
+            let err = plan_with(builder, &[]).err().expect("an error");
+            assert!(err.to_string().contains("Builder::sample_ratio"), "{err}");
+        }
+        assert!(plan_with(super::builder().sample_ratio(0.5), &[]).is_ok());
+    }
 
     #[test]
     fn a_filter_of_only_commas_and_spaces_is_the_default_as_an_empty_one_is() {
