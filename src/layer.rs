@@ -243,7 +243,8 @@ impl<W> Layer<W> {
     /// `with_service_version`, `with_environment`, `with_static_field`) apply on top of it,
     /// whether they come before this call or after: `layer().with_service_name("orders")
     /// .with_schema(Schema::ecs())` writes ECS lines with `service.name`. Where such a setting
-    /// and `schema` both set something, the setting wins.
+    /// and `schema` both set something, the setting wins; but a service name, version or
+    /// environment set on either wins over a static field under its key, as everywhere.
     ///
     /// ```
     /// use traceline::{Key, Schema};
@@ -444,8 +445,9 @@ impl<W> Layer<W> {
     }
 
     /// Writes `key: value` on every line (after the ids, before event fields). Under the key of
-    /// the service name, version or environment, `with_service_name` & co win when both are
-    /// given (a line never holds one key twice).
+    /// the service name, version or environment (`service.name`, …) it is that setting's value
+    /// (as text), unless `with_service_name` & co, or the schema, set it: those always win
+    /// over a static field (a line never holds one key twice).
     ///
     /// ```
     /// let layer = traceline::layer().with_static_field("region", "eu-west-1");

@@ -845,8 +845,9 @@ impl Schema {
 
     /// Adds a field written on every line, after the ids. A later field with the same key
     /// replaces an earlier one. A field under the key of the service name, version or
-    /// environment (`service.name`, …) is that setting's value, as `service_name` & co set
-    /// it; where both are given, `service_name` & co win (a line never holds one key twice).
+    /// environment (`service.name`, …) is that setting's value (as text), as `service_name` &
+    /// co set it, ECS's `event.dataset` and `init()`'s resource included; where both are given,
+    /// `service_name` & co win (a line never holds one key twice).
     ///
     /// ```
     /// use traceline::Schema;
@@ -865,25 +866,26 @@ impl Schema {
     }
 
     /// The service name (`0`), version (`1`) or environment (`2`) this schema writes: the one
-    /// set with `service_name` & co, else a static field's text under that setting's key.
-    #[cfg(feature = "install")]
+    /// set with `service_name` & co, else a static field's value under that setting's key (its
+    /// text: a number is written as a string), whether or not the key is switched on.
     pub(crate) fn service_setting(&self, i: usize) -> Option<String> {
-        const KEYS: [Key; 3] = [
-            Key::ServiceName,
-            Key::ServiceVersion,
-            Key::ServiceEnvironment,
-        ];
         if let Some(set) = &self.service[i] {
             return Some(set.clone());
         }
-        let key = self.key(KEYS[i])?;
+        let key = &*self.names[SERVICE_KEYS[i] as usize];
         self.static_fields
             .iter()
-            .rev()
             .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.as_str().map(str::to_owned))
+            .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
     }
 }
+
+/// The keys of the service settings, in the order of `Schema::service`.
+const SERVICE_KEYS: [Key; 3] = [
+    Key::ServiceName,
+    Key::ServiceVersion,
+    Key::ServiceEnvironment,
+];
 
 /// Names that user fields must not take, with a cheap length pre-check.
 #[derive(Clone, Debug, Default)]
@@ -1213,7 +1215,11 @@ impl Schema {
             if (structural && flat) || (error && self.errors != ErrorLayout::Flat) {
                 return None;
             }
-            if service && self.service[k as usize - Key::ServiceName as usize].is_none() {
+            if service
+                && self
+                    .service_setting(k as usize - Key::ServiceName as usize)
+                    .is_none()
+            {
                 return None;
             }
             if matches!(k, Key::File | Key::Line) && source_location {
@@ -1336,9 +1342,10 @@ impl Schema {
         .into_iter()
         .enumerate()
         {
-            if let (Some(name), Some(v)) = (self.key(k), &self.service[i]) {
+            // Set with `service_name` & co, else as a static field under the key.
+            if let (Some(name), Some(v)) = (self.key(k), self.service_setting(i)) {
                 static_fields.extend_from_slice(&frag(name));
-                crate::json::write_str(&mut static_fields, v);
+                crate::json::write_str(&mut static_fields, &v);
             }
         }
         // ECS's `event.dataset`, unless a key of the line took that name (or its parent's), or
@@ -1346,9 +1353,9 @@ impl Schema {
         let explicit = self.static_fields.iter().any(|(k, _)| k == "event.dataset");
         if self.dataset_from_service && !explicit && !reserved.contains(&prefix, 0, "event.dataset")
         {
-            if let Some(name) = &self.service[0] {
+            if let Some(name) = self.service_setting(0) {
                 static_fields.extend_from_slice(&frag("event.dataset"));
-                crate::json::write_str(&mut static_fields, name);
+                crate::json::write_str(&mut static_fields, &name);
                 reserved.add("event.dataset");
             }
         }
@@ -1367,16 +1374,10 @@ impl Schema {
             reserved.add(key);
         }
         for (k, v) in &self.static_fields {
-            let is_service = [
-                Key::ServiceName,
-                Key::ServiceVersion,
-                Key::ServiceEnvironment,
-            ]
-            .iter()
-            .enumerate()
-            .any(|(i, s)| self.service[i].is_some() && self.key(*s) == Some(k));
-            if is_service {
-                continue; // the service setting wins; never two keys
+            // Under a service key that is on, the service setting is written above (this
+            // field's value, or the one set with `service_name` & co, which wins): never two keys.
+            if SERVICE_KEYS.iter().any(|s| self.key(*s) == Some(k)) {
+                continue;
             }
             // A static field named like a schema key gets the collision prefix, as user fields do.
             let key = prefixed(reserved.free_depth(&prefix, k), k);

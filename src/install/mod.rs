@@ -34,8 +34,8 @@
 //! | Builder | Environment | Default |
 //! |---|---|---|
 //! | [`filter`](Builder::filter) | `RUST_LOG` | `info` (it chooses the lines; spans at INFO and above stay on: see below) |
-//! | [`service_name`](Builder::service_name) | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service:<executable>`) |
-//! | – | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded) | none |
+//! | [`service_name`](Builder::service_name), else the [`schema`](Builder::schema)'s own | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service:<executable>`) |
+//! | the [`schema`](Builder::schema)'s service version and environment | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded; `service.version`, `deployment.environment.name` or `deployment.environment` on the lines too) | none |
 //! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
 //! | – | `OTEL_TRACES_EXPORTER` (`otlp`, `none`) | `otlp` when an endpoint is set; `otlp` with no endpoint sends to `http://localhost:4318` (`:4317` for gRPC) |
 //! | – | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, values %-encoded) | none |
@@ -670,16 +670,21 @@ impl Builder {
         let environment = from_schema[1].clone().or_else(|| {
             attr("deployment.environment.name").or_else(|| attr("deployment.environment"))
         });
-        match &service_name {
-            Some(name) => attributes.push(KeyValue::new("service.name", name.clone())),
-            // As the OpenTelemetry resource spec says for a service with no name.
-            None => attributes.push(KeyValue::new("service.name", unknown_service())),
+        // Each resolved setting replaces what `OTEL_RESOURCE_ATTRIBUTES` had under its keys
+        // (the environment under both its current and its older name).
+        let mut set = |keys: &[&str], key: &'static str, value: String| {
+            attributes.retain(|kv| !keys.contains(&kv.key.as_str()));
+            attributes.push(KeyValue::new(key, value));
+        };
+        // With no name: as the OpenTelemetry resource spec says for a service with no name.
+        let name = service_name.clone().unwrap_or_else(unknown_service);
+        set(&["service.name"], "service.name", name);
+        if let Some(version) = from_schema[0].clone() {
+            set(&["service.version"], "service.version", version);
         }
-        if let Some(version) = &from_schema[0] {
-            attributes.push(KeyValue::new("service.version", version.clone()));
-        }
-        if let Some(env) = &from_schema[1] {
-            attributes.push(KeyValue::new("deployment.environment.name", env.clone()));
+        if let Some(env) = from_schema[1].clone() {
+            let keys = ["deployment.environment", "deployment.environment.name"];
+            set(&keys, "deployment.environment.name", env);
         }
 
         // With the SDK off, or nothing exported, the exporter's settings are never used: they
@@ -1395,36 +1400,47 @@ mod tests {
             .plan()
     }
 
-    /// The resource's last value for `key` (the one the SDK keeps), and the schema's.
-    fn resource_and_lines(
+    /// Every resource value under `key`, and what a line written with the plan's schema holds
+    /// under `line_key` (as text).
+    fn resource_and_line(
         plan: &super::Plan,
         key: &str,
-        i: usize,
-    ) -> (Option<String>, Option<String>) {
+        line_key: &str,
+    ) -> (Vec<String>, Option<String>) {
         let resource = plan
             .attributes
             .iter()
-            .rev()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.as_str().into_owned());
-        (resource, plan.schema.service_setting(i))
+            .filter(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned())
+            .collect();
+        let layer = crate::layer().with_schema(plan.schema.clone());
+        let line = &crate::doc_support::lines(layer, || tracing::info!("x"))[0];
+        let value = line.get(line_key).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        (resource, value)
     }
 
     /// Lines and resource carry one service name, version and environment, code first:
     /// `Builder::service_name`, then the schema's (set with `service_name` & co or as a static
-    /// field under that key), then `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
+    /// field under that key, whatever its value's type, and whether or not the key is written),
+    /// then `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`; the resource holds each once
+    /// (the environment under its current name or its older one, not both).
     #[test]
     fn lines_and_resource_carry_one_service_name_version_and_environment() {
-        use crate::Schema;
+        use crate::{Key, Schema};
         let env: &[(&str, &str)] = &[
             ("OTEL_SERVICE_NAME", "from-env"),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
-                "service.version=0.0.1-env,deployment.environment.name=env-staging",
+                "service.version=0.0.1-env,deployment.environment=env-staging",
             ),
         ];
-        let name = |plan: &super::Plan| resource_and_lines(plan, "service.name", 0);
-        let both = |v: &str| (Some(v.to_owned()), Some(v.to_owned()));
+        let name = |plan: &super::Plan| resource_and_line(plan, "service.name", "service.name");
+        let version =
+            |plan: &super::Plan| resource_and_line(plan, "service.version", "service.version");
+        let both = |v: &str| (vec![v.to_owned()], Some(v.to_owned()));
 
         let plan = plan_with(
             super::builder()
@@ -1434,6 +1450,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(name(&plan), both("orders"));
+        assert_eq!(
+            resource_and_line(&plan, "service.name", "event.dataset")
+                .1
+                .as_deref(),
+            Some("orders")
+        );
 
         let plan = plan_with(
             super::builder().schema(Schema::ecs().service_name("billing")),
@@ -1443,30 +1465,52 @@ mod tests {
         assert_eq!(name(&plan), both("billing"));
 
         let coded = Schema::default()
-            .static_field("service.name", "from-code")
+            .static_field("service.name", 42)
             .static_field("service.version", "2.0.0")
             .static_field("deployment.environment", "prod");
         let plan = plan_with(super::builder().schema(coded), env).unwrap();
-        assert_eq!(name(&plan), both("from-code"));
-        assert_eq!(
-            resource_and_lines(&plan, "service.version", 1),
-            both("2.0.0")
+        assert_eq!(name(&plan), both("42"));
+        assert_eq!(version(&plan), both("2.0.0"));
+        let (resource, line) = resource_and_line(
+            &plan,
+            "deployment.environment.name",
+            "deployment.environment",
         );
+        assert_eq!((resource, line), both("prod"));
         assert_eq!(
-            resource_and_lines(&plan, "deployment.environment.name", 2),
-            both("prod")
+            resource_and_line(&plan, "deployment.environment", "-").0,
+            Vec::<String>::new()
         );
+
+        // The key switched off: the field is written as any static field, and is the name.
+        let off = Schema::default()
+            .disable(Key::ServiceName)
+            .static_field("service.name", "x");
+        let plan = plan_with(super::builder().schema(off), env).unwrap();
+        assert_eq!(name(&plan), both("x"));
 
         let plan = plan_with(super::builder(), env).unwrap();
         assert_eq!(name(&plan), both("from-env"));
-        assert_eq!(
-            resource_and_lines(&plan, "service.version", 1),
-            both("0.0.1-env")
-        );
-        assert_eq!(
-            resource_and_lines(&plan, "deployment.environment.name", 2),
-            both("env-staging")
-        );
+        assert_eq!(version(&plan), both("0.0.1-env"));
+        let (resource, line) =
+            resource_and_line(&plan, "deployment.environment", "deployment.environment");
+        assert_eq!((resource, line), both("env-staging"));
+    }
+
+    /// ECS's `event.dataset` is the service name however the schema was given it: with
+    /// `service_name`, or as a static field under its key.
+    #[test]
+    fn event_dataset_comes_from_a_static_service_name_too() {
+        use crate::Schema;
+        for schema in [
+            Schema::ecs().service_name("orders"),
+            Schema::ecs().static_field("service.name", "orders"),
+        ] {
+            let layer = crate::layer().with_schema(schema);
+            let line = &crate::doc_support::lines(layer, || tracing::info!("x"))[0];
+            assert_eq!(line["service.name"], "orders", "{line}");
+            assert_eq!(line["event.dataset"], "orders", "{line}");
+        }
     }
 
     /// An invalid setting stays an error whatever settings come after it.
