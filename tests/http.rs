@@ -1013,13 +1013,10 @@ async fn a_4xx_answer_marks_the_client_span_as_an_error() {
     assert_eq!(statuses, [false, true], "200 then 404");
 }
 
-/// A gRPC server answers a call that fails before any message with a "trailers-only" response:
-/// HTTP 200, `grpc-status` in the headers. The access line and the request span say so: an
-/// error for a server's fault (INTERNAL), not for the caller's (NOT_FOUND).
-#[tokio::test(flavor = "current_thread")]
-async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
-    let (capture, exporter, provider, _g) = exporting_lines();
-    let app = Router::new()
+/// A gRPC service behind a `CorrelationLayer` that answers `POST /pkg.Orders/{code}` with a
+/// "trailers-only" response: HTTP 200, `grpc-status: {code}` in the headers, no message.
+fn grpc_trailers_only_app() -> Router {
+    Router::new()
         .route(
             "/pkg.Orders/{code}",
             axum::routing::post(
@@ -1034,7 +1031,16 @@ async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
                 },
             ),
         )
-        .layer(CorrelationLayer::new());
+        .layer(CorrelationLayer::new())
+}
+
+/// A gRPC server answers a call that fails before any message with a "trailers-only" response:
+/// HTTP 200, `grpc-status` in the headers. The access line and the request span say so: an
+/// error for a server's fault (INTERNAL), not for the caller's (NOT_FOUND).
+#[tokio::test(flavor = "current_thread")]
+async fn grpc_status_in_a_trailers_only_answer_is_recorded() {
+    let (capture, exporter, provider, _g) = exporting_lines();
+    let app = grpc_trailers_only_app();
     let addr = serve(app).await;
     for code in ["13", "5", "0"] {
         let req = Request::post(format!("http://{addr}/pkg.Orders/{code}"))
@@ -3347,22 +3353,7 @@ async fn a_failed_requests_server_span_names_its_error_type_once() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_grpc_fault_names_the_error_type_with_the_codes_name() {
     let (exporter, provider, _g) = exporting();
-    let app = Router::new()
-        .route(
-            "/pkg.Orders/{code}",
-            axum::routing::post(
-                |axum::extract::Path(code): axum::extract::Path<String>| async move {
-                    (
-                        [
-                            ("content-type", "application/grpc".to_owned()),
-                            ("grpc-status", code),
-                        ],
-                        "",
-                    )
-                },
-            ),
-        )
-        .layer(CorrelationLayer::new());
+    let app = grpc_trailers_only_app();
     let addr = serve(app).await;
     for code in ["14", "5"] {
         let req = Request::post(format!("http://{addr}/pkg.Orders/{code}"))
