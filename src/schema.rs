@@ -1334,14 +1334,7 @@ impl Schema {
         );
         reserved.add(&truncated);
         let mut static_fields = Vec::new();
-        for (i, k) in [
-            Key::ServiceName,
-            Key::ServiceVersion,
-            Key::ServiceEnvironment,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, k) in SERVICE_KEYS.into_iter().enumerate() {
             // Set with `service_name` & co, else as a static field under the key.
             if let (Some(name), Some(v)) = (self.key(k), self.service_setting(i)) {
                 static_fields.extend_from_slice(&frag(name));

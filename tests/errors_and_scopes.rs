@@ -455,20 +455,6 @@ fn a_scope_made_before_a_reload_keeps_spans_inside_in_the_trace() {
 #[test]
 fn a_scope_entered_in_a_thread_local_destructor_after_the_context_is_gone_does_not_panic() {
     use tracing::Instrument;
-    type Task = tracing::instrument::Instrumented<std::future::Ready<()>>;
-    struct DroppedAtExit(Option<Task>, Option<std::sync::mpsc::Sender<bool>>);
-    impl Drop for DroppedAtExit {
-        fn drop(&mut self) {
-            if let (Some(task), Some(report)) = (self.0.take(), self.1.take()) {
-                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
-                let _ = report.send(ok.is_ok());
-            }
-        }
-    }
-    thread_local! {
-        static AT_EXIT: std::cell::RefCell<DroppedAtExit> =
-            const { std::cell::RefCell::new(DroppedAtExit(None, None)) };
-    }
     let provider = SdkTracerProvider::builder().build();
     let dispatch = tracing::Dispatch::new(
         tracing_subscriber::registry()
@@ -491,9 +477,9 @@ fn a_scope_entered_in_a_thread_local_destructor_after_the_context_is_gone_does_n
     let t = task();
     std::thread::spawn(move || {
         // Registered first, so destroyed after OpenTelemetry's context.
-        AT_EXIT.with(|_| ());
+        common::register_at_exit();
         let _ = opentelemetry::Context::current();
-        AT_EXIT.with(|slot| *slot.borrow_mut() = DroppedAtExit(Some(t), Some(report)));
+        common::drop_at_exit(t, report);
     })
     .join()
     .unwrap();

@@ -469,12 +469,7 @@ fn a_fifo_whose_reader_left_drops_lines_instead_of_blocking() {
             r.read_exact(&mut some).unwrap();
         }
     });
-    let (layer, guard) = traceline::layer()
-        .log_internal_errors(false)
-        .with_output(Writer::file(&dir, "app.log", Rotation::Never))
-        .unwrap();
-    let stats = layer.stats();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (dispatch, stats, guard) = quiet_file_subscriber(&dir);
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         tracing::dispatcher::with_default(&dispatch, || {
@@ -492,6 +487,24 @@ fn a_fifo_whose_reader_left_drops_lines_instead_of_blocking() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(stats.lines_written() + stats.lines_dropped(), 5000);
     assert!(stats.lines_dropped() > 4000, "{}", stats.lines_dropped());
+}
+
+/// A subscriber whose traceline layer writes `dir/app.log` (never rotated, no diagnostics on
+/// stderr): its dispatch, the layer's counts, and the file output's guard.
+fn quiet_file_subscriber(
+    dir: &Path,
+) -> (
+    tracing::Dispatch,
+    traceline::Stats,
+    traceline::install::OutputGuard,
+) {
+    let (layer, guard) = traceline::layer()
+        .log_internal_errors(false)
+        .with_output(Writer::file(dir, "app.log", Rotation::Never))
+        .unwrap();
+    let stats = layer.stats();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    (dispatch, stats, guard)
 }
 
 /// A file left ending inside a line (an earlier run's last line, cut) that cannot be ended when
@@ -515,12 +528,7 @@ fn a_cut_file_opened_on_a_full_disk_is_ended_before_the_first_line_written_later
     std::fs::write(dir.join("app.log"), cut).unwrap();
     // The file can take no byte more: a full disk, as far as the writer can tell.
     common::set_file_size_limit(cut.len() as libc::rlim_t);
-    let (layer, guard) = traceline::layer()
-        .log_internal_errors(false)
-        .with_output(Writer::file(&dir, "app.log", Rotation::Never))
-        .unwrap();
-    let stats = layer.stats();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (dispatch, stats, guard) = quiet_file_subscriber(&dir);
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("lost while full"));
     common::lift_file_size_limit();
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("one"));

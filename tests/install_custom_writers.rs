@@ -127,25 +127,18 @@ fn child_entry() {
             tracing::warn!("app line");
             tracing::info!(target: "audit", "audit line");
         }
-        s @ ("route_or_else_blocking" | "route_or_else_non_blocking") => {
-            // WARN and above to stdout, the rest to stderr: `or_else`.
-            let w = Writer::custom(
-                std::io::stdout
-                    .with_max_level(tracing::Level::WARN)
-                    .or_else(std::io::stderr),
-            );
-            let w = if s.ends_with("non_blocking") {
-                w.non_blocking()
+        s @ ("route_or_else_blocking"
+        | "route_or_else_non_blocking"
+        | "route_blocking"
+        | "route_non_blocking") => {
+            // WARN and above to stdout, the rest to stderr (`or_else`) or nowhere: routing by
+            // the event's level.
+            let warn = std::io::stdout.with_max_level(tracing::Level::WARN);
+            let w = if s.starts_with("route_or_else") {
+                Writer::custom(warn.or_else(std::io::stderr))
             } else {
-                w
+                Writer::custom(warn)
             };
-            let _guard = traceline::builder().writer(w).try_init().unwrap();
-            tracing::info!("info line");
-            tracing::warn!("warn line");
-        }
-        s @ ("route_blocking" | "route_non_blocking") => {
-            // WARN and above to stdout, the rest nowhere: routing by the event's level.
-            let w = Writer::custom(std::io::stdout.with_max_level(tracing::Level::WARN));
             let w = if s.ends_with("non_blocking") {
                 w.non_blocking()
             } else {

@@ -113,6 +113,17 @@ fn http_propagation() {
         .unwrap();
 }
 
+/// The `INIT=` line a child printed (empty when it printed none), and its whole stdout.
+fn init_outcome(out: &std::process::Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("INIT="))
+        .unwrap_or("")
+        .to_owned();
+    (line, stdout)
+}
+
 fn lines(scenario: &str, env: &[(&str, &str)]) -> Vec<Value> {
     support::json_lines(&support::run(ENTRY, scenario, env).stdout)
         .into_iter()
@@ -585,11 +596,7 @@ fn a_value_that_is_not_utf8_is_an_error_naming_its_variable() {
             .env(var, std::ffi::OsStr::from_bytes(value))
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with("INIT="))
-            .unwrap_or("");
+        let (line, stdout) = init_outcome(&out);
         assert!(
             line.starts_with("INIT=err") && line.contains(var) && line.contains("UTF-8"),
             "{var}: {line:?}\n{stdout}"
@@ -610,10 +617,6 @@ fn a_value_that_is_not_utf8_in_a_variable_the_builder_overrides_is_not_read() {
         .env("TRACELINE_SCHEMA", std::ffi::OsStr::from_bytes(b"ecs\xff"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("INIT="))
-        .unwrap_or("");
+    let (line, stdout) = init_outcome(&out);
     assert_eq!(line, "INIT=ok", "{stdout}");
 }

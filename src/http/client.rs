@@ -507,7 +507,7 @@ impl<B: http_body::Body> http_body::Body for ClientBody<B> {
         let end = match &frame {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    super::record_grpc_trailers(this.span, this.failed, trailers, true);
+                    super::record_grpc(this.span, this.failed, super::grpc_code(trailers), true);
                 }
                 // Trailers are a body's last frame.
                 frame.is_trailers() || this.inner.is_end_stream()

@@ -320,7 +320,7 @@ fn fail(span: &tracing::Span, failed: &mut bool, error_type: impl Into<opentelem
 /// Records a response on its request span: `http.response.status_code`, and marks it as
 /// failed ([`fail`], `error.type` the status code) for 5xx, and for 4xx on a client span
 /// (OpenTelemetry's HTTP conventions: a 4xx is the server's answer to a client error, the
-/// client's failure); then its gRPC status, if any (see [`record_grpc_status`]), which it
+/// client's failure); then its gRPC status, if any (see [`record_grpc`]), which it
 /// returns.
 fn record_response<B>(
     span: &tracing::Span,
@@ -335,7 +335,7 @@ fn record_response<B>(
     if status >= 500 || (client && status >= 400) {
         fail(span, failed, status.to_string());
     }
-    record_grpc_status(span, failed, response.headers(), client)
+    record_grpc(span, failed, grpc_status(response.headers()), client)
 }
 
 /// The gRPC status of a gRPC response (`content-type: application/grpc…`) that carries it in
@@ -385,37 +385,22 @@ fn grpc_server_fault(code: u16) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
-/// Records a response's gRPC status, when its headers carry one, on its request span:
-/// `rpc.grpc.status_code`, and `otel.status_code = "ERROR"` for a server's fault (a server
-/// span) or any non-OK code (a client span). Returns the code.
-fn record_grpc_status(
+/// Records a gRPC status, when there is one (`grpc_status` of a response's headers,
+/// `grpc_code` of its trailers), on its request span: `rpc.grpc.status_code`, and marks it as
+/// failed ([`fail`], `error.type` the code's name) for a server's fault (a server span) or any
+/// non-OK code (a client span). Returns the code.
+fn record_grpc(
     span: &tracing::Span,
     failed: &mut bool,
-    headers: &HeaderMap,
+    code: Option<u16>,
     client: bool,
 ) -> Option<u16> {
-    let code = grpc_status(headers)?;
-    record_grpc_code(span, failed, code, client);
-    Some(code)
-}
-
-/// [`record_grpc_status`] for the status in a gRPC response's trailers.
-fn record_grpc_trailers(
-    span: &tracing::Span,
-    failed: &mut bool,
-    trailers: &HeaderMap,
-    client: bool,
-) -> Option<u16> {
-    let code = grpc_code(trailers)?;
-    record_grpc_code(span, failed, code, client);
-    Some(code)
-}
-
-fn record_grpc_code(span: &tracing::Span, failed: &mut bool, code: u16, client: bool) {
+    let code = code?;
     span.record("rpc.grpc.status_code", i64::from(code));
     if (client && code != 0) || (!client && grpc_server_fault(code)) {
         fail(span, failed, grpc_code_name(code));
     }
+    Some(code)
 }
 
 /// A gRPC status code's name (`UNAVAILABLE`), as OpenTelemetry's RPC conventions give it in

@@ -1113,12 +1113,8 @@ impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
             Some(Ok(frame)) => {
                 let mut end = false;
                 if let Some(trailers) = frame.trailers_ref() {
-                    let grpc = super::record_grpc_trailers(
-                        &state.span,
-                        &mut state.failed,
-                        trailers,
-                        false,
-                    );
+                    let code = super::grpc_code(trailers);
+                    let grpc = super::record_grpc(&state.span, &mut state.failed, code, false);
                     // Without a `grpc-status` in them, the call ended without a status: said
                     // below, as for a body that ends without trailers.
                     // A body short of the length it announced fails, whatever its status

@@ -804,3 +804,37 @@ pub fn find_tool(name: &str) -> Option<std::path::PathBuf> {
     dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(std::path::PathBuf::from));
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
+
+/// A future instrumented with a span, to be dropped in a thread-local destructor.
+pub type AtExitTask = tracing::instrument::Instrumented<std::future::Ready<()>>;
+
+/// Drops its task when the thread's locals are destroyed, and reports whether that went
+/// without a panic.
+struct DroppedAtExit(Option<AtExitTask>, Option<std::sync::mpsc::Sender<bool>>);
+
+impl Drop for DroppedAtExit {
+    fn drop(&mut self) {
+        if let (Some(task), Some(report)) = (self.0.take(), self.1.take()) {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
+            let _ = report.send(ok.is_ok());
+        }
+    }
+}
+
+thread_local! {
+    static AT_EXIT: std::cell::RefCell<DroppedAtExit> =
+        const { std::cell::RefCell::new(DroppedAtExit(None, None)) };
+}
+
+/// Registers this thread's at-exit slot now: thread-locals are destroyed in the reverse order
+/// of their registration, so the slot is destroyed before those registered earlier and after
+/// those registered later.
+pub fn register_at_exit() {
+    AT_EXIT.with(|_| ());
+}
+
+/// Keeps `task` in this thread's at-exit slot ([`register_at_exit`]): it is dropped when the
+/// thread's locals are destroyed, and `report` then says whether that went without a panic.
+pub fn drop_at_exit(task: AtExitTask, report: std::sync::mpsc::Sender<bool>) {
+    AT_EXIT.with(|t| *t.borrow_mut() = DroppedAtExit(Some(task), Some(report)));
+}

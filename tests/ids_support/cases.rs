@@ -1067,44 +1067,23 @@ fn a_span_entered_on_two_threads_logs_its_own_ids_on_both() {
 
 /// Keeps an instrumented future in a thread-local, to be dropped as the thread's thread-locals
 /// are destroyed, and reports whether that went without a panic.
-struct DroppedAtExit(
-    Option<tracing::instrument::Instrumented<std::future::Ready<()>>>,
-    Option<std::sync::mpsc::Sender<bool>>,
-);
-
-impl Drop for DroppedAtExit {
-    fn drop(&mut self) {
-        if let (Some(task), Some(report)) = (self.0.take(), self.1.take()) {
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(task)));
-            let _ = report.send(ok.is_ok());
-        }
-    }
-}
-
-thread_local! {
-    static AT_EXIT: std::cell::RefCell<DroppedAtExit> =
-        const { std::cell::RefCell::new(DroppedAtExit(None, None)) };
-}
-
-/// On a new thread: sets up the registry's per-thread state and `AT_EXIT`, then runs `make`,
-/// then uses OpenTelemetry's thread-local context (to inject it into a request, say), and
-/// keeps the future `make` gives in `AT_EXIT`. Thread-locals are destroyed in the reverse
+/// On a new thread: sets up the registry's per-thread state and the at-exit slot, then runs
+/// `make`, then uses OpenTelemetry's thread-local context (to inject it into a request, say),
+/// and keeps the future `make` gives in the slot. Thread-locals are destroyed in the reverse
 /// order, so `Instrumented` enters its span to drop the future after OpenTelemetry's context
 /// is gone. Returns whether that drop went without a panic.
 fn dropped_in_a_thread_local_destructor(
-    make: impl FnOnce() -> tracing::instrument::Instrumented<std::future::Ready<()>>
-    + Send
-    + 'static,
+    make: impl FnOnce() -> common::AtExitTask + Send + 'static,
 ) -> bool {
     let (report, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         with_default(tracing_subscriber::registry(), || {
             info_span!("first").in_scope(|| ())
         });
-        AT_EXIT.with(|_| ());
+        common::register_at_exit();
         let task = make();
         let _ = opentelemetry::Context::current();
-        AT_EXIT.with(|t| *t.borrow_mut() = DroppedAtExit(Some(task), Some(report)));
+        common::drop_at_exit(task, report);
     })
     .join()
     .unwrap();
