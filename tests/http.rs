@@ -3174,6 +3174,17 @@ fn inject_keeps_the_applications_own_baggage_members_percent_encoded() {
         "traceparent",
         HeaderValue::from_str(&format!("00-{TRACE}-00f067aa0ba902b7-01")).unwrap(),
     );
+    // A `%` that starts no escape is a literal one, and W3C Baggage says it must be encoded
+    // (else the next service decodes another value, or drops the member); an escape the
+    // application wrote itself is kept.
+    assert_eq!(
+        send(
+            only_trace.clone(),
+            "discount=100%,note=a b%zz;p=5%,done=a%20b%2,tail=%"
+        )
+        .unwrap(),
+        "discount=100%25,note=a%20b%25zz;p=5%25,done=a%20b%252,tail=%25"
+    );
     assert_eq!(send(only_trace, "bad key=1"), None);
 }
 

@@ -268,13 +268,18 @@ pub fn parse_baggage<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<S
 
 /// A member an application put in a request's `baggage` itself, made valid where it can be:
 /// the bytes of its value and of its properties' values that are not baggage octets (a space,
-/// a quote, a backslash, a control or a non-ASCII byte) are percent-encoded, as W3C Baggage
-/// asks. `None` for an empty member, or one whose key (or a property's key) is not a token,
-/// which nothing can repair.
+/// a quote, a backslash, a control or a non-ASCII byte), and a `%` that does not start an
+/// escape (`100%`), are percent-encoded, as W3C Baggage asks; an escape the application wrote
+/// (`a%20b`) is kept. `None` for an empty member, or one whose key (or a property's key) is
+/// not a token, which nothing can repair.
 fn encode_baggage_member(m: &[u8]) -> Option<Vec<u8>> {
     fn encode(out: &mut Vec<u8>, value: &[u8]) {
-        for &b in value {
-            if baggage_octet(b) {
+        for (i, &b) in value.iter().enumerate() {
+            let literal_percent = b == b'%'
+                && !value
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+            if baggage_octet(b) && !literal_percent {
                 out.push(b);
             } else {
                 out.push(b'%');
