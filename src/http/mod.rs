@@ -185,9 +185,9 @@ pub(crate) fn propagators() -> Propagators {
 
 /// Writes the current span's `traceparent`, `tracestate`, `baggage` and `x-correlation-id`
 /// into `headers`, replacing any already there (baggage members already there are kept, their
-/// values percent-encoded where they hold what a baggage value cannot, such as a space or a
-/// non-ASCII letter, and the caller's others added; a member whose key is not a token is
-/// dropped), so the next service continues the trace.
+/// values percent-encoded where they hold what a baggage value cannot, such as a space, a
+/// non-ASCII letter or a `%` that starts no escape, and the caller's others added; a member
+/// whose key is not a token is dropped), so the next service continues the trace.
 ///
 /// Nothing is written for what the current span does not have (no ids outside a span or
 /// without an OpenTelemetry layer; no correlation id outside a scope). A span the
