@@ -3529,6 +3529,46 @@ async fn the_server_span_exports_the_user_agent_within_a_bound() {
     }
 }
 
+/// The server span exports the request's query as `url.query` (without the `?`), with the
+/// values of the signature parameters OpenTelemetry names replaced by `REDACTED`, cut to 2048
+/// bytes; a request without a query has none; and it is not a field on the lines.
+#[tokio::test(flavor = "current_thread")]
+async fn the_server_span_exports_the_query_with_signatures_redacted() {
+    let (capture, exporter, provider, _g) = exporting_lines();
+    let app = Router::new()
+        .route("/{name}", get(|| async { "ok" }))
+        .layer(CorrelationLayer::new());
+    let addr = serve(app).await;
+    let long = format!("q={}&sig=secret", "a".repeat(3000));
+    let requests = [
+        "/signed?q=rust&sig=abc&Signature=x%2By&page=2&flag&AWSAccessKeyId=AKIA&X-Goog-Signature=g",
+        "/plain",
+        "/empty?",
+        &format!("/long?{long}"),
+    ];
+    for path in requests {
+        let (status, _, _) = get_with(addr, path, &[]).await;
+        assert_eq!(status, 200);
+    }
+    let query =
+        |path: &str| attribute_values(&server_span(&exporter, &provider, path), "url.query");
+    assert_eq!(
+        query("/signed"),
+        [
+            "q=rust&sig=REDACTED&Signature=REDACTED&page=2&flag&AWSAccessKeyId=REDACTED&X-Goog-Signature=REDACTED"
+        ]
+    );
+    assert_eq!(query("/plain"), Vec::<String>::new());
+    assert_eq!(query("/empty"), [""]);
+    assert_eq!(query("/long"), [long[..2048].to_string()]);
+    let lines = capture.lines();
+    assert!(!lines.is_empty());
+    for line in lines {
+        assert!(line.get("url.query").is_none(), "{line}");
+        assert!(!line.to_string().contains("secret"), "{line}");
+    }
+}
+
 /// A subscriber that looks spans up as the registry does, but is not `Registry` to a downcast
 /// (a subscriber of the application's own, with span storage of its own).
 struct NotRegistry(tracing_subscriber::Registry);

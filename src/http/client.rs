@@ -263,25 +263,11 @@ impl std::fmt::Display for UrlFull<'_> {
         }
         f.write_str(uri.path())?;
         if let Some(query) = uri.query() {
-            f.write_str("?")?;
-            for (i, pair) in query.split('&').enumerate() {
-                if i > 0 {
-                    f.write_str("&")?;
-                }
-                match pair.split_once('=') {
-                    Some((key, _)) if SIGNATURE_PARAMS.contains(&key) => {
-                        write!(f, "{key}=REDACTED")?;
-                    }
-                    _ => f.write_str(pair)?,
-                }
-            }
+            write!(f, "?{}", super::RedactedQuery(query))?;
         }
         Ok(())
     }
 }
-
-/// Query parameters whose values are secrets (OpenTelemetry's `url.full` conventions).
-const SIGNATURE_PARAMS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
 
 pin_project_lite::pin_project! {
     /// The response future of [`Propagate`]. When the response (or the error) is ready it

@@ -20,7 +20,9 @@
 //!    `otel.status_code = "ERROR"` on 5xx) and the correlation id, which every line logged
 //!    while handling the request carries; the id is also in the request's extensions. The
 //!    exported span also gets `network.protocol.version`, `url.scheme` over HTTP/2 (`http` or
-//!    `https`; HTTP/1.x requests do not say), `user_agent.original` (up to 512 bytes), and for
+//!    `https`; HTTP/1.x requests do not say), `url.query` when the request has one (signature
+//!    parameters' values replaced by `REDACTED`, up to 2048 bytes), `user_agent.original` (up
+//!    to 512 bytes), and for
 //!    a failed request `error.type` (the status code, the error's type, `panic`, a gRPC code's
 //!    name, or `_OTHER`); these are not span fields, so lines do not carry them;
 //! 4. echoes `x-correlation-id` in the response (and, optionally, `server-timing`);
@@ -262,6 +264,44 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
     let text = std::str::from_utf8(value.as_bytes()).ok()?;
     Some(text[..crate::json::floor_char_boundary(text, USER_AGENT_MAX)].to_owned())
 }
+
+/// Longest `url.query` exported, in bytes (after redaction): like the user agent, a query of
+/// any length is the caller's to choose.
+const URL_QUERY_MAX: usize = 2048;
+
+/// A server request's `url.query`: the query without its `?` ([`RedactedQuery`]), cut to
+/// [`URL_QUERY_MAX`] bytes; `None` when the request has none.
+fn url_query(uri: &http::Uri) -> Option<String> {
+    let mut query = RedactedQuery(uri.query()?).to_string();
+    query.truncate(crate::json::floor_char_boundary(&query, URL_QUERY_MAX));
+    Some(query)
+}
+
+/// A URL's query as OpenTelemetry's URL conventions say to export it (`url.query`, and the
+/// query of `url.full`): the values of the parameters that carry signatures
+/// (`AWSAccessKeyId`, `Signature`, `sig`, `X-Goog-Signature`) replaced by `REDACTED`, the rest
+/// as sent.
+struct RedactedQuery<'a>(&'a str);
+
+impl std::fmt::Display for RedactedQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, pair) in self.0.split('&').enumerate() {
+            if i > 0 {
+                f.write_str("&")?;
+            }
+            match pair.split_once('=') {
+                Some((key, _)) if SIGNATURE_PARAMS.contains(&key) => {
+                    write!(f, "{key}=REDACTED")?;
+                }
+                _ => f.write_str(pair)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Query parameters whose values are secrets (OpenTelemetry's URL conventions).
+const SIGNATURE_PARAMS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
 
 /// A client request's `server.address` (an IPv6 address without its brackets) and
 /// `server.port`: the URI's port, else the scheme's (80 for `http`, 443 for `https`). `None`

@@ -441,6 +441,9 @@ where
         if let Some(scheme) = super::url_scheme(&req) {
             span.set_attribute("url.scheme", scheme);
         }
+        if let Some(query) = super::url_query(req.uri()) {
+            span.set_attribute("url.query", query);
+        }
         if let Some(agent) = super::user_agent(req.headers()) {
             span.set_attribute("user_agent.original", agent);
         }
