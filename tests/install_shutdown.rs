@@ -103,6 +103,34 @@ fn child_entry() {
             drop(guard);
             println!("AFTER_GUARD");
         }
+        "queue_full" => {
+            // More spans at once than the batch queue holds (set small by the test): some
+            // never reach the exporter, and the shutdown says how many.
+            let guard = traceline::builder()
+                .writer(Writer::custom(std::io::sink))
+                .try_init()
+                .unwrap();
+            for i in 0..QUEUE_BURST {
+                let span = tracing::info_span!("request", i);
+                let _e = span.enter();
+            }
+            match guard.shutdown() {
+                Ok(()) => println!("SHUTDOWN ok"),
+                Err(err) => println!("SHUTDOWN {err}"),
+            }
+        }
+        "ids_after_shutdown" => {
+            let guard = traceline::init().unwrap();
+            {
+                let span = tracing::info_span!("early");
+                let _e = span.enter();
+                tracing::info!("before shutdown");
+            }
+            guard.shutdown().unwrap();
+            let span = tracing::info_span!("late");
+            let _e = span.enter();
+            tracing::info!("after shutdown");
+        }
         "fork_drop" | "fork_drop_non_blocking" => {
             // init() (with whatever protocol the test set), a span, then a fork: the child logs,
             // drops its copy of the guard and reports how that went; the parent goes on.
@@ -447,6 +475,92 @@ fn dropping_the_guard_with_stderr_closed_does_not_panic() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("AFTER_GUARD"), "{}: {stdout}", out.status);
     assert!(out.status.success(), "{}", out.status);
+}
+
+/// Spans ended at once in the `queue_full` scenario.
+const QUEUE_BURST: u64 = 2000;
+
+/// Spans dropped before the exporter (a full batch queue) are counted in the shutdown's error,
+/// exactly: the spans the collector got and those the error counts make every span ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_the_full_batch_queue_dropped_are_counted_at_shutdown() {
+    let receiver = support::HttpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let out = tokio::task::spawn_blocking(move || {
+        support::run(
+            ENTRY,
+            "queue_full",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "16"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {stdout}", out.status);
+    let report = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SHUTDOWN "))
+        .unwrap_or_else(|| panic!("no shutdown report: {stdout}"));
+    let received = receiver.spans().len() as u64;
+    assert!(
+        received < QUEUE_BURST,
+        "a queue of 16 took {received} spans at once"
+    );
+    let lost = QUEUE_BURST - received;
+    assert!(
+        report.contains(&format!(
+            "{lost} of {QUEUE_BURST} span(s) never reached the exporter"
+        )) && report.contains("OTEL_BSP_MAX_QUEUE_SIZE"),
+        "{received} spans received; the shutdown said: {report}"
+    );
+}
+
+/// After `Guard::shutdown`, lines still carry their spans' ids (requests in flight stay
+/// traceable), and those spans are not exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_keep_their_ids_after_the_guard_shuts_down() {
+    let receiver = support::HttpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let out = tokio::task::spawn_blocking(move || {
+        support::run(
+            ENTRY,
+            "ids_after_shutdown",
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", out.status);
+    let lines = support::json_lines(&out.stdout);
+    let line = |message: &str| {
+        lines
+            .iter()
+            .find(|l| str_of(l, "message") == Some(message))
+            .unwrap_or_else(|| panic!("no line {message:?} in {lines:?}"))
+    };
+    let (early, late) = (line("before shutdown"), line("after shutdown"));
+    assert!(str_of(early, "traceId").is_some(), "{early}");
+    assert!(
+        str_of(late, "traceId").is_some(),
+        "no ids after shutdown: {late}"
+    );
+    assert!(str_of(late, "spanId").is_some(), "{late}");
+    assert_ne!(str_of(early, "traceId"), str_of(late, "traceId"));
+    let spans = receiver.spans();
+    assert_eq!(
+        spans.len(),
+        1,
+        "only the span ended before the shutdown is exported"
+    );
+    assert_eq!(
+        Some(spans[0].trace_id.as_str()),
+        str_of(early, "traceId"),
+        "{spans:?}"
+    );
 }
 
 fn count_items(lines: &[Value]) -> usize {

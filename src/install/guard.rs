@@ -46,8 +46,11 @@ pub struct Guard {
     pub(crate) monitor: Option<Monitor>,
     pub(crate) stats: Stats,
     pub(crate) timeout: Duration,
-    /// Spans the exporter could not deliver.
+    /// Spans the exporter could not deliver, or never got.
     pub(crate) export_failures: Arc<ExportFailures>,
+    /// The span processor exporting to the collector (shared with the provider): shut down
+    /// alone, so that the provider goes on giving spans their ids.
+    pub(crate) export: Option<Arc<Export>>,
     /// The process `init()` ran in: a forked child has this guard but not the exporter's
     /// threads (the batch span processor's, the exporter runtime's). Asked only when the guard
     /// flushes or stops, so that any child is told, however it was forked.
@@ -97,8 +100,13 @@ impl std::error::Error for ShutdownError {}
 
 impl Guard {
     /// Exports pending spans and writes queued lines now, then stops the exporter and the
-    /// writer. Lines logged afterwards are still written by a blocking writer, but spans are
+    /// writer. Lines logged afterwards are still written by a blocking writer, and still carry
+    /// their spans' ids (requests still in flight stay traceable on the lines), but spans are
     /// no longer exported.
+    ///
+    /// The error counts the spans that did not reach the collector: refused by it or not
+    /// delivered in time, and those that never reached the exporter (the batch queue, 2048
+    /// spans unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise, was full).
     ///
     /// ```no_run
     /// let guard = traceline::init()?;
@@ -170,6 +178,7 @@ impl Guard {
             // global one, is left as it is); the output is stopped as in the parent (the
             // worker and the monitor tell a child themselves).
             std::mem::forget(self.provider.take());
+            std::mem::forget(self.export.take());
             std::mem::forget(self.runtime.take());
             stop_output(
                 self.monitor.take(),
@@ -180,12 +189,16 @@ impl Guard {
             return Ok(());
         }
         let mut result = Ok(());
-        if let Some(provider) = self.provider.take() {
+        // The provider itself is not shut down: it is also the global one and the layer's
+        // tracer's, and a shut-down provider makes spans without ids. Only the export stops.
+        drop(self.provider.take());
+        if let Some(export) = self.export.take() {
             let timeout = self.timeout;
-            if let Err(err) = blocking_ok(|| provider.shutdown_with_timeout(timeout)) {
+            if let Err(err) = blocking_ok(|| export.shutdown(timeout)) {
                 result = Err(ShutdownError(err.to_string()));
             }
-            // The SDK's shutdown succeeds even when exports failed: they are counted here.
+            // The SDK's shutdown succeeds even when exports failed, or spans were dropped
+            // before the exporter: they are counted here.
             if let Some(failed) = self.export_failures.report() {
                 result = Err(ShutdownError(failed));
             }
@@ -337,11 +350,16 @@ impl Monitor {
     }
 }
 
-/// Spans the OTLP exporter failed to deliver, and the last reason.
+/// Spans the OTLP exporter failed to deliver, and the last reason; and the spans ended for
+/// export against those the exporter was handed.
 #[derive(Debug, Default)]
 pub(crate) struct ExportFailures {
     spans: AtomicU64,
     last: Mutex<Option<String>>,
+    /// Spans handed to the batch span processor.
+    ended: AtomicU64,
+    /// Spans the exporter was handed, in batches (delivered or not).
+    handed: AtomicU64,
 }
 
 impl ExportFailures {
@@ -352,22 +370,104 @@ impl ExportFailures {
         }
     }
 
-    /// What to tell the user at shutdown, when exports failed.
+    /// What to tell the user at shutdown, when exports failed or spans never reached the
+    /// exporter.
     fn report(&self) -> Option<String> {
-        let n = self.spans.load(Ordering::Relaxed);
-        if n == 0 {
-            return None;
+        let mut parts = Vec::new();
+        let ended = self.ended.load(Ordering::Relaxed);
+        let handed = self.handed.load(Ordering::Relaxed);
+        if ended > handed {
+            parts.push(format!(
+                "{} of {ended} span(s) never reached the exporter (the span queue was full: \
+                 raise OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default; or the shutdown timeout ran \
+                 out first)",
+                ended - handed
+            ));
         }
-        let last = self
-            .last
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .unwrap_or_default();
-        Some(format!(
-            "{n} span(s) could not be exported (last error from {last})"
-        ))
+        let n = self.spans.load(Ordering::Relaxed);
+        if n > 0 {
+            let last = self
+                .last
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .unwrap_or_default();
+            parts.push(format!(
+                "{n} span(s) could not be exported (last error from {last})"
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
+}
+
+/// The batch span processor `init()` exports through, shared by the provider (as an
+/// [`ExportProcessor`]) and the [`Guard`]: the guard shuts the export down alone, so that the
+/// provider, the global one, goes on making spans with ids. It counts the spans it is handed,
+/// for the guard to tell those that never reached the exporter.
+#[derive(Debug)]
+pub(crate) struct Export {
+    batch: opentelemetry_sdk::trace::BatchSpanProcessor,
+    failures: Arc<ExportFailures>,
+    /// Shut down: spans ended afterwards are not exported.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Export {
+    /// `batch`, with the provider's `resource` already given (the provider gives it to its
+    /// processors when it is built, when this one is shared and cannot take it).
+    pub(crate) fn new(
+        mut batch: opentelemetry_sdk::trace::BatchSpanProcessor,
+        resource: &opentelemetry_sdk::Resource,
+        failures: Arc<ExportFailures>,
+    ) -> Arc<Self> {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        batch.set_resource(resource);
+        Arc::new(Export {
+            batch,
+            failures,
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Exports what is queued, then stops the batch processor's thread and the exporter: once.
+    fn shutdown(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.batch.shutdown_with_timeout(timeout)
+    }
+}
+
+/// [`Export`] as the provider's span processor.
+#[derive(Debug)]
+pub(crate) struct ExportProcessor(pub(crate) Arc<Export>);
+
+impl opentelemetry_sdk::trace::SpanProcessor for ExportProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.batch.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        if self.0.closed.load(Ordering::Acquire) {
+            return;
+        }
+        self.0.failures.ended.fetch_add(1, Ordering::Relaxed);
+        self.0.batch.on_end(span);
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        if self.0.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.0.batch.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown(timeout)
+    }
+
+    // `set_resource`: given to the batch processor in `Export::new`.
 }
 
 /// The OTLP exporter, counting the spans of the batches it fails to deliver. The attributes
@@ -617,6 +717,7 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
             cut_span(self.max_field, span);
         }
         let n = batch.len();
+        self.failures.handed.fetch_add(n as u64, Ordering::Relaxed);
         let result = self.inner.export(batch).await.map_err(|err| match err {
             // The SDK logs this error too: it must not quote the endpoint's query either.
             opentelemetry_sdk::error::OTelSdkError::InternalFailure(text) => {

@@ -1033,6 +1033,7 @@ struct Plan {
 impl Plan {
     fn install(self) -> Result<Guard, InitError> {
         let mut runtime = None;
+        let mut export = None;
         let export_failures = std::sync::Arc::new(guard::ExportFailures::default());
         let provider = if self.disabled {
             None
@@ -1045,7 +1046,7 @@ impl Plan {
                 .build();
             let mut builder = SdkTracerProvider::builder()
                 .with_sampler(self.sampler)
-                .with_resource(resource);
+                .with_resource(resource.clone());
             if let Some(endpoint) = &self.endpoint {
                 let exporter = match self.protocol {
                     Protocol::Grpc => {
@@ -1118,13 +1119,18 @@ impl Plan {
                         })?
                     }
                 };
-                builder = builder.with_batch_exporter(guard::Counted::new(
-                    exporter,
-                    export_failures.clone(),
-                    endpoint.clone(),
-                    self.redaction.clone().unwrap_or_default(),
-                    self.max_field_len.unwrap_or(crate::DEFAULT_MAX_FIELD_LEN),
-                ));
+                let batch =
+                    opentelemetry_sdk::trace::BatchSpanProcessor::builder(guard::Counted::new(
+                        exporter,
+                        export_failures.clone(),
+                        endpoint.clone(),
+                        self.redaction.clone().unwrap_or_default(),
+                        self.max_field_len.unwrap_or(crate::DEFAULT_MAX_FIELD_LEN),
+                    ))
+                    .build();
+                let shared = guard::Export::new(batch, &resource, export_failures.clone());
+                builder = builder.with_span_processor(guard::ExportProcessor(shared.clone()));
+                export = Some(shared);
             }
             Some(builder.build())
         };
@@ -1174,6 +1180,7 @@ impl Plan {
             stats,
             timeout: self.timeout,
             export_failures,
+            export,
             origin: guard::Origin::here(),
         };
         // Everything that can fail runs before anything global is set: an error leaves
