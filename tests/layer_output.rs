@@ -299,6 +299,40 @@ fn a_file_with_no_name_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The prefix is a file name inside `dir`, not a path: an absolute one (which would put the
+/// file outside `dir`), one with a directory in it, and `.`/`..` are errors that say so, and
+/// no file is made anywhere.
+#[test]
+fn a_file_name_that_is_a_path_is_refused() {
+    let base = temp_dir("path-prefix");
+    let (dir, elsewhere) = (base.join("logs"), base.join("elsewhere"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let outside = elsewhere.join("escape.log");
+    let sub = format!("sub{}app.log", std::path::MAIN_SEPARATOR);
+    for prefix in [outside.to_str().unwrap(), &sub, "..", ".", "app.log/"] {
+        let Err(err) = traceline::layer().with_output(Writer::file(&dir, prefix, Rotation::Never))
+        else {
+            panic!("{prefix:?} accepted");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("plain file name") && text.contains("Writer::file"),
+            "{prefix:?}: {text}"
+        );
+    }
+    assert!(!outside.exists(), "a file was made outside the directory");
+    assert!(
+        std::fs::read_dir(&dir).map_or(true, |d| d.count() == 0),
+        "a file was made"
+    );
+    // A plain name is fine, dotted or not.
+    let made = traceline::layer().with_output(Writer::file(&dir, ".app.log", Rotation::Never));
+    assert!(made.is_ok(), "{:?}", made.err());
+    drop(made);
+    assert!(dir.join(".app.log").exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// A writer set after a non-blocking output is not a queue: the layer counts its lines.
 #[test]
 fn with_writer_after_with_output_still_counts_lines() {

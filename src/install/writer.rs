@@ -152,7 +152,8 @@ impl Writer {
 
     /// Files in `dir` named after `prefix`, rotated hourly, daily or never, and named as
     /// `tracing-appender` names them (`app.log.2026-11-27-09`, `app.log.2026-11-27`, or
-    /// `app.log`). The directory is created if needed; an empty `prefix` is refused.
+    /// `app.log`). The directory is created if needed; an empty `prefix`, or one that is a
+    /// path rather than a file name (`/var/log/app.log`, `sub/app.log`, `..`), is refused.
     ///
     /// A file removed or renamed while the program runs (an `rm`, `logrotate` without
     /// `copytruncate`) is made again under its name: the name is checked on a line at most
@@ -844,6 +845,22 @@ fn file_dir(dir: &Path, prefix: &str) -> Result<(), InitError> {
             setting: "Writer::file",
             value: prefix.to_string(),
             reason: "the file name (prefix) is empty; give the file a name, such as \"app.log\""
+                .into(),
+        });
+    }
+    // A name, not a path: an absolute one would put the files outside `dir` (`join` drops
+    // `dir`), a relative one into a directory nothing makes; `.` and `..` are no file's name.
+    let mut parts = Path::new(prefix).components();
+    let plain = matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(name)), None) if name == std::ffi::OsStr::new(prefix)
+    );
+    if !plain {
+        return Err(InitError::InvalidValue {
+            setting: "Writer::file",
+            value: prefix.to_string(),
+            reason: "the file name (prefix) must be a plain file name, such as \"app.log\", \
+                     not a path; put the directory in `dir`"
                 .into(),
         });
     }
