@@ -148,6 +148,24 @@ fn child_entry() {
             }
             tracing::error!(error = %"session s3cr3t-cookie-value expired");
         }
+        "error_events" => {
+            {
+                let span = tracing::info_span!("charge");
+                let _e = span.enter();
+                tracing::info!("charging");
+                tracing::error!(reason = "card declined", "payment failed");
+            }
+            {
+                let span = tracing::info_span!("slow");
+                let _e = span.enter();
+                tracing::warn!("took 2 s");
+            }
+            {
+                let span = tracing::info_span!("parse");
+                let _e = span.enter();
+                traceline::record_error(&"x".parse::<u32>().unwrap_err());
+            }
+        }
         "secrets" => {
             let span = tracing::info_span!(
                 "login",
@@ -227,6 +245,49 @@ async fn run_child(scenario: &'static str, env: Vec<(&'static str, String)>) -> 
         .into_iter()
         .filter(|l| str_of(l, "target") == Some("install_otlp"))
         .collect()
+}
+
+/// With `init()`'s defaults, an ERROR event marks its span as failed and is on it as a span
+/// event (as with the OpenTelemetry layer alone); other events are not copied; and
+/// `record_error`'s own line does not add a second `exception` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_event_marks_its_exported_span_as_failed() {
+    let (lines, spans) = exported_over_grpc("error_events").await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let span = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name}: {spans:?}"))
+    };
+    let charge = span("charge");
+    assert_eq!(
+        charge.status.as_ref().map(|s| s.code.as_str()),
+        Some("STATUS_CODE_ERROR"),
+        "{charge:?}"
+    );
+    let names: Vec<&str> = charge.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["payment failed"], "{charge:?}");
+    // (The receiver gives attribute values as the protobuf's debug text.)
+    let reason = charge.events[0].attributes.get("reason");
+    assert!(
+        reason.is_some_and(|r| r.contains("\"card declined\"")),
+        "{charge:?}"
+    );
+    let slow = span("slow");
+    assert!(slow.events.is_empty(), "{slow:?}");
+    assert_ne!(
+        slow.status.as_ref().map(|s| s.code.as_str()),
+        Some("STATUS_CODE_ERROR"),
+        "{slow:?}"
+    );
+    let parse = span("parse");
+    let names: Vec<&str> = parse.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["exception"], "{parse:?}");
+    assert_eq!(
+        parse.status.as_ref().map(|s| s.code.as_str()),
+        Some("STATUS_CODE_ERROR")
+    );
 }
 
 /// A denied error field whose copies the SDK's attribute limit cut apart (the `<name>` that

@@ -83,9 +83,12 @@
 //! hides the ids of the other 99 % from the logs.
 //!
 //! # What the OpenTelemetry layer sees
-//! It gets spans only: log events are not copied into spans as span events (that costs an
-//! allocation per event and duplicates what the lines already ship). Turn it on with
-//! [`Builder::span_events`]. Two kinds of spans are kept from it: traceline's correlation
+//! It gets spans, and ERROR events: an `error!` inside a span marks the exported span as
+//! failed (status ERROR) and is recorded on it as a span event, as with `tracing-opentelemetry`
+//! alone (`record_error`'s and the HTTP middleware's own ERROR lines excepted: they set the
+//! span's error themselves). Other log events are not copied into spans as span events (that
+//! costs an allocation per event and duplicates what the lines already ship). Turn that on
+//! with [`Builder::span_events`]. Two kinds of spans are kept from it: traceline's correlation
 //! scope (`target: traceline::correlation`, internal, never exported) and every span whose
 //! target is the exporter's network stack (`h2`, `hyper`, `hyper_util`, `tonic`, `tower`,
 //! `reqwest`, `opentelemetry*`), which would otherwise export themselves in a loop. That is
@@ -475,7 +478,8 @@ impl Builder {
         self
     }
 
-    /// Also records every log event as an event on its OpenTelemetry span (off by default).
+    /// Also records every log event as an event on its OpenTelemetry span (off by default:
+    /// only ERROR events are, marking their span as failed).
     ///
     /// ```
     /// let b = traceline::builder().span_events(true);
@@ -1359,9 +1363,23 @@ const NOT_EXPORTED: &[&str] = &[
     "opentelemetry-http",
 ];
 
+/// Targets whose ERROR events are not given to the OpenTelemetry layer (unless every event
+/// is): `record_error`'s line, whose error is on the span already, and the HTTP middleware's,
+/// which sets the span's status and `error.type` itself.
+const OWN_ERRORS: &[&str] = &["traceline::error", "traceline::http"];
+
 impl OtelFilter {
     fn wants(&self, meta: &Metadata<'_>) -> bool {
-        if !(meta.is_span() || self.events) {
+        // An ERROR event marks its span as failed, as it does with the OpenTelemetry layer
+        // alone (and is recorded on it as a span event): rare enough to cost nothing.
+        let error = meta.is_event()
+            && *meta.level() == tracing::Level::ERROR
+            && !OWN_ERRORS.iter().any(|t| {
+                meta.target()
+                    .strip_prefix(t)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            });
+        if !(meta.is_span() || self.events || error) {
             return false;
         }
         let target = meta.target();
