@@ -83,12 +83,11 @@
 //! hides the ids of the other 99 % from the logs.
 //!
 //! # What the OpenTelemetry layer sees
-//! It gets spans, and ERROR events: an `error!` inside a span marks the exported span as
-//! failed (status ERROR) and is recorded on it as a span event, as with `tracing-opentelemetry`
-//! alone (`record_error`'s and the HTTP middleware's own ERROR lines excepted: they set the
-//! span's error themselves). Other log events are not copied into spans as span events (that
-//! costs an allocation per event and duplicates what the lines already ship). Turn that on
-//! with [`Builder::span_events`]. Two kinds of spans are kept from it: traceline's correlation
+//! It gets spans only: log events are not copied into spans as span events (that costs an
+//! allocation per event and duplicates what the lines already ship). Turn it on with
+//! [`Builder::span_events`]. An `error!` inside a span still marks the exported span as
+//! failed (status ERROR), as with `tracing-opentelemetry` alone: in Tempo or Jaeger the span
+//! shows red, and its lines (same `traceId`) say why. Two kinds of spans are kept from it: traceline's correlation
 //! scope (`target: traceline::correlation`, internal, never exported) and every span whose
 //! target is the exporter's network stack (`h2`, `hyper`, `hyper_util`, `tonic`, `tower`,
 //! `reqwest`, `opentelemetry*`), which would otherwise export themselves in a loop. That is
@@ -478,8 +477,8 @@ impl Builder {
         self
     }
 
-    /// Also records every log event as an event on its OpenTelemetry span (off by default:
-    /// only ERROR events are, marking their span as failed).
+    /// Also records every log event as an event on its OpenTelemetry span (off by default;
+    /// either way an ERROR event marks its span as failed).
     ///
     /// ```
     /// let b = traceline::builder().span_events(true);
@@ -840,7 +839,13 @@ where
             events: span_events,
         })
     });
-    tracing::Dispatch::new(base.with(filter).with(otel).with(json))
+    // With span events on, the OpenTelemetry layer marks the spans itself. (Not an `Option`
+    // of a layer: that would not be told its dispatcher.)
+    let error_status = ErrorStatus {
+        on: otel.is_some() && !span_events,
+        dispatch: std::sync::OnceLock::new(),
+    };
+    tracing::Dispatch::new(base.with(filter).with(otel).with(error_status).with(json))
 }
 
 /// Sets the resolved service fields on the schema (the schema's own, where it had them, are
@@ -1363,23 +1368,62 @@ const NOT_EXPORTED: &[&str] = &[
     "opentelemetry-http",
 ];
 
-/// Targets whose ERROR events are not given to the OpenTelemetry layer (unless every event
-/// is): `record_error`'s line, whose error is on the span already, and the HTTP middleware's,
-/// which sets the span's status and `error.type` itself.
+/// Targets whose ERROR events [`ErrorStatus`] leaves alone: `record_error`'s line, whose
+/// error is on the span already, and the HTTP middleware's, which sets the span's status and
+/// `error.type` itself.
 const OWN_ERRORS: &[&str] = &["traceline::error", "traceline::http"];
 
-impl OtelFilter {
-    fn wants(&self, meta: &Metadata<'_>) -> bool {
-        // An ERROR event marks its span as failed, as it does with the OpenTelemetry layer
-        // alone (and is recorded on it as a span event): rare enough to cost nothing.
-        let error = meta.is_event()
-            && *meta.level() == tracing::Level::ERROR
-            && !OWN_ERRORS.iter().any(|t| {
+/// With span events off, marks the OpenTelemetry span of an ERROR event as failed (status
+/// ERROR, no description), as the OpenTelemetry layer does when it gets the event; the event
+/// is not copied onto the span (nor are its values formatted again: a `Debug` value that
+/// panics is the line's to catch). A span the OpenTelemetry layer does not track (a
+/// correlation scope) has its nearest tracked ancestor marked, as `record_error` does.
+struct ErrorStatus {
+    /// Whether it marks spans (there is an OpenTelemetry layer, and span events are off).
+    on: bool,
+    dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
+}
+
+impl<S> tracing_subscriber::Layer<S> for ErrorStatus
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        use opentelemetry::trace::TraceContextExt as _;
+        let meta = event.metadata();
+        if !self.on
+            || *meta.level() != tracing::Level::ERROR
+            || OWN_ERRORS.iter().any(|t| {
                 meta.target()
                     .strip_prefix(t)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-            });
-        if !(meta.is_span() || self.events || error) {
+            })
+        {
+            return;
+        }
+        let Some(id) = ctx.event_span(event).map(|s| s.id()) else {
+            return;
+        };
+        let Some(dispatch) = self.dispatch.get().and_then(|d| d.upgrade()) else {
+            return;
+        };
+        let cx = tracing_opentelemetry::get_otel_context(&id, &dispatch)
+            .filter(|cx| cx.span().span_context().is_valid())
+            .or_else(|| crate::ids::nearest_tracked(&dispatch, &id));
+        if let Some(cx) = cx {
+            cx.span()
+                .set_status(opentelemetry::trace::Status::error(""));
+        }
+    }
+}
+
+impl OtelFilter {
+    fn wants(&self, meta: &Metadata<'_>) -> bool {
+        if !(meta.is_span() || self.events) {
             return false;
         }
         let target = meta.target();
