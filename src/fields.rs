@@ -154,8 +154,9 @@ impl SpanData {
         self.buf.clear();
         self.entries.clear();
         self.correlation = None;
-        self.transaction = RootCell::default();
-        self.ids = IdsCell::default();
+        // Only the states: the values behind them are read once a state says they are set.
+        self.transaction.reset();
+        self.ids.reset();
         self.layer = 0;
         self.scope = false;
         // Another layer's data goes back to the pool on its own.
@@ -173,6 +174,12 @@ pub(crate) struct RootCell {
 }
 
 impl RootCell {
+    /// Back to "not worked out" (the span id left as it is: read only in state 2).
+    #[inline]
+    fn reset(&mut self) {
+        *self.state.get_mut() = 0;
+    }
+
     pub(crate) fn get(&self) -> Option<Option<[u8; 8]>> {
         match self.state.load(Ordering::Acquire) {
             0 => None,
@@ -204,6 +211,12 @@ pub(crate) struct IdsCell {
 }
 
 impl IdsCell {
+    /// Back to "not looked up" (the ids left as they are: read only in states 2 and 3).
+    #[inline]
+    fn reset(&mut self) {
+        *self.state.get_mut() = 0;
+    }
+
     #[inline]
     pub(crate) fn get(&self) -> Option<Option<Ids>> {
         match self.state.load(Ordering::Acquire) {
