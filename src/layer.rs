@@ -1858,26 +1858,40 @@ where
         let report = self.log_internal_errors;
         let never = &output::NEVER_GIVE_UP;
         let meta = event.metadata();
+        // A record of the `log` crate comes through the bridge's callsite for its level
+        // (target `log`): it is routed by its own target, as its line says.
+        let normalized = if event.is_log() {
+            event.normalized_metadata()
+        } else {
+            None
+        };
         let progress = output::Progress::default();
         // A writer that panics loses its line, counted, not the program.
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let for_line = normalized.as_ref().unwrap_or(meta);
+            if let Some(n) = &normalized {
+                output::note_line_target(n.target(), *n.level());
+            }
             if !self.counting {
                 // A queue: it takes every line and counts it itself.
                 progress.counted.set(true);
-                let _ = self.make_writer.make_writer_for(meta).write_all(line);
+                let _ = self.make_writer.make_writer_for(for_line).write_all(line);
                 return;
             }
             // One output along every route: the cut of a line is ended by the next line,
             // whatever its level (no cut per route, no newline owed to a route).
-            let route = if self.plain {
-                output::RouteRef::Plain
-            } else {
-                output::RouteRef::Event(meta)
+            let route = match &normalized {
+                _ if self.plain => output::RouteRef::Plain,
+                Some(n) => output::RouteRef::Line(n.target(), *n.level()),
+                None => output::RouteRef::Event(meta),
             };
             output::write_routed(line, route, counters, report, never, &progress, |route| {
                 match route {
                     output::RouteRef::Event(m) => self.make_writer.make_writer_for(m),
-                    _ => self.make_writer.make_writer_for(meta),
+                    output::RouteRef::Line(t, l) => self
+                        .make_writer
+                        .make_writer_for(&output::line_metadata(t, l)),
+                    output::RouteRef::Plain => self.make_writer.make_writer_for(for_line),
                 }
             });
         }));

@@ -484,6 +484,78 @@ pub(crate) fn note_event_callsite(metadata: &'static tracing_core::Metadata<'sta
     }
 }
 
+/// The targets and levels of the `log` records written so far, by target: a bit per level.
+static LINE_TARGETS: std::sync::Mutex<Option<std::collections::HashMap<Box<str>, u8>>> =
+    std::sync::Mutex::new(None);
+
+/// Notes the target and level a `log` record's line was routed by (its callsite is the
+/// bridge's, target `log`): a guard flushes the writer of each.
+pub(crate) fn note_line_target(target: &str, level: tracing_core::Level) {
+    let bit = RouteRef::Line(target, level).level_bit();
+    let mut seen = LINE_TARGETS.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(Default::default);
+    match seen.get_mut(target) {
+        Some(bits) => *bits |= bit,
+        None => {
+            seen.insert(target.into(), bit);
+        }
+    }
+}
+
+/// The targets and levels of the `log` records written so far.
+#[cfg_attr(not(feature = "install"), allow(dead_code))]
+pub(crate) fn line_targets() -> Vec<(String, tracing_core::Level)> {
+    let seen = LINE_TARGETS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    for (target, bits) in seen.iter().flatten() {
+        for level in LEVELS {
+            if bits & RouteRef::Line("", level).level_bit() != 0 {
+                out.push((target.to_string(), level));
+            }
+        }
+    }
+    out
+}
+
+const LEVELS: [tracing_core::Level; 5] = [
+    tracing_core::Level::TRACE,
+    tracing_core::Level::DEBUG,
+    tracing_core::Level::INFO,
+    tracing_core::Level::WARN,
+    tracing_core::Level::ERROR,
+];
+
+/// Stands for a line's target and level where a `MakeWriter` asks for metadata: a line routed
+/// by those alone (a queued line, a `log` record's), its callsite's, and nothing else.
+pub(crate) const fn line_metadata(
+    target: &str,
+    level: tracing_core::Level,
+) -> tracing_core::Metadata<'_> {
+    tracing_core::Metadata::new(
+        "traceline line",
+        target,
+        level,
+        None,
+        None,
+        None,
+        tracing_core::field::FieldSet::new(&[], tracing_core::identify_callsite!(&LINE_CALLSITE)),
+        tracing_core::metadata::Kind::EVENT,
+    )
+}
+
+/// The callsite of [`line_metadata`] (never registered: nothing is logged through it).
+struct LineCallsite;
+
+impl tracing_core::Callsite for LineCallsite {
+    fn set_interest(&self, _: tracing_core::subscriber::Interest) {}
+    fn metadata(&self) -> &tracing_core::Metadata<'_> {
+        static META: tracing_core::Metadata<'static> = line_metadata("", tracing_core::Level::INFO);
+        &META
+    }
+}
+
+static LINE_CALLSITE: LineCallsite = LineCallsite;
+
 /// The event callsites seen so far: where a line may have been routed by its metadata.
 #[cfg_attr(not(feature = "install"), allow(dead_code))]
 pub(crate) fn event_callsites() -> Vec<&'static tracing_core::Metadata<'static>> {

@@ -53,6 +53,44 @@ thread_local! {
 /// Logs one event from inside each write (not from the write of that event), then writes to
 /// stdout.
 #[derive(Clone)]
+/// A buffered file for the `audit` target, reached only through a line's metadata (the
+/// writer for no particular line is a sink): only a flush by the line's own target reaches it.
+struct AuditFile(Arc<Mutex<std::io::BufWriter<std::fs::File>>>);
+
+enum AuditOrSink<'a> {
+    Audit(std::sync::MutexGuard<'a, std::io::BufWriter<std::fs::File>>),
+    Sink,
+}
+
+impl Write for AuditOrSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            AuditOrSink::Audit(f) => f.write(buf),
+            AuditOrSink::Sink => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            AuditOrSink::Audit(f) => f.flush(),
+            AuditOrSink::Sink => Ok(()),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for AuditFile {
+    type Writer = AuditOrSink<'a>;
+    fn make_writer(&'a self) -> Self::Writer {
+        AuditOrSink::Sink
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        if meta.target() == "audit" {
+            AuditOrSink::Audit(self.0.lock().unwrap())
+        } else {
+            AuditOrSink::Sink
+        }
+    }
+}
+
 struct LoggingWriter;
 
 /// How many lines the logging writer logged.
@@ -123,9 +161,34 @@ fn child_entry() {
             } else {
                 w
             };
-            let _guard = traceline::builder().writer(w).try_init().unwrap();
+            let guard = traceline::builder().writer(w).try_init().unwrap();
+            let stats = guard.stats();
             tracing::warn!("app line");
             tracing::info!(target: "audit", "audit line");
+            // Records of the `log` crate are routed by their own target too, not the
+            // bridge's (`log`).
+            log::warn!(target: "audit", "log audit line");
+            log::warn!("log app line");
+            drop(guard);
+            eprintln!("STATS {}", stats.lines_written());
+        }
+        s @ ("bufwriter_log_target_blocking" | "bufwriter_log_target_non_blocking") => {
+            // A buffered writer for one target, which `log` records use: the guard flushes it.
+            let path = std::env::var("TRACELINE_TEST_FILE").unwrap();
+            let file = std::fs::File::create(&path).unwrap();
+            let w = Writer::custom(AuditFile(Arc::new(Mutex::new(std::io::BufWriter::new(
+                file,
+            )))));
+            let w = if s.ends_with("non_blocking") {
+                w.non_blocking()
+            } else {
+                w
+            };
+            let guard = traceline::builder().writer(w).try_init().unwrap();
+            for i in 0..3 {
+                log::warn!(target: "audit", "audit {i}");
+            }
+            drop(guard);
         }
         s @ ("route_or_else_blocking"
         | "route_or_else_non_blocking"
@@ -239,8 +302,18 @@ fn a_level_routing_make_writer_routes_the_same_when_non_blocking() {
     };
     assert_eq!(messages("route_blocking"), ["warn line"]);
     assert_eq!(messages("route_non_blocking"), ["warn line"]);
-    assert_eq!(messages("route_target_blocking"), ["audit line"]);
-    assert_eq!(messages("route_target_non_blocking"), ["audit line"]);
+    for scenario in ["route_target_blocking", "route_target_non_blocking"] {
+        let out = run_limited(scenario, &[], Duration::from_secs(60)).expect("finished");
+        let messages: Vec<String> = support::json_lines(&out.stdout)
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(messages, ["audit line", "log audit line"], "{scenario}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Each line is counted once as written, also one the routing writer sends nowhere
+        // (that is its choice).
+        assert!(stderr.contains("STATS 4"), "{scenario}: {stderr}");
+    }
     for scenario in ["route_or_else_blocking", "route_or_else_non_blocking"] {
         let out = run_limited(scenario, &[], Duration::from_secs(60)).expect("finished");
         let of = |bytes: &[u8]| -> Vec<String> {
@@ -251,6 +324,40 @@ fn a_level_routing_make_writer_routes_the_same_when_non_blocking() {
         };
         assert_eq!(of(&out.stdout), ["warn line"], "{scenario}");
         assert_eq!(of(&out.stderr), ["info line"], "{scenario}");
+    }
+}
+
+/// A buffered writer behind a routing writer that takes one target, which `log` records use:
+/// their lines reach it (not the bridge's target, `log`), and dropping the guard flushes it.
+#[test]
+fn log_records_reach_and_flush_the_writer_of_their_own_target() {
+    for scenario in [
+        "bufwriter_log_target_blocking",
+        "bufwriter_log_target_non_blocking",
+    ] {
+        let path = std::env::temp_dir().join(format!(
+            "traceline_writer_{scenario}_{}.log",
+            std::process::id()
+        ));
+        let p = path.to_str().unwrap();
+        let out = run_limited(
+            scenario,
+            &[("TRACELINE_TEST_FILE", p)],
+            Duration::from_secs(60),
+        )
+        .expect("finished");
+        assert!(out.status.success(), "{scenario}: {}", out.status);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let messages: Vec<String> = support::json_lines(text.as_bytes())
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            messages,
+            ["audit 0", "audit 1", "audit 2"],
+            "{scenario}: {text:?}"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where lines go: stdout, stderr, a rotating file, or any `MakeWriter`, each either written
 //! in place (blocking) or handed to a background thread through a bounded queue.
 
+use crate::output::line_metadata;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,10 +10,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::panic::AssertUnwindSafe;
 
-use tracing_core::callsite::{Callsite, Identifier};
-use tracing_core::field::FieldSet;
-use tracing_core::metadata::Kind;
-use tracing_core::subscriber::Interest;
 use tracing_core::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -453,34 +450,6 @@ impl Out {
     }
 }
 
-/// The callsite of the metadata a routed output is given: a line's level and target, nothing
-/// else.
-struct LineCallsite;
-
-static LINE_CALLSITE: LineCallsite = LineCallsite;
-
-static LINE_METADATA: Metadata<'static> = line_metadata("traceline", Level::INFO);
-
-impl Callsite for LineCallsite {
-    fn set_interest(&self, _: Interest) {}
-    fn metadata(&self) -> &Metadata<'_> {
-        &LINE_METADATA
-    }
-}
-
-const fn line_metadata(target: &str, level: Level) -> Metadata<'_> {
-    Metadata::new(
-        "traceline line",
-        target,
-        level,
-        None,
-        None,
-        None,
-        FieldSet::new(&[], Identifier(&LINE_CALLSITE)),
-        Kind::EVENT,
-    )
-}
-
 /// Flushes every writer `make` gives: the one for no particular line, the one for each level,
 /// and the one for each event callsite seen (a `MakeWriter` that routes by level or target
 /// gives a different one, or none, for each).
@@ -507,6 +476,10 @@ fn flush_all(make: &BoxMakeWriter) {
     }
     for metadata in crate::output::event_callsites() {
         flush(|| make.make_writer_for(metadata));
+    }
+    // `log` records are routed by their own targets, not their callsite's.
+    for (target, level) in crate::output::line_targets() {
+        flush(|| make.make_writer_for(&line_metadata(&target, level)));
     }
 }
 
