@@ -669,6 +669,8 @@ struct Scratch {
     marks: Vec<usize>,
     /// The marker of a line cut at the length limit, and its message formatted again.
     spare: (Vec<u8>, Vec<u8>),
+    /// Whether the line formatted last is a `log` record's (routed by its own target).
+    from_log: bool,
 }
 
 const CALLSITE_SLOTS: usize = 256;
@@ -879,6 +881,7 @@ thread_local! {
         wide: Vec::new(),
         marks: Vec::new(),
         spare: (Vec::new(), Vec::new()),
+        from_log: false,
     });
     static THREAD: (Box<[u8]>, u64) = this_thread();
 }
@@ -1221,6 +1224,7 @@ impl<W: 'static> Layer<W> {
             wide,
             marks,
             spare,
+            from_log: line_from_log,
         } = s;
         buf.clear();
         seen.clear();
@@ -1230,6 +1234,7 @@ impl<W: 'static> Layer<W> {
         // `log.*` fields; the normalized metadata has them.
         let keys = self.callsite_keys(callsites, event);
         let from_log = keys.from_log;
+        *line_from_log = from_log;
         let normalized = if from_log {
             event.normalized_metadata()
         } else {
@@ -1834,7 +1839,7 @@ where
         let done = SCRATCH.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
                 self.format(event, &ctx, &mut scratch);
-                self.write(event, &scratch.buf);
+                self.write(event, &scratch.buf, scratch.from_log);
                 true
             }
             Err(_) => false,
@@ -1844,7 +1849,7 @@ where
             // thread-local's destructor logging): use a buffer of our own.
             let mut scratch = Scratch::default();
             self.format(event, &ctx, &mut scratch);
-            self.write(event, &scratch.buf);
+            self.write(event, &scratch.buf, scratch.from_log);
         }
     }
 }
@@ -1853,25 +1858,43 @@ impl<W> Layer<W>
 where
     W: for<'w> MakeWriter<'w> + 'static,
 {
-    fn write(&self, event: &Event<'_>, line: &[u8]) {
+    fn write(&self, event: &Event<'_>, line: &[u8], from_log: bool) {
+        if from_log {
+            return self.write_log(event, line);
+        }
+        let meta = event.metadata();
+        self.write_to(meta, output::RouteRef::Event(meta), line);
+    }
+
+    /// [`Self::write`] for a record of the `log` crate: it comes through the bridge's callsite
+    /// for its level (target `log`), and is routed by its own target and level, as its line
+    /// says.
+    #[cold]
+    #[inline(never)]
+    fn write_log(&self, event: &Event<'_>, line: &[u8]) {
+        let meta = event.metadata();
+        let Some(n) = event.normalized_metadata() else {
+            return self.write_to(meta, output::RouteRef::Event(meta), line);
+        };
+        // A guard flushes the writer of each such target.
+        output::note_line_target(n.target(), *n.level());
+        self.write_to(&n, output::RouteRef::Line(n.target(), *n.level()), line);
+    }
+
+    /// Writes `line` along `route`, with `for_line` the metadata a `MakeWriter` is given for it.
+    #[inline(always)]
+    fn write_to(
+        &self,
+        for_line: &tracing_core::Metadata<'_>,
+        route: output::RouteRef<'_>,
+        line: &[u8],
+    ) {
         let counters = self.stats.counters();
         let report = self.log_internal_errors;
         let never = &output::NEVER_GIVE_UP;
-        let meta = event.metadata();
-        // A record of the `log` crate comes through the bridge's callsite for its level
-        // (target `log`): it is routed by its own target, as its line says.
-        let normalized = if event.is_log() {
-            event.normalized_metadata()
-        } else {
-            None
-        };
         let progress = output::Progress::default();
         // A writer that panics loses its line, counted, not the program.
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let for_line = normalized.as_ref().unwrap_or(meta);
-            if let Some(n) = &normalized {
-                output::note_line_target(n.target(), *n.level());
-            }
             if !self.counting {
                 // A queue: it takes every line and counts it itself.
                 progress.counted.set(true);
@@ -1880,10 +1903,10 @@ where
             }
             // One output along every route: the cut of a line is ended by the next line,
             // whatever its level (no cut per route, no newline owed to a route).
-            let route = match &normalized {
-                _ if self.plain => output::RouteRef::Plain,
-                Some(n) => output::RouteRef::Line(n.target(), *n.level()),
-                None => output::RouteRef::Event(meta),
+            let route = if self.plain {
+                output::RouteRef::Plain
+            } else {
+                route
             };
             output::write_routed(line, route, counters, report, never, &progress, |route| {
                 match route {
