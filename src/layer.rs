@@ -1876,8 +1876,10 @@ where
         let Some(n) = event.normalized_metadata() else {
             return self.write_to(meta, output::RouteRef::Event(meta), line);
         };
-        // A guard flushes the writer of each such target.
-        output::note_line_target(n.target(), *n.level());
+        // A guard flushes the writer of each such target (one output has one writer).
+        if !self.plain {
+            output::note_line_target(n.target(), *n.level());
+        }
         self.write_to(&n, output::RouteRef::Line(n.target(), *n.level()), line);
     }
 

@@ -492,6 +492,32 @@ static LINE_TARGETS: std::sync::Mutex<Option<std::collections::HashMap<Box<str>,
 /// bridge's, target `log`): a guard flushes the writer of each.
 pub(crate) fn note_line_target(target: &str, level: tracing_core::Level) {
     let bit = RouteRef::Line(target, level).level_bit();
+    // Each thread takes the process's lock once per target and level it logs.
+    thread_local! {
+        static NOTED: std::cell::RefCell<std::collections::HashMap<Box<str>, u8>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    let new = NOTED
+        .try_with(|noted| {
+            let Ok(mut noted) = noted.try_borrow_mut() else {
+                return true;
+            };
+            match noted.get_mut(target) {
+                Some(bits) if *bits & bit != 0 => false,
+                Some(bits) => {
+                    *bits |= bit;
+                    true
+                }
+                None => {
+                    noted.insert(target.into(), bit);
+                    true
+                }
+            }
+        })
+        .unwrap_or(true);
+    if !new {
+        return;
+    }
     let mut seen = LINE_TARGETS.lock().unwrap_or_else(|e| e.into_inner());
     let seen = seen.get_or_insert_with(Default::default);
     match seen.get_mut(target) {

@@ -50,9 +50,6 @@ thread_local! {
     static IN_WRITER: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Logs one event from inside each write (not from the write of that event), then writes to
-/// stdout.
-#[derive(Clone)]
 /// A buffered file for the `audit` target, reached only through a line's metadata (the
 /// writer for no particular line is a sink): only a flush by the line's own target reaches it.
 struct AuditFile(Arc<Mutex<std::io::BufWriter<std::fs::File>>>);
@@ -91,6 +88,9 @@ impl<'a> MakeWriter<'a> for AuditFile {
     }
 }
 
+/// Logs one event from inside each write (not from the write of that event), then writes to
+/// stdout.
+#[derive(Clone)]
 struct LoggingWriter;
 
 /// How many lines the logging writer logged.

@@ -188,21 +188,27 @@ impl Guard {
             );
             return Ok(());
         }
-        let mut result = Ok(());
+        let mut problems = Vec::new();
         // The provider itself is not shut down: it is also the global one and the layer's
-        // tracer's, and a shut-down provider makes spans without ids. Only the export stops.
-        drop(self.provider.take());
+        // tracer's, and a shut-down provider makes spans without ids. Only the export stops
+        // (before the guard lets go of the provider).
         if let Some(export) = self.export.take() {
             let timeout = self.timeout;
-            if let Err(err) = blocking_ok(|| export.shutdown(timeout)) {
-                result = Err(ShutdownError(err.to_string()));
+            let shutdown = blocking_ok(|| export.shutdown(timeout));
+            let in_time = shutdown.is_ok();
+            if let Err(err) = shutdown {
+                problems.push(err.to_string());
             }
             // The SDK's shutdown succeeds even when exports failed, or spans were dropped
             // before the exporter: they are counted here.
-            if let Some(failed) = self.export_failures.report() {
-                result = Err(ShutdownError(failed));
-            }
+            problems.extend(self.export_failures.report(in_time));
         }
+        drop(self.provider.take());
+        let result = if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError(problems.join("; ")))
+        };
         if let Some(rt) = self.runtime.take() {
             rt.stop(self.timeout);
         }
@@ -371,16 +377,21 @@ impl ExportFailures {
     }
 
     /// What to tell the user at shutdown, when exports failed or spans never reached the
-    /// exporter.
-    fn report(&self) -> Option<String> {
+    /// exporter; `in_time` says whether the batch processor's shutdown finished in time (else
+    /// spans still queued then never reached the exporter either).
+    fn report(&self, in_time: bool) -> Option<String> {
         let mut parts = Vec::new();
         let ended = self.ended.load(Ordering::Relaxed);
         let handed = self.handed.load(Ordering::Relaxed);
         if ended > handed {
+            let why = if in_time {
+                "the span queue was full: raise OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default"
+            } else {
+                "still queued when the shutdown timeout ran out, or dropped by a full span \
+                 queue (OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default)"
+            };
             parts.push(format!(
-                "{} of {ended} span(s) never reached the exporter (the span queue was full: \
-                 raise OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default; or the shutdown timeout ran \
-                 out first)",
+                "{} of {ended} span(s) never reached the exporter ({why})",
                 ended - handed
             ));
         }

@@ -1395,13 +1395,20 @@ where
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         use opentelemetry::trace::TraceContextExt as _;
         let meta = event.metadata();
-        if !self.on
-            || *meta.level() != tracing::Level::ERROR
-            || OWN_ERRORS.iter().any(|t| {
+        let under = |targets: &[&str]| {
+            targets.iter().any(|t| {
                 meta.target()
                     .strip_prefix(t)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
             })
+        };
+        // As the OpenTelemetry layer would see it with span events on: not the exporter's own
+        // network stack, not the SDK's suppressed work.
+        if !self.on
+            || *meta.level() != tracing::Level::ERROR
+            || under(OWN_ERRORS)
+            || under(NOT_EXPORTED)
+            || opentelemetry::Context::is_current_telemetry_suppressed()
         {
             return;
         }
