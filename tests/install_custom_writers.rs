@@ -327,6 +327,26 @@ fn a_level_routing_make_writer_routes_the_same_when_non_blocking() {
     }
 }
 
+/// Runs `scenario` in a child writing to a file of its own (`TRACELINE_TEST_FILE`); returns
+/// what the file holds once the child has ended.
+fn file_written_by(scenario: &str) -> String {
+    let path = std::env::temp_dir().join(format!(
+        "traceline_writer_{scenario}_{}.log",
+        std::process::id()
+    ));
+    let p = path.to_str().unwrap();
+    let out = run_limited(
+        scenario,
+        &[("TRACELINE_TEST_FILE", p)],
+        Duration::from_secs(60),
+    )
+    .expect("finished");
+    assert!(out.status.success(), "{scenario}: {}", out.status);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    text
+}
+
 /// A buffered writer behind a routing writer that takes one target, which `log` records use:
 /// their lines reach it (not the bridge's target, `log`), and dropping the guard flushes it.
 #[test]
@@ -335,20 +355,7 @@ fn log_records_reach_and_flush_the_writer_of_their_own_target() {
         "bufwriter_log_target_blocking",
         "bufwriter_log_target_non_blocking",
     ] {
-        let path = std::env::temp_dir().join(format!(
-            "traceline_writer_{scenario}_{}.log",
-            std::process::id()
-        ));
-        let p = path.to_str().unwrap();
-        let out = run_limited(
-            scenario,
-            &[("TRACELINE_TEST_FILE", p)],
-            Duration::from_secs(60),
-        )
-        .expect("finished");
-        assert!(out.status.success(), "{scenario}: {}", out.status);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
+        let text = file_written_by(scenario);
         let messages: Vec<String> = support::json_lines(text.as_bytes())
             .iter()
             .map(|l| l["message"].as_str().unwrap().to_string())
@@ -366,20 +373,7 @@ fn log_records_reach_and_flush_the_writer_of_their_own_target() {
 #[test]
 fn dropping_the_guard_flushes_a_buffered_custom_writer() {
     for scenario in ["bufwriter_non_blocking", "bufwriter_blocking"] {
-        let path = std::env::temp_dir().join(format!(
-            "traceline_writer_{scenario}_{}.log",
-            std::process::id()
-        ));
-        let p = path.to_str().unwrap();
-        let out = run_limited(
-            scenario,
-            &[("TRACELINE_TEST_FILE", p)],
-            Duration::from_secs(60),
-        )
-        .expect("finished");
-        assert!(out.status.success());
-        let text = std::fs::read_to_string(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
+        let text = file_written_by(scenario);
         assert_eq!(text.lines().count(), 3, "{scenario}: file holds {text:?}");
     }
 }
