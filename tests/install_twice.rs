@@ -22,8 +22,11 @@ fn second_init_is_an_error_and_log_records_become_lines() {
         matches!(second, Err(InitError::AlreadyInstalled)),
         "{second:?}"
     );
-    let msg = second.unwrap_err().to_string();
+    let err = second.unwrap_err();
+    let msg = err.to_string();
     assert!(msg.contains("already set") && msg.contains("once"), "{msg}");
+    // `main` returning the error prints its `Debug` form: the same advice, not a variant name.
+    assert_eq!(format!("{err:?}"), msg);
     assert!(matches!(
         traceline::builder().log_bridge(false).try_init(),
         Err(InitError::AlreadyInstalled)

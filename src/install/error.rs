@@ -17,7 +17,9 @@ use std::fmt;
 /// assert!(matches!(err, traceline::InitError::InvalidValue { .. }));
 /// assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"));
 /// ```
-#[derive(Debug)]
+///
+/// Its `Debug` form is its message too: `fn main() -> Result<(), InitError>` (or a boxed
+/// error) prints what to do, not the variant's fields.
 #[non_exhaustive]
 pub enum InitError {
     /// A global `tracing` subscriber was set before (by an earlier `init()`, or by
@@ -68,6 +70,12 @@ impl InitError {
             value: value.into(),
             reason: reason.into(),
         }
+    }
+}
+
+impl fmt::Debug for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

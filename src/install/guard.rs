@@ -82,8 +82,15 @@ impl std::fmt::Debug for Guard {
 /// }
 /// # let _ = report;
 /// ```
-#[derive(Debug)]
+///
+/// Its `Debug` form is its message too, for a `main` that returns it.
 pub struct ShutdownError(String);
+
+impl std::fmt::Debug for ShutdownError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 impl std::fmt::Display for ShutdownError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -35,7 +35,7 @@
 //! |---|---|---|
 //! | [`filter`](Builder::filter) | `RUST_LOG` | `info` (it chooses the lines; spans at INFO and above stay on: see below) |
 //! | [`service_name`](Builder::service_name), else the [`schema`](Builder::schema)'s own | `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES` | none (the resource says `unknown_service:<executable>`) |
-//! | the [`schema`](Builder::schema)'s service version and environment | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded; `service.version`, `deployment.environment.name` or `deployment.environment` on the lines too) | none |
+//! | [`service_version`](Builder::service_version) and [`environment`](Builder::environment), else the [`schema`](Builder::schema)'s own | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values %-encoded; `service.version`, `deployment.environment.name` or `deployment.environment` on the lines too) | none |
 //! | [`otlp_endpoint`](Builder::otlp_endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended for HTTP) | none: ids, no export |
 //! | – | `OTEL_TRACES_EXPORTER` (`otlp`, `none`) | `otlp` when an endpoint is set; `otlp` with no endpoint sends to `http://localhost:4318` (`:4317` for gRPC) |
 //! | – | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, values %-encoded) | none |
@@ -202,6 +202,8 @@ pub struct Builder {
     /// values are not UTF-8.
     not_unicode: Option<config::NotUnicode>,
     service_name: Option<String>,
+    service_version: Option<String>,
+    environment: Option<String>,
     endpoint: Option<String>,
     protocol: Option<Protocol>,
     sampler: Option<Sampler>,
@@ -228,6 +230,8 @@ impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
             .field("service_name", &self.service_name)
+            .field("service_version", &self.service_version)
+            .field("environment", &self.environment)
             .field("endpoint", &self.endpoint)
             .field("protocol", &self.protocol)
             .field("sdk_disabled", &self.sdk_disabled)
@@ -248,6 +252,8 @@ impl Default for Builder {
             env,
             not_unicode: Some(not_unicode),
             service_name: None,
+            service_version: None,
+            environment: None,
             endpoint: None,
             protocol: None,
             sampler: None,
@@ -366,6 +372,33 @@ impl Builder {
         self
     }
 
+    /// The service version, on the resource and on every line (`service.version`). Wins over
+    /// a version the schema sets, which wins over `service.version` in
+    /// `OTEL_RESOURCE_ATTRIBUTES`.
+    ///
+    /// ```
+    /// let b = traceline::builder().service_version(env!("CARGO_PKG_VERSION"));
+    /// # let _ = b;
+    /// ```
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// The deployment environment (`production`, `staging`), on the resource
+    /// (`deployment.environment.name`) and on every line (under the schema's key:
+    /// `deployment.environment`, ECS's `service.environment`, Datadog's `dd.env`). Wins over
+    /// one the schema sets, which wins over `OTEL_RESOURCE_ATTRIBUTES`.
+    ///
+    /// ```
+    /// let b = traceline::builder().environment("production");
+    /// # let _ = b;
+    /// ```
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
     /// The OTLP collector's URL: a base URL, as in `OTEL_EXPORTER_OTLP_ENDPOINT` (over HTTP,
     /// `/v1/traces` is appended), or the full traces URL, ending in `/v1/traces`, taken as it
     /// is. Wins over both endpoint variables.
@@ -441,7 +474,8 @@ impl Builder {
     /// The line format. Wins over `TRACELINE_SCHEMA`. A service name, version or environment
     /// set on the schema (or as its static field under that key) goes on the resource too,
     /// and wins over the environment's (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`); a
-    /// name set with [`Builder::service_name`] wins over the schema's.
+    /// name, version or environment set with [`Builder::service_name`],
+    /// [`Builder::service_version`] or [`Builder::environment`] wins over the schema's.
     ///
     /// ```
     /// use traceline::{Key, Schema};
@@ -668,7 +702,11 @@ impl Builder {
             .or_else(|| schema.service_setting(0))
             .or_else(|| get("OTEL_SERVICE_NAME"))
             .or_else(|| attr("service.name"));
-        let from_schema = [schema.service_setting(1), schema.service_setting(2)];
+        // Set in code: the builder's, else the schema's.
+        let from_schema = [
+            self.service_version.or_else(|| schema.service_setting(1)),
+            self.environment.or_else(|| schema.service_setting(2)),
+        ];
         let service_version = from_schema[0].clone().or_else(|| attr("service.version"));
         let environment = from_schema[1].clone().or_else(|| {
             attr("deployment.environment.name").or_else(|| attr("deployment.environment"))
@@ -1564,6 +1602,27 @@ mod tests {
             .static_field("service.name", "x");
         let plan = plan_with(super::builder().schema(off), env).unwrap();
         assert_eq!(name(&plan), both("x"));
+
+        // The builder's version and environment win over the schema's and the environment's.
+        let plan = plan_with(
+            super::builder()
+                .service_version("3.1.0")
+                .environment("prod-eu")
+                .schema(Schema::default().service_version("x").environment("y")),
+            env,
+        )
+        .unwrap();
+        assert_eq!(version(&plan), both("3.1.0"));
+        let (resource, line) = resource_and_line(
+            &plan,
+            "deployment.environment.name",
+            "deployment.environment",
+        );
+        assert_eq!((resource, line), both("prod-eu"));
+        assert_eq!(
+            resource_and_line(&plan, "deployment.environment", "-").0,
+            Vec::<String>::new()
+        );
 
         let plan = plan_with(super::builder(), env).unwrap();
         assert_eq!(name(&plan), both("from-env"));
