@@ -174,6 +174,12 @@ fn child_entry() {
                 traceline::record_error(&"x".parse::<u32>().unwrap_err());
             }
         }
+        "events_record_error" => {
+            let span = tracing::info_span!("parse");
+            let _e = span.enter();
+            tracing::info!("parsing");
+            traceline::record_error(&"x".parse::<u32>().unwrap_err());
+        }
         "secrets" => {
             let span = tracing::info_span!(
                 "login",
@@ -296,6 +302,19 @@ async fn an_error_event_marks_its_exported_span_as_failed() {
         parse.status.as_ref().map(|s| s.code.as_str()),
         Some("STATUS_CODE_ERROR")
     );
+}
+
+/// With span events on, `record_error` still puts one `exception` event on the span: its
+/// own line is not copied onto the span a second time. Other events are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_error_gives_one_exception_event_with_span_events_on() {
+    let (_, spans) = exported_over_grpc("events_record_error").await;
+    let parse = spans
+        .iter()
+        .find(|s| s.name == "parse")
+        .unwrap_or_else(|| panic!("no span parse: {spans:?}"));
+    let names: Vec<&str> = parse.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["parsing", "exception"], "{parse:?}");
 }
 
 /// A denied error field whose copies the SDK's attribute limit cut apart (the `<name>` that

@@ -512,7 +512,8 @@ impl Builder {
     }
 
     /// Also records every log event as an event on its OpenTelemetry span (off by default;
-    /// either way an ERROR event marks its span as failed).
+    /// either way an ERROR event marks its span as failed). `record_error`'s own line is not
+    /// copied: the error is on the span already, as one `exception` event.
     ///
     /// ```
     /// let b = traceline::builder().span_events(true);
@@ -1433,13 +1434,7 @@ where
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         use opentelemetry::trace::TraceContextExt as _;
         let meta = event.metadata();
-        let under = |targets: &[&str]| {
-            targets.iter().any(|t| {
-                meta.target()
-                    .strip_prefix(t)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-            })
-        };
+        let under = |targets: &[&str]| under(meta.target(), targets);
         // As the OpenTelemetry layer would see it with span events on: not the exporter's own
         // network stack, not the SDK's suppressed work.
         if !self.on
@@ -1466,17 +1461,26 @@ where
     }
 }
 
+/// Whether `target` is one of `targets` or a module under one.
+fn under(target: &str, targets: &[&str]) -> bool {
+    targets.iter().any(|t| {
+        target
+            .strip_prefix(t)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
 impl OtelFilter {
     fn wants(&self, meta: &Metadata<'_>) -> bool {
         if !(meta.is_span() || self.events) {
             return false;
         }
-        let target = meta.target();
-        !NOT_EXPORTED.iter().any(|t| {
-            target
-                .strip_prefix(t)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-        })
+        // `record_error`'s line: its error is on the span already (its `exception` event and
+        // status), and a copy would be a second event and the error again on the span.
+        if meta.is_event() && under(meta.target(), &["traceline::error"]) {
+            return false;
+        }
+        !under(meta.target(), NOT_EXPORTED)
     }
 }
 
