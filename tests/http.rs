@@ -2145,7 +2145,8 @@ where
 
 /// A 2xx answer to CONNECT has no body in HTTP/1.1 (RFC 9110 §9.3.6): hyper sends the head
 /// and drops the body unread, as it does for HEAD, 1xx, 204 and 304. The tunnel was opened,
-/// so the access line says the request completed, not that the client went away.
+/// so the access line says the request completed, not that the client went away. Its target
+/// names an authority, not a path: the span has no `url.path` (not an empty one).
 #[tokio::test(flavor = "current_thread")]
 async fn a_2xx_answer_to_connect_is_completed_not_abandoned() {
     use tower::Layer as _;
@@ -2184,6 +2185,7 @@ async fn a_2xx_answer_to_connect_is_completed_not_abandoned() {
         "{}",
         access[0]
     );
+    assert!(access[0].get("url.path").is_none(), "{}", access[0]);
 }
 
 /// A handler that streams its body and panics part-way (a `Body::from_stream` whose stream

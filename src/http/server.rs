@@ -421,7 +421,8 @@ where
             otel.status_code = tracing::field::Empty,
             http.request.method = known.unwrap_or("_OTHER"),
             http.request.method_original = tracing::field::Empty,
-            url.path = req.uri().path(),
+            // None for a CONNECT request's authority-form target, which has no path.
+            url.path = Some(req.uri().path()).filter(|p| !p.is_empty()),
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
