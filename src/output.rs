@@ -543,7 +543,8 @@ pub(crate) fn line_targets() -> Vec<(String, tracing_core::Level)> {
     out
 }
 
-const LEVELS: [tracing_core::Level; 5] = [
+/// Every level, lowest first.
+pub(crate) const LEVELS: [tracing_core::Level; 5] = [
     tracing_core::Level::TRACE,
     tracing_core::Level::DEBUG,
     tracing_core::Level::INFO,

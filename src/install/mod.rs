@@ -1434,13 +1434,12 @@ where
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         use opentelemetry::trace::TraceContextExt as _;
         let meta = event.metadata();
-        let under = |targets: &[&str]| under(meta.target(), targets);
         // As the OpenTelemetry layer would see it with span events on: not the exporter's own
         // network stack, not the SDK's suppressed work.
         if !self.on
             || *meta.level() != tracing::Level::ERROR
-            || under(OWN_ERRORS)
-            || under(NOT_EXPORTED)
+            || under(meta.target(), OWN_ERRORS)
+            || under(meta.target(), NOT_EXPORTED)
             || opentelemetry::Context::is_current_telemetry_suppressed()
         {
             return;
@@ -1559,6 +1558,17 @@ mod tests {
         let version =
             |plan: &super::Plan| resource_and_line(plan, "service.version", "service.version");
         let both = |v: &str| (vec![v.to_owned()], Some(v.to_owned()));
+        // The environment under its current name on the resource (its older name not kept),
+        // and on the line.
+        let environment = |plan: &super::Plan| {
+            let current = resource_and_line(
+                plan,
+                "deployment.environment.name",
+                "deployment.environment",
+            );
+            let older = resource_and_line(plan, "deployment.environment", "-").0;
+            (current, older)
+        };
 
         let plan = plan_with(
             super::builder()
@@ -1589,16 +1599,7 @@ mod tests {
         let plan = plan_with(super::builder().schema(coded), env).unwrap();
         assert_eq!(name(&plan), both("42"));
         assert_eq!(version(&plan), both("2.0.0"));
-        let (resource, line) = resource_and_line(
-            &plan,
-            "deployment.environment.name",
-            "deployment.environment",
-        );
-        assert_eq!((resource, line), both("prod"));
-        assert_eq!(
-            resource_and_line(&plan, "deployment.environment", "-").0,
-            Vec::<String>::new()
-        );
+        assert_eq!(environment(&plan), (both("prod"), Vec::<String>::new()));
 
         // The key switched off: the field is written as any static field, and is the name.
         let off = Schema::default()
@@ -1617,16 +1618,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(version(&plan), both("3.1.0"));
-        let (resource, line) = resource_and_line(
-            &plan,
-            "deployment.environment.name",
-            "deployment.environment",
-        );
-        assert_eq!((resource, line), both("prod-eu"));
-        assert_eq!(
-            resource_and_line(&plan, "deployment.environment", "-").0,
-            Vec::<String>::new()
-        );
+        assert_eq!(environment(&plan), (both("prod-eu"), Vec::<String>::new()));
 
         let plan = plan_with(super::builder(), env).unwrap();
         assert_eq!(name(&plan), both("from-env"));

@@ -465,13 +465,7 @@ fn flush_all(make: &BoxMakeWriter) {
         let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(w)));
     }
     flush(|| make.make_writer());
-    for level in [
-        Level::TRACE,
-        Level::DEBUG,
-        Level::INFO,
-        Level::WARN,
-        Level::ERROR,
-    ] {
+    for level in crate::output::LEVELS {
         flush(|| make.make_writer_for(&line_metadata("", level)));
     }
     for metadata in crate::output::event_callsites() {
