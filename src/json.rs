@@ -7,21 +7,27 @@
 //! U+2028 / U+2029 (which break JavaScript-based consumers that split on them) are escaped, so
 //! a logged string can never end a line or forge a key.
 //!
-//! A string is first checked a word at a time; a clean one (the common case) is copied whole.
-//! One that needs escaping takes one of three paths from its first dirty word on:
-//! - at most 32 bytes left (on every CPU): a byte at a time with a table, clean stretches four
-//!   bytes per branch, each clean run and each escape stored as one or two words (no copy
-//!   calls);
+//! A string of 8 to 32 bytes, on x86-64, is classified whole with SSE2 compares (one or two
+//! overlapping 16-byte vectors, one bit per byte): a clean one is copied a word at a time, and
+//! in one that needs escaping only the bytes that escape are visited, each clean run between
+//! them stored as whole words and each escape as one word.
+//!
+//! Any other string is first checked a word at a time; a clean one (the common case) is copied
+//! whole. One that needs escaping takes one of three paths from its first dirty word on:
+//! - at most 32 bytes left: a byte at a time with a table, clean stretches four bytes per
+//!   branch, each clean run and each escape stored as one or two words (no copy calls);
 //! - longer, on x86-64 with SSSE3 (checked once at run time): 16 bytes at a time, classified
 //!   with vector compares and written with byte shuffles from tables indexed by which bytes
 //!   escape, no branch per escape (a chunk with a C1 control or U+2028/U+2029 goes byte by
 //!   byte);
 //! - longer, without SSSE3 (other CPUs and architectures): a word at a time.
 //!
-//! The crate's only `unsafe` code outside its tests is in these paths, in two places: the call
-//! into the SSSE3 code once the CPU is known to have it, and setting a line's length over bytes
-//! written into its free capacity. What each gains, measured with `benches/primitives.rs`, is
-//! in `benches/README.md` ("Escaping 16 bytes at a time").
+//! The crate's only `unsafe` code outside its tests is in these paths, in three places: the
+//! call into the SSSE3 code once the CPU is known to have it, the call into the SSE2 compares
+//! (compiled only for targets that have SSE2, as every x86-64 CPU does), and setting a line's
+//! length over bytes written into its free capacity. What each gains, measured with
+//! `benches/primitives.rs`, is in `benches/README.md` ("Escaping 16 bytes at a time", "Short
+//! strings classified with SSE2").
 //!
 //! These functions are public so that the micro-benchmarks can measure them against
 //! `serde_json`; they are not needed to use the crate.
@@ -141,6 +147,15 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
 fn escape<const QUOTED: bool>(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let len = bytes.len();
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if (8..=SCAN).contains(&len) {
+        // Every byte classified at once; a clean string copied a word at a time.
+        let m = short_mask(bytes);
+        if m != 0 {
+            return escape_masked::<QUOTED>(out, bytes, m);
+        }
+        return put_short_clean::<QUOTED>(out, bytes);
+    }
     // Clean strings (the common case) are checked a word at a time and copied at once.
     let mut i = 0;
     while i + 8 <= len {
@@ -315,6 +330,141 @@ fn escape_scan<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8], padded: u64,
     scan_run(out, bytes, padded, start, len);
     if QUOTED {
         out.push(b'"');
+    }
+}
+
+/// Which of the 16 bytes `lo` (the first 8) and `hi` (the last 8) may need escaping, one bit
+/// each (bit `j`: byte `j`; exact, with the same meaning as [`exact_mask`]'s bits), from a few
+/// SSE2 compares.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn sse2_mask(lo: u64, hi: u64) -> u32 {
+    #[target_feature(enable = "sse2")]
+    fn mask(lo: u64, hi: u64) -> u32 {
+        use core::arch::x86_64::*;
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let splat = |b: u8| _mm_set1_epi8(b as i8);
+        let controls = _mm_cmpeq_epi8(_mm_min_epu8(v, splat(0x1F)), v);
+        let quote = _mm_cmpeq_epi8(v, splat(b'"'));
+        let backslash = _mm_cmpeq_epi8(v, splat(b'\\'));
+        let del = _mm_cmpeq_epi8(v, splat(0x7F));
+        let c2 = _mm_cmpeq_epi8(v, splat(0xC2));
+        let e2 = _mm_cmpeq_epi8(v, splat(0xE2));
+        let any = _mm_or_si128(
+            _mm_or_si128(_mm_or_si128(controls, quote), _mm_or_si128(backslash, del)),
+            _mm_or_si128(c2, e2),
+        );
+        _mm_movemask_epi8(any) as u32
+    }
+    // SAFETY: compiled only for targets with SSE2 (every x86-64 CPU has it: it is part of the
+    // architecture's baseline), so the CPU running this has the feature `mask` is built for.
+    #[allow(unsafe_code)]
+    unsafe {
+        mask(lo, hi)
+    }
+}
+
+/// [`sse2_mask`] for a string of 8 to [`SCAN`] bytes: bit `j` for byte `j` (two overlapping
+/// vectors past 16 bytes; a byte in both has the same bit in each).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn short_mask(bytes: &[u8]) -> u32 {
+    let len = bytes.len();
+    debug_assert!((8..=SCAN).contains(&len));
+    if len <= 16 {
+        let m = sse2_mask(load(bytes, 0), load(bytes, len - 8));
+        (m & 0xFF) | (m >> 8) << (len - 8)
+    } else {
+        let head = sse2_mask(load(bytes, 0), load(bytes, 8));
+        let end = sse2_mask(load(bytes, len - 16), load(bytes, len - 8));
+        head | end << (len - 16)
+    }
+}
+
+/// Appends a clean string of 8 to [`SCAN`] bytes, in quotes when `QUOTED`: whole words, the
+/// last one overlapping the one before (no copy call).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn put_short_clean<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = bytes.len();
+    debug_assert!((8..=SCAN).contains(&len));
+    tail::append(out, SCAN + 2 + 8, |t| {
+        if QUOTED {
+            t.push(b'"');
+        }
+        let word = |k: usize| load(bytes, k).to_le_bytes();
+        if len <= 16 {
+            t.put_block(&word(0), len - 8);
+        } else if len <= 24 {
+            t.put_block(&word(0), 8);
+            t.put_block(&word(8), len - 16);
+        } else {
+            t.put_block(&word(0), 8);
+            t.put_block(&word(8), 8);
+            t.put_block(&word(16), len - 24);
+        }
+        t.put_block(&word(len - 8), 8);
+        if QUOTED {
+            t.push(b'"');
+        }
+    });
+}
+
+/// Escapes a string of 8 to [`SCAN`] bytes that needs it, in quotes when `QUOTED`: every byte
+/// is classified at once (two overlapping 16-byte vectors, one bit per byte), then only the
+/// bytes that escape are visited, each clean run between them copied as one or two words and
+/// each escape stored as one word. No branch per clean byte, and none whose outcome depends on
+/// where the escapes are but the loop over them.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(never)]
+fn escape_masked<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8], mut m: u32) {
+    let len = bytes.len();
+    debug_assert!((8..=SCAN).contains(&len));
+    tail::append(out, 6 * len + 2 + 8, |t| {
+        if QUOTED {
+            t.push(b'"');
+        }
+        let mut start = 0;
+        while m != 0 {
+            let pos = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let e = PACKED[usize::from(bytes[pos])];
+            let n = (e >> 56) as usize;
+            if n != 0 {
+                put_run(t, bytes, start, pos);
+                t.put_block(&e.to_le_bytes(), n);
+                start = pos + 1;
+            } else if let Some((seq, n, used)) = escape_lead(bytes, pos) {
+                // A C1 control or U+2028 / U+2029 (the bytes after its first are never
+                // flagged).
+                put_run(t, bytes, start, pos);
+                t.put(&seq[..n]);
+                start = pos + used;
+            }
+        }
+        put_run(t, bytes, start, len);
+        if QUOTED {
+            t.push(b'"');
+        }
+    });
+}
+
+/// Appends the clean run `bytes[start..end]` (`bytes` at least 8 bytes long) a word at a time:
+/// whole words stored, the next store written over what the last one put past the run (the
+/// tail has 7 bytes of room past the escaped string for that).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn put_run(t: &mut tail::Tail<'_>, bytes: &[u8], start: usize, end: usize) {
+    let len = bytes.len();
+    let mut k = start;
+    while k < end {
+        let w = if k + 8 <= len {
+            load(bytes, k)
+        } else {
+            load(bytes, len - 8) >> (8 * (k + 8 - len))
+        };
+        t.put_block(&w.to_le_bytes(), (end - k).min(8));
+        k += 8;
     }
 }
 
