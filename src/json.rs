@@ -156,8 +156,16 @@ fn escape<const QUOTED: bool>(out: &mut Vec<u8>, s: &str) {
         }
         return put_short_clean::<QUOTED>(out, bytes);
     }
-    // Clean strings (the common case) are checked a word at a time and copied at once.
+    // Clean strings (the common case) are checked 16 bytes (SSE2) or a word at a time and
+    // copied at once.
     let mut i = 0;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i + 16 <= len {
+        if sse2_mask(load(bytes, i), load(bytes, i + 8)) != 0 {
+            return escape_rest::<QUOTED>(out, bytes, 0, i);
+        }
+        i += 16;
+    }
     while i + 8 <= len {
         if attention_mask(load(bytes, i)) != 0 {
             return escape_rest::<QUOTED>(out, bytes, 0, i);
@@ -170,7 +178,11 @@ fn escape<const QUOTED: bool>(out: &mut Vec<u8>, s: &str) {
         for (j, &b) in bytes.iter().enumerate() {
             w ^= u64::from(b ^ 0x20) << (8 * j);
         }
-        if attention_mask(w) != 0 {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        let dirty = sse2_mask(w, w) != 0;
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        let dirty = attention_mask(w) != 0;
+        if dirty {
             return escape_rest::<QUOTED>(out, bytes, w, 0);
         }
         if QUOTED {
@@ -895,13 +907,13 @@ fn put_clean(room: &mut [u8; SHORT], bytes: &[u8]) -> bool {
         if n > SHORT {
             return false;
         }
-        // One word after the other: fewer registers than both at once.
-        let lo = load(bytes, 0);
-        if attention_mask(lo) != 0 {
+        let (lo, hi) = (load(bytes, 0), load(bytes, n - 8));
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if sse2_mask(lo, hi) != 0 {
             return false;
         }
-        let hi = load(bytes, n - 8);
-        if attention_mask(hi) != 0 {
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        if attention_mask(lo) | attention_mask(hi) != 0 {
             return false;
         }
         room[..8].copy_from_slice(&lo.to_le_bytes());
@@ -909,7 +921,13 @@ fn put_clean(room: &mut [u8; SHORT], bytes: &[u8]) -> bool {
         true
     } else if n >= 4 {
         let (lo, hi) = (load4(bytes, 0), load4(bytes, n - 4));
-        if attention_mask(u64::from(lo) | u64::from(hi) << 32) != 0 {
+        let w = u64::from(lo) | u64::from(hi) << 32;
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if sse2_mask(w, w) != 0 {
+            return false;
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        if attention_mask(w) != 0 {
             return false;
         }
         room[..4].copy_from_slice(&lo.to_le_bytes());
