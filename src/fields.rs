@@ -20,6 +20,10 @@ pub(crate) const CORRELATION_FIELD: &str = "traceline.correlation_id";
 /// a span costs traceline nothing.
 pub(crate) static SCOPES: AtomicUsize = AtomicUsize::new(0);
 
+/// How many spans with a correlation id are alive (in any traceline layer): while there are
+/// none, a new span has none to inherit, and its parent is not looked up.
+pub(crate) static CORRELATED: AtomicUsize = AtomicUsize::new(0);
+
 /// What traceline keeps for each span, in the span's extensions.
 #[derive(Debug, Default)]
 pub(crate) struct SpanData {
@@ -36,6 +40,8 @@ pub(crate) struct SpanData {
     pub(crate) layer: u64,
     /// Whether the span is a correlation scope (counted in [`SCOPES`] while it lives).
     pub(crate) scope: bool,
+    /// Whether the span is counted in [`CORRELATED`] (it has a correlation id).
+    pub(crate) correlated: bool,
     /// The data of the next traceline layer in the same subscriber (each writes its fields
     /// behind keys of its own schema). A span's extensions hold one value per type, so the
     /// layers' data are chained behind the first.
@@ -132,6 +138,9 @@ impl Drop for SpanSlot {
         if data.scope {
             SCOPES.fetch_sub(1, Ordering::Relaxed);
         }
+        if data.correlated {
+            CORRELATED.fetch_sub(1, Ordering::Relaxed);
+        }
         if data.buf.heap.capacity() > POOLED_HEAP {
             return;
         }
@@ -149,6 +158,15 @@ impl Drop for SpanSlot {
 }
 
 impl SpanData {
+    /// Sets the span's correlation id, counting the span in [`CORRELATED`] the first time.
+    pub(crate) fn set_correlation(&mut self, id: std::sync::Arc<[u8]>) {
+        self.correlation = Some(id);
+        if !self.correlated {
+            self.correlated = true;
+            CORRELATED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Empties the data for a new span (heap storage is kept).
     fn clear(&mut self) {
         self.buf.clear();
@@ -159,6 +177,7 @@ impl SpanData {
         self.ids.reset();
         self.layer = 0;
         self.scope = false;
+        self.correlated = false;
         // Another layer's data goes back to the pool on its own.
         self.next = None;
     }

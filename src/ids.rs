@@ -31,16 +31,11 @@ pub(crate) struct Ids {
 
 impl Ids {
     pub(crate) fn new(trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Ids {
-        let mut bytes = [0; 24];
-        bytes[..16].copy_from_slice(&trace_id);
-        bytes[16..].copy_from_slice(&span_id);
-        let mut hex = [0; 48];
-        crate::json::hex_into(&mut hex, &bytes);
         Ids {
             trace_id,
             span_id,
             sampled,
-            hex,
+            hex: crate::json::hex_ids(&trace_id, &span_id),
         }
     }
 }

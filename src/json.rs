@@ -1146,6 +1146,71 @@ pub(crate) fn hex_into(out: &mut [u8], bytes: &[u8]) {
     }
 }
 
+/// The 32 lowercase hex digits of a trace id and the 16 of a span id, back to back.
+#[inline]
+pub(crate) fn hex_ids(trace_id: &[u8; 16], span_id: &[u8; 8]) -> [u8; 48] {
+    let mut hex = [0; 48];
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let word = |b: &[u8], k: usize| load(b, k);
+        let (a, b) = hex16(word(trace_id, 0), word(trace_id, 8));
+        let (c, _) = hex16(word(span_id, 0), 0);
+        hex[..16].copy_from_slice(&a);
+        hex[16..32].copy_from_slice(&b);
+        hex[32..].copy_from_slice(&c);
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        hex_into(&mut hex[..32], trace_id);
+        hex_into(&mut hex[32..], span_id);
+    }
+    hex
+}
+
+/// The lowercase hex digits of the 16 bytes `lo` (the first 8, little-endian) and `hi`: the
+/// first 8 bytes' 16 digits, then the last 8 bytes'. Nibbles split and interleaved, and turned
+/// into digits, with a few SSE2 operations on all 16 bytes at once.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn hex16(lo: u64, hi: u64) -> ([u8; 16], [u8; 16]) {
+    #[target_feature(enable = "sse2")]
+    fn digits(lo: u64, hi: u64) -> [u64; 4] {
+        use core::arch::x86_64::*;
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let nibble = _mm_set1_epi8(0x0F);
+        let low = _mm_and_si128(v, nibble);
+        let high = _mm_and_si128(_mm_srli_epi16::<4>(v), nibble);
+        // Each byte's high nibble, then its low one.
+        let first = _mm_unpacklo_epi8(high, low);
+        let second = _mm_unpackhi_epi8(high, low);
+        // '0' + n, and 39 more for 'a'–'f'.
+        let ascii = |n: __m128i| {
+            let letters = _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+            _mm_add_epi8(_mm_add_epi8(n, _mm_set1_epi8(b'0' as i8)), letters)
+        };
+        let (first, second) = (ascii(first), ascii(second));
+        let words = |x: __m128i| {
+            (
+                _mm_cvtsi128_si64(x) as u64,
+                _mm_cvtsi128_si64(_mm_unpackhi_epi64(x, x)) as u64,
+            )
+        };
+        let ((a, b), (c, d)) = (words(first), words(second));
+        [a, b, c, d]
+    }
+    // SAFETY: compiled only for targets with SSE2 (every x86-64 CPU has it: it is part of the
+    // architecture's baseline), so the CPU running this has the feature `digits` is built for.
+    #[allow(unsafe_code)]
+    let [a, b, c, d] = unsafe { digits(lo, hi) };
+    let mut first = [0; 16];
+    first[..8].copy_from_slice(&a.to_le_bytes());
+    first[8..].copy_from_slice(&b.to_le_bytes());
+    let mut second = [0; 16];
+    second[..8].copy_from_slice(&c.to_le_bytes());
+    second[8..].copy_from_slice(&d.to_le_bytes());
+    (first, second)
+}
+
 /// The two lowercase hex digits of each byte value.
 static HEX_PAIRS: [[u8; 2]; 256] = {
     let mut t = [[0; 2]; 256];
@@ -1667,6 +1732,34 @@ mod tests {
         out.push(b']');
         let back: Vec<String> = serde_json::from_slice(&out).unwrap();
         assert_eq!(back, ["<Display panicked>"]);
+    }
+
+    #[test]
+    fn ids_hex_matches_format() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 56) as u8
+        };
+        let mut cases: Vec<([u8; 16], [u8; 8])> = vec![([0; 16], [0; 8]), ([0xFF; 16], [0xFF; 8])];
+        // Every byte value in every position.
+        for b in 0..=255u8 {
+            cases.push(([b; 16], [b; 8]));
+        }
+        for _ in 0..2000 {
+            cases.push((
+                std::array::from_fn(|_| next()),
+                std::array::from_fn(|_| next()),
+            ));
+        }
+        for (trace, span) in cases {
+            let want: String = trace
+                .iter()
+                .chain(&span)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(std::str::from_utf8(&hex_ids(&trace, &span)).unwrap(), want);
+        }
     }
 
     #[test]

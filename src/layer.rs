@@ -1759,16 +1759,21 @@ where
                 }
             });
         }
-        if let Some(parent) = span.parent() {
-            // The parent's data of this layer, else of another traceline layer (a parent made
-            // before this layer was swapped in with `reload`): the correlation id is the same.
-            if let Some(p) = parent
-                .extensions()
-                .get::<SpanSlot>()
-                .map(|d| d.of(self.id).unwrap_or(d))
-            {
-                if data.correlation.is_none() {
-                    data.correlation = p.correlation.clone();
+        // A span recorded with its own correlation id counts it here; one without inherits
+        // its parent's (none to inherit while no span has one).
+        if let Some(id) = data.correlation.take() {
+            data.set_correlation(id);
+        } else if crate::fields::CORRELATED.load(Ordering::Relaxed) != 0 {
+            if let Some(parent) = span.parent() {
+                // The parent's data of this layer, else of another traceline layer (a parent
+                // made before this layer was swapped in with `reload`): the correlation id is
+                // the same.
+                let inherited = parent
+                    .extensions()
+                    .get::<SpanSlot>()
+                    .and_then(|d| d.of(self.id).unwrap_or(d).correlation.clone());
+                if let Some(id) = inherited {
+                    data.set_correlation(id);
                 }
             }
         }
@@ -1829,8 +1834,8 @@ where
                 return;
             };
             s.store(data, &self.compiled);
-            if correlation.is_some() {
-                data.correlation = correlation;
+            if let Some(id) = correlation {
+                data.set_correlation(id);
             }
         });
     }

@@ -212,6 +212,28 @@ fn a_small_field_limit_never_cuts_the_correlation_id() {
     assert_eq!(current, Some(id));
 }
 
+#[test]
+fn a_correlation_id_recorded_on_a_span_later_reaches_its_new_children() {
+    // The first correlation id in the process comes from `Span::record` on a span that had
+    // none when it was made: spans made inside it afterwards carry it, and once it is closed
+    // new spans carry none.
+    let (cap, layer) = capture_layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let outer = tracing::info_span!("job", traceline.correlation_id = tracing::field::Empty);
+        outer.record("traceline.correlation_id", "c-rec-1");
+        outer.in_scope(|| {
+            tracing::info_span!("step").in_scope(|| tracing::info!("in a child"));
+        });
+        drop(outer);
+        tracing::info_span!("later").in_scope(|| tracing::info!("after it closed"));
+    });
+    let text = cap.text();
+    let lines: Vec<_> = text.split_inclusive('\n').map(check_line).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0].str("correlationId"), "c-rec-1");
+    assert!(!lines[1].has("correlationId"), "{text}");
+}
+
 /// A task spawned into a correlation scope that OpenTelemetry does not track (`init()` keeps
 /// scopes out of exported traces): spans created inside join the trace the scope was created
 /// in, and a request sent from there carries it.
