@@ -22,10 +22,11 @@
 //!   byte);
 //! - longer, without SSSE3 (other CPUs and architectures): a word at a time.
 //!
-//! The crate's only `unsafe` code outside its tests is in these paths, in three places: the
-//! call into the SSSE3 code once the CPU is known to have it, the call into the SSE2 compares
-//! (compiled only for targets that have SSE2, as every x86-64 CPU does), and setting a line's
-//! length over bytes written into its free capacity. What each gains, measured with
+//! The crate's only `unsafe` code outside its tests is in this module, in four places: the
+//! call into the SSSE3 code once the CPU is known to have it, the calls into two small SSE2
+//! functions (the escape compares, and the hex digits of ids; compiled only for targets that
+//! have SSE2, as every x86-64 CPU does), and setting a line's length over bytes written into
+//! its free capacity. What each gains, measured with
 //! `benches/primitives.rs`, is in `benches/README.md` ("Escaping 16 bytes at a time", "Short
 //! strings classified with SSE2").
 //!

@@ -49,7 +49,7 @@
 //!   `traceline::init()`, which keeps events out of it, a panicking event field is safe and a
 //!   panicking span field is not.
 #![warn(missing_docs)]
-// Allowed in three places of the JSON writer, each measured to pay (see `json`).
+// Allowed in four places of the JSON writer, each measured to pay (see `json`).
 #![deny(unsafe_code)]
 
 pub mod correlation;
