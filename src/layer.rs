@@ -669,8 +669,6 @@ struct Scratch {
     marks: Vec<usize>,
     /// The marker of a line cut at the length limit, and its message formatted again.
     spare: (Vec<u8>, Vec<u8>),
-    /// Whether the line formatted last is a `log` record's (routed by its own target).
-    from_log: bool,
 }
 
 const CALLSITE_SLOTS: usize = 256;
@@ -881,7 +879,6 @@ thread_local! {
         wide: Vec::new(),
         marks: Vec::new(),
         spare: (Vec::new(), Vec::new()),
-        from_log: false,
     });
     static THREAD: (Box<[u8]>, u64) = this_thread();
 }
@@ -1210,8 +1207,14 @@ impl<W: 'static> Layer<W> {
         }
     }
 
-    /// Formats `event` into `s.buf`, cut to the line length limit.
-    fn format<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, s: &mut Scratch)
+    /// Formats `event` into `s.buf`, cut to the line length limit. Gives back a `log` record's
+    /// normalized metadata (its own target and level), which its line is routed by.
+    fn format<'e, S>(
+        &self,
+        event: &'e Event<'e>,
+        ctx: &Context<'_, S>,
+        s: &mut Scratch,
+    ) -> Option<tracing_core::Metadata<'e>>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -1224,7 +1227,6 @@ impl<W: 'static> Layer<W> {
             wide,
             marks,
             spare,
-            from_log: line_from_log,
         } = s;
         buf.clear();
         seen.clear();
@@ -1234,7 +1236,6 @@ impl<W: 'static> Layer<W> {
         // `log.*` fields; the normalized metadata has them.
         let keys = self.callsite_keys(callsites, event);
         let from_log = keys.from_log;
-        *line_from_log = from_log;
         let normalized = if from_log {
             event.normalized_metadata()
         } else {
@@ -1537,6 +1538,7 @@ impl<W: 'static> Layer<W> {
             buf[0] = b'{';
         }
         buf.extend_from_slice(b"}\n");
+        normalized
     }
 }
 
@@ -1843,8 +1845,8 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let done = SCRATCH.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
-                self.format(event, &ctx, &mut scratch);
-                self.write(event, &scratch.buf, scratch.from_log);
+                let normalized = self.format(event, &ctx, &mut scratch);
+                self.write(event, &scratch.buf, normalized.as_ref());
                 true
             }
             Err(_) => false,
@@ -1853,8 +1855,8 @@ where
             // Re-entered (a writer that logs), or the buffer is gone with the thread (a
             // thread-local's destructor logging): use a buffer of our own.
             let mut scratch = Scratch::default();
-            self.format(event, &ctx, &mut scratch);
-            self.write(event, &scratch.buf, scratch.from_log);
+            let normalized = self.format(event, &ctx, &mut scratch);
+            self.write(event, &scratch.buf, normalized.as_ref());
         }
     }
 }
@@ -1863,29 +1865,32 @@ impl<W> Layer<W>
 where
     W: for<'w> MakeWriter<'w> + 'static,
 {
-    fn write(&self, event: &Event<'_>, line: &[u8], from_log: bool) {
-        if from_log {
-            return self.write_log(event, line);
+    /// Writes `event`'s line; `normalized`: a `log` record's own metadata (see
+    /// [`Self::format`]).
+    fn write(
+        &self,
+        event: &Event<'_>,
+        line: &[u8],
+        normalized: Option<&tracing_core::Metadata<'_>>,
+    ) {
+        if let Some(n) = normalized {
+            return self.write_log(n, line);
         }
         let meta = event.metadata();
         self.write_to(meta, output::RouteRef::Event(meta), line);
     }
 
     /// [`Self::write`] for a record of the `log` crate: it comes through the bridge's callsite
-    /// for its level (target `log`), and is routed by its own target and level, as its line
-    /// says.
+    /// for its level (target `log`), and is routed by its own target and level (`n`, its
+    /// normalized metadata), as its line says.
     #[cold]
     #[inline(never)]
-    fn write_log(&self, event: &Event<'_>, line: &[u8]) {
-        let meta = event.metadata();
-        let Some(n) = event.normalized_metadata() else {
-            return self.write_to(meta, output::RouteRef::Event(meta), line);
-        };
+    fn write_log(&self, n: &tracing_core::Metadata<'_>, line: &[u8]) {
         // A guard flushes the writer of each such target (one output has one writer).
         if !self.plain {
             output::note_line_target(n.target(), *n.level());
         }
-        self.write_to(&n, output::RouteRef::Line(n.target(), *n.level()), line);
+        self.write_to(n, output::RouteRef::Line(n.target(), *n.level()), line);
     }
 
     /// Writes `line` along `route`, with `for_line` the metadata a `MakeWriter` is given for it.

@@ -499,31 +499,30 @@ pub(crate) fn note_line_target(target: &str, level: tracing_core::Level) {
     }
     let new = NOTED
         .try_with(|noted| {
-            let Ok(mut noted) = noted.try_borrow_mut() else {
-                return true;
-            };
-            match noted.get_mut(target) {
-                Some(bits) if *bits & bit != 0 => false,
-                Some(bits) => {
-                    *bits |= bit;
-                    true
-                }
-                None => {
-                    noted.insert(target.into(), bit);
-                    true
-                }
-            }
+            noted
+                .try_borrow_mut()
+                .map_or(true, |mut noted| add_level(&mut noted, target, bit))
         })
         .unwrap_or(true);
     if !new {
         return;
     }
     let mut seen = LINE_TARGETS.lock().unwrap_or_else(|e| e.into_inner());
-    let seen = seen.get_or_insert_with(Default::default);
+    add_level(seen.get_or_insert_with(Default::default), target, bit);
+}
+
+/// Adds the level `bit` to `target`'s in `seen`; whether it was not there yet. (The target is
+/// copied only the first time it is seen.)
+fn add_level(seen: &mut std::collections::HashMap<Box<str>, u8>, target: &str, bit: u8) -> bool {
     match seen.get_mut(target) {
-        Some(bits) => *bits |= bit,
+        Some(bits) if *bits & bit != 0 => false,
+        Some(bits) => {
+            *bits |= bit;
+            true
+        }
         None => {
             seen.insert(target.into(), bit);
+            true
         }
     }
 }

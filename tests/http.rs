@@ -3489,16 +3489,21 @@ async fn a_client_span_has_its_server_and_the_error_type_of_a_failed_call() {
     );
 }
 
+/// A server answering `ok` at every one-segment path, behind the correlation middleware.
+async fn serve_ok_at_any_path() -> SocketAddr {
+    let app = Router::new()
+        .route("/{name}", get(|| async { "ok" }))
+        .layer(CorrelationLayer::new());
+    serve(app).await
+}
+
 /// The exported server span carries the caller's `User-Agent` as `user_agent.original`: as
 /// sent when short, cut to 512 bytes at a character boundary when long, left out when it is
 /// not UTF-8 text; and it is not a field on the lines.
 #[tokio::test(flavor = "current_thread")]
 async fn the_server_span_exports_the_user_agent_within_a_bound() {
     let (capture, exporter, provider, _g) = exporting_lines();
-    let app = Router::new()
-        .route("/{name}", get(|| async { "ok" }))
-        .layer(CorrelationLayer::new());
-    let addr = serve(app).await;
+    let addr = serve_ok_at_any_path().await;
     // 511 ASCII bytes, then characters of 3 bytes: the cut falls inside the first of them.
     let long = format!("{}{}", "a".repeat(511), "€".repeat(600));
     let agents = [
@@ -3537,10 +3542,7 @@ async fn the_server_span_exports_the_user_agent_within_a_bound() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_server_span_exports_the_query_with_signatures_redacted() {
     let (capture, exporter, provider, _g) = exporting_lines();
-    let app = Router::new()
-        .route("/{name}", get(|| async { "ok" }))
-        .layer(CorrelationLayer::new());
-    let addr = serve(app).await;
+    let addr = serve_ok_at_any_path().await;
     let long = format!("q={}&sig=secret", "a".repeat(3000));
     let requests = [
         "/signed?q=rust&sig=abc&Signature=x%2By&page=2&flag&AWSAccessKeyId=AKIA&X-Goog-Signature=g",

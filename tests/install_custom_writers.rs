@@ -3,6 +3,7 @@
 //! installs a global subscriber).
 #![cfg(feature = "install")]
 
+mod common;
 mod install_support;
 
 use std::cell::Cell;
@@ -48,44 +49,6 @@ impl<'a> MakeWriter<'a> for PanicOnce {
 
 thread_local! {
     static IN_WRITER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// A buffered file for the `audit` target, reached only through a line's metadata (the
-/// writer for no particular line is a sink): only a flush by the line's own target reaches it.
-struct AuditFile(Arc<Mutex<std::io::BufWriter<std::fs::File>>>);
-
-enum AuditOrSink<'a> {
-    Audit(std::sync::MutexGuard<'a, std::io::BufWriter<std::fs::File>>),
-    Sink,
-}
-
-impl Write for AuditOrSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            AuditOrSink::Audit(f) => f.write(buf),
-            AuditOrSink::Sink => Ok(buf.len()),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            AuditOrSink::Audit(f) => f.flush(),
-            AuditOrSink::Sink => Ok(()),
-        }
-    }
-}
-
-impl<'a> MakeWriter<'a> for AuditFile {
-    type Writer = AuditOrSink<'a>;
-    fn make_writer(&'a self) -> Self::Writer {
-        AuditOrSink::Sink
-    }
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
-        if meta.target() == "audit" {
-            AuditOrSink::Audit(self.0.lock().unwrap())
-        } else {
-            AuditOrSink::Sink
-        }
-    }
 }
 
 /// Logs one event from inside each write (not from the write of that event), then writes to
@@ -175,10 +138,7 @@ fn child_entry() {
         s @ ("bufwriter_log_target_blocking" | "bufwriter_log_target_non_blocking") => {
             // A buffered writer for one target, which `log` records use: the guard flushes it.
             let path = std::env::var("TRACELINE_TEST_FILE").unwrap();
-            let file = std::fs::File::create(&path).unwrap();
-            let w = Writer::custom(AuditFile(Arc::new(Mutex::new(std::io::BufWriter::new(
-                file,
-            )))));
+            let w = Writer::custom(common::AuditByTarget::create(std::path::Path::new(&path)));
             let w = if s.ends_with("non_blocking") {
                 w.non_blocking()
             } else {

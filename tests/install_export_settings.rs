@@ -82,12 +82,7 @@ fn child_entry() {
 }
 
 async fn run(scenario: &'static str, env: Vec<(&'static str, String)>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        support::run(ENTRY, scenario, &env)
-    })
-    .await
-    .unwrap()
+    support::run_async(ENTRY, scenario, env).await
 }
 
 /// An address nothing listens on.

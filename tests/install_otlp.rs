@@ -249,12 +249,7 @@ async fn exported_over_grpc(
 }
 
 async fn run_child(scenario: &'static str, env: Vec<(&'static str, String)>) -> Vec<Value> {
-    let out = tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        support::run(ENTRY, scenario, &env)
-    })
-    .await
-    .unwrap();
+    let out = support::run_async(ENTRY, scenario, env).await;
     support::json_lines(&out.stdout)
         .into_iter()
         .filter(|l| str_of(l, "target") == Some("install_otlp"))

@@ -486,19 +486,16 @@ const QUEUE_BURST: u64 = 2000;
 async fn spans_the_full_batch_queue_dropped_are_counted_at_shutdown() {
     let receiver = support::HttpReceiver::start().await;
     let endpoint = receiver.endpoint();
-    let out = tokio::task::spawn_blocking(move || {
-        support::run(
-            ENTRY,
-            "queue_full",
-            &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-                ("OTEL_BSP_MAX_QUEUE_SIZE", "16"),
-                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16"),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let out = support::run_async(
+        ENTRY,
+        "queue_full",
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "16".into()),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16".into()),
+        ],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}: {stdout}", out.status);
     let report = stdout
@@ -525,15 +522,12 @@ async fn spans_the_full_batch_queue_dropped_are_counted_at_shutdown() {
 async fn lines_keep_their_ids_after_the_guard_shuts_down() {
     let receiver = support::HttpReceiver::start().await;
     let endpoint = receiver.endpoint();
-    let out = tokio::task::spawn_blocking(move || {
-        support::run(
-            ENTRY,
-            "ids_after_shutdown",
-            &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
-        )
-    })
-    .await
-    .unwrap();
+    let out = support::run_async(
+        ENTRY,
+        "ids_after_shutdown",
+        vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
+    )
+    .await;
     assert!(out.status.success(), "{}", out.status);
     let lines = support::json_lines(&out.stdout);
     let line = |message: &str| {
@@ -647,18 +641,15 @@ fn sigterm_non_blocking_loses_nothing() {
 async fn async_drop(scenario: &'static str) {
     let receiver = support::GrpcReceiver::start().await;
     let endpoint = receiver.endpoint();
-    let out = tokio::task::spawn_blocking(move || {
-        support::run(
-            ENTRY,
-            scenario,
-            &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let out = support::run_async(
+        ENTRY,
+        scenario,
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
     let received = receiver.finish().await;
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     let lines: Vec<Value> = support::json_lines(&out.stdout)

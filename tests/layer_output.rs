@@ -207,46 +207,6 @@ fn log_internal_errors_false_silences_a_non_blocking_output_too() {
     }
 }
 
-/// Routes by target, as `make_writer_for(meta)` allows: `audit` lines to a buffered file,
-/// every other line nowhere.
-struct ByTarget {
-    audit: Mutex<std::io::BufWriter<std::fs::File>>,
-}
-
-enum Routed<'a> {
-    Audit(std::sync::MutexGuard<'a, std::io::BufWriter<std::fs::File>>),
-    Other,
-}
-
-impl Write for Routed<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Routed::Audit(w) => w.write(buf),
-            Routed::Other => Ok(buf.len()),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Routed::Audit(w) => w.flush(),
-            Routed::Other => Ok(()),
-        }
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ByTarget {
-    type Writer = Routed<'a>;
-    fn make_writer(&'a self) -> Routed<'a> {
-        Routed::Other
-    }
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Routed<'a> {
-        if meta.target() == "audit" {
-            Routed::Audit(self.audit.lock().unwrap())
-        } else {
-            Routed::Other
-        }
-    }
-}
-
 /// A buffered file that a custom `MakeWriter` routes lines to by target holds its lines once
 /// the guard is dropped (the subscriber still alive, as a global one is), blocking as
 /// non-blocking.
@@ -256,10 +216,7 @@ fn dropping_the_guard_flushes_a_writer_routed_to_by_target() {
     std::fs::create_dir_all(&dir).unwrap();
     for non_blocking in [true, false] {
         let path = dir.join(format!("audit-{non_blocking}.log"));
-        let audit = Mutex::new(std::io::BufWriter::new(
-            std::fs::File::create(&path).unwrap(),
-        ));
-        let writer = Writer::custom(ByTarget { audit });
+        let writer = Writer::custom(common::AuditByTarget::create(&path));
         let writer = if non_blocking {
             writer.non_blocking()
         } else {

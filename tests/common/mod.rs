@@ -838,3 +838,51 @@ pub fn register_at_exit() {
 pub fn drop_at_exit(task: AtExitTask, report: std::sync::mpsc::Sender<bool>) {
     AT_EXIT.with(|t| *t.borrow_mut() = DroppedAtExit(Some(task), Some(report)));
 }
+
+/// A [`MakeWriter`] that routes by target, as `make_writer_for(meta)` allows: `audit` lines to
+/// a buffered file, every other line (and the writer for no particular line) nowhere. Only a
+/// flush of the writer for the line's own target reaches the file.
+pub struct AuditByTarget(Mutex<std::io::BufWriter<std::fs::File>>);
+
+impl AuditByTarget {
+    /// Routes `audit` lines to a new buffered file at `path`.
+    pub fn create(path: &std::path::Path) -> AuditByTarget {
+        let file = std::fs::File::create(path).unwrap();
+        AuditByTarget(Mutex::new(std::io::BufWriter::new(file)))
+    }
+}
+
+/// The writer [`AuditByTarget`] gives.
+pub enum AuditOrNowhere<'a> {
+    Audit(std::sync::MutexGuard<'a, std::io::BufWriter<std::fs::File>>),
+    Nowhere,
+}
+
+impl io::Write for AuditOrNowhere<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            AuditOrNowhere::Audit(w) => w.write(buf),
+            AuditOrNowhere::Nowhere => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            AuditOrNowhere::Audit(w) => w.flush(),
+            AuditOrNowhere::Nowhere => Ok(()),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for AuditByTarget {
+    type Writer = AuditOrNowhere<'a>;
+    fn make_writer(&'a self) -> Self::Writer {
+        AuditOrNowhere::Nowhere
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        if meta.target() == "audit" {
+            AuditOrNowhere::Audit(self.0.lock().unwrap())
+        } else {
+            AuditOrNowhere::Nowhere
+        }
+    }
+}

@@ -56,6 +56,21 @@ pub fn child(entry: &str, scenario: &str, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// [`run`] on the runtime's blocking threads, for a test whose receiver runs on the runtime
+/// meanwhile.
+pub async fn run_async(
+    entry: &'static str,
+    scenario: &'static str,
+    env: Vec<(&'static str, String)>,
+) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run(entry, scenario, &env)
+    })
+    .await
+    .unwrap()
+}
+
 /// Runs `scenario` to the end and returns its output, failing when it failed.
 pub fn run(entry: &str, scenario: &str, env: &[(&str, &str)]) -> Output {
     let out = child(entry, scenario, env)
