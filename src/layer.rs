@@ -1236,11 +1236,7 @@ impl<W: 'static> Layer<W> {
         // `log.*` fields; the normalized metadata has them.
         let keys = self.callsite_keys(callsites, event);
         let from_log = keys.from_log;
-        let normalized = if from_log {
-            event.normalized_metadata()
-        } else {
-            None
-        };
+        let normalized = if from_log { log_metadata(event) } else { None };
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
         if let Some(k) = &c.timestamp {
@@ -1305,8 +1301,7 @@ impl<W: 'static> Layer<W> {
         if let Some(k) = &c.target {
             if from_log {
                 // The normalized metadata's target: the record's own, not the callsite's.
-                buf.extend_from_slice(k);
-                json::write_str(buf, meta.target());
+                write_key_str(buf, k, meta.target());
             } else {
                 // Escaped once per callsite.
                 keys.put_target(buf);
@@ -1381,35 +1376,11 @@ impl<W: 'static> Layer<W> {
 
         if let Some(object) = &c.source_location {
             write_source_location(buf, object, c, meta);
-        } else {
-            if let Some(k) = &c.file {
-                if let Some(file) = meta.file() {
-                    buf.extend_from_slice(k);
-                    json::write_str(buf, file);
-                }
-            }
-            if let Some(k) = &c.line {
-                if let Some(line) = meta.line() {
-                    buf.extend_from_slice(k);
-                    json::write_u64(buf, line.into());
-                }
-            }
+        } else if c.file.is_some() || c.line.is_some() {
+            write_file_and_line(buf, c, meta);
         }
         if c.thread_name.is_some() || c.thread_id.is_some() {
-            let mut put = |(name, id): &(Box<[u8]>, u64)| {
-                if let Some(k) = &c.thread_name {
-                    buf.extend_from_slice(k);
-                    buf.extend_from_slice(name);
-                }
-                if let Some(k) = &c.thread_id {
-                    buf.extend_from_slice(k);
-                    json::write_u64(buf, *id);
-                }
-            };
-            if THREAD.try_with(&mut put).is_err() {
-                // Gone with the thread: a thread-local's destructor logging.
-                put(&this_thread());
-            }
+            write_thread(buf, c);
         }
         if !c.static_fields.is_empty() {
             buf.extend_from_slice(&c.static_fields);
@@ -1449,46 +1420,7 @@ impl<W: 'static> Layer<W> {
                             buf.extend_from_slice(fragments);
                             return;
                         }
-                        // The keys of the event and of the inner spans: only a field of those
-                        // shadows one of this span (two fields of this span with one name are
-                        // both written).
-                        let closer = seen.len();
-                        for e in entries {
-                            let key = (e.depth, e.name);
-                            if taken & e.bit != 0 {
-                                let (mut same, mut shadowed) = (false, false);
-                                for (i, &k) in seen.iter().enumerate() {
-                                    if crate::schema::same_key(prefix, k, key) {
-                                        same = true;
-                                        shadowed |= i < closer && k.1 == e.name;
-                                    }
-                                }
-                                if shadowed {
-                                    continue; // by a field of its name in the event or an inner span
-                                }
-                                if same {
-                                    // Another field's key (one renamed into this one's): this
-                                    // field takes the collision prefix again. Its key as it
-                                    // was is noted too, so that a field of its name in an
-                                    // outer span is shadowed by it.
-                                    let depth = crate::fields::write_moved(
-                                        buf,
-                                        &c.span_reserved,
-                                        prefix,
-                                        e,
-                                        fragments,
-                                        seen,
-                                    );
-                                    taken |= crate::fields::key_bit(prefix, depth, e.name);
-                                    seen.push((depth, e.name));
-                                    seen.push(key);
-                                    continue;
-                                }
-                            }
-                            taken |= e.bit;
-                            seen.push(key);
-                            buf.extend_from_slice(e.fragment(fragments));
-                        }
+                        add_fields_one_by_one(buf, seen, &mut taken, prefix, c, entries, fragments);
                     }
                 };
                 if let Some(leaf) = &leaf {
@@ -1504,28 +1436,7 @@ impl<W: 'static> Layer<W> {
             }
             FieldLayout::Nested => {
                 drop(leaf_ext.take());
-                if let Some(k) = &c.fields_key {
-                    let mark = buf.len();
-                    buf.extend_from_slice(k);
-                    let start = buf.len();
-                    buf.extend_from_slice(fields);
-                    close_object(buf, mark, start);
-                } else {
-                    buf.extend_from_slice(fields);
-                }
-                if let (Some(k), Some(leaf)) = (&c.span_key, &leaf) {
-                    buf.extend_from_slice(k);
-                    write_span_object(buf, leaf, self.id);
-                }
-                // From the leaf up: the event's own span's ancestors that this layer sees, the
-                // same spans as `span` and as the flat layout's fields (not whatever span is
-                // entered on the thread when a filter hides the event's span).
-                if let (Some(k), Some(leaf)) = (&c.spans_key, &leaf) {
-                    buf.extend_from_slice(k);
-                    buf.push(b'[');
-                    write_spans_from_root(buf, marks, leaf, self.id);
-                    buf.push(b']');
-                }
+                write_nested(buf, marks, fields, c, leaf.as_ref(), self.id);
             }
         }
 
@@ -1697,6 +1608,144 @@ fn level_index(level: &Level) -> usize {
         Level::INFO => 2,
         Level::WARN => 3,
         Level::ERROR => 4,
+    }
+}
+
+/// The normalized metadata of an event bridged from the `log` crate (its own target, file and
+/// line).
+#[cold]
+#[inline(never)]
+fn log_metadata<'e>(event: &'e Event<'e>) -> Option<tracing_core::Metadata<'e>> {
+    event.normalized_metadata()
+}
+
+/// `key` then `value` as a JSON string, out of the line's usual path.
+#[cold]
+#[inline(never)]
+fn write_key_str(buf: &mut Vec<u8>, key: &[u8], value: &str) {
+    buf.extend_from_slice(key);
+    json::write_str(buf, value);
+}
+
+/// The file and line keys, when the schema has them.
+#[inline(never)]
+fn write_file_and_line(buf: &mut Vec<u8>, c: &Compiled, meta: &tracing_core::Metadata<'_>) {
+    if let Some(k) = &c.file {
+        if let Some(file) = meta.file() {
+            buf.extend_from_slice(k);
+            json::write_str(buf, file);
+        }
+    }
+    if let Some(k) = &c.line {
+        if let Some(line) = meta.line() {
+            buf.extend_from_slice(k);
+            json::write_u64(buf, line.into());
+        }
+    }
+}
+
+/// The thread name and id keys, when the schema has them.
+#[inline(never)]
+fn write_thread(buf: &mut Vec<u8>, c: &Compiled) {
+    let mut put = |(name, id): &(Box<[u8]>, u64)| {
+        if let Some(k) = &c.thread_name {
+            buf.extend_from_slice(k);
+            buf.extend_from_slice(name);
+        }
+        if let Some(k) = &c.thread_id {
+            buf.extend_from_slice(k);
+            json::write_u64(buf, *id);
+        }
+    };
+    if THREAD.try_with(&mut put).is_err() {
+        // Gone with the thread: a thread-local's destructor logging.
+        put(&this_thread());
+    }
+}
+
+/// A span's fields one by one, when some key of the span may be on the line already (taken by
+/// the event or an inner span, by its bits) or two of its own keys may be the same.
+#[cold]
+#[inline(never)]
+fn add_fields_one_by_one(
+    buf: &mut Vec<u8>,
+    seen: &mut Vec<(crate::schema::Depth, &'static str)>,
+    taken: &mut u64,
+    prefix: &str,
+    c: &Compiled,
+    entries: &[crate::fields::Entry],
+    fragments: &[u8],
+) {
+    // The keys of the event and of the inner spans: only a field of those
+    // shadows one of this span (two fields of this span with one name are
+    // both written).
+    let closer = seen.len();
+    for e in entries {
+        let key = (e.depth, e.name);
+        if *taken & e.bit != 0 {
+            let (mut same, mut shadowed) = (false, false);
+            for (i, &k) in seen.iter().enumerate() {
+                if crate::schema::same_key(prefix, k, key) {
+                    same = true;
+                    shadowed |= i < closer && k.1 == e.name;
+                }
+            }
+            if shadowed {
+                continue; // by a field of its name in the event or an inner span
+            }
+            if same {
+                // Another field's key (one renamed into this one's): this
+                // field takes the collision prefix again. Its key as it
+                // was is noted too, so that a field of its name in an
+                // outer span is shadowed by it.
+                let depth =
+                    crate::fields::write_moved(buf, &c.span_reserved, prefix, e, fragments, seen);
+                *taken |= crate::fields::key_bit(prefix, depth, e.name);
+                seen.push((depth, e.name));
+                seen.push(key);
+                continue;
+            }
+        }
+        *taken |= e.bit;
+        seen.push(key);
+        buf.extend_from_slice(e.fragment(fragments));
+    }
+}
+
+/// The fields of the nested layout: the event's in their object, then the event's span and the
+/// spans from the root down, each an object of its own.
+#[inline(never)]
+fn write_nested<S>(
+    buf: &mut Vec<u8>,
+    marks: &mut Vec<usize>,
+    fields: &[u8],
+    c: &Compiled,
+    leaf: Option<&SpanRef<'_, S>>,
+    layer: u64,
+) where
+    S: for<'a> LookupSpan<'a>,
+{
+    if let Some(k) = &c.fields_key {
+        let mark = buf.len();
+        buf.extend_from_slice(k);
+        let start = buf.len();
+        buf.extend_from_slice(fields);
+        close_object(buf, mark, start);
+    } else {
+        buf.extend_from_slice(fields);
+    }
+    if let (Some(k), Some(leaf)) = (&c.span_key, leaf) {
+        buf.extend_from_slice(k);
+        write_span_object(buf, leaf, layer);
+    }
+    // From the leaf up: the event's own span's ancestors that this layer sees, the same spans
+    // as `span` and as the flat layout's fields (not whatever span is entered on the thread
+    // when a filter hides the event's span).
+    if let (Some(k), Some(leaf)) = (&c.spans_key, leaf) {
+        buf.extend_from_slice(k);
+        buf.push(b'[');
+        write_spans_from_root(buf, marks, leaf, layer);
+        buf.push(b']');
     }
 }
 
