@@ -1676,9 +1676,8 @@ fn add_fields_one_by_one(
     entries: &[crate::fields::Entry],
     fragments: &[u8],
 ) {
-    // The keys of the event and of the inner spans: only a field of those
-    // shadows one of this span (two fields of this span with one name are
-    // both written).
+    // The keys of the event and of the inner spans: only a field of those shadows one of this
+    // span (two fields of this span with one name are both written).
     let closer = seen.len();
     for e in entries {
         let key = (e.depth, e.name);
@@ -1694,10 +1693,9 @@ fn add_fields_one_by_one(
                 continue; // by a field of its name in the event or an inner span
             }
             if same {
-                // Another field's key (one renamed into this one's): this
-                // field takes the collision prefix again. Its key as it
-                // was is noted too, so that a field of its name in an
-                // outer span is shadowed by it.
+                // Another field's key (one renamed into this one's): this field takes the
+                // collision prefix again. Its key as it was is noted too, so that a field of its
+                // name in an outer span is shadowed by it.
                 let depth =
                     crate::fields::write_moved(buf, &c.span_reserved, prefix, e, fragments, seen);
                 *taken |= crate::fields::key_bit(prefix, depth, e.name);
