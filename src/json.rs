@@ -352,7 +352,11 @@ fn escape_scan<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8], padded: u64,
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn sse2_mask(lo: u64, hi: u64) -> u32 {
+    // `#[inline]`: without it the compiler keeps this a call of its own, in every caller
+    // (primitives bench: short strings 0.62× → 0.42× `serde_json`'s time, 0.90× → 0.75× with
+    // quotes).
     #[target_feature(enable = "sse2")]
+    #[inline]
     fn mask(lo: u64, hi: u64) -> u32 {
         use core::arch::x86_64::*;
         let v = _mm_set_epi64x(hi as i64, lo as i64);
@@ -1174,7 +1178,9 @@ pub(crate) fn hex_ids(trace_id: &[u8; 16], span_id: &[u8; 8]) -> [u8; 48] {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn hex16(lo: u64, hi: u64) -> ([u8; 16], [u8; 16]) {
+    // `#[inline]`, as `sse2_mask`'s: a call of its own otherwise.
     #[target_feature(enable = "sse2")]
+    #[inline]
     fn digits(lo: u64, hi: u64) -> [u64; 4] {
         use core::arch::x86_64::*;
         let v = _mm_set_epi64x(hi as i64, lo as i64);
