@@ -204,16 +204,21 @@ fn escape<const QUOTED: bool>(out: &mut Vec<u8>, s: &str) {
     }
     if len <= 16 {
         // The first and the last word, overlapping: two stores instead of a call.
-        tail::append(out, 2 * 8 + 2, |t| {
-            if QUOTED {
-                t.push(b'"');
-            }
-            t.put_block(&load(bytes, 0).to_le_bytes(), len - 8);
-            t.put_block(&last.to_le_bytes(), 8);
-            if QUOTED {
-                t.push(b'"');
-            }
-        });
+        tail::append(
+            out,
+            2 * 8 + 2,
+            #[inline(always)]
+            |t| {
+                if QUOTED {
+                    t.push(b'"');
+                }
+                t.put_block(&load(bytes, 0).to_le_bytes(), len - 8);
+                t.put_block(&last.to_le_bytes(), 8);
+                if QUOTED {
+                    t.push(b'"');
+                }
+            },
+        );
     } else if QUOTED {
         out.reserve(len + 2);
         out.push(b'"');
@@ -405,26 +410,31 @@ fn short_mask(bytes: &[u8]) -> u32 {
 fn put_short_clean<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = bytes.len();
     debug_assert!((8..=SCAN).contains(&len));
-    tail::append(out, SCAN + 2 + 8, |t| {
-        if QUOTED {
-            t.push(b'"');
-        }
-        let word = |k: usize| load(bytes, k).to_le_bytes();
-        if len <= 16 {
-            t.put_block(&word(0), len - 8);
-        } else if len <= 24 {
-            t.put_block(&word(0), 8);
-            t.put_block(&word(8), len - 16);
-        } else {
-            t.put_block(&word(0), 8);
-            t.put_block(&word(8), 8);
-            t.put_block(&word(16), len - 24);
-        }
-        t.put_block(&word(len - 8), 8);
-        if QUOTED {
-            t.push(b'"');
-        }
-    });
+    tail::append(
+        out,
+        SCAN + 2 + 8,
+        #[inline(always)]
+        |t| {
+            if QUOTED {
+                t.push(b'"');
+            }
+            let word = |k: usize| load(bytes, k).to_le_bytes();
+            if len <= 16 {
+                t.put_block(&word(0), len - 8);
+            } else if len <= 24 {
+                t.put_block(&word(0), 8);
+                t.put_block(&word(8), len - 16);
+            } else {
+                t.put_block(&word(0), 8);
+                t.put_block(&word(8), 8);
+                t.put_block(&word(16), len - 24);
+            }
+            t.put_block(&word(len - 8), 8);
+            if QUOTED {
+                t.push(b'"');
+            }
+        },
+    );
 }
 
 /// Escapes a string of 8 to [`SCAN`] bytes that needs it, in quotes when `QUOTED`: every byte
@@ -437,33 +447,38 @@ fn put_short_clean<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8]) {
 fn escape_masked<const QUOTED: bool>(out: &mut Vec<u8>, bytes: &[u8], mut m: u32) {
     let len = bytes.len();
     debug_assert!((8..=SCAN).contains(&len));
-    tail::append(out, 6 * len + 2 + 8, |t| {
-        if QUOTED {
-            t.push(b'"');
-        }
-        let mut start = 0;
-        while m != 0 {
-            let pos = m.trailing_zeros() as usize;
-            m &= m - 1;
-            let e = PACKED[usize::from(bytes[pos])];
-            let n = (e >> 56) as usize;
-            if n != 0 {
-                put_run(t, bytes, start, pos);
-                t.put_block(&e.to_le_bytes(), n);
-                start = pos + 1;
-            } else if let Some((seq, n, used)) = escape_lead(bytes, pos) {
-                // A C1 control or U+2028 / U+2029 (the bytes after its first are never
-                // flagged).
-                put_run(t, bytes, start, pos);
-                t.put(&seq[..n]);
-                start = pos + used;
+    tail::append(
+        out,
+        6 * len + 2 + 8,
+        #[inline(always)]
+        |t| {
+            if QUOTED {
+                t.push(b'"');
             }
-        }
-        put_run(t, bytes, start, len);
-        if QUOTED {
-            t.push(b'"');
-        }
-    });
+            let mut start = 0;
+            while m != 0 {
+                let pos = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let e = PACKED[usize::from(bytes[pos])];
+                let n = (e >> 56) as usize;
+                if n != 0 {
+                    put_run(t, bytes, start, pos);
+                    t.put_block(&e.to_le_bytes(), n);
+                    start = pos + 1;
+                } else if let Some((seq, n, used)) = escape_lead(bytes, pos) {
+                    // A C1 control or U+2028 / U+2029 (the bytes after its first are never
+                    // flagged).
+                    put_run(t, bytes, start, pos);
+                    t.put(&seq[..n]);
+                    start = pos + used;
+                }
+            }
+            put_run(t, bytes, start, len);
+            if QUOTED {
+                t.push(b'"');
+            }
+        },
+    );
 }
 
 /// Appends the clean run `bytes[start..end]` (`bytes` at least 8 bytes long) a word at a time:

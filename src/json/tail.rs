@@ -67,7 +67,9 @@ fn write(to: &mut [MaybeUninit<u8>], bytes: &[u8]) {
 }
 
 /// Reserves `room` bytes past the end of `line`, lets `f` write into them through a [`Tail`],
-/// and adds what it wrote to the line.
+/// and adds what it wrote to the line. Callers mark `f` `#[inline(always)]`: the compiler
+/// otherwise keeps a closure of some size a call of its own (−49 instructions per event in the
+/// layer bench).
 #[inline(always)]
 pub(crate) fn append<R>(line: &mut Vec<u8>, room: usize, f: impl FnOnce(&mut Tail<'_>) -> R) -> R {
     line.reserve(room);
