@@ -1207,15 +1207,16 @@ impl<W: 'static> Layer<W> {
         }
     }
 
-    /// Formats `event` into `s.buf`, cut to the line length limit. Gives back a `log` record's
-    /// normalized metadata (its own target and level), which its line is routed by.
+    /// Formats `event` into `s.buf`, cut to the line length limit. Puts a `log` record's
+    /// normalized metadata (its own target and level), which its line is routed by, in
+    /// `normalized` (left `None` for other events: no copy of a whole `Metadata` per line).
     fn format<'e, S>(
         &self,
         event: &'e Event<'e>,
         ctx: &Context<'_, S>,
         s: &mut Scratch,
-    ) -> Option<tracing_core::Metadata<'e>>
-    where
+        normalized: &mut Option<tracing_core::Metadata<'e>>,
+    ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let c = &self.compiled;
@@ -1236,7 +1237,9 @@ impl<W: 'static> Layer<W> {
         // `log.*` fields; the normalized metadata has them.
         let keys = self.callsite_keys(callsites, event);
         let from_log = keys.from_log;
-        let normalized = if from_log { log_metadata(event) } else { None };
+        if from_log {
+            *normalized = log_metadata(event);
+        }
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
         if let Some(k) = &c.timestamp {
@@ -1449,7 +1452,6 @@ impl<W: 'static> Layer<W> {
             buf[0] = b'{';
         }
         buf.extend_from_slice(b"}\n");
-        normalized
     }
 }
 
@@ -1892,7 +1894,8 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let done = SCRATCH.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
-                let normalized = self.format(event, &ctx, &mut scratch);
+                let mut normalized = None;
+                self.format(event, &ctx, &mut scratch, &mut normalized);
                 self.write(event, &scratch.buf, normalized.as_ref());
                 true
             }
@@ -1902,7 +1905,8 @@ where
             // Re-entered (a writer that logs), or the buffer is gone with the thread (a
             // thread-local's destructor logging): use a buffer of our own.
             let mut scratch = Scratch::default();
-            let normalized = self.format(event, &ctx, &mut scratch);
+            let mut normalized = None;
+            self.format(event, &ctx, &mut scratch, &mut normalized);
             self.write(event, &scratch.buf, normalized.as_ref());
         }
     }
