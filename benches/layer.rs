@@ -810,7 +810,8 @@ fn summary() {
     // that writes these lines pays, whatever its formatting costs.
     let own_ns = |c: Contender, wi: usize| best[idx(c)][wi] - best[idx(c.floor())][wi];
     let fmt_own = |wi: usize| own_ns(Contender::FmtJson, wi);
-    let (no_span, per_event) = (1, 2);
+    let wi = |w: Workload| WORKLOADS.iter().position(|&x| x == w).unwrap();
+    let (no_span, per_event) = (wi(Workload::NoSpan), wi(Workload::SpanPerEvent));
     let clock = own_ns(Contender::ClockOnly, no_span);
     let line = own_ns(Contender::Traceline, no_span);
     println!();

@@ -179,11 +179,7 @@ fn escape<const QUOTED: bool>(out: &mut Vec<u8>, s: &str) {
         for (j, &b) in bytes.iter().enumerate() {
             w ^= u64::from(b ^ 0x20) << (8 * j);
         }
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        let dirty = sse2_mask(w, w) != 0;
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-        let dirty = attention_mask(w) != 0;
-        if dirty {
+        if may_escape(w, w) {
             return escape_rest::<QUOTED>(out, bytes, w, 0);
         }
         if QUOTED {
@@ -384,6 +380,16 @@ fn sse2_mask(lo: u64, hi: u64) -> u32 {
     unsafe {
         mask(lo, hi)
     }
+}
+
+/// Whether one of the 16 bytes `lo` and `hi` may need escaping: with SSE2 compares where the
+/// target has them, else a word at a time.
+#[inline(always)]
+fn may_escape(lo: u64, hi: u64) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return sse2_mask(lo, hi) != 0;
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    return attention_mask(lo) | attention_mask(hi) != 0;
 }
 
 /// [`sse2_mask`] for a string of 8 to [`SCAN`] bytes: bit `j` for byte `j` (two overlapping
@@ -928,12 +934,7 @@ fn put_clean(room: &mut [u8; SHORT], bytes: &[u8]) -> bool {
             return false;
         }
         let (lo, hi) = (load(bytes, 0), load(bytes, n - 8));
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        if sse2_mask(lo, hi) != 0 {
-            return false;
-        }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-        if attention_mask(lo) | attention_mask(hi) != 0 {
+        if may_escape(lo, hi) {
             return false;
         }
         room[..8].copy_from_slice(&lo.to_le_bytes());
@@ -942,12 +943,7 @@ fn put_clean(room: &mut [u8; SHORT], bytes: &[u8]) -> bool {
     } else if n >= 4 {
         let (lo, hi) = (load4(bytes, 0), load4(bytes, n - 4));
         let w = u64::from(lo) | u64::from(hi) << 32;
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        if sse2_mask(w, w) != 0 {
-            return false;
-        }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-        if attention_mask(w) != 0 {
+        if may_escape(w, w) {
             return false;
         }
         room[..4].copy_from_slice(&lo.to_le_bytes());
