@@ -659,11 +659,15 @@ fn summary() {
         println!();
     }
     println!();
-    // A contender's own cost (its time minus its floor's) as a share of fmt().json()'s.
-    let own_share = |c: Contender, wi: usize| {
-        (best[idx(c)][wi] - best[idx(c.floor())][wi])
-            / (best[fmt_i][wi] - best[idx(Contender::Floor)][wi])
+    // A contender's own cost in a table of times (the fastest passes, or one pass): its time
+    // minus its floor's; and as a share of fmt().json()'s.
+    let own_in = |t: &[[f64; 3]; CONTENDERS.len()], c: Contender, wi: usize| {
+        t[idx(c)][wi] - t[idx(c.floor())][wi]
     };
+    let share_in = |t: &[[f64; 3]; CONTENDERS.len()], c: Contender, wi: usize| {
+        own_in(t, c, wi) / own_in(t, Contender::FmtJson, wi)
+    };
+    let own_share = |c: Contender, wi: usize| share_in(&best, c, wi);
     println!("own cost (contender minus its floor) as a share of fmt().json()'s own cost:");
     for c in [
         Contender::JsonSubscriber,
@@ -687,14 +691,7 @@ fn summary() {
     for c in [Contender::Traceline, Contender::TracelineSpansOnly] {
         print!("  {:<40}", c.label());
         for (wi, w) in WORKLOADS.iter().enumerate() {
-            let mut shares: Vec<f64> = samples
-                .iter()
-                .map(|p| {
-                    let own = p[idx(c)][wi] - p[idx(c.floor())][wi];
-                    let fmt_own = p[fmt_i][wi] - p[idx(Contender::Floor)][wi];
-                    own / fmt_own
-                })
-                .collect();
+            let mut shares: Vec<f64> = samples.iter().map(|p| share_in(p, c, wi)).collect();
             shares.sort_by(f64::total_cmp);
             print!("  {}: {:.1}%", w.name(), 100.0 * shares[shares.len() / 2]);
         }
@@ -808,7 +805,7 @@ fn summary() {
     }));
     // What the own-cost shares are made of, from the diagnostics of this run: parts every layer
     // that writes these lines pays, whatever its formatting costs.
-    let own_ns = |c: Contender, wi: usize| best[idx(c)][wi] - best[idx(c.floor())][wi];
+    let own_ns = |c: Contender, wi: usize| own_in(&best, c, wi);
     let fmt_own = |wi: usize| own_ns(Contender::FmtJson, wi);
     let wi = |w: Workload| WORKLOADS.iter().position(|&x| x == w).unwrap();
     let (no_span, per_event) = (wi(Workload::NoSpan), wi(Workload::SpanPerEvent));

@@ -1892,11 +1892,14 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let line = |scratch: &mut Scratch| {
+            let mut normalized = None;
+            self.format(event, &ctx, scratch, &mut normalized);
+            self.write(event, &scratch.buf, normalized.as_ref());
+        };
         let done = SCRATCH.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
-                let mut normalized = None;
-                self.format(event, &ctx, &mut scratch, &mut normalized);
-                self.write(event, &scratch.buf, normalized.as_ref());
+                line(&mut scratch);
                 true
             }
             Err(_) => false,
@@ -1904,10 +1907,7 @@ where
         if done != Ok(true) {
             // Re-entered (a writer that logs), or the buffer is gone with the thread (a
             // thread-local's destructor logging): use a buffer of our own.
-            let mut scratch = Scratch::default();
-            let mut normalized = None;
-            self.format(event, &ctx, &mut scratch, &mut normalized);
-            self.write(event, &scratch.buf, normalized.as_ref());
+            line(&mut Scratch::default());
         }
     }
 }
