@@ -807,8 +807,8 @@ fn summary() {
     // that writes these lines pays, whatever its formatting costs.
     let own_ns = |c: Contender, wi: usize| own_in(&best, c, wi);
     let fmt_own = |wi: usize| own_ns(Contender::FmtJson, wi);
-    let wi = |w: Workload| WORKLOADS.iter().position(|&x| x == w).unwrap();
-    let (no_span, per_event) = (wi(Workload::NoSpan), wi(Workload::SpanPerEvent));
+    let place = |w: Workload| WORKLOADS.iter().position(|&x| x == w).unwrap();
+    let (no_span, per_event) = (place(Workload::NoSpan), place(Workload::SpanPerEvent));
     let clock = own_ns(Contender::ClockOnly, no_span);
     let line = own_ns(Contender::Traceline, no_span);
     println!();

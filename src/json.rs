@@ -157,12 +157,11 @@ fn escape<const QUOTED: bool>(out: &mut Vec<u8>, s: &str) {
         }
         return put_short_clean::<QUOTED>(out, bytes);
     }
-    // Clean strings (the common case) are checked 16 bytes (SSE2) or a word at a time and
-    // copied at once.
+    // Clean strings (the common case) are checked 16 bytes at a time (see `may_escape`), the
+    // rest a word at a time, and copied at once.
     let mut i = 0;
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     while i + 16 <= len {
-        if sse2_mask(load(bytes, i), load(bytes, i + 8)) != 0 {
+        if may_escape(load(bytes, i), load(bytes, i + 8)) {
             return escape_rest::<QUOTED>(out, bytes, 0, i);
         }
         i += 16;
