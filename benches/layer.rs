@@ -697,7 +697,9 @@ fn summary() {
         }
         println!();
     }
-    let nested = 0;
+    // A workload's place in the tables.
+    let place = |w: Workload| WORKLOADS.iter().position(|&x| x == w).unwrap();
+    let nested = place(Workload::NestedSpans);
     let vs_json_subscriber =
         best[idx(Contender::Traceline)][nested] / best[idx(Contender::JsonSubscriber)][nested];
     println!();
@@ -807,7 +809,6 @@ fn summary() {
     // that writes these lines pays, whatever its formatting costs.
     let own_ns = |c: Contender, wi: usize| own_in(&best, c, wi);
     let fmt_own = |wi: usize| own_ns(Contender::FmtJson, wi);
-    let place = |w: Workload| WORKLOADS.iter().position(|&x| x == w).unwrap();
     let (no_span, per_event) = (place(Workload::NoSpan), place(Workload::SpanPerEvent));
     let clock = own_ns(Contender::ClockOnly, no_span);
     let line = own_ns(Contender::Traceline, no_span);
