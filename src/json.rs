@@ -27,7 +27,7 @@
 //! functions (the escape compares, and the hex digits of ids; compiled only for targets that
 //! have SSE2, as every x86-64 CPU does), and setting a line's length over bytes written into
 //! its free capacity. What each gains, measured with
-//! `benches/primitives.rs`, is in `benches/README.md` ("Escaping 16 bytes at a time", "Short
+//! `benches/primitives.rs`, is in `benches/HISTORY.md` ("Escaping 16 bytes at a time", "Short
 //! strings classified with SSE2").
 //!
 //! These functions are public so that the micro-benchmarks can measure them against
