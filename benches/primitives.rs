@@ -213,15 +213,18 @@ fn per_call(n: u64, f: &mut dyn FnMut()) -> f64 {
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
-/// traceline's function and the reference's, in alternation: 41 passes of ~2 ms each, the
-/// fastest of each side, and the median of the two sides' ratios within each pass (measured
+/// Passes of each side in [`ratio`].
+const PASSES: usize = 41;
+
+/// traceline's function and the reference's, in alternation: [`PASSES`] passes of ~2 ms each,
+/// the fastest of each side, and the median of the two sides' ratios within each pass (measured
 /// ~2 ms apart, so that a slowdown of the host, or one lucky pass, moves neither figure much).
 fn ratio(label: &str, ours: &mut dyn FnMut(), theirs: &mut dyn FnMut()) {
     let batch = |f: &mut dyn FnMut()| ((2e6 / per_call(1000, f).max(1.0)) as u64).max(1000);
     let (n_ours, n_theirs) = (batch(ours), batch(theirs));
     let (mut a, mut b) = (f64::INFINITY, f64::INFINITY);
-    let mut within = Vec::with_capacity(41);
-    for _ in 0..41 {
+    let mut within = Vec::with_capacity(PASSES);
+    for _ in 0..PASSES {
         let (x, y) = (per_call(n_ours, ours), per_call(n_theirs, theirs));
         (a, b) = (a.min(x), b.min(y));
         within.push(x / y);
@@ -236,7 +239,7 @@ fn ratio(label: &str, ours: &mut dyn FnMut(), theirs: &mut dyn FnMut()) {
 
 fn summary() {
     println!();
-    println!("traceline / reference, same input, fastest of 41 alternating passes:");
+    println!("traceline / reference, same input, fastest of {PASSES} alternating passes:");
     let mut buf = Vec::with_capacity(4096);
     let mut other = Vec::with_capacity(4096);
     for (name, s) in inputs() {
