@@ -92,6 +92,7 @@ fn http_propagation() {
             tracing::info!(
                 continued = trace == "4bf92f3577b34da6a3ce929d0e0e4736",
                 sent = sent.join(","),
+                traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()),
                 "handler"
             );
             Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
@@ -292,6 +293,11 @@ fn invalid_values_are_clear_errors() {
         "b3",
     );
     invalid(
+        &[("OTEL_PROPAGATORS", " , ")],
+        "OTEL_PROPAGATORS",
+        "names no propagator",
+    );
+    invalid(
         &[("OTEL_RESOURCE_ATTRIBUTES", "team")],
         "OTEL_RESOURCE_ATTRIBUTES",
         "key=value",
@@ -456,6 +462,34 @@ fn propagators_govern_the_http_middleware() {
         (false, "baggage,x-correlation-id".into())
     );
     assert_eq!(handler(Some("none")), (false, "x-correlation-id".into()));
+}
+
+/// With the SDK disabled, lines carry no ids, and the caller's trace still goes on to the
+/// services this one calls: its `traceparent` is handed on unchanged (no span of this
+/// service's own), as OpenTelemetry's API does without an SDK.
+#[cfg(feature = "http")]
+#[test]
+fn sdk_disabled_still_passes_the_callers_trace_on() {
+    let l = lines("propagators", &[("OTEL_SDK_DISABLED", "true")]);
+    let h = l
+        .iter()
+        .find(|l| str_of(l, "message") == Some("handler"))
+        .unwrap_or_else(|| panic!("no handler line: {l:?}"));
+    assert_eq!(h["continued"], Value::Bool(true), "{h}");
+    assert_eq!(
+        str_of(h, "sent"),
+        Some("baggage,traceparent,tracestate,x-correlation-id"),
+        "{h}"
+    );
+    assert_eq!(
+        str_of(h, "traceparent"),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        "{h}"
+    );
+    assert!(
+        h.get("traceId").is_none() && h.get("spanId").is_none(),
+        "{h}"
+    );
 }
 
 #[test]

@@ -108,16 +108,17 @@ fn child_entry() {
     }
     let writer = Writer::custom(|| Slow).queue_limit(64);
     let (writer, per_thread) = match scenario.as_str() {
-        "drop_when_full" | "warn_line" => (writer, PER_THREAD),
+        "drop_when_full" | "warn_line" | "warn_line_app_only" => (writer, PER_THREAD),
         "wait_when_full" => (writer.wait_when_full(), PER_THREAD / 4),
         other => panic!("unknown scenario {other}"),
     };
     // The WARN lines about dropped lines would be lines of their own: counted apart, except
     // where they are what is tested.
-    let filter = if scenario == "warn_line" {
-        "info"
-    } else {
-        "info,traceline::install=off"
+    let filter = match scenario.as_str() {
+        "warn_line" => "info",
+        // A filter that names only the application's own target.
+        "warn_line_app_only" => "overload=info",
+        _ => "info,traceline::install=off",
     };
     let guard = traceline::builder()
         .sdk_disabled(true)
@@ -127,7 +128,7 @@ fn child_entry() {
         .unwrap();
     let stats = guard.stats();
     let slowest = log_from_threads(per_thread);
-    if scenario == "warn_line" {
+    if scenario.starts_with("warn_line") {
         // Room in the queue again for the WARN line written when the guard goes.
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -182,7 +183,18 @@ fn wait_when_full_loses_nothing() {
 
 #[test]
 fn dropped_lines_are_reported_in_a_warn_line() {
-    let ([_, _, dropped, _, _], lines) = run("warn_line");
+    dropped_lines_reported("warn_line");
+}
+
+/// A filter that keeps only the application's targets (`myapp=info`) still lets the WARN
+/// about dropped lines through.
+#[test]
+fn dropped_lines_are_reported_under_a_filter_naming_only_the_application() {
+    dropped_lines_reported("warn_line_app_only");
+}
+
+fn dropped_lines_reported(scenario: &str) {
+    let ([_, _, dropped, _, _], lines) = run(scenario);
     assert!(dropped > 0);
     let warns: Vec<&serde_json::Value> = lines
         .iter()

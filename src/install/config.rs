@@ -197,7 +197,9 @@ pub(crate) fn propagators(value: Option<&str>) -> Result<Propagators, InitError>
         });
     };
     let mut p = Propagators::default();
+    let mut named = false;
     for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        named = true;
         match name.to_ascii_lowercase().as_str() {
             "tracecontext" => p.trace_context = true,
             "baggage" => p.baggage = true,
@@ -213,6 +215,16 @@ pub(crate) fn propagators(value: Option<&str>) -> Result<Propagators, InitError>
                 ));
             }
         }
+    }
+    if !named {
+        // Not read as `none`: a list of empty entries is more likely a mistake in the
+        // deployment's settings than a wish to stop passing the trace on.
+        return Err(InitError::invalid(
+            "OTEL_PROPAGATORS",
+            value,
+            "names no propagator; use a comma-separated list of tracecontext, baggage, or \
+             none (unset for both)",
+        ));
     }
     Ok(p)
 }

@@ -54,7 +54,9 @@
 //! Where a setting has a `TRACES_` variable and a generic one, the `TRACES_` one wins when set.
 //! With `OTEL_SDK_DISABLED=true` no tracer provider is installed and lines carry no ids; the
 //! exporter's and sampler's settings are then not read (nor, with `OTEL_TRACES_EXPORTER=none`,
-//! the exporter's), so they cannot stop the program from starting.
+//! the exporter's), so they cannot stop the program from starting. A caller's `traceparent` is
+//! still passed on to the services this one calls (OpenTelemetry's no-op tracer, as its API
+//! works without an SDK), so the trace is not broken at this service.
 //!
 //! # `RUST_LOG`: lines, not spans
 //! The filter chooses which lines are written. Spans at INFO and above stay on whatever level
@@ -67,12 +69,13 @@
 //! correlation id and continue the caller's trace. Quiet the access log with
 //! `traceline::http::access=warn`.
 //!
-//! Two kinds of lines are kept by a filter that does not name them: `record_error`'s (target
-//! `traceline::error`, the application's own error) and the OpenTelemetry SDK's diagnostics at
-//! WARN (`opentelemetry*` targets: export errors, an unreachable collector; their targets are
-//! the crates' published names, like `opentelemetry-otlp`, and a directive naming
-//! `opentelemetry_otlp` applies to them too). Neither goes past the filter's default level
-//! when that is stricter (`error`, `off`).
+//! Three kinds of lines are kept by a filter that does not name them: `record_error`'s
+//! (target `traceline::error`, the application's own error), the WARN saying that lines were
+//! dropped (target `traceline::install`, see [`Writer::queue_limit`](crate::install::Writer::queue_limit)),
+//! and the OpenTelemetry SDK's diagnostics at WARN (`opentelemetry*` targets: export errors, an
+//! unreachable collector; their targets are the crates' published names, like
+//! `opentelemetry-otlp`, and a directive naming `opentelemetry_otlp` applies to them too). None
+//! goes past the filter's default level when that is stricter (`error`, `off`).
 //!
 //! `service.name` (and `service.version`, `deployment.environment.name` when given in
 //! `OTEL_RESOURCE_ATTRIBUTES`) are written on every line as well as set on the resource.
@@ -460,7 +463,9 @@ impl Builder {
     }
 
     /// Turns the OpenTelemetry SDK off (`true`) or on (`false`), whatever
-    /// `OTEL_SDK_DISABLED` says. Off means no tracer provider and no ids on lines.
+    /// `OTEL_SDK_DISABLED` says. Off means no tracer provider and no ids on lines; a caller's
+    /// `traceparent` is still passed on to the services this one calls, as OpenTelemetry's
+    /// API does without an SDK.
     ///
     /// ```
     /// let b = traceline::builder().sdk_disabled(false);
@@ -671,6 +676,15 @@ impl Builder {
                 .expect("valid directive");
             filter = filter.add_directive(directive);
         }
+        if !directives.names("traceline::install") {
+            // The WARN saying lines were dropped: a filter that keeps only the application's
+            // targets (`myapp=info`) must not hide that its lines are being lost.
+            let level = directives.capped(LevelFilter::WARN);
+            let directive = format!("traceline::install={level}")
+                .parse()
+                .expect("valid directive");
+            filter = filter.add_directive(directive);
+        }
 
         let disabled = match self.sdk_disabled {
             Some(d) => d,
@@ -873,10 +887,16 @@ where
         + Sync
         + 'static,
 {
-    let otel = tracer.map(|t| {
-        crate::otel(tracing_opentelemetry::layer().with_tracer(t)).with_filter(OtelFilter {
+    let otel = tracer.as_ref().map(|t| {
+        crate::otel(tracing_opentelemetry::layer().with_tracer(t.clone())).with_filter(OtelFilter {
             events: span_events,
         })
+    });
+    // With the SDK disabled, OpenTelemetry's no-op tracer, as its API works without an SDK:
+    // no spans and no ids of this service's own, but a caller's context is handed on, so a
+    // request's `traceparent` still reaches the services it calls.
+    let pass_through = tracer.is_none().then(|| {
+        crate::otel(tracing_opentelemetry::layer()).with_filter(OtelFilter { events: false })
     });
     // With span events on, the OpenTelemetry layer marks the spans itself. (Not an `Option`
     // of a layer: that would not be told its dispatcher.)
@@ -884,7 +904,13 @@ where
         on: otel.is_some() && !span_events,
         dispatch: std::sync::OnceLock::new(),
     };
-    tracing::Dispatch::new(base.with(filter).with(otel).with(error_status).with(json))
+    tracing::Dispatch::new(
+        base.with(filter)
+            .with(otel)
+            .with(pass_through)
+            .with(error_status)
+            .with(json),
+    )
 }
 
 /// Sets the resolved service fields on the schema (the schema's own, where it had them, are
