@@ -4,12 +4,20 @@
 //! `authorization`, `cookie`, `set-cookie`, `session`, `session_id`, `sessionid`,
 //! `session.id` (OpenTelemetry's attribute), `connection_string`, `connectionstring`,
 //! `database_url`, `databaseurl`, `private_key` and `privatekey` (session ids and connection
-//! strings hold secrets too). A field is redacted when
-//! its name is one of these or ends with one after a separator or a camelCase hump, ignoring
-//! case and treating `-` and `_` alike: `password`, `db.password`, `user_token`,
-//! `accessToken`, `DBPassword`, `X-Api-Key`, `Set-Cookie`, `http.session_id`, `sessionId`,
-//! `DATABASE_URL` are redacted; `possession`, `tokens_used` and `DBPASSWORD` (all capitals, no
+//! strings hold secrets too). A field is redacted when one of these is a word of its name, or
+//! several words in a row: at its start, at its end or in between, set apart by a separator
+//! (`.`, `_`, `-`), a camelCase hump or a digit, ignoring case and treating `-` and `_` alike.
+//! `password`, `db.password`, `user_token`, `accessToken`, `DBPassword`, `X-Api-Key`,
+//! `Set-Cookie`, `http.session_id`, `sessionId`, `DATABASE_URL`, and also `secret_key`,
+//! `AWS_SECRET_ACCESS_KEY`, `password_hash`, `passwordConfirmation` and `password2` are
+//! redacted; `possession`, `tokens_used`, `secretary` and `DBPASSWORD` (all capitals, no
 //! separator: no word to be told apart) are not.
+//!
+//! A secret's name is more often a longer phrase around the word than the word alone, so a
+//! word anywhere counts: a field whose name only mentions one (`token_count`,
+//! `session_duration_ms`) is redacted too. Keep such a field with
+//! [`allow`](Redaction::allow), which takes that one name off (`allow("token_count")`), or
+//! a word off the list (`allow("token")`).
 //!
 //! It covers event fields, span fields and error fields, in every layout, whatever the value's
 //! type; with `init()`, the exported spans' attributes too. Its limits: it looks at field *names* only. A secret inside a message, inside a
@@ -69,7 +77,11 @@ pub const DEFAULT_DENY_LIST: [&str; 19] = [
 #[derive(Clone)]
 enum Rule {
     Off,
-    List(Vec<Box<[u8]>>),
+    /// The words denied, and the names allowed whatever words they hold; both normalized.
+    List {
+        deny: Vec<Box<[u8]>>,
+        allow: Vec<Box<[u8]>>,
+    },
     Fn(Arc<dyn Fn(&str) -> bool + Send + Sync>),
 }
 
@@ -92,10 +104,17 @@ impl fmt::Debug for Redaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.rule {
             Rule::Off => f.write_str("Redaction::none()"),
-            Rule::List(l) => f
-                .debug_list()
-                .entries(l.iter().map(|p| String::from_utf8_lossy(p)))
-                .finish(),
+            Rule::List { deny, allow } => {
+                let names = |l: &[Box<[u8]>]| {
+                    l.iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect::<Vec<_>>()
+                };
+                f.debug_struct("Redaction")
+                    .field("deny", &names(deny))
+                    .field("allow", &names(allow))
+                    .finish()
+            }
             Rule::Fn(_) => f.write_str("Redaction::from_fn(..)"),
         }
     }
@@ -121,7 +140,10 @@ impl Default for Redaction {
     /// ```
     fn default() -> Self {
         Redaction {
-            rule: Rule::List(DEFAULT_DENY_LIST.iter().map(|n| normalize(n)).collect()),
+            rule: Rule::List {
+                deny: DEFAULT_DENY_LIST.iter().map(|n| normalize(n)).collect(),
+                allow: Vec::new(),
+            },
         }
     }
 }
@@ -132,7 +154,7 @@ impl Redaction {
     pub(crate) fn is_off(&self) -> bool {
         match &self.rule {
             Rule::Off => true,
-            Rule::List(list) => list.is_empty(),
+            Rule::List { deny, .. } => deny.is_empty(),
             Rule::Fn(_) => false,
         }
     }
@@ -172,26 +194,40 @@ impl Redaction {
             return self;
         }
         match &mut self.rule {
-            Rule::List(l) => {
-                if !l.contains(&n) {
-                    l.push(n);
+            Rule::List { deny, allow } => {
+                allow.retain(|a| *a != n);
+                if !deny.contains(&n) {
+                    deny.push(n);
                 }
             }
-            Rule::Off => self.rule = Rule::List(vec![n]),
+            Rule::Off => {
+                self.rule = Rule::List {
+                    deny: vec![n],
+                    allow: Vec::new(),
+                }
+            }
             Rule::Fn(_) => {}
         }
         self
     }
 
-    /// Removes `name` from the deny list.
+    /// Keeps a field called `name` (ignoring case, `-` and `_` alike) whatever words its name
+    /// holds, and takes `name` off the deny list when it is there, so that no name holding it
+    /// as a word is redacted for it any more.
     ///
     /// ```
-    /// assert!(!traceline::Redaction::default().allow("session").is_denied("session"));
+    /// let r = traceline::Redaction::default().allow("token_count");
+    /// assert!(!r.is_denied("token_count") && r.is_denied("refresh_token"));
+    /// let r = traceline::Redaction::default().allow("session");
+    /// assert!(!r.is_denied("session") && !r.is_denied("session_duration_ms"));
     /// ```
     pub fn allow(mut self, name: &str) -> Self {
         let n = normalize(name);
-        if let Rule::List(l) = &mut self.rule {
-            l.retain(|p| *p != n);
+        if let Rule::List { deny, allow } = &mut self.rule {
+            deny.retain(|p| *p != n);
+            if !n.is_empty() && !allow.contains(&n) {
+                allow.push(n);
+            }
         }
         self
     }
@@ -201,45 +237,80 @@ impl Redaction {
     /// ```
     /// let r = traceline::Redaction::default();
     /// assert!(r.is_denied("db.password") && r.is_denied("accessToken"));
+    /// assert!(r.is_denied("aws_secret_access_key") && r.is_denied("password_hash"));
     /// assert!(!r.is_denied("possession") && !r.is_denied("tokens_used"));
     /// ```
     pub fn is_denied(&self, name: &str) -> bool {
         match &self.rule {
             Rule::Off => false,
             Rule::Fn(f) => f(name),
-            Rule::List(list) => list.iter().any(|p| suffix_match(name.as_bytes(), p)),
+            Rule::List { deny, allow } => {
+                let name = name.as_bytes();
+                !allow.iter().any(|a| same_name(name, a))
+                    && deny.iter().any(|p| word_match(name, p))
+            }
         }
     }
 }
 
-/// `name` equals `pattern`, or ends with it after a separator or a camelCase hump (`dbPassword`,
-/// and after an acronym, `DBPassword`), ignoring ASCII case and `-` vs `_`.
-fn suffix_match(name: &[u8], pattern: &[u8]) -> bool {
+/// `name`, normalized, is `normalized`.
+fn same_name(name: &[u8], normalized: &[u8]) -> bool {
+    name.len() == normalized.len()
+        && name
+            .iter()
+            .zip(normalized)
+            .all(|(&a, &b)| normal_byte(a) == b)
+}
+
+/// A byte as [`normalize`] makes it.
+fn normal_byte(b: u8) -> u8 {
+    if b == b'-' {
+        b'_'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// Whether `pattern` (normalized) is one or more whole words of `name`, ignoring ASCII case
+/// and `-` vs `_`: it starts `name` or a word in it (after a separator or a camelCase hump:
+/// `dbPassword`, and after an acronym, `DBPassword`), and ends `name` or a word in it (before a
+/// separator, a digit or a hump: `password_hash`, `password2`, `passwordHash`).
+fn word_match(name: &[u8], pattern: &[u8]) -> bool {
     let (n, m) = (name.len(), pattern.len());
     if n < m || m == 0 {
         return false;
     }
-    let start = n - m;
-    let same = name[start..].iter().zip(pattern).all(|(&a, &b)| {
-        let a = if a == b'-' {
-            b'_'
-        } else {
-            a.to_ascii_lowercase()
-        };
-        a == b
-    });
-    if !same {
-        return false;
-    }
+    (0..=n - m).any(|start| {
+        let end = start + m;
+        name[start..end]
+            .iter()
+            .zip(pattern)
+            .all(|(&a, &b)| normal_byte(a) == b)
+            && starts_word(name, start)
+            && ends_word(name, end)
+    })
+}
+
+fn starts_word(name: &[u8], start: usize) -> bool {
     if start == 0 {
         return true;
     }
     let before = name[start - 1];
     // A hump: an upper-case letter after a lower-case one or a digit, or the upper-case letter
     // that starts a word after an acronym (the `P` of `DBPassword`, followed by lower case).
-    let starts_word = || name.get(start + 1).is_some_and(u8::is_ascii_lowercase);
+    let next_lower = || name.get(start + 1).is_some_and(u8::is_ascii_lowercase);
     !before.is_ascii_alphanumeric()
-        || (name[start].is_ascii_uppercase() && (!before.is_ascii_uppercase() || starts_word()))
+        || (name[start].is_ascii_uppercase() && (!before.is_ascii_uppercase() || next_lower()))
+}
+
+fn ends_word(name: &[u8], end: usize) -> bool {
+    let Some(&after) = name.get(end) else {
+        return true;
+    };
+    let last = name[end - 1];
+    // A separator or a digit after the word's letters, or a hump (`passwordHash`). In all
+    // capitals, `PASSWORDHASH`, no word is told apart.
+    !after.is_ascii_alphabetic() || (after.is_ascii_uppercase() && !last.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -288,6 +359,20 @@ mod tests {
             "databaseUrl",
             "tls.private_key",
             "privateKey",
+            // A word at the start or in the middle of a name.
+            "secret_key",
+            "SECRET_KEY",
+            "aws_secret_access_key",
+            "AWS_SECRET_ACCESS_KEY",
+            "password_hash",
+            "passwordConfirmation",
+            "PasswordHash",
+            "client_secret_value",
+            "refresh_token_enc",
+            "x-api-key-id",
+            "session_id_hash",
+            "password2",
+            "db.password.old",
         ] {
             assert!(r.is_denied(yes), "{yes}");
         }
@@ -300,9 +385,30 @@ mod tests {
             "mypassword",
             "MYPASSWORD",
             "DBPASSWORD",
+            "PASSWORDHASH",
+            "secretary",
+            "tokenizer",
+            "sessions",
+            "api_keys_count",
             "",
         ] {
             assert!(!r.is_denied(no), "{no}");
         }
+    }
+
+    #[test]
+    fn allow_keeps_one_name_or_takes_a_word_off() {
+        let r = Redaction::default().allow("Token-Count");
+        assert!(!r.is_denied("token_count") && !r.is_denied("TOKEN_COUNT"));
+        assert!(r.is_denied("token_count_secret") && r.is_denied("refresh_token"));
+        let r = Redaction::default().allow("token");
+        assert!(!r.is_denied("refresh_token") && !r.is_denied("token_count"));
+        assert!(r.is_denied("password"));
+        // Denied again after being allowed.
+        let r = Redaction::default()
+            .allow("token_count")
+            .deny("token_count");
+        assert!(r.is_denied("token_count"));
+        assert!(!Redaction::none().allow("x").is_denied("x"));
     }
 }

@@ -33,6 +33,43 @@ fn run(
         .collect()
 }
 
+/// A denied word at the start or in the middle of a name (`secret_key`,
+/// `AWS_SECRET_ACCESS_KEY`, `password_hash`) is redacted in event and span fields; a name
+/// taken off with `allow` is not, while the word still is elsewhere.
+#[test]
+fn a_denied_word_anywhere_in_a_name_is_redacted() {
+    let lines = run(
+        |l| l.with_redaction(Redaction::default().allow("token_count")),
+        || {
+            tracing::info_span!("login", password_hash = "$argon2id$v=19").in_scope(|| {
+                tracing::info!(
+                    secret_key = "sk_live_1",
+                    AWS_SECRET_ACCESS_KEY = "wJalrXUtnFEMI",
+                    passwordConfirmation = "hunter2",
+                    refresh_token_enc = "b64",
+                    token_count = 42u64,
+                    tokens_used = 7u64,
+                    secretary = "Ann",
+                    "login"
+                )
+            });
+        },
+    );
+    let line = check_line(&lines[0]);
+    for k in [
+        "password_hash",
+        "secret_key",
+        "AWS_SECRET_ACCESS_KEY",
+        "passwordConfirmation",
+        "refresh_token_enc",
+    ] {
+        assert_eq!(line.str(k), "[REDACTED]", "{k}");
+    }
+    assert_eq!(line.num("token_count"), "42");
+    assert_eq!(line.num("tokens_used"), "7");
+    assert_eq!(line.str("secretary"), "Ann");
+}
+
 /// A denied word after an acronym is a camelCase hump too (`DBPassword` as `dbPassword`), in
 /// event and span fields; an all-capitals name without a separator is not split.
 #[test]
