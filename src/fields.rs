@@ -10,7 +10,7 @@ use crate::ids::Ids;
 use crate::json;
 use crate::redact::{REDACTED, Redaction};
 use crate::schema::{
-    Compiled, Depth, ErrorLayout, FieldLayout, HEAD_PIECE, Piece, Reserved, same_key,
+    Compiled, Depth, ErrorLayout, FieldLayout, HEAD_PIECE, Piece, Reserved, clashes,
 };
 
 /// The span field that carries a correlation id; written under `Key::CorrelationId`.
@@ -340,6 +340,8 @@ pub(crate) struct Entry {
     pub(crate) end: u32,
     /// The key's [`key_bit`].
     pub(crate) bit: u64,
+    /// The key's [`parent_bits`].
+    pub(crate) parents: u64,
 }
 
 /// One of 64 bits, from the length and the first and last bytes of the key `prefix` ×
@@ -351,11 +353,40 @@ pub(crate) fn key_bit(prefix: &str, depth: Depth, name: &str) -> u64 {
     let (p, n) = (prefix.as_bytes(), name.as_bytes());
     let first = if depth > 0 { p.first() } else { n.first() };
     let last = n.last().or(if depth > 0 { p.last() } else { None });
+    bit_of(len, *first.unwrap_or(&0), *last.unwrap_or(&0))
+}
+
+/// [`key_bit`] of a key `len` bytes long, from its first and last bytes.
+#[inline]
+fn bit_of(len: usize, first: u8, last: u8) -> u64 {
     let h = (len as u32)
         .wrapping_mul(0x9E37_79B9)
-        .wrapping_add(u32::from(*first.unwrap_or(&0)).wrapping_mul(0x85EB_CA6B))
-        .wrapping_add(u32::from(*last.unwrap_or(&0)).wrapping_mul(0xC2B2_AE35));
+        .wrapping_add(u32::from(first).wrapping_mul(0x85EB_CA6B))
+        .wrapping_add(u32::from(last).wrapping_mul(0xC2B2_AE35));
     1 << (h.wrapping_mul(0x27D4_EB2F) >> 26)
+}
+
+/// The [`key_bit`]s of the dotted parents of the key `name` (`user` of `user.id`, `a` and
+/// `a.b` of `a.b.c`) outside its prefixes, as [`clashes`] counts them: a key whose bit is not
+/// among them is not a dotted parent of this one, with no comparison.
+pub(crate) fn parent_bits(prefix: &str, depth: Depth, name: &str) -> u64 {
+    let p = prefix.len() * depth as usize;
+    let first = if depth > 0 {
+        prefix.as_bytes()[0]
+    } else {
+        match name.as_bytes().first() {
+            Some(&b) => b,
+            None => return 0,
+        }
+    };
+    let n = name.as_bytes();
+    let mut bits = 0;
+    for i in 1..n.len() {
+        if n[i] == b'.' {
+            bits |= bit_of(p + i, first, n[i - 1]);
+        }
+    }
+    bits
 }
 
 #[cfg(test)]
@@ -444,6 +475,60 @@ mod key_bit_tests {
             names.iter().map(|n| key_bit(prefix, 0, n)).collect();
         assert!(bits.len() >= names.len() - 1, "{bits:?}");
     }
+
+    /// The fast path's promise: a key that clashes with another (the same, or one the dotted
+    /// parent of the other) always shares a bit with it, so no clash is missed for lack of a
+    /// comparison.
+    #[test]
+    fn a_dotted_parent_has_its_bit_among_the_childs_parent_bits() {
+        use super::parent_bits;
+        use crate::schema::clashes;
+        let prefix = "fields.";
+        let mut keys = Vec::new();
+        for name in [
+            "x",
+            "x.y",
+            "x.y.z",
+            "user",
+            "user.id",
+            "fields",
+            "fields.x",
+            "fields.x.y",
+            "a.",
+            "a..b",
+            ".a",
+            "",
+            ".",
+            "fields.fields.x",
+            "y.x",
+        ] {
+            for depth in 0..3 {
+                keys.push((depth, name));
+            }
+        }
+        let mut kin = 0;
+        for &a in &keys {
+            for &b in &keys {
+                if !clashes(prefix, a, b) {
+                    continue;
+                }
+                let (ka, kb) = (key_bit(prefix, a.0, a.1), key_bit(prefix, b.0, b.1));
+                let (pa, pb) = (parent_bits(prefix, a.0, a.1), parent_bits(prefix, b.0, b.1));
+                assert!(
+                    ka & (kb | pb) != 0 || pa & kb != 0,
+                    "{a:?} and {b:?} clash with no bit in common"
+                );
+                kin += usize::from(!same_key(prefix, a, b));
+            }
+        }
+        assert!(kin > 20, "only {kin} kin pairs looked at");
+        // Siblings are not kin, nor is a key within another's prefixes.
+        assert!(!clashes(prefix, (0, "http.method"), (0, "http.route")));
+        assert!(!clashes(prefix, (0, "user_id"), (0, "user.id")));
+        assert!(!clashes(prefix, (0, "fields"), (1, "x")));
+        assert!(clashes(prefix, (0, "user"), (0, "user.id")));
+        assert!(clashes(prefix, (1, "user"), (0, "fields.user.id")));
+    }
 }
 
 impl Entry {
@@ -490,8 +575,7 @@ pub(crate) fn write_moved(
     seen: &[(Depth, &'static str)],
 ) -> Depth {
     let depth = free_depth_from(e.depth + 1, reserved, prefix, e.name, |key| {
-        seen.iter()
-            .any(|&k| crate::schema::same_key(prefix, k, key))
+        seen.iter().any(|&k| clashes(prefix, k, key))
     });
     // The fragment is `,"key":value`: its key, as written, is measured by writing it.
     let mark = out.len();
@@ -573,13 +657,15 @@ impl SpanVisitor<'_> {
         } else {
             write(self.values);
         }
+        let (bit, parents) = self.keys.map_or((0, 0), |k| k.bits(field.index()));
         self.raw.push(Entry {
             name,
             field: u32::try_from(field.index()).unwrap_or(u32::MAX),
             depth: 0,
             start,
             end: self.values.len() as u32,
-            bit: self.keys.map_or(0, |k| k.bit(field.index())),
+            bit,
+            parents,
         });
     }
 }
@@ -595,8 +681,8 @@ pub(crate) struct SpanKeys {
     keys: Option<(Vec<u8>, Vec<u32>)>,
     /// Bit `i` set when field `i` is redacted.
     denied: u64,
-    /// Each field's [`key_bit`].
-    bits: Vec<u64>,
+    /// Each field's [`key_bit`] and [`parent_bits`].
+    bits: Vec<(u64, u64)>,
 }
 
 impl SpanKeys {
@@ -620,14 +706,14 @@ impl SpanKeys {
             }
             if name != CORRELATION_FIELD {
                 let depth = free_depth(&c.span_reserved, prefix, name, |k| {
-                    seen.iter().any(|&s| same_key(prefix, s, k))
+                    seen.iter().any(|&s| clashes(prefix, s, k))
                 });
                 plain &= depth == 0;
                 seen.push((depth, name));
             }
             write_prefixed_key(&mut keys, prefix, 0, name);
             ends.push(keys.len() as u32);
-            bits.push(key_bit(prefix, 0, name));
+            bits.push((key_bit(prefix, 0, name), parent_bits(prefix, 0, name)));
         }
         SpanKeys {
             addr: meta as *const _ as usize,
@@ -639,7 +725,7 @@ impl SpanKeys {
     }
 
     #[inline]
-    fn bit(&self, i: usize) -> u64 {
+    fn bits(&self, i: usize) -> (u64, u64) {
         self.bits[i]
     }
 
@@ -693,7 +779,7 @@ pub(crate) fn merge(
         }
         let taken = &*entries;
         let depth = free_depth(&c.span_reserved, prefix, name, |k| {
-            taken.iter().any(|e| same_key(prefix, (e.depth, e.name), k))
+            taken.iter().any(|e| clashes(prefix, (e.depth, e.name), k))
         });
         let start = buf.len() as u32;
         write_prefixed_key(buf, prefix, depth, name);
@@ -705,6 +791,7 @@ pub(crate) fn merge(
             start,
             end: buf.len() as u32,
             bit: key_bit(prefix, depth, name),
+            parents: parent_bits(prefix, depth, name),
         });
     }
 }
@@ -850,6 +937,8 @@ pub(crate) struct CallsiteKeys {
     pub(crate) from_log: bool,
     /// The [`key_bit`]s of every key the callsite's fields may take (of the cached fields).
     pub(crate) key_bits: u64,
+    /// The [`parent_bits`] of the same keys.
+    pub(crate) parent_bits: u64,
     /// Whether values given out of the declared order can make a cached key unusable (see
     /// [`EventVisitor::taken_already`]): a callsite with two fields named `message`, or more
     /// fields than are cached.
@@ -891,6 +980,7 @@ impl CallsiteKeys {
         let mut messages = 0u64;
         let mut log_fields = 0u64;
         let mut key_bits = 0u64;
+        let mut parent_key_bits = 0u64;
         let mut message_seen = false;
         for (i, field) in meta.fields().iter().enumerate().take(CACHED_FIELDS) {
             let name = field.name();
@@ -911,10 +1001,11 @@ impl CallsiteKeys {
             let mut depth: Depth = 0;
             if written {
                 depth = free_depth(&c.event_reserved, prefix, name, |k| {
-                    seen.iter().any(|&s| same_key(prefix, s, k))
+                    seen.iter().any(|&s| clashes(prefix, s, k))
                 });
                 seen.push((depth, name));
                 key_bits |= key_bit(prefix, depth, name);
+                parent_key_bits |= parent_bits(prefix, depth, name);
             }
             key.clear();
             write_prefixed_key(&mut key, prefix, depth, name);
@@ -943,6 +1034,7 @@ impl CallsiteKeys {
             target: Piece::new(&target),
             from_log,
             key_bits,
+            parent_bits: parent_key_bits,
             reorderable,
             wide,
             cached_keys: if reorderable { seen } else { Vec::new() },
@@ -1130,7 +1222,7 @@ impl EventVisitor<'_> {
         }
         let place = (keys.places[i].depth, field.name());
         let prefix = &*self.c.prefix;
-        self.seen.iter().any(|&s| same_key(prefix, s, place))
+        self.seen.iter().any(|&s| clashes(prefix, s, place))
     }
 
     /// [`key`](Self::key) for fields past the cached ones: worked out field by field.
@@ -1158,7 +1250,7 @@ impl EventVisitor<'_> {
             &[]
         };
         let depth = free_depth(&self.c.event_reserved, prefix, name, |k| {
-            seen.iter().chain(cached).any(|&s| same_key(prefix, s, k))
+            seen.iter().chain(cached).any(|&s| clashes(prefix, s, k))
         });
         self.seen.push((depth, name));
         write_prefixed_key(self.buf, prefix, depth, name);

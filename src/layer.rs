@@ -1393,32 +1393,42 @@ impl<W: 'static> Layer<W> {
         match c.layout {
             FieldLayout::Flatten => {
                 buf.extend_from_slice(fields);
-                // Keys already on the line, as bits: a span field whose bit is not among them
-                // is not shadowed, with no comparison.
+                // Keys already on the line, as bits, and their dotted parents' bits: a span
+                // field whose bit is among neither, and none of whose parents' bits is among
+                // the keys', is neither shadowed nor the dotted kin of a key on the line, with
+                // no comparison.
                 let prefix = &*c.prefix;
-                let mut taken = keys.key_bits;
+                let mut taken = Taken {
+                    keys: keys.key_bits,
+                    parents: keys.parent_bits,
+                };
                 if leaf.is_some() && keys.reorderable {
-                    taken |= seen
-                        .iter()
-                        .fold(0, |m, &(d, n)| m | crate::fields::key_bit(prefix, d, n));
+                    for &(d, n) in seen.iter() {
+                        taken.add(prefix, d, n);
+                    }
                 }
                 let mut add = |ext: &Extensions<'_>| {
                     if let Some(data) = ext.get::<SpanSlot>().and_then(|d| d.of(self.id)) {
                         let (entries, fragments) = (data.entries.as_slice(), data.buf.as_slice());
                         // The fragments are the entries' back to back: when no key of the span
-                        // can be taken already, nor two of its own keys be the same (by bits),
-                        // they are copied in one piece.
-                        let (bits, shared) = entries
-                            .iter()
-                            .fold((0, 0), |(m, s), e| (m | e.bit, s | (m & e.bit)));
-                        if (taken | shared) & bits == 0
+                        // can clash with one taken already, nor two of its own keys be the same
+                        // (by bits), they are copied in one piece. (Its own keys are not kin:
+                        // they were given the prefix as the span was recorded.)
+                        let (bits, parents, shared) =
+                            entries.iter().fold((0, 0, 0), |(m, p, s), e| {
+                                (m | e.bit, p | e.parents, s | (m & e.bit))
+                            });
+                        if (taken.keys | shared) & bits == 0
+                            && taken.keys & parents == 0
+                            && taken.parents & bits == 0
                             && entries.first().is_none_or(|e| e.start == 0)
                             && entries
                                 .last()
                                 .is_none_or(|e| e.end as usize == fragments.len())
                         {
                             debug_assert!(entries.windows(2).all(|w| w[0].end == w[1].start));
-                            taken |= bits;
+                            taken.keys |= bits;
+                            taken.parents |= parents;
                             seen.extend(entries.iter().map(|e| (e.depth, e.name)));
                             buf.extend_from_slice(fragments);
                             return;
@@ -1665,14 +1675,29 @@ fn write_thread(buf: &mut Vec<u8>, c: &Compiled) {
     }
 }
 
-/// A span's fields one by one, when some key of the span may be on the line already (taken by
-/// the event or an inner span, by its bits) or two of its own keys may be the same.
+/// The keys on a flat line so far, as [`key_bit`](crate::fields::key_bit)s, and the bits of
+/// their dotted parents ([`parent_bits`](crate::fields::parent_bits)).
+struct Taken {
+    keys: u64,
+    parents: u64,
+}
+
+impl Taken {
+    fn add(&mut self, prefix: &str, depth: crate::schema::Depth, name: &str) {
+        self.keys |= crate::fields::key_bit(prefix, depth, name);
+        self.parents |= crate::fields::parent_bits(prefix, depth, name);
+    }
+}
+
+/// A span's fields one by one, when some key of the span may clash with one on the line
+/// already (taken by the event or an inner span, or its dotted kin, by their bits) or two of
+/// its own keys may be the same.
 #[cold]
 #[inline(never)]
 fn add_fields_one_by_one(
     buf: &mut Vec<u8>,
     seen: &mut Vec<(crate::schema::Depth, &'static str)>,
-    taken: &mut u64,
+    taken: &mut Taken,
     prefix: &str,
     c: &Compiled,
     entries: &[crate::fields::Entry],
@@ -1683,30 +1708,36 @@ fn add_fields_one_by_one(
     let closer = seen.len();
     for e in entries {
         let key = (e.depth, e.name);
-        if *taken & e.bit != 0 {
-            let (mut same, mut shadowed) = (false, false);
+        if taken.keys & (e.bit | e.parents) != 0 || taken.parents & e.bit != 0 {
+            let (mut clash, mut shadowed) = (false, false);
             for (i, &k) in seen.iter().enumerate() {
                 if crate::schema::same_key(prefix, k, key) {
-                    same = true;
+                    clash = true;
                     shadowed |= i < closer && k.1 == e.name;
+                } else {
+                    clash = clash || crate::schema::clashes(prefix, k, key);
                 }
             }
             if shadowed {
                 continue; // by a field of its name in the event or an inner span
             }
-            if same {
-                // Another field's key (one renamed into this one's): this field takes the
-                // collision prefix again. Its key as it was is noted too, so that a field of its
-                // name in an outer span is shadowed by it.
+            if clash {
+                // Another field's key (one renamed into this one's), or its dotted parent or
+                // child (`user` beside an event's `user.id`): this field takes the collision
+                // prefix again. Its key as it was is noted too (taken, its bits among the
+                // line's), so that a field of its name in an outer span is shadowed by it.
                 let depth =
                     crate::fields::write_moved(buf, &c.span_reserved, prefix, e, fragments, seen);
-                *taken |= crate::fields::key_bit(prefix, depth, e.name);
+                taken.add(prefix, depth, e.name);
+                taken.keys |= e.bit;
+                taken.parents |= e.parents;
                 seen.push((depth, e.name));
                 seen.push(key);
                 continue;
             }
         }
-        *taken |= e.bit;
+        taken.keys |= e.bit;
+        taken.parents |= e.parents;
         seen.push(key);
         buf.extend_from_slice(e.fragment(fragments));
     }

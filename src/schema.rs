@@ -21,7 +21,11 @@
 //! under `fields.<name>` instead (for example `fields.level`), and so is a field named `fields`
 //! where fields go at the top level (it would be a value beside the renamed keys under it).
 //! When event and span fields share a name, the event's own field wins over the innermost
-//! span's, which wins over outer spans'.
+//! span's, which wins over outer spans'. Where fields go at the top level, no key is the
+//! dotted parent of another either (stores that expand dotted keys, Elasticsearch and
+//! Datadog, would refuse a line with a value and an object under one name): a field named
+//! like the dotted parent or child of a reserved key, or of a user field written before it
+//! (a span's `user` beside the event's `user.id`), takes the prefix too.
 
 use std::borrow::Cow;
 
@@ -1005,6 +1009,36 @@ pub(crate) fn same_key(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool
         Less => key_is(prefix, b.0 - a.0, b.1, a.1),
         Greater => key_is(prefix, a.0 - b.0, a.1, b.1),
     }
+}
+
+/// Whether two (depth, name) keys cannot both be on a flat line: the same string, or one the
+/// dotted parent of the other (`user` and `user.id`: stores that expand dotted keys into
+/// objects would hold a value and an object under one name, and refuse the line).
+pub(crate) fn clashes(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool {
+    same_key(prefix, a, b) || keys_kin(prefix, a, b)
+}
+
+/// Whether one of two (depth, name) keys is the dotted parent of the other, spelled out with
+/// the prefix, with no string built. Only when the parent reaches into the other's name: not
+/// when it lies within the other's prefixes (`fields.fields` beside `fields.fields.x`), as
+/// more prefixes would never part them, and every prefixed key is a child of the prefix by
+/// design.
+fn keys_kin(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool {
+    let len = |(depth, name): (Depth, &str)| prefix.len() * depth as usize + name.len();
+    let at = |(depth, name): (Depth, &str), i: usize| {
+        let p = prefix.len() * depth as usize;
+        if i < p {
+            prefix.as_bytes()[i % prefix.len()]
+        } else {
+            name.as_bytes()[i - p]
+        }
+    };
+    let (short, long) = if len(a) < len(b) { (a, b) } else { (b, a) };
+    let n = len(short);
+    len(long) > n
+        && n > prefix.len() * long.0 as usize
+        && at(long, n) == b'.'
+        && (0..n).all(|i| at(short, i) == at(long, i))
 }
 
 /// A schema turned into the byte fragments the hot path copies.

@@ -708,3 +708,90 @@ fn a_sibling_of_a_moved_span_field_is_not_dropped() {
         assert!(values.contains(&&want.into()), "{want}: {line}");
     }
 }
+
+/// Fields of the event and of its spans, or of one of them, named so that one key is the
+/// dotted parent of another (`user` and `user.id`): every value is on the line once, under a
+/// key of its own, and no key is the dotted parent of another (stores that expand dotted keys,
+/// Elasticsearch and Datadog, would refuse the line). Every preset; a field of the same name
+/// in a closer scope still shadows one (the outer span's `user` under the inner span's).
+#[test]
+fn fields_of_any_scope_are_never_dotted_kin() {
+    let s = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    // (the event's fields, the inner span's, the outer span's)
+    let shapes: Vec<[Vec<String>; 3]> = vec![
+        [s(&["user.id"]), s(&["user"]), s(&[])],
+        [s(&["user"]), s(&["user.id"]), s(&[])],
+        [s(&["user", "user.id"]), s(&[]), s(&[])],
+        [s(&[]), s(&["http", "http.method"]), s(&[])],
+        [s(&[]), s(&["a.b"]), s(&["a"])],
+        [s(&[]), s(&["a"]), s(&["a.b.c"])],
+        [s(&["a.b"]), s(&["a"]), s(&["a.b.c"])],
+        [s(&["order.id"]), s(&["order"]), s(&["order.id.x"])],
+        [s(&["x.y"]), s(&["fields.x"]), s(&["x"])],
+        [s(&["level"]), s(&["fields.level.y"]), s(&[])],
+        [s(&["fields.level.y"]), s(&[]), s(&["level"])],
+    ];
+    let mut failures = Vec::new();
+    for (preset, schema) in presets() {
+        for shape in &shapes {
+            let text = run_default(schema.clone(), || {
+                let vals = |i: usize| -> Vec<String> {
+                    (0..shape[i].len())
+                        .map(|j| format!("value-{i}-{j}"))
+                        .collect()
+                };
+                let outer = span_valued(&shape[2], &vals(2));
+                let _o = outer.enter();
+                let inner = span_valued(&shape[1], &vals(1));
+                let _i = inner.enter();
+                event_valued(&shape[0], &vals(0));
+            });
+            let line = text.lines().next().unwrap();
+            if let Some(e) = bad(&format!("{line}\n")) {
+                failures.push(format!("{preset} {shape:?}: {e}"));
+                continue;
+            }
+            let kin = dotted_kin_keys(line);
+            if !kin.is_empty() {
+                failures.push(format!("{preset} {shape:?}: {kin:?} in {line}"));
+            }
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for (i, names) in shape.iter().enumerate() {
+                for j in 0..names.len() {
+                    let want = format!("value-{i}-{j}");
+                    let n = v
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .filter(|v| **v == *want)
+                        .count();
+                    if n != 1 {
+                        failures.push(format!("{preset} {shape:?}: {want} {n} times: {line}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A field of the same name in a closer scope still shadows an outer one when a dotted
+/// relative is about: the outer span's `user` is not written beside the inner span's `user`,
+/// and the event's `user.id` moves the inner span's `user` out of its way.
+#[test]
+fn shadowing_holds_beside_dotted_kin() {
+    let text = run_default(Schema::default(), || {
+        let outer = span_valued(&["user".to_owned()], &["outer".to_owned()]);
+        let _o = outer.enter();
+        let inner = span_valued(&["user".to_owned()], &["inner".to_owned()]);
+        let _i = inner.enter();
+        event_valued(&["user.id".to_owned()], &["event".to_owned()]);
+    });
+    let line = text.lines().next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["user.id"], "event", "{line}");
+    assert_eq!(v["fields.user"], "inner", "{line}");
+    let values: Vec<&serde_json::Value> = v.as_object().unwrap().values().collect();
+    assert!(!values.contains(&&"outer".into()), "{line}");
+    assert!(dotted_kin_keys(line).is_empty(), "{line}");
+}

@@ -1229,8 +1229,29 @@ struct Reserved {
     stem: Option<String>,
 }
 
-/// The first key `prefix`×k + `name` that is neither reserved nor taken.
-fn free_key(prefix: &str, name: &str, reserved: &Reserved, taken: &[String]) -> String {
+/// Whether two keys, each with the field name it spells (`prefix`×k + name), cannot both be
+/// on a flat line: the same key, or one the dotted parent of the other where the parent
+/// reaches into the other's name (a parent lying within the other's prefixes would stay one
+/// whatever prefixes are added).
+fn clash(a: (&str, &str), b: (&str, &str)) -> bool {
+    if a.0 == b.0 {
+        return true;
+    }
+    let (short, long) = if a.0.len() < b.0.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let long_prefixes = long.0.len() - long.1.len();
+    long.0.len() > short.0.len()
+        && short.0.len() > long_prefixes
+        && long.0.starts_with(short.0)
+        && long.0.as_bytes()[short.0.len()] == b'.'
+}
+
+/// The first key `prefix`×k + `name` that is neither reserved nor clashes with a taken one
+/// (key, name).
+fn free_key(prefix: &str, name: &str, reserved: &Reserved, taken: &[(String, String)]) -> String {
     free_key_from(0, prefix, name, reserved, taken)
 }
 
@@ -1240,7 +1261,7 @@ fn free_key_from(
     prefix: &str,
     name: &str,
     reserved: &Reserved,
-    taken: &[String],
+    taken: &[(String, String)],
 ) -> String {
     loop {
         let key = spelled(prefix, depth, name);
@@ -1258,7 +1279,10 @@ fn free_key_from(
                         && long.starts_with(short)
                         && long.as_bytes()[short.len()] == b'.'
                 }));
-        if !kin && !reserved.keys.contains(&key) && !taken.contains(&key) {
+        if !kin
+            && !reserved.keys.contains(&key)
+            && !taken.iter().any(|(k, n)| clash((k, n), (&key, name)))
+        {
             return key;
         }
         depth += 1;
@@ -1294,7 +1318,11 @@ impl<'a> SpanModel<'a> {
         // Recorded again: the new value replaces the field's old one, at the end. Another
         // field of the same name keeps its own.
         self.entries.retain(|(i, _, _, _)| *i != index);
-        let taken: Vec<String> = self.entries.iter().map(|(_, _, k, _)| k.clone()).collect();
+        let taken: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .map(|(_, n, k, _)| (k.clone(), n.clone()))
+            .collect();
         let key = free_key(prefix, name, reserved, &taken);
         let exp = if redaction.is_denied(name) {
             redacted()
@@ -1452,21 +1480,20 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
     let names: Vec<Field> = meta.fields().iter().collect();
     let first_declared_message = names.iter().position(|f| f.name() == "message");
     let mut declared_keys: Vec<String> = Vec::new();
-    let mut callsite_taken: Vec<String> = Vec::new();
+    let mut callsite_taken: Vec<(String, String)> = Vec::new();
     for (i, f) in names.iter().enumerate().take(64) {
         if Some(i) == first_declared_message {
             declared_keys.push(f.name().to_owned());
             continue;
         }
         let k = free_key(&prefix, f.name(), &event_reserved, &callsite_taken);
-        callsite_taken.push(k.clone());
+        callsite_taken.push((k.clone(), f.name().to_owned()));
         declared_keys.push(k);
     }
     // The values as recorded: the first recorded `message` is the message.
     let mut message: Option<String> = None;
-    let mut seen: Vec<String> = Vec::new();
-    // The field name behind each key of `seen`.
-    let mut seen_names: Vec<String> = Vec::new();
+    // The keys taken, each with the field name behind it.
+    let mut seen: Vec<(String, String)> = Vec::new();
     let mut event_fields: Vec<(String, Exp<'_>)> = Vec::new();
     let mut flat_error_used = false;
     for (i, (f, v)) in names.iter().zip(&values).enumerate() {
@@ -1482,12 +1509,14 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
                 flat_error_used = true;
                 // Its own key is not written, but it shadows span fields of its name (past
                 // the 64 cached fields, by the bare name).
-                seen.push(if i < 64 {
-                    declared_keys[i].clone()
-                } else {
-                    name.to_owned()
-                });
-                seen_names.push(name.to_owned());
+                seen.push((
+                    if i < 64 {
+                        declared_keys[i].clone()
+                    } else {
+                        name.to_owned()
+                    },
+                    name.to_owned(),
+                ));
                 top.push((
                     key(Key::ErrorMessage).expect("on"),
                     Exp::Text(chain.0[0].clone()),
@@ -1507,8 +1536,7 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
         } else {
             free_key(&prefix, name, &event_reserved, &seen)
         };
-        seen.push(k.clone());
-        seen_names.push(name.to_owned());
+        seen.push((k.clone(), name.to_owned()));
         let exp = if denied {
             redacted()
         } else if let (V::Error(chain), Some(ty)) = (v, error_type) {
@@ -1584,35 +1612,30 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
     if flat {
         top.extend(event_fields);
         // Span fields, innermost span first. A field whose key is already written by a field
-        // of its name is shadowed; by a field of another name (renamed into it), it takes the
-        // collision prefix again, as often as it takes to be free, and its key as it was
-        // still shadows an outer field of its name.
+        // of its name is shadowed; one whose key clashes with a key taken otherwise (by a
+        // field of another name renamed into it, or the dotted parent or child of one) takes
+        // the collision prefix again, as often as it takes to be free, and its key as it was
+        // still counts as taken (it shadows an outer field of its name).
         for m in models.iter().rev() {
             // Only the event's and the inner spans' fields shadow this span's.
             let closer = seen.len();
             for (_, name, k, e) in &m.entries {
-                let same: Vec<(usize, &String)> = seen
+                if seen
                     .iter()
-                    .zip(&seen_names)
                     .enumerate()
-                    .filter(|(_, (sk, _))| *sk == k)
-                    .map(|(i, (_, n))| (i, n))
-                    .collect();
-                if same.iter().any(|&(i, n)| i < closer && n == name) {
+                    .any(|(i, (sk, n))| i < closer && sk == k && n == name)
+                {
                     continue;
                 }
-                if same.is_empty() {
-                    seen.push(k.clone());
-                    seen_names.push(name.clone());
+                if !seen.iter().any(|(sk, n)| clash((sk, n), (k, name))) {
+                    seen.push((k.clone(), name.clone()));
                     top.push((k.clone(), e.clone()));
                     continue;
                 }
                 let depth = (k.len() - name.len()) / prefix.len();
                 let moved = free_key_from(depth + 1, &prefix, name, &span_reserved, &seen);
-                seen.push(moved.clone());
-                seen_names.push(name.clone());
-                seen.push(k.clone());
-                seen_names.push(name.clone());
+                seen.push((moved.clone(), name.clone()));
+                seen.push((k.clone(), name.clone()));
                 top.push((moved, e.clone()));
             }
         }
