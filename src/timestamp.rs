@@ -4,7 +4,7 @@
 //! once per line, and the micro-benchmark `benches/primitives.rs` compares it with the `time`
 //! crate's RFC 3339 formatter.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How the timestamp of a line is written.
 ///
@@ -76,11 +76,43 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// thread's next line when the second is before 9999.
 #[inline(never)]
 fn format_second(secs: u64, nanos: u32) -> ([u8; 32], u32) {
-    let (mut y, mut mo, mut da) = civil_from_days((secs / 86_400) as i64);
-    let mut sod = (secs % 86_400) as usize;
-    let mut nanos = nanos;
+    let b = second_text((secs / 86_400) as i64, (secs % 86_400) as usize, nanos);
+    if b.0[1..5] != *b"9999" {
+        LAST_SECOND.with(|c| c.set((secs, b.0)));
+    }
+    b
+}
+
+/// The time `before` the Unix epoch, as [`format_second`] gives it (never cached).
+#[cold]
+#[inline(never)]
+fn format_second_before_epoch(before: Duration) -> ([u8; 32], u32) {
+    let (secs, nanos) = before_epoch(before, 1);
+    second_text(
+        secs.div_euclid(86_400) as i64,
+        secs.rem_euclid(86_400) as usize,
+        nanos as u32,
+    )
+}
+
+/// `-before` in units of `1 / per_second` s, rounded down (`-0.5001 s` is `-501` ms, as the
+/// digits of its RFC 3339 text, `23:59:59.499`, say), and the rest (non-negative).
+fn before_epoch(before: Duration, per_second: i128) -> (i128, i128) {
+    let total = -(before.as_nanos() as i128);
+    let unit = 1_000_000_000 / per_second;
+    (total.div_euclid(unit), total.rem_euclid(unit))
+}
+
+/// The `"YYYY-MM-DDTHH:MM:SS.` text of the second `sod` of the day `days` after 1970-01-01, and
+/// the nanoseconds to write after it: years past 9999 are written as the last nanosecond of
+/// 9999, years before 0000 as its first.
+fn second_text(days: i64, sod: usize, nanos: u32) -> ([u8; 32], u32) {
+    let (mut y, mut mo, mut da) = civil_from_days(days);
+    let (mut sod, mut nanos) = (sod, nanos);
     if y > 9999 {
         (y, mo, da, sod, nanos) = (9999, 12, 31, 86_399, 999_999_999);
+    } else if y < 0 {
+        (y, mo, da, sod, nanos) = (0, 1, 1, 0, 0);
     }
     let y = y as usize;
     let mut b = [0u8; 32];
@@ -98,17 +130,15 @@ fn format_second(secs: u64, nanos: u32) -> ([u8; 32], u32) {
     b[17] = b':';
     b[18..20].copy_from_slice(&DIGITS2[sod % 60]);
     b[20] = b'.';
-    if y < 9999 {
-        LAST_SECOND.with(|c| c.set((secs, b)));
-    }
     (b, nanos)
 }
 
 impl TimestampFormat {
     /// Appends the timestamp for `t`, as a JSON value (quoted for RFC 3339).
     ///
-    /// Times before 1970 are written as 1970-01-01T00:00:00Z (0 for the Unix formats); in the
-    /// RFC 3339 formats, years past 9999 as 9999 (the Unix formats write the number).
+    /// Times before 1970 are written as they are (`1969-12-31T23:59:59.500Z`, `-500` ms); in the
+    /// RFC 3339 formats, years past 9999 as the last nanosecond of 9999 and years before 0000
+    /// as its first (the Unix formats write the number).
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
@@ -129,13 +159,20 @@ impl TimestampFormat {
                 return self.write_number(out, t);
             }
         };
-        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-        // The date and time of day change once a second: formatted once per second per thread.
-        let (cached_secs, mut b) = LAST_SECOND.with(std::cell::Cell::get);
-        let mut nanos = nanos;
-        if cached_secs != secs {
-            (b, nanos) = format_second(secs, nanos);
+        let (mut b, mut nanos);
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => {
+                let secs = d.as_secs();
+                nanos = d.subsec_nanos();
+                // The date and time of day change once a second: formatted once per second
+                // per thread.
+                let cached_secs;
+                (cached_secs, b) = LAST_SECOND.with(std::cell::Cell::get);
+                if cached_secs != secs {
+                    (b, nanos) = format_second(secs, nanos);
+                }
+            }
+            Err(e) => (b, nanos) = format_second_before_epoch(e.duration()),
         }
         // The 9 fractional digits from the top: `x / 2^57` is `nanos / 10^8` with a fraction
         // accurate to better than `10^-8` (the error is below `10^9 / 2^57`), so each step's
@@ -157,7 +194,18 @@ impl TimestampFormat {
     /// then needs fewer registers).
     #[inline(never)]
     fn write_number(self, out: &mut Vec<u8>, t: SystemTime) {
-        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let per_second = if self == TimestampFormat::UnixMillis {
+            1_000
+        } else {
+            1_000_000_000
+        };
+        let d = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d,
+            Err(e) => {
+                let (units, _) = before_epoch(e.duration(), per_second);
+                return crate::json::write_i128(out, units);
+            }
+        };
         let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
         // In `u128`: a clock past the year 584 million must not overflow.
         let (secs, nanos) = (u128::from(secs), u128::from(nanos));
@@ -175,6 +223,73 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use time::format_description::well_known::Rfc3339;
+
+    /// Times before 1970 keep their date and their sign, as the `time` crate writes them.
+    #[test]
+    fn times_before_1970_are_written_as_they_are() {
+        let cases: [(Duration, &str, i128, i128); 4] = [
+            (
+                Duration::from_millis(500),
+                "1969-12-31T23:59:59.500000000Z",
+                -500,
+                -500_000_000,
+            ),
+            (
+                Duration::new(0, 500_100_000),
+                "1969-12-31T23:59:59.499900000Z",
+                -501,
+                -500_100_000,
+            ),
+            (
+                Duration::new(86_400 * 365, 0),
+                "1969-01-01T00:00:00.000000000Z",
+                -31_536_000_000,
+                -31_536_000_000_000_000,
+            ),
+            (
+                Duration::new(4_102_444_800 - 1, 999_999_999),
+                "1840-01-01T00:00:00.000000001Z",
+                -4_102_444_800_000,
+                -4_102_444_799_999_999_999,
+            ),
+        ];
+        for (before, text, millis, nanos) in cases {
+            let t = UNIX_EPOCH - before;
+            let reference = time::OffsetDateTime::from(t).format(&Rfc3339).unwrap();
+            let mut out = Vec::new();
+            TimestampFormat::Rfc3339Nanos.write(&mut out, t);
+            assert_eq!(out, format!("\"{text}\"").as_bytes(), "{before:?}");
+            // The same instant as the `time` crate's text (which drops trailing zeros).
+            let ours = time::OffsetDateTime::parse(text, &Rfc3339).unwrap();
+            assert_eq!(
+                ours,
+                time::OffsetDateTime::parse(&reference, &Rfc3339).unwrap()
+            );
+            out.clear();
+            TimestampFormat::Rfc3339Millis.write(&mut out, t);
+            assert_eq!(
+                out,
+                format!("\"{}Z\"", &text[..23]).as_bytes(),
+                "{before:?}"
+            );
+            out.clear();
+            TimestampFormat::UnixMillis.write(&mut out, t);
+            assert_eq!(out, millis.to_string().as_bytes(), "{before:?}");
+            out.clear();
+            TimestampFormat::UnixNanos.write(&mut out, t);
+            assert_eq!(out, nanos.to_string().as_bytes(), "{before:?}");
+        }
+        // Before year 0: its first nanosecond.
+        let t = UNIX_EPOCH - Duration::new(62_167_219_200 + 86_400, 0);
+        let mut out = Vec::new();
+        TimestampFormat::Rfc3339Micros.write(&mut out, t);
+        assert_eq!(out, br#""0000-01-01T00:00:00.000000Z""#);
+        // The next line of the thread, at a time after 1970, is not taken from a cache the
+        // earlier time filled.
+        out.clear();
+        TimestampFormat::Rfc3339Millis.write(&mut out, UNIX_EPOCH + Duration::from_millis(1));
+        assert_eq!(out, br#""1970-01-01T00:00:00.001Z""#);
+    }
 
     #[test]
     fn epoch_numbers_of_far_future_times_do_not_overflow() {
@@ -273,12 +388,5 @@ mod tests {
             TimestampFormat::Rfc3339Micros.write(&mut out, t);
             assert_eq!(out, br#""9999-12-31T23:59:59.999999Z""#);
         }
-    }
-
-    #[test]
-    fn before_epoch_is_clamped() {
-        let mut out = Vec::new();
-        TimestampFormat::Rfc3339Millis.write(&mut out, UNIX_EPOCH - Duration::from_secs(5));
-        assert_eq!(out, br#""1970-01-01T00:00:00.000Z""#);
     }
 }
