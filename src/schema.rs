@@ -426,7 +426,7 @@ impl Schema {
     /// # use traceline::Schema;
     /// # #[cfg(feature = "install")] {
     /// let line = traceline::doc_support::sample_line(Schema::ecs());
-    /// assert_eq!(line, r#"{"@timestamp":"2026-11-25T10:32:03.123456789Z","log.level":"INFO","message":"order created","log.logger":"orders","trace.id":"4bf92f3577b34da6a3ce929d0e0e4736","span.id":"00f067aa0ba902b7","transaction.id":"00f067aa0ba902b7","service.name":"orders","event.dataset":"orders","ecs.version":"1.6.0","order.item_count":3,"order.customer_id":42}"#);
+    /// assert_eq!(line, r#"{"@timestamp":"2026-11-25T10:32:03.123456789Z","log.level":"INFO","message":"order created","log.logger":"orders","trace.id":"4bf92f3577b34da6a3ce929d0e0e4736","span.id":"00f067aa0ba902b7","transaction.id":"00f067aa0ba902b7","service.name":"orders","event.dataset":"orders","ecs.version":"1.12.0","order.item_count":3,"order.customer_id":42}"#);
     /// # }
     /// ```
     ///
@@ -671,12 +671,14 @@ impl Schema {
     }
 }
 
-/// The ECS version the [`Schema::ecs`] preset declares.
+/// The ECS version the [`Schema::ecs`] preset declares: the last 1.x minor release (the line the
+/// ecs-logging spec is written for), which has every field the preset writes
+/// (`http.request.id` came in 1.9, `service.environment` in 1.11).
 ///
 /// ```
-/// assert_eq!(traceline::schema::ECS_VERSION, "1.6.0");
+/// assert_eq!(traceline::schema::ECS_VERSION, "1.12.0");
 /// ```
-pub const ECS_VERSION: &str = "1.6.0";
+pub const ECS_VERSION: &str = "1.12.0";
 
 impl Schema {
     /// The key written for `key`, or `None` when it is switched off.
