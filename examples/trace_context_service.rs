@@ -42,7 +42,9 @@ async fn main() {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     tracing_subscriber::registry()
         // The service's own lines; hyper's and axum's per-connection TRACE lines would bury
-        // them. `RUST_LOG` overrides.
+        // them. `RUST_LOG` overrides: keep traceline's spans in it (`warn,traceline=info`), as
+        // a filter that turns off the INFO request and client spans turns propagation off too.
+        // (`traceline::init()` keeps them on whatever the filter says.)
         .with(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -60,7 +60,10 @@
 //!   else runs inside the request span.
 //! - The request span needs the OpenTelemetry layer in the subscriber to have ids, and to be
 //!   visible to it (not filtered out) for the caller's trace to continue: a service without the
-//!   OpenTelemetry layer does not pass the caller's `traceparent` on.
+//!   OpenTelemetry layer does not pass the caller's `traceparent` on. In a subscriber built by
+//!   hand, a filter such as `RUST_LOG=warn` turns the INFO request and client spans off, and
+//!   with them the propagation: keep them with a directive for their target
+//!   (`warn,traceline=info`). `traceline::init()` keeps them on whatever the filter says.
 
 mod client;
 mod server;
