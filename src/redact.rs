@@ -253,6 +253,13 @@ impl Redaction {
     }
 }
 
+/// Whether the default deny list redacts a field (or a URL query parameter) called `name`.
+#[cfg(feature = "http")]
+pub(crate) fn denied_by_default(name: &str) -> bool {
+    static DEFAULT: std::sync::LazyLock<Redaction> = std::sync::LazyLock::new(Redaction::default);
+    DEFAULT.is_denied(name)
+}
+
 /// `name`, normalized, is `normalized`.
 fn same_name(name: &[u8], normalized: &[u8]) -> bool {
     name.len() == normalized.len()

@@ -978,7 +978,7 @@ async fn the_client_spans_url_has_no_credentials_or_signatures() {
         .layer(PropagateLayer::new())
         .service(recording_client(Arc::new(Mutex::new(None)), StatusCode::OK));
     let req = Request::get(
-        "http://alice:s3cr3t-pw@db.internal:8080/q?page=2&X-Goog-Signature=abc123&sig=def456",
+        "http://alice:s3cr3t-pw@db.internal:8080/q?page=2&X-Goog-Signature=abc123&sig=def456&apiKey=k-789",
     )
     .body(())
     .unwrap();
@@ -990,9 +990,9 @@ async fn the_client_spans_url_has_no_credentials_or_signatures() {
         .unwrap();
     assert_eq!(
         line["url.full"],
-        "http://REDACTED:REDACTED@db.internal:8080/q?page=2&X-Goog-Signature=REDACTED&sig=REDACTED"
+        "http://REDACTED:REDACTED@db.internal:8080/q?page=2&X-Goog-Signature=REDACTED&sig=REDACTED&apiKey=REDACTED"
     );
-    for secret in ["s3cr3t-pw", "alice", "abc123", "def456"] {
+    for secret in ["s3cr3t-pw", "alice", "abc123", "def456", "k-789"] {
         assert!(!capture.text().contains(secret), "{secret} written");
     }
 }
@@ -3537,7 +3537,8 @@ async fn the_server_span_exports_the_user_agent_within_a_bound() {
 }
 
 /// The server span exports the request's query as `url.query` (without the `?`), with the
-/// values of the signature parameters OpenTelemetry names replaced by `REDACTED`, cut to 2048
+/// values of the signature parameters OpenTelemetry names, and of those the default deny list
+/// names, replaced by `REDACTED`, cut to 2048
 /// bytes; a request without a query has none; and it is not a field on the lines.
 #[tokio::test(flavor = "current_thread")]
 async fn the_server_span_exports_the_query_with_signatures_redacted() {
@@ -3546,6 +3547,7 @@ async fn the_server_span_exports_the_query_with_signatures_redacted() {
     let long = format!("q={}&sig=secret", "a".repeat(3000));
     let requests = [
         "/signed?q=rust&sig=abc&Signature=x%2By&page=2&flag&AWSAccessKeyId=AKIA&X-Goog-Signature=g",
+        "/oauth?access_token=tok-1&api_key=k-2&client_secret=s-3&tokens_used=4&state=xyz",
         "/plain",
         "/empty?",
         &format!("/long?{long}"),
@@ -3561,6 +3563,11 @@ async fn the_server_span_exports_the_query_with_signatures_redacted() {
         [
             "q=rust&sig=REDACTED&Signature=REDACTED&page=2&flag&AWSAccessKeyId=REDACTED&X-Goog-Signature=REDACTED"
         ]
+    );
+    // The names the default deny list redacts in fields, too.
+    assert_eq!(
+        query("/oauth"),
+        ["access_token=REDACTED&api_key=REDACTED&client_secret=REDACTED&tokens_used=4&state=xyz"]
     );
     assert_eq!(query("/plain"), Vec::<String>::new());
     assert_eq!(query("/empty"), [""]);

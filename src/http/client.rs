@@ -245,7 +245,8 @@ where
 
 /// A request's URI as `url.full` is written: credentials in it are replaced by `REDACTED`, and
 /// so are the values of the query parameters that carry signatures (`AWSAccessKeyId`,
-/// `Signature`, `sig`, `X-Goog-Signature`), as OpenTelemetry's URL conventions say.
+/// `Signature`, `sig`, `X-Goog-Signature`), as OpenTelemetry's URL conventions say, and of
+/// those the default deny list names (`access_token`, `api_key`…).
 struct UrlFull<'a>(&'a http::Uri);
 
 impl std::fmt::Display for UrlFull<'_> {

@@ -282,8 +282,9 @@ fn url_query(uri: &http::Uri) -> Option<String> {
 
 /// A URL's query as OpenTelemetry's URL conventions say to export it (`url.query`, and the
 /// query of `url.full`): the values of the parameters that carry signatures
-/// (`AWSAccessKeyId`, `Signature`, `sig`, `X-Goog-Signature`) replaced by `REDACTED`, the rest
-/// as sent.
+/// (`AWSAccessKeyId`, `Signature`, `sig`, `X-Goog-Signature`) replaced by `REDACTED`, and so
+/// are those of the parameters the default deny list names (`access_token`, `api_key`,
+/// `password`…, see [`Redaction`](crate::Redaction)); the rest as sent.
 struct RedactedQuery<'a>(&'a str);
 
 impl std::fmt::Display for RedactedQuery<'_> {
@@ -293,7 +294,9 @@ impl std::fmt::Display for RedactedQuery<'_> {
                 f.write_str("&")?;
             }
             match pair.split_once('=') {
-                Some((key, _)) if SIGNATURE_PARAMS.contains(&key) => {
+                Some((key, _))
+                    if SIGNATURE_PARAMS.contains(&key) || crate::redact::denied_by_default(key) =>
+                {
                     write!(f, "{key}=REDACTED")?;
                 }
                 _ => f.write_str(pair)?,
