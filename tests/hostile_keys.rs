@@ -651,12 +651,7 @@ fn a_field_renamed_into_another_scopes_key_loses_no_value() {
             for (i, name) in shape.iter().enumerate() {
                 if name.is_some() {
                     let want = format!("value-{i}");
-                    let n = v
-                        .as_object()
-                        .unwrap()
-                        .values()
-                        .filter(|v| **v == *want)
-                        .count();
+                    let n = times_written(&v, &want);
                     if n != 1 {
                         failures.push(format!("{preset} {shape:?}: {want} {n} times: {line}"));
                     }
@@ -665,6 +660,15 @@ fn a_field_renamed_into_another_scopes_key_loses_no_value() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// How many top-level keys of `line` hold the string `value`.
+fn times_written(line: &serde_json::Value, value: &str) -> usize {
+    line.as_object()
+        .unwrap()
+        .values()
+        .filter(|v| *v == value)
+        .count()
 }
 
 /// A span field moved past a renamed field of another name still shadows a field of its own
@@ -759,12 +763,7 @@ fn fields_of_any_scope_are_never_dotted_kin() {
             for (i, names) in shape.iter().enumerate() {
                 for j in 0..names.len() {
                     let want = format!("value-{i}-{j}");
-                    let n = v
-                        .as_object()
-                        .unwrap()
-                        .values()
-                        .filter(|v| **v == *want)
-                        .count();
+                    let n = times_written(&v, &want);
                     if n != 1 {
                         failures.push(format!("{preset} {shape:?}: {want} {n} times: {line}"));
                     }

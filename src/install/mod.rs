@@ -667,23 +667,21 @@ impl Builder {
                 }
             }
         }
-        if !directives.names("traceline::error") {
-            // The line `record_error` writes is the application's error: kept by a filter
-            // that does not name it (`myapp=debug`, `…,traceline::http::access=warn`).
-            let level = directives.capped(LevelFilter::ERROR);
-            let directive = format!("traceline::error={level}")
-                .parse()
-                .expect("valid directive");
-            filter = filter.add_directive(directive);
-        }
-        if !directives.names("traceline::install") {
-            // The WARN saying lines were dropped: a filter that keeps only the application's
-            // targets (`myapp=info`) must not hide that its lines are being lost.
-            let level = directives.capped(LevelFilter::WARN);
-            let directive = format!("traceline::install={level}")
-                .parse()
-                .expect("valid directive");
-            filter = filter.add_directive(directive);
+        // Kept by a filter that does not name them (`myapp=debug`,
+        // `…,traceline::http::access=warn`): the line `record_error` writes, the application's
+        // error; and the WARN saying lines were dropped, which a filter that keeps only the
+        // application's targets must not hide.
+        for (target, cap) in [
+            ("traceline::error", LevelFilter::ERROR),
+            ("traceline::install", LevelFilter::WARN),
+        ] {
+            if !directives.names(target) {
+                let level = directives.capped(cap);
+                let directive = format!("{target}={level}")
+                    .parse()
+                    .expect("valid directive");
+                filter = filter.add_directive(directive);
+            }
         }
 
         let disabled = match self.sdk_disabled {
