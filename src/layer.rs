@@ -36,13 +36,7 @@ use crate::timestamp::TimestampFormat;
 /// });
 /// ```
 pub fn layer() -> Layer {
-    Layer::new(stdout_lock as fn() -> io::StdoutLock<'static>)
-}
-
-/// Standard output, locked for as long as one line takes to write: a line the terminal or pipe
-/// takes in several pieces is never mixed with another thread's.
-fn stdout_lock() -> io::StdoutLock<'static> {
-    io::stdout().lock()
+    Layer::new(crate::StdoutLine::lock as fn() -> crate::StdoutLine)
 }
 
 /// A layer setting that changes the schema, kept to be applied again by `with_schema`.
@@ -91,7 +85,7 @@ type SchemaEdit = std::sync::Arc<dyn Fn(Schema) -> Schema + Send + Sync>;
 /// the swap). A swapped-in layer finds it through spans made after the swap: a correlation
 /// scope made before the swap and entered before any such span (hidden from OpenTelemetry, as
 /// `init()` has it) does not yet keep the spans made inside it in its trace.
-pub struct Layer<W = fn() -> io::StdoutLock<'static>> {
+pub struct Layer<W = fn() -> crate::StdoutLine> {
     make_writer: W,
     schema: Schema,
     compiled: Compiled,

@@ -81,7 +81,7 @@ pub use ids::otel;
 #[cfg(feature = "install")]
 pub use install::{Guard, InitError, builder, init, init_or_panic};
 pub use layer::{DEFAULT_MAX_FIELD_LEN, DEFAULT_MAX_LINE_LEN, Layer, TRUNCATED_KEY, layer};
-pub use output::Stats;
+pub use output::{Stats, StdoutLine};
 pub use redact::Redaction;
 pub use schema::{ErrorLayout, FieldLayout, FlagsFormat, IdFormat, Key, Schema, UnknownSchema};
 pub use timestamp::TimestampFormat;

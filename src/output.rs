@@ -26,6 +26,72 @@ pub(crate) const FINISH_LINE_WAIT: Duration = Duration::from_secs(2);
 /// The shortest time between two diagnostics on stderr.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(10);
 
+/// Standard output as traceline writes lines to it (the writer of [`layer()`](crate::layer),
+/// and of `init()`'s stdout writer): locked for the whole line, so that no other thread's
+/// line, nor `print!` output, is mixed into it; what `print!` left in std's buffer written out
+/// first; then the line written to the file descriptor itself, unbuffered (on Unix).
+///
+/// A line the pipe takes only in part is then known to be cut, and is finished or dropped
+/// as the write guarantees say, where std's line buffer would keep its tail, report it as
+/// written, and lose it if the process ended before anything else was printed. A closed
+/// standard output is an error (counted, said once on stderr), where std's `Stdout` takes
+/// every write as done.
+///
+/// ```
+/// use std::io::Write;
+///
+/// let mut out = traceline::StdoutLine::lock();
+/// out.write_all(b"{\"message\":\"hello\"}\n").unwrap();
+/// ```
+pub struct StdoutLine {
+    lock: io::StdoutLock<'static>,
+    flushed: bool,
+}
+
+impl StdoutLine {
+    /// Locks standard output for one line.
+    ///
+    /// ```
+    /// let layer = traceline::layer().with_writer(traceline::StdoutLine::lock);
+    /// # let _ = layer;
+    /// ```
+    pub fn lock() -> StdoutLine {
+        StdoutLine {
+            lock: io::stdout().lock(),
+            flushed: false,
+        }
+    }
+}
+
+impl fmt::Debug for StdoutLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StdoutLine")
+    }
+}
+
+impl Write for StdoutLine {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.flushed {
+            // `print!` output before this line goes out before it.
+            self.lock.flush()?;
+            self.flushed = true;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd;
+            Ok(rustix::io::write(self.lock.as_fd(), buf)?)
+        }
+        #[cfg(not(unix))]
+        {
+            self.lock.write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.lock.flush()
+    }
+}
+
 /// What happened to the lines of a [`Layer`](crate::Layer) (or of
 /// `init()`'s writer): how many were written, how many were dropped, and how
 /// many writes failed. Cheap to clone; every clone reads the same counters.

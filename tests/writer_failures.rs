@@ -204,6 +204,59 @@ fn child_entry() {
                 bad
             );
         }
+        // Standard output is a non-blocking pipe with 8 KiB of room: a line of 9 KB is taken
+        // in part, the rest once a reader drains the pipe. Prints whether the whole line,
+        // newline included, reached the reader while nothing more was written to stdout.
+        "stdout_tail" => {
+            let (mut reader, writer) = non_blocking_pipe();
+            io::stdout().flush().unwrap();
+            // SAFETY: as in "epipe": descriptors this process owns, stdout restored after.
+            let saved = unsafe { libc::dup(1) };
+            assert!(unsafe { libc::dup2(writer.as_raw_fd(), 1) } == 1);
+            let page = [b'#'; 4096];
+            let mut filled = 0;
+            loop {
+                match (&writer).write(&page) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            drop(writer);
+            let mut room = vec![0u8; 8192];
+            reader.read_exact(&mut room).unwrap();
+            let filler = filled - room.len();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                let mut all = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = reader.read(&mut chunk) {
+                    all.extend_from_slice(&chunk[..n]);
+                    if n == 0 || all.len() > filler && all.ends_with(b"\n") {
+                        break;
+                    }
+                }
+                let _ = tx.send(all.split_off(filler.min(all.len())));
+            });
+            let layer = traceline::layer().log_internal_errors(false);
+            let stats = layer.stats();
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                info!(pad = "p".repeat(9_000).as_str(), "big line")
+            });
+            let line = rx.recv_timeout(Duration::from_secs(3)).unwrap_or_default();
+            let whole = line.ends_with(b"\n")
+                && serde_json::from_slice::<serde_json::Value>(&line)
+                    .is_ok_and(|v| v["pad"].as_str().is_some_and(|p| p.len() == 9_000));
+            assert!(unsafe { libc::dup2(saved, 1) } == 1);
+            println!(
+                "STATS {} {} {} {}",
+                stats.lines_written(),
+                stats.lines_dropped(),
+                stats.write_errors(),
+                u64::from(whole)
+            );
+        }
         // A non-blocking output that takes part of every line and then fails for good, and a
         // shutdown timeout shorter than the time a started line is given.
         "cut_at_shutdown" => {
@@ -227,6 +280,21 @@ fn child_entry() {
         }
         other => panic!("unknown scenario {other}"),
     }
+}
+
+/// A line that standard output (a non-blocking pipe) takes only in part is finished by
+/// traceline's own write loop once the reader drains the pipe: its last bytes are not left
+/// behind in std's line buffer, counted as written and out only when something else is
+/// printed.
+#[test]
+fn a_line_stdout_takes_in_part_reaches_the_reader_whole() {
+    let out = support::run(ENTRY, "stdout_tail", &[]);
+    assert_eq!(
+        stats_numbers(&out.stdout),
+        [1, 0, 0, 1],
+        "written, dropped, errors, whole line read; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Takes the first 20 bytes of a line, then fails on every call.

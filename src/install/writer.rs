@@ -254,7 +254,7 @@ impl Writer {
         if !self.non_blocking {
             // Locked per line: a line the output takes in pieces is never mixed with another.
             let make = match self.target {
-                Target::Stdout => BoxMakeWriter::new(|| std::io::stdout().lock()),
+                Target::Stdout => BoxMakeWriter::new(crate::StdoutLine::lock),
                 Target::Stderr => BoxMakeWriter::new(|| std::io::stderr().lock()),
                 Target::File {
                     dir,
@@ -285,7 +285,7 @@ impl Writer {
         let out = match self.target {
             // Locked for each whole line, as the blocking writer does: a line the output takes
             // in pieces is never mixed with another thread's output.
-            Target::Stdout => Out::PerLine(BoxMakeWriter::new(|| std::io::stdout().lock())),
+            Target::Stdout => Out::PerLine(BoxMakeWriter::new(crate::StdoutLine::lock)),
             Target::Stderr => Out::PerLine(BoxMakeWriter::new(|| std::io::stderr().lock())),
             Target::File {
                 dir,
