@@ -257,6 +257,20 @@ fn child_entry() {
                 u64::from(whole)
             );
         }
+        // Standard output closed (descriptor 1 not open): every line is lost, and counted so.
+        "stdout_closed" => {
+            io::stdout().flush().unwrap();
+            // SAFETY: as in "epipe": descriptors this process owns, stdout restored after.
+            let saved = unsafe { libc::dup(1) };
+            assert!(unsafe { libc::close(1) } == 0);
+            let layer = traceline::layer().log_internal_errors(false);
+            let stats = layer.stats();
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                log_lines(10)
+            });
+            assert!(unsafe { libc::dup2(saved, 1) } == 1);
+            print_stats(&stats);
+        }
         // A non-blocking output that takes part of every line and then fails for good, and a
         // shutdown timeout shorter than the time a started line is given.
         "cut_at_shutdown" => {
@@ -295,6 +309,14 @@ fn a_line_stdout_takes_in_part_reaches_the_reader_whole() {
         "written, dropped, errors, whole line read; stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Lines logged while standard output is closed are counted as dropped, each with its write
+/// error, not as written (std's `Stdout` takes a write to a closed descriptor as done).
+#[test]
+fn lines_to_a_closed_stdout_are_counted_as_dropped() {
+    let ((written, dropped, errors), stderr) = child_stats("stdout_closed");
+    assert_eq!((written, dropped, errors), (0, 10, 10), "{stderr}");
 }
 
 /// Takes the first 20 bytes of a line, then fails on every call.
