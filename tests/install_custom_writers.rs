@@ -186,6 +186,20 @@ fn child_entry() {
             }
             drop(guard); // "spans are exported, queued lines written"
         }
+        "bufwriter_after_guard" => {
+            let path = std::env::var("TRACELINE_TEST_FILE").unwrap();
+            let file = std::fs::File::create(&path).unwrap();
+            let w = Writer::custom(Mutex::new(std::io::BufWriter::new(file)));
+            let guard = traceline::builder().writer(w).try_init().unwrap();
+            tracing::info!(i = 0, "line");
+            drop(guard);
+            // A request still finishing on another thread, then one on this thread; the
+            // process then ends without anything else flushing the writer.
+            std::thread::spawn(|| tracing::info!(i = 1, "line"))
+                .join()
+                .unwrap();
+            tracing::info!(i = 2, "line");
+        }
         s @ ("logging_writer_wait_when_full" | "logging_writer_lossy") => {
             let w = Writer::custom(LoggingWriter).queue_limit(1);
             let w = if s.ends_with("lossy") {
@@ -336,6 +350,18 @@ fn dropping_the_guard_flushes_a_buffered_custom_writer() {
         let text = file_written_by(scenario);
         assert_eq!(text.lines().count(), 3, "{scenario}: file holds {text:?}");
     }
+}
+
+/// Lines logged after the guard is dropped still reach a buffered custom writer's output:
+/// the global subscriber is never dropped, so nothing would flush them later.
+#[test]
+fn lines_after_the_guard_reach_a_buffered_custom_writers_output() {
+    let text = file_written_by("bufwriter_after_guard");
+    let numbers: Vec<u64> = support::json_lines(text.as_bytes())
+        .iter()
+        .map(|l| l["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [0, 1, 2], "file holds {text:?}");
 }
 
 /// README: "A value or writer that logs while its line is being formatted or written neither

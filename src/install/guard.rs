@@ -244,7 +244,7 @@ fn stop_output(
         worker.stop(timeout);
     }
     if let Some(flush) = flush {
-        flush.run();
+        flush.finish();
     }
 }
 

@@ -264,15 +264,14 @@ impl Writer {
                 Target::Custom(m) => {
                     // Kept by the guard too, which flushes it (a `BufWriter` inside, say) when
                     // it is dropped: the global subscriber never is.
-                    let shared = Arc::new(m);
-                    let flush = Flush(Box::new({
-                        let shared = shared.clone();
-                        move || flush_all(&shared)
-                    }));
+                    let shared = Arc::new(SharedMake {
+                        make: m,
+                        after_guard: AtomicBool::new(false),
+                    });
                     return Ok(Built {
-                        make: BoxMakeWriter::new(SharedMakeWriter(shared)),
+                        make: BoxMakeWriter::new(SharedMakeWriter(shared.clone())),
                         worker: None,
-                        flush: Some(flush),
+                        flush: Some(Flush(shared)),
                     });
                 }
             };
@@ -1168,26 +1167,72 @@ impl Write for LockedFileWriter<'_> {
 }
 
 /// A custom `MakeWriter` shared between the layer and the guard, which flushes it.
-struct SharedMakeWriter(Arc<BoxMakeWriter>);
+struct SharedMakeWriter(Arc<SharedMake>);
+
+struct SharedMake {
+    make: BoxMakeWriter,
+    /// Set once the guard is gone (or shut down): each line's writer is then flushed as it is
+    /// let go, since no one will flush the writer later.
+    after_guard: AtomicBool,
+}
 
 impl<'a> MakeWriter<'a> for SharedMakeWriter {
-    type Writer = <BoxMakeWriter as MakeWriter<'a>>::Writer;
+    type Writer = FlushedAfterGuard<'a, <BoxMakeWriter as MakeWriter<'a>>::Writer>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.0.make_writer()
+        FlushedAfterGuard {
+            inner: self.0.make.make_writer(),
+            after_guard: &self.0.after_guard,
+        }
     }
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        self.0.make_writer_for(meta)
+        FlushedAfterGuard {
+            inner: self.0.make.make_writer_for(meta),
+            after_guard: &self.0.after_guard,
+        }
+    }
+}
+
+/// A custom writer for one line; flushed as it is let go once the guard is gone, so that a
+/// line logged after that (a request still finishing on another thread) does not stay in a
+/// buffer (a `BufWriter`) that nothing flushes any more.
+struct FlushedAfterGuard<'a, W: Write> {
+    inner: W,
+    after_guard: &'a AtomicBool,
+}
+
+impl<W: Write> Write for FlushedAfterGuard<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for FlushedAfterGuard<'_, W> {
+    fn drop(&mut self) {
+        if self.after_guard.load(Ordering::Acquire) {
+            let _ = self.inner.flush();
+        }
     }
 }
 
 /// Flushes a blocking custom writer (run by the guard).
-pub(crate) struct Flush(Box<dyn Fn() + Send + Sync>);
+pub(crate) struct Flush(Arc<SharedMake>);
 
 impl Flush {
     pub(crate) fn run(&self) {
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| (self.0)()));
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| flush_all(&self.0.make)));
+    }
+
+    /// The guard is going: from now on each line is flushed as its writer is let go, and what
+    /// the writer holds now is flushed.
+    pub(crate) fn finish(&self) {
+        self.0.after_guard.store(true, Ordering::Release);
+        self.run();
     }
 }
 
