@@ -338,7 +338,7 @@ pub(crate) struct Entry {
     pub(crate) depth: Depth,
     pub(crate) start: u32,
     pub(crate) end: u32,
-    /// The key's [`key_bit`].
+    /// The key's [`line_bits`].
     pub(crate) bit: u64,
     /// The key's [`parent_bits`].
     pub(crate) parents: u64,
@@ -354,6 +354,15 @@ pub(crate) fn key_bit(prefix: &str, depth: Depth, name: &str) -> u64 {
     let first = if depth > 0 { p.first() } else { n.first() };
     let last = n.last().or(if depth > 0 { p.last() } else { None });
     bit_of(len, *first.unwrap_or(&0), *last.unwrap_or(&0))
+}
+
+/// The bits a field's key takes on a line: its [`key_bit`], and the bit of its bare name (the
+/// same for a key without a prefix). Two fields of one name share a bit whatever prefixes their
+/// keys took, so a field of the event or an inner span is always compared with an outer one of
+/// its name, which it hides.
+#[inline]
+pub(crate) fn line_bits(prefix: &str, depth: Depth, name: &str) -> u64 {
+    key_bit(prefix, depth, name) | key_bit(prefix, 0, name)
 }
 
 /// [`key_bit`] of a key `len` bytes long, from its first and last bytes.
@@ -790,7 +799,7 @@ pub(crate) fn merge(
             depth,
             start,
             end: buf.len() as u32,
-            bit: key_bit(prefix, depth, name),
+            bit: line_bits(prefix, depth, name),
             parents: parent_bits(prefix, depth, name),
         });
     }
@@ -935,7 +944,7 @@ pub(crate) struct CallsiteKeys {
     target: Piece<HEAD_PIECE>,
     /// Whether this is a callsite of events bridged from the `log` crate.
     pub(crate) from_log: bool,
-    /// The [`key_bit`]s of every key the callsite's fields may take (of the cached fields).
+    /// The [`line_bits`] of every key the callsite's fields may take (of the cached fields).
     pub(crate) key_bits: u64,
     /// The [`parent_bits`] of the same keys.
     pub(crate) parent_bits: u64,
@@ -1004,7 +1013,7 @@ impl CallsiteKeys {
                     seen.iter().any(|&s| clashes(prefix, s, k))
                 });
                 seen.push((depth, name));
-                key_bits |= key_bit(prefix, depth, name);
+                key_bits |= line_bits(prefix, depth, name);
                 parent_key_bits |= parent_bits(prefix, depth, name);
             }
             key.clear();

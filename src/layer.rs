@@ -1669,7 +1669,7 @@ fn write_thread(buf: &mut Vec<u8>, c: &Compiled) {
     }
 }
 
-/// The keys on a flat line so far, as [`key_bit`](crate::fields::key_bit)s, and the bits of
+/// The keys on a flat line so far, as [`line_bits`](crate::fields::line_bits), and the bits of
 /// their dotted parents ([`parent_bits`](crate::fields::parent_bits)).
 struct Taken {
     keys: u64,
@@ -1678,7 +1678,7 @@ struct Taken {
 
 impl Taken {
     fn add(&mut self, prefix: &str, depth: crate::schema::Depth, name: &str) {
-        self.keys |= crate::fields::key_bit(prefix, depth, name);
+        self.keys |= crate::fields::line_bits(prefix, depth, name);
         self.parents |= crate::fields::parent_bits(prefix, depth, name);
     }
 }
@@ -1698,35 +1698,23 @@ fn add_fields_one_by_one(
     fragments: &[u8],
 ) {
     // The keys of the event and of the inner spans: only a field of those shadows one of this
-    // span (two fields of this span with one name are both written).
+    // span, by its name, whatever key either took (two fields of this span with one name are
+    // both written).
     let closer = seen.len();
     for e in entries {
         let key = (e.depth, e.name);
         if taken.keys & (e.bit | e.parents) != 0 || taken.parents & e.bit != 0 {
-            let (mut clash, mut shadowed) = (false, false);
-            for (i, &k) in seen.iter().enumerate() {
-                if crate::schema::same_key(prefix, k, key) {
-                    clash = true;
-                    shadowed |= i < closer && k.1 == e.name;
-                } else {
-                    clash = clash || crate::schema::clashes(prefix, k, key);
-                }
-            }
-            if shadowed {
+            if seen[..closer].iter().any(|&(_, name)| name == e.name) {
                 continue; // by a field of its name in the event or an inner span
             }
-            if clash {
+            if seen.iter().any(|&k| crate::schema::clashes(prefix, k, key)) {
                 // Another field's key (one renamed into this one's), or its dotted parent or
                 // child (`user` beside an event's `user.id`): this field takes the collision
-                // prefix again. Its key as it was is noted too (taken, its bits among the
-                // line's), so that a field of its name in an outer span is shadowed by it.
+                // prefix again.
                 let depth =
                     crate::fields::write_moved(buf, &c.span_reserved, prefix, e, fragments, seen);
                 taken.add(prefix, depth, e.name);
-                taken.keys |= e.bit;
-                taken.parents |= e.parents;
                 seen.push((depth, e.name));
-                seen.push(key);
                 continue;
             }
         }

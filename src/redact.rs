@@ -6,7 +6,8 @@
 //! `database_url`, `databaseurl`, `private_key` and `privatekey` (session ids and connection
 //! strings hold secrets too). A field is redacted when one of these is a word of its name, or
 //! several words in a row: at its start, at its end or in between, set apart by a separator
-//! (`.`, `_`, `-`), a camelCase hump or a digit, ignoring case and treating `-` and `_` alike.
+//! (`.`, `_`, `-`), a camelCase hump or a digit, ignoring case and treating `.`, `-` and `_`
+//! alike (`api_key` also denies `stripe.api.key` and `X-Api-Key`).
 //! `password`, `db.password`, `user_token`, `accessToken`, `DBPassword`, `X-Api-Key`,
 //! `Set-Cookie`, `http.session_id`, `sessionId`, `DATABASE_URL`, and also `secret_key`,
 //! `AWS_SECRET_ACCESS_KEY`, `password_hash`, `passwordConfirmation` and `password2` are
@@ -121,15 +122,7 @@ impl fmt::Debug for Redaction {
 }
 
 fn normalize(name: &str) -> Box<[u8]> {
-    name.bytes()
-        .map(|b| {
-            if b == b'-' {
-                b'_'
-            } else {
-                b.to_ascii_lowercase()
-            }
-        })
-        .collect()
+    name.bytes().map(normal_byte).collect()
 }
 
 impl Default for Redaction {
@@ -269,9 +262,9 @@ fn same_name(name: &[u8], normalized: &[u8]) -> bool {
             .all(|(&a, &b)| normal_byte(a) == b)
 }
 
-/// A byte as [`normalize`] makes it.
+/// A byte as [`normalize`] makes it: separators (`-`, `.`) as `_`, letters in lower case.
 fn normal_byte(b: u8) -> u8 {
-    if b == b'-' {
+    if b == b'-' || b == b'.' {
         b'_'
     } else {
         b.to_ascii_lowercase()
@@ -279,9 +272,10 @@ fn normal_byte(b: u8) -> u8 {
 }
 
 /// Whether `pattern` (normalized) is one or more whole words of `name`, ignoring ASCII case
-/// and `-` vs `_`: it starts `name` or a word in it (after a separator or a camelCase hump:
-/// `dbPassword`, and after an acronym, `DBPassword`), and ends `name` or a word in it (before a
-/// separator, a digit or a hump: `password_hash`, `password2`, `passwordHash`).
+/// and `.`, `-` vs `_`: it starts `name` or a word in it (after a separator, a digit or a
+/// camelCase hump: `oauth2token`, `dbPassword`, and after an acronym, `DBPassword`), and ends
+/// `name` or a word in it (before a separator, a digit or a hump: `password_hash`,
+/// `password2`, `passwordHash`).
 fn word_match(name: &[u8], pattern: &[u8]) -> bool {
     let (n, m) = (name.len(), pattern.len());
     if n < m || m == 0 {
@@ -303,10 +297,11 @@ fn starts_word(name: &[u8], start: usize) -> bool {
         return true;
     }
     let before = name[start - 1];
-    // A hump: an upper-case letter after a lower-case one or a digit, or the upper-case letter
-    // that starts a word after an acronym (the `P` of `DBPassword`, followed by lower case).
+    // A separator or a digit before it (`oauth2token`), or a hump: an upper-case letter after
+    // a lower-case one, or the upper-case letter that starts a word after an acronym (the `P`
+    // of `DBPassword`, followed by lower case).
     let next_lower = || name.get(start + 1).is_some_and(u8::is_ascii_lowercase);
-    !before.is_ascii_alphanumeric()
+    !before.is_ascii_alphabetic()
         || (name[start].is_ascii_uppercase() && (!before.is_ascii_uppercase() || next_lower()))
 }
 
@@ -380,6 +375,13 @@ mod tests {
             "session_id_hash",
             "password2",
             "db.password.old",
+            // Separators alike, a digit before a word.
+            "stripe.api.key",
+            "tls.private.key",
+            "database.url",
+            "db.connection.string",
+            "oauth2token",
+            "s3secret",
         ] {
             assert!(r.is_denied(yes), "{yes}");
         }

@@ -673,7 +673,7 @@ impl Schema {
 
 /// The ECS version the [`Schema::ecs`] preset declares: the last 1.x minor release (the line the
 /// ecs-logging spec is written for), which has every field the preset writes
-/// (`http.request.id` came in 1.9, `service.environment` in 1.11).
+/// (`http.request.id` came in 1.9, `service.environment` in 1.12).
 ///
 /// ```
 /// assert_eq!(traceline::schema::ECS_VERSION, "1.12.0");

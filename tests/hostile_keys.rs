@@ -794,3 +794,64 @@ fn shadowing_holds_beside_dotted_kin() {
     assert!(!values.contains(&&"outer".into()), "{line}");
     assert!(dotted_kin_keys(line).is_empty(), "{line}");
 }
+
+/// A field of the event or of an inner span hides an outer field of its name even when the
+/// two took different keys (one of them moved out of the way of a dotted relative in its own
+/// scope): the outer value is never written beside it.
+#[test]
+fn a_closer_field_hides_an_outer_one_of_its_name_whatever_keys_they_took() {
+    let s = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    // (the event's fields, the inner span's, the outer span's), and the values hidden
+    let shapes: Vec<([Vec<String>; 3], Vec<&str>)> = vec![
+        (
+            [s(&["user.id", "user"]), s(&["user"]), s(&[])],
+            vec!["value-1-0"],
+        ),
+        (
+            [s(&[]), s(&["user.id", "user"]), s(&["user"])],
+            vec!["value-2-0"],
+        ),
+        (
+            [s(&["user"]), s(&["user.id", "user"]), s(&[])],
+            vec!["value-1-1"],
+        ),
+        (
+            [s(&["a", "a.b"]), s(&["a.b", "a"]), s(&["a", "a.b"])],
+            vec!["value-1-0", "value-1-1", "value-2-0", "value-2-1"],
+        ),
+    ];
+    for (preset, schema) in presets() {
+        for (shape, hidden) in &shapes {
+            let text = run_default(schema.clone(), || {
+                let vals = |i: usize| -> Vec<String> {
+                    (0..shape[i].len())
+                        .map(|j| format!("value-{i}-{j}"))
+                        .collect()
+                };
+                let outer = span_valued(&shape[2], &vals(2));
+                let _o = outer.enter();
+                let inner = span_valued(&shape[1], &vals(1));
+                let _i = inner.enter();
+                event_valued(&shape[0], &vals(0));
+            });
+            let line = text.lines().next().unwrap();
+            assert!(bad(&format!("{line}\n")).is_none(), "{line}");
+            assert!(
+                dotted_kin_keys(line).is_empty(),
+                "{preset} {shape:?}: {line}"
+            );
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for (i, names) in shape.iter().enumerate() {
+                for j in 0..names.len() {
+                    let want = format!("value-{i}-{j}");
+                    let times = usize::from(!hidden.contains(&want.as_str()));
+                    assert_eq!(
+                        times_written(&v, &want),
+                        times,
+                        "{preset} {shape:?}: {want}: {line}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1611,20 +1611,15 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
 
     if flat {
         top.extend(event_fields);
-        // Span fields, innermost span first. A field whose key is already written by a field
-        // of its name is shadowed; one whose key clashes with a key taken otherwise (by a
-        // field of another name renamed into it, or the dotted parent or child of one) takes
-        // the collision prefix again, as often as it takes to be free, and its key as it was
-        // still counts as taken (it shadows an outer field of its name).
+        // Span fields, innermost span first. A field of the same name as one of the event or
+        // of an inner span is shadowed, whatever keys they took; one whose key clashes with a
+        // key taken (by a field of another name renamed into it, or the dotted parent or child
+        // of one) takes the collision prefix again, as often as it takes to be free.
         for m in models.iter().rev() {
             // Only the event's and the inner spans' fields shadow this span's.
             let closer = seen.len();
             for (_, name, k, e) in &m.entries {
-                if seen
-                    .iter()
-                    .enumerate()
-                    .any(|(i, (sk, n))| i < closer && sk == k && n == name)
-                {
+                if seen[..closer].iter().any(|(_, n)| n == name) {
                     continue;
                 }
                 if !seen.iter().any(|(sk, n)| clash((sk, n), (k, name))) {
@@ -1635,7 +1630,6 @@ pub fn check(plan: &Plan<'_>, out: &Output) {
                 let depth = (k.len() - name.len()) / prefix.len();
                 let moved = free_key_from(depth + 1, &prefix, name, &span_reserved, &seen);
                 seen.push((moved.clone(), name.clone()));
-                seen.push((k.clone(), name.clone()));
                 top.push((moved, e.clone()));
             }
         }
