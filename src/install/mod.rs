@@ -141,7 +141,7 @@ use tracing_subscriber::layer::{Context, Filter, Layer as _, SubscriberExt as _}
 pub use config::Protocol;
 pub use error::InitError;
 pub use guard::{Guard, OutputGuard, ShutdownError};
-pub use writer::{DEFAULT_QUEUE_LIMIT, MAX_QUEUE_LIMIT, Rotation, Writer};
+pub use writer::{DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_LIMIT, MAX_QUEUE_LIMIT, Rotation, Writer};
 
 use config::EnvLookup;
 use runtime::ExporterRuntime;

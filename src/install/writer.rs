@@ -71,6 +71,7 @@ pub struct Writer {
     target: Target,
     non_blocking: bool,
     queue_limit: usize,
+    queue_bytes: usize,
     lossy: bool,
 }
 
@@ -90,6 +91,7 @@ impl std::fmt::Debug for Writer {
             .field("target", &target)
             .field("non_blocking", &self.non_blocking)
             .field("queue_limit", &self.queue_limit)
+            .field("queue_bytes", &self.queue_bytes)
             .field("lossy", &self.lossy)
             .finish()
     }
@@ -108,6 +110,16 @@ impl Default for Writer {
 /// ```
 pub const DEFAULT_QUEUE_LIMIT: usize = 128_000;
 
+/// How many bytes of lines the non-blocking queue holds unless [`Writer::queue_bytes`] says
+/// otherwise: 64 MiB. With lines of a few hundred bytes the queue fills up by its line count
+/// first; with large ones (a request body logged whole), this keeps a stalled output from
+/// filling the memory.
+///
+/// ```
+/// assert_eq!(traceline::install::DEFAULT_QUEUE_BYTES, 64 << 20);
+/// ```
+pub const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
+
 /// The longest non-blocking queue [`Writer::queue_limit`] takes: the queue's slots are made up
 /// front (48 bytes each, about 200 MB at this length), so a longer one is refused with an
 /// [`InitError`] instead of failing to allocate.
@@ -123,6 +135,7 @@ impl Writer {
             target,
             non_blocking: false,
             queue_limit: DEFAULT_QUEUE_LIMIT,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             lossy: true,
         }
     }
@@ -221,6 +234,20 @@ impl Writer {
         self
     }
 
+    /// How many bytes of lines the non-blocking queue holds (default
+    /// [`DEFAULT_QUEUE_BYTES`]): the queue is full when either limit is reached. A line always
+    /// goes into an empty queue, whatever its length. Implies [`Writer::non_blocking`].
+    ///
+    /// ```
+    /// let w = traceline::install::Writer::stdout().queue_bytes(16 << 20);
+    /// # let _ = w;
+    /// ```
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.non_blocking = true;
+        self.queue_bytes = bytes;
+        self
+    }
+
     /// When the non-blocking queue is full, wait for room instead of dropping the line
     /// (default: drop). Implies [`Writer::non_blocking`]. A line logged by the output itself,
     /// on the background thread, never waits (that would wait for its own thread), nor does
@@ -307,7 +334,13 @@ impl Writer {
                 ),
             ));
         }
-        let (queue, worker) = Queue::start(out, self.queue_limit, self.lossy, stats, report)?;
+        let (queue, worker) = Queue::start(
+            out,
+            (self.queue_limit, self.queue_bytes),
+            self.lossy,
+            stats,
+            report,
+        )?;
         Ok(Built {
             make: BoxMakeWriter::new(queue),
             worker: Some(worker),
@@ -322,6 +355,8 @@ struct Queue {
     /// Whether lines carry their level and target to the output.
     routed: bool,
     tx: mpsc::SyncSender<Msg>,
+    /// How many bytes of lines the queue holds ([`Writer::queue_bytes`]).
+    byte_limit: usize,
     lossy: bool,
     shared: Arc<Shared>,
     stats: Stats,
@@ -340,6 +375,9 @@ struct Shared {
     /// it out of this number ([`Shared::claim`]): the writer, a logging thread whose send
     /// failed, or the shutdown, which takes all at once.
     queued: AtomicUsize,
+    /// The bytes of the lines in the channel: added before a line is sent, taken off as the
+    /// writer receives it.
+    queued_bytes: AtomicUsize,
     /// Set when the writer shuts down: lines are refused (and counted) from then on.
     closed: AtomicBool,
     /// Logging threads between their check of `closed` and the end of their send: the writer
@@ -354,6 +392,7 @@ impl Default for Shared {
         Shared {
             origin: Origin::here(),
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             sending: AtomicUsize::new(0),
             abandoned: AtomicBool::new(false),
@@ -492,7 +531,7 @@ pub(crate) fn never_wait_on_this_thread() {
 impl Queue {
     fn start(
         mut out: Out,
-        limit: usize,
+        (limit, byte_limit): (usize, usize),
         lossy: bool,
         stats: &Stats,
         report: bool,
@@ -516,6 +555,7 @@ impl Queue {
                             level,
                         } = msg
                         {
+                            shared.queued_bytes.fetch_sub(bytes.len(), Ordering::SeqCst);
                             if !shared.claim() {
                                 // Counted as dropped by a shutdown that ran out of time.
                                 return;
@@ -573,6 +613,7 @@ impl Queue {
         let queue = Queue {
             routed,
             tx: tx.clone(),
+            byte_limit,
             lossy,
             shared: shared.clone(),
             stats: stats.clone(),
@@ -589,6 +630,25 @@ impl Queue {
                 report,
             },
         ))
+    }
+}
+
+impl Queue {
+    /// Sends a line if the queue has room for it, in lines and in bytes (a line always goes
+    /// into a queue that holds no bytes); `Full` hands it back.
+    fn try_put(&self, msg: Msg) -> Result<(), mpsc::TrySendError<Msg>> {
+        let len = match &msg {
+            Msg::Line { bytes, .. } => bytes.len(),
+            Msg::Shutdown => 0,
+        };
+        let before = self.shared.queued_bytes.fetch_add(len, Ordering::SeqCst);
+        if before > 0 && before + len > self.byte_limit {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::SeqCst);
+            return Err(mpsc::TrySendError::Full(msg));
+        }
+        self.tx.try_send(msg).inspect_err(|_| {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::SeqCst);
+        })
     }
 }
 
@@ -650,7 +710,7 @@ impl Write for QueueWriter<'_> {
                 target_len: self.target_len,
                 level: self.level,
             };
-            match q.tx.try_send(msg) {
+            match q.try_put(msg) {
                 Ok(()) => Ok(()),
                 Err(mpsc::TrySendError::Disconnected(_)) => Err(Loss::Closed),
                 // A full queue in a child the fork counter missed stays full: the thread that
@@ -696,7 +756,7 @@ fn wait_for_room(q: &Queue, mut msg: Msg) -> Result<(), Loss<'static>> {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(1));
-        match q.tx.try_send(msg) {
+        match q.try_put(msg) {
             Ok(()) => return Ok(()),
             Err(mpsc::TrySendError::Full(m)) => msg = m,
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(Loss::Closed),
@@ -1273,10 +1333,20 @@ mod tests {
         lossy: bool,
         stats: &Stats,
     ) -> (Queue, Worker) {
+        queue_of_bytes_on(out, (limit, DEFAULT_QUEUE_BYTES), lossy, stats)
+    }
+
+    /// [`queue_on`], with a limit in bytes too.
+    fn queue_of_bytes_on<W: Write + Clone + Send + Sync + 'static>(
+        out: &W,
+        limits: (usize, usize),
+        lossy: bool,
+        stats: &Stats,
+    ) -> (Queue, Worker) {
         let out = out.clone();
         Queue::start(
             Out::PerLine(BoxMakeWriter::new(move || out.clone())),
-            limit,
+            limits,
             lossy,
             stats,
             false,
@@ -1420,6 +1490,42 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// The queue is bounded in bytes as well as in lines: behind a stalled output, lines of
+    /// 4000 bytes fill a budget of 10 000 after two (the line the output holds is out of the
+    /// queue), and the rest are dropped and counted; a line longer than the whole budget still
+    /// goes into an empty queue.
+    #[test]
+    fn the_queue_holds_at_most_its_bytes() {
+        let (hung, release) = Hung::new();
+        let stats = Stats::default();
+        let (queue, worker) = queue_of_bytes_on(&hung, (1000, 10_000), true, &stats);
+        let mut line = vec![b'x'; 3999];
+        line.push(b'\n');
+        queue.make_writer().write_all(&line).unwrap();
+        // The output takes the first line and holds it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queue.shared.queued.load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for _ in 0..9 {
+            queue.make_writer().write_all(&line).unwrap();
+        }
+        assert_eq!((stats.lines_written(), stats.lines_dropped()), (0, 7));
+        assert_eq!(queue.shared.queued_bytes.load(Ordering::SeqCst), 8000);
+        drop(release);
+        let mut big = vec![b'y'; 19_999];
+        big.push(b'\n');
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.lines_written() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        queue.make_writer().write_all(&big).unwrap();
+        worker.stop(Duration::from_secs(10));
+        assert_eq!((stats.lines_written(), stats.lines_dropped()), (4, 7));
+        assert_eq!(hung.out.lock().unwrap().len(), 3 * 4000 + 20_000);
+        assert_eq!(queue.shared.queued_bytes.load(Ordering::SeqCst), 0);
     }
 
     #[test]
