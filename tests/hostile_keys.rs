@@ -713,6 +713,23 @@ fn a_sibling_of_a_moved_span_field_is_not_dropped() {
     }
 }
 
+/// The line of an event with fields `shape[0]`, inside a span with fields `shape[1]`, inside one
+/// with fields `shape[2]`; field `j` of scope `i` is valued `value-{i}-{j}`.
+fn line_of_scopes(schema: &Schema, shape: &[Vec<String>; 3]) -> String {
+    run_default(schema.clone(), || {
+        let vals = |i: usize| -> Vec<String> {
+            (0..shape[i].len())
+                .map(|j| format!("value-{i}-{j}"))
+                .collect()
+        };
+        let outer = span_valued(&shape[2], &vals(2));
+        let _o = outer.enter();
+        let inner = span_valued(&shape[1], &vals(1));
+        let _i = inner.enter();
+        event_valued(&shape[0], &vals(0));
+    })
+}
+
 /// Fields of the event and of its spans, or of one of them, named so that one key is the
 /// dotted parent of another (`user` and `user.id`): every value is on the line once, under a
 /// key of its own, and no key is the dotted parent of another (stores that expand dotted keys,
@@ -738,18 +755,7 @@ fn fields_of_any_scope_are_never_dotted_kin() {
     let mut failures = Vec::new();
     for (preset, schema) in presets() {
         for shape in &shapes {
-            let text = run_default(schema.clone(), || {
-                let vals = |i: usize| -> Vec<String> {
-                    (0..shape[i].len())
-                        .map(|j| format!("value-{i}-{j}"))
-                        .collect()
-                };
-                let outer = span_valued(&shape[2], &vals(2));
-                let _o = outer.enter();
-                let inner = span_valued(&shape[1], &vals(1));
-                let _i = inner.enter();
-                event_valued(&shape[0], &vals(0));
-            });
+            let text = line_of_scopes(&schema, shape);
             let line = text.lines().next().unwrap();
             if let Some(e) = bad(&format!("{line}\n")) {
                 failures.push(format!("{preset} {shape:?}: {e}"));
@@ -822,18 +828,7 @@ fn a_closer_field_hides_an_outer_one_of_its_name_whatever_keys_they_took() {
     ];
     for (preset, schema) in presets() {
         for (shape, hidden) in &shapes {
-            let text = run_default(schema.clone(), || {
-                let vals = |i: usize| -> Vec<String> {
-                    (0..shape[i].len())
-                        .map(|j| format!("value-{i}-{j}"))
-                        .collect()
-                };
-                let outer = span_valued(&shape[2], &vals(2));
-                let _o = outer.enter();
-                let inner = span_valued(&shape[1], &vals(1));
-                let _i = inner.enter();
-                event_valued(&shape[0], &vals(0));
-            });
+            let text = line_of_scopes(&schema, shape);
             let line = text.lines().next().unwrap();
             assert!(bad(&format!("{line}\n")).is_none(), "{line}");
             assert!(
