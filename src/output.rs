@@ -350,7 +350,7 @@ impl Counters {
             let why = match loss {
                 Loss::Write(err) => format!("the writer failed ({err})"),
                 Loss::QueueFull => "the non-blocking writer's queue is full (raise \
-                     Writer::queue_limit, or use Writer::wait_when_full)"
+                     Writer::queue_limit or Writer::queue_bytes, or use Writer::wait_when_full)"
                     .to_string(),
                 Loss::Closed => {
                     "the non-blocking writer was shut down (its Guard or OutputGuard was \

@@ -334,8 +334,8 @@ impl Monitor {
                             dropped_lines = n,
                             dropped_lines_total = total,
                             "{n} log lines were dropped (the non-blocking writer's queue was full, \
-                             or its output failed); raise Writer::queue_limit or use \
-                             Writer::wait_when_full"
+                             or its output failed); raise Writer::queue_limit or \
+                             Writer::queue_bytes, or use Writer::wait_when_full"
                         );
                     }
                     if stopping {
