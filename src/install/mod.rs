@@ -545,7 +545,9 @@ impl Builder {
     /// take the lines still queued, when shutting down (default 5 s each). Lines the output has
     /// not taken by then are counted as dropped ([`Guard::stats`]), so the counts are complete
     /// once the guard is gone (but for a line whose write has not returned a second later).
-    /// `Duration::MAX` waits as long as it takes.
+    /// `Duration::MAX` waits as long as it takes. With the gRPC protocol outside a
+    /// multi-threaded tokio runtime, the exporter's own runtime then takes up to 1 s more to
+    /// stop.
     ///
     /// ```
     /// let b = traceline::builder().shutdown_timeout(std::time::Duration::from_secs(2));
