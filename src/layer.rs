@@ -1412,17 +1412,15 @@ impl<W: 'static> Layer<W> {
                             entries.iter().fold((0, 0, 0), |(m, p, s), e| {
                                 (m | e.bit, p | e.parents, s | (m & e.bit))
                             });
-                        if (taken.keys | shared) & bits == 0
-                            && taken.keys & parents == 0
-                            && taken.parents & bits == 0
+                        if shared & bits == 0
+                            && !taken.may_clash(bits, parents)
                             && entries.first().is_none_or(|e| e.start == 0)
                             && entries
                                 .last()
                                 .is_none_or(|e| e.end as usize == fragments.len())
                         {
                             debug_assert!(entries.windows(2).all(|w| w[0].end == w[1].start));
-                            taken.keys |= bits;
-                            taken.parents |= parents;
+                            taken.take(bits, parents);
                             seen.extend(entries.iter().map(|e| (e.depth, e.name)));
                             buf.extend_from_slice(fragments);
                             return;
@@ -1677,9 +1675,24 @@ struct Taken {
 }
 
 impl Taken {
+    /// Whether keys with these bits (and parents' bits) may be taken already, or be the dotted
+    /// parent or child of a key taken: when not, they surely are neither.
+    #[inline]
+    fn may_clash(&self, bits: u64, parents: u64) -> bool {
+        self.keys & (bits | parents) != 0 || self.parents & bits != 0
+    }
+
+    #[inline]
+    fn take(&mut self, bits: u64, parents: u64) {
+        self.keys |= bits;
+        self.parents |= parents;
+    }
+
     fn add(&mut self, prefix: &str, depth: crate::schema::Depth, name: &str) {
-        self.keys |= crate::fields::line_bits(prefix, depth, name);
-        self.parents |= crate::fields::parent_bits(prefix, depth, name);
+        self.take(
+            crate::fields::line_bits(prefix, depth, name),
+            crate::fields::parent_bits(prefix, depth, name),
+        );
     }
 }
 
@@ -1703,7 +1716,7 @@ fn add_fields_one_by_one(
     let closer = seen.len();
     for e in entries {
         let key = (e.depth, e.name);
-        if taken.keys & (e.bit | e.parents) != 0 || taken.parents & e.bit != 0 {
+        if taken.may_clash(e.bit, e.parents) {
             if seen[..closer].iter().any(|&(_, name)| name == e.name) {
                 continue; // by a field of its name in the event or an inner span
             }
@@ -1718,8 +1731,7 @@ fn add_fields_one_by_one(
                 continue;
             }
         }
-        taken.keys |= e.bit;
-        taken.parents |= e.parents;
+        taken.take(e.bit, e.parents);
         seen.push(key);
         buf.extend_from_slice(e.fragment(fragments));
     }

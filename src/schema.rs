@@ -968,13 +968,7 @@ fn dotted_kin(a: &str, b: &str) -> bool {
 fn prefixed_kin(key: &str, prefix: &str, depth: Depth, name: &str) -> bool {
     let p = prefix.len() * depth as usize;
     let total = p + name.len();
-    let at = |i: usize| {
-        if i < p {
-            prefix.as_bytes()[i % prefix.len()]
-        } else {
-            name.as_bytes()[i - p]
-        }
-    };
+    let at = |i: usize| spelled_byte(prefix, (depth, name), i);
     let k = key.as_bytes();
     let (short, dot) = match k.len().cmp(&total) {
         std::cmp::Ordering::Less => (k.len(), at(k.len())),
@@ -1002,8 +996,7 @@ pub(crate) fn key_is(prefix: &str, depth: Depth, name: &str, key: &str) -> bool 
 #[inline]
 pub(crate) fn same_key(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool {
     use std::cmp::Ordering::*;
-    let len = |(depth, name): (Depth, &str)| prefix.len() * depth as usize + name.len();
-    if len(a) != len(b) {
+    if spelled_len(prefix, a) != spelled_len(prefix, b) {
         return false;
     }
     match a.0.cmp(&b.0) {
@@ -1026,21 +1019,30 @@ pub(crate) fn clashes(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool 
 /// more prefixes would never part them, and every prefixed key is a child of the prefix by
 /// design.
 fn keys_kin(prefix: &str, a: (Depth, &str), b: (Depth, &str)) -> bool {
-    let len = |(depth, name): (Depth, &str)| prefix.len() * depth as usize + name.len();
-    let at = |(depth, name): (Depth, &str), i: usize| {
-        let p = prefix.len() * depth as usize;
-        if i < p {
-            prefix.as_bytes()[i % prefix.len()]
-        } else {
-            name.as_bytes()[i - p]
-        }
-    };
+    let len = |key| spelled_len(prefix, key);
+    let at = |key, i| spelled_byte(prefix, key, i);
     let (short, long) = if len(a) < len(b) { (a, b) } else { (b, a) };
     let n = len(short);
     len(long) > n
         && n > prefix.len() * long.0 as usize
         && at(long, n) == b'.'
         && (0..n).all(|i| at(short, i) == at(long, i))
+}
+
+/// The length of the (depth, name) key `prefix`×`depth` + `name`.
+#[inline]
+fn spelled_len(prefix: &str, (depth, name): (Depth, &str)) -> usize {
+    prefix.len() * depth as usize + name.len()
+}
+
+/// Byte `i` of the (depth, name) key `prefix`×`depth` + `name`, with no string built.
+fn spelled_byte(prefix: &str, (depth, name): (Depth, &str), i: usize) -> u8 {
+    let p = prefix.len() * depth as usize;
+    if i < p {
+        prefix.as_bytes()[i % prefix.len()]
+    } else {
+        name.as_bytes()[i - p]
+    }
 }
 
 /// A schema turned into the byte fragments the hot path copies.

@@ -159,21 +159,18 @@ impl TimestampFormat {
                 return self.write_number(out, t);
             }
         };
-        let (mut b, mut nanos);
-        match t.duration_since(UNIX_EPOCH) {
+        let (mut b, nanos) = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => {
-                let secs = d.as_secs();
-                nanos = d.subsec_nanos();
+                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
                 // The date and time of day change once a second: formatted once per second
                 // per thread.
-                let cached_secs;
-                (cached_secs, b) = LAST_SECOND.with(std::cell::Cell::get);
-                if cached_secs != secs {
-                    (b, nanos) = format_second(secs, nanos);
+                match LAST_SECOND.with(std::cell::Cell::get) {
+                    (cached, b) if cached == secs => (b, nanos),
+                    _ => format_second(secs, nanos),
                 }
             }
-            Err(e) => (b, nanos) = format_second_before_epoch(e.duration()),
-        }
+            Err(e) => format_second_before_epoch(e.duration()),
+        };
         // The 9 fractional digits from the top: `x / 2^57` is `nanos / 10^8` with a fraction
         // accurate to better than `10^-8` (the error is below `10^9 / 2^57`), so each step's
         // `* 100` brings the next two digits above bit 57.
@@ -194,14 +191,14 @@ impl TimestampFormat {
     /// then needs fewer registers).
     #[inline(never)]
     fn write_number(self, out: &mut Vec<u8>, t: SystemTime) {
-        let per_second = if self == TimestampFormat::UnixMillis {
-            1_000
-        } else {
-            1_000_000_000
-        };
         let d = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => d,
             Err(e) => {
+                let per_second = if self == TimestampFormat::UnixMillis {
+                    1_000
+                } else {
+                    1_000_000_000
+                };
                 let (units, _) = before_epoch(e.duration(), per_second);
                 return crate::json::write_i128(out, units);
             }
